@@ -1,0 +1,3 @@
+"""spice-twisted: a multi-client SPICE server on Twisted."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,210 @@
+"""The channel-client base: one connection of one client to one channel, after the link.
+
+Like a conch SSH channel it is a transport with a credit window: the SPICE ACK
+window (counted in messages) and the TCP/TLS transport's push-producer
+backpressure together decide when the next pipe item is written. Incoming
+messages are dispatched by name to `handle_<NAME>` methods.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import task
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..wire.enums import ChannelType
+from ..wire.framer import Framer, HeaderWriter
+from ..wire.link import LinkRequest
+from ..wire.messages import decode_body, encode_body, lookup, message
+from ..wire.schema import WireError
+
+if TYPE_CHECKING:
+    from ..server import Client, SpiceServer
+
+Body = bytes | Callable[[], bytes]
+
+
+@implementer(IPushProducer)
+class ChannelClient(Protocol):
+    """Base of every channel protocol. Subclasses set `channel_type` and add handlers."""
+
+    channel_type: ChannelType
+    handles_acks = False
+    ack_window = 20
+    ping_interval = 10.0
+    log = Logger()
+
+    def __init__(self, server: SpiceServer, client: Client, request: LinkRequest, mini_header: bool, secure: bool) -> None:
+        self.server, self.client, self.request, self.secure = server, client, request, secure
+        self.channel_id = request.channel_id
+        self.framer = Framer(mini_header)
+        self.writer = HeaderWriter(mini_header)
+        self.pipe: deque[tuple[int, Body]] = deque()
+        self.paused = False
+        self.connected = False
+        self.ack_generation = 0
+        self.ack_client_generation = 0
+        self.unacked = 0
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        self.messages_received = 0
+        self.rtt: float | None = None
+        self._pings: dict[int, int] = {}
+        self._ping_ids = itertools.count(1)
+        self._ping_loop: task.LoopingCall | None = None
+        self.connected_since = time.time()
+        self.close_reason: str | None = None
+
+    # --- identity ---------------------------------------------------------------------
+    @property
+    def mini_header(self) -> bool:
+        return self.framer.mini
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} session={self.client.session_id:#x} id={self.channel_id}>"
+
+    # --- connection lifecycle ----------------------------------------------------------
+    def connectionMade(self) -> None:
+        self.connected = True
+        self.transport.registerProducer(self, True)
+        if self.handles_acks:
+            self.set_ack(self.ack_window)
+        self.on_connected()
+        self._ping_loop = task.LoopingCall(self.ping)
+        self._ping_loop.clock = self.server.reactor
+        self._ping_loop.start(self.ping_interval, now=True)
+
+    def on_connected(self) -> None:
+        """Channel-specific start (subclasses)."""
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.connected = False
+        if self._ping_loop is not None and self._ping_loop.running:
+            self._ping_loop.stop()
+        self.pipe.clear()
+        self.on_disconnected()
+        self.server.channel_closed(self)
+
+    def on_disconnected(self) -> None:
+        """Channel-specific clean-up (subclasses)."""
+
+    def close(self, reason: str) -> None:
+        """Polite close: flush what is written, then disconnect."""
+        if self.connected and self.transport is not None:
+            self.close_reason = self.close_reason or reason
+            self.transport.loseConnection()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now (bad input, stalled reader): never waits on the peer."""
+        self.close_reason = self.close_reason or reason
+        self.log.warn("{cc}: closing: {reason}", cc=self, reason=reason)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # --- receiving --------------------------------------------------------------------
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except WireError as exc:
+            self.abort(f"protocol error: {exc}")
+            return
+        for msg_type, body in messages:
+            if not self.connected:
+                return
+            self.messages_received += 1
+            msg = lookup(self.channel_type, msg_type, from_server=False)
+            if msg is None:
+                self.abort(f"protocol error: unknown message type {msg_type} on {self.channel_type.name}")
+                return
+            try:
+                fields = decode_body(msg, body)
+            except WireError as exc:
+                self.abort(f"protocol error: {exc}")
+                return
+            handler = getattr(self, "handle_" + msg.name, None)
+            if handler is None:
+                self.log.debug("{cc}: ignoring {name}", cc=self, name=msg.name)
+            else:
+                handler(fields)
+
+    def handle_ACK_SYNC(self, fields: dict[str, Any]) -> None:
+        self.ack_client_generation = fields["generation"]
+
+    def handle_ACK(self, fields: dict[str, Any]) -> None:
+        if self.ack_client_generation == self.ack_generation:
+            self.unacked = max(0, self.unacked - self.ack_window)
+            self.drain()
+
+    def handle_PONG(self, fields: dict[str, Any]) -> None:
+        sent = self._pings.pop(fields["id"], None)
+        if sent is not None and sent == fields["timestamp"]:
+            self.rtt = (time.monotonic_ns() - sent) / 1e9
+
+    def handle_DISCONNECTING(self, fields: dict[str, Any]) -> None:
+        self.close("client disconnecting")
+
+    # --- sending ----------------------------------------------------------------------
+    def send(self, name: str, fields: dict[str, Any] | None = None) -> None:
+        """Queue one message by name; its body is encoded now (small control messages)."""
+        msg = message(self.channel_type, name)
+        self.queue(msg.id, encode_body(msg, fields or {}))
+
+    def queue(self, msg_type: int, body: Body) -> None:
+        """Append to the pipe. A callable body is marshalled only when it is written."""
+        if not self.connected:
+            return
+        self.pipe.append((msg_type, body))
+        self.drain()
+
+    def set_ack(self, window: int) -> None:
+        self.ack_generation += 1
+        self.ack_window = window
+        self.unacked = 0
+        self.pipe.appendleft((message(None, "SET_ACK").id, encode_body(message(None, "SET_ACK"), {"generation": self.ack_generation, "window": window})))
+        self.drain()
+
+    @property
+    def waiting_for_ack(self) -> bool:
+        return self.handles_acks and self.unacked > 2 * self.ack_window
+
+    def drain(self) -> None:
+        """Write pipe items while the transport and the ACK window allow."""
+        while self.pipe and self.connected and not self.paused and not self.waiting_for_ack:
+            msg_type, body = self.pipe.popleft()
+            if callable(body):
+                body = body()
+            self.transport.writeSequence([self.writer.header(msg_type, len(body)), body])
+            self.unacked += 1
+            self.messages_sent += 1
+            self.bytes_sent += self.writer.size + len(body)
+        if not self.pipe:
+            self.pipe_drained()
+
+    def pipe_drained(self) -> None:
+        """Hook: the pipe just became empty (display pipes refill from here)."""
+
+    def ping(self) -> None:
+        ping_id = next(self._ping_ids)
+        stamp = time.monotonic_ns()
+        self._pings = {k: v for k, v in self._pings.items() if k > ping_id - 4}
+        self._pings[ping_id] = stamp
+        self.send("PING", {"id": ping_id, "timestamp": stamp, "data": b""})
+
+    # --- IPushProducer (the transport tells us when its buffer is full) -----------------
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.drain()
+
+    def stopProducing(self) -> None:
+        self.paused = True

@@ -1,0 +1,100 @@
+"""Command-line options of `twistd spice`, validated up front so mistakes read as messages."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+
+from twisted.python import usage
+
+from .sources import make_source
+from .wire.enums import MAX_PASSWORD_LENGTH
+from .wire.ticket import Ticket
+
+
+def _port(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"not a port number: {value!r}") from None
+    if not 0 <= n <= 65535:
+        raise ValueError(f"port {n} out of range 0-65535")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    n = float(value)
+    if n <= 0:
+        raise ValueError("must be positive")
+    return n
+
+
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = "Serve one display to many SPICE clients (remote-viewer, spicy, spice-html5)."
+
+    optParameters = [
+        ["listen", None, "127.0.0.1", "Address to listen on."],
+        ["port", "p", 5900, "Plain TCP port (0 = none).", _port],
+        ["tls-port", "s", 0, "TLS port (0 = none); needs --cert and --key.", _port],
+        ["cert", None, None, "TLS certificate (PEM), may include the chain."],
+        ["key", None, None, "TLS private key (PEM)."],
+        ["password-file", None, None, "File holding the ticket (password)."],
+        ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
+        ["source", None, "demo", "What to show: demo, or image:PATH."],
+    ]
+    optFlags = [
+        ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
+        ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
+    ]
+
+    def postOptions(self) -> None:
+        if not self["port"] and not self["tls-port"]:
+            raise usage.UsageError("nothing to listen on: give --port or --tls-port")
+        if self["tls-port"]:
+            for name in ("cert", "key"):
+                if not self[name]:
+                    raise usage.UsageError(f"--tls-port needs --{name}")
+                if not os.path.isfile(self[name]):
+                    raise usage.UsageError(f"--{name}: no such file: {self[name]}")
+        if self["password-file"] and self["disable-ticketing"]:
+            raise usage.UsageError("--password-file and --disable-ticketing exclude each other")
+        self["ticket"] = self._ticket()
+        if not is_loopback(self["listen"]) and not self["disable-ticketing"]:
+            if not self["ticket"].enabled and not self["tls-port"]:
+                raise usage.UsageError(
+                    f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
+                    "(--password-file) nor TLS (--tls-port); pass --disable-ticketing to allow it anyway"
+                )
+        try:
+            self["source-object"] = make_source(self["source"])
+        except ValueError as exc:
+            raise usage.UsageError(str(exc)) from None
+
+    def _ticket(self) -> Ticket:
+        path = self["password-file"]
+        if not path:
+            if self["ticket-expires"]:
+                raise usage.UsageError("--ticket-expires needs --password-file")
+            return Ticket(None)
+        try:
+            with open(path, "rb") as f:
+                password = f.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise usage.UsageError(f"--password-file: {exc.strerror}: {path}") from None
+        if not password:
+            raise usage.UsageError(f"--password-file: {path} is empty")
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise usage.UsageError(f"--password-file: password longer than {MAX_PASSWORD_LENGTH} bytes")
+        expires = time.time() + self["ticket-expires"] if self["ticket-expires"] else None
+        return Ticket(password, expires)

@@ -1,0 +1,1 @@
+"""The shared render service: surfaces, drawables and fan-out to display pipes."""

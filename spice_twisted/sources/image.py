@@ -1,0 +1,30 @@
+"""`image:PATH`: a still picture served at its own size, pixel for pixel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .base import DisplaySource, rgb_to_xrgb
+
+if TYPE_CHECKING:
+    from ..render.service import RenderService
+
+
+class ImageSource(DisplaySource):
+    def __init__(self, path: str) -> None:
+        try:
+            with Image.open(path) as img:
+                rgb = np.asarray(img.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ValueError(f"cannot read image {path!r}: {exc}") from None
+        self.path = path
+        self.name = f"image:{path}"
+        self.height, self.width = rgb.shape[:2]
+        self.frame = rgb_to_xrgb(rgb)
+
+    def start(self, render: RenderService) -> None:
+        render.primary.pixels[:] = self.frame
+        render.commit([render.primary.rect])

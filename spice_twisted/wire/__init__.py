@@ -1,0 +1,1 @@
+"""Sans-IO SPICE wire layer: enums, message schema, framing, link stage, tickets."""

@@ -1,0 +1,311 @@
+"""Every SPICE protocol number, once (values from spice-protocol enums.h / protocol.h)."""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+SPICE_MAGIC = b"REDQ"
+SPICE_VERSION_MAJOR = 2
+SPICE_VERSION_MINOR = 2
+TICKET_PUBKEY_BYTES = 162
+TICKET_ENCRYPTED_BYTES = 128
+MAX_PASSWORD_LENGTH = 60
+
+
+class ChannelType(IntEnum):
+    MAIN = 1
+    DISPLAY = 2
+    INPUTS = 3
+    CURSOR = 4
+    PLAYBACK = 5
+    RECORD = 6
+    TUNNEL = 7
+    SMARTCARD = 8
+    USBREDIR = 9
+    PORT = 10
+    WEBDAV = 11
+
+
+class LinkError(IntEnum):
+    OK = 0
+    ERROR = 1
+    INVALID_MAGIC = 2
+    INVALID_DATA = 3
+    VERSION_MISMATCH = 4
+    NEED_SECURED = 5
+    NEED_UNSECURED = 6
+    PERMISSION_DENIED = 7
+    BAD_CONNECTION_ID = 8
+    CHANNEL_NOT_AVAILABLE = 9
+
+
+class CommonCap(IntEnum):
+    AUTH_SELECTION = 0
+    AUTH_SPICE = 1
+    AUTH_SASL = 2
+    MINI_HEADER = 3
+
+
+class MainCap(IntEnum):
+    SEMI_SEAMLESS_MIGRATE = 0
+    NAME_AND_UUID = 1
+    AGENT_CONNECTED_TOKENS = 2
+    SEAMLESS_MIGRATE = 3
+
+
+class DisplayCap(IntEnum):
+    SIZED_STREAM = 0
+    MONITORS_CONFIG = 1
+    COMPOSITE = 2
+    A8_SURFACE = 3
+    STREAM_REPORT = 4
+    LZ4_COMPRESSION = 5
+    PREF_COMPRESSION = 6
+    GL_SCANOUT = 7
+    MULTI_CODEC = 8
+    CODEC_MJPEG = 9
+    CODEC_VP8 = 10
+    CODEC_H264 = 11
+    PREF_VIDEO_CODEC_TYPE = 12
+    CODEC_VP9 = 13
+    CODEC_H265 = 14
+
+
+class InputsCap(IntEnum):
+    KEY_SCANCODE = 0
+
+
+class AuthMechanism(IntEnum):
+    SPICE = 1
+    SASL = 2
+
+
+class MouseMode(IntFlag):
+    SERVER = 1
+    CLIENT = 2
+
+
+class LinkReason(IntEnum):
+    """DISCONNECTING reasons reuse the link error numbers."""
+
+    OK = 0
+    ERROR = 1
+
+
+# --- message ids ---------------------------------------------------------------------------
+
+
+class MsgCommon(IntEnum):
+    """Server -> client messages every channel understands."""
+
+    MIGRATE = 1
+    MIGRATE_DATA = 2
+    SET_ACK = 3
+    PING = 4
+    WAIT_FOR_CHANNELS = 5
+    DISCONNECTING = 6
+    NOTIFY = 7
+    LIST = 8
+
+
+class MsgcCommon(IntEnum):
+    """Client -> server messages every channel may send."""
+
+    ACK_SYNC = 1
+    ACK = 2
+    PONG = 3
+    MIGRATE_FLUSH_MARK = 4
+    MIGRATE_DATA = 5
+    DISCONNECTING = 6
+
+
+class MsgMain(IntEnum):
+    MIGRATE_BEGIN = 101
+    MIGRATE_CANCEL = 102
+    INIT = 103
+    CHANNELS_LIST = 104
+    MOUSE_MODE = 105
+    MULTI_MEDIA_TIME = 106
+    AGENT_CONNECTED = 107
+    AGENT_DISCONNECTED = 108
+    AGENT_DATA = 109
+    AGENT_TOKEN = 110
+    MIGRATE_SWITCH_HOST = 111
+    MIGRATE_END = 112
+    NAME = 113
+    UUID = 114
+    AGENT_CONNECTED_TOKENS = 115
+
+
+class MsgcMain(IntEnum):
+    CLIENT_INFO = 101
+    MIGRATE_CONNECTED = 102
+    MIGRATE_CONNECT_ERROR = 103
+    ATTACH_CHANNELS = 104
+    MOUSE_MODE_REQUEST = 105
+    AGENT_START = 106
+    AGENT_DATA = 107
+    AGENT_TOKEN = 108
+
+
+class MsgDisplay(IntEnum):
+    MODE = 101
+    MARK = 102
+    RESET = 103
+    COPY_BITS = 104
+    INVAL_LIST = 105
+    INVAL_ALL_PIXMAPS = 106
+    INVAL_PALETTE = 107
+    INVAL_ALL_PALETTES = 108
+    STREAM_CREATE = 122
+    STREAM_DATA = 123
+    STREAM_CLIP = 124
+    STREAM_DESTROY = 125
+    STREAM_DESTROY_ALL = 126
+    DRAW_FILL = 302
+    DRAW_OPAQUE = 303
+    DRAW_COPY = 304
+    SURFACE_CREATE = 314
+    SURFACE_DESTROY = 315
+    MONITORS_CONFIG = 317
+
+
+class MsgcDisplay(IntEnum):
+    INIT = 101
+    STREAM_REPORT = 102
+    PREFERRED_COMPRESSION = 103
+    GL_DRAW_DONE = 104
+    PREFERRED_VIDEO_CODEC_TYPE = 105
+
+
+class MsgInputs(IntEnum):
+    INIT = 101
+    KEY_MODIFIERS = 102
+    MOUSE_MOTION_ACK = 111
+
+
+class MsgcInputs(IntEnum):
+    KEY_DOWN = 101
+    KEY_UP = 102
+    KEY_MODIFIERS = 103
+    KEY_SCANCODE = 104
+    MOUSE_MOTION = 111
+    MOUSE_POSITION = 112
+    MOUSE_PRESS = 113
+    MOUSE_RELEASE = 114
+
+
+class MsgCursor(IntEnum):
+    INIT = 101
+    RESET = 102
+    SET = 103
+    MOVE = 104
+    HIDE = 105
+    TRAIL = 106
+    INVAL_ONE = 107
+    INVAL_ALL = 108
+
+
+# --- drawing ---------------------------------------------------------------------------------
+
+
+class SurfaceFormat(IntEnum):
+    FMT_1_A = 1
+    FMT_8_A = 8
+    FMT_16_555 = 16
+    FMT_32_xRGB = 32
+    FMT_16_565 = 80
+    FMT_32_ARGB = 96
+
+
+class SurfaceFlags(IntFlag):
+    NONE = 0
+    PRIMARY = 1
+    STREAMING_MODE = 2
+
+
+class ClipType(IntEnum):
+    NONE = 0
+    RECTS = 1
+
+
+class ImageType(IntEnum):
+    BITMAP = 0
+    QUIC = 1
+    LZ_PLT = 100
+    LZ_RGB = 101
+    GLZ_RGB = 102
+    FROM_CACHE = 103
+    SURFACE = 104
+    JPEG = 105
+    FROM_CACHE_LOSSLESS = 106
+    ZLIB_GLZ_RGB = 107
+    JPEG_ALPHA = 108
+    LZ4 = 109
+
+
+class ImageFlags(IntFlag):
+    NONE = 0
+    CACHE_ME = 1
+    HIGH_BITS_SET = 2
+    CACHE_REPLACE_ME = 4
+
+
+class BitmapFormat(IntEnum):
+    INVALID = 0
+    BIT1_BE = 1
+    BIT1_LE = 2
+    BIT4_BE = 3
+    BIT4_LE = 4
+    BIT8 = 5
+    BIT16 = 6
+    BIT24 = 7
+    BIT32 = 8
+    RGBA = 9
+    BIT8_A = 10
+
+
+class BitmapFlags(IntFlag):
+    NONE = 0
+    PAL_CACHE_ME = 1
+    PAL_FROM_CACHE = 2
+    TOP_DOWN = 4
+
+
+class Rop(IntFlag):
+    """ROP descriptor bits; OP_PUT copies the source as is."""
+
+    INVERS_SRC = 1
+    INVERS_BRUSH = 2
+    INVERS_DEST = 4
+    OP_PUT = 8
+
+
+class ScaleMode(IntEnum):
+    INTERPOLATE = 0
+    NEAREST = 1
+
+
+class NotifySeverity(IntEnum):
+    INFO = 0
+    WARN = 1
+    ERROR = 2
+
+
+class NotifyVisibility(IntEnum):
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+
+
+MESSAGE_IDS_SERVER: dict[ChannelType, type[IntEnum]] = {
+    ChannelType.MAIN: MsgMain,
+    ChannelType.DISPLAY: MsgDisplay,
+    ChannelType.INPUTS: MsgInputs,
+    ChannelType.CURSOR: MsgCursor,
+}
+MESSAGE_IDS_CLIENT: dict[ChannelType, type[IntEnum]] = {
+    ChannelType.MAIN: MsgcMain,
+    ChannelType.DISPLAY: MsgcDisplay,
+    ChannelType.INPUTS: MsgcInputs,
+}
