@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..codecs.bitmap import encode_bitmap
-from ..wire.enums import ClipType, Rop, ScaleMode
-from ..wire.messages import message, encode_body
-from ..wire.enums import ChannelType
+from ..wire.enums import ChannelType, ClipType, Rop, ScaleMode
+from ..wire.messages import encode_body, message
 from .rect import Rect
 
 _ids = itertools.count(1)

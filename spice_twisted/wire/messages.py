@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .enums import (
+    TICKET_PUBKEY_BYTES,
     ChannelType,
     ClipType,
     ImageType,
@@ -23,7 +24,6 @@ from .enums import (
     MsgDisplay,
     MsgInputs,
     MsgMain,
-    TICKET_PUBKEY_BYTES,
 )
 from .schema import (
     I16,

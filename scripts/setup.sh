@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what spice-twisted needs on a Debian machine into ./.venv.
+#   scripts/setup.sh         the server's needs
+#   scripts/setup.sh --test  also the test suite's (real spice-gtk clients, Xvfb, test tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=(python3 python3-venv python3-pip)
+extra=""
+if [ "${1:-}" = "--test" ]; then
+  apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb)
+  extra="[test]"
+fi
+
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+echo "== pip install .${extra}"
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q ".${extra}"

@@ -1,0 +1,66 @@
+"""Fixtures that start real servers and real spice-gtk clients, and always stop them."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from support.certs import make_ca_and_server
+from support.processes import SYSTEM_PYTHON, GtkClient, ServerProcess
+
+
+def _have_spice_gtk() -> bool:
+    import subprocess
+
+    if not shutil.which(SYSTEM_PYTHON):
+        return False
+    probe = "import gi; gi.require_version('SpiceClientGLib', '2.0'); from gi.repository import SpiceClientGLib"
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
+HAVE_SPICE_GTK = _have_spice_gtk()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[object]:
+    """spawn.server(*args, ...) and spawn.client(*args): stopped at the end of the test."""
+    started: list[ServerProcess | GtkClient] = []
+
+    class Spawner:
+        def server(self, *args: str, **kw: object) -> ServerProcess:
+            s = ServerProcess(*args, tmp=tmp_path, **kw)  # type: ignore[arg-type]
+            started.append(s)
+            return s
+
+        def client(self, *args: str) -> GtkClient:
+            if not HAVE_SPICE_GTK:
+                pytest.fail("spice-gtk (python3-gi, gir1.2-spiceclientglib-2.0) is not installed: run the README test command")
+            c = GtkClient(*args, tmp=tmp_path)
+            started.append(c)
+            return c
+
+    yield Spawner()
+    for p in reversed(started):
+        if isinstance(p, GtkClient):
+            p.close()
+        else:
+            p.stop()
+
+
+@pytest.fixture
+def random_image(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A noisy 333x217 PNG (odd sizes, every byte value): any pixel error shows."""
+    rng = np.random.default_rng(2024)
+    rgb = rng.integers(0, 256, (217, 333, 3), dtype=np.uint8)
+    path = tmp_path / "random.png"
+    Image.fromarray(rgb, "RGB").save(path)
+    return path, rgb
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> dict[str, Path]:
+    return make_ca_and_server(tmp_path)

@@ -1,0 +1,181 @@
+"""Real processes for integration tests: `twistd -n spice` and spice-gtk clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+GTK_CLIENT = Path(__file__).with_name("gtk_client_main.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The checkout's code and its twisted/plugins/ (Twisted scans sys.path for plugin folders).
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ServerProcess:
+    """`twistd -n spice ...` on free ports; ready once every listener logged that it started."""
+
+    def __init__(self, *args: str, tmp: Path, port: int | None = None, tls_port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
+        self.tls_port = tls_port or 0
+        argv = [sys.executable, "-m", "twisted", "--log-format=text", "spice", "--port", str(self.port)]
+        if self.tls_port:
+            argv += ["--tls-port", str(self.tls_port)]
+        argv += list(args)
+        self.argv = argv
+        self.log_path = tmp / f"server-{self.port}-{self.tls_port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=_env(), cwd=str(tmp))
+        self._wait_ready()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        want = [p for p in (self.port, self.tls_port) if p]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            text = self.log()
+            if all(f"starting on {p}" in text for p in want) and "serving " in text:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class GtkClient:
+    """A spice-gtk client process (tests/support/gtk_client_main.py) with a JSON-lines link to it."""
+
+    def __init__(self, *args: str, tmp: Path) -> None:
+        self.tmp = tmp
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(GTK_CLIENT), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._cond = threading.Condition()
+        threading.Thread(target=self._reader, daemon=True).start()
+        self._dumps = 0
+
+    def _reader(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            with self._cond:
+                self.events.append(obj)
+                self._cond.notify_all()
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20.0, start: int = 0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events[start:]:
+                    if pred(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._more_pending()):
+                    raise TimeoutError(f"no matching event; got {self.events}; stderr: {self._stderr_tail()}")
+                self._cond.wait(min(left, 0.2))
+
+    def _more_pending(self) -> bool:
+        return False
+
+    def _stderr_tail(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(running)"
+        return self.proc.stderr.read()[-2000:]
+
+    def wait_event(self, event: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
+        return self.wait_for(lambda e: e.get("event") == event and all(e.get(k) == v for k, v in match.items()), timeout)
+
+    def channel_events(self, channel: str) -> list[str]:
+        return [e["what"] for e in self.events if e.get("event") == "channel" and e.get("channel") == channel]
+
+    def command(self, line: str, reply: str, timeout: float = 20.0) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        start = len(self.events)
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.wait_for(lambda e: e.get("reply") == reply, timeout, start=start)
+
+    def framebuffer(self) -> np.ndarray:
+        """The client's decoded primary surface as (h, w, 4) B, G, R, X."""
+        self._dumps += 1
+        path = self.tmp / f"client-{self.proc.pid}-{self._dumps}.raw"
+        r = self.command(f"dump {path}", "dump")
+        if not r.get("ok"):
+            raise AssertionError(f"dump failed: {r}")
+        raw = np.fromfile(path, dtype=np.uint8)
+        return raw.reshape(r["height"], r["stride"] // 4, 4)[:, : r["width"]]
+
+    def stats(self) -> dict[str, Any]:
+        return self.command("stats", "stats")
+
+    def wait_quiet(self, quiet: float = 0.5, timeout: float = 20.0) -> None:
+        """Wait until no display update arrived for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.stats()
+            if s["quiet_for"] is not None and s["quiet_for"] >= quiet:
+                return
+            time.sleep(0.1)
+        raise TimeoutError("display never went quiet")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def as_rgb(fb: np.ndarray) -> np.ndarray:
+    """Client framebuffer (B, G, R, X) -> RGB, to compare with a source picture."""
+    return fb[..., [2, 1, 0]]

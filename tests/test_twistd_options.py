@@ -1,0 +1,56 @@
+"""`twistd spice` option handling: clear errors, never tracebacks; secure by default."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from support.processes import ROOT, _env
+
+
+def run_twistd(*args: str, cwd) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twisted", "spice", *args], capture_output=True, text=True, env=_env(), cwd=str(cwd), timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--port", "abc"], "not a port number"),
+        (["--port", "70000"], "out of range"),
+        (["--source", "image:/nonexistent.png"], "cannot read image"),
+        (["--source", "bogus"], "unknown source"),
+        (["--tls-port", "5999"], "--tls-port needs --cert"),
+        (["--password-file", "/nonexistent"], "--password-file"),
+        (["--listen", "0.0.0.0"], "refusing to listen on non-loopback"),
+        (["--port", "0"], "nothing to listen on"),
+        (["--ticket-expires", "10"], "needs --password-file"),
+    ],
+)
+def test_bad_options_give_clear_errors(tmp_path, args, message):
+    r = run_twistd(*args, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert message in out
+    assert "Traceback" not in out
+
+
+def test_empty_password_file_refused(tmp_path):
+    (tmp_path / "pw").write_text("\n")
+    r = run_twistd("--password-file", str(tmp_path / "pw"), cwd=tmp_path)
+    assert r.returncode != 0 and "is empty" in r.stdout + r.stderr
+
+
+def test_public_address_allowed_with_explicit_opt_out(spawn, random_image):
+    """--disable-ticketing is the explicit way to serve a public address with no ticket."""
+    path, _ = random_image
+    srv = spawn.server("--source", f"image:{path}", "--listen", "0.0.0.0", "--disable-ticketing")
+    client = spawn.client("--port", str(srv.port))
+    client.wait_event("mark")
+
+
+def test_plugin_is_listed(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "twisted", "--help"], capture_output=True, text=True, env=_env(), cwd=str(ROOT), timeout=60)
+    assert "spice" in r.stdout and "one display to many SPICE clients" in r.stdout.replace("\n", " ")
