@@ -19,7 +19,7 @@ import gi
 
 gi.require_version("SpiceClientGLib", "2.0")
 from gi.repository import GLib, GObject  # noqa: E402
-from gi.repository import SpiceClientGLib as Spice
+from gi.repository import SpiceClientGLib as Spice  # noqa: E402
 
 # Session.connect and Channel.connect are SPICE calls; signals go through GObject.
 signal = GObject.Object.connect
