@@ -52,10 +52,13 @@ class Options(usage.Options):
         ["password-file", None, None, "File holding the ticket (password)."],
         ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
         ["source", None, "demo", "What to show: demo, or image:PATH."],
+        ["stall-timeout", None, 30.0, "Disconnect a client that stops reading for this many seconds.", _positive_float],
+        ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", float],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
         ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
+        ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
     ]
 
     def postOptions(self) -> None:

@@ -9,11 +9,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet import task
 from twisted.logger import Logger
 
 from .channels.base import ChannelClient
 from .channels.display import DisplayChannelClient
 from .channels.main import MainChannelClient
+from .render.encoder import Encoder
 from .render.service import RenderService
 from .sources.base import DisplaySource
 from .wire.enums import ChannelType, CommonCap, LinkError, MouseMode
@@ -40,27 +42,84 @@ class Client:
 class SpiceServer:
     log = Logger()
 
-    def __init__(self, source: DisplaySource, ticket: Ticket, reactor: Any, mini_header: bool = True, name: str = "spice-twisted") -> None:
+    def __init__(
+        self,
+        source: DisplaySource,
+        ticket: Ticket,
+        reactor: Any,
+        mini_header: bool = True,
+        name: str = "spice-twisted",
+        allow_multiple_clients: bool = True,
+        stall_timeout: float = 30.0,
+        stats_interval: float = 0.0,
+    ) -> None:
         self.source = source
         self.ticket = ticket
         self.reactor = reactor
         self.mini_header = mini_header
         self.name = name
+        self.allow_multiple_clients = allow_multiple_clients
+        self.stall_timeout = stall_timeout
+        self.stats_interval = stats_interval
         self.uuid = uuidlib.uuid4()
-        self.render = RenderService(source.width, source.height)
+        self.encoder = Encoder(reactor)
+        self.render = RenderService(source.width, source.height, self.encoder)
+        # Insertion order is seniority: the first client in the dict is the primary.
         self.clients: dict[int, Client] = {}
         self.supported_mouse_modes = MouseMode.SERVER | MouseMode.CLIENT
         self.mouse_mode = MouseMode.SERVER
         self.started = time.monotonic()
         self.link_refusals: Counter[str] = Counter()
+        self.stalled_disconnects = 0
+        self._loops: list[task.LoopingCall] = []
 
     def start(self) -> None:
+        self.encoder.start()
         self.source.start(self.render)
+        self._every(1.0, self.check_stalled)
+        if self.stats_interval:
+            self._every(self.stats_interval, self.log_stats)
+
+    def _every(self, interval: float, fn: Any) -> None:
+        loop = task.LoopingCall(fn)
+        loop.clock = self.reactor
+        loop.start(interval, now=False)
+        self._loops.append(loop)
 
     def stop(self) -> None:
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
         self.source.stop()
         for client in list(self.clients.values()):
             self.disconnect_client(client, "server stopping")
+        self.encoder.stop()
+
+    def log_stats(self) -> None:
+        from .stats import summary_line
+
+        self.log.info("stats: {line}", line=summary_line(self))
+
+    def check_stalled(self) -> None:
+        """Disconnect clients whose pipes made no progress for stall_timeout (they stopped reading)."""
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            for cc in list(client.channels):
+                if cc.stalled_for(now) > self.stall_timeout:
+                    self.stalled_disconnects += 1
+                    cc.abort(f"client stopped reading for {self.stall_timeout:g}s")
+                    self.disconnect_client(client, "a channel stalled")
+                    break
+
+    # --- policy -------------------------------------------------------------------------
+    @property
+    def primary(self) -> Client | None:
+        """The longest-connected client: single-user things (agent, recording) belong to it."""
+        return next(iter(self.clients.values()), None)
+
+    def set_allow_multiple_clients(self, allow: bool) -> None:
+        self.allow_multiple_clients = bool(allow)
+        self.log.info("allow_multiple_clients = {v}", v=self.allow_multiple_clients)
 
     def mm_time(self) -> int:
         """The multimedia clock (ms) that clients schedule stream frames against."""
@@ -103,6 +162,11 @@ class SpiceServer:
             sid = request.connection_id
             if not sid or sid in self.clients:
                 sid = self._new_session_id()
+            if not self.allow_multiple_clients:
+                for old in list(self.clients.values()):
+                    self.log.info("client {old:#x} replaced by a new client (multiple clients off)", old=old.session_id)
+                    self._forget(old)
+                    self.disconnect_client(old, "replaced by a new client")
             client = Client(sid, peer)
             self.clients[sid] = client
             self.log.info("client {sid:#x} connected from {peer}", sid=sid, peer=peer)
@@ -120,13 +184,20 @@ class SpiceServer:
 
     def main_channel_closed(self, client: Client) -> None:
         """Closing a client's main channel closes all its channels."""
-        if self.clients.pop(client.session_id, None) is None:
-            return
-        self.log.info("client {sid:#x} disconnected", sid=client.session_id)
+        self._forget(client)
         for cc in list(client.channels):
             cc.close("main channel closed")
 
+    def _forget(self, client: Client) -> None:
+        was_primary = self.primary is client
+        if self.clients.pop(client.session_id, None) is None:
+            return
+        self.log.info("client {sid:#x} disconnected", sid=client.session_id)
+        if was_primary and self.primary is not None:
+            self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)
+
     def disconnect_client(self, client: Client, reason: str) -> None:
+        self._forget(client)
         for cc in list(client.channels):
             cc.close(reason)
 

@@ -40,6 +40,9 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         options["ticket"],
         reactor,
         mini_header=not options["no-mini-header"],
+        allow_multiple_clients=not options["no-multiple-clients"],
+        stall_timeout=options["stall-timeout"],
+        stats_interval=options["stats-interval"],
     )
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]

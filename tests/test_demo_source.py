@@ -33,10 +33,11 @@ def test_demo_is_default_and_client_sees_it_change(spawn):
 
 
 def test_demo_commits_only_damage():
+    from spice_twisted.render.encoder import Encoder
     from spice_twisted.render.service import RenderService
 
     src = DemoSource()
-    render = RenderService(src.width, src.height)
+    render = RenderService(src.width, src.height, Encoder(reactor=None))
     seen = []
 
     class Sink:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import task
@@ -29,7 +28,22 @@ from ..wire.schema import WireError
 if TYPE_CHECKING:
     from ..server import Client, SpiceServer
 
-Body = bytes | Callable[[], bytes]
+
+
+class PipeItem:
+    """One message waiting in a pipe; its body is ready now."""
+
+    __slots__ = ("msg_type", "data")
+
+    def __init__(self, msg_type: int, data: bytes) -> None:
+        self.msg_type, self.data = msg_type, data
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+    def body(self, cc: ChannelClient) -> bytes | None:
+        return self.data
 
 
 @implementer(IPushProducer)
@@ -47,8 +61,10 @@ class ChannelClient(Protocol):
         self.channel_id = request.channel_id
         self.framer = Framer(mini_header)
         self.writer = HeaderWriter(mini_header)
-        self.pipe: deque[tuple[int, Body]] = deque()
+        self.pipe: deque[PipeItem] = deque()
         self.paused = False
+        self.awaiting_encode = False
+        self.last_progress = time.monotonic()
         self.connected = False
         self.ack_generation = 0
         self.ack_client_generation = 0
@@ -56,6 +72,10 @@ class ChannelClient(Protocol):
         self.messages_sent = 0
         self.bytes_sent = 0
         self.messages_received = 0
+        self.encodes = 0  # drawables whose one encode this pipe started
+        self.cache_hits = 0  # drawables this pipe got already encoded (by another pipe)
+        self.coalesced = 0  # unsent updates replaced by newer ones
+        self.draws_sent = 0
         self.rtt: float | None = None
         self._pings: dict[int, int] = {}
         self._ping_ids = itertools.count(1)
@@ -141,6 +161,7 @@ class ChannelClient(Protocol):
     def handle_ACK(self, fields: dict[str, Any]) -> None:
         if self.ack_client_generation == self.ack_generation:
             self.unacked = max(0, self.unacked - self.ack_window)
+            self.last_progress = time.monotonic()
             self.drain()
 
     def handle_PONG(self, fields: dict[str, Any]) -> None:
@@ -155,20 +176,23 @@ class ChannelClient(Protocol):
     def send(self, name: str, fields: dict[str, Any] | None = None) -> None:
         """Queue one message by name; its body is encoded now (small control messages)."""
         msg = message(self.channel_type, name)
-        self.queue(msg.id, encode_body(msg, fields or {}))
+        self.queue(PipeItem(msg.id, encode_body(msg, fields or {})))
 
-    def queue(self, msg_type: int, body: Body) -> None:
-        """Append to the pipe. A callable body is marshalled only when it is written."""
+    def queue(self, item: PipeItem) -> None:
+        """Append to the pipe; items are marshalled (and encoded) only when they are written."""
         if not self.connected:
             return
-        self.pipe.append((msg_type, body))
+        if not self.pipe:
+            self.last_progress = time.monotonic()  # a stall is counted from when work appears
+        self.pipe.append(item)
         self.drain()
 
     def set_ack(self, window: int) -> None:
         self.ack_generation += 1
         self.ack_window = window
         self.unacked = 0
-        self.pipe.appendleft((message(None, "SET_ACK").id, encode_body(message(None, "SET_ACK"), {"generation": self.ack_generation, "window": window})))
+        set_ack = message(None, "SET_ACK")
+        self.pipe.appendleft(PipeItem(set_ack.id, encode_body(set_ack, {"generation": self.ack_generation, "window": window})))
         self.drain()
 
     @property
@@ -178,18 +202,35 @@ class ChannelClient(Protocol):
     def drain(self) -> None:
         """Write pipe items while the transport and the ACK window allow."""
         while self.pipe and self.connected and not self.paused and not self.waiting_for_ack:
-            msg_type, body = self.pipe.popleft()
-            if callable(body):
-                body = body()
-            self.transport.writeSequence([self.writer.header(msg_type, len(body)), body])
+            item = self.pipe[0]
+            body = item.body(self)
+            if body is None:  # its encode is running; encode_ready() resumes us
+                self.awaiting_encode = True
+                return
+            self.pipe.popleft()
+            self.transport.writeSequence([self.writer.header(item.msg_type, len(body)), body])
             self.unacked += 1
             self.messages_sent += 1
             self.bytes_sent += self.writer.size + len(body)
-        if not self.pipe:
-            self.pipe_drained()
+            self.last_progress = time.monotonic()
+            self.item_sent(item)
 
-    def pipe_drained(self) -> None:
-        """Hook: the pipe just became empty (display pipes refill from here)."""
+    def item_sent(self, item: PipeItem) -> None:
+        """Hook for subclasses' counters."""
+
+    def encode_ready(self) -> None:
+        self.awaiting_encode = False
+        self.drain()
+
+    @property
+    def pipe_bytes(self) -> int:
+        return sum(item.nbytes for item in self.pipe)
+
+    def stalled_for(self, now: float) -> float:
+        """How long a non-empty pipe has made no progress because the client does not read."""
+        if not self.pipe or self.awaiting_encode or not (self.paused or self.waiting_for_ack):
+            return 0.0
+        return now - self.last_progress
 
     def ping(self) -> None:
         ping_id = next(self._ping_ids)

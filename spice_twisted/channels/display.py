@@ -1,16 +1,41 @@
-"""The display channel: the primary surface, then its drawables as DRAW_COPY, at the client's pace."""
+"""The display channel: the primary surface, then its drawables as DRAW_COPY, at the client's pace.
+
+The pipe coalesces: a drawable that covers older unsent ones replaces them, and a
+backlog of more than one surface's worth of pixels collapses into one snapshot of
+the whole surface, so a slow client costs bounded memory and never holds up others.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..render.drawable import Drawable
+from ..render.drawable import DRAW_COPY, Drawable
 from ..wire.enums import ChannelType, SurfaceFlags
-from ..wire.messages import message
-from .base import ChannelClient
+from .base import ChannelClient, PipeItem
 
 DISPLAY_INIT_TIMEOUT = 5.0
-_DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY").id
+
+
+class DrawableItem(PipeItem):
+    """A pipe's reference to a shared drawable; marshalled from its one encoding."""
+
+    __slots__ = ("drawable",)
+
+    def __init__(self, drawable: Drawable) -> None:
+        self.msg_type = DRAW_COPY.id
+        self.drawable = drawable
+
+    @property
+    def nbytes(self) -> int:
+        return self.drawable.nbytes
+
+    def body(self, cc: ChannelClient) -> bytes | None:
+        body, started = self.drawable.body(cc.encode_ready)
+        if started:
+            cc.encodes += 1
+        elif body is not None:
+            cc.cache_hits += 1
+        return body
 
 
 class DisplayChannelClient(ChannelClient):
@@ -20,6 +45,7 @@ class DisplayChannelClient(ChannelClient):
     def on_connected(self) -> None:
         self.streaming = False
         self.cache_params: dict[str, Any] | None = None
+        self.pending_pixels = 0
         # Upstream waits for DISPLAY_INIT; a client that never sends it still gets the screen.
         self._init_timer = self.server.reactor.callLater(DISPLAY_INIT_TIMEOUT, self.start_stream)
 
@@ -49,7 +75,33 @@ class DisplayChannelClient(ChannelClient):
         self.send("MARK")
 
     def push_drawable(self, drawable: Drawable) -> None:
-        self.queue(_DRAW_COPY, drawable.draw_copy_body)
+        """Queue a drawable, dropping unsent ones it covers; collapse a backlog over one surface."""
+        covered = [
+            it
+            for it in self.pipe
+            if isinstance(it, DrawableItem) and it.drawable.surface_id == drawable.surface_id and drawable.rect.contains(it.drawable.rect)
+        ]
+        for it in covered:
+            self._drop(it)
+        area = drawable.rect.area
+        surface_area = self.server.render.primary.rect.area
+        if self.pending_pixels + area > surface_area and self.pending_pixels > 0:
+            for it in [it for it in self.pipe if isinstance(it, DrawableItem)]:
+                self._drop(it)
+            drawable = self.server.render.snapshot()  # already includes this update
+            area = drawable.rect.area
+        self.pending_pixels += area
+        self.queue(DrawableItem(drawable))
+
+    def _drop(self, item: DrawableItem) -> None:
+        self.pipe.remove(item)
+        self.pending_pixels -= item.drawable.rect.area
+        self.coalesced += 1
+
+    def item_sent(self, item: PipeItem) -> None:
+        if isinstance(item, DrawableItem):
+            self.pending_pixels -= item.drawable.rect.area
+            self.draws_sent += 1
 
     def on_disconnected(self) -> None:
         if self._init_timer.active():

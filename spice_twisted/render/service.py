@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from twisted.logger import Logger
 
 from .drawable import Drawable
+from .encoder import Encoder
 from .rect import Rect
 from .surface import Surface
 
@@ -16,26 +19,32 @@ class DrawableSink(Protocol):
 
 @dataclass
 class RenderCounters:
-    """Encode-once evidence: how often an image was encoded vs. served from a drawable's cache."""
+    """Encode-once evidence: encodes per codec vs. bodies served again from a drawable."""
 
     encodes: dict[str, int] = field(default_factory=dict)
     cache_hits: int = 0
     drawables: int = 0
+    snapshots: int = 0
+    encode_errors: int = 0
+    log = Logger()
 
     def encoded(self, codec: str) -> None:
         self.encodes[codec] = self.encodes.get(codec, 0) + 1
 
-    def cache_hit(self) -> None:
-        self.cache_hits += 1
+    def encode_failed(self, failure: Any) -> None:
+        self.encode_errors += 1
+        self.log.failure("encode failed", failure)
 
 
 class RenderService:
     """Owns the primary surface; sources draw into it and `commit` the changed rects."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, encoder: Encoder) -> None:
         self.primary = Surface(0, width, height)
+        self.encoder = encoder
         self.sinks: list[DrawableSink] = []
         self.counters = RenderCounters()
+        self._snapshot: Drawable | None = None
 
     @property
     def width(self) -> int:
@@ -46,7 +55,8 @@ class RenderService:
         return self.primary.height
 
     def commit(self, rects: list[Rect]) -> None:
-        """Turn each changed rect into one drawable and hand it to every pipe."""
+        """Turn each changed rect into one drawable and hand the same object to every pipe."""
+        self._snapshot = None
         bounds = self.primary.rect
         for r in rects:
             r = r.intersect(bounds)
@@ -58,12 +68,20 @@ class RenderService:
 
     def _drawable(self, r: Rect) -> Drawable:
         self.counters.drawables += 1
-        return Drawable(self.primary.id, r, self.primary.crop(r), self.counters)
+        return Drawable(self.primary.id, r, self.primary.crop(r), self.counters, self.encoder)
+
+    def snapshot(self) -> Drawable:
+        """The whole surface as it is now; shared by every pipe that asks before the next commit
+        (late joiners, and lagging pipes that collapse their backlog)."""
+        if self._snapshot is None:
+            self.counters.snapshots += 1
+            self._snapshot = self._drawable(self.primary.rect)
+        return self._snapshot
 
     def subscribe(self, sink: DrawableSink) -> Drawable:
         """Add a pipe; returns the full current surface as its first drawable (same reactor turn)."""
         self.sinks.append(sink)
-        return self._drawable(self.primary.rect)
+        return self.snapshot()
 
     def unsubscribe(self, sink: DrawableSink) -> None:
         if sink in self.sinks:

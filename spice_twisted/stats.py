@@ -1,0 +1,93 @@
+"""The one place numbers are read from: per channel client, per client and per server.
+
+Counters live where they change (channel clients, the render service); these
+functions turn them into plain dicts that the admin site, the JSON API and the
+`--stats-interval` log line all share.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .channels.base import ChannelClient
+    from .server import Client, SpiceServer
+
+
+def channel_stats(cc: ChannelClient) -> dict[str, Any]:
+    return {
+        "channel": cc.channel_type.name.lower(),
+        "id": cc.channel_id,
+        "tls": cc.secure,
+        "mini_header": cc.mini_header,
+        "pipe_items": len(cc.pipe),
+        "pipe_bytes": cc.pipe_bytes,
+        "messages_sent": cc.messages_sent,
+        "bytes_sent": cc.bytes_sent,
+        "messages_received": cc.messages_received,
+        "draws_sent": cc.draws_sent,
+        "coalesced": cc.coalesced,
+        "encodes": cc.encodes,
+        "cache_hits": cc.cache_hits,
+        "unacked": cc.unacked,
+        "paused": cc.paused,
+        "rtt_ms": round(cc.rtt * 1000, 3) if cc.rtt is not None else None,
+    }
+
+
+def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
+    channels = [channel_stats(cc) for cc in client.channels]
+    rtts = [c["rtt_ms"] for c in channels if c["rtt_ms"] is not None]
+    return {
+        "id": client.session_id,
+        "address": client.address,
+        "connected_since": client.connected_since,
+        "connected_for": round(time.time() - client.connected_since, 3),
+        "primary": server.primary is client,
+        "channels": channels,
+        "pipe_items": sum(c["pipe_items"] for c in channels),
+        "pipe_bytes": sum(c["pipe_bytes"] for c in channels),
+        "messages_sent": sum(c["messages_sent"] for c in channels),
+        "bytes_sent": sum(c["bytes_sent"] for c in channels),
+        "coalesced": sum(c["coalesced"] for c in channels),
+        "encodes": sum(c["encodes"] for c in channels),
+        "cache_hits": sum(c["cache_hits"] for c in channels),
+        "rtt_ms": min(rtts) if rtts else None,
+    }
+
+
+def server_stats(server: SpiceServer) -> dict[str, Any]:
+    r = server.render.counters
+    clients = [client_stats(server, c) for c in server.clients.values()]
+    return {
+        "source": server.source.name,
+        "width": server.render.width,
+        "height": server.render.height,
+        "uptime": round(time.monotonic() - server.started, 3),
+        "allow_multiple_clients": server.allow_multiple_clients,
+        "primary": server.primary.session_id if server.primary else None,
+        "clients": clients,
+        "render": {
+            "drawables": r.drawables,
+            "snapshots": r.snapshots,
+            "encodes": dict(r.encodes),
+            "cache_hits": r.cache_hits,
+            "encode_errors": r.encode_errors,
+            "draws_sent": sum(c["draws_sent"] for cl in clients for c in cl["channels"]),
+            "coalesced": sum(cl["coalesced"] for cl in clients),
+        },
+        "link_refusals": dict(server.link_refusals),
+        "stalled_disconnects": server.stalled_disconnects,
+    }
+
+
+def summary_line(server: SpiceServer) -> str:
+    s = server_stats(server)
+    r = s["render"]
+    enc = sum(r["encodes"].values())
+    per_client = ", ".join(
+        f"{c['id']:#x}{'*' if c['primary'] else ''} pipe={c['pipe_items']}/{c['pipe_bytes']}B sent={c['bytes_sent']}B coalesced={c['coalesced']} rtt={c['rtt_ms']}ms"
+        for c in s["clients"]
+    )
+    return f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']} [{per_client}]"
