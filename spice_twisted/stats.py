@@ -72,7 +72,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "drawables": r.drawables,
             "snapshots": r.snapshots,
             "encodes": dict(r.encodes),
-            "cache_hits": r.cache_hits,
+            "cache_hits": sum(cl["cache_hits"] for cl in clients),
             "encode_errors": r.encode_errors,
             "draws_sent": sum(c["draws_sent"] for cl in clients for c in cl["channels"]),
             "coalesced": sum(cl["coalesced"] for cl in clients),

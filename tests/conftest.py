@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.certs import make_ca_and_server
-from support.processes import SYSTEM_PYTHON, GtkClient, ServerProcess
+from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess
 
 
 def _have_spice_gtk() -> bool:
@@ -28,13 +28,18 @@ HAVE_SPICE_GTK = _have_spice_gtk()
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[object]:
     """spawn.server(*args, ...) and spawn.client(*args): stopped at the end of the test."""
-    started: list[ServerProcess | GtkClient] = []
+    started: list[ServerProcess | JsonLinesProcess] = []
 
     class Spawner:
         def server(self, *args: str, **kw: object) -> ServerProcess:
             s = ServerProcess(*args, tmp=tmp_path, **kw)  # type: ignore[arg-type]
             started.append(s)
             return s
+
+        def harness(self, *args: str, paused: bool = False) -> HarnessServer:
+            h = HarnessServer(*args, tmp=tmp_path, paused=paused)
+            started.append(h)
+            return h
 
         def client(self, *args: str) -> GtkClient:
             if not HAVE_SPICE_GTK:
@@ -45,7 +50,7 @@ def spawn(tmp_path: Path) -> Iterator[object]:
 
     yield Spawner()
     for p in reversed(started):
-        if isinstance(p, GtkClient):
+        if isinstance(p, JsonLinesProcess):
             p.close()
         else:
             p.stop()

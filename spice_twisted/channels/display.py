@@ -19,11 +19,12 @@ DISPLAY_INIT_TIMEOUT = 5.0
 class DrawableItem(PipeItem):
     """A pipe's reference to a shared drawable; marshalled from its one encoding."""
 
-    __slots__ = ("drawable",)
+    __slots__ = ("drawable", "counted")
 
     def __init__(self, drawable: Drawable) -> None:
         self.msg_type = DRAW_COPY.id
         self.drawable = drawable
+        self.counted = False  # this pipe's encode-or-reuse is counted once per item
 
     @property
     def nbytes(self) -> int:
@@ -33,8 +34,10 @@ class DrawableItem(PipeItem):
         body, started = self.drawable.body(cc.encode_ready)
         if started:
             cc.encodes += 1
-        elif body is not None:
+            self.counted = True
+        elif body is not None and not self.counted:
             cc.cache_hits += 1
+            self.counted = True
         return body
 
 

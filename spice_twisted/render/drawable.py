@@ -71,7 +71,6 @@ class Drawable:
     def body(self, on_ready: Callable[[], None]) -> tuple[bytes | None, bool]:
         """(body or None, whether this call started the encode)."""
         if self._body is not None:
-            self.counters.cache_hits += 1
             return self._body, False
         if self._waiters is not None:  # already encoding for another pipe
             self._waiters.append(on_ready)

@@ -19,10 +19,9 @@ class DrawableSink(Protocol):
 
 @dataclass
 class RenderCounters:
-    """Encode-once evidence: encodes per codec vs. bodies served again from a drawable."""
+    """Encode-once evidence: encodes per codec (sends and reuses are counted by the pipes)."""
 
     encodes: dict[str, int] = field(default_factory=dict)
-    cache_hits: int = 0
     drawables: int = 0
     snapshots: int = 0
     encode_errors: int = 0

@@ -27,6 +27,7 @@ class DisplaySource:
     width: int = 0
     height: int = 0
     name: str = "source"
+    paused: bool = False  # a paused source commits nothing (tests compare still frames)
 
     def start(self, render: RenderService) -> None:
         raise NotImplementedError

@@ -129,6 +129,8 @@ class DemoSource(DisplaySource):
     def tick(self) -> None:
         """Move the ball one step and commit only what changed."""
         assert self.render is not None
+        if self.paused:
+            return
         self.frames += 1
         old = self._ball_rect()
         pixels = self.render.primary.pixels

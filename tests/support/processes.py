@@ -19,6 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 GTK_CLIENT = Path(__file__).with_name("gtk_client_main.py")
+HARNESS = Path(__file__).with_name("server_harness.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -78,24 +79,17 @@ class ServerProcess:
         self._log.close()
 
 
-class GtkClient:
-    """A spice-gtk client process (tests/support/gtk_client_main.py) with a JSON-lines link to it."""
+class JsonLinesProcess:
+    """A child process that prints JSON lines and takes commands on stdin."""
 
-    def __init__(self, *args: str, tmp: Path) -> None:
+    def __init__(self, argv: list[str], tmp: Path, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(GTK_CLIENT), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
+        self.stderr_path = tmp / f"{Path(argv[1]).stem}-{free_port()}.stderr"
+        self._stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1, env=env)
         self.events: list[dict[str, Any]] = []
-        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
         self._cond = threading.Condition()
         threading.Thread(target=self._reader, daemon=True).start()
-        self._dumps = 0
 
     def _reader(self) -> None:
         assert self.proc.stdout is not None
@@ -107,6 +101,11 @@ class GtkClient:
             with self._cond:
                 self.events.append(obj)
                 self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
     def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20.0, start: int = 0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -116,23 +115,12 @@ class GtkClient:
                     if pred(ev):
                         return ev
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._more_pending()):
-                    raise TimeoutError(f"no matching event; got {self.events}; stderr: {self._stderr_tail()}")
+                if left <= 0 or self.proc.poll() is not None:
+                    raise TimeoutError(f"no matching event; got {self.events[-20:]}; stderr: {self.stderr()[-3000:]}")
                 self._cond.wait(min(left, 0.2))
-
-    def _more_pending(self) -> bool:
-        return False
-
-    def _stderr_tail(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return "(running)"
-        return self.proc.stderr.read()[-2000:]
 
     def wait_event(self, event: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
         return self.wait_for(lambda e: e.get("event") == event and all(e.get(k) == v for k, v in match.items()), timeout)
-
-    def channel_events(self, channel: str) -> list[str]:
-        return [e["what"] for e in self.events if e.get("event") == "channel" and e.get("channel") == channel]
 
     def command(self, line: str, reply: str, timeout: float = 20.0) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -140,6 +128,59 @@ class GtkClient:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         return self.wait_for(lambda e: e.get("reply") == reply, timeout, start=start)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.command("quit", "quit", timeout=5)
+                self.proc.wait(5)
+            except (OSError, TimeoutError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+
+class HarnessServer(JsonLinesProcess):
+    """The real server with a control line (tests/support/server_harness.py)."""
+
+    def __init__(self, *args: str, tmp: Path, paused: bool = False) -> None:
+        self.port = free_port()
+        argv = [sys.executable, str(HARNESS), *(["--paused"] if paused else []), "--", "--port", str(self.port), *args]
+        super().__init__(argv, tmp, env=_env())
+        self.wait_event("ready", timeout=30)
+        self._dumps = 0
+
+    def stats(self) -> dict[str, Any]:
+        return self.command("stats", "stats")["stats"]
+
+    def framebuffer(self) -> np.ndarray:
+        self._dumps += 1
+        path = self.tmp / f"server-{self.port}-{self._dumps}.raw"
+        r = self.command(f"dump {path}", "dump")
+        return np.fromfile(path, dtype=np.uint8).reshape(r["height"], r["width"], 4)
+
+    def pause(self) -> None:
+        self.command("pause", "pause")
+
+    def resume(self) -> None:
+        self.command("resume", "resume")
+
+    def allow_multiple_clients(self, allow: bool) -> None:
+        self.command(f"allow_multiple_clients {int(allow)}", "allow_multiple_clients")
+
+    def display_channels(self) -> list[dict[str, Any]]:
+        return [ch for c in self.stats()["clients"] for ch in c["channels"] if ch["channel"] == "display"]
+
+
+class GtkClient(JsonLinesProcess):
+    """A spice-gtk client process (tests/support/gtk_client_main.py)."""
+
+    def __init__(self, *args: str, tmp: Path) -> None:
+        super().__init__([SYSTEM_PYTHON, str(GTK_CLIENT), *args], tmp)
+        self._dumps = 0
+
+    def channel_events(self, channel: str) -> list[str]:
+        return [e["what"] for e in self.events if e.get("event") == "channel" and e.get("channel") == channel]
 
     def framebuffer(self) -> np.ndarray:
         """The client's decoded primary surface as (h, w, 4) B, G, R, X."""
@@ -163,17 +204,6 @@ class GtkClient:
                 return
             time.sleep(0.1)
         raise TimeoutError("display never went quiet")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 def as_rgb(fb: np.ndarray) -> np.ndarray:
