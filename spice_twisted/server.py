@@ -13,19 +13,28 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from .channels.base import ChannelClient
+from .channels.cursor import CursorChannelClient
 from .channels.display import DisplayChannelClient
+from .channels.inputs import InputsChannelClient
 from .channels.main import MainChannelClient
+from .inputs import InputRouter
+from .render.cursor import CursorService
 from .render.encoder import Encoder
 from .render.service import RenderService
 from .sources.base import DisplaySource
-from .wire.enums import ChannelType, CommonCap, LinkError, MouseMode
+from .wire.enums import ChannelType, CommonCap, InputsCap, LinkError, MouseMode
 from .wire.link import LinkRequest
 from .wire.ticket import Ticket
 
 CHANNEL_CLASSES: dict[ChannelType, type[ChannelClient]] = {
     ChannelType.MAIN: MainChannelClient,
     ChannelType.DISPLAY: DisplayChannelClient,
+    ChannelType.INPUTS: InputsChannelClient,
+    ChannelType.CURSOR: CursorChannelClient,
 }
+
+# Stroke colours for the demo, one per client in order of arrival (RGB).
+PALETTE = [(230, 40, 40), (30, 160, 60), (40, 90, 230), (200, 140, 0), (160, 40, 200), (0, 170, 170), (240, 100, 160), (90, 90, 90)]
 
 
 @dataclass
@@ -37,6 +46,11 @@ class Client:
     connected_since: float = field(default_factory=time.time)
     main: MainChannelClient | None = None
     channels: list[ChannelClient] = field(default_factory=list)
+    colour: tuple[int, int, int] = (0, 0, 0)
+    view_only: bool = False
+    input_events: int = 0
+    input_dropped: int = 0
+    pointer: tuple[int, int] = (0, 0)
 
 
 class SpiceServer:
@@ -64,10 +78,14 @@ class SpiceServer:
         self.uuid = uuidlib.uuid4()
         self.encoder = Encoder(reactor)
         self.render = RenderService(source.width, source.height, self.encoder)
+        self.cursor = CursorService()
+        self.inputs = InputRouter(self)
+        self._clients_seen = 0
         # Insertion order is seniority: the first client in the dict is the primary.
         self.clients: dict[int, Client] = {}
-        self.supported_mouse_modes = MouseMode.SERVER | MouseMode.CLIENT
-        self.mouse_mode = MouseMode.SERVER
+        self.supported_mouse_modes = MouseMode.SERVER | (MouseMode.CLIENT if source.accepts_absolute else 0)
+        # Client mode (absolute positions) when the source takes them: no pointer lag for anyone.
+        self.mouse_mode = MouseMode.CLIENT if source.accepts_absolute else MouseMode.SERVER
         self.started = time.monotonic()
         self.link_refusals: Counter[str] = Counter()
         self.stalled_disconnects = 0
@@ -75,7 +93,7 @@ class SpiceServer:
 
     def start(self) -> None:
         self.encoder.start()
-        self.source.start(self.render)
+        self.source.start(self.render, self.cursor)
         self._every(1.0, self.check_stalled)
         if self.stats_interval:
             self._every(self.stats_interval, self.log_stats)
@@ -117,6 +135,11 @@ class SpiceServer:
         """The longest-connected client: single-user things (agent, recording) belong to it."""
         return next(iter(self.clients.values()), None)
 
+    def set_view_only(self, session_id: int, view_only: bool) -> None:
+        """A view-only client sees everything; its input is dropped (and counted)."""
+        self.clients[session_id].view_only = bool(view_only)
+        self.log.info("client {sid:#x} view_only = {v}", sid=session_id, v=bool(view_only))
+
     def set_allow_multiple_clients(self, allow: bool) -> None:
         self.allow_multiple_clients = bool(allow)
         self.log.info("allow_multiple_clients = {v}", v=self.allow_multiple_clients)
@@ -133,6 +156,8 @@ class SpiceServer:
         return frozenset(caps)
 
     def channel_caps(self, request: LinkRequest) -> frozenset[int]:
+        if request.channel_type == ChannelType.INPUTS:
+            return frozenset({InputsCap.KEY_SCANCODE})
         return frozenset()
 
     def channel_list(self) -> list[tuple[int, int]]:
@@ -167,7 +192,8 @@ class SpiceServer:
                     self.log.info("client {old:#x} replaced by a new client (multiple clients off)", old=old.session_id)
                     self._forget(old)
                     self.disconnect_client(old, "replaced by a new client")
-            client = Client(sid, peer)
+            client = Client(sid, peer, colour=PALETTE[self._clients_seen % len(PALETTE)])
+            self._clients_seen += 1
             self.clients[sid] = client
             self.log.info("client {sid:#x} connected from {peer}", sid=sid, peer=peer)
         else:
@@ -203,8 +229,13 @@ class SpiceServer:
 
     # --- mouse ------------------------------------------------------------------------
     def request_mouse_mode(self, mode: MouseMode | None, client: Client) -> None:
-        if mode is not None and mode & self.supported_mouse_modes:
+        """Honour a supported mode from a client that may drive, and tell every client."""
+        if mode is not None and mode & self.supported_mouse_modes and not client.view_only and mode != self.mouse_mode:
             self.mouse_mode = mode
-        for c in self.clients.values():
+            self.log.info("mouse mode {mode} (asked by {sid:#x})", mode=mode.name, sid=client.session_id)
+            targets = list(self.clients.values())
+        else:
+            targets = [client]  # nothing changed: only the asker hears the current mode
+        for c in targets:
             if c.main is not None:
                 c.main.send_mouse_mode()

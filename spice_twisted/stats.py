@@ -45,6 +45,10 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "connected_since": client.connected_since,
         "connected_for": round(time.time() - client.connected_since, 3),
         "primary": server.primary is client,
+        "view_only": client.view_only,
+        "colour": "#{:02x}{:02x}{:02x}".format(*client.colour),
+        "input_events": client.input_events,
+        "input_dropped": client.input_dropped,
         "channels": channels,
         "pipe_items": sum(c["pipe_items"] for c in channels),
         "pipe_bytes": sum(c["pipe_bytes"] for c in channels),
@@ -78,6 +82,9 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "coalesced": sum(cl["coalesced"] for cl in clients),
         },
         "link_refusals": dict(server.link_refusals),
+        "mouse_mode": server.mouse_mode.name.lower(),
+        "source_state": server.source.describe(),
+        "cursor": {"visible": server.cursor.visible, "sets": server.cursor.sets, "shape": server.cursor.shape.unique if server.cursor.shape else None},
         "stalled_disconnects": server.stalled_disconnects,
     }
 

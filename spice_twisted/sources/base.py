@@ -1,12 +1,14 @@
-"""The interface every display source offers the server."""
+"""The interface every display source offers the server: drawing out, input in."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from ..inputs import InputOrigin
+    from ..render.cursor import CursorService
     from ..render.service import RenderService
 
 
@@ -22,15 +24,34 @@ def rgb_to_xrgb(rgb: np.ndarray) -> np.ndarray:
 
 
 class DisplaySource:
-    """A source knows its size, draws into `render.primary.pixels` and commits rects."""
+    """A source knows its size, draws into `render.primary.pixels`, commits rects, and may
+    take input. Input methods get surface coordinates and who sent the event; the
+    defaults ignore input (a still picture has nothing to do with it)."""
 
     width: int = 0
     height: int = 0
     name: str = "source"
     paused: bool = False  # a paused source commits nothing (tests compare still frames)
+    accepts_absolute: bool = False  # True: clients may use client mouse mode (absolute positions)
 
-    def start(self, render: RenderService) -> None:
+    def start(self, render: RenderService, cursor: CursorService) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
         pass
+
+    def pointer(self, origin: InputOrigin, x: int, y: int, buttons: int) -> None:
+        """The pointer of `origin` is at (x, y) with `buttons` (bit 0 left, 1 middle, 2 right) held."""
+
+    def button(self, origin: InputOrigin, button: int, pressed: bool, x: int, y: int, buttons: int) -> None:
+        """Button 1 left, 2 middle, 3 right, 4/5 wheel up/down, pressed or released at (x, y)."""
+
+    def key(self, origin: InputOrigin, key: int, pressed: bool) -> None:
+        """A set-1 scancode, +0x100 for E0-extended keys."""
+
+    def locks(self, modifiers: int) -> None:
+        """Lock LEDs changed: bit 0 scroll, 1 num, 2 caps."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the source wants shown in stats."""
+        return {"name": self.name}

@@ -1,29 +1,48 @@
-"""`demo`: a built-in 1024x768 desktop that keeps changing, so a new user sees something at once.
+"""`demo`: a built-in 1024x768 desktop that keeps changing and answers input.
 
-A static backdrop (gradient, title bar, a window with text) is drawn once with
-Pillow; then a clock in the title bar is redrawn each second and a ball bounces
-at `fps`. Only the areas that changed are committed (damage-driven).
+A static backdrop (gradient, title bar, a window with text, a text line) is drawn
+once with Pillow; a clock in the title bar is redrawn each second and a ball
+bounces at `fps`. A drag paints a stroke in the colour of the client that drags;
+keys type into the text line. Only the areas that changed are committed.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from twisted.internet import task
 
+from ..render.cursor import CursorShape, arrow_cursor
 from ..render.rect import Rect
 from .base import DisplaySource, rgb_to_xrgb
 
 if TYPE_CHECKING:
+    from ..inputs import InputOrigin
+    from ..render.cursor import CursorService
     from ..render.service import RenderService
 
 WIDTH, HEIGHT = 1024, 768
 BAR_H = 36
 CLOCK_BOX = Rect(WIDTH - 200, 0, WIDTH, BAR_H)
+TEXT_BOX = Rect(60, 690, 964, 736)
 BALL = 48
+BRUSH = 3  # stroke half-width in pixels
+MAX_TEXT = 70
+
+# US layout, set-1 scancodes -> (plain, shifted)
+_ROWS = [
+    (0x02, "1234567890-=", "!@#$%^&*()_+"),
+    (0x10, "qwertyuiop[]", "QWERTYUIOP{}"),
+    (0x1E, "asdfghjkl;'`", 'ASDFGHJKL:"~'),
+    (0x2B, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
+]
+KEYMAP: dict[int, tuple[str, str]] = {code + i: (a, b) for code, plain, shifted in _ROWS for i, (a, b) in enumerate(zip(plain, shifted, strict=True))}
+KEYMAP[0x39] = (" ", " ")
+SHIFT_KEYS = {0x2A, 0x36}
+BACKSPACE, ENTER = 0x0E, 0x1C
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -33,8 +52,19 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _ibeam_cursor() -> CursorShape:
+    img = Image.new("RGBA", (9, 20), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rectangle([3, 0, 5, 19], fill=(255, 255, 255, 255))
+    d.line([(4, 1), (4, 18)], fill=(0, 0, 0, 255))
+    d.line([(1, 1), (7, 1)], fill=(0, 0, 0, 255))
+    d.line([(1, 18), (7, 18)], fill=(0, 0, 0, 255))
+    return CursorShape.from_rgba(np.asarray(img), 4, 10)
+
+
 class DemoSource(DisplaySource):
     name = "demo"
+    accepts_absolute = True
 
     def __init__(self, fps: float = 20.0, clock: object | None = None) -> None:
         self.width, self.height = WIDTH, HEIGHT
@@ -42,12 +72,20 @@ class DemoSource(DisplaySource):
         self._clock = clock
         self._loop: task.LoopingCall | None = None
         self.render: RenderService | None = None
+        self.cursor: CursorService | None = None
         self.backdrop = rgb_to_xrgb(self._draw_backdrop())
+        self.canvas = self.backdrop.copy()  # backdrop + strokes + typed text; the ball goes on top
         self.ball = self._draw_ball()
+        self.arrow, self.ibeam = arrow_cursor(), _ibeam_cursor()
         self.pos = [200.0, 300.0]
         self.vel = [7.0, 5.0]
         self._shown_time = ""
         self.frames = 0
+        self.strokes = 0
+        self.typed = ""
+        self.caps = False
+        self._drawing: dict[int, tuple[int, int]] = {}
+        self._shift: dict[int, bool] = {}
 
     # --- drawing ------------------------------------------------------------------------
     def _draw_backdrop(self) -> np.ndarray:
@@ -67,6 +105,7 @@ class DemoSource(DisplaySource):
         lines = [
             "You are looking at a SPICE display served by Twisted.",
             "Every connected client sees this same desktop.",
+            "Drag to paint in your own colour; type into the line below.",
             "",
             "Connect more viewers:",
             "  remote-viewer spice://127.0.0.1:5900",
@@ -75,6 +114,8 @@ class DemoSource(DisplaySource):
             d.text((76, 134 + 26 * i), line, fill=(20, 20, 30), font=_font(17))
         for i, colour in enumerate([(220, 60, 60), (60, 180, 80), (60, 110, 220), (230, 200, 40)]):
             d.rectangle([620 + 90 * i, 120, 690 + 90 * i, 190], fill=colour)
+        t = TEXT_BOX
+        d.rectangle([t.left, t.top, t.right - 1, t.bottom - 1], fill=(250, 250, 250), outline=(30, 30, 40), width=2)
         return np.asarray(img)
 
     def _draw_ball(self) -> np.ndarray:
@@ -89,13 +130,22 @@ class DemoSource(DisplaySource):
         ImageDraw.Draw(img).text((20, 7), text, fill=(150, 220, 150), font=_font(20))
         return rgb_to_xrgb(np.asarray(img))
 
+    def _text_pixels(self) -> np.ndarray:
+        t = TEXT_BOX
+        img = Image.new("RGB", (t.width, t.height), (250, 250, 250))
+        d = ImageDraw.Draw(img)
+        d.rectangle([0, 0, t.width - 1, t.height - 1], outline=(30, 30, 40), width=2)
+        d.text((12, 12), "> " + self.typed + "_", fill=(10, 10, 20), font=_font(20))
+        return rgb_to_xrgb(np.asarray(img))
+
     # --- running ------------------------------------------------------------------------
-    def start(self, render: RenderService) -> None:
-        self.render = render
-        render.primary.pixels[:] = self.backdrop
+    def start(self, render: RenderService, cursor: CursorService) -> None:
+        self.render, self.cursor = render, cursor
+        render.primary.pixels[:] = self.canvas
         self._paint_clock(force=True)
         self._paint_ball()
         render.commit([render.primary.rect])
+        cursor.set_shape(self.arrow)
         self._loop = task.LoopingCall(self.tick)
         if self._clock is not None:
             self._loop.clock = self._clock
@@ -113,7 +163,7 @@ class DemoSource(DisplaySource):
         assert self.render is not None
         r = self._ball_rect()
         px = self.render.primary.pixels[r.top : r.bottom, r.left : r.right]
-        px[:] = np.where(self.ball >= 0, self.ball, self.backdrop[r.top : r.bottom, r.left : r.right]).astype(np.uint8)
+        px[:] = np.where(self.ball >= 0, self.ball, self.canvas[r.top : r.bottom, r.left : r.right]).astype(np.uint8)
         return r
 
     def _paint_clock(self, force: bool = False) -> Rect | None:
@@ -126,6 +176,19 @@ class DemoSource(DisplaySource):
         self.render.primary.pixels[r.top : r.bottom, r.left : r.right] = self._clock_pixels(text)
         return r
 
+    def _show(self, r: Rect) -> None:
+        """Copy a changed canvas area to the surface (ball on top) and commit it."""
+        assert self.render is not None
+        r = r.intersect(self.render.primary.rect)
+        if r.empty():
+            return
+        self.render.primary.pixels[r.top : r.bottom, r.left : r.right] = self.canvas[r.top : r.bottom, r.left : r.right]
+        ball = self._ball_rect()
+        if not r.intersect(ball).empty():
+            self._paint_ball()
+            r = r.union(ball)
+        self.render.commit([r])
+
     def tick(self) -> None:
         """Move the ball one step and commit only what changed."""
         assert self.render is not None
@@ -134,7 +197,7 @@ class DemoSource(DisplaySource):
         self.frames += 1
         old = self._ball_rect()
         pixels = self.render.primary.pixels
-        pixels[old.top : old.bottom, old.left : old.right] = self.backdrop[old.top : old.bottom, old.left : old.right]
+        pixels[old.top : old.bottom, old.left : old.right] = self.canvas[old.top : old.bottom, old.left : old.right]
         for i, limit in ((0, WIDTH - BALL), (1, HEIGHT - BALL)):
             self.pos[i] += self.vel[i]
             lo = BAR_H if i == 1 else 0
@@ -146,3 +209,64 @@ class DemoSource(DisplaySource):
         if clock is not None:
             damage.append(clock)
         self.render.commit(damage)
+
+    # --- input ----------------------------------------------------------------------------
+    def _stroke(self, colour: tuple[int, int, int], a: tuple[int, int], b: tuple[int, int]) -> None:
+        """Paint a segment a->b with a square brush into the canvas, commit its box."""
+        bgrx = np.array([colour[2], colour[1], colour[0], 0], dtype=np.uint8)
+        n = max(abs(b[0] - a[0]), abs(b[1] - a[1])) + 1
+        xs = np.rint(np.linspace(a[0], b[0], n)).astype(int)
+        ys = np.rint(np.linspace(a[1], b[1], n)).astype(int)
+        for x, y in zip(xs, ys, strict=True):
+            self.canvas[max(y - BRUSH, BAR_H) : y + BRUSH + 1, max(x - BRUSH, 0) : x + BRUSH + 1] = bgrx
+        box = Rect(int(xs.min()) - BRUSH, max(int(ys.min()) - BRUSH, BAR_H), int(xs.max()) + BRUSH + 1, int(ys.max()) + BRUSH + 1)
+        self.strokes += 1
+        self._show(box)
+
+    def pointer(self, origin: InputOrigin, x: int, y: int, buttons: int) -> None:
+        if self.cursor is not None:
+            self.cursor.set_shape(self.ibeam if TEXT_BOX.contains(Rect(x, y, x + 1, y + 1)) else self.arrow)
+        last = self._drawing.get(origin.session_id)
+        if buttons & 1 or last is not None:
+            # A client that coalesced motion may send its last position with the release
+            # state already applied: the segment to it still belongs to the stroke.
+            self._stroke(origin.colour, last or (x, y), (x, y))
+        if buttons & 1:
+            self._drawing[origin.session_id] = (x, y)
+        else:
+            self._drawing.pop(origin.session_id, None)
+
+    def button(self, origin: InputOrigin, button: int, pressed: bool, x: int, y: int, buttons: int) -> None:
+        if button != 1:
+            return
+        if pressed:
+            self._drawing[origin.session_id] = (x, y)
+            self._stroke(origin.colour, (x, y), (x, y))
+        else:
+            self._drawing.pop(origin.session_id, None)
+
+    def key(self, origin: InputOrigin, key: int, pressed: bool) -> None:
+        if key in SHIFT_KEYS:
+            self._shift[origin.session_id] = pressed
+            return
+        if not pressed:
+            return
+        if key == BACKSPACE:
+            self.typed = self.typed[:-1]
+        elif key == ENTER:
+            self.typed = ""
+        elif key in KEYMAP:
+            plain, shifted = KEYMAP[key]
+            upper = self._shift.get(origin.session_id, False) != (self.caps and plain.isalpha())
+            self.typed = (self.typed + (shifted if upper else plain))[-MAX_TEXT:]
+        else:
+            return
+        t = TEXT_BOX
+        self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+        self._show(t)
+
+    def locks(self, modifiers: int) -> None:
+        self.caps = bool(modifiers & 4)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "typed": self.typed, "strokes": self.strokes, "frames": self.frames}

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..render.cursor import arrow_cursor
 from .base import DisplaySource, rgb_to_xrgb
 
 if TYPE_CHECKING:
+    from ..render.cursor import CursorService
     from ..render.service import RenderService
 
 
@@ -25,6 +27,7 @@ class ImageSource(DisplaySource):
         self.height, self.width = rgb.shape[:2]
         self.frame = rgb_to_xrgb(rgb)
 
-    def start(self, render: RenderService) -> None:
+    def start(self, render: RenderService, cursor: CursorService) -> None:
         render.primary.pixels[:] = self.frame
         render.commit([render.primary.rect])
+        cursor.set_shape(arrow_cursor())

@@ -4,9 +4,16 @@
 Run by /usr/bin/python3 (Debian's python3-gi), never by the test venv. It prints
 one JSON object per line on stdout (events and command replies) and reads
 commands from stdin, one per line:
-  dump PATH   write the decoded primary surface (raw bytes, B G R X) to PATH
-  stats       report counters
-  quit        disconnect and exit
+  dump PATH                 write the decoded primary surface (raw bytes, B G R X) to PATH
+  stats                     report counters
+  position X Y MASK         absolute pointer (client mouse mode), buttons held in MASK
+  motion DX DY MASK         relative pointer (server mouse mode)
+  press B MASK / release B MASK   mouse button B (1 left .. 5 wheel down)
+  drag X0 Y0 X1 Y1 STEPS    left-drag along a line in STEPS positions, as fast as spice-gtk sends
+  key SC / keydown SC / keyup SC   PC XT scancode (0x100 added for E0 keys)
+  locks N                   report keyboard lock LEDs (1 scroll, 2 num, 4 caps)
+  mouse_mode M              ask for mouse mode M (1 server, 2 client)
+  quit                      disconnect and exit
 """
 
 import argparse
@@ -62,9 +69,38 @@ def on_mark(ch, mark):
     emit(event="mark", mark=mark)
 
 
+def on_mouse_mode(main, pspec):
+    emit(event="mouse-mode", mode=main.props.mouse_mode)
+
+
+def on_modifiers(inputs):
+    emit(event="modifiers", value=inputs.props.key_modifiers)
+
+
+def on_cursor_set(ch, width, height, hot_x, hot_y, rgba):
+    emit(event="cursor-set", width=width, height=height, hot_x=hot_x, hot_y=hot_y, has_data=bool(rgba))
+
+
+def on_cursor_move(ch, x, y):
+    state["cursor_moves"] = state.get("cursor_moves", 0) + 1
+    state["cursor_pos"] = (x, y)
+
+
+def on_cursor_hide(ch):
+    emit(event="cursor-hide")
+
+
 def on_channel_new(session, ch):
     state["channels"][channel_name(ch)] = ch
     signal(ch, "channel-event", on_channel_event)
+    if isinstance(ch, Spice.MainChannel):
+        signal(ch, "notify::mouse-mode", on_mouse_mode)
+    if isinstance(ch, Spice.InputsChannel):
+        signal(ch, "inputs-modifiers", on_modifiers)
+    if isinstance(ch, Spice.CursorChannel):
+        signal(ch, "cursor-set", on_cursor_set)
+        signal(ch, "cursor-move", on_cursor_move)
+        signal(ch, "cursor-hide", on_cursor_hide)
     if isinstance(ch, Spice.DisplayChannel):
         signal(ch, "display-primary-create", on_primary_create)
         signal(ch, "display-primary-destroy", on_primary_destroy)
@@ -93,13 +129,76 @@ def command(line):
         emit(reply="dump", ok=True, path=parts[1], width=width, height=height, stride=stride, format=fmt)
     elif parts[0] == "stats":
         quiet = time.monotonic() - state["last_invalidate"] if state["last_invalidate"] else None
-        emit(reply="stats", marks=state["marks"], invalidates=state["invalidates"], quiet_for=quiet)
+        emit(
+            reply="stats",
+            marks=state["marks"],
+            invalidates=state["invalidates"],
+            quiet_for=quiet,
+            cursor_moves=state.get("cursor_moves", 0),
+            cursor_pos=state.get("cursor_pos"),
+            mouse_mode=state["channels"]["main"].props.mouse_mode if "main" in state["channels"] else None,
+            modifiers=state["channels"]["inputs"].props.key_modifiers if "inputs" in state["channels"] else None,
+        )
+    elif parts[0] in ("position", "motion", "press", "release", "key", "keydown", "keyup", "locks"):
+        inputs = state["channels"].get("inputs")
+        if inputs is None:
+            emit(reply=parts[0], ok=False, error="no inputs channel")
+            return
+        n = [int(v, 0) for v in parts[1:]]
+        if parts[0] == "position":
+            inputs.position(n[0], n[1], 0, n[2])
+        elif parts[0] == "motion":
+            inputs.motion(n[0], n[1], n[2])
+        elif parts[0] == "press":
+            inputs.button_press(n[0], n[1])
+        elif parts[0] == "release":
+            inputs.button_release(n[0], n[1])
+        elif parts[0] == "key":
+            inputs.key_press_and_release(n[0])
+        elif parts[0] == "keydown":
+            inputs.key_press(n[0])
+        elif parts[0] == "keyup":
+            inputs.key_release(n[0])
+        elif parts[0] == "locks":
+            inputs.set_key_locks(n[0])
+        emit(reply=parts[0], ok=True)
+    elif parts[0] == "drag":
+        drag(*[int(v, 0) for v in parts[1:6]])
+    elif parts[0] == "mouse_mode":
+        state["channels"]["main"].request_mouse_mode(int(parts[1]))
+        emit(reply="mouse_mode", ok=True)
     elif parts[0] == "quit":
         session.disconnect()
         emit(reply="quit")
         loop.quit()
     else:
         emit(reply=parts[0], ok=False, error="unknown command")
+
+
+def drag(x0, y0, x1, y1, steps):
+    """Press, `steps` positions as fast as the GLib loop allows (50 per turn, so motion
+    ACKs are read in between), then release once the last position had time to go."""
+    inputs = state["channels"]["inputs"]
+    points = [(x0 + (x1 - x0) * i // (steps - 1), y0 + (y1 - y0) * i // (steps - 1)) for i in range(steps)]
+    inputs.position(x0, y0, 0, 0)
+    inputs.button_press(1, 1)
+    it = iter(points)
+
+    def step():
+        for _ in range(50):
+            p = next(it, None)
+            if p is None:
+                GLib.timeout_add(400, finish)
+                return False
+            inputs.position(p[0], p[1], 0, 1)
+        return True
+
+    def finish():
+        inputs.button_release(1, 0)
+        emit(reply="drag", ok=True, steps=steps)
+        return False
+
+    GLib.idle_add(step)
 
 
 def on_stdin(source, condition):

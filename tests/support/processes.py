@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
@@ -168,6 +167,9 @@ class HarnessServer(JsonLinesProcess):
     def allow_multiple_clients(self, allow: bool) -> None:
         self.command(f"allow_multiple_clients {int(allow)}", "allow_multiple_clients")
 
+    def view_only(self, session_id: int, on: bool) -> None:
+        self.command(f"view_only {session_id} {int(on)}", "view_only")
+
     def display_channels(self) -> list[dict[str, Any]]:
         return [ch for c in self.stats()["clients"] for ch in c["channels"] if ch["channel"] == "display"]
 
@@ -194,6 +196,13 @@ class GtkClient(JsonLinesProcess):
 
     def stats(self) -> dict[str, Any]:
         return self.command("stats", "stats")
+
+    def send(self, line: str) -> dict[str, Any]:
+        """An input command (position, press, key, ...); raises if the client refused it."""
+        r = self.command(line, line.split()[0])
+        if not r.get("ok"):
+            raise AssertionError(f"{line}: {r}")
+        return r
 
     def wait_quiet(self, quiet: float = 0.5, timeout: float = 20.0) -> None:
         """Wait until no display update arrived for `quiet` seconds."""

@@ -47,6 +47,9 @@ class Control(LineReceiver):
         elif cmd == "allow_multiple_clients":
             srv.set_allow_multiple_clients(args[0] == "1")
             self.reply(reply="allow_multiple_clients", value=srv.allow_multiple_clients)
+        elif cmd == "view_only":
+            srv.set_view_only(int(args[0]), args[1] == "1")
+            self.reply(reply="view_only")
         elif cmd == "quit":
             self.reply(reply="quit")
             reactor.stop()

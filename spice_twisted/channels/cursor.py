@@ -1,0 +1,57 @@
+"""The cursor channel: every client shows the one shared cursor (shape, position, visibility).
+
+Each client has its own cache of shapes (ids it was told to CACHE_ME); a shape it
+already holds is sent FROM_CACHE, header only. Past CACHE_LIMIT shapes the
+cache is dropped with INVAL_ALL.
+"""
+
+from __future__ import annotations
+
+from ..render.cursor import CURSOR_FLAGS_CACHE_ME, CURSOR_FLAGS_FROM_CACHE, CURSOR_FLAGS_NONE, CursorShape
+from ..wire.enums import ChannelType
+from .base import ChannelClient
+
+CACHE_LIMIT = 64
+
+
+class CursorChannelClient(ChannelClient):
+    channel_type = ChannelType.CURSOR
+    handles_acks = True
+
+    def on_connected(self) -> None:
+        self.cached: set[int] = set()
+        cursor = self.server.cursor
+        shape = cursor.shape
+        self.send(
+            "INIT",
+            {
+                "position": {"x": cursor.x, "y": cursor.y},
+                "trail_length": 0,
+                "trail_frequency": 0,
+                "visible": int(cursor.visible and shape is not None),
+                "cursor": self._cursor(shape) if shape is not None else {"cursor_flags": CURSOR_FLAGS_NONE},
+            },
+        )
+        cursor.subscribe(self)
+
+    def _cursor(self, shape: CursorShape) -> dict[str, object]:
+        if shape.unique in self.cached:
+            return shape.wire(CURSOR_FLAGS_FROM_CACHE)
+        if len(self.cached) >= CACHE_LIMIT:
+            self.send("INVAL_ALL")
+            self.cached.clear()
+        self.cached.add(shape.unique)
+        return shape.wire(CURSOR_FLAGS_CACHE_ME)
+
+    def cursor_set(self, shape: CursorShape) -> None:
+        c = self.server.cursor
+        self.send("SET", {"position": {"x": c.x, "y": c.y}, "visible": 1, "cursor": self._cursor(shape)})
+
+    def cursor_move(self, x: int, y: int) -> None:
+        self.send("MOVE", {"position": {"x": x, "y": y}})
+
+    def cursor_hide(self) -> None:
+        self.send("HIDE")
+
+    def on_disconnected(self) -> None:
+        self.server.cursor.unsubscribe(self)

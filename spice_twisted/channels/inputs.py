@@ -1,0 +1,57 @@
+"""The inputs channel: keys, lock LEDs, mouse motion/position and buttons from one client.
+
+Everything goes to the server's input router, which knows whose input it is (view-only
+clients are dropped there) and feeds the source. Motion is acknowledged every
+SPICE_INPUT_MOTION_ACK_BUNCH messages, even when dropped, so the client keeps sending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wire.enums import ChannelType
+from ..wire.scancodes import code_bytes, decode_scancodes
+from .base import ChannelClient
+
+MOTION_ACK_BUNCH = 4
+
+
+class InputsChannelClient(ChannelClient):
+    channel_type = ChannelType.INPUTS
+
+    def on_connected(self) -> None:
+        self.motions = 0
+        self.send("INIT", {"keyboard_modifiers": self.server.inputs.modifiers})
+
+    def _motion_received(self) -> None:
+        self.motions += 1
+        if self.motions % MOTION_ACK_BUNCH == 0:
+            self.send("MOUSE_MOTION_ACK")
+
+    def handle_MOUSE_MOTION(self, f: dict[str, Any]) -> None:
+        self._motion_received()
+        self.server.inputs.motion(self.client, f["dx"], f["dy"], f["buttons_state"])
+
+    def handle_MOUSE_POSITION(self, f: dict[str, Any]) -> None:
+        self._motion_received()
+        self.server.inputs.position(self.client, f["x"], f["y"], f["buttons_state"], f["display_id"])
+
+    def handle_MOUSE_PRESS(self, f: dict[str, Any]) -> None:
+        self.server.inputs.button(self.client, f["button"], True, f["buttons_state"])
+
+    def handle_MOUSE_RELEASE(self, f: dict[str, Any]) -> None:
+        self.server.inputs.button(self.client, f["button"], False, f["buttons_state"])
+
+    def handle_KEY_DOWN(self, f: dict[str, Any]) -> None:
+        self.server.inputs.keys(self.client, decode_scancodes(code_bytes(f["code"])))
+
+    handle_KEY_UP = handle_KEY_DOWN  # the release bit is in the code itself
+
+    def handle_KEY_SCANCODE(self, f: dict[str, Any]) -> None:
+        self.server.inputs.keys(self.client, decode_scancodes(f["code"]))
+
+    def handle_KEY_MODIFIERS(self, f: dict[str, Any]) -> None:
+        self.server.inputs.set_modifiers(self.client, f["modifiers"])
+
+    def send_modifiers(self, modifiers: int) -> None:
+        self.send("KEY_MODIFIERS", {"modifiers": modifiers})

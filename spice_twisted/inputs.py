@@ -1,0 +1,98 @@
+"""Input routing: which client may drive, where the pointer is, the lock LEDs.
+
+Inputs channels hand every event here with the client it came from. View-only
+clients' events are dropped and counted; the rest reach the source with an
+`InputOrigin`, so a source can tell its users apart (the demo paints each
+client's strokes in that client's colour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .wire.enums import MouseMode
+from .wire.scancodes import KeyEvent
+
+if TYPE_CHECKING:
+    from .server import Client, SpiceServer
+
+# Lock keys (set 1 scancodes) and the KEY_MODIFIERS bits they toggle.
+LOCK_KEYS = {0x46: 1, 0x45: 2, 0x3A: 4}  # Scroll, Num, Caps
+
+
+@dataclass(frozen=True)
+class InputOrigin:
+    session_id: int
+    colour: tuple[int, int, int]
+
+
+class InputRouter:
+    def __init__(self, server: SpiceServer) -> None:
+        self.server = server
+        self.x = 0  # the shared pointer (server mouse mode)
+        self.y = 0
+        self.modifiers = 0
+
+    def _allowed(self, client: Client) -> bool:
+        if client.view_only:
+            client.input_dropped += 1
+            return False
+        client.input_events += 1
+        return True
+
+    def _origin(self, client: Client) -> InputOrigin:
+        return InputOrigin(client.session_id, client.colour)
+
+    def _clamp(self, x: int, y: int) -> tuple[int, int]:
+        r = self.server.render
+        return min(max(x, 0), r.width - 1), min(max(y, 0), r.height - 1)
+
+    def motion(self, client: Client, dx: int, dy: int, buttons: int) -> None:
+        """Relative motion: only meaningful in server mouse mode (as upstream)."""
+        if self.server.mouse_mode != MouseMode.SERVER or not self._allowed(client):
+            return
+        self.x, self.y = self._clamp(self.x + dx, self.y + dy)
+        client.pointer = (self.x, self.y)
+        self.server.source.pointer(self._origin(client), self.x, self.y, buttons)
+        self.server.cursor.move(self.x, self.y)
+
+    def position(self, client: Client, x: int, y: int, buttons: int, display_id: int) -> None:
+        """Absolute position: only in client mouse mode; each client has its own pointer."""
+        if self.server.mouse_mode != MouseMode.CLIENT or display_id != 0 or not self._allowed(client):
+            return
+        x, y = self._clamp(x, y)
+        client.pointer = (x, y)
+        self.server.source.pointer(self._origin(client), x, y, buttons)
+
+    def button(self, client: Client, button: int, pressed: bool, buttons: int) -> None:
+        if not self._allowed(client):
+            return
+        x, y = client.pointer
+        self.server.source.button(self._origin(client), button, pressed, x, y, buttons)
+
+    def keys(self, client: Client, events: list[KeyEvent]) -> None:
+        for ev in events:
+            if not self._allowed(client):
+                continue
+            self.server.source.key(self._origin(client), ev.key, ev.pressed)
+            if ev.pressed and ev.key in LOCK_KEYS:
+                self._set_modifiers(self.modifiers ^ LOCK_KEYS[ev.key], None)
+
+    def set_modifiers(self, client: Client, modifiers: int) -> None:
+        """A client reports its lock LEDs (on focus); every other client is told."""
+        if self._allowed(client):
+            self._set_modifiers(modifiers & 7, client)
+
+    def _set_modifiers(self, modifiers: int, source_client: Client | None) -> None:
+        if modifiers == self.modifiers:
+            return
+        self.modifiers = modifiers
+        self.server.source.locks(modifiers)
+        for c in self.server.clients.values():
+            if c is source_client:
+                continue
+            for cc in c.channels:
+                send = getattr(cc, "send_modifiers", None)
+                if send is not None:
+                    send(modifiers)
