@@ -174,7 +174,7 @@ def test_long_drag_keeps_flowing_with_motion_acks(spawn):
     # The stroke reaches the end of the drag: the motion ACKs kept spice-gtk sending.
     assert np.all(fb[650, 897:900] == colour_a) or np.all(fb[649, 897:900] == colour_a)
     events = server.stats()["clients"][0]["input_events"]
-    assert events > 100, events  # spice-gtk sends 8 at most before it needs an ACK
+    assert events > 1000, events  # without ACKs spice-gtk stops after 8 and keeps only the last
     assert np.array_equal(fb, as_rgb(server.framebuffer()))
 
 
