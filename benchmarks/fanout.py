@@ -399,6 +399,9 @@ async def measure(n: int, args: argparse.Namespace, logdir: Path) -> dict[str, A
         "idle_rss_mib": ready_rss / 1024.0,
         "rss_end_mib": (s1["rusage"]["rss_kib"] or 0) / 1024.0,
         "connect_s": connect_s,
+        "join_snapshots": r0["snapshots"],  # full-surface drawables made while the N clients joined
+        "join_encodes": r0["encodes"].get("bitmap", 0),
+        "join_coalesced": sum(d["coalesced"] for d in d0),
         "server_clients_end": len(s1["stats"]["clients"]),
         "stalled_disconnects": s1["stats"]["stalled_disconnects"],
         "client_disconnects": disconnected,
@@ -422,6 +425,7 @@ COLUMNS = [
     ("sends_per_encode", "sends/enc", "{:.2f}"),
     ("coalesced", "coalesced", "{:d}"),
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ("rss_end_mib", "RSS end MiB", "{:.0f}"),
     ("client_cpu_pct", "client CPU %", "{:.0f}"),
 ]
 
@@ -466,8 +470,9 @@ def findings(results: list[dict[str, Any]], fps: float) -> list[str]:
     out = []
     enc_rates = [r["encodes"] / r["seconds"] for r in results]
     spe = ", ".join(f"{r['sends_per_encode']:.1f}" for r in results)
+    lo, hi = f"{min(enc_rates):.0f}", f"{max(enc_rates):.0f}"
     out.append(
-        f"**Encode once.** The server encoded {min(enc_rates):.0f}-{max(enc_rates):.0f} images per second for every N "
+        f"**Encode once.** The server encoded {lo if lo == hi else lo + '-' + hi} images per second for every N "
         f"(the demo commits about one changed rectangle per frame, plus the clock once a second), while sends grew "
         f"from {base['sends'] / base['seconds']:.0f}/s at N={base['clients']} to {last['sends'] / last['seconds']:.0f}/s "
         f"at N={last['clients']}: sends per encode tracks N ({spe}), "
@@ -484,18 +489,39 @@ def findings(results: list[dict[str, Any]], fps: float) -> list[str]:
     if short:
         first = short[0]
         out.append(
-            f"**Where it saturates.** Up to N={full[-1]['clients'] if full else '-'} every client got (nearly) every frame. "
-            f"From N={first['clients']} the server's reactor thread was busy ({first['server_cpu_pct']:.0f}% CPU) and "
-            f"the source ran at {first['source_fps']:.0f} fps or clients fell behind (slowest client "
-            f"{first['updates_per_s_client_min']:.0f} updates/s); slow pipes coalesce (column 'coalesced') instead of queueing, "
-            f"so clients get fewer, larger updates rather than lag."
+            f"**Where it falls behind.** Up to N={full[-1]['clients'] if full else '-'} every client got (nearly) every frame. "
+            f"At N={first['clients']} the source ran at {first['source_fps']:.0f} of {fps:g} fps and the slowest client "
+            f"got {first['updates_per_s_client_min']:.0f} updates/s (server CPU {first['server_cpu_pct']:.0f}% of a core, "
+            f"client process {first['client_cpu_pct']:.0f}%, {first['coalesced']} updates coalesced): a pipe that cannot keep up "
+            f"coalesces (drops updates a newer one covers, and collapses a backlog of more than a screenful into one snapshot) "
+            f"instead of queueing without bound, so its client gets fewer updates rather than growing lag."
         )
     else:
-        out.append(f"Every client received (nearly) every frame at every N: the source ran at {fps:g} fps throughout.")
+        out.append(
+            f"**Headroom.** Every client received (nearly) every frame at every N, the source ran at {fps:g} fps throughout "
+            f"and the server never used more than {max(r['server_cpu_pct'] for r in results):.0f}% of one core: this load "
+            f"is far from the server's limit (raise `--fps` or the client count to find it)."
+        )
+    if last["clients"] > base["clients"]:
+        slope = (last["server_cpu_s"] / last["seconds"] - base["server_cpu_s"] / base["seconds"]) / (
+            last["updates_per_s_total"] - base["updates_per_s_total"]
+        )
+        out.append(
+            f"**Marginal cost.** Between N={base['clients']} and N={last['clients']} each extra delivered update cost "
+            f"about {1e6 * slope:.0f} us of server CPU (the slope of CPU seconds per second against updates per second); "
+            f"the rest of the N={base['clients']} figure is the fixed cost of running the source and the reactor."
+        )
+    per_client = (last["peak_rss_mib"] - base["peak_rss_mib"]) / max(1, last["clients"] - base["clients"])
     out.append(
         f"**Memory.** Peak server RSS went from {base['peak_rss_mib']:.0f} MiB at N={base['clients']} to "
-        f"{last['peak_rss_mib']:.0f} MiB at N={last['clients']}; it includes the one-off full frame (3 MiB) each "
-        f"joining client is sent."
+        f"{last['peak_rss_mib']:.0f} MiB at N={last['clients']} (about {per_client:.1f} MiB per extra client), "
+        f"while RSS at the end of the window stayed at {min(r['rss_end_mib'] for r in results):.0f}-"
+        f"{max(r['rss_end_mib'] for r in results):.0f} MiB for every N: the peak is the transient of joining, "
+        f"not memory held per client while streaming. Each joiner is first sent the whole 1024x768 surface, a 3 MiB "
+        f"DRAW_COPY. Clients joining in the same frame share one snapshot and its one encode ({last['join_snapshots']} "
+        f"full-surface snapshots for the {last['clients']} joiners at N={last['clients']}), but each connection's transport "
+        f"keeps its own copy of those bytes until the client has read them (Twisted joins queued writes into one buffer "
+        f"per connection); that is what the peak measures."
     )
     return out
 
@@ -516,7 +542,9 @@ def fanout_section(results: list[dict[str, Any]], args: argparse.Namespace) -> s
             str(r["sends"]),
             f"{r['sends_per_encode']:.2f}",
             str(r["coalesced"]),
+            f"{r['idle_rss_mib']:.0f}",
             f"{r['peak_rss_mib']:.0f}",
+            f"{r['rss_end_mib']:.0f}",
         ]
         for r in results
     ]
@@ -553,7 +581,7 @@ def fanout_section(results: list[dict[str, Any]], args: argparse.Namespace) -> s
         "Peak RSS is the server process's high-water mark (`ru_maxrss`); each N gets a fresh server.",
         "",
         f"- Date: {now:%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} {platform.release()}",
+        f"- Machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()}, {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- Command: `{command_line()}`",
         "- Reproduce from a checkout (after `scripts/setup.sh`): `.venv/bin/python benchmarks/fanout.py` "
@@ -569,7 +597,7 @@ def fanout_section(results: list[dict[str, Any]], args: argparse.Namespace) -> s
             [
                 "clients",
                 "server CPU per delivered update",
-                "server CPU per second",
+                "server CPU time per second",
                 "updates/s delivered (total)",
                 "encodes/s",
                 "sends/s",
@@ -595,7 +623,9 @@ def fanout_section(results: list[dict[str, Any]], args: argparse.Namespace) -> s
                 "sends",
                 "sends / encode",
                 "coalesced",
+                "peak RSS at start MiB",
                 "peak RSS MiB",
+                "RSS at end MiB",
             ],
             abs_rows,
         ),
@@ -646,7 +676,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=60.0, help="demo source frame rate (default: %(default)s)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write docs/performance.md")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
-    p.add_argument("--profile", default="", metavar="N[,N]", help="after the window at these counts, cProfile the server for another window")
+    p.add_argument(
+        "--profile", default="", metavar="N[,N]", help="after the window at these counts, cProfile the server for another window"
+    )
     p.add_argument("--profile-top", type=int, default=15, help="functions to show per profile (default: %(default)s)")
     args = p.parse_args(argv)
     args.counts = [int(x) for x in args.counts.split(",") if x]

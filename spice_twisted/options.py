@@ -52,6 +52,9 @@ class Options(usage.Options):
         ["password-file", None, None, "File holding the ticket (password)."],
         ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
         ["source", None, "demo", "What to show: demo, or image:PATH."],
+        ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
+        ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
+        ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
         ["stall-timeout", None, 30.0, "Disconnect a client that stops reading for this many seconds.", _positive_float],
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", float],
     ]
@@ -79,6 +82,24 @@ class Options(usage.Options):
                     f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
                     "(--password-file) nor TLS (--tls-port); pass --disable-ticketing to allow it anyway"
                 )
+        if self["tls-ca"] and not os.path.isfile(self["tls-ca"]):
+            raise usage.UsageError(f"--tls-ca: no such file: {self['tls-ca']}")
+        self["ticket-required"] = not is_loopback(self["listen"]) and not self["disable-ticketing"] and not self["tls-port"]
+        if self["admin-port"]:
+            if self["admin-port"] in (self["port"], self["tls-port"]):
+                raise usage.UsageError("--admin-port must differ from --port and --tls-port")
+            if not is_loopback(self["listen"]) and not (self["cert"] and self["key"]):
+                raise usage.UsageError(
+                    "the admin site on a non-loopback address needs --cert and --key (it is then served over HTTPS); "
+                    "or pass --admin-port 0"
+                )
+            if self["admin-token-file"]:
+                from admin_ui.tokens import read_token_file
+
+                try:
+                    self["admin-token"] = read_token_file(self["admin-token-file"])
+                except (OSError, ValueError) as exc:
+                    raise usage.UsageError(f"--admin-token-file: {exc}") from None
         try:
             self["source-object"] = make_source(self["source"])
         except ValueError as exc:

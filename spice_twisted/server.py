@@ -90,11 +90,15 @@ class SpiceServer:
         self.link_refusals: Counter[str] = Counter()
         self.stalled_disconnects = 0
         self._loops: list[task.LoopingCall] = []
+        # Where we listen (filled in by service.py); the admin site and .vv files read it.
+        self.endpoints: dict[str, Any] = {"listen": "127.0.0.1", "port": 0, "tls_port": 0, "admin_port": 0}
+        self.ca_pem: str | None = None
+        self.ticket_required = False  # a public address without TLS: the ticket may not be cleared
 
     def start(self) -> None:
         self.encoder.start()
         self.source.start(self.render, self.cursor)
-        self._every(1.0, self.check_stalled)
+        self._every(1.0, self.tick_second)
         if self.stats_interval:
             self._every(self.stats_interval, self.log_stats)
 
@@ -118,6 +122,12 @@ class SpiceServer:
 
         self.log.info("stats: {line}", line=summary_line(self))
 
+    def tick_second(self) -> None:
+        self.check_stalled()
+        for client in self.clients.values():
+            for cc in client.channels:
+                cc.sample_rate()
+
     def check_stalled(self) -> None:
         """Disconnect clients whose pipes made no progress for stall_timeout (they stopped reading)."""
         now = time.monotonic()
@@ -134,6 +144,17 @@ class SpiceServer:
     def primary(self) -> Client | None:
         """The longest-connected client: single-user things (agent, recording) belong to it."""
         return next(iter(self.clients.values()), None)
+
+    def set_ticket(self, password: bytes | None, expires_in: float | None) -> None:
+        """Set (or clear, with None) the password; expires_in seconds from now (0 = now)."""
+        if password is None and self.ticket_required:
+            raise ValueError("a public address without TLS needs a ticket: it cannot be cleared")
+        expires = time.time() + expires_in if expires_in is not None else None
+        self.ticket = Ticket(password, expires)
+        self.log.info("ticket {what}", what="set" if password is not None else "cleared (ticketing disabled)")
+
+    def disconnect(self, session_id: int) -> None:
+        self.disconnect_client(self.clients[session_id], "disconnected by the admin")
 
     def set_view_only(self, session_id: int, view_only: bool) -> None:
         """A view-only client sees everything; its input is dropped (and counted)."""

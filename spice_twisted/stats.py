@@ -25,6 +25,7 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
         "pipe_bytes": cc.pipe_bytes,
         "messages_sent": cc.messages_sent,
         "bytes_sent": cc.bytes_sent,
+        "bytes_per_second": cc.bytes_per_second,
         "messages_received": cc.messages_received,
         "draws_sent": cc.draws_sent,
         "coalesced": cc.coalesced,
@@ -54,6 +55,8 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "pipe_bytes": sum(c["pipe_bytes"] for c in channels),
         "messages_sent": sum(c["messages_sent"] for c in channels),
         "bytes_sent": sum(c["bytes_sent"] for c in channels),
+        "bytes_per_second": sum(c["bytes_per_second"] for c in channels),
+        "image_mode": "lossless",  # no lossy (WAN) encoding yet: every client gets exact pixels
         "coalesced": sum(c["coalesced"] for c in channels),
         "encodes": sum(c["encodes"] for c in channels),
         "cache_hits": sum(c["cache_hits"] for c in channels),
@@ -70,6 +73,8 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "height": server.render.height,
         "uptime": round(time.monotonic() - server.started, 3),
         "allow_multiple_clients": server.allow_multiple_clients,
+        "endpoints": dict(server.endpoints),
+        "ticket": {"enabled": server.ticket.enabled, "expires": server.ticket.expires, "expired": server.ticket.expired()},
         "primary": server.primary.session_id if server.primary else None,
         "clients": clients,
         "render": {

@@ -76,6 +76,8 @@ class ChannelClient(Protocol):
         self.cache_hits = 0  # drawables this pipe got already encoded (by another pipe)
         self.coalesced = 0  # unsent updates replaced by newer ones
         self.draws_sent = 0
+        self.bytes_per_second = 0
+        self._bytes_at_sample = 0
         self.rtt: float | None = None
         self._pings: dict[int, int] = {}
         self._ping_ids = itertools.count(1)
@@ -231,6 +233,11 @@ class ChannelClient(Protocol):
         if not self.pipe or self.awaiting_encode or not (self.paused or self.waiting_for_ack):
             return 0.0
         return now - self.last_progress
+
+    def sample_rate(self) -> None:
+        """Called once a second: bytes sent in the last second."""
+        self.bytes_per_second = self.bytes_sent - self._bytes_at_sample
+        self._bytes_at_sample = self.bytes_sent
 
     def ping(self) -> None:
         ping_id = next(self._ping_ids)

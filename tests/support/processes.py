@@ -42,10 +42,13 @@ class ServerProcess:
     def __init__(self, *args: str, tmp: Path, port: int | None = None, tls_port: int | None = None) -> None:
         self.port = free_port() if port is None else port
         self.tls_port = tls_port or 0
+        self.admin_port = int(args[list(args).index("--admin-port") + 1]) if "--admin-port" in args else 0
         argv = [sys.executable, "-m", "twisted", "--log-format=text", "spice", "--port", str(self.port)]
         if self.tls_port:
             argv += ["--tls-port", str(self.tls_port)]
         argv += list(args)
+        if "--admin-port" not in args:
+            argv += ["--admin-port", "0"]  # tests run servers side by side: no fixed admin port
         self.argv = argv
         self.log_path = tmp / f"server-{self.port}-{self.tls_port}.log"
         self._log = open(self.log_path, "wb")
@@ -56,7 +59,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
-        want = [p for p in (self.port, self.tls_port) if p]
+        want = [p for p in (self.port, self.tls_port, self.admin_port) if p]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -144,7 +147,8 @@ class HarnessServer(JsonLinesProcess):
 
     def __init__(self, *args: str, tmp: Path, paused: bool = False) -> None:
         self.port = free_port()
-        argv = [sys.executable, str(HARNESS), *(["--paused"] if paused else []), "--", "--port", str(self.port), *args]
+        admin = [] if "--admin-port" in args else ["--admin-port", "0"]
+        argv = [sys.executable, str(HARNESS), *(["--paused"] if paused else []), "--", "--port", str(self.port), *admin, *args]
         super().__init__(argv, tmp, env=_env())
         self.wait_event("ready", timeout=30)
         self._dumps = 0

@@ -1,0 +1,283 @@
+"""The admin site: Klein routes as methods of one object that reads the live server state.
+
+Served in the server's own reactor, so handlers read and change state without locks.
+API calls authenticate with `Authorization: Bearer TOKEN`; browsers log in with the
+token once and then carry a session cookie, and every state change they make
+carries that session's CSRF token (a form field, or the X-CSRF-Token header).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from klein import Klein
+from twisted.web.static import File
+
+from spice_twisted.stats import client_stats, server_stats
+
+from .openapi import openapi_document
+from .tokens import LOGIN_COOKIE, SESSION_COOKIE, Sessions
+from .vv import connection_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _bool_field(body: dict[str, Any], name: str) -> bool:
+    v = body.get(name)
+    if not isinstance(v, bool):
+        raise ApiError(400, f"'{name}' must be true or false")
+    return v
+
+
+class AdminApp:
+    app = Klein()
+
+    def __init__(self, server: Any, token: str) -> None:
+        self.server = server
+        self.sessions = Sessions(token)
+        self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")), autoescape=select_autoescape(default=True))
+
+    # --- plumbing -------------------------------------------------------------------------
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    def _json(self, request: Any, obj: Any, status: int = 200) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return json.dumps(obj).encode()
+
+    def _html(self, request: Any, template: str, **ctx: Any) -> bytes:
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Security-Policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+        request.setHeader(b"X-Frame-Options", b"DENY")
+        return self.env.get_template(template).render(**ctx).encode()
+
+    def _session_id(self, request: Any) -> str | None:
+        raw = request.getCookie(SESSION_COOKIE.encode())
+        return raw.decode("ascii", "replace") if raw else None
+
+    def _auth(self, request: Any, mutating: bool) -> None:
+        """Bearer token, or a session cookie (plus its CSRF token for changes)."""
+        header = request.getHeader(b"authorization")
+        if header:
+            scheme, _, token = header.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and self.sessions.token_ok(token.strip()):
+                return
+            raise ApiError(401, "invalid token")
+        session = self.sessions.get(self._session_id(request))
+        if session is None:
+            raise ApiError(401, "authentication required: send 'Authorization: Bearer TOKEN'")
+        if mutating:
+            offered = request.getHeader(b"x-csrf-token")
+            if offered is None or not self._same(offered, session.csrf):
+                raise ApiError(403, "missing or wrong CSRF token")
+
+    @staticmethod
+    def _same(a: Any, b: str) -> bool:
+        a = a.decode("latin-1") if isinstance(a, bytes) else str(a)
+        return hmac.compare_digest(a.encode(), b.encode())
+
+    def _body(self, request: Any) -> dict[str, Any]:
+        raw = request.content.read(65537)
+        if len(raw) > 65536:
+            raise ApiError(413, "body too large")
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        return body
+
+    def _client(self, client_id: str) -> Any:
+        try:
+            sid = int(client_id)
+        except ValueError:
+            raise ApiError(404, f"no client {client_id!r}") from None
+        client = self.server.clients.get(sid)
+        if client is None:
+            raise ApiError(404, f"no client {sid}")
+        return client
+
+    def _api(self, request: Any, fn: Any, mutating: bool = False) -> bytes:
+        try:
+            self._auth(request, mutating)
+            result = fn()
+        except ApiError as e:
+            if e.status == 401:
+                request.setHeader(b"WWW-Authenticate", b'Bearer realm="spice-twisted"')
+            return self._json(request, {"error": e.message, "status": e.status}, e.status)
+        return self._json(request, result)
+
+    # --- state as JSON ------------------------------------------------------------------
+    def server_json(self) -> dict[str, Any]:
+        s = server_stats(self.server)
+        s.pop("clients")
+        s["clients_connected"] = len(self.server.clients)
+        return s
+
+    def clients_json(self) -> list[dict[str, Any]]:
+        return [client_stats(self.server, c) for c in self.server.clients.values()]
+
+    # --- REST API -----------------------------------------------------------------------
+    @app.route("/api/server", methods=["GET"])
+    def api_server(self, request: Any) -> bytes:
+        return self._api(request, self.server_json)
+
+    @app.route("/api/clients", methods=["GET"])
+    def api_clients(self, request: Any) -> bytes:
+        return self._api(request, self.clients_json)
+
+    @app.route("/api/clients/<client_id>", methods=["GET"])
+    def api_client(self, request: Any, client_id: str) -> bytes:
+        return self._api(request, lambda: client_stats(self.server, self._client(client_id)))
+
+    @app.route("/api/clients/<client_id>", methods=["PATCH"])
+    def api_client_patch(self, request: Any, client_id: str) -> bytes:
+        def change() -> dict[str, Any]:
+            client = self._client(client_id)
+            body = self._body(request)
+            unknown = set(body) - {"view_only"}
+            if unknown or "view_only" not in body:
+                raise ApiError(400, "expected {\"view_only\": true|false}")
+            self.server.set_view_only(client.session_id, _bool_field(body, "view_only"))
+            return client_stats(self.server, client)
+
+        return self._api(request, change, mutating=True)
+
+    @app.route("/api/clients/<client_id>/disconnect", methods=["POST"])
+    def api_client_disconnect(self, request: Any, client_id: str) -> bytes:
+        def disconnect() -> dict[str, Any]:
+            client = self._client(client_id)
+            self.server.disconnect(client.session_id)
+            return {"disconnected": client.session_id}
+
+        return self._api(request, disconnect, mutating=True)
+
+    @app.route("/api/settings", methods=["GET"])
+    def api_settings(self, request: Any) -> bytes:
+        return self._api(request, lambda: {"allow_multiple_clients": self.server.allow_multiple_clients})
+
+    @app.route("/api/settings", methods=["PATCH"])
+    def api_settings_patch(self, request: Any) -> bytes:
+        def change() -> dict[str, Any]:
+            body = self._body(request)
+            if set(body) - {"allow_multiple_clients"} or "allow_multiple_clients" not in body:
+                raise ApiError(400, "expected {\"allow_multiple_clients\": true|false}")
+            self.server.set_allow_multiple_clients(_bool_field(body, "allow_multiple_clients"))
+            return {"allow_multiple_clients": self.server.allow_multiple_clients}
+
+        return self._api(request, change, mutating=True)
+
+    @app.route("/api/ticket", methods=["POST"])
+    def api_ticket(self, request: Any) -> bytes:
+        def change() -> dict[str, Any]:
+            body = self._body(request)
+            if set(body) - {"password", "expires"} or not body:
+                raise ApiError(400, "expected {\"password\": string|null, \"expires\": seconds|null}")
+            expires = body.get("expires")
+            if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float)) or not 0 <= expires <= 10**9):
+                raise ApiError(400, "'expires' must be seconds from now (0 = now) or null")
+            if "password" in body:
+                password = body["password"]
+                if password is not None and (not isinstance(password, str) or not 0 < len(password.encode()) <= 60):
+                    raise ApiError(400, "'password' must be a string of 1 to 60 bytes, or null to disable ticketing")
+                secret = password.encode() if password is not None else None
+            else:  # only the expiry changes
+                secret = self.server.ticket.password
+                if secret is None:
+                    raise ApiError(400, "there is no ticket to expire: set a password")
+            if secret is None and expires is not None:
+                raise ApiError(400, "a cleared ticket cannot expire")
+            try:
+                self.server.set_ticket(secret, expires)
+            except ValueError as e:
+                raise ApiError(400, str(e)) from None
+            t = self.server.ticket
+            return {"enabled": t.enabled, "expires": t.expires, "expired": t.expired()}
+
+        return self._api(request, change, mutating=True)
+
+    @app.route("/api/connection.vv", methods=["GET"])
+    def api_vv(self, request: Any) -> bytes:
+        def make() -> str:
+            ep = self.server.endpoints
+            host = ep["listen"]
+            if host in ("0.0.0.0", "::", ""):
+                host = (request.getRequestHostname() or b"127.0.0.1").decode("ascii", "replace")
+            want_pw = request.args.get(b"password", [b"0"])[0] in (b"1", b"true")
+            pw = self.server.ticket.password.decode() if want_pw and self.server.ticket.password else None
+            return connection_file(host, ep["port"], ep["tls_port"], self.server.ca_pem, pw, self.server.name)
+
+        try:
+            self._auth(request, mutating=False)
+        except ApiError as e:
+            return self._json(request, {"error": e.message, "status": e.status}, e.status)
+        request.setHeader(b"Content-Type", b"application/x-virt-viewer")
+        request.setHeader(b"Content-Disposition", b'attachment; filename="spice-twisted.vv"')
+        return make().encode()
+
+    @app.route("/api/openapi.json", methods=["GET"])
+    def api_openapi(self, request: Any) -> bytes:
+        return self._json(request, openapi_document())
+
+    @app.route("/api/", branch=True)
+    def api_unknown(self, request: Any) -> bytes:
+        return self._json(request, {"error": "no such API route", "status": 404}, 404)
+
+    # --- browser pages ------------------------------------------------------------------
+    @app.route("/static/", branch=True)
+    def static(self, request: Any) -> Any:
+        return File(os.path.join(HERE, "static"))
+
+    @app.route("/login", methods=["GET"])
+    def login_form(self, request: Any, error: str | None = None) -> bytes:
+        # Double-submit CSRF for the login form itself: a cookie and a field that must match.
+        login_csrf = secrets.token_urlsafe(24)
+        request.setHeader(b"Set-Cookie", LOGIN_COOKIE.encode() + b"=" + login_csrf.encode() + b"; Path=/login; HttpOnly; SameSite=Strict")
+        return self._html(request, "login.html", error=error, csrf=login_csrf)
+
+    @app.route("/login", methods=["POST"])
+    def login(self, request: Any) -> Any:
+        token = request.args.get(b"token", [b""])[0].decode("utf-8", "replace").strip()
+        cookie = request.getCookie(LOGIN_COOKIE.encode()) or b""
+        field = request.args.get(b"csrf", [b""])[0]
+        if not cookie or not self._same(field, cookie.decode("latin-1")):
+            request.setResponseCode(403)
+            return self.login_form(request, error="The form expired: try again.")
+        if not self.sessions.token_ok(token):
+            request.setResponseCode(401)
+            return self.login_form(request, error="Wrong token.")
+        sid, _ = self.sessions.create()
+        secure = b"; Secure" if request.isSecure() else b""
+        request.setHeader(b"Set-Cookie", SESSION_COOKIE.encode() + b"=" + sid.encode() + b"; Path=/; HttpOnly; SameSite=Strict" + secure)
+        request.redirect(b"/")
+        return b""
+
+    @app.route("/logout", methods=["POST"])
+    def logout(self, request: Any) -> Any:
+        session = self.sessions.get(self._session_id(request))
+        if session is not None and self._same(request.args.get(b"csrf", [b""])[0], session.csrf):
+            self.sessions.drop(self._session_id(request))
+        request.redirect(b"/login")
+        return b""
+
+    @app.route("/", methods=["GET"])
+    def dashboard(self, request: Any) -> Any:
+        session = self.sessions.get(self._session_id(request))
+        if session is None:
+            request.redirect(b"/login")
+            return b""
+        return self._html(request, "dashboard.html", server=self.server_json(), clients=self.clients_json(), csrf=session.csrf)

@@ -1,0 +1,123 @@
+"""The OpenAPI 3 description of the admin REST API (tests check it matches the routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import spice_twisted
+
+ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def _op(summary: str, schema: dict[str, Any], body: dict[str, Any] | None = None, client_id: bool = False, errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}, "401": ERROR},
+    }
+    for code in errors:
+        op["responses"][str(code)] = ERROR
+    if client_id:
+        op["parameters"] = [{"name": "client_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295}}]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    obj = {"type": "object"}
+    client = {"$ref": "#/components/schemas/Client"}
+    mutating = (400, 403)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "spice-twisted admin API",
+            "version": spice_twisted.__version__,
+            "description": "Send 'Authorization: Bearer TOKEN' with the admin token on every call.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/server": {"get": _op("The server: endpoints, source, policy, ticket state and render counters.", obj)},
+            "/api/clients": {"get": _op("Every connected client, oldest (the primary) first.", {"type": "array", "items": client})},
+            "/api/clients/{client_id}": {
+                "get": _op("One client.", client, client_id=True, errors=(404,)),
+                "patch": _op(
+                    "Make a client view-only (its input is dropped) or not.",
+                    client,
+                    body={"type": "object", "properties": {"view_only": {"type": "boolean"}}, "required": ["view_only"], "additionalProperties": False},
+                    client_id=True,
+                    errors=(404, *mutating),
+                ),
+            },
+            "/api/clients/{client_id}/disconnect": {
+                "post": _op("Disconnect a client (all its channels).", {"type": "object", "properties": {"disconnected": {"type": "integer"}}}, client_id=True, errors=(404, 403)),
+            },
+            "/api/settings": {
+                "get": _op("Run-time settings.", obj),
+                "patch": _op(
+                    "Change run-time settings.",
+                    obj,
+                    body={
+                        "type": "object",
+                        "properties": {"allow_multiple_clients": {"type": "boolean"}},
+                        "required": ["allow_multiple_clients"],
+                        "additionalProperties": False,
+                    },
+                    errors=mutating,
+                ),
+            },
+            "/api/ticket": {
+                "post": _op(
+                    "Set the ticket (password), clear it (null disables ticketing), or only change its expiry (no password; expires: 0 = now).",
+                    obj,
+                    body={
+                        "type": "object",
+                        "properties": {
+                            "password": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 60},
+                            "expires": {"type": "number", "nullable": True, "minimum": 0, "description": "seconds from now"},
+                        },
+                        "minProperties": 1,
+                        "additionalProperties": False,
+                    },
+                    errors=mutating,
+                ),
+            },
+            "/api/connection.vv": {
+                "get": {
+                    "summary": "A remote-viewer connection file for this server (password included with ?password=1).",
+                    "parameters": [{"name": "password", "in": "query", "required": False, "schema": {"type": "string", "enum": ["0", "1"]}}],
+                    "responses": {"200": {"description": "the .vv file", "content": {"application/x-virt-viewer": {"schema": {"type": "string"}}}}, "401": ERROR},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Error": {
+                    "description": "An error",
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}, "required": ["error", "status"]}
+                        }
+                    },
+                }
+            },
+            "schemas": {
+                "Client": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "address": {"type": "string"},
+                        "primary": {"type": "boolean"},
+                        "view_only": {"type": "boolean"},
+                        "channels": {"type": "array", "items": {"type": "object"}},
+                        "pipe_items": {"type": "integer"},
+                        "pipe_bytes": {"type": "integer"},
+                        "bytes_sent": {"type": "integer"},
+                        "bytes_per_second": {"type": "integer"},
+                    },
+                    "required": ["id", "address", "primary", "view_only", "channels"],
+                }
+            },
+        },
+    }
