@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 apt_pkgs=(python3 python3-venv python3-pip)
 extra=""
 if [ "${1:-}" = "--test" ]; then
-  apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb)
+  apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver)
   extra="[test]"
 fi
 
@@ -30,4 +30,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== pip install .${extra}"
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/pip install -q ".${extra}"
+# (grep drops pip's notes about this machine's extra package folders)
+.venv/bin/pip install -q ".${extra}" 2>&1 | { grep -v "^WARNING: Location" || true; }
