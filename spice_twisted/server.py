@@ -244,7 +244,10 @@ class SpiceServer:
             self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)
 
     def disconnect_client(self, client: Client, reason: str) -> None:
+        """Tell the client why (a NOTIFY on its main channel), then close all its channels."""
         self._forget(client)
+        if client.main is not None and client.main.connected:
+            client.main.notify(f"disconnected: {reason}")
         for cc in list(client.channels):
             cc.close(reason)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application import internet, service
@@ -77,6 +78,7 @@ class AdminService(service.MultiService):
         super().__init__()
         self.port, listen = options["admin-port"], options["listen"]
         token, self.token_path = options.get("admin-token"), options["admin-token-file"]
+        self.generated = token is None
         if token is None:
             token, self.token_path = generate_token_file(self.port)
         self.app = AdminApp(server, token)
@@ -90,3 +92,8 @@ class AdminService(service.MultiService):
     def startService(self) -> None:
         self.log.info("admin site on port {port}; admin token in {path}", port=self.port, path=self.token_path)
         super().startService()
+
+    def stopService(self) -> Any:
+        if self.generated and self.token_path and os.path.exists(self.token_path):
+            os.unlink(self.token_path)  # a generated token lives as long as the server
+        return super().stopService()

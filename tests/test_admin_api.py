@@ -61,6 +61,7 @@ def test_disconnect_really_disconnects(admin):
     ids = [c["id"] for c in api.ok("GET", "/api/clients")]
     assert api.ok("POST", f"/api/clients/{ids[1]}/disconnect") == {"disconnected": ids[1]}
     b.wait_event("channel", channel="main", what="closed")
+    b.wait_event("channel", channel="display", what="closed")  # all its channels go
     _wait(lambda: [c["id"] for c in api.ok("GET", "/api/clients")] == [ids[0]])
     assert a.stats()["marks"] == 1 and a.channel_events("main") == ["opened"]
 

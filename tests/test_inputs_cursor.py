@@ -97,6 +97,7 @@ def test_keys_typed_by_one_client_show_for_both(spawn):
     a.send(f"keydown {RIGHT_CTRL}")  # an E0 key goes through without typing anything
     a.send(f"keyup {RIGHT_CTRL}")
     _wait(lambda: server.stats()["source_state"]["typed"] == "hI")
+    b.wait_event("cursor-hide")  # typing hides the shared pointer for everyone
     server.pause()
     b.wait_quiet(0.4)
     t = TEXT_BOX

@@ -189,3 +189,51 @@ def test_stalled_client_is_bounded_isolated_and_dropped(spawn):
     server.pause()
     good.wait_quiet(0.4)
     assert np.array_equal(as_rgb(good.framebuffer()), as_rgb(server.framebuffer()))
+
+
+def _read_messages_until_closed(sock: socket.socket, timeout: float = 10.0) -> list[tuple[int, bytes]]:
+    """Mini-header messages a raw client receives until the server closes the connection."""
+    from spice_twisted.wire.framer import Framer
+
+    framer, out = Framer(mini=True, max_body=1 << 26), []
+    sock.settimeout(timeout)
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        out += framer.feed(data)
+    return out
+
+
+def test_replaced_client_is_told_why_and_all_its_channels_close(spawn, random_image):
+    from spice_twisted.wire.enums import MsgCommon
+    from spice_twisted.wire.messages import SERVER, decode_body
+
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}", "--no-multiple-clients")
+    main, display = _stalled_display_client(server.port)  # a raw client with main + display
+    newcomer = spawn.client("--port", str(server.port))
+    newcomer.wait_event("mark")
+    msgs = _read_messages_until_closed(main)
+    notes = [decode_body(SERVER[(None, MsgCommon.NOTIFY)], body) for t, body in msgs if t == MsgCommon.NOTIFY]
+    assert any(b"replaced by a new client" in n["message"] for n in notes), msgs
+    # The display channel of the replaced client is closed too: reading it to EOF
+    # raises TimeoutError if the server left it open.
+    _read_messages_until_closed(display)
+    main.close()
+    display.close()
+
+
+def test_stats_interval_logs_a_summary(spawn, random_image):
+    path, _ = random_image
+    srv = spawn.server("--source", f"image:{path}", "--stats-interval", "0.3")
+    client = spawn.client("--port", str(srv.port))
+    client.wait_event("mark")
+    deadline = time.monotonic() + 10
+    while "stats: clients=1" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = [line for line in srv.log().splitlines() if "stats: clients=1" in line][-1]
+    assert "encodes=1" in line and "sends=1" in line and "pipe=" in line and "rtt=" in line

@@ -189,6 +189,13 @@ class ChannelClient(Protocol):
         self.pipe.append(item)
         self.drain()
 
+    def notify(self, text: str, severity: int = 1) -> None:
+        """A NOTIFY the client logs or shows (severity 0 info, 1 warn, 2 error)."""
+        self.send(
+            "NOTIFY",
+            {"time_stamp": time.time_ns() // 1000, "severity": severity, "visibility": 2, "what": 0, "message": text.encode() + b"\0"},
+        )
+
     def set_ack(self, window: int) -> None:
         self.ack_generation += 1
         self.ack_window = window

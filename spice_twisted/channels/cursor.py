@@ -8,8 +8,11 @@ cache is dropped with INVAL_ALL.
 from __future__ import annotations
 
 from ..render.cursor import CURSOR_FLAGS_CACHE_ME, CURSOR_FLAGS_FROM_CACHE, CURSOR_FLAGS_NONE, CursorShape
-from ..wire.enums import ChannelType
-from .base import ChannelClient
+from ..wire.enums import ChannelType, MsgCursor
+from ..wire.messages import encode_body, message
+from .base import ChannelClient, PipeItem
+
+_MOVE = message(ChannelType.CURSOR, "MOVE")
 
 CACHE_LIMIT = 64
 
@@ -48,7 +51,12 @@ class CursorChannelClient(ChannelClient):
         self.send("SET", {"position": {"x": c.x, "y": c.y}, "visible": 1, "cursor": self._cursor(shape)})
 
     def cursor_move(self, x: int, y: int) -> None:
-        self.send("MOVE", {"position": {"x": x, "y": y}})
+        body = encode_body(_MOVE, {"position": {"x": x, "y": y}})
+        if self.pipe and self.pipe[-1].msg_type == MsgCursor.MOVE:
+            self.pipe[-1].data = body  # only the newest unsent position matters
+            self.coalesced += 1
+            return
+        self.queue(PipeItem(_MOVE.id, body))
 
     def cursor_hide(self) -> None:
         self.send("HIDE")

@@ -251,6 +251,8 @@ class DemoSource(DisplaySource):
             return
         if not pressed:
             return
+        if self.cursor is not None:
+            self.cursor.hide()  # like a desktop: the pointer hides while you type
         if key == BACKSPACE:
             self.typed = self.typed[:-1]
         elif key == ENTER:
