@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 import pytest
 from support.admin import Api
-from support.processes import free_port
+from support.processes import free_port, wait_until
 
 TOKEN = "admin-token-for-tests-0123456789"
 
 
-def _wait(pred, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture
@@ -39,7 +30,7 @@ def admin(spawn, tmp_path):
 
 def test_clients_listed_with_traffic_and_pipes(admin):
     srv, api, clients = admin
-    _wait(lambda: len([c for c in api.ok("GET", "/api/clients") if c["bytes_sent"] > 0]) == 2)
+    wait_until(lambda: len([c for c in api.ok("GET", "/api/clients") if c["bytes_sent"] > 0]) == 2)
     listed = api.ok("GET", "/api/clients")
     for c in listed:
         kinds = {ch["channel"] for ch in c["channels"]}
@@ -53,7 +44,7 @@ def test_clients_listed_with_traffic_and_pipes(admin):
     server = api.ok("GET", "/api/server")
     assert server["clients_connected"] == 2 and server["endpoints"]["port"] == srv.port
     assert server["render"]["encodes"]["bitmap"] >= 1 and server["render"]["draws_sent"] > 0
-    _wait(lambda: any(c["bytes_per_second"] > 0 for c in api.ok("GET", "/api/clients")))
+    wait_until(lambda: any(c["bytes_per_second"] > 0 for c in api.ok("GET", "/api/clients")))
 
 
 def test_disconnect_really_disconnects(admin):
@@ -62,7 +53,7 @@ def test_disconnect_really_disconnects(admin):
     assert api.ok("POST", f"/api/clients/{ids[1]}/disconnect") == {"disconnected": ids[1]}
     b.wait_event("channel", channel="main", what="closed")
     b.wait_event("channel", channel="display", what="closed")  # all its channels go
-    _wait(lambda: [c["id"] for c in api.ok("GET", "/api/clients")] == [ids[0]])
+    wait_until(lambda: [c["id"] for c in api.ok("GET", "/api/clients")] == [ids[0]])
     assert a.stats()["marks"] == 1 and a.channel_events("main") == ["opened"]
 
 
@@ -74,7 +65,7 @@ def test_view_only_drops_input(admin):
     b.send("press 1 1")
     b.send("position 340 600 1")
     b.send("release 1 0")
-    c = _wait(lambda: (c := api.ok("GET", f"/api/clients/{ids[1]}"))["input_dropped"] >= 3 and c)
+    c = wait_until(lambda: (c := api.ok("GET", f"/api/clients/{ids[1]}"))["input_dropped"] >= 3 and c)
     assert c["view_only"] is True
     assert api.ok("GET", "/api/server")["source_state"]["strokes"] == 0
     assert api.ok("PATCH", f"/api/clients/{ids[1]}", {"view_only": False})["view_only"] is False
@@ -88,7 +79,7 @@ def test_multiple_clients_off_then_new_client_replaces_all(admin, spawn):
     c.wait_event("mark")
     a.wait_event("channel", channel="main", what="closed")
     b.wait_event("channel", channel="main", what="closed")
-    _wait(lambda: len(api.ok("GET", "/api/clients")) == 1)
+    wait_until(lambda: len(api.ok("GET", "/api/clients")) == 1)
 
 
 def test_errors(admin):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from support.processes import as_rgb
+from support.processes import as_rgb, wait_until
 
 from spice_twisted.sources.demo import TEXT_BOX, DemoSource
 
@@ -32,14 +32,6 @@ def spawn_client(server):
     return server._spawn.client("--port", str(server.port))
 
 
-def _wait(pred, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
 
 
 def _settled(server, key="input_events", quiet=0.5, timeout=20.0) -> dict:
@@ -96,7 +88,7 @@ def test_keys_typed_by_one_client_show_for_both(spawn):
     a.send(f"keyup {SHIFT}")
     a.send(f"keydown {RIGHT_CTRL}")  # an E0 key goes through without typing anything
     a.send(f"keyup {RIGHT_CTRL}")
-    _wait(lambda: server.stats()["source_state"]["typed"] == "hI")
+    wait_until(lambda: server.stats()["source_state"]["typed"] == "hI")
     b.wait_event("cursor-hide")  # typing hides the shared pointer for everyone
     server.pause()
     b.wait_quiet(0.4)
@@ -131,7 +123,7 @@ def test_view_only_client_changes_nothing_and_is_counted(spawn):
     b.send("press 1 1")
     b.send("position 320 600 1")
     b.send("release 1 0")
-    _wait(lambda: server.stats()["source_state"]["strokes"] > 0)
+    wait_until(lambda: server.stats()["source_state"]["strokes"] > 0)
 
 
 def test_mouse_mode_switch_reaches_every_client(spawn):
@@ -144,7 +136,7 @@ def test_mouse_mode_switch_reaches_every_client(spawn):
     b.wait_for(lambda e: e.get("event") == "mouse-mode" and e.get("mode") == 1, start=start_b)
     a.wait_for(lambda e: e.get("event") == "mouse-mode" and e.get("mode") == 1)
     b.wait_for(lambda e: e.get("event") == "mouse-mode" and e.get("mode") == 2, start=start_b)
-    _wait(lambda: server.stats()["mouse_mode"] == "client")
+    wait_until(lambda: server.stats()["mouse_mode"] == "client")
 
 
 def test_server_mouse_mode_moves_the_shared_cursor_for_everyone(spawn, random_image):
@@ -157,9 +149,9 @@ def test_server_mouse_mode_moves_the_shared_cursor_for_everyone(spawn, random_im
     assert server.stats()["mouse_mode"] == "server"
     assert a.stats()["mouse_mode"] == 1 and b.stats()["mouse_mode"] == 1
     a.send("motion 40 30 0")
-    _wait(lambda: b.stats()["cursor_pos"] == [40, 30])
+    wait_until(lambda: b.stats()["cursor_pos"] == [40, 30])
     a.send("motion 500 500 0")  # clamped to the 333x217 surface
-    _wait(lambda: b.stats()["cursor_pos"] == [332, 216])
+    wait_until(lambda: b.stats()["cursor_pos"] == [332, 216])
 
 
 def test_long_drag_keeps_flowing_with_motion_acks(spawn):
@@ -184,7 +176,7 @@ def test_lock_leds_reach_the_other_clients(spawn):
     a.send("locks 4")  # caps lock on at A
     b.wait_for(lambda e: e.get("event") == "modifiers" and e.get("value") & 4 == 4)
     a.send(f"key {H_KEY}")
-    _wait(lambda: server.stats()["source_state"]["typed"] == "H")  # caps lock makes it upper case
+    wait_until(lambda: server.stats()["source_state"]["typed"] == "H")  # caps lock makes it upper case
 
 
 def test_every_client_gets_the_cursor_and_a_late_joiner_too(spawn):

@@ -222,3 +222,14 @@ class GtkClient(JsonLinesProcess):
 def as_rgb(fb: np.ndarray) -> np.ndarray:
     """Client framebuffer (B, G, R, X) -> RGB, to compare with a source picture."""
     return fb[..., [2, 1, 0]]
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll pred until it returns something truthy (returned), or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached in {timeout}s")
