@@ -16,6 +16,7 @@ from .channels.base import ChannelClient
 from .channels.cursor import CursorChannelClient
 from .channels.display import DisplayChannelClient
 from .channels.inputs import InputsChannelClient
+from .channels.keypool import LinkKeyPool
 from .channels.main import MainChannelClient
 from .inputs import InputRouter
 from .render.cursor import CursorService
@@ -77,6 +78,7 @@ class SpiceServer:
         self.stats_interval = stats_interval
         self.uuid = uuidlib.uuid4()
         self.encoder = Encoder(reactor)
+        self.link_keys = LinkKeyPool(reactor, None)
         self.render = RenderService(source.width, source.height, self.encoder)
         self.cursor = CursorService()
         self.inputs = InputRouter(self)
@@ -97,6 +99,8 @@ class SpiceServer:
 
     def start(self) -> None:
         self.encoder.start()
+        self.link_keys.pool = self.encoder.pool  # keys are made in the encoder's threads
+        self.link_keys.refill()
         self.source.start(self.render, self.cursor)
         self._every(1.0, self.tick_second)
         if self.stats_interval:

@@ -91,6 +91,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "source_state": server.source.describe(),
         "cursor": {"visible": server.cursor.visible, "sets": server.cursor.sets, "shape": server.cursor.shape.unique if server.cursor.shape else None},
         "stalled_disconnects": server.stalled_disconnects,
+        "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline},
     }
 
 

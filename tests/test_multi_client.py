@@ -73,6 +73,8 @@ def test_encode_once_with_four_clients(spawn):
     # Four clients, each image encoded once: sends ~ 4x encodes (a few may be coalesced away).
     assert sends >= 3.5 * encodes, (sends, encodes)
     assert sends + sum(d["coalesced"] for d in displays) >= 4 * encodes - 4
+    # 16 links, their RSA keys mostly made ahead of time off the reactor.
+    assert s["link_keys"]["made_inline"] < 16
 
 
 def test_toggle_off_replaces_then_on_serves_both(spawn, random_image):

@@ -64,7 +64,7 @@ class LinkProtocol(Protocol):
                 if error is not None:
                     self._refuse(error, f"channel {ev.request.channel_type} link refused", self.link.reject(error))
                     return
-                self.key = LinkKey()
+                self.key = self.server.link_keys.take()
                 reply, more = self.link.accept(self.key.public_der, self.server.common_caps(), self.server.channel_caps(ev.request))
                 self.transport.write(reply)
                 self._handle(more)
