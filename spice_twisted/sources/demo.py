@@ -75,6 +75,9 @@ class DemoSource(DisplaySource):
         self.cursor: CursorService | None = None
         self.backdrop = rgb_to_xrgb(self._draw_backdrop())
         self.canvas = self.backdrop.copy()  # backdrop + strokes + typed text; the ball goes on top
+        self.typed = ""
+        t = TEXT_BOX
+        self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
         self.ball = self._draw_ball()
         self.arrow, self.ibeam = arrow_cursor(), _ibeam_cursor()
         self.pos = [200.0, 300.0]
@@ -82,7 +85,6 @@ class DemoSource(DisplaySource):
         self._shown_time = ""
         self.frames = 0
         self.strokes = 0
-        self.typed = ""
         self.caps = False
         self._drawing: dict[int, tuple[int, int]] = {}
         self._shift: dict[int, bool] = {}
