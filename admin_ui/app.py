@@ -40,6 +40,13 @@ def _bool_field(body: dict[str, Any], name: str) -> bool:
     return v
 
 
+def _utf8(text: str) -> bytes | None:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's "\ud800" can carry
+        return None
+
+
 class AdminApp:
     app = Klein()
 
@@ -95,7 +102,7 @@ class AdminApp:
             raise ApiError(413, "body too large")
         try:
             body = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise ApiError(400, "body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object")
@@ -192,9 +199,9 @@ class AdminApp:
                 raise ApiError(400, "'expires' must be seconds from now (0 = now) or null")
             if "password" in body:
                 password = body["password"]
-                if password is not None and (not isinstance(password, str) or not 0 < len(password.encode()) <= 60):
+                secret = _utf8(password) if isinstance(password, str) else None
+                if password is not None and (secret is None or not 0 < len(secret) <= 60):
                     raise ApiError(400, "'password' must be a string of 1 to 60 bytes, or null to disable ticketing")
-                secret = password.encode() if password is not None else None
             else:  # only the expiry changes
                 secret = self.server.ticket.password
                 if secret is None:
@@ -218,16 +225,22 @@ class AdminApp:
             if host in ("0.0.0.0", "::", ""):
                 host = (request.getRequestHostname() or b"127.0.0.1").decode("ascii", "replace")
             want_pw = request.args.get(b"password", [b"0"])[0] in (b"1", b"true")
-            pw = self.server.ticket.password.decode() if want_pw and self.server.ticket.password else None
+            pw = None
+            if want_pw and self.server.ticket.password:
+                try:
+                    pw = self.server.ticket.password.decode()
+                except UnicodeDecodeError:  # from --password-file, which takes any bytes
+                    raise ApiError(400, "the password is not UTF-8 text, so a .vv file cannot hold it: leave out ?password=1") from None
             return connection_file(host, ep["port"], ep["tls_port"], self.server.ca_pem, pw, self.server.name)
 
         try:
             self._auth(request, mutating=False)
+            text = make()
         except ApiError as e:
             return self._json(request, {"error": e.message, "status": e.status}, e.status)
         request.setHeader(b"Content-Type", b"application/x-virt-viewer")
         request.setHeader(b"Content-Disposition", b'attachment; filename="spice-twisted.vv"')
-        return make().encode()
+        return text.encode()
 
     @app.route("/api/openapi.json", methods=["GET"])
     def api_openapi(self, request: Any) -> bytes:

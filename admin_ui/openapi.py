@@ -86,7 +86,11 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "A remote-viewer connection file for this server (password included with ?password=1).",
                     "parameters": [{"name": "password", "in": "query", "required": False, "schema": {"type": "string", "enum": ["0", "1"]}}],
-                    "responses": {"200": {"description": "the .vv file", "content": {"application/x-virt-viewer": {"schema": {"type": "string"}}}}, "401": ERROR},
+                    "responses": {
+                        "200": {"description": "the .vv file", "content": {"application/x-virt-viewer": {"schema": {"type": "string"}}}},
+                        "400": ERROR,
+                        "401": ERROR,
+                    },
                 }
             },
         },
