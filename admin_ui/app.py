@@ -158,7 +158,7 @@ class AdminApp:
             body = self._body(request)
             unknown = set(body) - {"view_only"}
             if unknown or "view_only" not in body:
-                raise ApiError(400, "expected {\"view_only\": true|false}")
+                raise ApiError(400, 'expected {"view_only": true|false}')
             self.server.set_view_only(client.session_id, _bool_field(body, "view_only"))
             return client_stats(self.server, client)
 
@@ -182,7 +182,7 @@ class AdminApp:
         def change() -> dict[str, Any]:
             body = self._body(request)
             if set(body) - {"allow_multiple_clients"} or "allow_multiple_clients" not in body:
-                raise ApiError(400, "expected {\"allow_multiple_clients\": true|false}")
+                raise ApiError(400, 'expected {"allow_multiple_clients": true|false}')
             self.server.set_allow_multiple_clients(_bool_field(body, "allow_multiple_clients"))
             return {"allow_multiple_clients": self.server.allow_multiple_clients}
 
@@ -193,7 +193,7 @@ class AdminApp:
         def change() -> dict[str, Any]:
             body = self._body(request)
             if set(body) - {"password", "expires"} or not body:
-                raise ApiError(400, "expected {\"password\": string|null, \"expires\": seconds|null}")
+                raise ApiError(400, 'expected {"password": string|null, "expires": seconds|null}')
             expires = body.get("expires")
             if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float)) or not 0 <= expires <= 10**9):
                 raise ApiError(400, "'expires' must be seconds from now (0 = now) or null")

@@ -9,7 +9,9 @@ import spice_twisted
 ERROR = {"$ref": "#/components/responses/Error"}
 
 
-def _op(summary: str, schema: dict[str, Any], body: dict[str, Any] | None = None, client_id: bool = False, errors: tuple[int, ...] = ()) -> dict[str, Any]:
+def _op(
+    summary: str, schema: dict[str, Any], body: dict[str, Any] | None = None, client_id: bool = False, errors: tuple[int, ...] = ()
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}, "401": ERROR},
@@ -17,7 +19,9 @@ def _op(summary: str, schema: dict[str, Any], body: dict[str, Any] | None = None
     for code in errors:
         op["responses"][str(code)] = ERROR
     if client_id:
-        op["parameters"] = [{"name": "client_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295}}]
+        op["parameters"] = [
+            {"name": "client_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295}}
+        ]
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
@@ -44,13 +48,23 @@ def openapi_document() -> dict[str, Any]:
                 "patch": _op(
                     "Make a client view-only (its input is dropped) or not.",
                     client,
-                    body={"type": "object", "properties": {"view_only": {"type": "boolean"}}, "required": ["view_only"], "additionalProperties": False},
+                    body={
+                        "type": "object",
+                        "properties": {"view_only": {"type": "boolean"}},
+                        "required": ["view_only"],
+                        "additionalProperties": False,
+                    },
                     client_id=True,
                     errors=(404, *mutating),
                 ),
             },
             "/api/clients/{client_id}/disconnect": {
-                "post": _op("Disconnect a client (all its channels).", {"type": "object", "properties": {"disconnected": {"type": "integer"}}}, client_id=True, errors=(404, 403)),
+                "post": _op(
+                    "Disconnect a client (all its channels).",
+                    {"type": "object", "properties": {"disconnected": {"type": "integer"}}},
+                    client_id=True,
+                    errors=(404, 403),
+                ),
             },
             "/api/settings": {
                 "get": _op("Run-time settings.", obj),
@@ -85,7 +99,9 @@ def openapi_document() -> dict[str, Any]:
             "/api/connection.vv": {
                 "get": {
                     "summary": "A remote-viewer connection file for this server (password included with ?password=1).",
-                    "parameters": [{"name": "password", "in": "query", "required": False, "schema": {"type": "string", "enum": ["0", "1"]}}],
+                    "parameters": [
+                        {"name": "password", "in": "query", "required": False, "schema": {"type": "string", "enum": ["0", "1"]}}
+                    ],
                     "responses": {
                         "200": {"description": "the .vv file", "content": {"application/x-virt-viewer": {"schema": {"type": "string"}}}},
                         "400": ERROR,
@@ -101,7 +117,11 @@ def openapi_document() -> dict[str, Any]:
                     "description": "An error",
                     "content": {
                         "application/json": {
-                            "schema": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}, "required": ["error", "status"]}
+                            "schema": {
+                                "type": "object",
+                                "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+                                "required": ["error", "status"],
+                            }
                         }
                     },
                 }

@@ -90,8 +90,7 @@ class Options(usage.Options):
                 raise usage.UsageError("--admin-port must differ from --port and --tls-port")
             if not is_loopback(self["listen"]) and not (self["cert"] and self["key"]):
                 raise usage.UsageError(
-                    "the admin site on a non-loopback address needs --cert and --key (it is then served over HTTPS); "
-                    "or pass --admin-port 0"
+                    "the admin site on a non-loopback address needs --cert and --key (it is then served over HTTPS); or pass --admin-port 0"
                 )
             if self["admin-token-file"]:
                 from admin_ui.tokens import read_token_file

@@ -89,7 +89,11 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "link_refusals": dict(server.link_refusals),
         "mouse_mode": server.mouse_mode.name.lower(),
         "source_state": server.source.describe(),
-        "cursor": {"visible": server.cursor.visible, "sets": server.cursor.sets, "shape": server.cursor.shape.unique if server.cursor.shape else None},
+        "cursor": {
+            "visible": server.cursor.visible,
+            "sets": server.cursor.sets,
+            "shape": server.cursor.shape.unique if server.cursor.shape else None,
+        },
         "stalled_disconnects": server.stalled_disconnects,
         "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline},
     }

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.admin import TOKEN, Api
 from support.certs import make_ca_and_server
-from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess
+from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess, free_port
 
 
 def _have_spice_gtk() -> bool:
@@ -69,3 +70,18 @@ def random_image(tmp_path: Path) -> tuple[Path, np.ndarray]:
 @pytest.fixture
 def certs(tmp_path: Path) -> dict[str, Path]:
     return make_ca_and_server(tmp_path)
+
+
+@pytest.fixture
+def admin(spawn, tmp_path):
+    """A server with the admin site on a free port (token TOKEN) and two spice-gtk clients."""
+    (tmp_path / "admin-token").write_text(TOKEN + "\n")
+    port = free_port()
+    srv = spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"))
+    clients = []
+    for _ in range(2):
+        c = spawn.client("--port", str(srv.port))
+        c.wait_event("mark")
+        c.wait_event("channel", channel="inputs", what="opened")
+        clients.append(c)
+    return srv, Api(port, TOKEN), clients

@@ -5,27 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-import pytest
 from support.admin import Api
 from support.processes import free_port, wait_until
-
-TOKEN = "admin-token-for-tests-0123456789"
-
-
-
-
-@pytest.fixture
-def admin(spawn, tmp_path):
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
-    port = free_port()
-    srv = spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"))
-    clients = []
-    for _ in range(2):
-        c = spawn.client("--port", str(srv.port))
-        c.wait_event("mark")
-        c.wait_event("channel", channel="inputs", what="opened")
-        clients.append(c)
-    return srv, Api(port, TOKEN), clients
 
 
 def test_clients_listed_with_traffic_and_pipes(admin):

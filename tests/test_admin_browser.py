@@ -19,10 +19,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
-from support.admin import Api
+from support.admin import TOKEN
 from support.processes import ROOT, free_port
 
-TOKEN = "browser-admin-token-0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL_HINT = "run the README test command (scripts/test.sh), which installs chromium, chromium-driver and selenium"
@@ -82,21 +81,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-@pytest.fixture
-def admin(spawn, tmp_path):
-    """A server with the admin site on a free port and two spice-gtk clients connected."""
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
-    port = free_port()
-    srv = spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"))
-    clients = []
-    for _ in range(2):
-        c = spawn.client("--port", str(srv.port))
-        c.wait_event("mark")
-        c.wait_event("channel", channel="inputs", what="opened")
-        clients.append(c)
-    return srv, Api(port, TOKEN), clients
 
 
 # --- page helpers -------------------------------------------------------------------------

@@ -28,7 +28,11 @@ def test_demo_is_default_and_client_sees_it_change(spawn):
     # Everything but the clock equals the backdrop except exactly one ball-sized square.
     assert len(ys) > 0
     assert ys.max() - ys.min() < BALL and xs.max() - xs.min() < BALL
-    clock = np.any(fb[CLOCK_BOX.top : CLOCK_BOX.bottom, CLOCK_BOX.left : CLOCK_BOX.right] != backdrop[CLOCK_BOX.top : CLOCK_BOX.bottom, CLOCK_BOX.left : CLOCK_BOX.right], axis=2)
+    clock = np.any(
+        fb[CLOCK_BOX.top : CLOCK_BOX.bottom, CLOCK_BOX.left : CLOCK_BOX.right]
+        != backdrop[CLOCK_BOX.top : CLOCK_BOX.bottom, CLOCK_BOX.left : CLOCK_BOX.right],
+        axis=2,
+    )
     assert clock.sum() > 50  # the clock digits are drawn
 
 

@@ -32,8 +32,6 @@ def spawn_client(server):
     return server._spawn.client("--port", str(server.port))
 
 
-
-
 def _settled(server, key="input_events", quiet=0.5, timeout=20.0) -> dict:
     """Wait until the server stops receiving input (the client sent all it had)."""
     deadline = time.monotonic() + timeout
@@ -189,7 +187,12 @@ def test_every_client_gets_the_cursor_and_a_late_joiner_too(spawn):
     # Over the text line the demo shows an I-beam: a SET to every client.
     a.send(f"position {TEXT_BOX.left + 50} {TEXT_BOX.top + 10} 0")
     for c in (a, b):
-        c.wait_for(lambda e: e.get("event") == "cursor-set" and (e["width"], e["height"], e["hot_x"], e["hot_y"]) == (demo.ibeam.width, demo.ibeam.height, 4, 10))
+        c.wait_for(
+            lambda e: (
+                e.get("event") == "cursor-set"
+                and (e["width"], e["height"], e["hot_x"], e["hot_y"]) == (demo.ibeam.width, demo.ibeam.height, 4, 10)
+            )
+        )
     late = spawn_client(server)
     ev = late.wait_event("cursor-set")
     assert (ev["width"], ev["height"], ev["hot_x"], ev["hot_y"]) == (demo.ibeam.width, demo.ibeam.height, 4, 10)

@@ -145,7 +145,10 @@ def _stalled_display_client(port: int) -> tuple[socket.socket, socket.socket]:
     reply = read_reply(display)
     display.sendall(struct.pack("<I", 1) + encrypt_ticket(reply["pub_key"], b""))
     assert struct.unpack("<I", recv_exact(display, 4))[0] == LinkError.OK
-    init = encode_body(CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)], {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0})
+    init = encode_body(
+        CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)],
+        {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0},
+    )
     display.sendall(struct.pack("<HI", MsgcDisplay.INIT, len(init)) + init)
     return main, display
 

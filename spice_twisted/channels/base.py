@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..server import Client, SpiceServer
 
 
-
 class PipeItem:
     """One message waiting in a pipe; its body is ready now."""
 

@@ -100,5 +100,7 @@ def arrow_cursor() -> CursorShape:
     from PIL import Image, ImageDraw
 
     img = Image.new("RGBA", (16, 24), (0, 0, 0, 0))
-    ImageDraw.Draw(img).polygon([(0, 0), (0, 20), (5, 15), (9, 23), (12, 22), (8, 14), (14, 14)], fill=(0, 0, 0, 255), outline=(255, 255, 255, 255))
+    ImageDraw.Draw(img).polygon(
+        [(0, 0), (0, 20), (5, 15), (9, 23), (12, 22), (8, 14), (14, 14)], fill=(0, 0, 0, 255), outline=(255, 255, 255, 255)
+    )
     return CursorShape.from_rgba(np.asarray(img), 0, 0)

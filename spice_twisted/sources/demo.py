@@ -39,7 +39,9 @@ _ROWS = [
     (0x1E, "asdfghjkl;'`", 'ASDFGHJKL:"~'),
     (0x2B, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
 ]
-KEYMAP: dict[int, tuple[str, str]] = {code + i: (a, b) for code, plain, shifted in _ROWS for i, (a, b) in enumerate(zip(plain, shifted, strict=True))}
+KEYMAP: dict[int, tuple[str, str]] = {
+    code + i: (a, b) for code, plain, shifted in _ROWS for i, (a, b) in enumerate(zip(plain, shifted, strict=True))
+}
 KEYMAP[0x39] = (" ", " ")
 SHIFT_KEYS = {0x2A, 0x36}
 BACKSPACE, ENTER = 0x0E, 0x1C

@@ -169,7 +169,11 @@ C = None
 # common, server -> client
 _define(C, MsgCommon.SET_ACK, [("generation", U32), ("window", U32)])
 _define(C, MsgCommon.PING, [("id", U32), ("timestamp", U64), ("data", Rest())])
-_define(C, MsgCommon.WAIT_FOR_CHANNELS, [("wait_list", Array(U8, Struct("WaitFor", [("channel_type", U8), ("channel_id", U8), ("message_serial", U64)]), 10))])
+_define(
+    C,
+    MsgCommon.WAIT_FOR_CHANNELS,
+    [("wait_list", Array(U8, Struct("WaitFor", [("channel_type", U8), ("channel_id", U8), ("message_serial", U64)]), 10))],
+)
 _define(C, MsgCommon.DISCONNECTING, [("time_stamp", U64), ("reason", U32)])
 _define(
     C,
@@ -253,7 +257,20 @@ _define(
     ],
 )
 _define(D, MsgcDisplay.PREFERRED_COMPRESSION, [("image_compression", U8)])
-_define(D, MsgcDisplay.STREAM_REPORT, [("stream_id", U32), ("unique_id", U32), ("start_frame_mm_time", U32), ("end_frame_mm_time", U32), ("num_frames", U32), ("num_drops", U32), ("last_frame_delay", I32), ("audio_delay", U32)])
+_define(
+    D,
+    MsgcDisplay.STREAM_REPORT,
+    [
+        ("stream_id", U32),
+        ("unique_id", U32),
+        ("start_frame_mm_time", U32),
+        ("end_frame_mm_time", U32),
+        ("num_frames", U32),
+        ("num_drops", U32),
+        ("last_frame_delay", I32),
+        ("audio_delay", U32),
+    ],
+)
 _define(D, MsgcDisplay.PREFERRED_VIDEO_CODEC_TYPE, [("codecs", Array(U8, U8, 1))])
 
 I = ChannelType.INPUTS  # noqa: E741

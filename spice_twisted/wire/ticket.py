@@ -23,9 +23,7 @@ class LinkKey:
 
     def __init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-        self.public_der = self._key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        self.public_der = self._key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         assert len(self.public_der) == TICKET_PUBKEY_BYTES
 
     def decrypt_ticket(self, encrypted: bytes) -> bytes | None:

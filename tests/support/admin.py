@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+TOKEN = "admin-token-for-tests-0123456789"  # what the `admin` fixture puts in its token file
+
 
 class Api:
     def __init__(self, port: int, token: str | None) -> None:

@@ -88,7 +88,9 @@ class JsonLinesProcess:
         self.tmp = tmp
         self.stderr_path = tmp / f"{Path(argv[1]).stem}-{free_port()}.stderr"
         self._stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1, env=env)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1, env=env
+        )
         self.events: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         threading.Thread(target=self._reader, daemon=True).start()

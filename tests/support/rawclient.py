@@ -12,9 +12,25 @@ from spice_twisted.wire.schema import decode, encode
 from spice_twisted.wire.ticket import encrypt_ticket
 
 
-def link_bytes(channel: int = ChannelType.MAIN, connection_id: int = 0, common=(CommonCap.AUTH_SELECTION, CommonCap.MINI_HEADER), magic: bytes = SPICE_MAGIC, major: int = 2) -> bytes:
+def link_bytes(
+    channel: int = ChannelType.MAIN,
+    connection_id: int = 0,
+    common=(CommonCap.AUTH_SELECTION, CommonCap.MINI_HEADER),
+    magic: bytes = SPICE_MAGIC,
+    major: int = 2,
+) -> bytes:
     words = caps_to_words(common)
-    mess = encode(LINK_MESS, {"connection_id": connection_id, "channel_type": channel, "channel_id": 0, "num_common_caps": len(words), "num_channel_caps": 0, "caps_offset": LINK_MESS.size})
+    mess = encode(
+        LINK_MESS,
+        {
+            "connection_id": connection_id,
+            "channel_type": channel,
+            "channel_id": 0,
+            "num_common_caps": len(words),
+            "num_channel_caps": 0,
+            "caps_offset": LINK_MESS.size,
+        },
+    )
     mess += pack_words(words)
     return encode(LINK_HEADER, {"magic": magic, "major": major, "minor": 2, "size": len(mess)}) + mess
 
