@@ -26,7 +26,8 @@ def generate_token_file(port: int, directory: str | None = None) -> tuple[str, s
     """A fresh token written to a file only its owner can read; returns (token, path)."""
     token = secrets.token_urlsafe(32)
     directory = directory or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = os.path.join(directory, f"spice-twisted-admin-{port}.token")
+    # The pid keeps a second server (that will fail to listen) from replacing our file.
+    path = os.path.join(directory, f"spice-twisted-admin-{port}-{os.getpid()}.token")
     if os.path.lexists(path):
         os.unlink(path)  # never write through a link someone else left there
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import time
 
 from twisted.python import usage
@@ -27,6 +28,13 @@ def _positive_float(value: str) -> float:
     n = float(value)
     if n <= 0:
         raise ValueError("must be positive")
+    return n
+
+
+def _non_negative_float(value: str) -> float:
+    n = float(value)
+    if n < 0:
+        raise ValueError("must not be negative")
     return n
 
 
@@ -56,7 +64,8 @@ class Options(usage.Options):
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
         ["stall-timeout", None, 30.0, "Disconnect a client that stops reading for this many seconds.", _positive_float],
-        ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", float],
+        ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
+        ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
@@ -76,15 +85,17 @@ class Options(usage.Options):
         if self["password-file"] and self["disable-ticketing"]:
             raise usage.UsageError("--password-file and --disable-ticketing exclude each other")
         self["ticket"] = self._ticket()
-        if not is_loopback(self["listen"]) and not self["disable-ticketing"]:
-            if not self["ticket"].enabled and not self["tls-port"]:
-                raise usage.UsageError(
-                    f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
-                    "(--password-file) nor TLS (--tls-port); pass --disable-ticketing to allow it anyway"
-                )
+        # Every listener on a public address needs a ticket or TLS: a plain port is open to
+        # anyone who can reach it, whatever the TLS port next to it does.
+        self["ticket-required"] = not is_loopback(self["listen"]) and not self["disable-ticketing"] and bool(self["port"])
+        if self["ticket-required"] and not self["ticket"].enabled:
+            tls_note = f" (the TLS port does not protect plain port {self['port']}: use --port 0 for TLS only)" if self["tls-port"] else ""
+            raise usage.UsageError(
+                f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
+                f"(--password-file) nor TLS (--tls-port){tls_note}; pass --disable-ticketing to allow it anyway"
+            )
         if self["tls-ca"] and not os.path.isfile(self["tls-ca"]):
             raise usage.UsageError(f"--tls-ca: no such file: {self['tls-ca']}")
-        self["ticket-required"] = not is_loopback(self["listen"]) and not self["disable-ticketing"] and not self["tls-port"]
         if self["admin-port"]:
             if self["admin-port"] in (self["port"], self["tls-port"]):
                 raise usage.UsageError("--admin-port must differ from --port and --tls-port")
@@ -103,6 +114,25 @@ class Options(usage.Options):
             self["source-object"] = make_source(self["source"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
+        self._check_ports_free()
+
+    def _check_ports_free(self) -> None:
+        """A port already in use reads as a message here, not as a traceback at start."""
+        for name in ("port", "tls-port", "admin-port"):
+            port = self[name]
+            if not port:
+                continue
+            try:
+                infos = socket.getaddrinfo(self["listen"], port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise usage.UsageError(f"--listen {self['listen']}: {exc.strerror}") from None
+            family, kind, proto, _, addr = infos[0]
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(addr)
+                except OSError as exc:
+                    raise usage.UsageError(f"--{name} {port}: cannot listen on {self['listen']}: {exc.strerror}") from None
 
     def _ticket(self) -> Ticket:
         path = self["password-file"]

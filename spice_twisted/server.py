@@ -67,6 +67,7 @@ class SpiceServer:
         allow_multiple_clients: bool = True,
         stall_timeout: float = 30.0,
         stats_interval: float = 0.0,
+        ping_interval: float = 10.0,
     ) -> None:
         self.source = source
         self.ticket = ticket
@@ -76,6 +77,7 @@ class SpiceServer:
         self.allow_multiple_clients = allow_multiple_clients
         self.stall_timeout = stall_timeout
         self.stats_interval = stats_interval
+        self.ping_interval = ping_interval
         self.uuid = uuidlib.uuid4()
         self.encoder = Encoder(reactor)
         self.link_keys = LinkKeyPool(reactor, None)

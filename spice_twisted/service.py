@@ -49,6 +49,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         allow_multiple_clients=not options["no-multiple-clients"],
         stall_timeout=options["stall-timeout"],
         stats_interval=options["stats-interval"],
+        ping_interval=options["ping-interval"],
     )
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]

@@ -81,10 +81,10 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "drawables": r.drawables,
             "snapshots": r.snapshots,
             "encodes": dict(r.encodes),
-            "cache_hits": sum(cl["cache_hits"] for cl in clients),
+            "cache_hits": r.cache_hits,
             "encode_errors": r.encode_errors,
-            "draws_sent": sum(c["draws_sent"] for cl in clients for c in cl["channels"]),
-            "coalesced": sum(cl["coalesced"] for cl in clients),
+            "draws_sent": r.sends,
+            "coalesced": r.coalesced,
         },
         "link_refusals": dict(server.link_refusals),
         "mouse_mode": server.mouse_mode.name.lower(),
@@ -104,7 +104,8 @@ def summary_line(server: SpiceServer) -> str:
     r = s["render"]
     enc = sum(r["encodes"].values())
     per_client = ", ".join(
-        f"{c['id']:#x}{'*' if c['primary'] else ''} pipe={c['pipe_items']}/{c['pipe_bytes']}B sent={c['bytes_sent']}B coalesced={c['coalesced']} rtt={c['rtt_ms']}ms"
+        f"{c['id']:#x}{'*' if c['primary'] else ''} pipe={c['pipe_items']}/{c['pipe_bytes']}B sent={c['bytes_sent']}B "
+        f"coalesced={c['coalesced']} rtt={'-' if c['rtt_ms'] is None else str(c['rtt_ms']) + 'ms'}"
         for c in s["clients"]
     )
     return f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']} [{per_client}]"

@@ -27,6 +27,8 @@ def run_twistd(*args: str, cwd) -> subprocess.CompletedProcess[str]:
         (["--listen", "0.0.0.0"], "refusing to listen on non-loopback"),
         (["--port", "0"], "nothing to listen on"),
         (["--ticket-expires", "10"], "needs --password-file"),
+        (["--stats-interval", "-1"], "must not be negative"),
+        (["--tls-port", "5999", "--cert", __file__, "--key", __file__, "--listen", "0.0.0.0"], "does not protect plain port"),
     ],
 )
 def test_bad_options_give_clear_errors(tmp_path, args, message):
@@ -54,3 +56,36 @@ def test_public_address_allowed_with_explicit_opt_out(spawn, random_image):
 def test_plugin_is_listed(tmp_path):
     r = subprocess.run([sys.executable, "-m", "twisted", "--help"], capture_output=True, text=True, env=_env(), cwd=str(ROOT), timeout=60)
     assert "spice" in r.stdout and "one display to many SPICE clients" in r.stdout.replace("\n", " ")
+
+
+def test_port_in_use_is_a_message(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_twistd("--port", str(port), "--admin-port", "0", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"--port {port}: cannot listen on 127.0.0.1" in out and "Traceback" not in out
+
+
+def test_public_tls_only_without_ticket_is_allowed(spawn, random_image, certs):
+    """TLS alone satisfies the public-address rule when no plain port is open."""
+    from support.processes import free_port
+
+    path, _ = random_image
+    srv = spawn.server(
+        "--source",
+        f"image:{path}",
+        "--listen",
+        "0.0.0.0",
+        "--cert",
+        str(certs["cert"]),
+        "--key",
+        str(certs["key"]),
+        port=0,
+        tls_port=free_port(),
+    )
+    client = spawn.client("--tls-port", str(srv.tls_port), "--ca-file", str(certs["ca"]), "--tls-only")
+    client.wait_event("mark")

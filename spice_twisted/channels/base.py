@@ -44,6 +44,11 @@ class PipeItem:
     def body(self, cc: ChannelClient) -> bytes | None:
         return self.data
 
+    @property
+    def dropped(self) -> bool:
+        """True when the item can never be sent (its encode failed): the pipe skips it."""
+        return False
+
 
 @implementer(IPushProducer)
 class ChannelClient(Protocol):
@@ -52,7 +57,6 @@ class ChannelClient(Protocol):
     channel_type: ChannelType
     handles_acks = False
     ack_window = 20
-    ping_interval = 10.0
     log = Logger()
 
     def __init__(self, server: SpiceServer, client: Client, request: LinkRequest, mini_header: bool, secure: bool) -> None:
@@ -101,7 +105,7 @@ class ChannelClient(Protocol):
         self.on_connected()
         self._ping_loop = task.LoopingCall(self.ping)
         self._ping_loop.clock = self.server.reactor
-        self._ping_loop.start(self.ping_interval, now=True)
+        self._ping_loop.start(self.server.ping_interval, now=True)
 
     def on_connected(self) -> None:
         """Channel-specific start (subclasses)."""
@@ -180,7 +184,8 @@ class ChannelClient(Protocol):
         self.queue(PipeItem(msg.id, encode_body(msg, fields or {})))
 
     def queue(self, item: PipeItem) -> None:
-        """Append to the pipe; items are marshalled (and encoded) only when they are written."""
+        """Append to the pipe. Drawables are encoded only when a pipe first needs them;
+        control messages arrive here already encoded (they are a few bytes)."""
         if not self.connected:
             return
         if not self.pipe:
@@ -212,6 +217,10 @@ class ChannelClient(Protocol):
         while self.pipe and self.connected and not self.paused and not self.waiting_for_ack:
             item = self.pipe[0]
             body = item.body(self)
+            if item.dropped:
+                self.pipe.popleft()
+                self.item_dropped(item)
+                continue
             if body is None:  # its encode is running; encode_ready() resumes us
                 self.awaiting_encode = True
                 return
@@ -225,6 +234,9 @@ class ChannelClient(Protocol):
 
     def item_sent(self, item: PipeItem) -> None:
         """Hook for subclasses' counters."""
+
+    def item_dropped(self, item: PipeItem) -> None:
+        """Hook: an item left the pipe unsent."""
 
     def encode_ready(self) -> None:
         self.awaiting_encode = False

@@ -30,6 +30,10 @@ class DrawableItem(PipeItem):
     def nbytes(self) -> int:
         return self.drawable.nbytes
 
+    @property
+    def dropped(self) -> bool:
+        return self.drawable.failed
+
     def body(self, cc: ChannelClient) -> bytes | None:
         body, started = self.drawable.body(cc.encode_ready)
         if started:
@@ -37,6 +41,7 @@ class DrawableItem(PipeItem):
             self.counted = True
         elif body is not None and not self.counted:
             cc.cache_hits += 1
+            cc.server.render.counters.cache_hits += 1
             self.counted = True
         return body
 
@@ -78,33 +83,38 @@ class DisplayChannelClient(ChannelClient):
         self.send("MARK")
 
     def push_drawable(self, drawable: Drawable) -> None:
-        """Queue a drawable, dropping unsent ones it covers; collapse a backlog over one surface."""
-        covered = [
-            it
-            for it in self.pipe
-            if isinstance(it, DrawableItem) and it.drawable.surface_id == drawable.surface_id and drawable.rect.contains(it.drawable.rect)
-        ]
-        for it in covered:
-            self._drop(it)
-        area = drawable.rect.area
-        surface_area = self.server.render.primary.rect.area
-        if self.pending_pixels + area > surface_area and self.pending_pixels > 0:
-            for it in [it for it in self.pipe if isinstance(it, DrawableItem)]:
+        """Queue a drawable, dropping unsent ones it covers. A backlog of more than one
+        surface's worth of pixels collapses into one fresh copy of the area it covers."""
+        rect = drawable.rect
+        for it in [it for it in self.pipe if isinstance(it, DrawableItem)]:
+            if it.drawable.surface_id == drawable.surface_id and rect.contains(it.drawable.rect):
                 self._drop(it)
-            drawable = self.server.render.snapshot()  # already includes this update
-            area = drawable.rect.area
-        self.pending_pixels += area
+        render = self.server.render
+        if self.pending_pixels > 0 and self.pending_pixels + rect.area > render.primary.rect.area:
+            backlog = [it for it in self.pipe if isinstance(it, DrawableItem)]
+            bbox = rect
+            for it in backlog:
+                bbox = bbox.union(it.drawable.rect)
+                self._drop(it)
+            drawable = render.snapshot(bbox)  # the surface now: already includes this update
+        self.pending_pixels += drawable.rect.area
         self.queue(DrawableItem(drawable))
 
     def _drop(self, item: DrawableItem) -> None:
         self.pipe.remove(item)
         self.pending_pixels -= item.drawable.rect.area
         self.coalesced += 1
+        self.server.render.counters.coalesced += 1
 
     def item_sent(self, item: PipeItem) -> None:
         if isinstance(item, DrawableItem):
             self.pending_pixels -= item.drawable.rect.area
             self.draws_sent += 1
+            self.server.render.counters.sends += 1
+
+    def item_dropped(self, item: PipeItem) -> None:
+        if isinstance(item, DrawableItem):
+            self.pending_pixels -= item.drawable.rect.area
 
     def on_disconnected(self) -> None:
         if self._init_timer.active():

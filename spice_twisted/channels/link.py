@@ -28,6 +28,8 @@ class LinkProtocol(Protocol):
         self.key: LinkKey | None = None
         self.channel: ChannelClient | None = None
         self._timeout: Any = None
+        self._early: bytearray | None = None  # bytes received between link result and channel start
+        self._starting: Any = None
 
     @property
     def peer(self) -> str:
@@ -50,10 +52,10 @@ class LinkProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.channel is not None:
             self.channel.dataReceived(data)
-            return
-        if self.link.state.value in ("done", "failed"):
-            return
-        self._handle(self.link.receive_data(data))
+        elif self._early is not None:
+            self._early += data  # the channel starts in a moment: keep what the client sent
+        elif self.link.state.value not in ("done", "failed"):
+            self._handle(self.link.receive_data(data))
 
     def _handle(self, events: list[Any]) -> None:
         for ev in events:
@@ -86,14 +88,21 @@ class LinkProtocol(Protocol):
             self._refuse(error, "wrong or expired ticket" if error == LinkError.PERMISSION_DENIED else "link refused", b"")
             return
         self._cancel_timeout()
-        self._start_channel(done)
+        # Start the channel on the next reactor turn, so the 4-byte result leaves in a TLS
+        # record of its own: Twisted's TLS transport joins the writes of one turn into one
+        # record, and spice-gtk reads exactly 4 bytes and then polls the socket, leaving the
+        # channel's first messages unread in OpenSSL's buffer until the next ping.
+        self._early = bytearray(done.leftover)
+        self._starting = self.server.reactor.callLater(0, self._start_channel, done)
 
     def _start_channel(self, done: LinkDone) -> None:
-        assert self.link.request is not None
+        assert self.link.request is not None and self._early is not None
+        self._starting = None
+        early, self._early = bytes(self._early), None
         self.channel = self.server.create_channel_client(self.link.request, done.mini_header, self.secure, self.peer)
         self.channel.makeConnection(self.transport)
-        if done.leftover:
-            self.channel.dataReceived(done.leftover)
+        if early:
+            self.channel.dataReceived(early)
 
     def _refuse(self, error: LinkError, reason: str, reply: bytes) -> None:
         self.log.warn("link from {peer} refused ({error}): {reason}", peer=self.peer, error=error.name, reason=reason)
@@ -105,6 +114,8 @@ class LinkProtocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._cancel_timeout()
+        if self._starting is not None and self._starting.active():
+            self._starting.cancel()
         if self.channel is not None:
             self.channel.connectionLost(reason)
 

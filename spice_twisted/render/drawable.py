@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+from twisted.python.failure import Failure
 
 from ..codecs.bitmap import encode_bitmap
 from ..wire.enums import ChannelType, ClipType, Rop, ScaleMode
@@ -47,7 +48,7 @@ class Drawable:
     running; every pipe that asked is called back when it is done.
     """
 
-    __slots__ = ("id", "surface_id", "rect", "pixels", "_body", "_waiters", "counters", "encoder")
+    __slots__ = ("id", "surface_id", "rect", "pixels", "_body", "_waiters", "counters", "encoder", "failed")
 
     def __init__(self, surface_id: int, rect: Rect, pixels: np.ndarray, counters: RenderCounters, encoder: Encoder) -> None:
         self.id = next(_ids)
@@ -58,6 +59,7 @@ class Drawable:
         self._waiters: list[Callable[[], None]] | None = None
         self.counters = counters
         self.encoder = encoder
+        self.failed = False  # the encode raised: pipes drop this drawable (and log it once)
 
     @property
     def nbytes(self) -> int:
@@ -70,7 +72,7 @@ class Drawable:
 
     def body(self, on_ready: Callable[[], None]) -> tuple[bytes | None, bool]:
         """(body or None, whether this call started the encode)."""
-        if self._body is not None:
+        if self._body is not None or self.failed:
             return self._body, False
         if self._waiters is not None:  # already encoding for another pipe
             self._waiters.append(on_ready)
@@ -78,13 +80,25 @@ class Drawable:
         self._waiters = [on_ready]
         pixels = self.pixels
         assert pixels is not None
-        job = self.encoder.run(lambda: draw_copy_body(self.surface_id, self.rect, pixels, self.id), self.rect.area * 4)
+        try:
+            job = self.encoder.run(lambda: draw_copy_body(self.surface_id, self.rect, pixels, self.id), self.rect.area * 4)
+        except Exception:
+            self._failed(Failure(), notify=False)
+            return None, True
         if isinstance(job, bytes):
             self._done(job, notify=False)
             return job, True
-        job.addCallback(self._done)
-        job.addErrback(self.counters.encode_failed)
+        job.addCallbacks(self._done, self._failed)
         return None, True
+
+    def _failed(self, failure: Failure, notify: bool = True) -> None:
+        self.counters.encode_failed(failure)
+        self.failed = True
+        self.pixels = None
+        waiters, self._waiters = self._waiters or [], None
+        if notify:
+            for cb in waiters:
+                cb()
 
     def _done(self, body: bytes, notify: bool = True) -> None:
         self._body = body

@@ -23,6 +23,9 @@ class RenderCounters:
 
     encodes: dict[str, int] = field(default_factory=dict)
     drawables: int = 0
+    sends: int = 0  # drawables written to any pipe, since start
+    cache_hits: int = 0  # of those, sent from bytes another pipe's request had encoded
+    coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed), since start
     snapshots: int = 0
     encode_errors: int = 0
     log = Logger()
@@ -43,7 +46,7 @@ class RenderService:
         self.encoder = encoder
         self.sinks: list[DrawableSink] = []
         self.counters = RenderCounters()
-        self._snapshot: Drawable | None = None
+        self._snapshots: dict[Rect, Drawable] = {}
 
     @property
     def width(self) -> int:
@@ -55,7 +58,9 @@ class RenderService:
 
     def commit(self, rects: list[Rect]) -> None:
         """Turn each changed rect into one drawable and hand the same object to every pipe."""
-        self._snapshot = None
+        self._snapshots.clear()
+        if not self.sinks:
+            return  # nobody to tell; a client that joins later starts from a snapshot
         bounds = self.primary.rect
         for r in rects:
             r = r.intersect(bounds)
@@ -69,13 +74,15 @@ class RenderService:
         self.counters.drawables += 1
         return Drawable(self.primary.id, r, self.primary.crop(r), self.counters, self.encoder)
 
-    def snapshot(self) -> Drawable:
-        """The whole surface as it is now; shared by every pipe that asks before the next commit
-        (late joiners, and lagging pipes that collapse their backlog)."""
-        if self._snapshot is None:
+    def snapshot(self, rect: Rect | None = None) -> Drawable:
+        """An area (default: all) of the surface as it is now, shared by every pipe that asks
+        for the same area before the next commit (late joiners, lagging pipes collapsing)."""
+        rect = self.primary.rect if rect is None else rect.intersect(self.primary.rect)
+        d = self._snapshots.get(rect)
+        if d is None:
             self.counters.snapshots += 1
-            self._snapshot = self._drawable(self.primary.rect)
-        return self._snapshot
+            d = self._snapshots[rect] = self._drawable(rect)
+        return d
 
     def subscribe(self, sink: DrawableSink) -> Drawable:
         """Add a pipe; returns the full current surface as its first drawable (same reactor turn)."""

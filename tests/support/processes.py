@@ -49,6 +49,8 @@ class ServerProcess:
         argv += list(args)
         if "--admin-port" not in args:
             argv += ["--admin-port", "0"]  # tests run servers side by side: no fixed admin port
+        if "--ping-interval" not in args:
+            argv += ["--ping-interval", "600"]  # one ping at start: progress must never wait for a ping
         self.argv = argv
         self.log_path = tmp / f"server-{self.port}-{self.tls_port}.log"
         self._log = open(self.log_path, "wb")
@@ -150,6 +152,7 @@ class HarnessServer(JsonLinesProcess):
     def __init__(self, *args: str, tmp: Path, paused: bool = False) -> None:
         self.port = free_port()
         admin = [] if "--admin-port" in args else ["--admin-port", "0"]
+        admin += [] if "--ping-interval" in args else ["--ping-interval", "600"]
         argv = [sys.executable, str(HARNESS), *(["--paused"] if paused else []), "--", "--port", str(self.port), *admin, *args]
         super().__init__(argv, tmp, env=_env())
         self.wait_event("ready", timeout=30)
