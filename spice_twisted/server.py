@@ -97,7 +97,7 @@ class SpiceServer:
         # Where we listen (filled in by service.py); the admin site and .vv files read it.
         self.endpoints: dict[str, Any] = {"listen": "127.0.0.1", "port": 0, "tls_port": 0, "admin_port": 0}
         self.ca_pem: str | None = None
-        self.ticket_required = False  # a public address without TLS: the ticket may not be cleared
+        self.ticket_required = False  # a plain port on a public address: the ticket may not be cleared
 
     def start(self) -> None:
         self.encoder.start()
@@ -154,7 +154,7 @@ class SpiceServer:
     def set_ticket(self, password: bytes | None, expires_in: float | None) -> None:
         """Set (or clear, with None) the password; expires_in seconds from now (0 = now)."""
         if password is None and self.ticket_required:
-            raise ValueError("a public address without TLS needs a ticket: it cannot be cleared")
+            raise ValueError("a plain port on a public address needs a ticket: it cannot be cleared")
         expires = time.time() + expires_in if expires_in is not None else None
         self.ticket = Ticket(password, expires)
         self.log.info("ticket {what}", what="set" if password is not None else "cleared (ticketing disabled)")
