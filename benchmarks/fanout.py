@@ -43,14 +43,9 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-from spice_twisted.wire.caps import caps_to_words, pack_words  # noqa: E402
+from spice_twisted.wire.client_link import link_message, ticket_message  # noqa: E402
 from spice_twisted.wire.enums import (  # noqa: E402
-    SPICE_MAGIC,
-    SPICE_VERSION_MAJOR,
-    SPICE_VERSION_MINOR,
-    AuthMechanism,
     ChannelType,
-    CommonCap,
     LinkError,
     MsgcCommon,
     MsgcDisplay,
@@ -60,9 +55,8 @@ from spice_twisted.wire.enums import (  # noqa: E402
     MsgMain,
 )
 from spice_twisted.wire.framer import Framer, HeaderWriter  # noqa: E402
-from spice_twisted.wire.messages import CLIENT, LINK_HEADER, LINK_MESS, LINK_REPLY, SERVER, decode_body, encode_body  # noqa: E402
-from spice_twisted.wire.schema import decode, encode  # noqa: E402
-from spice_twisted.wire.ticket import encrypt_ticket  # noqa: E402
+from spice_twisted.wire.messages import CLIENT, LINK_HEADER, LINK_REPLY, SERVER, decode_body, encode_body  # noqa: E402
+from spice_twisted.wire.schema import decode  # noqa: E402
 
 SERVER_SCRIPT = Path(__file__).with_name("_server.py")
 DOC = ROOT / "docs" / "performance.md"
@@ -79,19 +73,7 @@ MSGC_DISPLAY_INIT = CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)]
 
 # --- a minimal protocol-level client ------------------------------------------------------
 def link_bytes(channel: ChannelType, connection_id: int) -> bytes:
-    words = caps_to_words([CommonCap.AUTH_SELECTION, CommonCap.MINI_HEADER])
-    mess = encode(
-        LINK_MESS,
-        {
-            "connection_id": connection_id,
-            "channel_type": channel,
-            "channel_id": 0,
-            "num_common_caps": len(words),
-            "num_channel_caps": 0,
-            "caps_offset": LINK_MESS.size,
-        },
-    ) + pack_words(words)
-    return encode(LINK_HEADER, {"magic": SPICE_MAGIC, "major": SPICE_VERSION_MAJOR, "minor": SPICE_VERSION_MINOR, "size": len(mess)}) + mess
+    return link_message(channel, connection_id)
 
 
 class Channel(asyncio.Protocol):
@@ -156,7 +138,7 @@ class Channel(asyncio.Protocol):
                 self._fail(LinkError(reply["error"]).name)
                 return
             assert self.transport is not None
-            self.transport.write(struct.pack("<I", AuthMechanism.SPICE) + encrypt_ticket(reply["pub_key"], b""))
+            self.transport.write(ticket_message(reply["pub_key"], b""))
             self._state = "result"
         if self._state == "result":
             if len(buf) < 4:

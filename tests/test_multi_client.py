@@ -139,11 +139,11 @@ def _stalled_display_client(port: int) -> tuple[socket.socket, socket.socket]:
     display.settimeout(10)
     from support.rawclient import link_bytes, read_reply
 
-    from spice_twisted.wire.ticket import encrypt_ticket
+    from spice_twisted.wire.client_link import ticket_message
 
     display.sendall(link_bytes(ChannelType.DISPLAY, session_id))
     reply = read_reply(display)
-    display.sendall(struct.pack("<I", 1) + encrypt_ticket(reply["pub_key"], b""))
+    display.sendall(ticket_message(reply["pub_key"], b""))
     assert struct.unpack("<I", recv_exact(display, 4))[0] == LinkError.OK
     init = encode_body(
         CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)],

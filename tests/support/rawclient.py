@@ -5,34 +5,16 @@ from __future__ import annotations
 import socket
 import struct
 
-from spice_twisted.wire.caps import caps_to_words, pack_words
-from spice_twisted.wire.enums import SPICE_MAGIC, ChannelType, CommonCap
-from spice_twisted.wire.messages import LINK_HEADER, LINK_MESS, LINK_REPLY
-from spice_twisted.wire.schema import decode, encode
-from spice_twisted.wire.ticket import encrypt_ticket
+from spice_twisted.wire.client_link import DEFAULT_COMMON_CAPS, link_message, ticket_message
+from spice_twisted.wire.enums import SPICE_MAGIC, ChannelType
+from spice_twisted.wire.messages import LINK_HEADER, LINK_REPLY
+from spice_twisted.wire.schema import decode
 
 
 def link_bytes(
-    channel: int = ChannelType.MAIN,
-    connection_id: int = 0,
-    common=(CommonCap.AUTH_SELECTION, CommonCap.MINI_HEADER),
-    magic: bytes = SPICE_MAGIC,
-    major: int = 2,
+    channel: int = ChannelType.MAIN, connection_id: int = 0, common=DEFAULT_COMMON_CAPS, magic: bytes = SPICE_MAGIC, major: int = 2
 ) -> bytes:
-    words = caps_to_words(common)
-    mess = encode(
-        LINK_MESS,
-        {
-            "connection_id": connection_id,
-            "channel_type": channel,
-            "channel_id": 0,
-            "num_common_caps": len(words),
-            "num_channel_caps": 0,
-            "caps_offset": LINK_MESS.size,
-        },
-    )
-    mess += pack_words(words)
-    return encode(LINK_HEADER, {"magic": magic, "major": major, "minor": 2, "size": len(mess)}) + mess
+    return link_message(channel, connection_id, common, (), magic, major)
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -59,7 +41,7 @@ def link(port: int, password: bytes = b"", channel: int = ChannelType.MAIN, conn
     reply = read_reply(sock)
     if reply["error"]:
         return sock, reply["error"]
-    sock.sendall(struct.pack("<I", 1) + encrypt_ticket(reply["pub_key"], password))
+    sock.sendall(ticket_message(reply["pub_key"], password))
     (result,) = struct.unpack("<I", recv_exact(sock, 4))
     return sock, result
 
