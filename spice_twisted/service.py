@@ -15,7 +15,7 @@ from admin_ui.tokens import generate_token_file
 from .channels.link import SpiceFactory
 from .options import is_loopback
 from .server import SpiceServer
-from .tls import server_context
+from .tls import server_context, tls_listener_factory
 
 
 class SpiceService(service.Service):
@@ -64,7 +64,8 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         internet.TCPServer(options["port"], SpiceFactory(server, secure=False), interface=listen).setServiceParent(top)
     ctx = server_context(options["cert"], options["key"]) if options["cert"] and options["key"] else None
     if options["tls-port"]:
-        internet.SSLServer(options["tls-port"], SpiceFactory(server, secure=True), ctx, interface=listen).setServiceParent(top)
+        tls = tls_listener_factory(ctx, SpiceFactory(server, secure=True))
+        internet.TCPServer(options["tls-port"], tls, interface=listen).setServiceParent(top)
     if options["admin-port"]:
         AdminService(server, options, ctx).setServiceParent(top)
     return top

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from twisted.internet import ssl
+from twisted.internet.protocol import Factory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 _END = b"-----END CERTIFICATE-----"
 
@@ -22,3 +24,21 @@ def server_context(cert_path: str, key_path: str) -> ssl.CertificateOptions:
         certificate=leaf.original,
         extraCertChain=[ssl.Certificate.loadPEM(p).original for p in pems[1:]],
     )
+
+
+class RecordPerWriteTLSFactory(TLSMemoryBIOFactory):
+    """TLS on top of a plain listener where every write becomes its own TLS records.
+
+    Twisted's default TLS transport joins the small writes of a reactor turn into one
+    buffer, so TLS records span SPICE messages. spice-gtk reads a message, then polls
+    the socket before reading the next: a message that sits whole in a record it has
+    already decrypted waits until more bytes arrive, which may be never. Our channels
+    write each message (or a large body's last piece) with one call, so here every
+    message ends at a record boundary, as with upstream spice-server.
+    """
+
+    protocol = TLSMemoryBIOProtocol
+
+
+def tls_listener_factory(ctx: ssl.CertificateOptions, wrapped: Factory) -> RecordPerWriteTLSFactory:
+    return RecordPerWriteTLSFactory(ctx, False, wrapped)

@@ -25,6 +25,8 @@ from ..wire.link import LinkRequest
 from ..wire.messages import decode_body, encode_body, lookup, message
 from ..wire.schema import WireError
 
+CHUNK = 256 * 1024  # bodies larger than this are written a piece at a time
+
 if TYPE_CHECKING:
     from ..server import Client, SpiceServer
 
@@ -65,6 +67,7 @@ class ChannelClient(Protocol):
         self.framer = Framer(mini_header)
         self.writer = HeaderWriter(mini_header)
         self.pipe: deque[PipeItem] = deque()
+        self._partial: tuple[PipeItem, bytes, int] | None = None  # a large body being written
         self.paused = False
         self.awaiting_encode = False
         self.last_progress = time.monotonic()
@@ -115,6 +118,7 @@ class ChannelClient(Protocol):
         if self._ping_loop is not None and self._ping_loop.running:
             self._ping_loop.stop()
         self.pipe.clear()
+        self._partial = None
         self.on_disconnected()
         self.server.channel_closed(self)
 
@@ -213,8 +217,18 @@ class ChannelClient(Protocol):
         return self.handles_acks and self.unacked > 2 * self.ack_window
 
     def drain(self) -> None:
-        """Write pipe items while the transport and the ACK window allow."""
-        while self.pipe and self.connected and not self.paused and not self.waiting_for_ack:
+        """Write pipe items while the transport and the ACK window allow.
+
+        A large body goes out in CHUNK-sized writes, each only when the transport wants
+        more, so a 3 MiB frame shared by many pipes is not copied whole into every
+        connection's buffer. The ACK window counts a message when its header is written.
+        """
+        while self.connected and not self.paused:
+            if self._partial is not None:
+                self._write_chunk()
+                continue
+            if not self.pipe or self.waiting_for_ack:
+                return
             item = self.pipe[0]
             body = item.body(self)
             if item.dropped:
@@ -225,11 +239,28 @@ class ChannelClient(Protocol):
                 self.awaiting_encode = True
                 return
             self.pipe.popleft()
-            self.transport.writeSequence([self.writer.header(item.msg_type, len(body)), body])
+            header = self.writer.header(item.msg_type, len(body))
             self.unacked += 1
             self.messages_sent += 1
-            self.bytes_sent += self.writer.size + len(body)
+            self.bytes_sent += len(header) + len(body)
             self.last_progress = time.monotonic()
+            if len(body) <= CHUNK:
+                self.item_sent(item)  # counted before the write, which may re-enter drain
+                self.transport.writeSequence([header, body])
+            else:
+                self._partial = (item, body, 0)  # before the write, see _write_chunk
+                self.transport.write(header)
+
+    def _write_chunk(self) -> None:
+        # State first: transport.write may call pauseProducing/resumeProducing (and so
+        # drain) re-entrantly, as TLS does, and must find the next offset already there.
+        assert self._partial is not None
+        item, body, offset = self._partial
+        end = offset + CHUNK
+        self._partial = (item, body, end) if end < len(body) else None
+        self.last_progress = time.monotonic()
+        self.transport.write(body[offset:end])
+        if end >= len(body):
             self.item_sent(item)
 
     def item_sent(self, item: PipeItem) -> None:
@@ -244,10 +275,13 @@ class ChannelClient(Protocol):
 
     @property
     def pipe_bytes(self) -> int:
-        return sum(item.nbytes for item in self.pipe)
+        partial = len(self._partial[1]) - self._partial[2] if self._partial is not None else 0
+        return partial + sum(item.nbytes for item in self.pipe)
 
     def stalled_for(self, now: float) -> float:
         """How long a non-empty pipe has made no progress because the client does not read."""
+        if self._partial is not None and self.paused:
+            return now - self.last_progress
         if not self.pipe or self.awaiting_encode or not (self.paused or self.waiting_for_ack):
             return 0.0
         return now - self.last_progress

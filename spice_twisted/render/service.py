@@ -22,7 +22,7 @@ class RenderCounters:
     """Encode-once evidence: encodes per codec (sends and reuses are counted by the pipes)."""
 
     encodes: dict[str, int] = field(default_factory=dict)
-    drawables: int = 0
+    drawables: int = 0  # committed updates (snapshots are counted apart)
     sends: int = 0  # drawables written to any pipe, since start
     cache_hits: int = 0  # of those, sent from bytes another pipe's request had encoded
     coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed), since start
@@ -67,11 +67,11 @@ class RenderService:
             if r.empty():
                 continue
             d = self._drawable(r)
+            self.counters.drawables += 1
             for sink in list(self.sinks):
                 sink.push_drawable(d)
 
     def _drawable(self, r: Rect) -> Drawable:
-        self.counters.drawables += 1
         return Drawable(self.primary.id, r, self.primary.crop(r), self.counters, self.encoder)
 
     def snapshot(self, rect: Rect | None = None) -> Drawable:
