@@ -501,9 +501,9 @@ def findings(results: list[dict[str, Any]], fps: float) -> list[str]:
         f"{max(r['rss_end_mib'] for r in results):.0f} MiB for every N: the peak is the transient of joining, "
         f"not memory held per client while streaming. Each joiner is first sent the whole 1024x768 surface, a 3 MiB "
         f"DRAW_COPY. Clients joining in the same frame share one snapshot and its one encode ({last['join_snapshots']} "
-        f"full-surface snapshots for the {last['clients']} joiners at N={last['clients']}), but each connection's transport "
-        f"keeps its own copy of those bytes until the client has read them (Twisted joins queued writes into one buffer "
-        f"per connection); that is what the peak measures."
+        f"full-surface snapshots for the {last['clients']} joiners at N={last['clients']}), and a body that large is "
+        f"written in 256 KiB pieces as each connection's transport asks for more, so no connection holds its own copy "
+        f"of the whole frame."
     )
     return out
 
