@@ -38,6 +38,14 @@ def _non_negative_float(value: str) -> float:
     return n
 
 
+def _image_compression(value: str) -> str:
+    from .codecs.choice import SETTINGS
+
+    if value not in SETTINGS:
+        raise ValueError(f"{value!r}: use one of {', '.join(SETTINGS)}")
+    return value
+
+
 def is_loopback(address: str) -> bool:
     if address == "localhost":
         return True
@@ -66,6 +74,8 @@ class Options(usage.Options):
         ["stall-timeout", None, 30.0, "Disconnect a client that stops reading for this many seconds.", _positive_float],
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
+        ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
+        ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],

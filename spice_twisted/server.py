@@ -14,16 +14,16 @@ from twisted.logger import Logger
 
 from .channels.base import ChannelClient
 from .channels.cursor import CursorChannelClient
-from .channels.display import DisplayChannelClient
+from .channels.display import DisplayChannelClient, DisplaySettings
 from .channels.inputs import InputsChannelClient
 from .channels.keypool import LinkKeyPool
 from .channels.main import MainChannelClient
 from .inputs import InputRouter
 from .render.cursor import CursorService
-from .render.encoder import Encoder
+from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
 from .sources.base import DisplaySource
-from .wire.enums import ChannelType, CommonCap, InputsCap, LinkError, MouseMode
+from .wire.enums import ChannelType, CommonCap, DisplayCap, InputsCap, LinkError, MouseMode
 from .wire.link import LinkRequest
 from .wire.ticket import Ticket
 
@@ -68,6 +68,8 @@ class SpiceServer:
         stall_timeout: float = 30.0,
         stats_interval: float = 0.0,
         ping_interval: float = 10.0,
+        max_fps: float = DEFAULT_MAX_FPS,
+        image_compression: str = "auto",
     ) -> None:
         self.source = source
         self.ticket = ticket
@@ -79,9 +81,9 @@ class SpiceServer:
         self.stats_interval = stats_interval
         self.ping_interval = ping_interval
         self.uuid = uuidlib.uuid4()
-        self.encoder = Encoder(reactor)
-        self.link_keys = LinkKeyPool(reactor, None)
-        self.render = RenderService(source.width, source.height, self.encoder)
+        self.link_keys = LinkKeyPool(reactor)
+        self.render = RenderService(source.width, source.height, reactor, max_fps=max_fps)
+        self.display_settings = DisplaySettings(image_compression=image_compression)
         self.cursor = CursorService()
         self.inputs = InputRouter(self)
         self._clients_seen = 0
@@ -100,9 +102,8 @@ class SpiceServer:
         self.ticket_required = False  # a plain port on a public address: the ticket may not be cleared
 
     def start(self) -> None:
-        self.encoder.start()
-        self.link_keys.pool = self.encoder.pool  # keys are made in the encoder's threads
-        self.link_keys.refill()
+        self.render.start()
+        self.link_keys.start()
         self.source.start(self.render, self.cursor)
         self._every(1.0, self.tick_second)
         if self.stats_interval:
@@ -121,7 +122,8 @@ class SpiceServer:
         self.source.stop()
         for client in list(self.clients.values()):
             self.disconnect_client(client, "server stopping")
-        self.encoder.stop()
+        self.render.stop()
+        self.link_keys.stop()
 
     def log_stats(self) -> None:
         from .stats import summary_line
@@ -185,6 +187,8 @@ class SpiceServer:
     def channel_caps(self, request: LinkRequest) -> frozenset[int]:
         if request.channel_type == ChannelType.INPUTS:
             return frozenset({InputsCap.KEY_SCANCODE})
+        if request.channel_type == ChannelType.DISPLAY:
+            return frozenset({DisplayCap.PREF_COMPRESSION})  # spice-gtk then sends its preferred compression
         return frozenset()
 
     def channel_list(self) -> list[tuple[int, int]]:
@@ -225,11 +229,21 @@ class SpiceServer:
             self.log.info("client {sid:#x} connected from {peer}", sid=sid, peer=peer)
         else:
             client = self.clients[request.connection_id]
-        cc = CHANNEL_CLASSES[ctype](self, client, request, mini_header, secure)
+        cc = self._channel_client(ctype, client, request, mini_header, secure)
         client.channels.append(cc)
         if isinstance(cc, MainChannelClient):
             client.main = cc
         return cc
+
+    def _channel_client(self, ctype: ChannelType, client: Client, request: LinkRequest, mini: bool, secure: bool) -> ChannelClient:
+        """Each channel client gets the collaborators it works with, and nothing else."""
+        if ctype == ChannelType.MAIN:
+            return MainChannelClient(self, client, request, mini, secure, session=self)
+        if ctype == ChannelType.DISPLAY:
+            return DisplayChannelClient(self, client, request, mini, secure, render=self.render, settings=self.display_settings)
+        if ctype == ChannelType.INPUTS:
+            return InputsChannelClient(self, client, request, mini, secure, inputs=self.inputs)
+        return CursorChannelClient(self, client, request, mini, secure, cursor=self.cursor)
 
     def channel_closed(self, cc: ChannelClient) -> None:
         if cc in cc.client.channels:

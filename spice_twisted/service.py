@@ -50,6 +50,8 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         stall_timeout=options["stall-timeout"],
         stats_interval=options["stats-interval"],
         ping_interval=options["ping-interval"],
+        max_fps=options["max-fps"],
+        image_compression=options["image-compression"],
     )
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .channels.pipe import DisplayPipe
+
 if TYPE_CHECKING:
     from .channels.base import ChannelClient
     from .server import Client, SpiceServer
 
 
 def channel_stats(cc: ChannelClient) -> dict[str, Any]:
-    return {
+    out = {
         "channel": cc.channel_type.name.lower(),
         "id": cc.channel_id,
         "tls": cc.secure,
@@ -28,13 +30,23 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
         "bytes_per_second": cc.bytes_per_second,
         "messages_received": cc.messages_received,
         "draws_sent": cc.draws_sent,
-        "coalesced": cc.coalesced,
-        "encodes": cc.encodes,
-        "cache_hits": cc.cache_hits,
+        "coalesced": getattr(cc, "coalesced", 0),
         "unacked": cc.unacked,
         "paused": cc.paused,
         "rtt_ms": round(cc.rtt * 1000, 3) if cc.rtt is not None else None,
     }
+    pipe = cc.pipe
+    if isinstance(pipe, DisplayPipe):
+        out.update(
+            codec=getattr(cc, "codec", None),
+            pipe_id=pipe.id,
+            pipe_max_items=pipe.max_items,
+            pipe_max_bytes=pipe.max_bytes,
+            pipe_peak_items=pipe.peak_items,
+            pipe_peak_bytes=pipe.peak_bytes,
+            collapses=pipe.collapses,
+        )
+    return out
 
 
 def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
@@ -57,9 +69,8 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "bytes_sent": sum(c["bytes_sent"] for c in channels),
         "bytes_per_second": sum(c["bytes_per_second"] for c in channels),
         "image_mode": "lossless",  # no lossy (WAN) encoding yet: every client gets exact pixels
+        "codec": next((c["codec"] for c in channels if c.get("codec")), None),
         "coalesced": sum(c["coalesced"] for c in channels),
-        "encodes": sum(c["encodes"] for c in channels),
-        "cache_hits": sum(c["cache_hits"] for c in channels),
         "rtt_ms": min(rtts) if rtts else None,
     }
 
@@ -78,13 +89,17 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "primary": server.primary.session_id if server.primary else None,
         "clients": clients,
         "render": {
+            "frames": r.frames,
             "drawables": r.drawables,
             "snapshots": r.snapshots,
             "encodes": dict(r.encodes),
-            "cache_hits": r.cache_hits,
+            "encodes_threaded": server.render.pool.threaded,
             "encode_errors": r.encode_errors,
             "draws_sent": r.sends,
-            "coalesced": r.coalesced,
+            "coalesced": sum(c["coalesced"] for c in clients),
+            "resizes": r.resizes,
+            "max_fps": 1.0 / server.render.pacer.interval,
+            "image_compression": server.display_settings.image_compression,
         },
         "link_refusals": dict(server.link_refusals),
         "mouse_mode": server.mouse_mode.name.lower(),

@@ -36,20 +36,50 @@ def test_demo_is_default_and_client_sees_it_change(spawn):
     assert clock.sum() > 50  # the clock digits are drawn
 
 
-def test_demo_commits_only_damage():
-    from spice_twisted.render.encoder import Encoder
+def _demo_with_sink():
+    from twisted.internet.task import Clock
+
+    from spice_twisted.render.cursor import CursorService
     from spice_twisted.render.service import RenderService
 
     src = DemoSource()
-    render = RenderService(src.width, src.height, Encoder(reactor=None))
+    render = RenderService(src.width, src.height, Clock())
     seen = []
 
     class Sink:
+        codec = "bitmap"
+
         def push_drawable(self, d):
             seen.append(d.rect)
 
+    src.start(render, CursorService())
+    render.flush()
     render.sinks.append(Sink())
-    src.render = render
-    render.primary.pixels[:] = src.backdrop
+    return src, render, seen
+
+
+def test_demo_marks_only_damage():
+    src, render, seen = _demo_with_sink()
     src.tick()
+    render.flush()
     assert seen and all(r.area < 4 * BALL * BALL or r == CLOCK_BOX for r in seen)
+
+
+def test_a_flood_of_input_costs_one_frame():
+    from spice_twisted.inputs import InputOrigin
+    from spice_twisted.sources.demo import TEXT_BOX
+
+    src, render, seen = _demo_with_sink()
+    origin = InputOrigin(1, (255, 0, 0))
+    for i in range(5000):  # a typed flood and a scribble, all before the next frame
+        src.key(origin, 0x1E, True)
+        src.pointer(origin, 100 + i % 700, 100 + (i * 7) % 500, 1)
+    frames = render.counters.frames
+    render.flush()
+    assert render.counters.frames == frames + 1
+    assert 0 < len(seen) <= render.max_rects  # one frame's drawables, however many events
+    assert src.typed.endswith("a" * 60)
+    text = render.primary.pixels[TEXT_BOX.top : TEXT_BOX.bottom, TEXT_BOX.left : TEXT_BOX.right]
+    assert np.array_equal(text, src.canvas[TEXT_BOX.top : TEXT_BOX.bottom, TEXT_BOX.left : TEXT_BOX.right])
+    red = np.all(render.primary.pixels[..., :3] == (0, 0, 255), axis=2)  # B G R: the stroke is red
+    assert red[100:600, 100:800].sum() > 5000

@@ -63,16 +63,15 @@ def test_encode_once_with_four_clients(spawn):
     render = s["render"]
     displays = [ch for c in s["clients"] for ch in c["channels"] if ch["channel"] == "display"]
     assert len(displays) == 4
-    encodes = render["encodes"]["bitmap"]
+    assert {d["codec"] for d in displays} == {"lz4"}  # spice-gtk decodes LZ4: auto picks it
+    encodes = render["encodes"]["lz4"]
     sends = sum(d["draws_sent"] for d in displays)
-    # Every send was either the one encode of a drawable or a reuse of those bytes.
-    assert sum(d["encodes"] for d in displays) == encodes
-    assert sum(d["encodes"] + d["cache_hits"] for d in displays) == sends
+    # Each drawable (and each shared snapshot) is encoded once, whatever the number of clients.
     assert encodes <= render["drawables"] + render["snapshots"]
     assert render["drawables"] > 20  # the demo really ran
     # Four clients, each image encoded once: sends ~ 4x encodes (a few may be coalesced away).
     assert sends >= 3.5 * encodes, (sends, encodes)
-    assert sends + sum(d["coalesced"] for d in displays) >= 4 * encodes - 4
+    assert sends + sum(d["coalesced"] for d in displays) >= 4 * render["drawables"]
     # 16 links, their RSA keys mostly made ahead of time off the reactor.
     assert s["link_keys"]["made_inline"] < 16
 

@@ -53,7 +53,7 @@ function renderServer(s) {
     t.expired ? "set, expired" : t.expires ? `set, expires ${new Date(t.expires * 1000).toLocaleTimeString()}` : "set";
   const r = s.render;
   document.getElementById("s-render").textContent =
-    `${r.drawables} drawables; encodes ${JSON.stringify(r.encodes)}; sends ${r.draws_sent}; cache hits ${r.cache_hits}; coalesced ${r.coalesced}`;
+    `${r.drawables} drawables; encodes ${JSON.stringify(r.encodes)}; sends ${r.draws_sent}; coalesced ${r.coalesced}`;
   const box = document.getElementById("allow-multiple");
   if (document.activeElement !== box) box.checked = s.allow_multiple_clients;
 }

@@ -1,59 +1,48 @@
-"""The channel-client base: one connection of one client to one channel, after the link.
+"""The channel-client base: the Twisted adapter over the sans-IO channel core.
 
 Like a conch SSH channel it is a transport with a credit window: the SPICE ACK
-window (counted in messages) and the TCP/TLS transport's push-producer
-backpressure together decide when the next pipe item is written. Incoming
-messages are dispatched by name to `handle_<NAME>` methods.
+window (counted in messages, kept by `wire.channel.ChannelCore`) and the TCP/TLS
+transport's push-producer backpressure together decide when the next pipe item is
+written. Incoming messages are dispatched by name to `handle_<NAME>` methods.
+Collaborators (the render service, the cursor, the input router) are passed in by
+whoever creates the channel client; the base needs only a `ChannelHost`.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import task
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..wire.channel import AckCredit, ChannelCore, Pong, ProtocolError, Received
 from ..wire.enums import ChannelType
-from ..wire.framer import Framer, HeaderWriter
 from ..wire.link import LinkRequest
-from ..wire.messages import decode_body, encode_body, lookup, message
-from ..wire.schema import WireError
-
-CHUNK = 256 * 1024  # bodies larger than this are written a piece at a time
+from .pipe import Pipe, PipeItem
 
 if TYPE_CHECKING:
-    from ..server import Client, SpiceServer
+    from ..server import Client
+
+CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
+
+Parts = list[bytes]
 
 
-class PipeItem:
-    """One message waiting in a pipe; its body is ready now."""
+class ChannelHost(Protocol):
+    """What every channel client needs from the server."""
 
-    __slots__ = ("msg_type", "data")
+    reactor: Any
+    ping_interval: float
 
-    def __init__(self, msg_type: int, data: bytes) -> None:
-        self.msg_type, self.data = msg_type, data
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.data)
-
-    def body(self, cc: ChannelClient) -> bytes | None:
-        return self.data
-
-    @property
-    def dropped(self) -> bool:
-        """True when the item can never be sent (its encode failed): the pipe skips it."""
-        return False
+    def channel_closed(self, cc: ChannelClient) -> None: ...
 
 
 @implementer(IPushProducer)
-class ChannelClient(Protocol):
+class ChannelClient(TwistedProtocol):
     """Base of every channel protocol. Subclasses set `channel_type` and add handlers."""
 
     channel_type: ChannelType
@@ -61,40 +50,45 @@ class ChannelClient(Protocol):
     ack_window = 20
     log = Logger()
 
-    def __init__(self, server: SpiceServer, client: Client, request: LinkRequest, mini_header: bool, secure: bool) -> None:
-        self.server, self.client, self.request, self.secure = server, client, request, secure
+    def __init__(self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool) -> None:
+        self.host, self.client, self.request, self.secure = host, client, request, secure
+        self.reactor = host.reactor
         self.channel_id = request.channel_id
-        self.framer = Framer(mini_header)
-        self.writer = HeaderWriter(mini_header)
-        self.pipe: deque[PipeItem] = deque()
-        self._partial: tuple[PipeItem, bytes, int] | None = None  # a large body being written
+        self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks)
+        self.pipe: Pipe = self.make_pipe()
+        self._partial: tuple[PipeItem, Parts, int, int] | None = None  # a large message being written
         self.paused = False
         self.awaiting_encode = False
-        self.last_progress = time.monotonic()
+        self.last_progress = time.monotonic()  # when the peer last proved it reads
         self.connected = False
-        self.ack_generation = 0
-        self.ack_client_generation = 0
-        self.unacked = 0
-        self.messages_sent = 0
         self.bytes_sent = 0
-        self.messages_received = 0
-        self.encodes = 0  # drawables whose one encode this pipe started
-        self.cache_hits = 0  # drawables this pipe got already encoded (by another pipe)
-        self.coalesced = 0  # unsent updates replaced by newer ones
         self.draws_sent = 0
         self.bytes_per_second = 0
         self._bytes_at_sample = 0
         self.rtt: float | None = None
-        self._pings: dict[int, int] = {}
-        self._ping_ids = itertools.count(1)
         self._ping_loop: task.LoopingCall | None = None
         self.connected_since = time.time()
         self.close_reason: str | None = None
 
-    # --- identity ---------------------------------------------------------------------
+    def make_pipe(self) -> Pipe:
+        return Pipe()
+
+    # --- identity and counters (read by stats) ----------------------------------------------
     @property
     def mini_header(self) -> bool:
-        return self.framer.mini
+        return self.core.mini_header
+
+    @property
+    def messages_sent(self) -> int:
+        return self.core.messages_sent
+
+    @property
+    def messages_received(self) -> int:
+        return self.core.messages_received
+
+    @property
+    def unacked(self) -> int:
+        return self.core.unacked
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} session={self.client.session_id:#x} id={self.channel_id}>"
@@ -104,11 +98,11 @@ class ChannelClient(Protocol):
         self.connected = True
         self.transport.registerProducer(self, True)
         if self.handles_acks:
-            self.set_ack(self.ack_window)
+            self.pipe.appendleft(PipeItem(*self.core.set_ack(self.ack_window)))
         self.on_connected()
         self._ping_loop = task.LoopingCall(self.ping)
-        self._ping_loop.clock = self.server.reactor
-        self._ping_loop.start(self.server.ping_interval, now=True)
+        self._ping_loop.clock = self.reactor
+        self._ping_loop.start(self.host.ping_interval, now=True)
 
     def on_connected(self) -> None:
         """Channel-specific start (subclasses)."""
@@ -117,10 +111,10 @@ class ChannelClient(Protocol):
         self.connected = False
         if self._ping_loop is not None and self._ping_loop.running:
             self._ping_loop.stop()
-        self.pipe.clear()
         self._partial = None
         self.on_disconnected()
-        self.server.channel_closed(self)
+        self.pipe.clear()
+        self.host.channel_closed(self)
 
     def on_disconnected(self) -> None:
         """Channel-specific clean-up (subclasses)."""
@@ -141,61 +135,44 @@ class ChannelClient(Protocol):
     # --- receiving --------------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
         try:
-            messages = self.framer.feed(data)
-        except WireError as exc:
+            events = self.core.receive_data(data)
+        except ProtocolError as exc:
             self.abort(f"protocol error: {exc}")
             return
-        for msg_type, body in messages:
+        for ev in events:
             if not self.connected:
                 return
-            self.messages_received += 1
-            msg = lookup(self.channel_type, msg_type, from_server=False)
-            if msg is None:
-                self.abort(f"protocol error: unknown message type {msg_type} on {self.channel_type.name}")
-                return
-            try:
-                fields = decode_body(msg, body)
-            except WireError as exc:
-                self.abort(f"protocol error: {exc}")
-                return
-            handler = getattr(self, "handle_" + msg.name, None)
-            if handler is None:
-                self.log.debug("{cc}: ignoring {name}", cc=self, name=msg.name)
-            else:
-                handler(fields)
-
-    def handle_ACK_SYNC(self, fields: dict[str, Any]) -> None:
-        self.ack_client_generation = fields["generation"]
-
-    def handle_ACK(self, fields: dict[str, Any]) -> None:
-        if self.ack_client_generation == self.ack_generation:
-            self.unacked = max(0, self.unacked - self.ack_window)
-            self.last_progress = time.monotonic()
-            self.drain()
-
-    def handle_PONG(self, fields: dict[str, Any]) -> None:
-        sent = self._pings.pop(fields["id"], None)
-        if sent is not None and sent == fields["timestamp"]:
-            self.rtt = (time.monotonic_ns() - sent) / 1e9
+            if isinstance(ev, Received):
+                handler = getattr(self, "handle_" + ev.message.name, None)
+                if handler is None:
+                    self.log.debug("{cc}: ignoring {name}", cc=self, name=ev.message.name)
+                else:
+                    handler(ev.fields)
+            elif isinstance(ev, AckCredit):
+                self.last_progress = time.monotonic()
+                self.drain()
+            elif isinstance(ev, Pong):
+                self.rtt = ev.rtt
 
     def handle_DISCONNECTING(self, fields: dict[str, Any]) -> None:
         self.close("client disconnecting")
 
     # --- sending ----------------------------------------------------------------------
     def send(self, name: str, fields: dict[str, Any] | None = None) -> None:
-        """Queue one message by name; its body is encoded now (small control messages)."""
-        msg = message(self.channel_type, name)
-        self.queue(PipeItem(msg.id, encode_body(msg, fields or {})))
+        """Queue one small message by name; its body is encoded now."""
+        self.queue(PipeItem(*self.core.encode(name, fields)))
 
     def queue(self, item: PipeItem) -> None:
-        """Append to the pipe. Drawables are encoded only when a pipe first needs them;
-        control messages arrive here already encoded (they are a few bytes)."""
         if not self.connected:
             return
-        if not self.pipe:
-            self.last_progress = time.monotonic()  # a stall is counted from when work appears
+        self.note_work()
         self.pipe.append(item)
         self.drain()
+
+    def note_work(self) -> None:
+        """Work appears: a pipe that was idle starts its stall clock now."""
+        if not self.pipe and self._partial is None and not self.paused:
+            self.last_progress = time.monotonic()
 
     def notify(self, text: str, severity: int = 1) -> None:
         """A NOTIFY the client logs or shows (severity 0 info, 1 warn, 2 error)."""
@@ -204,67 +181,73 @@ class ChannelClient(Protocol):
             {"time_stamp": time.time_ns() // 1000, "severity": severity, "visibility": 2, "what": 0, "message": text.encode() + b"\0"},
         )
 
-    def set_ack(self, window: int) -> None:
-        self.ack_generation += 1
-        self.ack_window = window
-        self.unacked = 0
-        set_ack = message(None, "SET_ACK")
-        self.pipe.appendleft(PipeItem(set_ack.id, encode_body(set_ack, {"generation": self.ack_generation, "window": window})))
-        self.drain()
-
     @property
     def waiting_for_ack(self) -> bool:
-        return self.handles_acks and self.unacked > 2 * self.ack_window
+        return self.core.waiting_for_ack
+
+    def marshal(self, item: PipeItem) -> Parts | None:
+        """The body of `item` as buffers to write in order, or None while it is not ready
+        (the subclass calls `encode_ready()` when it is)."""
+        return [item.data]
 
     def drain(self) -> None:
         """Write pipe items while the transport and the ACK window allow.
 
-        A large body goes out in CHUNK-sized writes, each only when the transport wants
-        more, so a 3 MiB frame shared by many pipes is not copied whole into every
-        connection's buffer. The ACK window counts a message when its header is written.
+        A large message goes out in CHUNK-sized writes, each only when the transport wants
+        more, so a frame shared by many pipes is never copied whole into every connection's
+        buffer. The ACK window counts a message when its header is written.
         """
         while self.connected and not self.paused:
             if self._partial is not None:
                 self._write_chunk()
                 continue
-            if not self.pipe or self.waiting_for_ack:
+            if self.waiting_for_ack:
                 return
-            item = self.pipe[0]
-            body = item.body(self)
-            if item.dropped:
-                self.pipe.popleft()
-                self.item_dropped(item)
-                continue
-            if body is None:  # its encode is running; encode_ready() resumes us
+            item = self.pipe.head()
+            if item is None:
+                return
+            parts = self.marshal(item)
+            if parts is None:
                 self.awaiting_encode = True
                 return
+            if self.pipe.head() is not item:  # marshal replaced the head (a refresh expanded)
+                continue
             self.pipe.popleft()
-            header = self.writer.header(item.msg_type, len(body))
-            self.unacked += 1
-            self.messages_sent += 1
-            self.bytes_sent += len(header) + len(body)
-            self.last_progress = time.monotonic()
-            if len(body) <= CHUNK:
+            if not parts:  # nothing to send after all (its encode failed)
+                self.item_dropped(item)
+                continue
+            size = sum(len(p) for p in parts)
+            header = self.core.header(item.msg_type, size)
+            self.bytes_sent += len(header) + size
+            if size <= CHUNK:
                 self.item_sent(item)  # counted before the write, which may re-enter drain
-                self.transport.writeSequence([header, body])
+                self.transport.writeSequence([header, *parts])
             else:
-                self._partial = (item, body, 0)  # before the write, see _write_chunk
+                self._partial = (item, parts, 0, 0)  # before the write, see _write_chunk
                 self.transport.write(header)
 
     def _write_chunk(self) -> None:
         # State first: transport.write may call pauseProducing/resumeProducing (and so
         # drain) re-entrantly, as TLS does, and must find the next offset already there.
+        # Twisted's transports take only bytes: a piece of a shared payload becomes bytes
+        # here, once per client and CHUNK at a time (docs/architecture.md, "Writes").
         assert self._partial is not None
-        item, body, offset = self._partial
-        end = offset + CHUNK
-        self._partial = (item, body, end) if end < len(body) else None
-        self.last_progress = time.monotonic()
-        self.transport.write(body[offset:end])
-        if end >= len(body):
+        item, parts, index, offset = self._partial
+        part = parts[index]
+        end = min(offset + CHUNK, len(part))
+        piece = part if offset == 0 and end == len(part) else part[offset:end]
+        if end < len(part):
+            self._partial = (item, parts, index, end)
+        elif index + 1 < len(parts):
+            self._partial = (item, parts, index + 1, 0)
+        else:
+            self._partial = None
+        self.transport.write(bytes(piece) if not isinstance(piece, bytes) else piece)
+        if self._partial is None:
             self.item_sent(item)
 
     def item_sent(self, item: PipeItem) -> None:
-        """Hook for subclasses' counters."""
+        """Hook: an item's header was written (subclasses count and release)."""
 
     def item_dropped(self, item: PipeItem) -> None:
         """Hook: an item left the pipe unsent."""
@@ -275,16 +258,17 @@ class ChannelClient(Protocol):
 
     @property
     def pipe_bytes(self) -> int:
-        partial = len(self._partial[1]) - self._partial[2] if self._partial is not None else 0
-        return partial + sum(item.nbytes for item in self.pipe)
+        if self._partial is None:
+            return self.pipe.bytes
+        _, parts, index, offset = self._partial
+        return self.pipe.bytes + sum(len(p) for p in parts[index:]) - offset
 
     def stalled_for(self, now: float) -> float:
-        """How long a non-empty pipe has made no progress because the client does not read."""
-        if self._partial is not None and self.paused:
+        """How long the peer has read nothing while we had something for it: the transport
+        stayed full (no resumeProducing) or the ACK window stayed closed (no ACK)."""
+        if self.paused or (self.waiting_for_ack and (self.pipe or self._partial is not None)):
             return now - self.last_progress
-        if not self.pipe or self.awaiting_encode or not (self.paused or self.waiting_for_ack):
-            return 0.0
-        return now - self.last_progress
+        return 0.0
 
     def sample_rate(self) -> None:
         """Called once a second: bytes sent in the last second."""
@@ -292,18 +276,17 @@ class ChannelClient(Protocol):
         self._bytes_at_sample = self.bytes_sent
 
     def ping(self) -> None:
-        ping_id = next(self._ping_ids)
-        stamp = time.monotonic_ns()
-        self._pings = {k: v for k, v in self._pings.items() if k > ping_id - 4}
-        self._pings[ping_id] = stamp
-        self.send("PING", {"id": ping_id, "timestamp": stamp, "data": b""})
+        self.queue(PipeItem(*self.core.ping()))
 
     # --- IPushProducer (the transport tells us when its buffer is full) -----------------
     def pauseProducing(self) -> None:
+        if not self.paused:
+            self.last_progress = time.monotonic()  # the stall clock runs from the moment we must wait
         self.paused = True
 
     def resumeProducing(self) -> None:
         self.paused = False
+        self.last_progress = time.monotonic()  # the transport drained: the peer read
         self.drain()
 
     def stopProducing(self) -> None:

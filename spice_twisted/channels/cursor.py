@@ -7,10 +7,17 @@ cache is dropped with INVAL_ALL.
 
 from __future__ import annotations
 
-from ..render.cursor import CURSOR_FLAGS_CACHE_ME, CURSOR_FLAGS_FROM_CACHE, CURSOR_FLAGS_NONE, CursorShape
+from typing import TYPE_CHECKING
+
+from ..render.cursor import CURSOR_FLAGS_CACHE_ME, CURSOR_FLAGS_FROM_CACHE, CURSOR_FLAGS_NONE, CursorService, CursorShape
 from ..wire.enums import ChannelType, MsgCursor
+from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
-from .base import ChannelClient, PipeItem
+from .base import ChannelClient, ChannelHost
+from .pipe import PipeItem
+
+if TYPE_CHECKING:
+    from ..server import Client
 
 _MOVE = message(ChannelType.CURSOR, "MOVE")
 
@@ -21,9 +28,16 @@ class CursorChannelClient(ChannelClient):
     channel_type = ChannelType.CURSOR
     handles_acks = True
 
+    def __init__(
+        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, cursor: CursorService
+    ) -> None:
+        self.cursor = cursor
+        super().__init__(host, client, request, mini_header, secure)
+
     def on_connected(self) -> None:
         self.cached: set[int] = set()
-        cursor = self.server.cursor
+        self.coalesced = 0
+        cursor = self.cursor
         shape = cursor.shape
         self.send(
             "INIT",
@@ -47,13 +61,14 @@ class CursorChannelClient(ChannelClient):
         return shape.wire(CURSOR_FLAGS_CACHE_ME)
 
     def cursor_set(self, shape: CursorShape) -> None:
-        c = self.server.cursor
+        c = self.cursor
         self.send("SET", {"position": {"x": c.x, "y": c.y}, "visible": 1, "cursor": self._cursor(shape)})
 
     def cursor_move(self, x: int, y: int) -> None:
         body = encode_body(_MOVE, {"position": {"x": x, "y": y}})
-        if self.pipe and self.pipe[-1].msg_type == MsgCursor.MOVE:
-            self.pipe[-1].data = body  # only the newest unsent position matters
+        items = self.pipe.items
+        if items and items[-1].live and items[-1].msg_type == MsgCursor.MOVE:
+            items[-1].data = body  # only the newest unsent position matters (same size)
             self.coalesced += 1
             return
         self.queue(PipeItem(_MOVE.id, body))
@@ -62,4 +77,4 @@ class CursorChannelClient(ChannelClient):
         self.send("HIDE")
 
     def on_disconnected(self) -> None:
-        self.server.cursor.unsubscribe(self)
+        self.cursor.unsubscribe(self)

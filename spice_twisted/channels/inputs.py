@@ -7,11 +7,16 @@ SPICE_INPUT_MOTION_ACK_BUNCH messages, even when dropped, so the client keeps se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..wire.enums import ChannelType
+from ..wire.link import LinkRequest
 from ..wire.scancodes import code_bytes, decode_scancodes
-from .base import ChannelClient
+from .base import ChannelClient, ChannelHost
+
+if TYPE_CHECKING:
+    from ..inputs import InputRouter
+    from ..server import Client
 
 MOTION_ACK_BUNCH = 4
 
@@ -19,9 +24,15 @@ MOTION_ACK_BUNCH = 4
 class InputsChannelClient(ChannelClient):
     channel_type = ChannelType.INPUTS
 
+    def __init__(
+        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, inputs: InputRouter
+    ) -> None:
+        self.inputs = inputs
+        super().__init__(host, client, request, mini_header, secure)
+
     def on_connected(self) -> None:
         self.motions = 0
-        self.send("INIT", {"keyboard_modifiers": self.server.inputs.modifiers})
+        self.send("INIT", {"keyboard_modifiers": self.inputs.modifiers})
 
     def _motion_received(self) -> None:
         self.motions += 1
@@ -30,28 +41,28 @@ class InputsChannelClient(ChannelClient):
 
     def handle_MOUSE_MOTION(self, f: dict[str, Any]) -> None:
         self._motion_received()
-        self.server.inputs.motion(self.client, f["dx"], f["dy"], f["buttons_state"])
+        self.inputs.motion(self.client, f["dx"], f["dy"], f["buttons_state"])
 
     def handle_MOUSE_POSITION(self, f: dict[str, Any]) -> None:
         self._motion_received()
-        self.server.inputs.position(self.client, f["x"], f["y"], f["buttons_state"], f["display_id"])
+        self.inputs.position(self.client, f["x"], f["y"], f["buttons_state"], f["display_id"])
 
     def handle_MOUSE_PRESS(self, f: dict[str, Any]) -> None:
-        self.server.inputs.button(self.client, f["button"], True, f["buttons_state"])
+        self.inputs.button(self.client, f["button"], True, f["buttons_state"])
 
     def handle_MOUSE_RELEASE(self, f: dict[str, Any]) -> None:
-        self.server.inputs.button(self.client, f["button"], False, f["buttons_state"])
+        self.inputs.button(self.client, f["button"], False, f["buttons_state"])
 
     def handle_KEY_DOWN(self, f: dict[str, Any]) -> None:
-        self.server.inputs.keys(self.client, decode_scancodes(code_bytes(f["code"])))
+        self.inputs.keys(self.client, decode_scancodes(code_bytes(f["code"])))
 
     handle_KEY_UP = handle_KEY_DOWN  # the release bit is in the code itself
 
     def handle_KEY_SCANCODE(self, f: dict[str, Any]) -> None:
-        self.server.inputs.keys(self.client, decode_scancodes(f["code"]))
+        self.inputs.keys(self.client, decode_scancodes(f["code"]))
 
     def handle_KEY_MODIFIERS(self, f: dict[str, Any]) -> None:
-        self.server.inputs.set_modifiers(self.client, f["modifiers"])
+        self.inputs.set_modifiers(self.client, f["modifiers"])
 
     def send_modifiers(self, modifiers: int) -> None:
         self.send("KEY_MODIFIERS", {"modifiers": modifiers})

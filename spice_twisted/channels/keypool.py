@@ -13,10 +13,12 @@ from ..wire.ticket import LinkKey
 
 
 class LinkKeyPool:
-    """Keeps up to `size` fresh keys; each key serves exactly one link, as upstream."""
+    """Keeps up to `size` fresh keys; each key serves exactly one link, as upstream. Keys are
+    made in a thread of their own, so a burst of links never delays the codec pool."""
 
-    def __init__(self, reactor: Any, pool: ThreadPool | None, size: int = 8) -> None:
-        self.reactor, self.pool, self.size = reactor, pool, size
+    def __init__(self, reactor: Any, size: int = 8) -> None:
+        self.reactor, self.size = reactor, size
+        self.pool: ThreadPool | None = None
         self.keys: deque[LinkKey] = deque()
         self._making = 0
         self.made_inline = 0
@@ -28,6 +30,18 @@ class LinkKeyPool:
             key = LinkKey()
         self.refill()
         return key
+
+    def start(self) -> None:
+        if self.pool is None:
+            self.pool = ThreadPool(1, 1, name="spice-link-keys")
+            self.pool.start()
+            self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        self.refill()
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.stop()
 
     def refill(self) -> None:
         if self.pool is None:

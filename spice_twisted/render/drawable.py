@@ -1,4 +1,10 @@
-"""A drawable: one update of a surface area, encoded at most once and shared by every pipe."""
+"""A drawable: one update of a surface area, shared by every pipe that shows it.
+
+It keeps the pixels copied at commit time while any pipe still holds it (a pipe may
+need a codec nobody asked for yet: a client switched its preferred compression), and
+one `Payload` per codec once that codec's one encode is done. When the last pipe has
+sent or dropped it, the pixels and payloads go.
+"""
 
 from __future__ import annotations
 
@@ -7,104 +13,95 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from twisted.python.failure import Failure
 
-from ..codecs.bitmap import encode_bitmap
-from ..wire.enums import ChannelType, ClipType, Rop, ScaleMode
-from ..wire.messages import encode_body, message
+from ..codecs import Payload
 from .rect import Rect
 
 if TYPE_CHECKING:
-    from .encoder import Encoder
-    from .service import RenderCounters
+    from .codec_pool import CodecPool
 
 _ids = itertools.count(1)
-DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
-
-
-def draw_copy_body(surface_id: int, rect: Rect, pixels: np.ndarray, image_id: int) -> bytes:
-    """The whole DRAW_COPY body for an uncompressed bitmap (runs in the encoder pool)."""
-    return encode_body(
-        DRAW_COPY,
-        {
-            "surface_id": surface_id,
-            "box": rect.wire(),
-            "clip_type": ClipType.NONE,
-            "src_bitmap": encode_bitmap(pixels, image_id),
-            "src_area": Rect(0, 0, rect.width, rect.height).wire(),
-            "rop_descriptor": Rop.OP_PUT,
-            "scale_mode": ScaleMode.NEAREST,
-            "mask_flags": 0,
-            "mask_pos": {"x": 0, "y": 0},
-            "mask_bitmap": None,
-        },
-    )
 
 
 class Drawable:
-    """Pixels for `rect` of a surface, copied at commit time.
+    __slots__ = (
+        "id",
+        "surface_id",
+        "generation",
+        "rect",
+        "pixels",
+        "payloads",
+        "failed",
+        "refs",
+        "dropped_by",
+        "prefixes",
+        "_waiters",
+        "pool",
+    )
 
-    `body()` returns the encoded DRAW_COPY body, or None while the one encode is
-    running; every pipe that asked is called back when it is done.
-    """
-
-    __slots__ = ("id", "surface_id", "rect", "pixels", "_body", "_waiters", "counters", "encoder", "failed")
-
-    def __init__(self, surface_id: int, rect: Rect, pixels: np.ndarray, counters: RenderCounters, encoder: Encoder) -> None:
+    def __init__(self, surface_id: int, generation: int, rect: Rect, pixels: np.ndarray, pool: CodecPool) -> None:
         self.id = next(_ids)
         self.surface_id = surface_id
+        self.generation = generation  # which primary surface (a resize starts a new one)
         self.rect = rect
         self.pixels: np.ndarray | None = pixels
-        self._body: bytes | None = None
-        self._waiters: list[Callable[[], None]] | None = None
-        self.counters = counters
-        self.encoder = encoder
-        self.failed = False  # the encode raised: pipes drop this drawable (and log it once)
+        self.payloads: dict[str, Payload] = {}
+        self.failed: set[str] = set()  # codecs whose encode raised: pipes drop this drawable
+        self.refs = 0  # pipes (and the snapshot cache) holding it
+        self.dropped_by: set[int] = set()  # ids of the pipes that dropped it unsent (GLZ needs this)
+        self.prefixes: dict[tuple[str, int, int], bytes] = {}  # marshalled per-client parts, by their values
+        self._waiters: dict[str, list[Callable[[], None]]] = {}
+        self.pool = pool
 
     @property
-    def nbytes(self) -> int:
-        """What this drawable holds in memory now (encoded bytes once encoded)."""
-        return len(self._body) if self._body is not None else self.rect.area * 4
+    def area(self) -> int:
+        return self.rect.area
 
-    @property
-    def encoded(self) -> bool:
-        return self._body is not None
+    def nbytes(self, codec: str) -> int:
+        """What this drawable costs a pipe that uses `codec`: its payload once encoded, else raw pixels."""
+        p = self.payloads.get(codec)
+        return p.nbytes if p is not None else self.rect.area * 4
 
-    def body(self, on_ready: Callable[[], None]) -> tuple[bytes | None, bool]:
-        """(body or None, whether this call started the encode)."""
-        if self._body is not None or self.failed:
-            return self._body, False
-        if self._waiters is not None:  # already encoding for another pipe
-            self._waiters.append(on_ready)
-            return None, False
-        self._waiters = [on_ready]
-        pixels = self.pixels
-        assert pixels is not None
-        try:
-            job = self.encoder.run(lambda: draw_copy_body(self.surface_id, self.rect, pixels, self.id), self.rect.area * 4)
-        except Exception:
-            self._failed(Failure(), notify=False)
-            return None, True
-        if isinstance(job, bytes):
-            self._done(job, notify=False)
-            return job, True
-        job.addCallbacks(self._done, self._failed)
-        return None, True
+    # --- pipes hold and release it ---------------------------------------------------
+    def hold(self) -> None:
+        self.refs += 1
 
-    def _failed(self, failure: Failure, notify: bool = True) -> None:
-        self.counters.encode_failed(failure)
-        self.failed = True
-        self.pixels = None
-        waiters, self._waiters = self._waiters or [], None
-        if notify:
-            for cb in waiters:
-                cb()
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs <= 0:
+            self.pixels = None
+            self.payloads.clear()
+            self.prefixes.clear()
 
-    def _done(self, body: bytes, notify: bool = True) -> None:
-        self._body = body
-        self.pixels = None  # the encoded bytes are all any pipe needs from now on
-        self.counters.encoded("bitmap")
-        waiters, self._waiters = self._waiters or [], None
-        if notify:
-            for cb in waiters:
-                cb()
+    def dropped(self, pipe_id: int) -> None:
+        self.dropped_by.add(pipe_id)
+        self.release()
+
+    # --- encoding, once per codec ----------------------------------------------------
+    def request(self, codec: str) -> None:
+        """Start this codec's encode unless it is done, running or impossible."""
+        if codec in self.payloads or codec in self.failed or codec in self._waiters:
+            return
+        if self.pixels is None:
+            self.failed.add(codec)  # nobody holds it any more: nothing to encode
+            return
+        self._waiters[codec] = []
+        self.pool.submit(self, codec, self.pixels)
+
+    def when_ready(self, codec: str, callback: Callable[[], None]) -> None:
+        """Call back once the codec's payload (or its failure) is in; requests it if needed."""
+        self.request(codec)
+        waiters = self._waiters.get(codec)
+        if waiters is None:
+            callback()
+        else:
+            waiters.append(callback)
+
+    def encoded(self, codec: str, payload: Payload | None) -> None:
+        """The pool's answer (None: the encode failed)."""
+        if payload is None:
+            self.failed.add(codec)
+        elif self.pixels is not None:  # still held by some pipe
+            self.payloads[codec] = payload
+        for cb in self._waiters.pop(codec, []):
+            cb()

@@ -1,52 +1,83 @@
-"""The render service: the one owner of a display's surfaces, fanning drawables out to pipes."""
+"""The render service: the one owner of a display's surface, turning damage into drawables.
+
+One frame's way: sources change `primary.pixels` and call `damage()`; at most
+`max_fps` times a second `_frame()` runs the sources' paint hooks, simplifies the
+damage into a few rects, copies each rect's pixels once into a `Drawable`, submits
+its encodes (one per codec some subscribed pipe uses) in commit order, and pushes
+the same object into every pipe. Pipes never make the producer wait.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from twisted.logger import Logger
+import numpy as np
 
+from .codec_pool import CodecPool
 from .drawable import Drawable
-from .encoder import Encoder
+from .frames import DEFAULT_MAX_FPS, FramePacer
 from .rect import Rect
+from .region import Region
 from .surface import Surface
+
+# A frame's damage becomes at most this many drawables (merged where merging wastes little).
+MAX_RECTS = 16
+# Past this many damaged rects in one frame (an input flood), damage is gathered on a grid
+# of TILE x TILE cells instead: the frame's cost is then bounded by the surface, not the flood.
+EXACT_RECTS = 256
+TILE = 32
 
 
 class DrawableSink(Protocol):
+    """A display pipe as the render service sees it."""
+
+    codec: str
+
     def push_drawable(self, drawable: Drawable) -> None: ...
+    def surface_changed(self, surface: Surface) -> None: ...
 
 
 @dataclass
 class RenderCounters:
-    """Encode-once evidence: encodes per codec (sends and reuses are counted by the pipes)."""
+    """What the producer did; what each pipe did with it is counted by the pipes."""
 
     encodes: dict[str, int] = field(default_factory=dict)
-    drawables: int = 0  # committed updates (snapshots are counted apart)
-    sends: int = 0  # drawables written to any pipe, since start
-    cache_hits: int = 0  # of those, sent from bytes another pipe's request had encoded
-    coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed), since start
+    drawables: int = 0  # committed by frames (snapshots are counted apart)
+    frames: int = 0
     snapshots: int = 0
+    sends: int = 0  # drawables written to any pipe
+    coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed)
     encode_errors: int = 0
-    log = Logger()
+    resizes: int = 0
 
     def encoded(self, codec: str) -> None:
         self.encodes[codec] = self.encodes.get(codec, 0) + 1
 
-    def encode_failed(self, failure: Any) -> None:
-        self.encode_errors += 1
-        self.log.failure("encode failed", failure)
-
 
 class RenderService:
-    """Owns the primary surface; sources draw into it and `commit` the changed rects."""
-
-    def __init__(self, width: int, height: int, encoder: Encoder) -> None:
-        self.primary = Surface(0, width, height)
-        self.encoder = encoder
-        self.sinks: list[DrawableSink] = []
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        reactor: Any,
+        max_fps: float = DEFAULT_MAX_FPS,
+        max_rects: int = MAX_RECTS,
+        pool: CodecPool | None = None,
+    ) -> None:
+        self.reactor = reactor
         self.counters = RenderCounters()
+        self.pool = pool if pool is not None else CodecPool(reactor, self.counters)
+        self.primary = Surface(0, width, height)
+        self.generation = 0
+        self.max_rects = max_rects
+        self.sinks: list[DrawableSink] = []
+        self._damage: list[Rect] = []
+        self._in_frame = False
+        self._paint_hooks: list[Callable[[], None]] = []
         self._snapshots: dict[Rect, Drawable] = {}
+        self.pacer = FramePacer(reactor, max_fps, self._frame)
 
     @property
     def width(self) -> int:
@@ -56,39 +87,110 @@ class RenderService:
     def height(self) -> int:
         return self.primary.height
 
-    def commit(self, rects: list[Rect]) -> None:
-        """Turn each changed rect into one drawable and hand the same object to every pipe."""
-        self._snapshots.clear()
-        if not self.sinks:
-            return  # nobody to tell; a client that joins later starts from a snapshot
-        bounds = self.primary.rect
-        for r in rects:
-            r = r.intersect(bounds)
-            if r.empty():
-                continue
-            d = self._drawable(r)
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pacer.stop()
+        self.pool.stop()
+
+    # --- the producer ------------------------------------------------------------------
+    def damage(self, rect: Rect) -> None:
+        """The pixels of `rect` changed (or will have, once the paint hooks ran)."""
+        r = rect.intersect(self.primary.rect)
+        if r.empty():
+            return
+        self._damage.append(r)
+        if not self._in_frame:
+            self.pacer.request()
+
+    def add_paint_hook(self, hook: Callable[[], None]) -> None:
+        """`hook()` runs at the start of every frame: a source that keeps state (typed text)
+        paints it once a frame instead of once an event."""
+        self._paint_hooks.append(hook)
+
+    def flush(self) -> None:
+        """Run the pending frame now instead of at its time."""
+        self.pacer.run_now()
+
+    def _frame(self) -> None:
+        self._in_frame = True
+        try:
+            for hook in self._paint_hooks:
+                hook()
+        finally:
+            self._in_frame = False
+        region = damage_region(self._damage, self.primary.rect)
+        self._damage = []
+        self._clear_snapshots()
+        self.counters.frames += 1
+        if not self.sinks or not region:
+            return  # nobody to tell; a client that joins later starts from a refresh
+        codecs = self.codecs_needed()
+        for r in region.simplify(self.max_rects):
+            d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.pool)
             self.counters.drawables += 1
+            d.hold()  # the frame's own reference, while it is handed out
+            for codec in codecs:
+                d.request(codec)
             for sink in list(self.sinks):
                 sink.push_drawable(d)
+            d.release()
 
-    def _drawable(self, r: Rect) -> Drawable:
-        return Drawable(self.primary.id, r, self.primary.crop(r), self.counters, self.encoder)
+    def codecs_needed(self) -> list[str]:
+        return sorted({s.codec for s in self.sinks})
 
-    def snapshot(self, rect: Rect | None = None) -> Drawable:
-        """An area (default: all) of the surface as it is now, shared by every pipe that asks
-        for the same area before the next commit (late joiners, lagging pipes collapsing)."""
-        rect = self.primary.rect if rect is None else rect.intersect(self.primary.rect)
+    # --- what pipes take when they are ready --------------------------------------------
+    def snapshot(self, rect: Rect) -> Drawable:
+        """The surface over `rect` as it is now, shared by every pipe that asks for the same
+        rect before the next frame (late joiners, collapsed pipes)."""
+        rect = rect.intersect(self.primary.rect)
         d = self._snapshots.get(rect)
-        if d is None:
+        if d is None or d.pixels is None:
             self.counters.snapshots += 1
-            d = self._snapshots[rect] = self._drawable(rect)
+            d = Drawable(self.primary.id, self.generation, rect, self.primary.crop(rect), self.pool)
+            d.hold()  # the cache's reference, until the next frame
+            self._snapshots[rect] = d
         return d
 
-    def subscribe(self, sink: DrawableSink) -> Drawable:
-        """Add a pipe; returns the full current surface as its first drawable (same reactor turn)."""
+    def _clear_snapshots(self) -> None:
+        for d in self._snapshots.values():
+            d.release()
+        self._snapshots.clear()
+
+    # --- the surface's life ------------------------------------------------------------
+    def resize(self, width: int, height: int) -> None:
+        """A new primary surface (black) of the new size; every pipe starts over on it. The
+        source draws into the new `primary` and marks it damaged as usual."""
+        self.generation += 1
+        self.counters.resizes += 1
+        self.primary = Surface(0, width, height)
+        self._damage = []
+        self._clear_snapshots()
+        for sink in list(self.sinks):
+            sink.surface_changed(self.primary)
+
+    def subscribe(self, sink: DrawableSink) -> None:
         self.sinks.append(sink)
-        return self.snapshot()
 
     def unsubscribe(self, sink: DrawableSink) -> None:
         if sink in self.sinks:
             self.sinks.remove(sink)
+
+
+def damage_region(rects: list[Rect], bounds: Rect) -> Region:
+    """One frame's damage as a region: exact for a normal frame; on a TILE grid for a flood."""
+    if len(rects) <= EXACT_RECTS:
+        return Region.from_rects(rects)
+    rows, cols = -(-bounds.bottom // TILE), -(-bounds.right // TILE)
+    grid = np.zeros((rows, cols), dtype=bool)
+    a = np.array(rects, dtype=np.int64)  # left, top, right, bottom
+    for left, top, right, bottom in zip(a[:, 0] // TILE, a[:, 1] // TILE, -(-a[:, 2] // TILE), -(-a[:, 3] // TILE), strict=True):
+        grid[top:bottom, left:right] = True
+    cells = []
+    for row in range(rows):
+        line = grid[row]
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], line, [False])).astype(np.int8)))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            cells.append(Rect(int(start) * TILE, row * TILE, int(stop) * TILE, (row + 1) * TILE).intersect(bounds))
+    return Region.from_rects(cells)

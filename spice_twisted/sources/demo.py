@@ -3,7 +3,11 @@
 A static backdrop (gradient, title bar, a window with text, a text line) is drawn
 once with Pillow; a clock in the title bar is redrawn each second and a ball
 bounces at `fps`. A drag paints a stroke in the colour of the client that drags;
-keys type into the text line. Only the areas that changed are committed.
+keys type into the text line. Only the areas that changed are marked damaged.
+
+Input changes state and marks damage; the pixels are painted once a frame (the render
+service's paint hook), so a flood of key presses or pointer motion costs one text
+redraw and one vectorised stroke paint per frame, not one per event.
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ class DemoSource(DisplaySource):
         self.caps = False
         self._drawing: dict[int, tuple[int, int]] = {}
         self._shift: dict[int, bool] = {}
+        self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
+        self._text_dirty = False
 
     # --- drawing ------------------------------------------------------------------------
     def _draw_backdrop(self) -> np.ndarray:
@@ -148,7 +154,8 @@ class DemoSource(DisplaySource):
         render.primary.pixels[:] = self.canvas
         self._paint_clock(force=True)
         self._paint_ball()
-        render.commit([render.primary.rect])
+        render.damage(render.primary.rect)
+        render.add_paint_hook(self.paint)
         cursor.set_shape(self.arrow)
         self._loop = task.LoopingCall(self.tick)
         if self._clock is not None:
@@ -181,7 +188,7 @@ class DemoSource(DisplaySource):
         return r
 
     def _show(self, r: Rect) -> None:
-        """Copy a changed canvas area to the surface (ball on top) and commit it."""
+        """Copy a changed canvas area to the surface (ball on top) and mark it damaged."""
         assert self.render is not None
         r = r.intersect(self.render.primary.rect)
         if r.empty():
@@ -191,10 +198,10 @@ class DemoSource(DisplaySource):
         if not r.intersect(ball).empty():
             self._paint_ball()
             r = r.union(ball)
-        self.render.commit([r])
+        self.render.damage(r)
 
     def tick(self) -> None:
-        """Move the ball one step and commit only what changed."""
+        """Move the ball one step and mark only what changed."""
         assert self.render is not None
         if self.paused:
             return
@@ -208,24 +215,35 @@ class DemoSource(DisplaySource):
             if not lo <= self.pos[i] <= limit:
                 self.vel[i] = -self.vel[i]
                 self.pos[i] = min(max(self.pos[i], lo), limit)
-        damage = [old.union(self._paint_ball())]
+        self.render.damage(old.union(self._paint_ball()))
         clock = self._paint_clock()
         if clock is not None:
-            damage.append(clock)
-        self.render.commit(damage)
+            self.render.damage(clock)
 
     # --- input ----------------------------------------------------------------------------
     def _stroke(self, colour: tuple[int, int, int], a: tuple[int, int], b: tuple[int, int]) -> None:
-        """Paint a segment a->b with a square brush into the canvas, commit its box."""
-        bgrx = np.array([colour[2], colour[1], colour[0], 0], dtype=np.uint8)
-        n = max(abs(b[0] - a[0]), abs(b[1] - a[1])) + 1
-        xs = np.rint(np.linspace(a[0], b[0], n)).astype(int)
-        ys = np.rint(np.linspace(a[1], b[1], n)).astype(int)
-        for x, y in zip(xs, ys, strict=True):
-            self.canvas[max(y - BRUSH, BAR_H) : y + BRUSH + 1, max(x - BRUSH, 0) : x + BRUSH + 1] = bgrx
-        box = Rect(int(xs.min()) - BRUSH, max(int(ys.min()) - BRUSH, BAR_H), int(xs.max()) + BRUSH + 1, int(ys.max()) + BRUSH + 1)
+        """Remember a segment a->b of a stroke; it is painted at the next frame."""
+        self._segments.setdefault(colour, []).append((a[0], a[1], b[0], b[1]))
         self.strokes += 1
-        self._show(box)
+        assert self.render is not None
+        box = Rect(min(a[0], b[0]) - BRUSH, max(min(a[1], b[1]) - BRUSH, BAR_H), max(a[0], b[0]) + BRUSH + 1, max(a[1], b[1]) + BRUSH + 1)
+        self.render.damage(box)
+
+    def paint(self) -> None:
+        """Once a frame: paint what input changed since the last one into the canvas and surface."""
+        if self._text_dirty:
+            self._text_dirty = False
+            t = TEXT_BOX
+            self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+            self._show(t)
+        segments, self._segments = self._segments, {}
+        assert self.render is not None
+        for colour, segs in segments.items():
+            # Into the canvas and the surface at once; each segment's box was marked damaged
+            # when it arrived. The ball stays on top.
+            box = _paint_segments((self.canvas, self.render.primary.pixels), np.array(segs, dtype=np.int64), colour)
+            if not box.intersect(self._ball_rect()).empty():
+                self.render.damage(self._paint_ball())
 
     def pointer(self, origin: InputOrigin, x: int, y: int, buttons: int) -> None:
         if self.cursor is not None:
@@ -267,12 +285,35 @@ class DemoSource(DisplaySource):
             self.typed = (self.typed + (shifted if upper else plain))[-MAX_TEXT:]
         else:
             return
-        t = TEXT_BOX
-        self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
-        self._show(t)
+        self._text_dirty = True
+        assert self.render is not None
+        self.render.damage(TEXT_BOX)
 
     def locks(self, modifiers: int) -> None:
         self.caps = bool(modifiers & 4)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "typed": self.typed, "strokes": self.strokes, "frames": self.frames}
+
+
+def _paint_segments(targets: tuple[np.ndarray, ...], segs: np.ndarray, colour: tuple[int, int, int]) -> Rect:
+    """Paint line segments (rows x0, y0, x1, y1) with the square brush into every target, all
+    segments at once (a few numpy operations, however many segments); returns their bounding box."""
+    h, w = targets[0].shape[:2]
+    a, b = segs[:, :2], segs[:, 2:]
+    n = np.abs(b - a).max(axis=1) + 1  # points per segment: one per pixel step
+    seg = np.repeat(np.arange(len(segs)), n)
+    step = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    t = step / np.maximum(np.repeat(n - 1, n), 1)
+    pts = np.rint(a[seg] + (b[seg] - a[seg]) * t[:, None]).astype(np.int64)
+    bgrx = np.array([colour[2], colour[1], colour[0], 0], dtype=np.uint8)
+    for dy in range(-BRUSH, BRUSH + 1):
+        ys = pts[:, 1] + dy
+        for dx in range(-BRUSH, BRUSH + 1):
+            xs = pts[:, 0] + dx
+            ok = (ys >= BAR_H) & (ys < h) & (xs >= 0) & (xs < w)
+            for target in targets:
+                target[ys[ok], xs[ok]] = bgrx
+    return Rect(
+        int(pts[:, 0].min()) - BRUSH, int(pts[:, 1].min()) - BRUSH, int(pts[:, 0].max()) + BRUSH + 1, int(pts[:, 1].max()) + BRUSH + 1
+    )

@@ -28,6 +28,15 @@ class ImageSource(DisplaySource):
         self.frame = rgb_to_xrgb(rgb)
 
     def start(self, render: RenderService, cursor: CursorService) -> None:
+        self.render = render
         render.primary.pixels[:] = self.frame
-        render.commit([render.primary.rect])
+        render.damage(render.primary.rect)
         cursor.set_shape(arrow_cursor())
+
+    def resize(self, width: int, height: int) -> None:
+        """Serve the picture on a screen of a new size, tiled from the top left (what a
+        display whose mode changed looks like: every client gets the new size)."""
+        self.render.resize(width, height)
+        reps = (-(-height // self.height), -(-width // self.width), 1)
+        self.render.primary.pixels[:] = np.tile(self.frame, reps)[:height, :width]
+        self.render.damage(self.render.primary.rect)

@@ -244,6 +244,19 @@ class ImageType(IntEnum):
     LZ4 = 109
 
 
+class ImageCompression(IntEnum):
+    """SpiceImageCompression: what DISPLAY_PREFERRED_COMPRESSION asks for (enums.h)."""
+
+    INVALID = 0
+    OFF = 1
+    AUTO_GLZ = 2
+    AUTO_LZ = 3
+    QUIC = 4
+    GLZ = 5
+    LZ = 6
+    LZ4 = 7
+
+
 class ImageFlags(IntFlag):
     NONE = 0
     CACHE_ME = 1

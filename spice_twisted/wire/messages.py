@@ -34,6 +34,7 @@ from .schema import (
     U32,
     U64,
     Array,
+    CountedBy,
     FixedBytes,
     Ptr,
     Rest,
@@ -115,6 +116,10 @@ IMAGE = Struct(
             ),
         ),
     ],
+)
+HEAD = Struct(
+    "Head",
+    [("monitor_id", U32), ("surface_id", U32), ("width", U32), ("height", U32), ("x", U32), ("y", U32), ("flags", U32)],
 )
 QMASK = [("mask_flags", U8), ("mask_pos", POINT), ("mask_bitmap", Ptr(IMAGE))]
 DISPLAY_BASE = [("surface_id", U32), ("box", RECT), ("clip_type", U8), ("clip", CLIP)]
@@ -240,11 +245,7 @@ _define(D, MsgDisplay.COPY_BITS, DISPLAY_BASE + [("src_pos", POINT)])
 _define(
     D,
     MsgDisplay.MONITORS_CONFIG,
-    [
-        ("count", U16),
-        ("max_allowed", U16),
-        ("heads", Rest()),
-    ],
+    [("count", U16), ("max_allowed", U16), ("heads", CountedBy("heads", "count", HEAD, HEAD.size))],
 )
 _define(
     D,

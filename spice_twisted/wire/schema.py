@@ -17,12 +17,39 @@ class WireError(ValueError):
     """Bytes that do not match the layout (truncated, out of range, unknown tag)."""
 
 
+class External:
+    """Bytes placed at the very end of a message without being copied into it.
+
+    A shared encoded image payload is written after the per-client part of each
+    message as a separate buffer (see `encode_split`), so N clients never cost N
+    copies of it. It must be the last thing the layout writes.
+    """
+
+    __slots__ = ("buf",)
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+
 class _Writer:
     """Encoding state: the body so far and the pointers whose targets come later."""
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.pending: list[tuple[int, Any, Any]] = []
+        self.tail: bytes | None = None  # an External, once written
+
+    def append(self, data: Any) -> None:
+        """Raw bytes, or an External (which must come last)."""
+        if self.tail is not None:
+            raise WireError("an External payload must be the last thing in a message")
+        if isinstance(data, External):
+            self.tail = data.buf
+        else:
+            self.buf += data
 
     def flush_pointers(self) -> None:
         # Targets go after the fixed part, in field order, each patched into its slot.
@@ -33,7 +60,7 @@ class _Writer:
             offset = len(self.buf)
             struct.pack_into("<I", self.buf, slot, offset)
             if isinstance(value, (bytes, bytearray, memoryview)):
-                self.buf += value  # pre-encoded target (encode-once payloads)
+                self.append(value)  # pre-encoded target
             else:
                 target.encode(self, value)
 
@@ -60,7 +87,7 @@ class Scalar(Type):
 
     def encode(self, w: _Writer, value: Any) -> None:
         try:
-            w.buf += self.st.pack(int(value))
+            w.append(self.st.pack(int(value)))
         except struct.error as exc:
             raise WireError(str(exc)) from None
 
@@ -80,7 +107,7 @@ class FixedBytes(Type):
     def encode(self, w: _Writer, value: Any) -> None:
         if len(value) != self.size:
             raise WireError(f"expected {self.size} bytes, got {len(value)}")
-        w.buf += value
+        w.append(value)
 
     def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[bytes, int]:
         _need(buf, pos, self.size)
@@ -91,7 +118,7 @@ class Rest(Type):
     """All remaining bytes of the message (PING padding, bitmap pixels, cursor data)."""
 
     def encode(self, w: _Writer, value: Any) -> None:
-        w.buf += value
+        w.append(value)
 
     def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[bytes, int]:
         return bytes(buf[pos:]), len(buf)
@@ -105,7 +132,7 @@ class SizedBytes(Type):
 
     def encode(self, w: _Writer, value: Any) -> None:
         self.length.encode(w, len(value))
-        w.buf += value
+        w.append(value)
 
     def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[bytes, int]:
         n, pos = self.length.decode(buf, pos, ctx)
@@ -143,7 +170,7 @@ class Struct(Type):
 
     def encode(self, w: _Writer, value: Any) -> None:
         for fname, ftype in self.fields:
-            if isinstance(ftype, Switch):
+            if isinstance(ftype, (Switch, CountedBy)):
                 ftype.encode_in(w, value)
                 continue
             try:
@@ -155,7 +182,7 @@ class Struct(Type):
     def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
         for fname, ftype in self.fields:
-            if isinstance(ftype, Switch):
+            if isinstance(ftype, (Switch, CountedBy)):
                 pos = ftype.decode_in(buf, pos, ctx, out)
                 continue
             out[fname], pos = ftype.decode(buf, pos, ctx)
@@ -172,7 +199,7 @@ class Ptr(Type):
 
     def encode(self, w: _Writer, value: Any) -> None:
         w.pending.append((len(w.buf), self.target, value))
-        w.buf += b"\0\0\0\0"
+        w.append(b"\0\0\0\0")
 
     def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[Any, int]:
         offset, pos = U32.decode(buf, pos, ctx)
@@ -210,11 +237,43 @@ class Switch(Type):
         return pos
 
 
+class CountedBy(Type):
+    """An array whose count is an earlier field of the same struct (MONITORS_CONFIG's heads
+    follow `max_allowed`, not their count). Encoding checks the two agree."""
+
+    def __init__(self, name: str, count_field: str, item: Type, min_item_size: int = 1) -> None:
+        self.name, self.count_field, self.item, self.min_item_size = name, count_field, item, min_item_size
+
+    def encode_in(self, w: _Writer, value: dict[str, Any]) -> None:
+        items = value[self.name]
+        if len(items) != value[self.count_field]:
+            raise WireError(f"{self.count_field} is {value[self.count_field]} but {len(items)} {self.name} given")
+        for v in items:
+            self.item.encode(w, v)
+
+    def decode_in(self, buf: bytes, pos: int, ctx: dict[str, Any], out: dict[str, Any]) -> int:
+        n = out[self.count_field]
+        _need(buf, pos, n * self.min_item_size)
+        items = []
+        for _ in range(n):
+            v, pos = self.item.decode(buf, pos, ctx)
+            items.append(v)
+        out[self.name] = items
+        return pos
+
+
 def encode(layout: Type, value: Any) -> bytes:
+    head, tail = encode_split(layout, value)
+    return head if tail is None else head + tail
+
+
+def encode_split(layout: Type, value: Any) -> tuple[bytes, bytes | None]:
+    """(everything before an External, the External's buffer or None): the message is
+    head + tail, and the caller writes the two without joining them."""
     w = _Writer()
     layout.encode(w, value)
     w.flush_pointers()
-    return bytes(w.buf)
+    return bytes(w.buf), w.tail
 
 
 def decode(layout: Type, buf: bytes, exact: bool = False) -> Any:

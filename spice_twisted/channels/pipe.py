@@ -1,0 +1,241 @@
+"""Pipes: a channel client's queue of items still to send, bounded, coalescing in O(1).
+
+A `Pipe` is a plain FIFO of items with their byte cost. A `DisplayPipe` holds shared
+drawables and keeps itself small at the client's pace:
+- a pushed drawable drops the unsent ones it covers among the last COVER_WINDOW
+  items (a constant window: O(1) per push);
+- past `max_items` or `max_bytes` its unsent drawables collapse into one `RefreshItem`,
+  the *region* they cover (not its bounding box), which holds no pixels; until the pipe
+  reaches it, newer drawables are absorbed into its region. When the pipe reaches it,
+  it becomes snapshots of the surface as it is then (shared with other pipes).
+Every drawable a pipe drops learns that pipe's id (a shared GLZ dictionary must know).
+Nothing here knows of sockets or Twisted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from ..render.drawable import Drawable
+from ..render.rect import Rect
+from ..render.region import Region
+
+COVER_WINDOW = 16
+# A refresh region past this many rects is coarsened (to MAX_REFRESH_RECTS boxes): an
+# absorbed flood must not make it, or the work to send it, grow without bound.
+COARSEN_RECTS = 256
+MAX_REFRESH_RECTS = 16
+DEFAULT_MAX_ITEMS = 64
+DEFAULT_MAX_BYTES = 16 << 20
+
+_pipe_ids = itertools.count(1)
+
+
+class PipeItem:
+    """A message whose body is ready now (control messages: a few bytes)."""
+
+    __slots__ = ("msg_type", "data", "nbytes", "live")
+
+    def __init__(self, msg_type: int, data: bytes) -> None:
+        self.msg_type, self.data = msg_type, data
+        self.nbytes = len(data)
+        self.live = True  # False once dropped: the pipe skips it (lazy removal)
+
+
+class DrawItem(PipeItem):
+    """A pipe's reference to a shared drawable, marshalled per client when it is sent."""
+
+    __slots__ = ("drawable",)
+
+    def __init__(self, msg_type: int, drawable: Drawable, nbytes: int) -> None:
+        self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", nbytes, True
+        self.drawable = drawable
+
+
+class RefreshItem(PipeItem):
+    """The surface over `region`, taken only when the pipe reaches it."""
+
+    __slots__ = ("region",)
+
+    def __init__(self, msg_type: int, region: Region) -> None:
+        self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", 0, True
+        self.region = region
+
+    def add(self, area: Rect | Region) -> None:
+        self.region.add(area)
+        if len(self.region) > COARSEN_RECTS:
+            self.region = Region.from_rects(self.region.simplify(MAX_REFRESH_RECTS))
+
+
+class Pipe:
+    """FIFO of items; dropped items stay as tombstones until they reach the head."""
+
+    def __init__(self) -> None:
+        self.items: deque[PipeItem] = deque()
+        self.live = 0
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return self.live
+
+    def __bool__(self) -> bool:
+        return self.live > 0
+
+    def __iter__(self) -> Iterator[PipeItem]:
+        return (it for it in self.items if it.live)
+
+    def append(self, item: PipeItem) -> None:
+        self.items.append(item)
+        self._count(item, 1)
+
+    def appendleft(self, item: PipeItem) -> None:
+        self.items.appendleft(item)
+        self._count(item, 1)
+
+    def head(self) -> PipeItem | None:
+        items = self.items
+        while items and not items[0].live:
+            items.popleft()
+        return items[0] if items else None
+
+    def popleft(self) -> PipeItem:
+        item = self.head()
+        assert item is not None
+        self.items.popleft()
+        self._count(item, -1)
+        item.live = False
+        return item
+
+    def discard(self, item: PipeItem) -> None:
+        """Drop an item wherever it is (O(1): it becomes a tombstone)."""
+        if item.live:
+            item.live = False
+            self._count(item, -1)
+            if len(self.items) > 4 * max(self.live, 16):  # tombstones never outgrow the live items
+                self.items = deque(it for it in self.items if it.live)
+
+    def clear(self) -> list[PipeItem]:
+        live = [it for it in self.items if it.live]
+        for it in live:
+            it.live = False
+        self.items.clear()
+        self.live = self.bytes = 0
+        return live
+
+    def _count(self, item: PipeItem, sign: int) -> None:
+        self.live += sign
+        self.bytes += sign * item.nbytes
+
+
+class DisplayPipe(Pipe):
+    def __init__(
+        self, draw_type: int, codec: Callable[[], str], max_items: int = DEFAULT_MAX_ITEMS, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        super().__init__()
+        self.id = next(_pipe_ids)
+        self.draw_type = draw_type
+        self.codec = codec
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.refresh: RefreshItem | None = None  # the unsent refresh, while it absorbs pushes
+        self.coalesced = 0
+        self.collapses = 0
+        self.peak_items = 0
+        self.peak_bytes = 0
+
+    def push(self, drawable: Drawable) -> None:
+        """Queue a drawable (the pipe holds it until sent or dropped)."""
+        if self.refresh is not None:
+            self.refresh.add(drawable.rect)
+            drawable.dropped_by.add(self.id)
+            self.coalesced += 1
+            return
+        self._drop_covered(drawable)
+        drawable.hold()
+        self.append(DrawItem(self.draw_type, drawable, drawable.nbytes(self.codec())))
+        if self.live > self.max_items or self.bytes > self.max_bytes:
+            self.collapse()
+        self.peak_items = max(self.peak_items, self.live)
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def _drop_covered(self, drawable: Drawable) -> None:
+        seen = 0
+        for it in reversed(self.items):
+            if not it.live:
+                continue
+            seen += 1
+            if seen > COVER_WINDOW:
+                break
+            if isinstance(it, DrawItem):
+                d = it.drawable
+                if d.surface_id == drawable.surface_id and drawable.rect.contains(d.rect):
+                    self._drop(it)
+
+    def _drop(self, item: DrawItem) -> None:
+        self.discard(item)
+        item.drawable.dropped(self.id)
+        self.coalesced += 1
+
+    def add_refresh(self, region: Region) -> None:
+        """Queue the surface over `region`, taken when the pipe reaches it."""
+        if self.refresh is not None:
+            self.refresh.add(region)
+            return
+        self.refresh = RefreshItem(self.draw_type, region)
+        self.append(self.refresh)
+
+    def collapse(self) -> None:
+        """Past a bound: every unsent drawable becomes one refresh of the region they cover,
+        put where the first of them stood (control messages keep their order)."""
+        kept: deque[PipeItem] = deque()
+        refresh = RefreshItem(self.draw_type, Region())
+        placed = False
+        for it in self.items:
+            if not it.live:
+                continue
+            if isinstance(it, DrawItem):
+                refresh.add(it.drawable.rect)
+                it.live = False
+                it.drawable.dropped(self.id)
+                self.coalesced += 1
+            elif isinstance(it, RefreshItem):
+                refresh.add(it.region)
+                it.live = False
+            else:
+                kept.append(it)
+                continue
+            if not placed:
+                kept.append(refresh)
+                placed = True
+        self.items = kept
+        self.live = len(kept)
+        self.bytes = sum(it.nbytes for it in kept)
+        self.refresh = refresh
+        self.collapses += 1
+
+    def expand_head(self, snapshot: Callable[[Rect], Drawable], max_rects: int) -> None:
+        """The head is a refresh: replace it by snapshots of its region as it is now."""
+        item = self.head()
+        assert isinstance(item, RefreshItem)
+        self.popleft()
+        if item is self.refresh:
+            self.refresh = None  # newer drawables now queue behind its snapshots
+        for r in reversed(item.region.simplify(max_rects)):
+            d = snapshot(r)
+            d.hold()
+            self.appendleft(DrawItem(self.draw_type, d, d.nbytes(self.codec())))
+
+    def sent(self, item: DrawItem) -> None:
+        item.drawable.release()
+
+    def reset(self) -> None:
+        """Forget every drawable (a new surface replaces them all)."""
+        for it in self.clear():
+            if isinstance(it, DrawItem):
+                it.drawable.dropped(self.id)
+            elif not isinstance(it, RefreshItem):
+                it.live = True
+                self.append(it)  # control messages still go
+        self.refresh = None
