@@ -8,6 +8,7 @@ client's strokes in that client's colour).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,13 +72,20 @@ class InputRouter:
         x, y = client.pointer
         self.server.source.button(self._origin(client), button, pressed, x, y, buttons)
 
-    def keys(self, client: Client, events: list[KeyEvent]) -> None:
+    def keys(self, client: Client, events: Iterable[KeyEvent]) -> None:
+        n = 0
+        if client.view_only:
+            for _ in events:
+                n += 1
+            client.input_dropped += n
+            return
+        origin, key = self._origin(client), self.server.source.key
         for ev in events:
-            if not self._allowed(client):
-                continue
-            self.server.source.key(self._origin(client), ev.key, ev.pressed)
+            n += 1
+            key(origin, ev.key, ev.pressed)
             if ev.pressed and ev.key in LOCK_KEYS:
                 self._set_modifiers(self.modifiers ^ LOCK_KEYS[ev.key], None)
+        client.input_events += n
 
     def set_modifiers(self, client: Client, modifiers: int) -> None:
         """A client reports its lock LEDs (on focus); every other client is told."""

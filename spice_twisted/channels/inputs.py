@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
-from ..wire.scancodes import code_bytes, decode_scancodes
+from ..wire.scancodes import code_bytes, iter_scancodes
 from .base import ChannelClient, ChannelHost
 
 if TYPE_CHECKING:
@@ -54,12 +54,12 @@ class InputsChannelClient(ChannelClient):
         self.inputs.button(self.client, f["button"], False, f["buttons_state"])
 
     def handle_KEY_DOWN(self, f: dict[str, Any]) -> None:
-        self.inputs.keys(self.client, decode_scancodes(code_bytes(f["code"])))
+        self.inputs.keys(self.client, iter_scancodes(code_bytes(f["code"])))
 
     handle_KEY_UP = handle_KEY_DOWN  # the release bit is in the code itself
 
     def handle_KEY_SCANCODE(self, f: dict[str, Any]) -> None:
-        self.inputs.keys(self.client, decode_scancodes(f["code"]))
+        self.inputs.keys(self.client, iter_scancodes(f["code"]))
 
     def handle_KEY_MODIFIERS(self, f: dict[str, Any]) -> None:
         self.inputs.set_modifiers(self.client, f["modifiers"])

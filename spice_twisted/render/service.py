@@ -97,10 +97,13 @@ class RenderService:
     # --- the producer ------------------------------------------------------------------
     def damage(self, rect: Rect) -> None:
         """The pixels of `rect` changed (or will have, once the paint hooks ran)."""
+        damage = self._damage
+        if damage and damage[-1] == rect:
+            return  # the same area again (a flood of events on one spot): nothing new
         r = rect.intersect(self.primary.rect)
         if r.empty():
             return
-        self._damage.append(r)
+        damage.append(r)
         if not self._in_frame:
             self.pacer.request()
 

@@ -20,5 +20,8 @@ class Surface:
         return Rect(0, 0, self.width, self.height)
 
     def crop(self, r: Rect) -> np.ndarray:
-        """A contiguous copy of the pixels of r (taken on the reactor thread, encoded elsewhere)."""
-        return np.ascontiguousarray(self.pixels[r.top : r.bottom, r.left : r.right])
+        """A read-only copy of the pixels of r, backed by one `bytes` object: the one copy a
+        drawable costs (on the reactor thread). The raw bitmap codec sends those very bytes,
+        the other codecs read them from their threads."""
+        data = self.pixels[r.top : r.bottom, r.left : r.right].tobytes()
+        return np.frombuffer(data, dtype=np.uint8).reshape(r.height, r.width, 4)

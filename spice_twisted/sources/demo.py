@@ -285,9 +285,10 @@ class DemoSource(DisplaySource):
             self.typed = (self.typed + (shifted if upper else plain))[-MAX_TEXT:]
         else:
             return
-        self._text_dirty = True
-        assert self.render is not None
-        self.render.damage(TEXT_BOX)
+        if not self._text_dirty:
+            self._text_dirty = True
+            assert self.render is not None
+            self.render.damage(TEXT_BOX)
 
     def locks(self, modifiers: int) -> None:
         self.caps = bool(modifiers & 4)
@@ -307,13 +308,26 @@ def _paint_segments(targets: tuple[np.ndarray, ...], segs: np.ndarray, colour: t
     t = step / np.maximum(np.repeat(n - 1, n), 1)
     pts = np.rint(a[seg] + (b[seg] - a[seg]) * t[:, None]).astype(np.int64)
     bgrx = np.array([colour[2], colour[1], colour[0], 0], dtype=np.uint8)
-    for dy in range(-BRUSH, BRUSH + 1):
-        ys = pts[:, 1] + dy
-        for dx in range(-BRUSH, BRUSH + 1):
-            xs = pts[:, 0] + dx
-            ok = (ys >= BAR_H) & (ys < h) & (xs >= 0) & (xs < w)
-            for target in targets:
-                target[ys[ok], xs[ok]] = bgrx
+    # Mark the points in a mask over their bounding box, widen it by the brush (shifted
+    # ORs), paint where it is set: the cost is the points plus the box, not points x brush.
+    x0, y0 = int(pts[:, 0].min()), int(pts[:, 1].min())
+    mask = np.zeros((int(pts[:, 1].max()) - y0 + 1 + 2 * BRUSH, int(pts[:, 0].max()) - x0 + 1 + 2 * BRUSH), dtype=bool)
+    mask[pts[:, 1] - y0 + BRUSH, pts[:, 0] - x0 + BRUSH] = True
+    wide = mask.copy()
+    for d in range(1, BRUSH + 1):
+        wide[d:] |= mask[:-d]
+        wide[:-d] |= mask[d:]
+    mask = wide.copy()
+    for d in range(1, BRUSH + 1):
+        mask[:, d:] |= wide[:, :-d]
+        mask[:, :-d] |= wide[:, d:]
+    top, left = y0 - BRUSH, x0 - BRUSH  # the mask's origin on the screen
+    t0, l0 = max(top, BAR_H), max(left, 0)
+    t1, l1 = min(top + mask.shape[0], h), min(left + mask.shape[1], w)
+    if t0 < t1 and l0 < l1:
+        m = mask[t0 - top : t1 - top, l0 - left : l1 - left]
+        for target in targets:
+            target[t0:t1, l0:l1][m] = bgrx
     return Rect(
         int(pts[:, 0].min()) - BRUSH, int(pts[:, 1].min()) - BRUSH, int(pts[:, 0].max()) + BRUSH + 1, int(pts[:, 1].max()) + BRUSH + 1
     )

@@ -8,6 +8,7 @@ to back. A key is reported as its scancode with 0x100 added for E0-prefixed
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 EXTENDED = 0x100
@@ -26,25 +27,28 @@ def code_bytes(code: int) -> bytes:
 
 
 def decode_scancodes(data: bytes) -> list[KeyEvent]:
-    events: list[KeyEvent] = []
+    return list(iter_scancodes(data))
+
+
+def iter_scancodes(data: bytes) -> Iterator[KeyEvent]:
+    """The events in `data` one at a time (a 1 MiB message is a million of them)."""
     i = 0
     while i < len(data):
         b = data[i]
         if b == 0xE1:  # Pause: E1 1D 45 (press) E1 9D C5 (release)
             if i + 2 < len(data):
-                events.append(KeyEvent(PAUSE, not data[i + 1] & 0x80))
+                yield KeyEvent(PAUSE, not data[i + 1] & 0x80)
             i += 3
             continue
         if b == 0xE0:
             if i + 1 >= len(data):
                 break  # a dangling prefix: nothing to report
             b = data[i + 1]
-            events.append(KeyEvent(EXTENDED | (b & 0x7F), not b & 0x80))
+            yield KeyEvent(EXTENDED | (b & 0x7F), not b & 0x80)
             i += 2
             continue
-        events.append(KeyEvent(b & 0x7F, not b & 0x80))
+        yield KeyEvent(b & 0x7F, not b & 0x80)
         i += 1
-    return events
 
 
 def encode_key(key: int, pressed: bool) -> int:
