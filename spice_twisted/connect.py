@@ -181,6 +181,8 @@ class ConnectInfo:
             return "required: the one read from standard input at start"
         if self.ticket == "generated":
             return "required: the generated one, printed once on the terminal at start (never logged)"
+        if all(_is_loopback_ip(h.strip("[]")) or h == "localhost" for h in self.hosts):
+            return "none: anyone on this machine can connect"
         return "none: anyone who can reach a port can connect"
 
     def block(self, headline: str) -> str:
@@ -205,7 +207,8 @@ class ConnectInfo:
             rows.append(f"    admin token in {self.admin_token_file}")
             rows.append(f"    {'.vv file':<13}{admin}api/connection.vv")
             token = shlex.quote(self.admin_token_file or "")
-            curl = f'curl -OJ -H "Authorization: Bearer $(cat {token})" {admin}api/connection.vv'
+            cacert = f"--cacert {shlex.quote(self.ca_file)} " if self.admin_https and self.ca_file else ""
+            curl = f'curl {cacert}-OJ -H "Authorization: Bearer $(cat {token})" {admin}api/connection.vv'
             rows.append(f"    {'':<13}(log in at the admin site, or with the token: {curl})")
         else:
             rows.append(f"    {'admin site':<13}off (--admin-port 0)")
