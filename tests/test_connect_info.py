@@ -46,8 +46,8 @@ def test_a_wildcard_listener_on_a_machine_without_a_network_is_reached_on_loopba
     assert ConnectInfo("0.0.0.0", 5900, 0).urls() == ["spice://127.0.0.1:5900"]
 
 
-def test_tls_url_uses_the_name_the_certificate_carries(tmp_path):
-    """A loopback listener with a certificate for localhost only: the TLS URL says localhost."""
+def _cert_for(path, *dns: str):
+    """A self-signed certificate whose subjectAltName holds exactly these DNS names."""
     import datetime
 
     from cryptography import x509
@@ -56,7 +56,7 @@ def test_tls_url_uses_the_name_the_certificate_carries(tmp_path):
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0])])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -66,16 +66,29 @@ def test_tls_url_uses_the_name_the_certificate_carries(tmp_path):
         .serial_number(1)
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_tls_url_uses_the_name_the_certificate_carries(tmp_path):
+    """A loopback listener with a certificate for localhost only: the TLS URL says localhost."""
+    _cert_for(tmp_path / "cert.pem", "localhost")
     info = ConnectInfo("127.0.0.1", 5900, 5901, cert_file=str(tmp_path / "cert.pem"), ca_file="/etc/ca file.pem")
     assert info.urls() == ["spice://127.0.0.1:5900", "spice://localhost?tls-port=5901"]
     commands = dict(info.viewer_commands())
     assert shlex.split(commands["TLS viewer"]) == ["remote-viewer", "--spice-ca-file=/etc/ca file.pem", "spice://localhost?tls-port=5901"]
     block = info.block("headline")
     assert "the certificate is for" not in block  # the chosen host matches it
+
+
+def test_a_certificate_for_other_names_gets_a_note(tmp_path):
+    _cert_for(tmp_path / "cert.pem", "spice.example.org", "spice2.example.org")
+    block = ConnectInfo("192.0.2.10", 0, 5901, cert_file=str(tmp_path / "cert.pem")).block("headline")
+    assert "TLS URL      spice://192.0.2.10?tls-port=5901" in block
+    assert "(the certificate is for spice.example.org, spice2.example.org: a viewer checks the URL's host against it)" in block
+    assert "--spice-ca-file=CA.pem" in block  # no CA known: the note says what the viewer needs
 
 
 def test_block_has_each_fact_and_no_secret():
