@@ -16,6 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from klein import Klein
+from twisted.logger import Logger
 from twisted.web.static import File
 
 from spice_twisted.stats import client_stats, server_stats
@@ -49,6 +50,7 @@ def _utf8(text: str) -> bytes | None:
 
 class AdminApp:
     app = Klein()
+    log = Logger()
 
     def __init__(self, server: Any, token: str) -> None:
         self.server = server
@@ -90,6 +92,15 @@ class AdminApp:
             offered = request.getHeader(b"x-csrf-token")
             if offered is None or not self._same(offered, session.csrf):
                 raise ApiError(403, "missing or wrong CSRF token")
+
+    def _who(self, request: Any) -> str:
+        """Who made this change, for the log: the API token or a numbered browser session."""
+        peer = request.getClientAddress()
+        where = getattr(peer, "host", None) or "?"
+        if request.getHeader(b"authorization"):
+            return f"the admin API token from {where}"
+        session = self.sessions.get(self._session_id(request))
+        return f"admin session {session.number} from {where}" if session else f"an admin from {where}"
 
     @staticmethod
     def _same(a: Any, b: str) -> bool:
@@ -159,7 +170,7 @@ class AdminApp:
             unknown = set(body) - {"view_only"}
             if unknown or "view_only" not in body:
                 raise ApiError(400, 'expected {"view_only": true|false}')
-            self.server.set_view_only(client.session_id, _bool_field(body, "view_only"))
+            self.server.set_view_only(client.session_id, _bool_field(body, "view_only"), by=self._who(request))
             return client_stats(self.server, client)
 
         return self._api(request, change, mutating=True)
@@ -168,7 +179,7 @@ class AdminApp:
     def api_client_disconnect(self, request: Any, client_id: str) -> bytes:
         def disconnect() -> dict[str, Any]:
             client = self._client(client_id)
-            self.server.disconnect(client.session_id)
+            self.server.disconnect(client.session_id, by=self._who(request))
             return {"disconnected": client.session_id}
 
         return self._api(request, disconnect, mutating=True)
@@ -183,7 +194,7 @@ class AdminApp:
             body = self._body(request)
             if set(body) - {"allow_multiple_clients"} or "allow_multiple_clients" not in body:
                 raise ApiError(400, 'expected {"allow_multiple_clients": true|false}')
-            self.server.set_allow_multiple_clients(_bool_field(body, "allow_multiple_clients"))
+            self.server.set_allow_multiple_clients(_bool_field(body, "allow_multiple_clients"), by=self._who(request))
             return {"allow_multiple_clients": self.server.allow_multiple_clients}
 
         return self._api(request, change, mutating=True)
@@ -209,7 +220,7 @@ class AdminApp:
             if secret is None and expires is not None:
                 raise ApiError(400, "a cleared ticket cannot expire")
             try:
-                self.server.set_ticket(secret, expires)
+                self.server.set_ticket(secret, expires, by=self._who(request))
             except ValueError as e:
                 raise ApiError(400, str(e)) from None
             t = self.server.ticket
@@ -270,10 +281,13 @@ class AdminApp:
         if not cookie or not self._same(field, cookie.decode("latin-1")):
             request.setResponseCode(403)
             return self.login_form(request, error="The form expired: try again.")
+        where = getattr(request.getClientAddress(), "host", None) or "?"
         if not self.sessions.token_ok(token):
+            self.log.warn("admin login refused from {where}: wrong token", where=where)
             request.setResponseCode(401)
             return self.login_form(request, error="Wrong token.")
-        sid, _ = self.sessions.create()
+        sid, session = self.sessions.create()
+        self.log.info("admin session {n} logged in from {where}", n=session.number, where=where)
         secure = b"; Secure" if request.isSecure() else b""
         request.setHeader(b"Set-Cookie", SESSION_COOKIE.encode() + b"=" + sid.encode() + b"; Path=/; HttpOnly; SameSite=Strict" + secure)
         request.redirect(b"/")
@@ -284,6 +298,7 @@ class AdminApp:
         session = self.sessions.get(self._session_id(request))
         if session is not None and self._same(request.args.get(b"csrf", [b""])[0], session.csrf):
             self.sessions.drop(self._session_id(request))
+            self.log.info("admin session {n} logged out", n=session.number)
         request.redirect(b"/login")
         return b""
 

@@ -40,6 +40,7 @@ def generate_token_file(port: int, directory: str | None = None) -> tuple[str, s
 class Session:
     csrf: str
     expires: float
+    number: int = 0  # what the log calls it ("admin session 3"): the cookie itself is a secret
 
 
 class Sessions:
@@ -48,6 +49,7 @@ class Sessions:
     def __init__(self, token: str) -> None:
         self.token = token
         self._sessions: dict[str, Session] = {}
+        self._made = 0
 
     def token_ok(self, offered: str | None) -> bool:
         return offered is not None and hmac.compare_digest(offered.encode(), self.token.encode())
@@ -55,7 +57,8 @@ class Sessions:
     def create(self) -> tuple[str, Session]:
         self._expire()
         sid = secrets.token_urlsafe(32)
-        s = Session(secrets.token_urlsafe(32), time.time() + SESSION_LIFETIME)
+        self._made += 1
+        s = Session(secrets.token_urlsafe(32), time.time() + SESSION_LIFETIME, self._made)
         self._sessions[sid] = s
         return sid, s
 

@@ -1,17 +1,43 @@
-"""Command-line options of `twistd spice`, validated up front so mistakes read as messages."""
+"""Command-line options of `twistd spice`, validated up front so mistakes read as messages.
+
+Long options must be written in full: Twisted (through getopt) would take any unique
+prefix, so `--password` silently became `--password-file`. Names from QEMU's -spice
+(`--addr`, `--x509-*`) and from x11spice (`--viewonly`, `--generate-password`) are
+accepted beside ours. Errors print one line that starts with `twistd spice:`.
+"""
 
 from __future__ import annotations
 
+import difflib
+import getpass
 import ipaddress
 import os
+import secrets
 import socket
+import sys
 import time
+from typing import Any
 
 from twisted.python import usage
 
 from .sources import make_source
 from .wire.enums import MAX_PASSWORD_LENGTH
 from .wire.ticket import Ticket
+
+PROG = "twistd spice"
+DEFAULT_GENERATED_LENGTH = 16
+# Letters and digits that cannot be mistaken for each other when read off a screen.
+PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+# QEMU's -spice x509-dir file names.
+X509_DIR_FILES = {"x509-cacert-file": "ca-cert.pem", "x509-cert-file": "server-cert.pem", "x509-key-file": "server-key.pem"}
+# alias -> our option: the same option under QEMU's or x11spice's name.
+ALIASES = {"addr": "listen", "x509-cert-file": "cert", "x509-key-file": "key", "x509-cacert-file": "tls-ca", "viewonly": "view-only"}
+PASSWORD_REFUSED = (
+    "--password is not accepted: every user of this machine can read a command line (ps) for as long "
+    "as the server runs. Use --password-file FILE, --password-file - for standard input "
+    "(printf '%s\\n' \"$PW\" | twistd -n spice --password-file -), or --generate-password"
+)
+REFUSED = {"password"}  # never suggested for a mistyped name
 
 
 def _port(value: str) -> int:
@@ -24,15 +50,22 @@ def _port(value: str) -> int:
     return n
 
 
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"not a number: {value!r}") from None
+
+
 def _positive_float(value: str) -> float:
-    n = float(value)
+    n = _number(value)
     if n <= 0:
         raise ValueError("must be positive")
     return n
 
 
 def _non_negative_float(value: str) -> float:
-    n = float(value)
+    n = _number(value)
     if n < 0:
         raise ValueError("must not be negative")
     return n
@@ -46,6 +79,19 @@ def _image_compression(value: str) -> str:
     return value
 
 
+def _password_length(value: str) -> int:
+    """--generate-password's optional LEN ('' when given bare)."""
+    if value == "":
+        return DEFAULT_GENERATED_LENGTH
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"not a length: {value!r} (write --generate-password=LEN)") from None
+    if not 1 <= n <= MAX_PASSWORD_LENGTH:
+        raise ValueError(f"length {n} out of range 1-{MAX_PASSWORD_LENGTH}")
+    return n
+
+
 def is_loopback(address: str) -> bool:
     if address == "localhost":
         return True
@@ -55,22 +101,44 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def generate_password(length: int) -> bytes:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length)).encode("ascii")
+
+
+class _NamedCoerce(usage.CoerceParameter):
+    """Twisted's parameter coercion, with the option's name in its error."""
+
+    def dispatch(self, parameterName: str, value: str) -> None:
+        try:
+            self.options.opts[parameterName] = self.coerce(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--{parameterName}: {e}") from None
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = "Serve one display to many SPICE clients (remote-viewer, spicy, spice-html5)."
 
     optParameters = [
         ["listen", None, "127.0.0.1", "Address to listen on."],
+        ["addr", None, None, "Same as --listen (QEMU's name)."],
         ["port", "p", 5900, "Plain TCP port (0 = none).", _port],
         ["tls-port", "s", 0, "TLS port (0 = none); needs --cert and --key.", _port],
         ["cert", None, None, "TLS certificate (PEM), may include the chain."],
         ["key", None, None, "TLS private key (PEM)."],
-        ["password-file", None, None, "File holding the ticket (password)."],
+        ["x509-dir", None, None, "Directory with ca-cert.pem, server-cert.pem and server-key.pem (as QEMU's)."],
+        ["x509-cert-file", None, None, "Same as --cert (QEMU's name)."],
+        ["x509-key-file", None, None, "Same as --key (QEMU's name)."],
+        ["x509-cacert-file", None, None, "Same as --tls-ca (QEMU's name)."],
+        ["password-file", None, None, "File holding the ticket (password); - reads it from standard input."],
+        ["password", None, None, "Not accepted (anyone can read it with ps): use --password-file or --generate-password."],
+        ["generate-password", None, None, "Make a random ticket and print it once; =LEN sets its length (default 16).", _password_length],
         ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
         ["source", None, "demo", "What to show: demo, or image:PATH."],
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
+        ["admin-access-log", None, None, "Write an access log of the admin site to this file (default: none)."],
         ["stall-timeout", None, 30.0, "Disconnect a client that stops reading for this many seconds.", _positive_float],
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
@@ -81,19 +149,97 @@ class Options(usage.Options):
         ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
         ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
         ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
+        ["view-only", None, "Every new client starts view-only (an admin can let it drive)."],
+        ["viewonly", None, "Same as --view-only (x11spice's name)."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        for name, handler in list(self._dispatch.items()):
+            if isinstance(handler, usage.CoerceParameter):
+                self._dispatch[name] = _NamedCoerce(self, handler.coerce)
+        self.given: set[str] = set()  # the options on the command line, by long name
+
+    # --- parsing ------------------------------------------------------------------------
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        args = list(sys.argv[1:] if options is None else options)
+        try:
+            if not (len(args) > 1 and args[-2] == "--_shell-completion"):
+                args = self._exact(args)
+            super().parseOptions(args)
+        except usage.UsageError as exc:
+            if self.parent is None:  # used as a library (tests, the harness): the caller decides
+                raise
+            # Under twistd: one line that names us, not twistd's full path and its usage text.
+            sys.stderr.write(f"{PROG}: {exc}\n{PROG}: '{PROG} --help' lists every option\n")
+            raise SystemExit(1) from None
+
+    def _exact(self, args: list[str]) -> list[str]:
+        """Walk the arguments as getopt will; every long option must be an exact name.
+
+        Also records which options were given, and turns a bare --generate-password
+        into --generate-password= (an optional value, which getopt cannot express).
+        """
+        takes_value = {o.rstrip("="): o.endswith("=") for o in self.longOpt}
+        out = list(args)
+        i = 0
+        while i < len(out):
+            arg = out[i]
+            if arg == "--" or not arg.startswith("-") or arg == "-":
+                break
+            if arg.startswith("--"):
+                name, eq, _ = arg[2:].partition("=")
+                if name not in takes_value:
+                    raise usage.UsageError(self._unknown(name))
+                self.given.add(name)
+                if name == "generate-password" and not eq:
+                    out[i] = "--generate-password="
+                elif takes_value[name] and not eq:
+                    i += 1  # its value is the next argument
+            else:
+                for j, letter in enumerate(arg[1:], 1):
+                    k = self.shortOpt.find(letter)
+                    if k < 0:
+                        raise usage.UsageError(self._unknown(letter, short=True))
+                    self.given.add(self.synonyms.get(letter, letter))
+                    if self.shortOpt[k + 1 : k + 2] == ":":
+                        if j == len(arg) - 1:
+                            i += 1
+                        break
+            i += 1
+        return out
+
+    def _unknown(self, name: str, short: bool = False) -> str:
+        shown = f"-{name}" if short else f"--{name}"
+        parent = self.parent
+        if parent is not None and ((name in parent.shortOpt) if short else any(o.rstrip("=") == name for o in parent.longOpt)):
+            return f"{shown} is an option of twistd itself: put it before 'spice' (twistd {shown} ... spice ...)"
+        if short:
+            return f"unknown option {shown}"
+        names = [o.rstrip("=") for o in self.longOpt if o.rstrip("=") not in REFUSED]
+        meant = [n for n in names if n.startswith(name)]
+        meant += [n for n in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if n not in meant]
+        hint = f"; did you mean {' or '.join('--' + n for n in meant[:3])}?" if meant else ""
+        return f"unknown option {shown}{hint} (long options must be written in full)"
+
+    # --- checks -------------------------------------------------------------------------
     def postOptions(self) -> None:
+        if self["password"] is not None:
+            raise usage.UsageError(PASSWORD_REFUSED)
+        self._merge_aliases()
+        self._x509_dir()
         if not self["port"] and not self["tls-port"]:
             raise usage.UsageError("nothing to listen on: give --port or --tls-port")
         if self["tls-port"]:
             for name in ("cert", "key"):
                 if not self[name]:
-                    raise usage.UsageError(f"--tls-port needs --{name}")
-                if not os.path.isfile(self[name]):
-                    raise usage.UsageError(f"--{name}: no such file: {self[name]}")
-        if self["password-file"] and self["disable-ticketing"]:
-            raise usage.UsageError("--password-file and --disable-ticketing exclude each other")
+                    raise usage.UsageError(f"--tls-port needs --{name} (or --x509-{name}-file, or --x509-dir)")
+        for name in ("cert", "key", "tls-ca"):
+            if self[name] and not os.path.isfile(self[name]):
+                raise usage.UsageError(f"--{self._named(name)}: no such file: {self[name]}")
+        ticket_sources = [n for n in ("password-file", "generate-password", "disable-ticketing") if self[n]]
+        if len(ticket_sources) > 1:
+            raise usage.UsageError(f"--{ticket_sources[0]} and --{ticket_sources[1]} exclude each other")
         self["ticket"] = self._ticket()
         # Every listener on a public address needs a ticket or TLS: a plain port is open to
         # anyone who can reach it, whatever the TLS port next to it does.
@@ -102,10 +248,8 @@ class Options(usage.Options):
             tls_note = f" (the TLS port does not protect plain port {self['port']}: use --port 0 for TLS only)" if self["tls-port"] else ""
             raise usage.UsageError(
                 f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
-                f"(--password-file) nor TLS (--tls-port){tls_note}; pass --disable-ticketing to allow it anyway"
+                f"(--password-file, --generate-password) nor TLS (--tls-port){tls_note}; pass --disable-ticketing to allow it anyway"
             )
-        if self["tls-ca"] and not os.path.isfile(self["tls-ca"]):
-            raise usage.UsageError(f"--tls-ca: no such file: {self['tls-ca']}")
         if self["admin-port"]:
             if self["admin-port"] in (self["port"], self["tls-port"]):
                 raise usage.UsageError("--admin-port must differ from --port and --tls-port")
@@ -120,11 +264,65 @@ class Options(usage.Options):
                     self["admin-token"] = read_token_file(self["admin-token-file"])
                 except (OSError, ValueError) as exc:
                     raise usage.UsageError(f"--admin-token-file: {exc}") from None
+        if self["admin-access-log"]:
+            try:
+                with open(self["admin-access-log"], "a"):
+                    pass
+            except OSError as exc:
+                raise usage.UsageError(f"--admin-access-log: {exc.strerror}: {self['admin-access-log']}") from None
+        self["tls-context"] = self._tls_context()
         try:
             self["source-object"] = make_source(self["source"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
         self._check_ports_free()
+        if self["generate-password"]:
+            self._print_generated_password()
+
+    def _merge_aliases(self) -> None:
+        """QEMU's and x11spice's names set our option; both given must agree."""
+        for alias, ours in ALIASES.items():
+            if alias not in self.given:
+                continue
+            if ours in self.given and self[ours] != self[alias]:
+                raise usage.UsageError(f"--{alias} and --{ours} are the same option: give it once")
+            self[ours] = self[alias]
+
+    def _named(self, ours: str) -> str:
+        """The name the user gave an option under (for messages)."""
+        for alias, target in ALIASES.items():
+            if target == ours and alias in self.given and ours not in self.given:
+                return alias
+        return ours
+
+    def _x509_dir(self) -> None:
+        """--x509-dir DIR: QEMU's file names in DIR, for the files not named on their own."""
+        directory = self["x509-dir"]
+        if not directory:
+            return
+        if not os.path.isdir(directory):
+            raise usage.UsageError(f"--x509-dir: no such directory: {directory}")
+        for qemu_name, filename in X509_DIR_FILES.items():
+            ours = ALIASES[qemu_name]
+            if self[ours]:
+                continue  # a file given on its own wins, as in QEMU
+            path = os.path.join(directory, filename)
+            if os.path.isfile(path):
+                self[ours] = path
+            elif ours != "tls-ca":  # without ca-cert.pem clients need the CA from elsewhere
+                raise usage.UsageError(f"--x509-dir: no {filename} in {directory} (it needs server-cert.pem and server-key.pem)")
+
+    def _tls_context(self) -> Any:
+        if not (self["cert"] and self["key"]):
+            return None
+        from .tls import server_context
+
+        try:
+            return server_context(self["cert"], self["key"])
+        except Exception as exc:  # noqa: BLE001  (OpenSSL's errors have no common base worth naming)
+            raise usage.UsageError(
+                f"cannot use --{self._named('cert')} {self['cert']} with --{self._named('key')} {self['key']}: {exc}"
+            ) from None
 
     def _check_ports_free(self) -> None:
         """A port already in use reads as a message here, not as a traceback at start."""
@@ -135,7 +333,7 @@ class Options(usage.Options):
             try:
                 infos = socket.getaddrinfo(self["listen"], port, type=socket.SOCK_STREAM)
             except socket.gaierror as exc:
-                raise usage.UsageError(f"--listen {self['listen']}: {exc.strerror}") from None
+                raise usage.UsageError(f"--{self._named('listen')} {self['listen']}: {exc.strerror}") from None
             family, kind, proto, _, addr = infos[0]
             with socket.socket(family, kind, proto) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,19 +343,49 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--{name} {port}: cannot listen on {self['listen']}: {exc.strerror}") from None
 
     def _ticket(self) -> Ticket:
+        expires = time.time() + self["ticket-expires"] if self["ticket-expires"] else None
+        if self["generate-password"]:
+            self["ticket-source"] = "generated"
+            return Ticket(generate_password(self["generate-password"]), expires)
         path = self["password-file"]
         if not path:
             if self["ticket-expires"]:
-                raise usage.UsageError("--ticket-expires needs --password-file")
+                raise usage.UsageError("--ticket-expires needs --password-file or --generate-password")
+            self["ticket-source"] = "none"
             return Ticket(None)
-        try:
-            with open(path, "rb") as f:
-                password = f.read().rstrip(b"\r\n")
-        except OSError as exc:
-            raise usage.UsageError(f"--password-file: {exc.strerror}: {path}") from None
+        if path == "-":
+            self["ticket-source"] = "stdin"
+            password, where = self._read_stdin_password(), "standard input"
+        else:
+            self["ticket-source"] = "file"
+            try:
+                with open(path, "rb") as f:
+                    password = f.read().rstrip(b"\r\n")
+            except OSError as exc:
+                raise usage.UsageError(f"--password-file: {exc.strerror}: {path}") from None
+            where = path
         if not password:
-            raise usage.UsageError(f"--password-file: {path} is empty")
+            raise usage.UsageError(f"--password-file: {where} is empty")
         if len(password) > MAX_PASSWORD_LENGTH:
             raise usage.UsageError(f"--password-file: password longer than {MAX_PASSWORD_LENGTH} bytes")
-        expires = time.time() + self["ticket-expires"] if self["ticket-expires"] else None
         return Ticket(password, expires)
+
+    @staticmethod
+    def _read_stdin_password() -> bytes:
+        """One line of standard input (as x11spice); at a terminal, asked for without echo."""
+        if sys.stdin is None:
+            return b""
+        if sys.stdin.isatty():
+            try:
+                return getpass.getpass("SPICE password: ").encode()
+            except EOFError:
+                return b""
+        return sys.stdin.buffer.readline(MAX_PASSWORD_LENGTH + 3).rstrip(b"\r\n")
+
+    def _print_generated_password(self) -> None:
+        # Straight to the terminal, before twistd starts logging (and so before it takes over
+        # standard output and error): the password never reaches a log file or observer.
+        stream = sys.__stderr__ or sys.stderr
+        stream.write(f"{PROG}: generated a password; it is shown here once and never logged\n")
+        stream.write(f"PASSWORD={self['ticket'].password.decode('ascii')}\n")
+        stream.flush()

@@ -56,6 +56,8 @@ class Client:
 
 class SpiceServer:
     log = Logger()
+    new_clients_view_only = False  # --view-only: every new client starts view-only
+    _ticket_timer: Any = None  # logs "ticket expired" when the ticket's time is up
 
     def __init__(
         self,
@@ -153,25 +155,56 @@ class SpiceServer:
         """The longest-connected client: single-user things (agent, recording) belong to it."""
         return next(iter(self.clients.values()), None)
 
-    def set_ticket(self, password: bytes | None, expires_in: float | None) -> None:
+    def set_ticket(self, password: bytes | None, expires_in: float | None, by: str | None = None) -> None:
         """Set (or clear, with None) the password; expires_in seconds from now (0 = now)."""
         if password is None and self.ticket_required:
             raise ValueError("a plain port on a public address needs a ticket: it cannot be cleared")
+        same = password is not None and password == self.ticket.password
         expires = time.time() + expires_in if expires_in is not None else None
         self.ticket = Ticket(password, expires)
-        self.log.info("ticket {what}", what="set" if password is not None else "cleared (ticketing disabled)")
+        if password is None:
+            what = "ticket cleared (ticketing disabled: clients connect without a password)"
+        else:
+            when = "never expires" if expires_in is None else "expires now" if expires_in == 0 else f"expires in {expires_in:g}s"
+            what = f"ticket expiry changed: {when}" if same else f"ticket set: a new password, {when}"
+        self.log.info("{what}{by}", what=what, by=f" (by {by})" if by else "")
+        self.watch_ticket_expiry(by)
 
-    def disconnect(self, session_id: int) -> None:
-        self.disconnect_client(self.clients[session_id], "disconnected by the admin")
+    def watch_ticket_expiry(self, by: str | None = None) -> None:
+        """Log the moment the current ticket expires (the password itself is never logged)."""
+        self.stop_watching_ticket()
+        ticket = self.ticket
+        if ticket.password is None or ticket.expires is None:
+            return
 
-    def set_view_only(self, session_id: int, view_only: bool) -> None:
+        def expired() -> None:
+            self._ticket_timer = None
+            if self.ticket is ticket:
+                self.log.info(
+                    "ticket expired: new connections are refused until a new ticket is set{by}", by=f" (it was set by {by})" if by else ""
+                )
+
+        self._ticket_timer = self.reactor.callLater(max(ticket.expires - time.time(), 0.0), expired)
+
+    def stop_watching_ticket(self) -> None:
+        if self._ticket_timer is not None and self._ticket_timer.active():
+            self._ticket_timer.cancel()
+        self._ticket_timer = None
+
+    def disconnect(self, session_id: int, by: str | None = None) -> None:
+        why = f"disconnected by {by}" if by else "disconnected by the admin"
+        self.disconnect_client(self.clients[session_id], "disconnected by the admin", why=why)
+
+    def set_view_only(self, session_id: int, view_only: bool, by: str | None = None) -> None:
         """A view-only client sees everything; its input is dropped (and counted)."""
         self.clients[session_id].view_only = bool(view_only)
-        self.log.info("client {sid:#x} view_only = {v}", sid=session_id, v=bool(view_only))
+        what = "is view-only now" if view_only else "may drive now (view-only off)"
+        self.log.info("client {sid:#x} {what}{by}", sid=session_id, what=what, by=f" (by {by})" if by else "")
 
-    def set_allow_multiple_clients(self, allow: bool) -> None:
+    def set_allow_multiple_clients(self, allow: bool, by: str | None = None) -> None:
         self.allow_multiple_clients = bool(allow)
-        self.log.info("allow_multiple_clients = {v}", v=self.allow_multiple_clients)
+        what = "multiple clients allowed" if allow else "multiple clients off: the next client replaces the connected ones"
+        self.log.info("{what}{by}", what=what, by=f" (by {by})" if by else "")
 
     def mm_time(self) -> int:
         """The multimedia clock (ms) that clients schedule stream frames against."""
@@ -220,13 +253,11 @@ class SpiceServer:
                 sid = self._new_session_id()
             if not self.allow_multiple_clients:
                 for old in list(self.clients.values()):
-                    self.log.info("client {old:#x} replaced by a new client (multiple clients off)", old=old.session_id)
-                    self._forget(old)
-                    self.disconnect_client(old, "replaced by a new client")
-            client = Client(sid, peer, colour=PALETTE[self._clients_seen % len(PALETTE)])
+                    self.disconnect_client(old, "replaced by a new client", why="replaced by a new client (multiple clients off)")
+            client = Client(sid, peer, colour=PALETTE[self._clients_seen % len(PALETTE)], view_only=self.new_clients_view_only)
             self._clients_seen += 1
             self.clients[sid] = client
-            self.log.info("client {sid:#x} connected from {peer}", sid=sid, peer=peer)
+            self.log.info("client {sid:#x} connected from {peer}{vo}", sid=sid, peer=peer, vo=" (view-only)" if client.view_only else "")
         else:
             client = self.clients[request.connection_id]
         cc = self._channel_client(ctype, client, request, mini_header, secure)
@@ -251,21 +282,22 @@ class SpiceServer:
 
     def main_channel_closed(self, client: Client) -> None:
         """Closing a client's main channel closes all its channels."""
-        self._forget(client)
+        self._forget(client, "its main channel closed")
         for cc in list(client.channels):
             cc.close("main channel closed")
 
-    def _forget(self, client: Client) -> None:
+    def _forget(self, client: Client, why: str) -> None:
         was_primary = self.primary is client
         if self.clients.pop(client.session_id, None) is None:
             return
-        self.log.info("client {sid:#x} disconnected", sid=client.session_id)
+        self.log.info("client {sid:#x} disconnected: {why}", sid=client.session_id, why=why)
         if was_primary and self.primary is not None:
             self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)
 
-    def disconnect_client(self, client: Client, reason: str) -> None:
-        """Tell the client why (a NOTIFY on its main channel), then close all its channels."""
-        self._forget(client)
+    def disconnect_client(self, client: Client, reason: str, why: str | None = None) -> None:
+        """Tell the client why (a NOTIFY on its main channel), then close all its channels.
+        `why` is what the log says, when it says more than the client is told."""
+        self._forget(client, why or reason)
         if client.main is not None and client.main.connected:
             client.main.notify(f"disconnected: {reason}")
         for cc in list(client.channels):

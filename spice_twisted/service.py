@@ -13,6 +13,7 @@ from admin_ui.app import AdminApp
 from admin_ui.tokens import generate_token_file
 
 from .channels.link import SpiceFactory
+from .connect import ConnectInfo
 from .options import is_loopback
 from .server import SpiceServer
 from .tls import server_context, tls_listener_factory
@@ -29,11 +30,27 @@ class SpiceService(service.Service):
     def startService(self) -> None:
         super().startService()
         self.server.start()
-        self.log.info("serving {source} ({w}x{h})", source=self.server.source.name, w=self.server.render.width, h=self.server.render.height)
+        self.server.watch_ticket_expiry()
 
     def stopService(self) -> Any:
+        self.server.stop_watching_ticket()
         self.server.stop()
         return super().stopService()
+
+
+class ConnectInfoService(service.Service):
+    """Added last: once every listener listens, logs how to connect, as one block."""
+
+    log = Logger()
+
+    def __init__(self, server: SpiceServer, info: ConnectInfo) -> None:
+        self.server, self.info = server, info
+
+    def startService(self) -> None:
+        super().startService()
+        src = self.server.source
+        headline = f"serving {src.name} ({self.server.render.width}x{self.server.render.height}); how to connect:"
+        self.log.info("{block}", block=self.info.block(headline))
 
 
 def make_service(options: Any, reactor: Any = None) -> service.MultiService:
@@ -53,6 +70,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         max_fps=options["max-fps"],
         image_compression=options["image-compression"],
     )
+    server.new_clients_view_only = bool(options["view-only"])
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]
     SpiceService(server).setServiceParent(top)
@@ -64,13 +82,53 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
             server.ca_pem = f.read()
     if options["port"]:
         internet.TCPServer(options["port"], SpiceFactory(server, secure=False), interface=listen).setServiceParent(top)
-    ctx = server_context(options["cert"], options["key"]) if options["cert"] and options["key"] else None
+    ctx = options.get("tls-context")
+    if ctx is None and options["cert"] and options["key"]:
+        ctx = server_context(options["cert"], options["key"])
     if options["tls-port"]:
         tls = tls_listener_factory(ctx, SpiceFactory(server, secure=True))
         internet.TCPServer(options["tls-port"], tls, interface=listen).setServiceParent(top)
+    admin = None
     if options["admin-port"]:
-        AdminService(server, options, ctx).setServiceParent(top)
+        admin = AdminService(server, options, ctx)
+        admin.setServiceParent(top)
+    info = ConnectInfo(
+        listen=listen,
+        port=options["port"],
+        tls_port=options["tls-port"],
+        ca_file=options["tls-ca"],
+        cert_file=options["cert"],
+        ticket=options.get("ticket-source", "file" if options["ticket"].enabled else "none"),
+        ticket_file=options["password-file"],
+        view_only=bool(options["view-only"]),
+        admin_port=options["admin-port"],
+        admin_https=not is_loopback(listen),
+        admin_token_file=admin.token_path if admin else None,
+    )
+    show_urls = getattr(server.source, "show_urls", None)
+    if show_urls is not None:
+        show_urls(info.urls())  # the demo desktop tells where it really is
+    ConnectInfoService(server, info).setServiceParent(top)
     return top
+
+
+class AdminSite(Site):
+    """The admin site, quiet: no line per request in the server log (the dashboard polls
+    every second). --admin-access-log FILE writes the usual access log to FILE."""
+
+    noisy = False  # no "Starting factory" lines
+    _log = Logger()
+
+    def log(self, request: Any) -> None:
+        if self.logPath:
+            super().log(request)
+        if request.code >= 500:
+            self._log.warn(
+                "admin site answered {code} to {method} {path}",
+                code=request.code,
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("ascii", "replace"),
+            )
 
 
 class AdminService(service.MultiService):
@@ -86,16 +144,12 @@ class AdminService(service.MultiService):
         if token is None:
             token, self.token_path = generate_token_file(self.port)
         self.app = AdminApp(server, token)
-        site = Site(self.app.resource())
+        site = AdminSite(self.app.resource(), logPath=options.get("admin-access-log"))
         site.displayTracebacks = False
         if is_loopback(listen):
             internet.TCPServer(self.port, site, interface=listen).setServiceParent(self)
         else:
             internet.SSLServer(self.port, site, ctx, interface=listen).setServiceParent(self)
-
-    def startService(self) -> None:
-        self.log.info("admin site on port {port}; admin token in {path}", port=self.port, path=self.token_path)
-        super().startService()
 
     def stopService(self) -> Any:
         if self.generated and self.token_path and os.path.exists(self.token_path):

@@ -21,7 +21,7 @@ def test_demo_is_default_and_client_sees_it_change(spawn):
     assert client.stats()["invalidates"] > first + 5  # the ball moves at 20 fps
 
     fb = as_rgb(client.framebuffer())
-    backdrop = DemoSource().canvas[..., [2, 1, 0]]  # the desktop before anyone draws
+    backdrop = DemoSource(urls=[f"spice://127.0.0.1:{srv.port}"]).canvas[..., [2, 1, 0]]  # before anyone draws
     diff = np.any(fb != backdrop, axis=2)
     diff[CLOCK_BOX.top : CLOCK_BOX.bottom, CLOCK_BOX.left : CLOCK_BOX.right] = False
     ys, xs = np.nonzero(diff)

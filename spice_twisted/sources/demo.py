@@ -12,7 +12,9 @@ redraw and one vectorised stroke paint per frame, not one per event.
 
 from __future__ import annotations
 
+import shlex
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +37,8 @@ TEXT_BOX = Rect(60, 690, 964, 736)
 BALL = 48
 BRUSH = 3  # stroke half-width in pixels
 MAX_TEXT = 70
+WELCOME = Rect(60, 90, 560, 380)  # the window with the text and the connect lines
+MAX_URLS = 4
 
 # US layout, set-1 scancodes -> (plain, shifted)
 _ROWS = [
@@ -72,18 +76,15 @@ class DemoSource(DisplaySource):
     name = "demo"
     accepts_absolute = True
 
-    def __init__(self, fps: float = 20.0, clock: object | None = None) -> None:
+    def __init__(self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = ()) -> None:
         self.width, self.height = WIDTH, HEIGHT
         self.fps = fps
         self._clock = clock
         self._loop: task.LoopingCall | None = None
         self.render: RenderService | None = None
         self.cursor: CursorService | None = None
-        self.backdrop = rgb_to_xrgb(self._draw_backdrop())
-        self.canvas = self.backdrop.copy()  # backdrop + strokes + typed text; the ball goes on top
         self.typed = ""
-        t = TEXT_BOX
-        self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+        self.show_urls(urls)
         self.ball = self._draw_ball()
         self.arrow, self.ibeam = arrow_cursor(), _ibeam_cursor()
         self.pos = [200.0, 300.0]
@@ -97,7 +98,25 @@ class DemoSource(DisplaySource):
         self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
         self._text_dirty = False
 
+    def show_urls(self, urls: Sequence[str]) -> None:
+        """Say on the desktop where it is served (the server's real spice:// URLs); before start."""
+        self.urls = list(urls)
+        self.backdrop = rgb_to_xrgb(self._draw_backdrop())
+        self.canvas = self.backdrop.copy()  # backdrop + strokes + typed text; the ball goes on top
+        t = TEXT_BOX
+        self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+
     # --- drawing ------------------------------------------------------------------------
+    def _connect_lines(self) -> list[str]:
+        if not self.urls:
+            return []
+        lines = ["Connect more viewers (remote-viewer, from virt-viewer):"]
+        for url in self.urls[:MAX_URLS]:
+            lines.append("  remote-viewer " + shlex.quote(url) + ("  (TLS)" if "tls-port=" in url else ""))
+        if len(self.urls) > MAX_URLS:
+            lines.append(f"  ... and {len(self.urls) - MAX_URLS} more: see the server log")
+        return lines
+
     def _draw_backdrop(self) -> np.ndarray:
         y = np.linspace(0.0, 1.0, HEIGHT, dtype=np.float32)[:, None]
         x = np.linspace(0.0, 1.0, WIDTH, dtype=np.float32)[None, :]
@@ -109,19 +128,24 @@ class DemoSource(DisplaySource):
         d = ImageDraw.Draw(img)
         d.rectangle([0, 0, WIDTH, BAR_H], fill=(24, 26, 32))
         d.text((12, 7), "spice-twisted demo desktop", fill=(230, 230, 235), font=_font(20))
-        d.rectangle([60, 90, 560, 380], fill=(245, 245, 240), outline=(40, 40, 60), width=2)
-        d.rectangle([60, 90, 560, 118], fill=(70, 90, 150))
-        d.text((72, 94), "Welcome", fill=(255, 255, 255), font=_font(18))
+        w = WELCOME
+        d.rectangle([w.left, w.top, w.right, w.bottom], fill=(245, 245, 240), outline=(40, 40, 60), width=2)
+        d.rectangle([w.left, w.top, w.right, w.top + 28], fill=(70, 90, 150))
+        d.text((w.left + 12, w.top + 4), "Welcome", fill=(255, 255, 255), font=_font(18))
         lines = [
             "You are looking at a SPICE display served by Twisted.",
             "Every connected client sees this same desktop.",
             "Drag to paint in your own colour; type into the line below.",
             "",
-            "Connect more viewers:",
-            "  remote-viewer spice://127.0.0.1:5900",
+            *self._connect_lines(),
         ]
+        # The longest line sets the size, so a long URL still fits the window.
+        size = 17
+        while size > 10 and max(d.textlength(line, font=_font(size)) for line in lines) > w.width - 32:
+            size -= 1
+        step = min(26, (w.height - 54) // len(lines))
         for i, line in enumerate(lines):
-            d.text((76, 134 + 26 * i), line, fill=(20, 20, 30), font=_font(17))
+            d.text((w.left + 16, w.top + 44 + step * i), line, fill=(20, 20, 30), font=_font(size))
         for i, colour in enumerate([(220, 60, 60), (60, 180, 80), (60, 110, 220), (230, 200, 40)]):
             d.rectangle([620 + 90 * i, 120, 690 + 90 * i, 190], fill=colour)
         t = TEXT_BOX

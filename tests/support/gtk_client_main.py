@@ -217,10 +217,14 @@ ap.add_argument("--tls-port", type=int, default=0)
 ap.add_argument("--ca-file")
 ap.add_argument("--password")
 ap.add_argument("--tls-only", action="store_true", help="secure-channels=all")
+ap.add_argument("--uri", help="a spice:// URI, as remote-viewer takes it (host and ports from it)")
 args = ap.parse_args()
 
 session = Spice.Session()
-session.props.host = args.host
+if args.uri:
+    session.props.uri = args.uri
+else:
+    session.props.host = args.host
 if args.port:
     session.props.port = str(args.port)
 if args.tls_port:
