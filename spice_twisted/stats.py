@@ -94,6 +94,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "snapshots": r.snapshots,
             "encodes": dict(r.encodes),
             "encodes_threaded": server.render.pool.threaded,
+            "encodes_skipped": server.render.pool.skipped,
             "encode_errors": r.encode_errors,
             "draws_sent": r.sends,
             "coalesced": sum(c["coalesced"] for c in clients),

@@ -48,6 +48,7 @@ def _demo_with_sink():
 
     class Sink:
         codec = "bitmap"
+        accepting = True
 
         def push_drawable(self, d):
             seen.append(d.rect)

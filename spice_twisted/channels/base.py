@@ -11,6 +11,8 @@ whoever creates the channel client; the base needs only a `ChannelHost`.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import task
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from ..server import Client
 
 CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
+TURN_BUDGET = 0.02  # seconds of one reactor turn a channel may spend on what it received
+_DONE = object()
 
 Parts = list[bytes]
 
@@ -67,6 +71,9 @@ class ChannelClient(TwistedProtocol):
         self._bytes_at_sample = 0
         self.rtt: float | None = None
         self._ping_loop: task.LoopingCall | None = None
+        self._inbox: deque[Any] = deque()  # received events (and handlers' unfinished steps)
+        self._inbox_scheduled = False
+        self._reading_paused = False
         self.connected_since = time.time()
         self.close_reason: str | None = None
 
@@ -112,6 +119,7 @@ class ChannelClient(TwistedProtocol):
         if self._ping_loop is not None and self._ping_loop.running:
             self._ping_loop.stop()
         self._partial = None
+        self._inbox.clear()
         self.on_disconnected()
         self.pipe.clear()
         self.host.channel_closed(self)
@@ -139,20 +147,51 @@ class ChannelClient(TwistedProtocol):
         except ProtocolError as exc:
             self.abort(f"protocol error: {exc}")
             return
-        for ev in events:
-            if not self.connected:
+        self._inbox.extend(events)
+        if not self._inbox_scheduled:
+            self._run_inbox()
+
+    def _run_inbox(self) -> None:
+        """Handle received events in order for at most TURN_BUDGET seconds of this reactor
+        turn. A handler may return an iterator of steps (a 1 MiB KEY_SCANCODE message is a
+        million key events); past the budget the rest waits for the next turn with the
+        transport's reading paused, so one client's flood never holds the reactor."""
+        self._inbox_scheduled = False
+        inbox, deadline = self._inbox, time.perf_counter() + TURN_BUDGET
+        while inbox and self.connected:
+            ev = inbox[0]
+            if isinstance(ev, Iterator):
+                if next(ev, _DONE) is _DONE:
+                    inbox.popleft()
+            else:
+                inbox.popleft()
+                steps = self._handle(ev)
+                if steps is not None:
+                    inbox.appendleft(steps)
+            if inbox and time.perf_counter() > deadline:
+                if not self._reading_paused and self.transport is not None:
+                    self._reading_paused = True
+                    self.transport.pauseProducing()
+                self._inbox_scheduled = True
+                self.reactor.callLater(0, self._run_inbox)
                 return
-            if isinstance(ev, Received):
-                handler = getattr(self, "handle_" + ev.message.name, None)
-                if handler is None:
-                    self.log.debug("{cc}: ignoring {name}", cc=self, name=ev.message.name)
-                else:
-                    handler(ev.fields)
-            elif isinstance(ev, AckCredit):
-                self.last_progress = time.monotonic()
-                self.drain()
-            elif isinstance(ev, Pong):
-                self.rtt = ev.rtt
+        if self._reading_paused and self.connected:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def _handle(self, ev: Any) -> Iterator[None] | None:
+        if isinstance(ev, Received):
+            handler = getattr(self, "handle_" + ev.message.name, None)
+            if handler is None:
+                self.log.debug("{cc}: ignoring {name}", cc=self, name=ev.message.name)
+                return None
+            return handler(ev.fields)
+        if isinstance(ev, AckCredit):
+            self.last_progress = time.monotonic()
+            self.drain()
+        elif isinstance(ev, Pong):
+            self.rtt = ev.rtt
+        return None
 
     def handle_DISCONNECTING(self, fields: dict[str, Any]) -> None:
         self.close("client disconnecting")

@@ -148,6 +148,13 @@ class DisplayChannelClient(ChannelClient):
         self.send("MARK")
 
     # --- from the render service -------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        return self.pipe.accepting
+
+    def absorb(self, rect: Rect) -> None:
+        self.pipe.absorb(rect)
+
     def push_drawable(self, drawable: Drawable) -> None:
         self.note_work()
         self.pipe.push(drawable)
@@ -173,8 +180,10 @@ class DisplayChannelClient(ChannelClient):
             if codec not in d.payloads:
                 if codec in d.failed:
                     return []
+                self.pipe.waiting_on = item
                 d.when_ready(codec, self.encode_ready)
                 return None
+        self.pipe.waiting_on = None
         head, tail = draw_copy_parts(d, codec, d.id, 0)
         return [head, tail]
 

@@ -7,11 +7,13 @@ SPICE_INPUT_MOTION_ACK_BUNCH messages, even when dropped, so the client keeps se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
-from ..wire.scancodes import code_bytes, iter_scancodes
+from ..wire.scancodes import KeyEvent, code_bytes, iter_scancodes
 from .base import ChannelClient, ChannelHost
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from ..server import Client
 
 MOTION_ACK_BUNCH = 4
+KEY_BATCH = 2048
 
 
 class InputsChannelClient(ChannelClient):
@@ -58,8 +61,19 @@ class InputsChannelClient(ChannelClient):
 
     handle_KEY_UP = handle_KEY_DOWN  # the release bit is in the code itself
 
-    def handle_KEY_SCANCODE(self, f: dict[str, Any]) -> None:
-        self.inputs.keys(self.client, iter_scancodes(f["code"]))
+    def handle_KEY_SCANCODE(self, f: dict[str, Any]) -> Iterator[None] | None:
+        """Raw scancodes, possibly many keys in one message: handled KEY_BATCH at a time,
+        each batch a step the channel may spread over reactor turns."""
+        events = iter_scancodes(f["code"])
+        if len(f["code"]) <= KEY_BATCH:
+            self.inputs.keys(self.client, events)
+            return None
+        return self._key_steps(events)
+
+    def _key_steps(self, events: Iterator[KeyEvent]) -> Iterator[None]:
+        while batch := list(islice(events, KEY_BATCH)):
+            self.inputs.keys(self.client, batch)
+            yield
 
     def handle_KEY_MODIFIERS(self, f: dict[str, Any]) -> None:
         self.inputs.set_modifiers(self.client, f["modifiers"])

@@ -57,15 +57,18 @@ class DrawItem(PipeItem):
 class RefreshItem(PipeItem):
     """The surface over `region`, taken only when the pipe reaches it."""
 
-    __slots__ = ("region",)
+    __slots__ = ("region", "_adds")
 
     def __init__(self, msg_type: int, region: Region) -> None:
         self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", 0, True
         self.region = region
+        self._adds = 0
 
     def add(self, area: Rect | Region) -> None:
         self.region.add(area)
-        if len(self.region) > COARSEN_RECTS:
+        self._adds += 1
+        # Counting the region's rects walks its bands: do it every 32 adds, not every add.
+        if self._adds % 32 == 0 and len(self.region) > COARSEN_RECTS:
             self.region = Region.from_rects(self.region.simplify(MAX_REFRESH_RECTS))
 
 
@@ -140,17 +143,29 @@ class DisplayPipe(Pipe):
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.refresh: RefreshItem | None = None  # the unsent refresh, while it absorbs pushes
+        self.waiting_on: DrawItem | None = None  # the head, whose encode the pipe waits for
         self.coalesced = 0
         self.collapses = 0
         self.peak_items = 0
         self.peak_bytes = 0
 
+    @property
+    def accepting(self) -> bool:
+        """False while an unsent refresh absorbs every update (the producer then sends only
+        the area: see `absorb`)."""
+        return self.refresh is None
+
+    def absorb(self, rect: Rect) -> None:
+        """An update this pipe will show through its pending refresh."""
+        assert self.refresh is not None
+        self.refresh.add(rect)
+        self.coalesced += 1
+
     def push(self, drawable: Drawable) -> None:
         """Queue a drawable (the pipe holds it until sent or dropped)."""
         if self.refresh is not None:
-            self.refresh.add(drawable.rect)
+            self.absorb(drawable.rect)
             drawable.dropped_by.add(self.id)
-            self.coalesced += 1
             return
         self._drop_covered(drawable)
         drawable.hold()
@@ -194,6 +209,9 @@ class DisplayPipe(Pipe):
         placed = False
         for it in self.items:
             if not it.live:
+                continue
+            if it is self.waiting_on:
+                kept.append(it)  # its encode is under way: dropping it would only waste that
                 continue
             if isinstance(it, DrawItem):
                 refresh.add(it.drawable.rect)
@@ -239,3 +257,4 @@ class DisplayPipe(Pipe):
                 it.live = True
                 self.append(it)  # control messages still go
         self.refresh = None
+        self.waiting_on = None

@@ -17,8 +17,9 @@ from ..wire.enums import BitmapFormat, ImageType
 from ..wire.schema import External
 from .payload import Payload
 
-# Below 64x64 pixels an LZ4 encode (about 10 us) is cheaper than a thread hand-off.
-INLINE_PIXELS = 64 * 64
+# Below 128x128 pixels an LZ4 encode (about 20 us) costs the reactor no more than handing
+# it to a thread and back (benchmarks/codec_pool.py, docs/performance.md).
+INLINE_PIXELS = 128 * 128
 
 
 def encode(pixels: np.ndarray) -> Payload:

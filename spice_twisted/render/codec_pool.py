@@ -33,6 +33,7 @@ class CodecPool:
         self.pool = ThreadPool(1, threads_max, name="spice-codec")
         self.started = False
         self.threaded = 0  # encodes handed to the threads (the rest ran inline)
+        self.skipped = 0  # of those, not run: no pipe held the drawable any more
 
     def start(self) -> None:
         if not self.started:
@@ -56,14 +57,25 @@ class CodecPool:
             self._done(payload, drawable, codec)
             return
         self.threaded += 1
-        d = threads.deferToThreadPool(self.reactor, self.pool, codecs.encode, codec, pixels)
+        d = threads.deferToThreadPool(self.reactor, self.pool, _encode_if_held, drawable, codec, pixels)
         d.addCallbacks(self._done, self._failed, callbackArgs=(drawable, codec), errbackArgs=(drawable, codec))
 
-    def _done(self, payload: codecs.Payload, drawable: Drawable, codec: str) -> None:
-        self.counters.encoded(codec)
+    def _done(self, payload: codecs.Payload | None, drawable: Drawable, codec: str) -> None:
+        if payload is None:
+            self.skipped += 1  # every pipe had dropped it before its turn came
+        else:
+            self.counters.encoded(codec)
         drawable.encoded(codec, payload)
 
     def _failed(self, failure: Failure, drawable: Drawable, codec: str) -> None:
         self.counters.encode_errors += 1
         self.log.failure("{codec} encode of drawable {id} failed", failure, codec=codec, id=drawable.id)
         drawable.encoded(codec, None)
+
+
+def _encode_if_held(drawable: Drawable, codec: str, pixels: np.ndarray) -> codecs.Payload | None:
+    """In a codec thread: a queued job whose drawable every pipe has dropped meanwhile
+    (a client far behind collapsed it) is skipped, not encoded for nobody."""
+    if drawable.refs <= 0:
+        return None
+    return codecs.encode(codec, pixels)

@@ -34,8 +34,10 @@ class DrawableSink(Protocol):
     """A display pipe as the render service sees it."""
 
     codec: str
+    accepting: bool  # False while it only gathers damage for a later refresh (it fell behind)
 
     def push_drawable(self, drawable: Drawable) -> None: ...
+    def absorb(self, rect: Rect) -> None: ...
     def surface_changed(self, surface: Surface) -> None: ...
 
 
@@ -129,19 +131,27 @@ class RenderService:
         self.counters.frames += 1
         if not self.sinks or not region:
             return  # nobody to tell; a client that joins later starts from a refresh
-        codecs = self.codecs_needed()
+        # A pipe that fell behind takes only the area (its refresh is taken later): no pixels
+        # are copied or encoded for it, and none at all while every pipe is behind.
+        behind = [s for s in self.sinks if not s.accepting]
+        taking = [s for s in self.sinks if s.accepting]
+        codecs = sorted({s.codec for s in taking})
         for r in region.simplify(self.max_rects):
+            for sink in behind:
+                sink.absorb(r)
+            if not taking:
+                continue
             d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.pool)
             self.counters.drawables += 1
             d.hold()  # the frame's own reference, while it is handed out
             for codec in codecs:
                 d.request(codec)
-            for sink in list(self.sinks):
+            for sink in taking:
                 sink.push_drawable(d)
             d.release()
 
     def codecs_needed(self) -> list[str]:
-        return sorted({s.codec for s in self.sinks})
+        return sorted({s.codec for s in self.sinks if s.accepting})
 
     # --- what pipes take when they are ready --------------------------------------------
     def snapshot(self, rect: Rect) -> Drawable:

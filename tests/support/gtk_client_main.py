@@ -13,6 +13,9 @@ commands from stdin, one per line:
   key SC / keydown SC / keyup SC   PC XT scancode (0x100 added for E0 keys)
   locks N                   report keyboard lock LEDs (1 scroll, 2 num, 4 caps)
   mouse_mode M              ask for mouse mode M (1 server, 2 client)
+  compression N             DISPLAY_PREFERRED_COMPRESSION N on the display channel
+                            (SpiceImageCompression: 1 off, 7 LZ4; the server must have
+                            DISPLAY_CAP_PREF_COMPRESSION, else spice-gtk sends nothing)
   quit                      disconnect and exit
 """
 
@@ -167,6 +170,16 @@ def command(line):
     elif parts[0] == "mouse_mode":
         state["channels"]["main"].request_mouse_mode(int(parts[1]))
         emit(reply="mouse_mode", ok=True)
+    elif parts[0] == "compression":
+        display = state["channels"].get("display")
+        if display is None:
+            emit(reply="compression", ok=False, error="no display channel")
+            return
+        change = getattr(display, "display_channel_change_preferred_compression", None)
+        if change is None:  # spice-gtk before 0.35 named it without "channel"
+            change = display.display_change_preferred_compression
+        change(int(parts[1], 0))
+        emit(reply="compression", ok=True, compression=int(parts[1], 0))
     elif parts[0] == "quit":
         session.disconnect()
         emit(reply="quit")

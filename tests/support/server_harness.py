@@ -4,20 +4,67 @@ Tests use it to read the stats object, dump the server's framebuffer, pause the
 source (so frames can be compared) and flip policies at run time, until the
 admin API offers the same. Replies are JSON lines on stdout.
 Usage: python server_harness.py [--paused] -- <twistd spice options>
+
+Commands (one a line; each answers with {"reply": <command>, ...}):
+  stats / dump PATH / pause / resume / allow_multiple_clients 0|1 / view_only SID 0|1 / quit
+  resize W H        the source serves a W x H screen (image sources); replies the new size
+  count_codecs      wrap every codecs.ENCODERS entry with a counting wrapper (once)
+  codec_calls       {"calls": {codec: encodes}, "pixels": {codec: pixels encoded}} since count_codecs
+  updates N         N small updates, each its own frame (a 4x4 square of a new colour,
+                    damage, flush), ~200 per reactor turn; replies once all are done
+  flush             run the pending frame now
+  rss               this process's VmRSS in kB
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 
 from twisted.internet import reactor, stdio
 from twisted.protocols.basic import LineReceiver
 from twisted.python import log
 
+from spice_twisted import codecs
 from spice_twisted.options import Options
+from spice_twisted.render.rect import Rect
 from spice_twisted.service import make_service
 from spice_twisted.stats import server_stats
+
+UPDATES_PER_TURN = 200
+
+# Calls at the codec boundary (codec pool threads and the reactor both encode: a lock).
+_codec_lock = threading.Lock()
+codec_calls: dict[str, int] = {}
+codec_pixels: dict[str, int] = {}
+
+
+def install_codec_counters() -> None:
+    """Wrap every encoder in codecs.ENCODERS (looked up at each encode) with a counter."""
+    for name, fn in list(codecs.ENCODERS.items()):
+        if getattr(fn, "counting", False):
+            continue
+
+        def counted(pixels, _fn=fn, _name=name):
+            with _codec_lock:
+                codec_calls[_name] = codec_calls.get(_name, 0) + 1
+                codec_pixels[_name] = codec_pixels.get(_name, 0) + pixels.shape[0] * pixels.shape[1]
+            return _fn(pixels)
+
+        counted.counting = True  # type: ignore[attr-defined]
+        codecs.ENCODERS[name] = counted
+        with _codec_lock:
+            codec_calls.setdefault(name, 0)
+            codec_pixels.setdefault(name, 0)
+
+
+def vm_rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 class Control(LineReceiver):
@@ -31,7 +78,16 @@ class Control(LineReceiver):
         self.transport.write(json.dumps(obj).encode() + b"\n")
 
     def lineReceived(self, line: bytes) -> None:
-        cmd, *args = line.decode().split()
+        words = line.decode().split()
+        if not words:
+            return
+        try:
+            self.command(words[0], words[1:])
+        except Exception as exc:  # a failed command still answers, so the test does not hang
+            log.err(None, f"harness command {line!r} failed")
+            self.reply(reply=words[0], error=f"{type(exc).__name__}: {exc}")
+
+    def command(self, cmd: str, args: list[str]) -> None:
         srv = self.server
         if cmd == "stats":
             self.reply(reply="stats", stats=server_stats(srv))
@@ -50,11 +106,50 @@ class Control(LineReceiver):
         elif cmd == "view_only":
             srv.set_view_only(int(args[0]), args[1] == "1")
             self.reply(reply="view_only")
+        elif cmd == "resize":
+            srv.source.resize(int(args[0]), int(args[1]))
+            self.reply(reply="resize", width=srv.render.width, height=srv.render.height)
+        elif cmd == "count_codecs":
+            install_codec_counters()
+            self.reply(reply="count_codecs", codecs=sorted(codecs.ENCODERS))
+        elif cmd == "codec_calls":
+            with _codec_lock:
+                self.reply(reply="codec_calls", calls=dict(codec_calls), pixels=dict(codec_pixels))
+        elif cmd == "updates":
+            self.updates(int(args[0]))
+        elif cmd == "flush":
+            srv.render.flush()
+            self.reply(reply="flush")
+        elif cmd == "rss":
+            self.reply(reply="rss", kb=vm_rss_kb())
         elif cmd == "quit":
             self.reply(reply="quit")
             reactor.stop()
         else:
             self.reply(reply=cmd, error="unknown command")
+
+    def updates(self, n: int) -> None:
+        """n small updates, each one frame: a 4x4 square of a new colour somewhere on the
+        surface, its damage and a flush. UPDATES_PER_TURN per reactor turn, so the reactor
+        keeps serving clients in between."""
+        render = self.server.render
+        started = render.counters.frames
+
+        def batch(first: int) -> None:
+            px = render.primary.pixels  # read each turn: a resize replaces the surface
+            h, w = px.shape[:2]
+            last = min(first + UPDATES_PER_TURN, n)
+            for i in range(first, last):
+                x, y = (i * 37) % (w - 4), (i * 53 + (i // 97) * 5) % (h - 4)
+                px[y : y + 4, x : x + 4] = ((i * 7) & 255, (i * 13) & 255, (i * 29) & 255, 0)
+                render.damage(Rect(x, y, x + 4, y + 4))
+                render.flush()
+            if last < n:
+                reactor.callLater(0, batch, last)
+            else:
+                self.reply(reply="updates", count=n, frames=render.counters.frames - started)
+
+        reactor.callLater(0, batch, 0)
 
     def connectionLost(self, reason=None) -> None:
         if reactor.running:
