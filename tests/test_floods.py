@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 from support.display_decode import Screen
-from support.processes import as_rgb, wait_until
+from support.processes import assert_clients_match, wait_until
 from support.rawclient import link, link_bytes, read_reply, recv_exact
 
 from spice_twisted.sources.demo import MAX_TEXT
@@ -157,14 +157,7 @@ def watchers(spawn, server, n: int = 2) -> list:
 
 
 def assert_exact(server, clients) -> np.ndarray:
-    for c in clients:
-        c.wait_quiet(0.4)
-    expect = as_rgb(server.framebuffer())
-    for i, c in enumerate(clients):
-        got = as_rgb(c.framebuffer())
-        assert got.shape == expect.shape
-        n = int(np.any(got != expect, axis=2).sum())
-        assert n == 0, f"client {i}: {n} pixels differ from the server"
+    expect = assert_clients_match(server, clients)
     log = server.stderr()
     for bad in ("Traceback", "Unhandled"):
         assert bad not in log, log[max(0, log.index(bad) - 2000) : log.index(bad) + 3000]

@@ -7,7 +7,7 @@ import struct
 import time
 
 import numpy as np
-from support.processes import as_rgb
+from support.processes import as_rgb, assert_clients_match
 from support.rawclient import link, recv_exact
 
 from spice_twisted.wire.enums import ChannelType, LinkError, MsgcDisplay, MsgMain
@@ -19,15 +19,7 @@ SURFACE_BYTES = 1024 * 768 * 4
 def still_and_compare(server, clients) -> np.ndarray:
     """Pause the source, let every client catch up, and compare each with the server."""
     server.pause()
-    for c in clients:
-        c.wait_quiet(0.4)
-    expect = as_rgb(server.framebuffer())
-    for i, c in enumerate(clients):
-        got = as_rgb(c.framebuffer())
-        assert got.shape == expect.shape
-        mismatched = int(np.any(got != expect, axis=2).sum())
-        assert mismatched == 0, f"client {i}: {mismatched} pixels differ from the server"
-    return expect
+    return assert_clients_match(server, clients)
 
 
 def test_four_clients_late_joiner_and_a_leaver(spawn):

@@ -351,3 +351,27 @@ def test_a_capture_thread_hands_frames_to_the_reactor():
         expect[i % 9 * 10 : i % 9 * 10 + 10, i % 19 * 10 : i % 19 * 10 + 10] = px
     assert np.array_equal(srv.render.primary.pixels, expect)
     assert np.array_equal(r.screen.fb, expect)
+
+
+def test_stall_is_counted_from_what_the_peer_read_not_from_our_writes():
+    import time
+
+    srv = _server()
+    cc, t = _display(srv)
+    r = Reader(cc, t)
+    r.catch_up(srv)
+    assert cc.stalled_for(time.monotonic() + 100) == 0.0  # nothing to send: never stalled
+    cc.pauseProducing()  # Twisted's buffer is full: the peer is not reading
+    paused_at = time.monotonic()
+    for i in range(30):
+        _draw(srv, Rect(i, 0, i + 1, 1), i)  # queued behind the full transport
+    assert cc.pipe and cc.stalled_for(paused_at + 100) >= 99
+    cc.resumeProducing()  # the buffer drained: the peer read, the clock starts again
+    assert cc.stalled_for(time.monotonic()) < 1
+    # The ACK window closed with work waiting is a stall too, until an ACK comes.
+    for i in range(80):
+        _draw(srv, Rect(i, 60, i + 1, 61), i)
+    assert cc.waiting_for_ack and cc.pipe
+    assert cc.stalled_for(time.monotonic() + 50) >= 49
+    r.ack()
+    assert cc.stalled_for(time.monotonic()) < 1

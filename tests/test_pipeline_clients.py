@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from support.display_decode import image_pixels
-from support.processes import as_rgb, wait_until
+from support.processes import as_rgb, assert_clients_match, wait_until
 from support.tap import Draw, TapConnection, WireTap
 
 from spice_twisted.wire.enums import ChannelType, DisplayCap, ImageCompression, ImageType, MsgcDisplay, MsgDisplay
@@ -49,13 +49,8 @@ def _mismatch(a: np.ndarray, b: np.ndarray) -> int:
 def assert_exact(server, clients, conns: list[TapConnection] = ()) -> np.ndarray:
     """The source is paused: once every client is quiet, each client's surface and each tap
     connection's own decode equal the server's framebuffer."""
-    for c in clients:
-        c.wait_quiet(0.4)
+    expect = assert_clients_match(server, clients)
     fb = server.framebuffer()
-    expect = as_rgb(fb)
-    for i, c in enumerate(clients):
-        n = _mismatch(as_rgb(c.framebuffer()), expect)
-        assert n == 0, f"client {i}: {n} pixels differ from the server"
     for conn in conns:
         # The tap recorded every message before forwarding it, so the client's quiet
         # means the tap holds everything the client drew.

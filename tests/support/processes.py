@@ -238,3 +238,17 @@ def wait_until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "cond
             return v
         time.sleep(0.1)
     raise AssertionError(f"{what} not reached in {timeout}s")
+
+
+def assert_clients_match(server: HarnessServer, clients: list[GtkClient]) -> np.ndarray:
+    """Once every client is quiet (the source paused), each client's decoded surface equals
+    the server's framebuffer, pixel for pixel; returns that framebuffer as RGB."""
+    for c in clients:
+        c.wait_quiet(0.4)
+    expect = as_rgb(server.framebuffer())
+    for i, c in enumerate(clients):
+        got = as_rgb(c.framebuffer())
+        assert got.shape == expect.shape, (got.shape, expect.shape)
+        n = int(np.any(got != expect, axis=2).sum())
+        assert n == 0, f"client {i}: {n} pixels differ from the server"
+    return expect
