@@ -67,7 +67,7 @@ class Options(usage.Options):
         ["key", None, None, "TLS private key (PEM)."],
         ["password-file", None, None, "File holding the ticket (password)."],
         ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
-        ["source", None, "demo", "What to show: demo, or image:PATH."],
+        ["source", None, "demo", "What to show: demo, image:PATH, or x11[:DISPLAY] (a running X display; x11 alone: $DISPLAY)."],
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
@@ -81,6 +81,7 @@ class Options(usage.Options):
         ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
         ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
         ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
+        ["exit-on-x-loss", None, "With --source x11: exit when the X display goes away (default: retry and serve it again)."],
     ]
 
     def postOptions(self) -> None:
@@ -124,6 +125,10 @@ class Options(usage.Options):
             self["source-object"] = make_source(self["source"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
+        if self["exit-on-x-loss"]:
+            if not hasattr(self["source-object"], "exit_on_loss"):
+                raise usage.UsageError("--exit-on-x-loss needs --source x11")
+            self["source-object"].exit_on_loss = True
         self._check_ports_free()
 
     def _check_ports_free(self) -> None:
