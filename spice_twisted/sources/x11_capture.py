@@ -43,7 +43,7 @@ import xcffib.xproto
 from ..render.rect import Rect
 from ..render.region import Region
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, lost
-from .x11_cursor import CursorReader
+from .x11_cursor import KEEP, CursorReader
 from .x11_input import indicator_bits, lock_state, server_keymap
 from .x11_shm import ShmSegment
 
@@ -68,6 +68,7 @@ class CaptureStats:
         self.full_reads = 0
         self.damage_events = 0
         self.cursor_images = 0
+        self.cursor_unreadable = 0
         self.resizes = 0
         self.losses = 0
         self.reconnects = 0
@@ -342,10 +343,10 @@ class CaptureThread:
             if cursor_dirty:
                 cursor_dirty = False
                 shape, pos = cursor.current()
-                self.stats.cursor_images = cursor.images
+                self.stats.cursor_images, self.stats.cursor_unreadable = cursor.images, cursor.unreadable
                 if shape is None:
                     self.handoff.cursor_hide()
-                else:
+                elif shape is not KEEP:
                     self.handoff.cursor_set(shape)
             else:
                 p = conn.core.QueryPointer(x.root).reply()

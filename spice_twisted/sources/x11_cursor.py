@@ -6,6 +6,13 @@ and a serial that names the image). SPICE ALPHA cursors are straight alpha, so t
 colour is divided back out. Shapes are kept by serial, so a cursor X shows again (the
 arrow after the I-beam) is the same CursorShape object and clients draw it from their
 cursor cache.
+
+Two X server habits are handled here:
+- With the SECURITY extension (on in Xorg and Xvfb builds), GetCursorImage fails with
+  BadAccess when the client that made the cursor has gone (`xsetroot -cursor_name` in
+  an .xinitrc): that image cannot be read, so a plain arrow stands in for it.
+- An animated cursor shows as a 1x1 image with serial 0 for a moment, then as its
+  frames: the moment is skipped (the previous shape stays).
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import xcffib
 import xcffib.xfixes
 
-from ..render.cursor import CursorShape
+from ..render.cursor import CursorShape, arrow_cursor
 
 SHAPE_CACHE = 64
 MAX_SIDE = 512  # SPICE cursors' width/height are u16, clients draw far smaller ones
@@ -35,6 +43,9 @@ def shape_from_argb(argb: np.ndarray, width: int, height: int, hot_x: int, hot_y
     return CursorShape.from_rgba(rgba, min(max(hot_x, 0), width - 1), min(max(hot_y, 0), height - 1))
 
 
+KEEP = object()  # current(): the shape has not really changed
+
+
 class CursorReader:
     """Reads the current cursor from X (capture thread); remembers shapes by serial."""
 
@@ -42,16 +53,30 @@ class CursorReader:
         self.conn, self.root = conn, root
         self.xfixes = conn(xcffib.xfixes.key)
         self.shapes: OrderedDict[int, CursorShape] = OrderedDict()
-        self.serial: int | None = None
         self.images = 0  # GetCursorImage calls that returned a new shape
+        self.unreadable = 0  # cursors X would not show us (BadAccess)
+        self._stand_in: CursorShape | None = None
+
+    def stand_in(self) -> CursorShape:
+        if self._stand_in is None:
+            self._stand_in = arrow_cursor()
+        return self._stand_in
 
     def select(self) -> None:
         self.xfixes.SelectCursorInput(self.root, xcffib.xfixes.CursorNotifyMask.DisplayCursor)
 
-    def current(self) -> tuple[CursorShape | None, tuple[int, int]]:
-        """The shape X shows now (None if it shows nothing) and the pointer position."""
-        r = self.xfixes.GetCursorImage().reply()
+    def current(self) -> tuple[Any, tuple[int, int]]:
+        """The shape X shows now (None if it shows nothing, KEEP for no change) and the
+        pointer position."""
+        try:
+            r = self.xfixes.GetCursorImage().reply()
+        except xcffib.Error:  # BadAccess: its maker left (see above)
+            self.unreadable += 1
+            p = self.conn.core.QueryPointer(self.root).reply()
+            return self.stand_in(), (p.root_x, p.root_y)
         pos = (r.x, r.y)
+        if r.cursor_serial == 0 and r.width * r.height <= 1:
+            return KEEP, pos
         if r.width == 0 or r.height == 0:
             return None, pos
         shape = self.shapes.get(r.cursor_serial)

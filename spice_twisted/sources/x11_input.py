@@ -145,9 +145,16 @@ def _name(raw: Any) -> str:
     return b"".join(bytes(c) if not isinstance(c, int) else bytes([c]) for c in raw).rstrip(b"\0").decode("latin-1")
 
 
+def _xkb(conn: Any) -> Any:
+    """XKB on `conn`, announced (XKB answers nothing before UseExtension; asking twice is harmless)."""
+    xkb = conn(xcffib.xkb.key)
+    xkb.UseExtension(1, 0).reply()
+    return xkb
+
+
 def key_names(conn: Any) -> dict[str, int]:
     """The X server's key names (and their aliases) -> keycodes, from XKB."""
-    xkb = conn(xcffib.xkb.key)
+    xkb = _xkb(conn)
     which = xcffib.xkb.NameDetail.KeyNames | xcffib.xkb.NameDetail.KeyAliases
     r = xkb.GetNames(xcffib.xkb.ID.UseCoreKbd, which).reply()
     names: dict[str, int] = {}
@@ -175,7 +182,8 @@ def build_keymap(names: dict[str, int]) -> dict[int, int]:
 
 def evdev_keymap() -> dict[int, int]:
     """The evdev rule, for an X server that names no keys."""
-    keymap = {sc: sc + 8 for sc in range(0x01, 0x80)}
+    # Linux numbers the keys of a PC keyboard's main block as their set-1 scancodes
+    keymap = {sc: sc + 8 for sc in (*range(0x01, 0x54), 0x56, 0x57, 0x58)}
     keymap.update(EVDEV_EXTENDED)
     return keymap
 
@@ -193,7 +201,7 @@ def server_keymap(conn: Any) -> tuple[dict[int, int], str]:
 
 def indicator_bits(conn: Any) -> dict[str, int]:
     """XKB indicator name -> its bit in the indicator state ('Caps Lock' -> 1 << 0, ...)."""
-    xkb = conn(xcffib.xkb.key)
+    xkb = _xkb(conn)
     r = xkb.GetNames(xcffib.xkb.ID.UseCoreKbd, xcffib.xkb.NameDetail.IndicatorNames).reply()
     bits = [i for i in range(32) if r.indicators >> i & 1]
     cookies = [conn.core.GetAtomName(a) for a in r.indicatorNames]

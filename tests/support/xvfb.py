@@ -34,13 +34,20 @@ class Xvfb:
     """`Xvfb :N` on a free display number from 90 up; `restart()` brings it back on the same N."""
 
     def __init__(
-        self, tmp: Path, size: tuple[int, int] = (1024, 768), max_size: tuple[int, int] = (1920, 1080), number: int | None = None
+        self,
+        tmp: Path,
+        size: tuple[int, int] = (1024, 768),
+        max_size: tuple[int, int] = (1920, 1080),
+        number: int | None = None,
+        args: tuple[str, ...] = (),
+        depth: int = 24,
     ) -> None:
-        self.tmp, self.max_size = tmp, max_size
+        self.tmp, self.max_size, self.args, self.depth = tmp, max_size, args, depth
         self.proc: subprocess.Popen[bytes] | None = None
         self.number = number if number is not None else self._pick()
         self.display = f":{self.number}"
         self._children: list[subprocess.Popen[bytes]] = []
+        self._modes: set[str] = set()
         self.start(size)
 
     def _pick(self) -> int:
@@ -52,7 +59,19 @@ class Xvfb:
     def start(self, size: tuple[int, int] | None = None) -> None:
         w, h = self.max_size
         log = open(self.tmp / f"xvfb-{self.number}.log", "ab")
-        argv = ["Xvfb", self.display, "-screen", "0", f"{w}x{h}x24", "+extension", "RANDR", "-noreset", "-nolisten", "tcp"]
+        argv = [
+            "Xvfb",
+            self.display,
+            "-screen",
+            "0",
+            f"{w}x{h}x{self.depth}",
+            "+extension",
+            "RANDR",
+            "-noreset",
+            "-nolisten",
+            "tcp",
+            *self.args,
+        ]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 20
@@ -84,16 +103,17 @@ class Xvfb:
         return p
 
     def set_size(self, width: int, height: int) -> None:
-        """The screen becomes width x height (at most max_size): RandR's `xrandr --fb`.
+        """The screen becomes width x height (at most max_size), as a user's `xrandr` does.
 
-        Xvfb's one output keeps its mode; the framebuffer may not be smaller than the mode,
-        so the mode is first set to the smallest one made here (64x64)."""
-        if not getattr(self, "_small_mode", False):
-            self.run("xrandr", "--newmode", "st64", "1", "64", "65", "66", "67", "64", "65", "66", "67")
-            self.run("xrandr", "--addmode", "screen", "st64")
-            self.run("xrandr", "--output", "screen", "--mode", "st64")
-            self._small_mode = True
-        self.run("xrandr", "--fb", f"{width}x{height}")
+        Xvfb's one output has one mode; a mode of the new size is made, and the output and
+        the screen set to it together (the pointer stays confined to the output's mode)."""
+        mode = f"m{width}x{height}"
+        if mode not in self._modes:
+            timings = [str(v) for v in (width, width + 1, width + 2, width + 3, height, height + 1, height + 2, height + 3)]
+            self.run("xrandr", "--newmode", mode, "10", *timings)
+            self.run("xrandr", "--addmode", "screen", mode)
+            self._modes.add(mode)
+        self.run("xrandr", "--fb", f"{width}x{height}", "--output", "screen", "--mode", mode)
 
     def size(self) -> tuple[int, int]:
         out = self.run("xdpyinfo").stdout
@@ -118,7 +138,7 @@ class Xvfb:
                 p.kill()
                 p.wait(5)
         self._children.clear()
-        self._small_mode = False
+        self._modes.clear()
         for path in (f"/tmp/.X{self.number}-lock", f"/tmp/.X11-unix/X{self.number}"):
             try:
                 os.unlink(path)  # what a killed Xvfb leaves behind
