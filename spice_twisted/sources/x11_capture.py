@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from ..render.handoff import FrameHandoff
 
 MAX_READS = 16  # a frame's damage is read as at most this many rectangles
+# The pointer is polled (QueryPointer) at frame rate while it moves, and this often once it
+# has been still for POINTER_SETTLE seconds: an idle desktop costs a few wake-ups a second.
+POINTER_IDLE_POLL = 0.2
+POINTER_SETTLE = 2.0
 PLAIN_BAND = 1 << 20  # plain GetImage reads at most this many bytes per request
 ZPIXMAP = xcffib.xproto.ImageFormat.ZPixmap
 ALL_PLANES = 0xFFFFFFFF
@@ -65,6 +69,7 @@ class CaptureStats:
         self.rects = 0  # rectangles read
         self.pixels = 0  # pixels read
         self.read_s = 0.0  # time spent reading (X round trips and copies), seconds
+        self.cpu_s = 0.0  # the capture thread's own CPU time so far, seconds
         self.full_reads = 0
         self.damage_events = 0
         self.cursor_images = 0
@@ -281,6 +286,7 @@ class CaptureThread:
         size_dirty = False
         was_capturing = False
         last_pos: tuple[int, int] | None = None
+        last_move = time.monotonic()
         next_frame = 0.0
         fd = x.fd
         while not self._stopping:
@@ -292,8 +298,9 @@ class CaptureThread:
                 timeout = None
             elif damaged or full:
                 timeout = max(0.0, next_frame - time.monotonic())
-            else:
-                timeout = self.interval  # the pointer is polled at frame rate
+            else:  # the pointer is polled: at frame rate while it moves
+                still = time.monotonic() - last_move > POINTER_SETTLE
+                timeout = POINTER_IDLE_POLL if still else self.interval
             readable, _, _ = select.select([fd, self._wake_r], [], [], timeout)
             if self._wake_r in readable:
                 self._drain_wake()
@@ -352,8 +359,9 @@ class CaptureThread:
                 p = conn.core.QueryPointer(x.root).reply()
                 pos = (p.root_x, p.root_y)
             if pos != last_pos:
-                last_pos = pos
+                last_pos, last_move = pos, now
                 self.handoff.cursor_move(*pos)
+            self.stats.cpu_s = time.thread_time()
 
     def _resized(self, x: XDisplay, width: int, height: int) -> None:
         self.size = (width, height)
