@@ -149,6 +149,8 @@ class Workload:
             x.spawn("xlogo", "-geometry", "400x300+100+100", "-name", "bench-logo")
             self._wait_window("bench-text")
             wid = int(self._wait_window("bench-logo"))
+            time.sleep(0.5)
+            x.run("xdotool", "windowraise", str(wid))  # above the xterm, whichever mapped last
             self._thread = threading.Thread(target=self._mover, args=(wid,), daemon=True)
         elif self.name == "repaint":
             self._thread = threading.Thread(target=self._painter, daemon=True)
@@ -236,6 +238,9 @@ class Workload:
                 p.terminate()
                 p.wait(5)
         self.x._children.clear()
+        deadline = time.monotonic() + 10  # the next workload must not find these windows
+        while self.x.run("xdotool", "search", "--name", "bench-", check=False).stdout.strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def desktop_picture(w: int, h: int, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -574,7 +579,7 @@ def section(
                 a["size"],
                 a["workload"],
                 str(a["clients"]),
-                f(a["cpu_pct"], "{:.1f}"),
+                f(a["cpu_pct"], "{:.2f}"),
                 f(a["draws_per_s"], "{:.0f}"),
                 f(a["kib_per_s_client"], "{:.0f}"),
             ]
@@ -664,7 +669,12 @@ async def amain(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
                             flush=True,
                         )
                 # idle: no client while the terminal scrolls (nothing may be read), and clients on an idle desktop
-                for what, workload, n in (("no client, terminal scrolling", "scroll", 0), ("idle desktop", "idle", max(args.counts))):
+                idle_runs = (
+                    ("no client, terminal scrolling", "scroll", 0),
+                    ("no client, idle desktop", "idle", 0),
+                    ("idle desktop", "idle", max(args.counts)),
+                )
+                for what, workload, n in idle_runs:
                     r = await measure(x, workload, n, True, args, tmpdir)
                     r["what"] = what
                     idle.append(r)
@@ -673,10 +683,11 @@ async def amain(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
                         flush=True,
                     )
                 if args.andris:
-                    a = await measure_andris(x, args.andris, "scroll", args, tmpdir, clients_n=0)
-                    a["workload"] = "no client, terminal scrolling"
-                    andris.append(a)
-                    print(f"{a['size']} andris idle (no client, scrolling): cpu={a['cpu_pct']:.2f}%", flush=True)
+                    for what, workload, n in idle_runs:
+                        a = await measure_andris(x, args.andris, workload, args, tmpdir, clients_n=min(n, 1))
+                        a["workload"] = what
+                        andris.append(a)
+                        print(f"{a['size']} andris idle ({what}, N={a['clients']}): cpu={a['cpu_pct']:.2f}%", flush=True)
             finally:
                 x.stop()
     return results, idle, andris

@@ -189,15 +189,17 @@ class X11Source(DisplaySource):
 
     # --- input from clients (the reactor) --------------------------------------------------
     def _send(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Input into X; an X error never reaches the client's inputs channel."""
         if self.input is None:
             return None
         try:
             return fn(*args)
         except Exception as exc:
             if lost(exc):
-                self._drop_input()
-                return None
-            raise
+                self._drop_input()  # the capture thread sees the loss too, and reconnects
+            else:
+                self.log.failure("X input failed", None)
+            return None
 
     def pointer(self, origin: InputOrigin, x: int, y: int, buttons: int) -> None:
         if self.input is not None:

@@ -29,6 +29,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,6 +82,17 @@ class CaptureStats:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+
+@dataclass
+class _Pending:
+    """What X said since it was last acted on."""
+
+    damaged: bool = False
+    cursor: bool = True
+    size: bool = False
+    keymap: bool = False
+    locks: bool = False
 
 
 class CaptureThread:
@@ -278,77 +290,58 @@ class CaptureThread:
             raise
         self.post(self.events.x_connected, inp, keymap, how, bits, locks, self.stats.shm)
 
+        ev = _Pending()
         full = True  # the whole screen is read on connecting and on every activation
-        damaged = False
-        cursor_dirty = True
-        keymap_dirty = False
-        locks_dirty = False
-        size_dirty = False
         was_capturing = False
         last_pos: tuple[int, int] | None = None
         last_move = time.monotonic()
         next_frame = 0.0
         fd = x.fd
         while not self._stopping:
+            # Events xcb already took off the socket (while waiting for a reply) would not
+            # wake select(): look at its queue first.
+            self._drain(conn, ev)
             capturing = self.capturing
             if capturing and not was_capturing:
-                full, cursor_dirty, last_pos = True, True, None
+                full, ev.cursor, last_pos = True, True, None
             was_capturing = capturing
             if not capturing:
                 timeout = None
-            elif damaged or full:
+            elif ev.damaged or full:
                 timeout = max(0.0, next_frame - time.monotonic())
+            elif ev.cursor:
+                timeout = 0.0
             else:  # the pointer is polled: at frame rate while it moves
                 still = time.monotonic() - last_move > POINTER_SETTLE
                 timeout = POINTER_IDLE_POLL if still else self.interval
             readable, _, _ = select.select([fd, self._wake_r], [], [], timeout)
             if self._wake_r in readable:
                 self._drain_wake()
-            # every event waiting, in one go
-            while True:
-                try:
-                    ev = conn.poll_for_event()
-                except xcffib.Error:
-                    continue  # an X error for an earlier request: nothing waits on it
-                if ev is None:
-                    break
-                if isinstance(ev, xcffib.damage.NotifyEvent):
-                    damaged = True
-                    self.stats.damage_events += 1
-                elif isinstance(ev, xcffib.xfixes.CursorNotifyEvent):
-                    cursor_dirty = True
-                elif isinstance(ev, xcffib.xproto.ConfigureNotifyEvent | xcffib.randr.ScreenChangeNotifyEvent):
-                    size_dirty = True
-                elif isinstance(ev, xcffib.xproto.MappingNotifyEvent):
-                    keymap_dirty = keymap_dirty or ev.request == xcffib.xproto.Mapping.Keyboard
-                elif isinstance(ev, xcffib.xkb.NewKeyboardNotifyEvent):  # every XKB event parses as this one
-                    if ev.xkbType == XKB_INDICATOR_STATE:
-                        locks_dirty = True
-                    elif ev.xkbType in (XKB_NEW_KEYBOARD, XKB_MAP):
-                        keymap_dirty = True
+            self._drain(conn, ev)
             conn.invalid()  # raises if the server went away (EOF reads as no event)
-            if size_dirty:
-                size_dirty = False
+            if ev.size:
+                ev.size = False
                 g = conn.core.GetGeometry(x.root).reply()
                 if (g.width, g.height) != self.size:
                     self._resized(x, g.width, g.height)
                     full = True
-            if keymap_dirty:
-                keymap_dirty = False
+            if ev.keymap:
+                ev.keymap = False
                 keymap, how = server_keymap(conn)
                 self.post(self.events.x_keymap, keymap, how, indicator_bits(conn))
-            if locks_dirty:
-                locks_dirty = False
+            if ev.locks:
+                ev.locks = False
                 self.post(self.events.x_locks, lock_state(conn, bits))
             if not self.capturing:
                 continue
             now = time.monotonic()
-            if (damaged or full) and now >= next_frame:
+            if (ev.damaged or full) and now >= next_frame:
+                ev.damaged = False
                 self._read_frame(x, damage, region, full)
-                full = damaged = False
+                full = False
                 next_frame = now + self.interval
-            if cursor_dirty:
-                cursor_dirty = False
+            if ev.cursor:
+                ev.cursor = False
                 shape, pos = cursor.current()
                 self.stats.cursor_images, self.stats.cursor_unreadable = cursor.images, cursor.unreadable
                 if shape is None:
@@ -362,6 +355,30 @@ class CaptureThread:
                 last_pos, last_move = pos, now
                 self.handoff.cursor_move(*pos)
             self.stats.cpu_s = time.thread_time()
+
+    def _drain(self, conn: Any, p: _Pending) -> None:
+        """Every event waiting (on the socket or in xcb's queue), in one go, into `p`."""
+        while True:
+            try:
+                ev = conn.poll_for_event()
+            except xcffib.Error:
+                continue  # an X error for an earlier request: nothing waits on it
+            if ev is None:
+                return
+            if isinstance(ev, xcffib.damage.NotifyEvent):
+                p.damaged = True
+                self.stats.damage_events += 1
+            elif isinstance(ev, xcffib.xfixes.CursorNotifyEvent):
+                p.cursor = True
+            elif isinstance(ev, xcffib.xproto.ConfigureNotifyEvent | xcffib.randr.ScreenChangeNotifyEvent):
+                p.size = True
+            elif isinstance(ev, xcffib.xproto.MappingNotifyEvent):
+                p.keymap = p.keymap or ev.request == xcffib.xproto.Mapping.Keyboard
+            elif isinstance(ev, xcffib.xkb.NewKeyboardNotifyEvent):  # every XKB event parses as this one
+                if ev.xkbType == XKB_INDICATOR_STATE:
+                    p.locks = True
+                elif ev.xkbType in (XKB_NEW_KEYBOARD, XKB_MAP):
+                    p.keymap = True
 
     def _resized(self, x: XDisplay, width: int, height: int) -> None:
         self.size = (width, height)
