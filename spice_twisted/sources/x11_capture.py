@@ -291,6 +291,8 @@ class CaptureThread:
         self.post(self.events.x_connected, inp, keymap, how, bits, locks, self.stats.shm)
 
         ev = _Pending()
+        if not self.capturing:  # one read now: whoever joins later starts from this, not black
+            self._read_frame(x, damage, region, True)
         full = True  # the whole screen is read on connecting and on every activation
         was_capturing = False
         last_pos: tuple[int, int] | None = None
