@@ -134,7 +134,7 @@ class Options(usage.Options):
         ["password", None, None, "Not accepted (anyone can read it with ps): use --password-file or --generate-password."],
         ["generate-password", None, None, "Make a random ticket and print it once; =LEN sets its length (default 16).", _password_length],
         ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
-        ["source", None, "demo", "What to show: demo, or image:PATH."],
+        ["source", None, "demo", "What to show: demo, image:PATH, or x11[:DISPLAY] (a running X display; x11 alone: $DISPLAY)."],
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
@@ -151,6 +151,7 @@ class Options(usage.Options):
         ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
         ["view-only", None, "Every new client starts view-only (an admin can let it drive)."],
         ["viewonly", None, "Same as --view-only (x11spice's name)."],
+        ["exit-on-x-loss", None, "With --source x11: exit when the X display goes away (default: retry and serve it again)."],
     ]
 
     def __init__(self) -> None:
@@ -275,6 +276,10 @@ class Options(usage.Options):
             self["source-object"] = make_source(self["source"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
+        if self["exit-on-x-loss"]:
+            if not hasattr(self["source-object"], "exit_on_loss"):
+                raise usage.UsageError("--exit-on-x-loss needs --source x11")
+            self["source-object"].exit_on_loss = True
         self._check_ports_free()
         if self["generate-password"]:
             self._print_generated_password()

@@ -8,12 +8,18 @@ from .image import ImageSource
 
 
 def make_source(spec: str) -> DisplaySource:
-    """`demo` or `image:PATH`; raises ValueError with a message meant for the user."""
+    """`demo`, `image:PATH` or `x11[:DISPLAY]`; raises ValueError with a message meant for the user."""
     if spec == "demo":
         return DemoSource()
     if spec.startswith("image:"):
         return ImageSource(spec[len("image:") :])
-    raise ValueError(f"unknown source {spec!r}: use 'demo' or 'image:PATH'")
+    if spec == "x11" or spec.startswith("x11:"):
+        try:
+            from .x11 import X11Source  # xcffib is needed for this source only
+        except ImportError as exc:
+            raise ValueError(f"--source x11 needs xcffib ({exc}); pip install xcffib") from None
+        return X11Source(spec[len("x11:") :] or None)
+    raise ValueError(f"unknown source {spec!r}: use 'demo', 'image:PATH' or 'x11[:DISPLAY]'")
 
 
 __all__ = ["DisplaySource", "DemoSource", "ImageSource", "make_source"]

@@ -1,0 +1,236 @@
+"""`x11[:DISPLAY]`: a running X display (Xorg, Xvfb, an xrdp session) served to every client.
+
+The display is checked when the source is made (so a missing extension is a usage
+error, never a traceback), then left alone until the server starts. At start a
+capture thread (x11_capture.py) connects, reads what X reports damaged and hands
+it to the reactor through `FrameHandoff`; input goes back through XTEST on a second
+connection owned by the reactor thread (x11_input.py). A watch every half second
+tells the thread whether anyone is connected (nothing is read otherwise) and
+releases what clients that went away still held down.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from twisted.internet import task
+from twisted.logger import Logger
+
+from ..render.handoff import FrameHandoff
+from .base import DisplaySource, rgb_to_xrgb
+from .x11_capture import CaptureThread
+from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, display_name, lost
+from .x11_input import XInjector
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..inputs import InputOrigin
+    from ..render.cursor import CursorService
+    from ..render.service import RenderService
+
+WATCH_INTERVAL = 0.5  # how often the reactor checks who is connected
+RETRY_SECONDS = 3.0
+
+
+def unavailable_frame(width: int, height: int, display: str, retry: float) -> np.ndarray:
+    """A plain frame saying the display is gone, (h, w, 4) B G R X."""
+    img = Image.new("RGB", (width, height), (40, 44, 52))
+    d = ImageDraw.Draw(img)
+    lines = [f"X display {display} is unavailable", f"retrying every {retry:g} s"]
+    size = max(12, min(width, height) // 24)
+    try:
+        font: Any = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        font = ImageFont.load_default()
+    y = height // 2 - size
+    for i, line in enumerate(lines):
+        box = d.textbbox((0, 0), line, font=font)
+        d.text(((width - (box[2] - box[0])) // 2, y), line, font=font, fill=(230, 230, 230) if i == 0 else (160, 160, 160))
+        y += int(size * 1.5)
+    return rgb_to_xrgb(np.asarray(img))
+
+
+class X11Source(DisplaySource):
+    accepts_absolute = True
+    log = Logger()
+
+    def __init__(self, display: str | None = None, retry: float = RETRY_SECONDS) -> None:
+        try:
+            self.display = display_name(display)
+            x = connect(self.display)
+        except (XUnavailable, XUnsuitable) as exc:
+            raise ValueError(str(exc)) from None
+        self.width, self.height = x.width, x.height
+        self.extensions = dict(x.extensions)
+        x.close()  # the server may fork (twistd daemonises) before it starts
+        self.name = f"x11:{self.display}"
+        self.retry = retry
+        self.exit_on_loss = False
+        # A hook for the server: told the X lock LEDs (1 scroll, 2 num, 4 caps) when X changes
+        # them, so every client's LEDs follow. Nothing in the source API sets it yet.
+        self.report_locks: Callable[[int], None] | None = None
+        self.render: RenderService | None = None
+        self.capture: CaptureThread | None = None
+        self.input: XInjector | None = None
+        self.available = False
+        self.x_lock_state = 0
+        self.keymap_source = ""
+        self.released = 0  # keys and buttons released for clients that went away
+        self._absent: dict[int, int] = {}  # session id -> watches it was seen gone
+        self._watch: task.LoopingCall | None = None
+        self._lost_logged = False
+
+    # --- life ------------------------------------------------------------------------------
+    def start(self, render: RenderService, cursor: CursorService) -> None:
+        self.render, self.cursor = render, cursor
+        self.reactor = render.reactor
+        self.handoff = FrameHandoff(self.reactor, render, cursor)
+        fps = 1.0 / render.pacer.interval
+        self.capture = CaptureThread(
+            self.display, self.handoff, fps, self.reactor.callFromThread, self, (render.width, render.height), retry=self.retry
+        )
+        self.capture.start()
+        self._watch = task.LoopingCall(self.watch)
+        self._watch.clock = self.reactor
+        self._watch.start(WATCH_INTERVAL, now=True)
+
+    def stop(self) -> None:
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        if self.capture is not None:
+            self.capture.stop()
+        self._drop_input()
+
+    def watch(self) -> None:
+        """Who watches decides whether X is read; who left gets its keys released."""
+        if self.render is None or self.capture is None:
+            return
+        sinks = list(self.render.sinks) + list(self.cursor.sinks)
+        self.capture.set_active(bool(sinks), self.paused)
+        if self.input is None:
+            return
+        present = {getattr(getattr(s, "client", None), "session_id", None) for s in sinks}
+        for sid in self.input.sessions():
+            if sid in present:
+                self._absent.pop(sid, None)
+                continue
+            # gone from every display and cursor channel for two watches in a row: it left
+            self._absent[sid] = self._absent.get(sid, 0) + 1
+            if self._absent[sid] >= 2:
+                del self._absent[sid]
+                n = self.input.release_all(sid)
+                self.released += n
+                self.log.info("released {n} keys/buttons held by client {sid:#x}, which left", n=n, sid=sid)
+
+    # --- told by the capture thread (on the reactor) ---------------------------------------
+    def x_connected(self, x: XDisplay, keymap: dict[int, int], how: str, bits: dict[str, int], locks: int, shm: bool) -> None:
+        """The capture thread (re)connected; `x` is the input connection, ours from now on."""
+        self._drop_input()
+        if self.capture is None or self.capture.stopping:
+            x.close()
+            return
+        self.input = XInjector(x.conn, x.root, keymap, bits, self._input_error)
+        self.keymap_source = how
+        self.available = True
+        self.x_lock_state = locks
+        how_read = "MIT-SHM" if shm else "GetImage (no MIT-SHM)"
+        if self._lost_logged:
+            self.log.info("X display {d} is back ({w}x{h}), serving it again", d=self.display, w=x.width, h=x.height)
+        else:
+            self.log.info(
+                "X display {d}: {w}x{h}, read through {how}, keymap from {km}", d=self.display, w=x.width, h=x.height, how=how_read, km=how
+            )
+        self._lost_logged = False
+        self._absent.clear()
+        if self.report_locks is not None:
+            self.report_locks(locks)
+
+    def x_lost(self, reason: str) -> None:
+        self.available = False
+        self._drop_input()
+        if self.exit_on_loss:
+            self.log.error("{reason}: exiting (--exit-on-x-loss)", reason=reason)
+            if self.reactor.running:
+                self.reactor.stop()
+            return
+        if not self._lost_logged:
+            self._lost_logged = True
+            self.log.warn("{reason}; clients see a 'display unavailable' frame; retrying every {s:g} s", reason=reason, s=self.retry)
+
+    def x_keymap(self, keymap: dict[int, int], how: str, bits: dict[str, int]) -> None:
+        """X has a new keyboard mapping."""
+        self.keymap_source = how
+        if self.input is not None:
+            self.input.keymap, self.input.indicators = keymap, bits
+
+    def x_locks(self, state: int) -> None:
+        """X's lock LEDs changed (a key typed in X, xdotool, a client's toggle)."""
+        if state != self.x_lock_state:
+            self.x_lock_state = state
+            if self.report_locks is not None:
+                self.report_locks(state)
+
+    def x_log(self, message: str, error: bool = False) -> None:
+        (self.log.error if error else self.log.info)("{m}", m=message)
+
+    def _input_error(self, exc: BaseException) -> None:
+        if lost(exc):
+            self._drop_input()  # the capture thread sees the loss too, and reconnects
+        else:
+            self.log.failure("X input failed", None)
+
+    def _drop_input(self) -> None:
+        if self.input is not None:
+            self.input.close()
+            self.input = None
+
+    # --- input from clients (the reactor) --------------------------------------------------
+    def _send(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Input into X; an X error never reaches the client's inputs channel."""
+        if self.input is None:
+            return None
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if lost(exc):
+                self._drop_input()  # the capture thread sees the loss too, and reconnects
+            else:
+                self.log.failure("X input failed", None)
+            return None
+
+    def pointer(self, origin: InputOrigin, x: int, y: int, buttons: int) -> None:
+        if self.input is not None:
+            self._send(self.input.move, x, y)
+
+    def button(self, origin: InputOrigin, button: int, pressed: bool, x: int, y: int, buttons: int) -> None:
+        if self.input is not None:
+            self._send(self.input.button, origin.session_id, button, pressed, x, y)
+
+    def key(self, origin: InputOrigin, key: int, pressed: bool) -> None:
+        if self.input is not None:
+            self._send(self.input.key, origin.session_id, key, pressed)
+
+    def locks(self, modifiers: int) -> None:
+        if self.input is not None:
+            state = self._send(self.input.set_locks, modifiers & 7)
+            if state is not None:
+                self.x_lock_state = state
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "display": self.display,
+            "available": self.available,
+            "keymap": self.keymap_source,
+            "x_locks": self.x_lock_state,
+            "released_for_departed": self.released,
+        }
+        if self.capture is not None:
+            d["capturing"] = self.capture.capturing
+            d["capture"] = self.capture.stats.as_dict()
+        if self.input is not None:
+            d["input"] = {"sent": self.input.sent, "unmapped": self.input.unmapped}
+        return d
