@@ -92,6 +92,10 @@ class InputRouter:
         if self._allowed(client):
             self._set_modifiers(modifiers & 7, client)
 
+    def source_locks(self, modifiers: int) -> None:
+        """The source's own lock LEDs changed (a real keyboard on X): every client is told."""
+        self._set_modifiers(modifiers & 7, None)
+
     def _set_modifiers(self, modifiers: int, source_client: Client | None) -> None:
         if modifiers == self.modifiers:
             return

@@ -18,7 +18,7 @@ from .channels.display import DisplayChannelClient, DisplaySettings
 from .channels.inputs import InputsChannelClient
 from .channels.keypool import LinkKeyPool
 from .channels.main import MainChannelClient
-from .inputs import InputRouter
+from .inputs import InputOrigin, InputRouter
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
@@ -106,6 +106,8 @@ class SpiceServer:
     def start(self) -> None:
         self.render.start()
         self.link_keys.start()
+        self.source.notify_clients = self.notify_all
+        self.source.report_locks = self.inputs.source_locks
         self.source.start(self.render, self.cursor)
         self._every(1.0, self.tick_second)
         if self.stats_interval:
@@ -291,8 +293,15 @@ class SpiceServer:
         if self.clients.pop(client.session_id, None) is None:
             return
         self.log.info("client {sid:#x} disconnected: {why}", sid=client.session_id, why=why)
+        self.source.client_gone(InputOrigin(client.session_id, client.colour))
         if was_primary and self.primary is not None:
             self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)
+
+    def notify_all(self, text: str) -> None:
+        """A NOTIFY to every connected client (the source's news: a display lost, back)."""
+        for client in self.clients.values():
+            if client.main is not None and client.main.connected:
+                client.main.notify(text)
 
     def disconnect_client(self, client: Client, reason: str, why: str | None = None) -> None:
         """Tell the client why (a NOTIFY on its main channel), then close all its channels.

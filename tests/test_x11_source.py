@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.processes import as_rgb, wait_until
+from support.rawclient import NotifyReader
 from support.xvfb import Xvfb, missing_tools
 
 
@@ -194,6 +195,17 @@ def test_client_lock_leds_reach_x(spawn, xvfb):
     wait_until(lambda: server.stats()["source_state"]["x_locks"] == 2, 10, "the source saw X's LEDs change")
 
 
+def test_x_lock_leds_reach_every_client(spawn, xvfb):
+    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    clients = connect_clients(spawn, server, 2)
+    xvfb.run("xdotool", "key", "Caps_Lock")  # a keyboard on the X side
+    for c in clients:
+        wait_until(lambda c=c: c.stats()["modifiers"] & 4, 10, "Caps Lock on in the client")
+    xvfb.run("xdotool", "key", "Caps_Lock")
+    for c in clients:
+        wait_until(lambda c=c: not c.stats()["modifiers"] & 4, 10, "Caps Lock off in the client")
+
+
 def x_cursor(x: Xvfb) -> tuple[int, int, int, int]:
     import xcffib
     import xcffib.xfixes
@@ -263,14 +275,16 @@ def test_x_server_killed_then_back(spawn, xvfb):
     server = spawn.harness("--source", f"x11:{xvfb.display}")
     clients = connect_clients(spawn, server)
     wait_match(xvfb, clients)
+    notes = NotifyReader(server.port)  # a main channel that reads what clients are told
     xvfb.kill()
+    wait_until(lambda: any("unavailable" in t for t in notes.texts), 15, "a NOTIFY that the display is unavailable")
     # every client keeps its connection and shows the "display unavailable" frame
     for c in clients:
         wait_until(lambda c=c: (as_rgb(c.framebuffer())[5, 5] == (40, 44, 52)).all(), 15, "the unavailable frame")
     frame = server.framebuffer()
     for c in clients:
         assert np.array_equal(as_rgb(c.framebuffer()), as_rgb(frame))
-    assert len(server.stats()["clients"]) == 2
+    assert len(server.stats()["clients"]) == 3  # the two viewers and the NOTIFY reader
     assert server.stats()["source_state"]["available"] is False
     time.sleep(4)  # a retry or two fails
     xvfb.restart()
@@ -280,6 +294,8 @@ def test_x_server_killed_then_back(spawn, xvfb):
     log = server.stderr()
     assert log.count("was lost") == 1, log
     assert "is back" in log
+    wait_until(lambda: any("is back" in t for t in notes.texts), 15, "a NOTIFY that the display is back")
+    notes.close()
     # input works on the new X server
     clients[0].send("position 321 123 0")
     wait_until(lambda: "x:321 y:123" in xvfb.run("xdotool", "getmouselocation").stdout, 10, "pointer on the new X server")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,14 @@ class DisplaySource:
 
     def locks(self, modifiers: int) -> None:
         """Lock LEDs changed: bit 0 scroll, 1 num, 2 caps."""
+
+    # Set by the server before start(): how a source tells clients what they should know
+    # (every client's main channel gets a NOTIFY) and reports lock LEDs it owns (X's).
+    notify_clients: Callable[[str], None] | None = None
+    report_locks: Callable[[int], None] | None = None
+
+    def client_gone(self, origin: InputOrigin) -> None:
+        """The client `origin` disconnected: release whatever it held (keys, buttons)."""
 
     def describe(self) -> dict[str, Any]:
         """What the source wants shown in stats."""

@@ -71,7 +71,6 @@ class X11Source(DisplaySource):
         self.exit_on_loss = False
         # A hook for the server: told the X lock LEDs (1 scroll, 2 num, 4 caps) when X changes
         # them, so every client's LEDs follow. Nothing in the source API sets it yet.
-        self.report_locks: Callable[[int], None] | None = None
         self.render: RenderService | None = None
         self.capture: CaptureThread | None = None
         self.input: XInjector | None = None
@@ -79,7 +78,6 @@ class X11Source(DisplaySource):
         self.x_lock_state = 0
         self.keymap_source = ""
         self.released = 0  # keys and buttons released for clients that went away
-        self._absent: dict[int, int] = {}  # session id -> watches it was seen gone
         self._watch: task.LoopingCall | None = None
         self._lost_logged = False
 
@@ -105,25 +103,20 @@ class X11Source(DisplaySource):
         self._drop_input()
 
     def watch(self) -> None:
-        """Who watches decides whether X is read; who left gets its keys released."""
+        """Who watches decides whether X is read."""
         if self.render is None or self.capture is None:
             return
         sinks = list(self.render.sinks) + list(self.cursor.sinks)
         self.capture.set_active(bool(sinks), self.paused)
+
+    def client_gone(self, origin: InputOrigin) -> None:
+        """Release what the departed client held (a key another client holds stays down)."""
         if self.input is None:
             return
-        present = {getattr(getattr(s, "client", None), "session_id", None) for s in sinks}
-        for sid in self.input.sessions():
-            if sid in present:
-                self._absent.pop(sid, None)
-                continue
-            # gone from every display and cursor channel for two watches in a row: it left
-            self._absent[sid] = self._absent.get(sid, 0) + 1
-            if self._absent[sid] >= 2:
-                del self._absent[sid]
-                n = self.input.release_all(sid)
-                self.released += n
-                self.log.info("released {n} keys/buttons held by client {sid:#x}, which left", n=n, sid=sid)
+        n = self.input.release_all(origin.session_id)
+        if n:
+            self.released += n
+            self.log.info("released {n} keys/buttons held by client {sid:#x}, which left", n=n, sid=origin.session_id)
 
     # --- told by the capture thread (on the reactor) ---------------------------------------
     def x_connected(self, x: XDisplay, keymap: dict[int, int], how: str, bits: dict[str, int], locks: int, shm: bool) -> None:
@@ -139,12 +132,13 @@ class X11Source(DisplaySource):
         how_read = "MIT-SHM" if shm else "GetImage (no MIT-SHM)"
         if self._lost_logged:
             self.log.info("X display {d} is back ({w}x{h}), serving it again", d=self.display, w=x.width, h=x.height)
+            if self.notify_clients is not None:
+                self.notify_clients(f"the X display {self.display} is back")
         else:
             self.log.info(
                 "X display {d}: {w}x{h}, read through {how}, keymap from {km}", d=self.display, w=x.width, h=x.height, how=how_read, km=how
             )
         self._lost_logged = False
-        self._absent.clear()
         if self.report_locks is not None:
             self.report_locks(locks)
 
@@ -158,6 +152,8 @@ class X11Source(DisplaySource):
             return
         if not self._lost_logged:
             self._lost_logged = True
+            if self.notify_clients is not None:
+                self.notify_clients(f"the X display {self.display} is unavailable; retrying every {self.retry:g} s")
             self.log.warn("{reason}; clients see a 'display unavailable' frame; retrying every {s:g} s", reason=reason, s=self.retry)
 
     def x_keymap(self, keymap: dict[int, int], how: str, bits: dict[str, int]) -> None:

@@ -56,3 +56,35 @@ def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+class NotifyReader:
+    """A raw main channel (mini headers) that collects the text of every NOTIFY it gets."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        from spice_twisted.wire.enums import MsgCommon
+
+        self.sock, result = link(port)
+        assert result == 0, result
+        self.texts: list[str] = []
+        self._notify = MsgCommon.NOTIFY
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        from spice_twisted.wire.messages import decode_body, message
+
+        notify = message(None, "NOTIFY")
+        self.sock.settimeout(None)
+        try:
+            while True:
+                msg_type, size = struct.unpack("<HI", recv_exact(self.sock, 6))
+                body = recv_exact(self.sock, size)
+                if msg_type == self._notify:
+                    self.texts.append(decode_body(notify, body)["message"].rstrip(b"\0").decode(errors="replace"))
+        except (OSError, ConnectionError):
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
