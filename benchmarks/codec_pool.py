@@ -41,7 +41,6 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import shlex  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -49,6 +48,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _report import command_line, cpu_model, md_table  # noqa: E402
 from twisted.internet import defer, task, threads  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
@@ -307,28 +307,6 @@ def part2(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- output ---------------------------------------------------------------------------------------
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def command_line() -> str:
-    try:
-        script = str(Path(sys.argv[0]).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        script = sys.argv[0]
-    return shlex.join([sys.executable, script, *sys.argv[1:]])
 
 
 def crossover(rows: list[dict[str, Any]], key: str, cost: float) -> str:

@@ -54,7 +54,6 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
-import shlex  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import struct  # noqa: E402
@@ -65,6 +64,7 @@ from typing import Any  # noqa: E402
 
 import lz4.block  # noqa: E402
 import numpy as np  # noqa: E402
+from _report import command_line, cpu_model, md_table  # noqa: E402
 
 from spice_twisted.wire.client_link import link_message, ticket_message  # noqa: E402
 from spice_twisted.wire.enums import (  # noqa: E402
@@ -765,30 +765,6 @@ def print_table(results: list[dict[str, Any]], columns: list[tuple[str, str, str
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def command_line() -> str:
-    try:
-        script = str(Path(sys.argv[0]).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        script = sys.argv[0]
-    return shlex.join([sys.executable, script, *sys.argv[1:]])
 
 
 def load_average() -> str:

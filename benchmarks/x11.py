@@ -46,13 +46,13 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _report import command_line, cpu_model, md_table  # noqa: E402
 
 DOC = ROOT / "docs" / "x11.md"
 BEGIN, END = "<!-- x11bench:begin -->", "<!-- x11bench:end -->"
@@ -495,10 +495,6 @@ async def measure_andris(x: Any, binary: str, workload: str, args: argparse.Name
 
 
 # --- output ------------------------------------------------------------------------------------
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def f(v: float, fmt: str = "{:.1f}") -> str:
@@ -547,7 +543,7 @@ def section(
         "",
         f"- Date: {now:%Y-%m-%d %H:%M} UTC; machine: {len(os.sched_getaffinity(0))} CPUs, {cpu_model()}, "
         f"{platform.system()} {platform.release()}; Python {platform.python_version()}",
-        f"- Command: `{command_line()}`",
+        f"- Command: `{command_line('python')}`",
         "- A single run on a small machine shared with other work (the clients and the X server share its cores with "
         "the server): read the trends, not the digits. Nothing here is asserted by the tests.",
         "",
@@ -590,24 +586,6 @@ def section(
         lines += ["", md_table(["screen", "workload", "clients", "andris CPU %", "draw messages/s", "KiB/s/client"], arows)]
     lines.append(END)
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def command_line() -> str:
-    try:
-        script = str(Path(sys.argv[0]).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        script = sys.argv[0]
-    return shlex.join(["python", script, *sys.argv[1:]])
 
 
 def write_doc(text: str) -> None:

@@ -36,6 +36,17 @@ def _env() -> dict[str, str]:
     return env
 
 
+def terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM (the server stops cleanly), then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ServerProcess:
     """`twistd -n spice ...` on free ports; ready once every listener logged that it started."""
 
@@ -73,13 +84,7 @@ class ServerProcess:
         raise RuntimeError(f"server not ready in {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log.close()
 
 

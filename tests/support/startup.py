@@ -4,13 +4,12 @@ stderr kept apart (the terminal vs the log), and the connect block read back fro
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from support.processes import _env, free_port
+from support.processes import _env, free_port, terminate
 
 _TWISTD = Path(sys.executable).with_name("twistd")
 TWISTD = [str(_TWISTD)] if _TWISTD.exists() else [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -83,12 +82,6 @@ class TwistdRun:
         raise RuntimeError(f"twistd not ready in {timeout}s:\n{self.log()}\n{self.stderr()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._out.close()
         self._err.close()

@@ -1,0 +1,33 @@
+"""What every benchmark's report shares: markdown tables and the machine and command it ran on."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def command_line(python: str | None = None) -> str:
+    """The command that ran this script, relative to the current folder where it can be."""
+    try:
+        script = str(Path(sys.argv[0]).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        script = sys.argv[0]
+    return shlex.join([python or sys.executable, script, *sys.argv[1:]])
