@@ -263,10 +263,13 @@ def test_resize_mid_session(spawn, tap_for, random_image):
     assert np.array_equal(as_rgb(clients[0].framebuffer()), rgb)
     for w, h in ((500, 300), (800, 600)):
         marks = [conn.mark() for conn in conns]
+        shown = [sum(e.get("event") == "mark" for e in c.events) for c in clients]
         r = server.command(f"resize {w} {h}", "resize")
         assert (r.get("width"), r.get("height")) == (w, h), r
-        for c in clients:
+        for c, n in zip(clients, shown, strict=True):
             c.wait_event("primary-create", width=w, height=h)
+            # the MARK after the new surface's full content: it has been drawn
+            wait_until(lambda c=c, n=n: sum(e.get("event") == "mark" for e in c.events) > n, 20, "the new surface's MARK")
         expect = assert_exact(server, clients, conns)
         reps = (-(-h // rgb.shape[0]), -(-w // rgb.shape[1]), 1)
         assert np.array_equal(expect, np.tile(rgb, reps)[:h, :w])  # the picture, tiled on the new size
