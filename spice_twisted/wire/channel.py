@@ -63,11 +63,12 @@ class ChannelCore:
         handles_acks: bool,
         max_body: int = DEFAULT_MAX_CLIENT_BODY,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        type_limits: dict[int, int] | None = None,
     ) -> None:
         self.clock_ns = clock_ns
         self.channel_type = channel_type
         self.handles_acks = handles_acks
-        self.framer = Framer(mini_header, max_body)
+        self.framer = Framer(mini_header, max_body, type_limits)
         self.writer = HeaderWriter(mini_header)
         self.ack_generation = 0
         self.ack_client_generation = 0
