@@ -101,7 +101,8 @@ class RateLimiter:
 
 @dataclass
 class _Failures:
-    count: int = 0
+    count: int = 0  # wrong tickets seen
+    pending: int = 0  # tickets waiting for (or in) their check: counted as failures for spacing
     next_check: float = 0.0  # the earliest moment the next ticket from here is checked
     last: float = 0.0
 
@@ -109,12 +110,12 @@ class _Failures:
 class TicketBackoff:
     """Failed tickets slow down their own address, and only it.
 
-    The first `free` failures cost nothing. After that each ticket from the address is
-    checked only in its own time slot, `base` * 2**(failures - free) seconds after the
-    previous one (at most `cap`), so parallel guesses are serialised too. A ticket that
-    would wait more than `max_wait` is refused without being decrypted. A right ticket
-    clears the address. An address without failures for `forget_after` is forgotten.
-    cap 0 turns the backoff off.
+    Every ticket from an address takes a time slot: the first `free` ones follow each
+    other at once, then each waits `base` * 2**(n - free) seconds after the one before
+    (at most `cap`), n counting the failures so far and the tickets still being checked,
+    so parallel guesses are serialised as well as sequential ones. A ticket that would
+    wait more than `max_wait` is refused without being decrypted. A right ticket clears
+    the address. An address idle for `forget_after` is forgotten. cap 0 turns it off.
     """
 
     def __init__(
@@ -131,34 +132,39 @@ class TicketBackoff:
         self.delayed = 0
         self.refused = 0
 
-    def interval(self, failures: int) -> float:
-        if not self.cap or failures < self.free:
+    def interval(self, attempts: int) -> float:
+        """The pause after the `attempts`-th ticket that may be wrong, before the next one."""
+        if not self.cap or attempts < self.free:
             return 0.0
-        return min(self.cap, self.base * 2.0 ** (failures - self.free))
+        return min(self.cap, self.base * 2.0 ** (attempts - self.free))
 
     def reserve(self, key: str, now: float) -> float | None:
         """Seconds to wait before checking this ticket (0 = now), or None: refuse it unchecked."""
+        if not self.cap:
+            return 0.0
         f = self.table.get(key)
-        if f is None or not self.cap:
-            return 0.0
-        if now - f.last > self.forget_after:
-            del self.table[key]
-            return 0.0
+        if f is not None and now - f.last > self.forget_after:
+            f = None
+        if f is None:
+            f = self.table[key] = _Failures()
+        self.table.touch(key)
         start = max(now, f.next_check)
         wait = start - now
         if wait > self.max_wait:
             self.refused += 1
             return None
-        f.next_check = start + self.interval(f.count)
+        f.pending += 1
+        f.last = now
+        f.next_check = start + self.interval(f.count + f.pending)
         if wait > 0:
             self.delayed += 1
         return wait
 
     def failed(self, key: str, now: float) -> None:
         f = self.table.get(key) or _Failures()
+        f.pending = max(0, f.pending - 1)
         f.count += 1
         f.last = now
-        f.next_check = max(f.next_check, now + self.interval(f.count))
         self.table[key] = f
         self.table.touch(key)
 

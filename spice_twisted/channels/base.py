@@ -120,6 +120,7 @@ class ChannelClient(TwistedProtocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.connected = False
+        self.core.discard_input()
         if self._input_watch is not None:
             self._input_watch.stop()
         if self._ping_loop is not None and self._ping_loop.running:
@@ -145,6 +146,7 @@ class ChannelClient(TwistedProtocol):
         self.close_reason = self.close_reason or reason
         self.log.warn("{cc}: closing: {reason}", cc=self, reason=reason)
         self.connected = False
+        self.core.discard_input()
         if self.transport is not None:
             self.transport.abortConnection()
 

@@ -224,6 +224,8 @@ class LinkProtocol(Protocol):
             if call is not None and call.active():
                 call.cancel()
         self._starting = self._checking = None
+        self._early = None
+        self.link.discard()
         if self.host:
             self.server.guard.release(self.host)
         if self.channel is not None:

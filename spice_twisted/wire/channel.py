@@ -88,6 +88,10 @@ class ChannelCore:
         """Bytes of an incomplete client message held so far."""
         return self.framer.buffered
 
+    def discard_input(self) -> None:
+        """The connection is closing: forget any unfinished client message."""
+        self.framer.discard()
+
     # --- in -----------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[Event]:
         """Every whole message in `data` (and what came before), decoded; raises ProtocolError."""

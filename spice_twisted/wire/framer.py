@@ -40,6 +40,11 @@ class Framer:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def discard(self) -> None:
+        """Drop an unfinished message (the connection is closing): its memory goes now,
+        not whenever the garbage collector finds the closed connection's objects."""
+        self._buf = bytearray()
+
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         self._buf += data
         out: list[tuple[int, bytes]] = []
