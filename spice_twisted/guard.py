@@ -77,12 +77,13 @@ class Guard:
         return InputWatch(self.reactor, lim.message_timeout, lim.max_connection_buffer, self.budget, close)
 
     # --- the quiet refusal log --------------------------------------------------------
-    def refuse(self, host: str, kind: str, fmt: str, **fields: Any) -> bool:
-        """Count a refusal; log it if it is the first of its kind from this address in this
-        window (returns True then); later ones are summed up by `tick()`."""
+    def refuse(self, host: str, kind: str, fmt: str, log: Logger | None = None, **fields: Any) -> bool:
+        """Count a refusal; log it (to `log`, the refusing protocol's logger, or ours) if it is
+        the first of its kind from this address in this window (returns True then); later
+        ones are summed up by `tick()`."""
         self.refusals[kind] += 1
         if self.window.first(address_key(host), kind, self.now()):
-            self.log.warn(fmt, host=host, **fields)
+            (log or self.log).warn(fmt, host=host, **fields)
             return True
         return False
 

@@ -202,6 +202,7 @@ class LinkProtocol(Protocol):
             self.host,
             f"{kind}:{error.name}",
             "link from {peer} refused ({error}): {reason}",
+            log=self.log,
             peer=self.peer,
             error=error.name,
             reason=reason,
@@ -214,7 +215,9 @@ class LinkProtocol(Protocol):
 
     def _abort(self, reason: str) -> None:
         self._end = reason
-        self.server.guard.refuse(self.host, "link-abort", "link from {peer}: closing: {reason}", peer=self.peer, reason=reason)
+        self.server.guard.refuse(
+            self.host, "link-abort", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason
+        )
         self._cancel_timeout()
         self.transport.abortConnection()
 
