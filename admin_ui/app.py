@@ -13,19 +13,34 @@ import json
 import os
 import secrets
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.static import File
 
+from spice_twisted.audit import audit
 from spice_twisted.stats import client_stats, server_stats
 
+from .http import BODY_LIMIT, LOGIN_BODY_LIMIT
 from .openapi import openapi_document
 from .tokens import LOGIN_COOKIE, SESSION_COOKIE, Sessions
 from .vv import connection_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The only files under /static/: served from memory, no directory listing, no path lookups.
+STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8"}
+
+
+def _load_static() -> dict[str, tuple[bytes, bytes]]:
+    folder = os.path.join(HERE, "static")
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        ctype = STATIC_TYPES.get(os.path.splitext(name)[1])
+        if ctype is not None:
+            with open(os.path.join(folder, name), "rb") as f:
+                out[name] = (f.read(), ctype)
+    return out
 
 
 class ApiError(Exception):
@@ -56,6 +71,7 @@ class AdminApp:
         self.server = server
         self.sessions = Sessions(token)
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")), autoescape=select_autoescape(default=True))
+        self.static_files = _load_static()
 
     # --- plumbing -------------------------------------------------------------------------
     def resource(self) -> Any:
@@ -107,9 +123,22 @@ class AdminApp:
         a = a.decode("latin-1") if isinstance(a, bytes) else str(a)
         return hmac.compare_digest(a.encode(), b.encode())
 
+    def body_limit(self, request: Any) -> tuple[int, int, str]:
+        """What a request may send, decided from its headers before the body is read:
+        (limit, status if over it, message). Called by admin_ui.http.AdminRequest."""
+        header = request.getHeader(b"authorization")
+        if header:
+            scheme, _, token = header.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and self.sessions.token_ok(token.strip()):
+                return BODY_LIMIT, 413, f"body too large (limit {BODY_LIMIT} bytes)"
+            return 0, 401, "invalid token"
+        if self.sessions.get(self._session_id(request)) is not None:
+            return BODY_LIMIT, 413, f"body too large (limit {BODY_LIMIT} bytes)"
+        return LOGIN_BODY_LIMIT, 401, "authentication required: send 'Authorization: Bearer TOKEN'"
+
     def _body(self, request: Any) -> dict[str, Any]:
-        raw = request.content.read(65537)
-        if len(raw) > 65536:
+        raw = request.content.read(BODY_LIMIT + 1)
+        if len(raw) > BODY_LIMIT:
             raise ApiError(413, "body too large")
         try:
             body = json.loads(raw or b"null")
@@ -170,7 +199,10 @@ class AdminApp:
             unknown = set(body) - {"view_only"}
             if unknown or "view_only" not in body:
                 raise ApiError(400, 'expected {"view_only": true|false}')
-            self.server.set_view_only(client.session_id, _bool_field(body, "view_only"), by=self._who(request))
+            try:
+                self.server.set_view_only(client.session_id, _bool_field(body, "view_only"), by=self._who(request))
+            except ValueError as e:  # authenticated with the view-only password
+                raise ApiError(409, str(e)) from None
             return client_stats(self.server, client)
 
         return self._api(request, change, mutating=True)
@@ -211,8 +243,8 @@ class AdminApp:
             if "password" in body:
                 password = body["password"]
                 secret = _utf8(password) if isinstance(password, str) else None
-                if password is not None and (secret is None or not 0 < len(secret) <= 60):
-                    raise ApiError(400, "'password' must be a string of 1 to 60 bytes, or null to disable ticketing")
+                if password is not None and (secret is None or not 0 < len(secret) <= 60 or b"\0" in secret):
+                    raise ApiError(400, "'password' must be a string of 1 to 60 bytes without NUL, or null to disable ticketing")
             else:  # only the expiry changes
                 secret = self.server.ticket.password
                 if secret is None:
@@ -262,32 +294,63 @@ class AdminApp:
         return self._json(request, {"error": "no such API route", "status": 404}, 404)
 
     # --- browser pages ------------------------------------------------------------------
+    @app.route("/static/<name>", methods=["GET", "HEAD"])
+    def static(self, request: Any, name: str) -> bytes:
+        found = self.static_files.get(name)
+        if found is None:
+            return self.not_found(request)
+        data, ctype = found
+        request.setHeader(b"Content-Type", ctype)
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return data
+
     @app.route("/static/", branch=True)
-    def static(self, request: Any) -> Any:
-        return File(os.path.join(HERE, "static"))
+    def not_found(self, request: Any) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"not found\n"
 
     @app.route("/login", methods=["GET"])
     def login_form(self, request: Any, error: str | None = None) -> bytes:
         # Double-submit CSRF for the login form itself: a cookie and a field that must match.
         login_csrf = secrets.token_urlsafe(24)
-        request.setHeader(b"Set-Cookie", LOGIN_COOKIE.encode() + b"=" + login_csrf.encode() + b"; Path=/login; HttpOnly; SameSite=Strict")
+        secure = b"; Secure" if request.isSecure() else b""
+        request.setHeader(
+            b"Set-Cookie", LOGIN_COOKIE.encode() + b"=" + login_csrf.encode() + b"; Path=/login; HttpOnly; SameSite=Strict" + secure
+        )
         return self._html(request, "login.html", error=error, csrf=login_csrf)
+
+    @staticmethod
+    def _form(request: Any) -> dict[bytes, list[bytes]]:
+        """The fields of a form POST body, and only those (never the URL's query)."""
+        request.content.seek(0)
+        return parse_qs(request.content.read(LOGIN_BODY_LIMIT), keep_blank_values=True)
 
     @app.route("/login", methods=["POST"])
     def login(self, request: Any) -> Any:
-        token = request.args.get(b"token", [b""])[0].decode("utf-8", "replace").strip()
+        where = getattr(request.getClientAddress(), "host", None) or "?"
+        if urlsplit(request.uri).query:
+            # A token in the URL ends up in browser history, proxy and access logs: refused
+            # unchecked, whatever it is. The form sends it in the body.
+            self.log.warn("admin login refused from {where}: credentials in the URL (nothing was checked)", where=where)
+            audit("admin_login_refused", peer=where, reason="credentials in the URL")
+            request.setResponseCode(400)
+            return self.login_form(request, error="Send the token with the form, never in the address.")
+        form = self._form(request)
+        token = form.get(b"token", [b""])[0].decode("utf-8", "replace").strip()
         cookie = request.getCookie(LOGIN_COOKIE.encode()) or b""
-        field = request.args.get(b"csrf", [b""])[0]
+        field = form.get(b"csrf", [b""])[0]
         if not cookie or not self._same(field, cookie.decode("latin-1")):
             request.setResponseCode(403)
             return self.login_form(request, error="The form expired: try again.")
-        where = getattr(request.getClientAddress(), "host", None) or "?"
         if not self.sessions.token_ok(token):
             self.log.warn("admin login refused from {where}: wrong token", where=where)
+            audit("admin_login_refused", peer=where, reason="wrong token")
             request.setResponseCode(401)
             return self.login_form(request, error="Wrong token.")
         sid, session = self.sessions.create()
         self.log.info("admin session {n} logged in from {where}", n=session.number, where=where)
+        audit("admin", action="login", by=f"admin session {session.number} from {where}")
         secure = b"; Secure" if request.isSecure() else b""
         request.setHeader(b"Set-Cookie", SESSION_COOKIE.encode() + b"=" + sid.encode() + b"; Path=/; HttpOnly; SameSite=Strict" + secure)
         request.redirect(b"/")
@@ -296,9 +359,10 @@ class AdminApp:
     @app.route("/logout", methods=["POST"])
     def logout(self, request: Any) -> Any:
         session = self.sessions.get(self._session_id(request))
-        if session is not None and self._same(request.args.get(b"csrf", [b""])[0], session.csrf):
+        if session is not None and self._same(self._form(request).get(b"csrf", [b""])[0], session.csrf):
             self.sessions.drop(self._session_id(request))
             self.log.info("admin session {n} logged out", n=session.number)
+            audit("admin", action="logout", by=f"admin session {session.number}")
         request.redirect(b"/login")
         return b""
 

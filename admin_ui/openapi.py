@@ -30,7 +30,7 @@ def _op(
 def openapi_document() -> dict[str, Any]:
     obj = {"type": "object"}
     client = {"$ref": "#/components/schemas/Client"}
-    mutating = (400, 403)
+    mutating = (400, 403, 413)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -46,7 +46,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/clients/{client_id}": {
                 "get": _op("One client.", client, client_id=True, errors=(404,)),
                 "patch": _op(
-                    "Make a client view-only (its input is dropped) or not.",
+                    "Make a client view-only (its input is dropped) or not (409 for a client that gave the view-only password).",
                     client,
                     body={
                         "type": "object",
@@ -55,7 +55,7 @@ def openapi_document() -> dict[str, Any]:
                         "additionalProperties": False,
                     },
                     client_id=True,
-                    errors=(404, *mutating),
+                    errors=(404, 409, *mutating),
                 ),
             },
             "/api/clients/{client_id}/disconnect": {
@@ -134,6 +134,10 @@ def openapi_document() -> dict[str, Any]:
                         "address": {"type": "string"},
                         "primary": {"type": "boolean"},
                         "view_only": {"type": "boolean"},
+                        "view_only_ticket": {
+                            "type": "boolean",
+                            "description": "authenticated with the view-only password: stays view-only",
+                        },
                         "channels": {"type": "array", "items": {"type": "object"}},
                         "pipe_items": {"type": "integer"},
                         "pipe_bytes": {"type": "integer"},

@@ -14,15 +14,18 @@ import ipaddress
 import os
 import secrets
 import socket
+import stat
 import sys
 import time
 from typing import Any
 
 from twisted.python import usage
 
+from .channel_security import ChannelSecurity, channel_name
+from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
 from .sources import make_source
 from .wire.enums import MAX_PASSWORD_LENGTH
-from .wire.ticket import Ticket
+from .wire.ticket import Ticket, check_password
 
 PROG = "twistd spice"
 DEFAULT_GENERATED_LENGTH = 16
@@ -66,6 +69,26 @@ def _positive_float(value: str) -> float:
 
 def _non_negative_float(value: str) -> float:
     n = _number(value)
+    if n < 0:
+        raise ValueError("must not be negative")
+    return n
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"not a whole number: {value!r}") from None
+    if n <= 0:
+        raise ValueError("must be positive")
+    return n
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"not a whole number: {value!r}") from None
     if n < 0:
         raise ValueError("must not be negative")
     return n
@@ -144,6 +167,72 @@ class Options(usage.Options):
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
         ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        [
+            "view-only-password-file",
+            None,
+            None,
+            "File holding a second ticket: clients that give it may only watch, however they reconnect.",
+        ],
+        [
+            "audit-log",
+            None,
+            None,
+            "Append an audit log (JSON lines: connects, links, failed tickets, disconnects, admin actions) to this file.",
+        ],
+        ["tls-ciphers", None, None, "OpenSSL cipher list for TLS 1.2 (TLS 1.3 always uses OpenSSL's own suites)."],
+        ["tls-client-ca", None, None, "Ask every SPICE client on the TLS port for a certificate signed by a CA in this PEM file."],
+        [
+            "max-connection-buffer",
+            None,
+            Limits.max_connection_buffer,
+            "Bytes of unfinished input held for one connection (K, M allowed).",
+            parse_size,
+        ],
+        [
+            "max-buffered-total",
+            None,
+            Limits.max_buffered_total,
+            "Bytes of unfinished messages held across all connections (K, M allowed).",
+            parse_size,
+        ],
+        [
+            "message-timeout",
+            None,
+            Limits.message_timeout,
+            "Close a connection that leaves a message unfinished this long (seconds; 0 = never).",
+            _non_negative_float,
+        ],
+        [
+            "link-timeout",
+            None,
+            Limits.link_timeout,
+            "Close a connection whose link is not complete after this many seconds.",
+            _positive_float,
+        ],
+        ["max-clients", None, Limits.max_clients, "Refuse new clients while this many are connected.", _positive_int],
+        ["max-channels-per-client", None, Limits.max_channels_per_client, "Channel connections one client may have.", _positive_int],
+        [
+            "max-connections-per-address",
+            None,
+            Limits.max_connections_per_address,
+            "Connections at once from one address (IPv6: one /64); 0 = no limit.",
+            _non_negative_int,
+        ],
+        [
+            "link-rate",
+            None,
+            f"{Limits.link_rate:g}/{Limits.link_burst:g}",
+            "Link requests a second from one address, and the burst: RATE/BURST (0 = no limit).",
+            parse_rate,
+        ],
+        [
+            "ticket-backoff",
+            None,
+            Limits.ticket_backoff,
+            "After 3 wrong tickets from an address, pause its checks, doubling up to this many seconds (0 = off).",
+            _non_negative_float,
+        ],
+        ["log-window", None, Limits.log_window, "Log one line per address and kind of refusal per this many seconds.", _non_negative_float],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
@@ -152,6 +241,7 @@ class Options(usage.Options):
         ["view-only", None, "Every new client starts view-only (an admin can let it drive)."],
         ["viewonly", None, "Same as --view-only (x11spice's name)."],
         ["exit-on-x-loss", None, "With --source x11: exit when the X display goes away (default: retry and serve it again)."],
+        ["admin-tls", None, "Serve the admin site over HTTPS on a loopback address too (needs --cert and --key)."],
     ]
 
     def __init__(self) -> None:
@@ -160,6 +250,34 @@ class Options(usage.Options):
             if isinstance(handler, usage.CoerceParameter):
                 self._dispatch[name] = _NamedCoerce(self, handler.coerce)
         self.given: set[str] = set()  # the options on the command line, by long name
+        self["tls-channels"] = []
+        self["plaintext-channels"] = []
+        self["max-messages"] = {}
+        self["warnings"] = []  # logged once logging has started
+
+    # --- repeatable options --------------------------------------------------------------
+    def opt_tls_channel(self, name: str) -> None:
+        """Channel NAME only over TLS (plain links get NEED_SECURED); 'default' for all. Repeatable."""
+        self["tls-channels"].append(self._channel_option("tls-channel", name))
+
+    def opt_plaintext_channel(self, name: str) -> None:
+        """Channel NAME only without TLS (TLS links get NEED_UNSECURED); 'default' for all. Repeatable."""
+        self["plaintext-channels"].append(self._channel_option("plaintext-channel", name))
+
+    def opt_max_message(self, spec: str) -> None:
+        """Largest client message: CHANNEL=SIZE or CHANNEL:MESSAGE=SIZE (CHANNEL may be 'default'). Repeatable."""
+        try:
+            key, n = parse_message_limit(spec)
+        except ValueError as exc:
+            raise usage.UsageError(f"--max-message: {exc}") from None
+        self["max-messages"][key] = n
+
+    @staticmethod
+    def _channel_option(option: str, name: str) -> str:
+        try:
+            return channel_name(name)
+        except ValueError as exc:
+            raise usage.UsageError(f"--{option}: {exc}") from None
 
     # --- parsing ------------------------------------------------------------------------
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -219,7 +337,8 @@ class Options(usage.Options):
             return f"unknown option {shown}"
         names = [o.rstrip("=") for o in self.longOpt if o.rstrip("=") not in REFUSED]
         meant = [n for n in names if n.startswith(name)]
-        meant += [n for n in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if n not in meant]
+        if not meant:  # a prefix says more than a look-alike
+            meant = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join('--' + n for n in meant[:3])}?" if meant else ""
         return f"unknown option {shown}{hint} (long options must be written in full)"
 
@@ -251,6 +370,7 @@ class Options(usage.Options):
                 f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
                 f"(--password-file, --generate-password) nor TLS (--tls-port){tls_note}; pass --disable-ticketing to allow it anyway"
             )
+        self["view-ticket"] = self._view_ticket()
         if self["admin-port"]:
             if self["admin-port"] in (self["port"], self["tls-port"]):
                 raise usage.UsageError("--admin-port must differ from --port and --tls-port")
@@ -258,13 +378,28 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     "the admin site on a non-loopback address needs --cert and --key (it is then served over HTTPS); or pass --admin-port 0"
                 )
+            if self["admin-tls"] and not (self["cert"] and self["key"]):
+                raise usage.UsageError("--admin-tls needs --cert and --key (or --x509-dir)")
             if self["admin-token-file"]:
                 from admin_ui.tokens import read_token_file
 
+                self._private_file("admin-token-file", self["admin-token-file"], refuse=True)
                 try:
                     self["admin-token"] = read_token_file(self["admin-token-file"])
                 except (OSError, ValueError) as exc:
                     raise usage.UsageError(f"--admin-token-file: {exc}") from None
+        elif self["admin-tls"]:
+            raise usage.UsageError("--admin-tls needs the admin site (--admin-port)")
+        self._channel_security()
+        self["limits"] = self._limits()
+        if self["audit-log"]:
+            try:
+                fd = os.open(self["audit-log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.close(fd)
+            except OSError as exc:
+                raise usage.UsageError(f"--audit-log: {exc.strerror}: {self['audit-log']}") from None
+        if self["tls-client-ca"] and not os.path.isfile(self["tls-client-ca"]):
+            raise usage.UsageError(f"--tls-client-ca: no such file: {self['tls-client-ca']}")
         if self["admin-access-log"]:
             try:
                 with open(self["admin-access-log"], "a"):
@@ -319,15 +454,102 @@ class Options(usage.Options):
 
     def _tls_context(self) -> Any:
         if not (self["cert"] and self["key"]):
+            for name in ("tls-ciphers", "tls-client-ca"):
+                if self[name]:
+                    raise usage.UsageError(f"--{name} needs --tls-port with --cert and --key")
             return None
         from .tls import server_context
 
+        if self["tls-ciphers"]:
+            try:
+                server_context(self["cert"], self["key"], ciphers=self["tls-ciphers"])
+            except ValueError as exc:
+                if "cipher" in str(exc):
+                    raise usage.UsageError(f"--tls-ciphers {self['tls-ciphers']}: {exc}") from None
+            except Exception:  # noqa: BLE001, S110  (a bad certificate: reported below)
+                pass
         try:
-            return server_context(self["cert"], self["key"])
+            ctx = server_context(self["cert"], self["key"], ciphers=self["tls-ciphers"], client_ca=self["tls-client-ca"])
+            # The admin site never asks for client certificates (browsers rarely have them).
+            self["admin-tls-context"] = (
+                server_context(self["cert"], self["key"], ciphers=self["tls-ciphers"]) if self["tls-client-ca"] else ctx
+            )
+            return ctx
         except Exception as exc:  # noqa: BLE001  (OpenSSL's errors have no common base worth naming)
+            ca = f" and --tls-client-ca {self['tls-client-ca']}" if self["tls-client-ca"] else ""
             raise usage.UsageError(
-                f"cannot use --{self._named('cert')} {self['cert']} with --{self._named('key')} {self['key']}: {exc}"
+                f"cannot use --{self._named('cert')} {self['cert']} with --{self._named('key')} {self['key']}{ca}: {exc}"
             ) from None
+
+    def _channel_security(self) -> None:
+        tls, plain = set(self["tls-channels"]), set(self["plaintext-channels"])
+        if tls and not self["tls-port"]:
+            raise usage.UsageError("--tls-channel needs a --tls-port to send those channels to")
+        if plain and not self["port"]:
+            raise usage.UsageError("--plaintext-channel needs a plain --port to send those channels to")
+        try:
+            self["channel-security"] = ChannelSecurity(frozenset(tls), frozenset(plain))
+        except ValueError as exc:
+            raise usage.UsageError(str(exc)) from None
+
+    def _limits(self) -> Limits:
+        rate = self["link-rate"]
+        if isinstance(rate, str):  # the default, as written in the help
+            rate = parse_rate(rate)
+        messages = dict(DEFAULT_MESSAGE_LIMITS)
+        messages.update(self["max-messages"])
+        return Limits(
+            message=messages,
+            max_connection_buffer=self["max-connection-buffer"],
+            max_buffered_total=self["max-buffered-total"],
+            message_timeout=self["message-timeout"],
+            link_timeout=self["link-timeout"],
+            max_clients=self["max-clients"],
+            max_channels_per_client=self["max-channels-per-client"],
+            max_connections_per_address=self["max-connections-per-address"],
+            link_rate=rate[0],
+            link_burst=rate[1],
+            ticket_backoff=self["ticket-backoff"],
+            log_window=self["log-window"],
+        )
+
+    def _private_file(self, option: str, path: str, refuse: bool) -> None:
+        """A secret readable by every user is refused (or, for `refuse=False`, noted)."""
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return  # reading it reports the error
+        if not stat.S_ISREG(mode):
+            return
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            what = f"--{option}: {path} can be read by every user of this machine (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}"
+            if refuse:
+                raise usage.UsageError(what)
+            self["warnings"].append(what)
+        elif mode & stat.S_IRGRP:
+            self["warnings"].append(f"--{option}: {path} can be read by its group (mode {stat.S_IMODE(mode):04o})")
+
+    def _view_ticket(self) -> Ticket | None:
+        path = self["view-only-password-file"]
+        if not path:
+            return None
+        if not self["ticket"].enabled:
+            raise usage.UsageError("--view-only-password-file needs a full ticket beside it (--password-file or --generate-password)")
+        self._private_file("view-only-password-file", path, refuse=False)
+        try:
+            with open(path, "rb") as f:
+                password = f.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise usage.UsageError(f"--view-only-password-file: {exc.strerror}: {path}") from None
+        if not password:
+            raise usage.UsageError(f"--view-only-password-file: {path} is empty")
+        try:
+            check_password(password)
+        except ValueError as exc:
+            raise usage.UsageError(f"--view-only-password-file: {exc}") from None
+        if password == self["ticket"].password:
+            raise usage.UsageError("--view-only-password-file: it holds the full password: give view-only clients a password of their own")
+        return Ticket(password, self["ticket"].expires)
 
     def _check_ports_free(self) -> None:
         """A port already in use reads as a message here, not as a traceback at start."""
@@ -363,6 +585,7 @@ class Options(usage.Options):
             password, where = self._read_stdin_password(), "standard input"
         else:
             self["ticket-source"] = "file"
+            self._private_file("password-file", path, refuse=False)
             try:
                 with open(path, "rb") as f:
                     password = f.read().rstrip(b"\r\n")
@@ -371,8 +594,10 @@ class Options(usage.Options):
             where = path
         if not password:
             raise usage.UsageError(f"--password-file: {where} is empty")
-        if len(password) > MAX_PASSWORD_LENGTH:
-            raise usage.UsageError(f"--password-file: password longer than {MAX_PASSWORD_LENGTH} bytes")
+        try:
+            check_password(password)
+        except ValueError as exc:
+            raise usage.UsageError(f"--password-file: {exc}") from None
         return Ticket(password, expires)
 
     @staticmethod

@@ -12,13 +12,17 @@ from typing import Any
 from twisted.internet import task
 from twisted.logger import Logger
 
+from .audit import audit
+from .channel_security import ChannelSecurity
 from .channels.base import ChannelClient
 from .channels.cursor import CursorChannelClient
 from .channels.display import DisplayChannelClient, DisplaySettings
 from .channels.inputs import InputsChannelClient
 from .channels.keypool import LinkKeyPool
 from .channels.main import MainChannelClient
+from .guard import Guard
 from .inputs import InputOrigin, InputRouter
+from .limits import Limits
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
@@ -49,6 +53,7 @@ class Client:
     channels: list[ChannelClient] = field(default_factory=list)
     colour: tuple[int, int, int] = (0, 0, 0)
     view_only: bool = False
+    view_only_locked: bool = False  # authenticated with the view-only password: stays view-only
     input_events: int = 0
     input_dropped: int = 0
     pointer: tuple[int, int] = (0, 0)
@@ -72,10 +77,17 @@ class SpiceServer:
         ping_interval: float = 10.0,
         max_fps: float = DEFAULT_MAX_FPS,
         image_compression: str = "auto",
+        limits: Limits | None = None,
+        channel_security: ChannelSecurity | None = None,
+        view_ticket: Ticket | None = None,
     ) -> None:
         self.source = source
         self.ticket = ticket
+        self.view_ticket = view_ticket  # --view-only-password-file: clients with it only watch
         self.reactor = reactor
+        self.limits = limits or Limits()
+        self.guard = Guard(self.limits, reactor)
+        self.channel_security = channel_security or ChannelSecurity()
         self.mini_header = mini_header
         self.name = name
         self.allow_multiple_clients = allow_multiple_clients
@@ -136,6 +148,7 @@ class SpiceServer:
 
     def tick_second(self) -> None:
         self.check_stalled()
+        self.guard.tick()
         for client in self.clients.values():
             for cc in client.channels:
                 cc.sample_rate()
@@ -161,15 +174,21 @@ class SpiceServer:
         """Set (or clear, with None) the password; expires_in seconds from now (0 = now)."""
         if password is None and self.ticket_required:
             raise ValueError("a plain port on a public address needs a ticket: it cannot be cleared")
+        if password is None and self.view_ticket is not None:
+            raise ValueError("the view-only password needs a ticket beside it: it cannot be cleared")
+        if password is not None and self.view_ticket is not None and password == self.view_ticket.password:
+            raise ValueError("that is the view-only password: choose another")
         same = password is not None and password == self.ticket.password
         expires = time.time() + expires_in if expires_in is not None else None
-        self.ticket = Ticket(password, expires)
+        self.ticket = Ticket(password, expires)  # raises ValueError for a ticket no client can send
         if password is None:
             what = "ticket cleared (ticketing disabled: clients connect without a password)"
         else:
             when = "never expires" if expires_in is None else "expires now" if expires_in == 0 else f"expires in {expires_in:g}s"
             what = f"ticket expiry changed: {when}" if same else f"ticket set: a new password, {when}"
         self.log.info("{what}{by}", what=what, by=f" (by {by})" if by else "")
+        action = "ticket_cleared" if password is None else "ticket_expiry" if same else "ticket_set"
+        audit("admin", action=action, expires=expires, by=by or "local")
         self.watch_ticket_expiry(by)
 
     def watch_ticket_expiry(self, by: str | None = None) -> None:
@@ -195,16 +214,22 @@ class SpiceServer:
 
     def disconnect(self, session_id: int, by: str | None = None) -> None:
         why = f"disconnected by {by}" if by else "disconnected by the admin"
+        audit("admin", action="disconnect", session=f"{session_id:#x}", by=by or "local")
         self.disconnect_client(self.clients[session_id], "disconnected by the admin", why=why)
 
     def set_view_only(self, session_id: int, view_only: bool, by: str | None = None) -> None:
         """A view-only client sees everything; its input is dropped (and counted)."""
-        self.clients[session_id].view_only = bool(view_only)
+        client = self.clients[session_id]
+        if not view_only and client.view_only_locked:
+            raise ValueError("this client authenticated with the view-only password: it stays view-only")
+        client.view_only = bool(view_only)
+        audit("admin", action="view_only", session=f"{session_id:#x}", view_only=bool(view_only), by=by or "local")
         what = "is view-only now" if view_only else "may drive now (view-only off)"
         self.log.info("client {sid:#x} {what}{by}", sid=session_id, what=what, by=f" (by {by})" if by else "")
 
     def set_allow_multiple_clients(self, allow: bool, by: str | None = None) -> None:
         self.allow_multiple_clients = bool(allow)
+        audit("admin", action="allow_multiple_clients", allow=bool(allow), by=by or "local")
         what = "multiple clients allowed" if allow else "multiple clients off: the next client replaces the connected ones"
         self.log.info("{what}{by}", what=what, by=f" (by {by})" if by else "")
 
@@ -229,13 +254,44 @@ class SpiceServer:
     def channel_list(self) -> list[tuple[int, int]]:
         return [(int(t), 0) for t in CHANNEL_CLASSES if t != ChannelType.MAIN]
 
-    def check_link(self, request: LinkRequest, secure: bool) -> LinkError | None:
+    def check_link(self, request: LinkRequest, secure: bool, view_only: bool = False) -> LinkError | None:
+        refusal = self.link_refusal(request, secure, view_only)
+        return refusal[0] if refusal is not None else None
+
+    def link_refusal(self, request: LinkRequest, secure: bool, view_only: bool = False) -> tuple[LinkError, str] | None:
+        """Why this link may not go on, or None. `view_only`: its ticket was the view-only one."""
+        error = self.channel_security.check(request.channel_type, secure)
+        if error is not None:
+            return (
+                error,
+                f"channel {request.channel_type} is {'TLS' if error == LinkError.NEED_SECURED else 'plain'}-only (--{'tls' if error == LinkError.NEED_SECURED else 'plaintext'}-channel)",
+            )
         ctype = request.known_channel
         if ctype not in CHANNEL_CLASSES or request.channel_id != 0:
-            return LinkError.CHANNEL_NOT_AVAILABLE
-        if ctype != ChannelType.MAIN and request.connection_id not in self.clients:
-            return LinkError.BAD_CONNECTION_ID
+            return LinkError.CHANNEL_NOT_AVAILABLE, f"no channel {request.channel_type}:{request.channel_id}"
+        if ctype == ChannelType.MAIN:
+            if self.allow_multiple_clients and len(self.clients) >= self.limits.max_clients:
+                return LinkError.ERROR, f"{len(self.clients)} clients connected already (--max-clients)"
+            return None
+        client = self.clients.get(request.connection_id)
+        if client is None:
+            return LinkError.BAD_CONNECTION_ID, f"no session {request.connection_id:#x}"
+        if len(client.channels) >= self.limits.max_channels_per_client:
+            return (
+                LinkError.ERROR,
+                f"session {request.connection_id:#x} has {len(client.channels)} channels already (--max-channels-per-client)",
+            )
+        if view_only and not client.view_only_locked:
+            return LinkError.PERMISSION_DENIED, "the view-only password cannot join a session opened with the full password"
         return None
+
+    def authenticate(self, password: bytes | None) -> str | None:
+        """Which ticket a decrypted password is: "view-only", "full", or None (refused)."""
+        view = self.view_ticket is not None and not self.ticket.expired() and self.view_ticket.accepts(password)
+        full = self.ticket.accepts(password)  # both are always compared
+        if view:
+            return "view-only"
+        return "full" if full else None
 
     def stats_link_refused(self, error: LinkError) -> None:
         self.link_refusals[error.name] += 1
@@ -247,7 +303,9 @@ class SpiceServer:
             if sid and sid not in self.clients:
                 return sid
 
-    def create_channel_client(self, request: LinkRequest, mini_header: bool, secure: bool, peer: str) -> ChannelClient:
+    def create_channel_client(
+        self, request: LinkRequest, mini_header: bool, secure: bool, peer: str, view_only_ticket: bool = False
+    ) -> ChannelClient:
         ctype = ChannelType(request.channel_type)
         if ctype == ChannelType.MAIN:
             sid = request.connection_id
@@ -256,10 +314,15 @@ class SpiceServer:
             if not self.allow_multiple_clients:
                 for old in list(self.clients.values()):
                     self.disconnect_client(old, "replaced by a new client", why="replaced by a new client (multiple clients off)")
-            client = Client(sid, peer, colour=PALETTE[self._clients_seen % len(PALETTE)], view_only=self.new_clients_view_only)
+            view_only = self.new_clients_view_only or view_only_ticket
+            client = Client(
+                sid, peer, colour=PALETTE[self._clients_seen % len(PALETTE)], view_only=view_only, view_only_locked=view_only_ticket
+            )
             self._clients_seen += 1
             self.clients[sid] = client
-            self.log.info("client {sid:#x} connected from {peer}{vo}", sid=sid, peer=peer, vo=" (view-only)" if client.view_only else "")
+            vo = " (view-only password)" if view_only_ticket else " (view-only)" if client.view_only else ""
+            self.log.info("client {sid:#x} connected from {peer}{vo}", sid=sid, peer=peer, vo=vo)
+            audit("session_start", session=f"{sid:#x}", peer=peer, view_only=client.view_only, view_only_ticket=view_only_ticket)
         else:
             client = self.clients[request.connection_id]
         cc = self._channel_client(ctype, client, request, mini_header, secure)
@@ -293,6 +356,7 @@ class SpiceServer:
         if self.clients.pop(client.session_id, None) is None:
             return
         self.log.info("client {sid:#x} disconnected: {why}", sid=client.session_id, why=why)
+        audit("session_end", session=f"{client.session_id:#x}", reason=why)
         self.source.client_gone(InputOrigin(client.session_id, client.colour))
         if was_primary and self.primary is not None:
             self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)

@@ -10,8 +10,10 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from admin_ui.app import AdminApp
+from admin_ui.http import IDLE_TIMEOUT, AdminRequest, redacted_access_log
 from admin_ui.tokens import generate_token_file
 
+from .audit import AuditFileObserver
 from .channels.link import SpiceFactory
 from .connect import ConnectInfo
 from .options import is_loopback
@@ -24,17 +26,25 @@ class SpiceService(service.Service):
 
     log = Logger()
 
-    def __init__(self, server: SpiceServer) -> None:
+    def __init__(self, server: SpiceServer, warnings: list[str] | None = None, audit_path: str | None = None) -> None:
         self.server = server
+        self.warnings = warnings or []
+        self.audit = AuditFileObserver(audit_path) if audit_path else None
 
     def startService(self) -> None:
         super().startService()
+        if self.audit is not None:
+            self.audit.start()
+        for line in self.warnings:
+            self.log.warn("{line}", line=line)
         self.server.start()
         self.server.watch_ticket_expiry()
 
     def stopService(self) -> Any:
         self.server.stop_watching_ticket()
         self.server.stop()
+        if self.audit is not None:
+            self.audit.stop()
         return super().stopService()
 
 
@@ -69,11 +79,14 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         ping_interval=options["ping-interval"],
         max_fps=options["max-fps"],
         image_compression=options["image-compression"],
+        limits=options.get("limits"),
+        channel_security=options.get("channel-security"),
+        view_ticket=options.get("view-ticket"),
     )
     server.new_clients_view_only = bool(options["view-only"])
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]
-    SpiceService(server).setServiceParent(top)
+    SpiceService(server, options.get("warnings"), options.get("audit-log")).setServiceParent(top)
     listen = options["listen"]
     server.endpoints.update(listen=listen, port=options["port"], tls_port=options["tls-port"], admin_port=options["admin-port"])
     server.ticket_required = options["ticket-required"]
@@ -90,7 +103,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         internet.TCPServer(options["tls-port"], tls, interface=listen).setServiceParent(top)
     admin = None
     if options["admin-port"]:
-        admin = AdminService(server, options, ctx)
+        admin = AdminService(server, options, options.get("admin-tls-context") or ctx)
         admin.setServiceParent(top)
     info = ConnectInfo(
         listen=listen,
@@ -102,7 +115,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         ticket_file=options["password-file"],
         view_only=bool(options["view-only"]),
         admin_port=options["admin-port"],
-        admin_https=not is_loopback(listen),
+        admin_https=not is_loopback(listen) or bool(options.get("admin-tls")),
         admin_token_file=admin.token_path if admin else None,
     )
     show_urls = getattr(server.source, "show_urls", None)
@@ -144,9 +157,16 @@ class AdminService(service.MultiService):
         if token is None:
             token, self.token_path = generate_token_file(self.port)
         self.app = AdminApp(server, token)
-        site = AdminSite(self.app.resource(), logPath=options.get("admin-access-log"))
+        site = AdminSite(
+            self.app.resource(),
+            requestFactory=AdminRequest,
+            logPath=options.get("admin-access-log"),
+            logFormatter=redacted_access_log,
+            timeout=IDLE_TIMEOUT,
+        )
+        site.body_limit = self.app.body_limit  # read by AdminRequest before any body
         site.displayTracebacks = False
-        if is_loopback(listen):
+        if is_loopback(listen) and not options.get("admin-tls"):
             internet.TCPServer(self.port, site, interface=listen).setServiceParent(self)
         else:
             internet.SSLServer(self.port, site, ctx, interface=listen).setServiceParent(self)

@@ -59,6 +59,7 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "connected_for": round(time.time() - client.connected_since, 3),
         "primary": server.primary is client,
         "view_only": client.view_only,
+        "view_only_ticket": client.view_only_locked,
         "colour": "#{:02x}{:02x}{:02x}".format(*client.colour),
         "input_events": client.input_events,
         "input_dropped": client.input_dropped,
@@ -111,7 +112,8 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "shape": server.cursor.shape.unique if server.cursor.shape else None,
         },
         "stalled_disconnects": server.stalled_disconnects,
-        "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline},
+        "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline, "taken": server.link_keys.taken},
+        "guard": server.guard.stats(),
     }
 
 

@@ -1,4 +1,9 @@
-"""TLS context for the TLS port, from PEM files, through Twisted's pyOpenSSL support."""
+"""TLS context for the TLS port, from PEM files, through Twisted's pyOpenSSL support.
+
+TLS 1.2 is the oldest version offered. `--tls-ciphers` is an OpenSSL cipher string for
+TLS 1.2 (TLS 1.3's suites are OpenSSL's own, all of them sound). `--tls-client-ca FILE`
+asks every SPICE client for a certificate signed by a CA in FILE and refuses the rest.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,35 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 _END = b"-----END CERTIFICATE-----"
 
 
-def server_context(cert_path: str, key_path: str) -> ssl.CertificateOptions:
-    """The certificate (any chain may follow it in the file) and its key; Twisted's safe defaults."""
-    with open(cert_path, "rb") as f:
-        cert_pem = f.read()
+def _pem_certificates(path: str) -> list[bytes]:
+    with open(path, "rb") as f:
+        data = f.read()
+    return [p + _END for p in data.split(_END) if b"-----BEGIN CERTIFICATE-----" in p]
+
+
+def server_context(cert_path: str, key_path: str, ciphers: str | None = None, client_ca: str | None = None) -> ssl.CertificateOptions:
+    """The certificate (any chain may follow it in the file) and its key; Twisted's safe
+    defaults, TLS 1.2 or newer, optionally only `ciphers` and only clients `client_ca` signed."""
+    pems = _pem_certificates(cert_path)
     with open(key_path, "rb") as f:
         key_pem = f.read()
-    pems = [p + _END for p in cert_pem.split(_END) if b"-----BEGIN CERTIFICATE-----" in p]
     if not pems:
         raise ValueError(f"no certificate in {cert_path}")
     leaf = ssl.PrivateCertificate.loadPEM(pems[0] + b"\n" + key_pem)
+    extra: dict[str, object] = {}
+    if ciphers:
+        extra["acceptableCiphers"] = ssl.AcceptableCiphers.fromOpenSSLCipherString(ciphers)
+    if client_ca:
+        cas = _pem_certificates(client_ca)
+        if not cas:
+            raise ValueError(f"no certificate in {client_ca}")
+        extra.update(verify=True, requireCertificate=True, caCerts=[ssl.Certificate.loadPEM(p).original for p in cas])
     return ssl.CertificateOptions(
         privateKey=leaf.privateKey.original,
         certificate=leaf.original,
         extraCertChain=[ssl.Certificate.loadPEM(p).original for p in pems[1:]],
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -38,6 +58,13 @@ class RecordPerWriteTLSFactory(TLSMemoryBIOFactory):
     """
 
     protocol = TLSMemoryBIOProtocol
+
+    def buildProtocol(self, addr):  # type: ignore[no-untyped-def]
+        # The wrapped factory may refuse a connection (per-address limit): no TLS for it either.
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
 
 
 def tls_listener_factory(ctx: ssl.CertificateOptions, wrapped: Factory) -> RecordPerWriteTLSFactory:

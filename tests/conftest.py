@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from support.admin import TOKEN, Api
+from support.admin import TOKEN, Api, write_token
 from support.certs import make_ca_and_server
 from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess, free_port
 
@@ -75,7 +75,7 @@ def certs(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def admin(spawn, tmp_path):
     """A server with the admin site on a free port (token TOKEN) and two spice-gtk clients."""
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
+    write_token(tmp_path / "admin-token", TOKEN)
     port = free_port()
     srv = spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"))
     clients = []

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
-from support.admin import TOKEN
+from support.admin import TOKEN, write_token
 from support.processes import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -268,7 +268,7 @@ def test_html_in_source_name_is_shown_as_text(spawn, tmp_path, browser):
     evil = '<img src=x onerror="window.pwned=1">'
     picture = tmp_path / f"{evil}.png"
     Image.new("RGB", (64, 48), (10, 120, 200)).save(picture)
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
+    write_token(tmp_path / "admin-token", TOKEN)
     port = free_port()
     spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"), "--source", f"image:{picture}")
     By = _by()

@@ -7,7 +7,7 @@ import re
 import time
 
 import requests
-from support.admin import TOKEN, Api
+from support.admin import TOKEN, Api, write_token
 from support.processes import free_port, wait_until
 
 POLLS = ["/api/server", "/api/clients", "/api/settings", "/static/dashboard.js", "/static/admin.css", "/api/openapi.json", "/login"]
@@ -42,7 +42,7 @@ def test_twenty_api_polls_add_no_log_lines(admin):
 
 
 def test_admin_access_log_option_writes_the_polls_to_its_file(spawn, tmp_path):
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
+    write_token(tmp_path / "admin-token", TOKEN)
     access = tmp_path / "access.log"
     port = free_port()
     srv = spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"), "--admin-access-log", str(access))
@@ -129,7 +129,7 @@ def test_wrong_admin_login_is_logged_without_the_token(admin):
 
 
 def test_view_only_option_makes_new_clients_view_only_until_an_admin_lets_them_drive(spawn, tmp_path):
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
+    write_token(tmp_path / "admin-token", TOKEN)
     port = free_port()
     srv = spawn.server("--view-only", "--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"))
     api = Api(port, TOKEN)

@@ -22,7 +22,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
-from support.admin import Api
+from support.admin import Api, write_token
 from support.processes import SYSTEM_PYTHON, GtkClient, ServerProcess, free_port
 
 from admin_ui.openapi import openapi_document
@@ -63,7 +63,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     if not _have_spice_gtk():
         pytest.fail("spice-gtk (python3-gi, gir1.2-spiceclientglib-2.0) is not installed: run the README test command (scripts/test.sh)")
     tmp: Path = tmp_path_factory.mktemp("schemathesis")
-    (tmp / "admin-token").write_text(TOKEN + "\n")
+    write_token(tmp / "admin-token", TOKEN)
     access = ["--admin-access-log", str(tmp / "access.log")]  # every status, for the 5xx check
     server = ServerProcess("--admin-port", str(free_port()), "--admin-token-file", str(tmp / "admin-token"), *access, tmp=tmp)
     client = None
@@ -141,7 +141,7 @@ def test_hostile_requests_are_client_errors(live: Live, method: str, path: str, 
 def test_connection_file_with_a_password_that_is_not_utf8(spawn: Any, tmp_path: Path) -> None:
     # --password-file takes any bytes; a .vv file is UTF-8 text, so it cannot carry this one.
     (tmp_path / "password").write_bytes(b"p\xe4ss")
-    (tmp_path / "admin-token").write_text(TOKEN + "\n")
+    write_token(tmp_path / "admin-token", TOKEN)
     port = free_port()
     spawn.server(
         "--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"), "--password-file", str(tmp_path / "password")

@@ -173,7 +173,7 @@ def test_password_on_the_command_line_is_refused_and_reads_no_file(tmp_path, arg
         (["--password-fil", "x"], "unknown option --password-fil; did you mean --password-file?"),
         (["--list", "0.0.0.0"], "unknown option --list; did you mean --listen?"),
         (["--stats", "5"], "unknown option --stats; did you mean --stats-interval?"),
-        (["--view"], "unknown option --view; did you mean --view-only or --viewonly?"),
+        (["--view"], "unknown option --view; did you mean --view-only or --viewonly or --view-only-password-file?"),
         (["--x509dir", "/tmp"], "did you mean --x509-dir?"),
         (["--logfile", "x.log"], "--logfile is an option of twistd itself: put it before 'spice'"),
         (["--port", "abc"], "--port: not a port number: 'abc'"),

@@ -21,6 +21,7 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..limits import MAX_CONTROL_BACKLOG
 from ..wire.channel import AckCredit, ChannelCore, Pong, ProtocolError, Received
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
@@ -58,7 +59,14 @@ class ChannelClient(TwistedProtocol):
         self.host, self.client, self.request, self.secure = host, client, request, secure
         self.reactor = host.reactor
         self.channel_id = request.channel_id
-        self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks)
+        # Message size limits (per channel and per type) from the server's Limits, if it has them.
+        limits = getattr(host, "limits", None)
+        if limits is not None:
+            max_body, type_limits = limits.channel_limits(self.channel_type, 6 if mini_header else 18)
+            self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks, max_body=max_body, type_limits=type_limits)
+        else:
+            self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks)
+        self._input_watch: Any = None  # unfinished-message deadline and budget (limits.InputWatch)
         self.pipe: Pipe = self.make_pipe()
         self._partial: tuple[PipeItem, Parts, int, int] | None = None  # a large message being written
         self.paused = False
@@ -103,6 +111,9 @@ class ChannelClient(TwistedProtocol):
     # --- connection lifecycle ----------------------------------------------------------
     def connectionMade(self) -> None:
         self.connected = True
+        guard = getattr(self.host, "guard", None)
+        if guard is not None:
+            self._input_watch = guard.watch(self.abort)
         self.transport.registerProducer(self, True)
         if self.handles_acks:
             self.pipe.appendleft(PipeItem(*self.core.set_ack(self.ack_window)))
@@ -116,6 +127,9 @@ class ChannelClient(TwistedProtocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.connected = False
+        self.core.discard_input()
+        if self._input_watch is not None:
+            self._input_watch.stop()
         if self._ping_loop is not None and self._ping_loop.running:
             self._ping_loop.stop()
         self._partial = None
@@ -135,18 +149,29 @@ class ChannelClient(TwistedProtocol):
 
     def abort(self, reason: str) -> None:
         """Drop the connection now (bad input, stalled reader): never waits on the peer."""
+        if self.close_reason is not None and not self.connected:
+            return  # already closed; one line per connection
         self.close_reason = self.close_reason or reason
         self.log.warn("{cc}: closing: {reason}", cc=self, reason=reason)
+        self.connected = False
+        self.core.discard_input()
         if self.transport is not None:
             self.transport.abortConnection()
 
     # --- receiving --------------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
+        if not self.connected:
+            return  # closing: what a client still sends is not read
+        received = self.core.messages_received
         try:
             events = self.core.receive_data(data)
         except ProtocolError as exc:
+            if self._input_watch is not None:
+                self._input_watch.stop()
             self.abort(f"protocol error: {exc}")
             return
+        if self._input_watch is not None:
+            self._input_watch.update(self.core.buffered, self.core.messages_received != received)
         self._inbox.extend(events)
         if not self._inbox_scheduled:
             self._run_inbox()
@@ -203,6 +228,10 @@ class ChannelClient(TwistedProtocol):
 
     def queue(self, item: PipeItem) -> None:
         if not self.connected:
+            return
+        if len(self.pipe) >= MAX_CONTROL_BACKLOG:
+            # Replies pile up only when the client sends requests but reads nothing.
+            self.abort(f"{len(self.pipe)} messages unread (the client sends but does not read)")
             return
         self.note_work()
         self.pipe.append(item)

@@ -22,8 +22,10 @@ class LinkKeyPool:
         self.keys: deque[LinkKey] = deque()
         self._making = 0
         self.made_inline = 0
+        self.taken = 0  # keys handed to links (each one an RSA key made)
 
     def take(self) -> LinkKey:
+        self.taken += 1
         key = self.keys.popleft() if self.keys else None
         if key is None:
             self.made_inline += 1  # the pool ran dry (or has no thread): make one here

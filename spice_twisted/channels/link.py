@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from ..wire.enums import LinkError
+from ..audit import audit
+from ..guard import host_of
+from ..wire.enums import ChannelType, LinkError
 from ..wire.link import LinkDone, LinkFailed, LinkRequested, ServerLink, TicketReceived
 from ..wire.ticket import LinkKey
 
@@ -16,7 +18,14 @@ if TYPE_CHECKING:
     from ..server import SpiceServer
     from .base import ChannelClient
 
-LINK_TIMEOUT = 30.0
+LINK_TIMEOUT = 30.0  # the default of --link-timeout
+
+
+def _channel_name(channel_type: int) -> str:
+    try:
+        return ChannelType(channel_type).name.lower()
+    except ValueError:
+        return str(channel_type)
 
 
 class LinkProtocol(Protocol):
@@ -30,18 +39,35 @@ class LinkProtocol(Protocol):
         self._timeout: Any = None
         self._early: bytearray | None = None  # bytes received between link result and channel start
         self._starting: Any = None
+        self._checking: Any = None  # a ticket check waiting for its address's backoff slot
+        self._received = 0  # bytes received before the channel started
+        self.view_only_ticket = False
+        self.conn = 0
+        self.host = ""
+        self._end = "closed by the client during the link"
 
     @property
     def peer(self) -> str:
         p = self.transport.getPeer()
         return f"{getattr(p, 'host', p)}:{getattr(p, 'port', '')}"
 
+    @property
+    def limits(self) -> Any:
+        return self.server.limits
+
     def connectionMade(self) -> None:
-        self._timeout = self.server.reactor.callLater(LINK_TIMEOUT, self._link_timeout)
+        self.host = host_of(self.transport.getPeer())
+        self.conn = self.server.guard.next_conn()
+        audit("connect", conn=self.conn, peer=self.peer, tls=self.secure)
+        timeout = self.limits.link_timeout
+        if timeout:
+            self._timeout = self.server.reactor.callLater(timeout, self._link_timeout)
 
     def _link_timeout(self) -> None:
         self._timeout = None
-        self.log.warn("link from {peer}: no complete link in {t}s, closing", peer=self.peer, t=LINK_TIMEOUT)
+        t = self.limits.link_timeout
+        self._end = f"no complete link in {t:g}s"
+        self.log.warn("link from {peer}: no complete link in {t}s, closing", peer=self.peer, t=t)
         self.transport.abortConnection()
 
     def _cancel_timeout(self) -> None:
@@ -52,6 +78,11 @@ class LinkProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.channel is not None:
             self.channel.dataReceived(data)
+            return
+        self._received += len(data)
+        if self._received > self.limits.max_connection_buffer + 4096:
+            # a link is at most about 4 KiB; what follows it before the channel starts is small
+            self._abort(f"{self._received} bytes before the channel started (limit {self.limits.max_connection_buffer})")
         elif self._early is not None:
             self._early += data  # the channel starts in a moment: keep what the client sent
         elif self.link.state.value not in ("done", "failed"):
@@ -62,62 +93,151 @@ class LinkProtocol(Protocol):
             if isinstance(ev, LinkFailed):
                 self._refuse(ev.error, ev.reason, ev.reply)
             elif isinstance(ev, LinkRequested):
-                error = self.server.check_link(ev.request, self.secure)
-                if error is not None:
-                    self._refuse(error, f"channel {ev.request.channel_type} link refused", self.link.reject(error))
+                refusal = self.server.link_refusal(ev.request, self.secure)
+                if refusal is not None:
+                    self._refuse(refusal[0], refusal[1], self.link.reject(refusal[0]))
+                    return
+                if not self.server.guard.allow_link(self.host):
+                    # An RSA key costs milliseconds of CPU: an address gets only so many a second.
+                    self._refuse(
+                        LinkError.ERROR,
+                        "too many link requests from this address (--link-rate)",
+                        self.link.reject(LinkError.ERROR),
+                        "link-rate",
+                    )
                     return
                 self.key = self.server.link_keys.take()
                 reply, more = self.link.accept(self.key.public_der, self.server.common_caps(), self.server.channel_caps(ev.request))
                 self.transport.write(reply)
                 self._handle(more)
             elif isinstance(ev, TicketReceived):
-                self._check_ticket(ev.encrypted)
+                self._ticket(ev.encrypted)
+
+    def _ticket(self, encrypted: bytes) -> None:
+        wait = self.server.guard.ticket_wait(self.host)
+        if wait is None:
+            self.key = None
+            audit("auth_failure", conn=self.conn, peer=self.peer, channel=self._channel(), reason="backoff")
+            self._result_refused(LinkError.PERMISSION_DENIED, "too many wrong tickets from this address: refused unchecked", "backoff")
+        elif wait > 0:
+            self._checking = self.server.reactor.callLater(wait, self._check_ticket, encrypted)
+        else:
+            self._check_ticket(encrypted)
+
+    def _channel(self) -> str:
+        return _channel_name(self.link.request.channel_type) if self.link.request is not None else "?"
 
     def _check_ticket(self, encrypted: bytes) -> None:
         assert self.key is not None and self.link.request is not None
+        self._checking = None
         password = self.key.decrypt_ticket(encrypted)
         self.key = None
-        error = LinkError.OK
-        if not self.server.ticket.accepts(password):
-            error = LinkError.PERMISSION_DENIED
-        else:
-            error = self.server.check_link(self.link.request, self.secure) or LinkError.OK
-        result, done = self.link.result(error)
-        self.transport.write(result)
-        if done is None:
-            self._refuse(error, "wrong or expired ticket" if error == LinkError.PERMISSION_DENIED else "link refused", b"")
+        level = self.server.authenticate(password)
+        del password
+        if level is None:
+            self.server.guard.ticket_failed(self.host)
+            audit("auth_failure", conn=self.conn, peer=self.peer, channel=self._channel(), reason="wrong or expired ticket")
+            self._result_refused(LinkError.PERMISSION_DENIED, "wrong or expired ticket", "ticket")
             return
-        self._cancel_timeout()
+        self.server.guard.ticket_ok(self.host)
+        self.view_only_ticket = level == "view-only"
+        refusal = self.server.link_refusal(self.link.request, self.secure, self.view_only_ticket)
+        if refusal is not None:
+            self._result_refused(refusal[0], refusal[1])
+            return
+        result, done = self.link.result(LinkError.OK)
+        self.transport.write(result)
+        assert done is not None
         # Start the channel on the next reactor turn, so the 4-byte result leaves in a TLS
         # record of its own: Twisted's TLS transport joins the writes of one turn into one
         # record, and spice-gtk reads exactly 4 bytes and then polls the socket, leaving the
         # channel's first messages unread in OpenSSL's buffer until the next ping.
+        # The link timeout keeps running until the channel has really started.
         self._early = bytearray(done.leftover)
         self._starting = self.server.reactor.callLater(0, self._start_channel, done)
+
+    def _result_refused(self, error: LinkError, reason: str, kind: str = "link") -> None:
+        result, _ = self.link.result(error)
+        self._refuse(error, reason, result, kind)
 
     def _start_channel(self, done: LinkDone) -> None:
         assert self.link.request is not None and self._early is not None
         self._starting = None
+        request = self.link.request
+        # The session may have gone in between (its main channel closed in this very turn):
+        # then this link is refused like any link to an unknown session. Its result was OK
+        # already, so there is nothing left to tell the client but the close.
+        refusal = self.server.link_refusal(request, self.secure, self.view_only_ticket)
+        if refusal is not None:
+            self._refuse(refusal[0], f"{refusal[1]} (it went away before this channel started)", b"")
+            return
+        self._cancel_timeout()
         early, self._early = bytes(self._early), None
-        self.channel = self.server.create_channel_client(self.link.request, done.mini_header, self.secure, self.peer)
+        try:
+            self.channel = self.server.create_channel_client(
+                request, done.mini_header, self.secure, self.peer, view_only_ticket=self.view_only_ticket
+            )
+        except Exception:
+            self.log.failure("link from {peer}: the channel could not start", peer=self.peer)
+            self._abort("the channel could not start")
+            return
+        audit(
+            "link",
+            conn=self.conn,
+            peer=self.peer,
+            channel=self._channel(),
+            result="OK",
+            session=f"{self.channel.client.session_id:#x}",
+            view_only_ticket=self.view_only_ticket,
+            tls=self.secure,
+        )
         self.channel.makeConnection(self.transport)
         if early:
             self.channel.dataReceived(early)
 
-    def _refuse(self, error: LinkError, reason: str, reply: bytes) -> None:
-        self.log.warn("link from {peer} refused ({error}): {reason}", peer=self.peer, error=error.name, reason=reason)
+    def _refuse(self, error: LinkError, reason: str, reply: bytes, kind: str = "link") -> None:
+        self._end = f"link refused ({error.name})"
         self.server.stats_link_refused(error)
+        self.server.guard.refuse(
+            self.host,
+            f"{kind}:{error.name}",
+            "link from {peer} refused ({error}): {reason}",
+            log=self.log,
+            peer=self.peer,
+            error=error.name,
+            reason=reason,
+        )
+        audit("link", conn=self.conn, peer=self.peer, channel=self._channel(), result=error.name, reason=reason, tls=self.secure)
         self._cancel_timeout()
         if reply:
             self.transport.write(reply)
         self.transport.loseConnection()
 
+    def _abort(self, reason: str) -> None:
+        self._end = reason
+        self.server.guard.refuse(
+            self.host, "link-abort", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason
+        )
+        self._cancel_timeout()
+        self.transport.abortConnection()
+
     def connectionLost(self, reason: Any = None) -> None:
         self._cancel_timeout()
-        if self._starting is not None and self._starting.active():
-            self._starting.cancel()
+        for call in (self._starting, self._checking):
+            if call is not None and call.active():
+                call.cancel()
+        self._starting = self._checking = None
+        self._early = None
+        self.link.discard()
+        if self.host:
+            self.server.guard.release(self.host)
         if self.channel is not None:
-            self.channel.connectionLost(reason)
+            cc = self.channel
+            cc.connectionLost(reason)
+            why = cc.close_reason or "closed by the client"
+            audit("disconnect", conn=self.conn, peer=self.peer, channel=self._channel(), session=f"{cc.client.session_id:#x}", reason=why)
+        elif self.conn:
+            audit("disconnect", conn=self.conn, peer=self.peer, reason=self._end)
 
 
 class SpiceFactory(Factory):
@@ -128,7 +248,10 @@ class SpiceFactory(Factory):
     def __init__(self, server: SpiceServer, secure: bool) -> None:
         self.server, self.secure = server, secure
 
-    def buildProtocol(self, addr: Any) -> LinkProtocol:
+    def buildProtocol(self, addr: Any) -> LinkProtocol | None:
+        # Per-address connection limit, before any work (on the TLS port: before the handshake).
+        if not self.server.guard.admit(host_of(addr), self.secure):
+            return None
         p = LinkProtocol(self.server, self.secure)
         p.factory = self
         return p

@@ -63,11 +63,12 @@ class ChannelCore:
         handles_acks: bool,
         max_body: int = DEFAULT_MAX_CLIENT_BODY,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        type_limits: dict[int, int] | None = None,
     ) -> None:
         self.clock_ns = clock_ns
         self.channel_type = channel_type
         self.handles_acks = handles_acks
-        self.framer = Framer(mini_header, max_body)
+        self.framer = Framer(mini_header, max_body, type_limits)
         self.writer = HeaderWriter(mini_header)
         self.ack_generation = 0
         self.ack_client_generation = 0
@@ -86,6 +87,10 @@ class ChannelCore:
     def buffered(self) -> int:
         """Bytes of an incomplete client message held so far."""
         return self.framer.buffered
+
+    def discard_input(self) -> None:
+        """The connection is closing: forget any unfinished client message."""
+        self.framer.discard()
 
     # --- in -----------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[Event]:

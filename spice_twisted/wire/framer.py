@@ -17,12 +17,21 @@ _MINI = struct.Struct("<HI")
 DEFAULT_MAX_CLIENT_BODY = 1 << 20  # no client message we accept is near this
 
 
-class Framer:
-    """Reassembles (type, body) pairs from a byte stream."""
+class MessageTooLarge(WireError):
+    """A header claimed a body over the limit for its type: refused before buffering it."""
 
-    def __init__(self, mini: bool, max_body: int = DEFAULT_MAX_CLIENT_BODY) -> None:
+
+class Framer:
+    """Reassembles (type, body) pairs from a byte stream.
+
+    A body is limited to `max_body`, or to `type_limits[type]` for the types listed there;
+    the limit is checked on the header, before any of the body is kept.
+    """
+
+    def __init__(self, mini: bool, max_body: int = DEFAULT_MAX_CLIENT_BODY, type_limits: dict[int, int] | None = None) -> None:
         self.mini = mini
         self.max_body = max_body
+        self.type_limits = type_limits or {}
         self._hdr = _MINI if mini else _FULL
         self._buf = bytearray()
         self.last_serial = 0
@@ -30,6 +39,11 @@ class Framer:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    def discard(self) -> None:
+        """Drop an unfinished message (the connection is closing): its memory goes now,
+        not whenever the garbage collector finds the closed connection's objects."""
+        self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         self._buf += data
@@ -42,8 +56,9 @@ class Framer:
                 msg_type, size = self._hdr.unpack_from(buf, pos)
             else:
                 serial, msg_type, size, _sub_list = self._hdr.unpack_from(buf, pos)
-            if size > self.max_body:
-                raise WireError(f"message type {msg_type} claims {size} bytes (limit {self.max_body})")
+            limit = self.type_limits.get(msg_type, self.max_body)
+            if size > limit:
+                raise MessageTooLarge(f"message type {msg_type} claims {size} bytes (limit {limit})")
             if len(buf) - pos - hsize < size:
                 break
             if not self.mini:

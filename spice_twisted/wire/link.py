@@ -123,6 +123,10 @@ class ServerLink:
         self._buf += data
         return self._advance()
 
+    def discard(self) -> None:
+        """The connection is gone: drop whatever it had sent."""
+        self._buf = bytearray()
+
     def _fail(self, error: LinkError, reason: str) -> list[Event]:
         # Before our reply the client waits for a reply; after it, for a 4-byte result.
         replied = self.state in (State.AUTH_MECH, State.TICKET, State.CHECKING)

@@ -6,6 +6,7 @@ reply; `cryptography` does the RSA work (audited, constant-time), not our code.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -52,8 +53,8 @@ class Ticket:
     expires: float | None = None  # unix time; None = never
 
     def __post_init__(self) -> None:
-        if self.password is not None and len(self.password) > MAX_PASSWORD_LENGTH:
-            raise ValueError(f"password longer than {MAX_PASSWORD_LENGTH} bytes")
+        if self.password is not None:
+            check_password(self.password)
 
     @property
     def enabled(self) -> bool:
@@ -65,6 +66,21 @@ class Ticket:
     def accepts(self, offered: bytes | None, now: float | None = None) -> bool:
         if self.password is None:
             return True
-        if offered is None or self.expired(now):
+        if offered is None or self.expired(now) or len(offered) > MAX_PASSWORD_LENGTH:
             return False
-        return hmac.compare_digest(offered, self.password)
+        return same_secret(offered, self.password)
+
+
+def check_password(password: bytes) -> None:
+    """A ticket clients can send: at most 60 bytes (upstream's limit), no NUL (the client
+    sends a C string, so nothing after a NUL could ever match)."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"password longer than {MAX_PASSWORD_LENGTH} bytes")
+    if b"\0" in password:
+        raise ValueError("the password contains a NUL byte, which no client can send")
+
+
+def same_secret(a: bytes, b: bytes) -> bool:
+    """Equal, in time that depends on neither value nor length (compare_digest alone
+    returns early on a length mismatch, so both sides are hashed to one size first)."""
+    return hmac.compare_digest(hashlib.sha256(a).digest(), hashlib.sha256(b).digest())

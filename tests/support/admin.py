@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
 
 TOKEN = "admin-token-for-tests-0123456789"  # what the `admin` fixture puts in its token file
+
+
+def write_token(path: os.PathLike, token: str = TOKEN) -> os.PathLike:
+    """A token file as it must be: readable by its owner only (the server refuses others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 class Api:
