@@ -9,9 +9,9 @@ import struct
 import time
 from pathlib import Path
 
-from spice_twisted.wire.client_link import link_message, ticket_message
 from spice_twisted.wire.enums import ChannelType, LinkError
-from support.rawclient import read_reply, recv_exact
+from support import rawclient
+from support.rawclient import recv_exact
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 20.0) -> socket.socket:
@@ -25,15 +25,8 @@ def rst(sock: socket.socket) -> None:
 
 
 def link(port: int, password: bytes = b"", channel: int = ChannelType.MAIN, connection_id: int = 0, source: str = "127.0.0.1"):
-    """A whole link from `source`; returns (socket, result). A refused request gives its reply error."""
-    sock = connect(port, source)
-    sock.sendall(link_message(channel, connection_id))
-    reply = read_reply(sock)
-    if reply["error"]:
-        return sock, reply["error"]
-    sock.sendall(ticket_message(reply["pub_key"], password))
-    (result,) = struct.unpack("<I", recv_exact(sock, 4))
-    return sock, result
+    """A whole link from `source`, with this module's longer timeout."""
+    return rawclient.link(port, password, channel, connection_id, source=source, timeout=20.0)
 
 
 def main_session(port: int, password: bytes = b"", source: str = "127.0.0.1") -> tuple[socket.socket, int]:

@@ -34,9 +34,17 @@ def read_reply(sock: socket.socket) -> dict:
     return reply
 
 
-def link(port: int, password: bytes = b"", channel: int = ChannelType.MAIN, connection_id: int = 0) -> tuple[socket.socket, int]:
-    """Run a whole link; returns the socket and the link result code."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def link(
+    port: int,
+    password: bytes = b"",
+    channel: int = ChannelType.MAIN,
+    connection_id: int = 0,
+    source: str = "127.0.0.1",
+    timeout: float = 10.0,
+) -> tuple[socket.socket, int]:
+    """Run a whole link from `source`; returns the socket and the link result code (a refused
+    request gives its reply's error)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
     sock.sendall(link_bytes(channel, connection_id))
     reply = read_reply(sock)
     if reply["error"]:
