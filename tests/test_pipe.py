@@ -323,6 +323,12 @@ def test_resize_gives_every_client_the_new_surface_and_its_content():
         assert kinds.count(MsgDisplay.MONITORS_CONFIG) == 2
         assert r.screen.surfaces[-1] == (320, 240)
         assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+        # The new surface's content precedes its MARK: what the source painted, with no
+        # black first and nothing after (a client shows the display at the MARK).
+        after = kinds[len(kinds) - 1 - kinds[::-1].index(MsgDisplay.SURFACE_CREATE) :]
+        assert after[-1] == MsgDisplay.MARK and after.count(MsgDisplay.MARK) == 1, after
+        draws = [b for m, b in r.messages[len(kinds) - len(after) :] if m == MsgDisplay.DRAW_COPY]
+        assert draws and sum(len(b) for b in draws) < 2 * 320 * 240 * 4  # one full picture, not two
 
 
 def test_a_capture_thread_hands_frames_to_the_reactor():

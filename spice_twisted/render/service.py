@@ -79,6 +79,7 @@ class RenderService:
         self._in_frame = False
         self._paint_hooks: list[Callable[[], None]] = []
         self._snapshots: dict[Rect, Drawable] = {}
+        self._surface_changed = False  # a resize the pipes learn of at the next frame
         self.pacer = FramePacer(reactor, max_fps, self._frame)
 
     @property
@@ -129,6 +130,12 @@ class RenderService:
         self._damage = []
         self._clear_snapshots()
         self.counters.frames += 1
+        if self._surface_changed:
+            # Every pipe starts over with the whole new surface, as the source has painted it.
+            self._surface_changed = False
+            for sink in list(self.sinks):
+                sink.surface_changed(self.primary)
+            return
         if not self.sinks or not region:
             return  # nobody to tell; a client that joins later starts from a refresh
         # A pipe that fell behind takes only the area (its refresh is taken later): no pixels
@@ -173,15 +180,16 @@ class RenderService:
 
     # --- the surface's life ------------------------------------------------------------
     def resize(self, width: int, height: int) -> None:
-        """A new primary surface (black) of the new size; every pipe starts over on it. The
-        source draws into the new `primary` and marks it damaged as usual."""
+        """A new primary surface (black) of the new size. The source draws into the new
+        `primary`; at the next frame every pipe starts over on it, so the whole surface a
+        client gets before its MARK is what the source painted, not the black of a new one."""
         self.generation += 1
         self.counters.resizes += 1
         self.primary = Surface(0, width, height)
         self._damage = []
         self._clear_snapshots()
-        for sink in list(self.sinks):
-            sink.surface_changed(self.primary)
+        self._surface_changed = True
+        self.pacer.request()
 
     def subscribe(self, sink: DrawableSink) -> None:
         self.sinks.append(sink)
