@@ -110,6 +110,22 @@ class RenderService:
         if not self._in_frame:
             self.pacer.request()
 
+    def copy_bits(self, src: Rect, dest_x: int, dest_y: int) -> None:
+        """Move the pixels of `src` (on the primary) so its top-left lands at (dest_x, dest_y):
+        a window dragged, text scrolled. The render service moves them itself; clients get a
+        COPY_BITS instead of the moved pixels. The source then paints what the move exposed
+        and marks that damaged as usual."""
+        dx, dy = dest_x - src.left, dest_y - src.top
+        bounds = self.primary.rect
+        dest = Rect(src.left + dx, src.top + dy, src.right + dx, src.bottom + dy).intersect(bounds)
+        dest = Rect(dest.left - dx, dest.top - dy, dest.right - dx, dest.bottom - dy).intersect(bounds)  # as src
+        src, dest = dest, Rect(dest.left + dx, dest.top + dy, dest.right + dx, dest.bottom + dy)
+        if src.empty() or (dx == 0 and dy == 0):
+            return
+        px = self.primary.pixels
+        px[dest.top : dest.bottom, dest.left : dest.right] = px[src.top : src.bottom, src.left : src.right].copy()
+        self.damage(dest)
+
     def add_paint_hook(self, hook: Callable[[], None]) -> None:
         """`hook()` runs at the start of every frame: a source that keeps state (typed text)
         paints it once a frame instead of once an event."""
