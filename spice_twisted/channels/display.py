@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codecs.choice import choose_codec
+from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
 from ..render.region import Region
 from ..render.surface import Surface
 from ..wire.enums import ChannelType, ClipType, DisplayCap, ImageCompression, Rop, ScaleMode, SurfaceFlags
 from ..wire.link import LinkRequest
-from ..wire.messages import message
+from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
 from .base import ChannelClient, ChannelHost, Parts
-from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, DisplayPipe, DrawItem, PipeItem, RefreshItem
+from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
 
 if TYPE_CHECKING:
     from ..render.service import RenderService
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 DISPLAY_INIT_TIMEOUT = 5.0
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
+COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
 
 
 @dataclass
@@ -69,6 +71,21 @@ def draw_copy_parts(drawable: Drawable, codec: str, image_id: int, image_flags: 
     return parts
 
 
+def copy_bits_body(op: CopyBits) -> bytes:
+    """The one COPY_BITS body every client gets for a move."""
+    if op.body is None:
+        op.body = encode_body(
+            COPY_BITS,
+            {
+                "surface_id": op.surface_id,
+                "box": op.dest.wire(),
+                "clip_type": ClipType.NONE,
+                "src_pos": {"x": op.src.left, "y": op.src.top},
+            },
+        )
+    return op.body
+
+
 class DisplayChannelClient(ChannelClient):
     channel_type = ChannelType.DISPLAY
     handles_acks = True
@@ -92,7 +109,7 @@ class DisplayChannelClient(ChannelClient):
     def make_pipe(self) -> DisplayPipe:
         s = self.render.primary
         max_bytes = max(self.settings.max_bytes, 2 * s.width * s.height * 4)
-        return DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes)
+        return DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes, COPY_BITS.id)
 
     @property
     def codec(self) -> str:
@@ -160,6 +177,11 @@ class DisplayChannelClient(ChannelClient):
         self.pipe.push(drawable)
         self.drain()
 
+    def push_copy(self, op: CopyBits) -> None:
+        self.note_work()
+        self.pipe.push_copy(op)
+        self.drain()
+
     def surface_changed(self, surface: Surface) -> None:
         """A new primary: what the pipe held is for the old one; start over on the new one."""
         self.pipe.reset()
@@ -172,6 +194,8 @@ class DisplayChannelClient(ChannelClient):
         if isinstance(item, RefreshItem):
             self.pipe.expand_head(self.render.snapshot, self.render.max_rects)
             return []  # the drain loop sees the new head and marshals that
+        if isinstance(item, CopyItem):
+            return [copy_bits_body(item.op)]
         if not isinstance(item, DrawItem):
             return [item.data]
         d, codec = item.drawable, self.codec

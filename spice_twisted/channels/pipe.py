@@ -3,11 +3,13 @@
 A `Pipe` is a plain FIFO of items with their byte cost. A `DisplayPipe` holds shared
 drawables and keeps itself small at the client's pace:
 - a pushed drawable drops the unsent ones it covers among the last COVER_WINDOW
-  items (a constant window: O(1) per push);
+  items (a constant window: O(1) per push), up to the last COPY_BITS it does not
+  cover (a move reads what came before it);
 - past `max_items` or `max_bytes` its unsent drawables collapse into one `RefreshItem`,
   the *region* they cover (not its bounding box), which holds no pixels; until the pipe
   reaches it, newer drawables are absorbed into its region. When the pipe reaches it,
-  it becomes snapshots of the surface as it is then (shared with other pipes).
+  it becomes snapshots of the surface as it is then (shared with other pipes). A move
+  (COPY_BITS) that meets a refresh becomes its destination area in that refresh.
 Every drawable a pipe drops learns that pipe's id (a shared GLZ dictionary must know).
 Nothing here knows of sockets or Twisted.
 """
@@ -18,6 +20,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
 from ..render.region import Region
@@ -52,6 +55,16 @@ class DrawItem(PipeItem):
     def __init__(self, msg_type: int, drawable: Drawable, nbytes: int) -> None:
         self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", nbytes, True
         self.drawable = drawable
+
+
+class CopyItem(PipeItem):
+    """A pipe's reference to a shared move of pixels (COPY_BITS)."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, msg_type: int, op: CopyBits) -> None:
+        self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", 40, True
+        self.op = op
 
 
 class RefreshItem(PipeItem):
@@ -134,11 +147,16 @@ class Pipe:
 
 class DisplayPipe(Pipe):
     def __init__(
-        self, draw_type: int, codec: Callable[[], str], max_items: int = DEFAULT_MAX_ITEMS, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        draw_type: int,
+        codec: Callable[[], str],
+        max_items: int = DEFAULT_MAX_ITEMS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        copy_type: int = 0,
     ) -> None:
         super().__init__()
         self.id = next(_pipe_ids)
-        self.draw_type = draw_type
+        self.draw_type, self.copy_type = draw_type, copy_type
         self.codec = codec
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -169,7 +187,17 @@ class DisplayPipe(Pipe):
             return
         self._drop_covered(drawable)
         drawable.hold()
-        self.append(DrawItem(self.draw_type, drawable, drawable.nbytes(self.codec())))
+        self._append_bounded(DrawItem(self.draw_type, drawable, drawable.nbytes(self.codec())))
+
+    def push_copy(self, op: CopyBits) -> None:
+        """Queue a move of pixels; behind a refresh, the refresh takes its destination."""
+        if self.refresh is not None:
+            self.absorb(op.dest)
+            return
+        self._append_bounded(CopyItem(self.copy_type, op))
+
+    def _append_bounded(self, item: PipeItem) -> None:
+        self.append(item)
         if self.live > self.max_items or self.bytes > self.max_bytes:
             self.collapse()
         self.peak_items = max(self.peak_items, self.live)
@@ -187,6 +215,11 @@ class DisplayPipe(Pipe):
                 d = it.drawable
                 if d.surface_id == drawable.surface_id and drawable.rect.contains(d.rect):
                     self._drop(it)
+            elif isinstance(it, CopyItem):
+                if it.op.surface_id != drawable.surface_id or not drawable.rect.contains(it.op.dest):
+                    break  # the move reads what came before it: nothing older may go
+                self.discard(it)  # everything it wrote is drawn over
+                self.coalesced += 1
 
     def _drop(self, item: DrawItem) -> None:
         self.discard(item)
@@ -221,6 +254,9 @@ class DisplayPipe(Pipe):
             elif isinstance(it, RefreshItem):
                 refresh.add(it.region)
                 it.live = False
+            elif isinstance(it, CopyItem):
+                refresh.add(it.op.dest)  # the refresh shows where the move wrote, as it is then
+                it.live = False
             else:
                 kept.append(it)
                 continue
@@ -253,7 +289,7 @@ class DisplayPipe(Pipe):
         for it in self.clear():
             if isinstance(it, DrawItem):
                 it.drawable.dropped(self.id)
-            elif not isinstance(it, RefreshItem):
+            elif not isinstance(it, (RefreshItem, CopyItem)):
                 it.live = True
                 self.append(it)  # control messages still go
         self.refresh = None

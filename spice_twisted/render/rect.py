@@ -40,6 +40,9 @@ class Rect(NamedTuple):
     def contains(self, other: Rect) -> bool:
         return self.left <= other.left and self.top <= other.top and self.right >= other.right and self.bottom >= other.bottom
 
+    def translate(self, dx: int, dy: int) -> Rect:
+        return Rect(self.left + dx, self.top + dy, self.right + dx, self.bottom + dy)
+
     def wire(self) -> dict[str, int]:
         """The SpiceRect field dict of the schema."""
         return {"top": self.top, "left": self.left, "bottom": self.bottom, "right": self.right}

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .codec_pool import CodecPool
+from .copy_bits import CopyBits
 from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
 from .rect import Rect
@@ -38,6 +39,7 @@ class DrawableSink(Protocol):
 
     def push_drawable(self, drawable: Drawable) -> None: ...
     def absorb(self, rect: Rect) -> None: ...
+    def push_copy(self, op: CopyBits) -> None: ...
     def surface_changed(self, surface: Surface) -> None: ...
 
 
@@ -53,6 +55,7 @@ class RenderCounters:
     coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed)
     encode_errors: int = 0
     resizes: int = 0
+    copies: int = 0  # COPY_BITS moves committed
 
     def encoded(self, codec: str) -> None:
         self.encodes[codec] = self.encodes.get(codec, 0) + 1
@@ -112,19 +115,32 @@ class RenderService:
 
     def copy_bits(self, src: Rect, dest_x: int, dest_y: int) -> None:
         """Move the pixels of `src` (on the primary) so its top-left lands at (dest_x, dest_y):
-        a window dragged, text scrolled. The render service moves them itself; clients get a
-        COPY_BITS instead of the moved pixels. The source then paints what the move exposed
-        and marks that damaged as usual."""
+        a window dragged, text scrolled. The render service moves them itself and every
+        client gets a COPY_BITS instead of the moved pixels; the source then paints what the
+        move exposed and marks that damaged as usual.
+
+        The damage marked so far is committed first, from the pixels before the move, so
+        what every pipe holds plus the damage still pending always equals the surface: a
+        refresh taken at any moment stays right. A source moves at most once a frame (from
+        its paint hook), so this adds no frames of its own."""
         dx, dy = dest_x - src.left, dest_y - src.top
         bounds = self.primary.rect
-        dest = Rect(src.left + dx, src.top + dy, src.right + dx, src.bottom + dy).intersect(bounds)
-        dest = Rect(dest.left - dx, dest.top - dy, dest.right - dx, dest.bottom - dy).intersect(bounds)  # as src
-        src, dest = dest, Rect(dest.left + dx, dest.top + dy, dest.right + dx, dest.bottom + dy)
+        src = src.translate(dx, dy).intersect(bounds).translate(-dx, -dy).intersect(bounds)
         if src.empty() or (dx == 0 and dy == 0):
             return
+        dest = src.translate(dx, dy)
+        if not self._surface_changed:
+            self._commit()
+            op = CopyBits(self.primary.id, self.generation, src, dest)
+            self.counters.copies += 1
+            for sink in list(self.sinks):
+                if sink.accepting:
+                    sink.push_copy(op)
+                else:
+                    sink.absorb(dest)
         px = self.primary.pixels
         px[dest.top : dest.bottom, dest.left : dest.right] = px[src.top : src.bottom, src.left : src.right].copy()
-        self.damage(dest)
+        self._clear_snapshots()
 
     def add_paint_hook(self, hook: Callable[[], None]) -> None:
         """`hook()` runs at the start of every frame: a source that keeps state (typed text)
@@ -142,16 +158,22 @@ class RenderService:
                 hook()
         finally:
             self._in_frame = False
-        region = damage_region(self._damage, self.primary.rect)
-        self._damage = []
-        self._clear_snapshots()
         self.counters.frames += 1
         if self._surface_changed:
             # Every pipe starts over with the whole new surface, as the source has painted it.
             self._surface_changed = False
+            self._damage = []
+            self._clear_snapshots()
             for sink in list(self.sinks):
                 sink.surface_changed(self.primary)
             return
+        self._commit()
+
+    def _commit(self) -> None:
+        """The damage marked so far becomes drawables in every pipe."""
+        region = damage_region(self._damage, self.primary.rect)
+        self._damage = []
+        self._clear_snapshots()
         if not self.sinks or not region:
             return  # nobody to tell; a client that joins later starts from a refresh
         # A pipe that fell behind takes only the area (its refresh is taken later): no pixels

@@ -242,6 +242,11 @@ _define(
     + QMASK,
 )
 _define(D, MsgDisplay.COPY_BITS, DISPLAY_BASE + [("src_pos", POINT)])
+# What the client must drop from its caches (type 1 = pixmap), and "drop every pixmap".
+RESOURCE = Struct("ResourceId", [("type", U8), ("id", U64)])
+_define(D, MsgDisplay.INVAL_LIST, [("resources", Array(U16, RESOURCE, RESOURCE.size))])
+WAIT_FOR_CHANNEL = Struct("WaitForChannel", [("channel_type", U8), ("channel_id", U8), ("message_serial", U64)])
+_define(D, MsgDisplay.INVAL_ALL_PIXMAPS, [("waits", Array(U8, WAIT_FOR_CHANNEL, WAIT_FOR_CHANNEL.size))])
 _define(
     D,
     MsgDisplay.MONITORS_CONFIG,

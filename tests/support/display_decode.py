@@ -1,4 +1,4 @@
-"""Decode what a display channel sent (DRAW_COPY with raw or LZ4 images) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw or LZ4 images, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
 with the schema's decoder and decodes LZ4 like spice-gtk's canvas does.
@@ -14,6 +14,7 @@ from spice_twisted.wire.messages import decode_body, message
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
+COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
 
 
 def image_pixels(image: dict) -> np.ndarray:
@@ -27,12 +28,13 @@ def image_pixels(image: dict) -> np.ndarray:
 
 
 class Screen:
-    """Follows SURFACE_CREATE and DRAW_COPY messages; counts image types seen."""
+    """Follows SURFACE_CREATE, DRAW_COPY and COPY_BITS messages; counts image types seen."""
 
     def __init__(self) -> None:
         self.fb: np.ndarray | None = None
         self.image_types: dict[int, int] = {}
         self.draws = 0
+        self.copies = 0
         self.surfaces: list[tuple[int, int]] = []
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
@@ -49,3 +51,11 @@ class Screen:
                 box = f["box"]
                 assert self.fb is not None
                 self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = image_pixels(image)
+            elif msg_type == MsgDisplay.COPY_BITS:
+                f = decode_body(COPY_BITS, body)
+                box, src = f["box"], f["src_pos"]
+                h, w = box["bottom"] - box["top"], box["right"] - box["left"]
+                assert self.fb is not None
+                self.copies += 1
+                moved = self.fb[src["y"] : src["y"] + h, src["x"] : src["x"] + w].copy()
+                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = moved

@@ -1,0 +1,130 @@
+"""COPY_BITS in-process: moves reach every pipe in order with the drawables around them.
+
+Whatever mixes of damage, moves, frames, stalled readers, covering drawables and
+collapsed pipes happen, each reader's independent decode (tests/support/display_decode.py
+replays COPY_BITS from what it holds) ends equal to the server's surface.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_pipe import H, W, Reader, _display, _draw, _noise, _server
+
+from spice_twisted.render.rect import Rect
+from spice_twisted.wire.enums import MsgDisplay
+
+
+def _rects():
+    return st.tuples(st.integers(0, W - 1), st.integers(0, H - 1), st.integers(1, W), st.integers(1, H)).map(
+        lambda t: Rect(t[0], t[1], min(W, t[0] + t[2]), min(H, t[1] + t[3]))
+    )
+
+
+OPS = st.one_of(
+    st.tuples(st.just("draw"), _rects(), st.integers(0, 255)),
+    st.tuples(st.just("copy"), _rects(), st.tuples(st.integers(-W // 2, W), st.integers(-H // 2, H))),
+    st.tuples(st.just("frame")),
+    st.tuples(st.just("read"), st.integers(0, 2)),
+    st.tuples(st.just("stall"), st.integers(0, 2)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OPS, max_size=60), st.integers(2, 70))
+def test_moves_and_draws_in_any_order_leave_every_reader_exact(ops, max_items):
+    srv = _server()
+    srv.display_settings.max_items = max_items  # small pipes collapse into refreshes often
+    _noise(srv)
+    readers = [Reader(*_display(srv)) for _ in range(3)]
+    for r in readers:
+        r.catch_up(srv)
+    for op in ops:
+        if op[0] == "draw":
+            _draw(srv, op[1], op[2], flush=False)
+        elif op[0] == "copy":
+            srv.render.copy_bits(op[1], *op[2])
+        elif op[0] == "frame":
+            srv.render.flush()
+        elif op[0] == "stall":
+            _stall(srv, readers[op[1]])
+        else:
+            readers[op[1]].read()  # reads what was written, never ACKs: that pipe falls behind
+    srv.render.flush()
+    for r in readers:
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+
+
+def test_a_move_crosses_as_copy_bits_and_only_the_exposed_area_as_pixels():
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv))
+    r.catch_up(srv)
+    before = len(r.messages)
+    render = srv.render
+    render.copy_bits(Rect(10, 5, 160, 85), 50, 20)  # a 150x80 window moved by (40, 15)
+    exposed = [Rect(10, 5, 160, 20), Rect(10, 20, 50, 85)]
+    for e in exposed:
+        render.primary.pixels[e.top : e.bottom, e.left : e.right] = 9
+        render.damage(e)
+    render.flush()
+    r.catch_up(srv)
+    after = r.messages[before:]
+    kinds = [m for m, _ in after]
+    assert kinds[0] == MsgDisplay.COPY_BITS and kinds.count(MsgDisplay.COPY_BITS) == 1, kinds
+    drawn = sum(len(b) for m, b in after if m == MsgDisplay.DRAW_COPY)
+    assert drawn < 4 * sum(e.area for e in exposed) + 200 * len(exposed)  # not the window's 150x80
+    assert np.array_equal(r.screen.fb, render.primary.pixels)
+    assert render.counters.copies == 1
+
+
+def test_a_move_over_pending_damage_sends_that_damage_before_it():
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv))
+    r.catch_up(srv)
+    _draw(srv, Rect(30, 30, 50, 50), 200, flush=False)  # damage marked, no frame yet
+    srv.render.copy_bits(Rect(20, 20, 60, 60), 100, 40)  # moves the area just drawn
+    srv.render.flush()
+    r.catch_up(srv)
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    assert np.all(srv.render.primary.pixels[50:70, 110:130] == 200)  # the drawn square, moved
+
+
+def _stall(srv, r: Reader) -> None:
+    """Fill the client's ACK window (nothing is ACKed) so what follows waits in its pipe."""
+    for i in range(200):
+        if len(r.cc.pipe) >= 3 or r.cc.pipe.refresh is not None:
+            return
+        _draw(srv, Rect(i % 10 * 20, 90, i % 10 * 20 + 5, 95), i)
+        r.read()
+    raise AssertionError("the pipe never filled")
+
+
+def test_a_drawable_queued_before_a_move_is_not_dropped_by_one_covering_it_after():
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv))
+    r.catch_up(srv)
+    _stall(srv, r)
+    _draw(srv, Rect(10, 10, 30, 30), 50)  # queued
+    srv.render.copy_bits(Rect(10, 10, 30, 30), 100, 10)  # reads it
+    _draw(srv, Rect(0, 0, 40, 40), 60)  # covers it: it must still go before the move
+    r.catch_up(srv)
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    assert np.all(r.screen.fb[10:30, 100:120, :3] == 50)
+
+
+def test_a_move_that_is_drawn_over_is_dropped_unsent():
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv))
+    r.catch_up(srv)
+    _stall(srv, r)
+    srv.render.copy_bits(Rect(10, 10, 30, 30), 100, 10)
+    _draw(srv, Rect(90, 0, 150, 50), 70)  # over everything the move wrote
+    r.catch_up(srv)
+    assert r.screen.copies == 0
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
