@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_pipe import H, W, Reader, _display, _draw, _noise, _server
+from test_pipe import H, Reader, W, _display, _draw, _noise, _server
 
 from spice_twisted.render.rect import Rect
 from spice_twisted.wire.enums import MsgDisplay
