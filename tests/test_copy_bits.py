@@ -37,7 +37,7 @@ def test_moves_and_draws_in_any_order_leave_every_reader_exact(ops, max_items):
     srv = _server()
     srv.display_settings.max_items = max_items  # small pipes collapse into refreshes often
     _noise(srv)
-    readers = [Reader(*_display(srv)) for _ in range(3)]
+    readers = [Reader(*_display(srv, cache_px=px)) for px in (0, 1 << 20, 5000)]  # no, a large, a small cache
     for r in readers:
         r.catch_up(srv)
     for op in ops:
@@ -55,6 +55,7 @@ def test_moves_and_draws_in_any_order_leave_every_reader_exact(ops, max_items):
     for r in readers:
         r.catch_up(srv)
         assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+        assert set(r.cc.pixmap_cache.entries) == set(r.screen.cache)
 
 
 def test_a_move_crosses_as_copy_bits_and_only_the_exposed_area_as_pixels():

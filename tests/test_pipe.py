@@ -53,10 +53,10 @@ def _connect(srv: SpiceServer, channel: ChannelType, session: int = 0, caps=froz
     return cc, t
 
 
-def _display(srv: SpiceServer, caps=frozenset()):
+def _display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0):
     main, _ = _connect(srv, ChannelType.MAIN)
     cc, t = _connect(srv, ChannelType.DISPLAY, main.client.session_id, caps)
-    init = struct.pack("<BqBi", 1, 0, 0, 0)
+    init = struct.pack("<BqBi", 1, cache_px, 0, 0)
     cc.dataReceived(struct.pack("<HI", MsgcDisplay.INIT, len(init)) + init)
     return cc, t
 

@@ -12,18 +12,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..codecs import LOSSY_CODECS
 from ..codecs.choice import choose_codec
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
 from ..render.region import Region
 from ..render.surface import Surface
-from ..wire.enums import ChannelType, ClipType, DisplayCap, ImageCompression, Rop, ScaleMode, SurfaceFlags
+from ..wire.enums import (
+    ChannelType,
+    ClipType,
+    DisplayCap,
+    ImageCompression,
+    ImageFlags,
+    ImageType,
+    ResourceType,
+    Rop,
+    ScaleMode,
+    SurfaceFlags,
+)
 from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
 from .base import ChannelClient, ChannelHost, Parts
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
+from .pixmap_cache import ClientPixmapCache
 
 if TYPE_CHECKING:
     from ..render.service import RenderService
@@ -43,14 +56,20 @@ class DisplaySettings:
     max_bytes: int = DEFAULT_MAX_BYTES
 
 
-def draw_copy_parts(drawable: Drawable, codec: str, image_id: int, image_flags: int) -> tuple[bytes, bytes]:
-    """(per-client prefix, shared payload) of one DRAW_COPY, the prefix built once per value."""
+def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_flags: int) -> list[bytes]:
+    """The parts of one DRAW_COPY: a per-client prefix built once per value and kept on the
+    drawable, then the codec's shared payload. codec None draws the image from the
+    client's pixmap cache (FROM_CACHE, no payload)."""
     key = (codec, image_id, image_flags)
     parts = drawable.prefixes.get(key)
     if parts is None:
-        payload = drawable.payloads[codec]
         r = drawable.rect
-        image = {"id": image_id, "type": payload.image_type, "flags": image_flags, "width": r.width, "height": r.height, **payload.fields}
+        image: dict[str, Any] = {"id": image_id, "flags": image_flags, "width": r.width, "height": r.height}
+        if codec is None:
+            image["type"] = ImageType.FROM_CACHE
+        else:
+            payload = drawable.payloads[codec]
+            image.update(type=payload.image_type, **payload.fields)
         head, tail = encode_split(
             DRAW_COPY.layout,
             {
@@ -66,8 +85,7 @@ def draw_copy_parts(drawable: Drawable, codec: str, image_id: int, image_flags: 
                 "mask_bitmap": None,
             },
         )
-        assert tail is not None
-        parts = drawable.prefixes[key] = (head, tail)
+        parts = drawable.prefixes[key] = [head] if tail is None else [head, tail]
     return parts
 
 
@@ -104,6 +122,8 @@ class DisplayChannelClient(ChannelClient):
         self.render, self.settings = render, settings
         self.preferred: int | None = None  # the client's DISPLAY_PREFERRED_COMPRESSION
         self.decodes_lz4 = DisplayCap.LZ4_COMPRESSION in request.channel_caps
+        self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
+        self.lossy = Region()  # the areas of the surface this client holds lossy
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:
@@ -113,7 +133,12 @@ class DisplayChannelClient(ChannelClient):
 
     @property
     def codec(self) -> str:
+        """The lossless codec this client gets."""
         return choose_codec(self.settings.image_compression, self.decodes_lz4, self.preferred)
+
+    def codec_for(self, drawable: Drawable) -> str:
+        """The codec of one drawable for this client."""
+        return self.codec
 
     @property
     def coalesced(self) -> int:
@@ -127,6 +152,8 @@ class DisplayChannelClient(ChannelClient):
 
     def handle_INIT(self, fields: dict[str, Any]) -> None:
         self.cache_params = fields
+        if not self.streaming:  # a second INIT changes nothing the client already holds
+            self.pixmap_cache = ClientPixmapCache(fields["pixmap_cache_id"], fields["pixmap_cache_size"])
         self.start_stream()
 
     def handle_PREFERRED_COMPRESSION(self, fields: dict[str, Any]) -> None:
@@ -185,6 +212,7 @@ class DisplayChannelClient(ChannelClient):
     def surface_changed(self, surface: Surface) -> None:
         """A new primary: what the pipe held is for the old one; start over on the new one."""
         self.pipe.reset()
+        self.lossy = Region()
         self.send("SURFACE_DESTROY", {"surface_id": surface.id})
         self.pipe.max_bytes = max(self.settings.max_bytes, 2 * surface.width * surface.height * 4)
         self._show_surface(surface)
@@ -198,7 +226,23 @@ class DisplayChannelClient(ChannelClient):
             return [copy_bits_body(item.op)]
         if not isinstance(item, DrawItem):
             return [item.data]
-        d, codec = item.drawable, self.codec
+        return self._marshal_draw(item)
+
+    def _marshal_draw(self, item: DrawItem) -> Parts | None:
+        """The pixmap cache first (a hit needs no payload), else the payload once encoded.
+        The cache model changes here, as the message is about to be written: the drain
+        loop writes what marshal returns before anything else can happen to this pipe."""
+        d = item.drawable
+        codec = item.codec or self.codec_for(d)
+        cache = self.pixmap_cache
+        key = d.content_key() if cache.takes(d.area) else None
+        if key is not None:
+            entry = cache.lookup(key)
+            if entry is not None and (not entry.lossy or codec in LOSSY_CODECS):
+                self.pipe.waiting_on = None
+                cache.hit(key, d.nbytes(codec))
+                item.lossy = entry.lossy
+                return draw_copy_parts(d, None, key, 0)
         if codec not in d.payloads:
             d.request(codec)
             if codec not in d.payloads:
@@ -208,14 +252,36 @@ class DisplayChannelClient(ChannelClient):
                 d.when_ready(codec, self.encode_ready)
                 return None
         self.pipe.waiting_on = None
-        head, tail = draw_copy_parts(d, codec, d.id, 0)
-        return [head, tail]
+        item.lossy = codec in LOSSY_CODECS
+        image_id, flags = d.id, 0
+        if key is not None:
+            image_id = key
+            if cache.lookup(key) is None:
+                item.inval = cache.add(key, d.area, item.lossy)
+                flags = ImageFlags.CACHE_ME
+            else:  # held lossy, sent lossless now
+                cache.replace(key)
+                flags = ImageFlags.CACHE_REPLACE_ME
+        return draw_copy_parts(d, codec, image_id, flags)
 
     def item_sent(self, item: PipeItem) -> None:
         if isinstance(item, DrawItem):
             self.draws_sent += 1
             self.render.counters.sends += 1
+            if item.lossy:
+                self.lossy.add(item.drawable.rect)
+            elif self.lossy:
+                self.lossy.remove(item.drawable.rect)
+            if item.inval:  # what the cache let go, told right after the image that took its place
+                resources = [{"type": ResourceType.PIXMAP, "id": k} for k in item.inval]
+                self.pipe.appendleft(PipeItem(*self.core.encode("INVAL_LIST", {"resources": resources})))
             self.pipe.sent(item)
+        elif isinstance(item, CopyItem) and self.lossy:
+            # What the client held lossy moves with the pixels; where it lands, the old goes.
+            op = item.op
+            moved = self.lossy.intersect(op.src).translate(*op.offset)
+            self.lossy.remove(op.dest)
+            self.lossy.add(moved)
 
     def item_dropped(self, item: PipeItem) -> None:
         if isinstance(item, DrawItem):

@@ -48,13 +48,19 @@ class PipeItem:
 
 
 class DrawItem(PipeItem):
-    """A pipe's reference to a shared drawable, marshalled per client when it is sent."""
+    """A pipe's reference to a shared drawable, marshalled per client when it is sent.
 
-    __slots__ = ("drawable",)
+    `codec` forces a codec (a lossless upgrade of an area the client holds lossy);
+    `lossy` and `inval` record, at marshal time, what its sending does to the client."""
 
-    def __init__(self, msg_type: int, drawable: Drawable, nbytes: int) -> None:
+    __slots__ = ("drawable", "codec", "lossy", "inval")
+
+    def __init__(self, msg_type: int, drawable: Drawable, nbytes: int, codec: str | None = None) -> None:
         self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", nbytes, True
         self.drawable = drawable
+        self.codec = codec
+        self.lossy = False
+        self.inval: list[int] = []
 
 
 class CopyItem(PipeItem):

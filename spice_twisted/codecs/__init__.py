@@ -25,8 +25,12 @@ ENCODERS: dict[str, Encoder] = {BITMAP: bitmap.encode, LZ4: lz4.encode}
 INLINE_PIXELS: dict[str, int] = {BITMAP: bitmap.INLINE_PIXELS, LZ4: lz4.INLINE_PIXELS}
 
 
+# Codecs whose images differ from the pixels: a client shown one holds that area lossy.
+LOSSY_CODECS: frozenset[str] = frozenset({"jpeg"})
+
+
 def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
-__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "LZ4", "Payload", "encode"]
+__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "LOSSY_CODECS", "LZ4", "Payload", "encode"]

@@ -37,6 +37,7 @@ class DrawableSink(Protocol):
     codec: str
     accepting: bool  # False while it only gathers damage for a later refresh (it fell behind)
 
+    def codec_for(self, drawable: Drawable) -> str: ...
     def push_drawable(self, drawable: Drawable) -> None: ...
     def absorb(self, rect: Rect) -> None: ...
     def push_copy(self, op: CopyBits) -> None: ...
@@ -180,7 +181,6 @@ class RenderService:
         # are copied or encoded for it, and none at all while every pipe is behind.
         behind = [s for s in self.sinks if not s.accepting]
         taking = [s for s in self.sinks if s.accepting]
-        codecs = sorted({s.codec for s in taking})
         for r in region.simplify(self.max_rects):
             for sink in behind:
                 sink.absorb(r)
@@ -189,14 +189,11 @@ class RenderService:
             d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.pool)
             self.counters.drawables += 1
             d.hold()  # the frame's own reference, while it is handed out
-            for codec in codecs:
-                d.request(codec)
+            for sink in taking:
+                d.request(sink.codec_for(d))  # one encode per codec, whoever asks first
             for sink in taking:
                 sink.push_drawable(d)
             d.release()
-
-    def codecs_needed(self) -> list[str]:
-        return sorted({s.codec for s in self.sinks if s.accepting})
 
     # --- what pipes take when they are ready --------------------------------------------
     def snapshot(self, rect: Rect) -> Drawable:

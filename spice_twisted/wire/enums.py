@@ -257,6 +257,13 @@ class ImageCompression(IntEnum):
     LZ4 = 7
 
 
+class ResourceType(IntEnum):
+    """What an INVAL_LIST entry names (spice-protocol SPICE_RES_TYPE_*)."""
+
+    INVALID = 0
+    PIXMAP = 1
+
+
 class ImageFlags(IntFlag):
     NONE = 0
     CACHE_ME = 1

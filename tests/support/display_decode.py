@@ -15,6 +15,10 @@ from spice_twisted.wire.messages import decode_body, message
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
 COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
+INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
+INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
+CACHE_ME, CACHE_REPLACE_ME = 1, 4
+LOSSY_TYPES = {ImageType.JPEG, ImageType.JPEG_ALPHA}
 
 
 def image_pixels(image: dict) -> np.ndarray:
@@ -32,6 +36,10 @@ class Screen:
 
     def __init__(self) -> None:
         self.fb: np.ndarray | None = None
+        # The pixmap cache as a client keeps it: id -> (pixels, lossy). A FROM_CACHE of an id
+        # it does not hold would block spice-gtk for good: here it fails the test.
+        self.cache: dict[int, tuple[np.ndarray, bool]] = {}
+        self.cache_hits = 0
         self.image_types: dict[int, int] = {}
         self.draws = 0
         self.copies = 0
@@ -50,7 +58,13 @@ class Screen:
                 self.draws += 1
                 box = f["box"]
                 assert self.fb is not None
-                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = image_pixels(image)
+                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = self._image(image)
+            elif msg_type == MsgDisplay.INVAL_LIST:
+                for res in decode_body(INVAL_LIST, body)["resources"]:
+                    assert res["type"] == 1 and res["id"] in self.cache, res
+                    del self.cache[res["id"]]
+            elif msg_type == MsgDisplay.INVAL_ALL_PIXMAPS:
+                self.cache.clear()
             elif msg_type == MsgDisplay.COPY_BITS:
                 f = decode_body(COPY_BITS, body)
                 box, src = f["box"], f["src_pos"]
@@ -59,3 +73,25 @@ class Screen:
                 self.copies += 1
                 moved = self.fb[src["y"] : src["y"] + h, src["x"] : src["x"] + w].copy()
                 self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = moved
+
+    def _image(self, image: dict) -> np.ndarray:
+        key, flags, kind = image["id"], image["flags"], image["type"]
+        if kind in (ImageType.FROM_CACHE, ImageType.FROM_CACHE_LOSSLESS):
+            assert key in self.cache, f"FROM_CACHE of {key:#x}, which the client does not hold"
+            px, lossy = self.cache[key]
+            assert not (lossy and kind == ImageType.FROM_CACHE_LOSSLESS)
+            assert px.shape[:2] == (image["height"], image["width"])
+            self.cache_hits += 1
+            return px
+        px = image_pixels(image)
+        if flags & CACHE_REPLACE_ME:
+            assert key in self.cache and self.cache[key][1], f"CACHE_REPLACE_ME of {key:#x}, not held lossy"
+            self.cache[key] = (px, kind in LOSSY_TYPES)
+        elif flags & CACHE_ME:
+            assert key not in self.cache, f"CACHE_ME of {key:#x}, already held"
+            self.cache[key] = (px, kind in LOSSY_TYPES)
+        return px
+
+    def cache_used(self) -> int:
+        """Pixels the cache holds (the server tells what to drop right after an image)."""
+        return sum(p.shape[0] * p.shape[1] for p, _ in self.cache.values())

@@ -1,0 +1,87 @@
+"""The pixmap cache in-process: repeats cross once, the model mirrors the client exactly.
+
+Each reader decodes like a client (tests/support/display_decode.py): it keeps what
+CACHE_ME stored, fails on a FROM_CACHE or INVAL_LIST of an id it does not hold, and
+drops what INVAL_LIST names. The server's model is checked against that, not itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_pipe import Reader, _display, _noise, _server
+
+from spice_twisted.channels.pixmap_cache import ClientPixmapCache
+from spice_twisted.render.rect import Rect
+from spice_twisted.wire.enums import ImageType, MsgDisplay
+
+TILES = [np.random.default_rng(i).integers(0, 256, (20, 30, 4), dtype=np.uint8) for i in range(6)]
+SLOTS = [Rect(x, y, x + 30, y + 20) for x in (0, 40, 80, 120) for y in (0, 30, 60)]
+
+
+def _show(srv, tile: int, slot: int) -> None:
+    r = SLOTS[slot]
+    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = TILES[tile]
+    srv.render.damage(r)
+    srv.render.flush()
+
+
+def test_a_repeated_image_crosses_once_then_by_reference():
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv, cache_px=1 << 20))
+    r.catch_up(srv)
+    _show(srv, 0, 0)
+    r.catch_up(srv)
+    first = len(r.messages)
+    for slot in (1, 2, 3):
+        _show(srv, 0, slot)  # the same picture elsewhere
+    _show(srv, 1, 0)
+    _show(srv, 0, 0)  # and back where it was
+    r.catch_up(srv)
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    draws = [b for m, b in r.messages[first:] if m == MsgDisplay.DRAW_COPY]
+    assert r.screen.image_types.get(ImageType.FROM_CACHE) == 4
+    assert sum(len(b) < 100 for b in draws) == 4  # descriptor only, no pixels
+    cache = r.cc.pixmap_cache
+    assert cache.hits == 4 and set(cache.entries) == set(r.screen.cache)
+
+
+def test_no_cache_without_a_budget():
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv, cache_px=0))
+    r.catch_up(srv)
+    for slot in range(4):
+        _show(srv, 0, slot)
+    r.catch_up(srv)
+    assert ImageType.FROM_CACHE not in r.screen.image_types and not r.screen.cache
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(TILES) - 1), st.integers(0, len(SLOTS) - 1)), max_size=60), st.integers(600, 4000))
+def test_a_small_cache_evicts_and_the_model_mirrors_the_client(shows, budget):
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv, cache_px=budget))  # room for 1 to 6 tiles of 600 pixels
+    r.catch_up(srv)
+    for tile, slot in shows:
+        _show(srv, tile, slot)
+    r.catch_up(srv)
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    cache = r.cc.pixmap_cache
+    assert set(cache.entries) == set(r.screen.cache)
+    assert r.screen.cache_used() <= budget
+
+
+def test_the_model_lru_and_its_bounds():
+    c = ClientPixmapCache(1, 1000, max_entries=3)
+    assert c.takes(1000) and not c.takes(1001) and not c.takes(0)
+    assert c.add(1, 400, False) == [] and c.add(2, 400, False) == []
+    c.hit(1, 10)  # 2 is now the oldest
+    assert c.add(3, 400, False) == [2]
+    assert c.add(4, 10, True) == [] and c.add(5, 10, False) == [1]  # max_entries
+    c.replace(4)
+    assert not c.lookup(4).lossy and c.used == 420
+    assert not ClientPixmapCache(1, -5) and not ClientPixmapCache(1, -5).takes(1)
