@@ -12,6 +12,7 @@ from PIL import Image
 from support.admin import TOKEN, Api, write_token
 from support.certs import make_ca_and_server
 from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess, free_port
+from support.tap import WireTap
 
 
 def _have_spice_gtk() -> bool:
@@ -55,6 +56,21 @@ def spawn(tmp_path: Path) -> Iterator[object]:
             p.close()
         else:
             p.stop()
+
+
+@pytest.fixture
+def tap_for(spawn):
+    """tap_for(server, *client_args) -> (tap, client): a spice-gtk client through its own tap."""
+    taps: list[WireTap] = []
+
+    def make(server, *client_args: str) -> tuple[WireTap, object]:
+        tap = WireTap(server.port)
+        taps.append(tap)
+        return tap, spawn.client("--port", str(tap.port), *client_args)
+
+    yield make
+    for t in taps:
+        t.close()
 
 
 @pytest.fixture

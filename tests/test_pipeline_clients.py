@@ -12,10 +12,10 @@ import time
 from collections import Counter
 
 import numpy as np
-import pytest
 from support.display_decode import image_pixels
 from support.processes import as_rgb, assert_clients_match, wait_until
-from support.tap import Draw, TapConnection, WireTap
+from support.tap import Draw, TapConnection
+from support.tapped import connect
 
 from spice_twisted.wire.enums import ChannelType, DisplayCap, ImageCompression, ImageType, MsgcDisplay, MsgDisplay
 from spice_twisted.wire.messages import CLIENT, SERVER, decode_body
@@ -24,21 +24,6 @@ LZ4, BITMAP = ImageType.LZ4, ImageType.BITMAP
 PREFERRED = CLIENT[(ChannelType.DISPLAY, MsgcDisplay.PREFERRED_COMPRESSION)]
 SURFACE_CREATE = SERVER[(ChannelType.DISPLAY, MsgDisplay.SURFACE_CREATE)]
 MONITORS_CONFIG = SERVER[(ChannelType.DISPLAY, MsgDisplay.MONITORS_CONFIG)]
-
-
-@pytest.fixture
-def tap_for(spawn):
-    """tap_for(server) -> (tap, client): a spice-gtk client connected through its own tap."""
-    taps: list[WireTap] = []
-
-    def make(server) -> tuple[WireTap, object]:
-        tap = WireTap(server.port)
-        taps.append(tap)
-        return tap, spawn.client("--port", str(tap.port))
-
-    yield make
-    for t in taps:
-        t.close()
 
 
 def _mismatch(a: np.ndarray, b: np.ndarray) -> int:
@@ -77,16 +62,6 @@ def display_stats(server, session_id: int) -> dict:
 
 def wait_codec(server, conn: TapConnection, codec: str) -> None:
     wait_until(lambda: display_stats(server, conn.connection_id)["codec"] == codec, timeout=15, what=f"codec {codec} for {conn}")
-
-
-def connect(server, tap_for, n: int) -> tuple[list[WireTap], list, list[TapConnection]]:
-    pairs = [tap_for(server) for _ in range(n)]
-    clients = [c for _, c in pairs]
-    for c in clients:
-        c.wait_event("mark")
-    conns = [t.display() for t, _ in pairs]
-    assert len({c.connection_id for c in conns}) == n  # one session per tap
-    return [t for t, _ in pairs], clients, conns
 
 
 def switch(server, client, conn: TapConnection, compression: int, codec: str) -> None:

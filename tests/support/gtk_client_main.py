@@ -230,6 +230,7 @@ ap.add_argument("--tls-port", type=int, default=0)
 ap.add_argument("--ca-file")
 ap.add_argument("--password")
 ap.add_argument("--tls-only", action="store_true", help="secure-channels=all")
+ap.add_argument("--cache-size", type=int, help="the session's pixmap cache in bytes (DISPLAY_INIT says it /4 in pixels)")
 ap.add_argument("--uri", help="a spice:// URI, as remote-viewer takes it (host and ports from it)")
 args = ap.parse_args()
 
@@ -248,6 +249,8 @@ if args.password is not None:
     session.props.password = args.password
 if args.tls_only:
     session.props.secure_channels = ["all"]
+if args.cache_size is not None:
+    session.props.cache_size = args.cache_size
 session.props.enable_audio = False
 session.props.enable_usbredir = False
 session.props.enable_smartcard = False

@@ -13,6 +13,8 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   updates N         N small updates, each its own frame (a 4x4 square of a new colour,
                     damage, flush), ~200 per reactor turn; replies once all are done
   flush             run the pending frame now
+  copy L T R B X Y  move the area (L T R B) so its top left lands at (X, Y): a COPY_BITS
+  paste PATH X Y    draw the picture in PATH (a .npy of H x W x 4 B G R X) at (X, Y), one frame
   rss               this process's VmRSS in kB
 """
 
@@ -22,6 +24,7 @@ import json
 import sys
 import threading
 
+import numpy as np
 from twisted.internet import reactor, stdio
 from twisted.protocols.basic import LineReceiver
 from twisted.python import log
@@ -120,6 +123,19 @@ class Control(LineReceiver):
         elif cmd == "flush":
             srv.render.flush()
             self.reply(reply="flush")
+        elif cmd == "copy":
+            left, top, right, bottom, x, y = map(int, args)
+            srv.render.copy_bits(Rect(left, top, right, bottom), x, y)
+            srv.render.flush()
+            self.reply(reply="copy", copies=srv.render.counters.copies)
+        elif cmd == "paste":
+            img = np.load(args[0])
+            x, y = int(args[1]), int(args[2])
+            h, w = img.shape[:2]
+            srv.render.primary.pixels[y : y + h, x : x + w] = img
+            srv.render.damage(Rect(x, y, x + w, y + h))
+            srv.render.flush()
+            self.reply(reply="paste")
         elif cmd == "rss":
             self.reply(reply="rss", kb=vm_rss_kb())
         elif cmd == "quit":

@@ -1,0 +1,95 @@
+"""The pixmap cache and COPY_BITS with real spice-gtk clients, watched on the wire by taps.
+
+spice-gtk blocks its display channel for good on a FROM_CACHE of an id it does not
+hold, so a client that stays exact through evictions shows the server's model of its
+cache is right; the tap shows what crossed the wire (by reference, by move).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from support.processes import as_rgb, assert_clients_match
+from support.tapped import connect
+
+from spice_twisted.wire.enums import ImageFlags, ImageType, MsgDisplay
+
+TILE_W, TILE_H = 40, 30
+
+
+def _tiles(tmp_path, n: int) -> list[str]:
+    paths = []
+    for i in range(n):
+        px = np.random.default_rng(100 + i).integers(0, 256, (TILE_H, TILE_W, 4), dtype=np.uint8)
+        px[..., 3] = 0
+        path = tmp_path / f"tile{i}.npy"
+        np.save(path, px)
+        paths.append(str(path))
+    return paths
+
+
+def _exact(server, clients, conns) -> None:
+    assert_clients_match(server, clients)
+    fb = server.framebuffer()
+    for conn in conns:
+        screen = conn.screen()
+        assert np.array_equal(screen.fb[..., :3], fb[..., :3]), f"{conn}: the tap's decode differs"
+
+
+def test_a_repeated_image_crosses_by_reference(spawn, tap_for, random_image, tmp_path):
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}")
+    taps, clients, conns = connect(server, tap_for, 2)
+    tile = _tiles(tmp_path, 1)[0]
+    marks = [c.mark() for c in conns]
+    server.command(f"paste {tile} 10 10", "paste")
+    server.command(f"paste {tile} 200 100", "paste")  # the same picture elsewhere
+    server.command(f"paste {tile} 120 150", "paste")
+    for c in conns:
+        c.wait_for(lambda k: len([d for d in k.draws() if d.box[0] == 120]) >= 1, what="the third paste")
+    _exact(server, clients, conns)
+    for conn, mark in zip(conns, marks, strict=True):
+        draws = [d for d in conn.draws(mark) if (d.box[2] - d.box[0], d.box[3] - d.box[1]) == (TILE_W, TILE_H)]
+        assert [d.image_type for d in draws][1:] == [ImageType.FROM_CACHE] * 2, draws
+        assert draws[0].image_flags & ImageFlags.CACHE_ME and len(draws[0].payload) > 1000
+        assert {d.image_id for d in draws} == {draws[0].image_id} and all(not d.payload for d in draws[1:])
+
+
+def test_a_small_cache_stays_exact_under_eviction(spawn, tap_for, random_image, tmp_path):
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}")
+    budget = 3 * TILE_W * TILE_H  # three tiles' pixels
+    small = connect(server, tap_for, 1, "--cache-size", str(4 * budget))
+    large = connect(server, tap_for, 1)
+    clients, conns = small[1] + large[1], small[2] + large[2]
+    tiles = _tiles(tmp_path, 6)
+    rng = np.random.default_rng(7)
+    mark = conns[0].mark()
+    for _ in range(40):
+        t = int(rng.integers(0, len(tiles)))
+        x, y = int(rng.integers(0, 7)) * TILE_W, int(rng.integers(0, 5)) * TILE_H
+        server.command(f"paste {tiles[t]} {x} {y}", "paste")
+    server.command("flush", "flush")
+    # (pastes on one spot may coalesce in a pipe: compare once every client is quiet)
+    _exact(server, clients, conns)
+    kinds = [t for t, _ in conns[0].snapshot(mark)]
+    draws = conns[0].draws(mark)
+    assert MsgDisplay.INVAL_LIST in kinds  # it evicted, and said so
+    assert sum(d.image_type == ImageType.FROM_CACHE for d in draws) >= 5  # and still hit
+    screen = conns[0].screen()
+    assert screen.cache_used() <= budget
+
+
+def test_a_move_crosses_as_copy_bits(spawn, tap_for, random_image):
+    path, rgb = random_image
+    server = spawn.harness("--source", f"image:{path}")
+    taps, clients, conns = connect(server, tap_for, 2)
+    marks = [c.mark() for c in conns]
+    r = server.command("copy 10 10 210 160 60 40", "copy")  # a 200x150 area moved by (50, 30)
+    assert r["copies"] == 1
+    for c in conns:
+        c.wait_for(lambda k: any(t == MsgDisplay.COPY_BITS for t, _ in k.snapshot()), what="COPY_BITS")
+    _exact(server, clients, conns)
+    fb = as_rgb(clients[0].framebuffer())
+    assert np.array_equal(fb[40:190, 60:260], rgb[10:160, 10:210])  # the moved picture, where it went
+    for conn, mark in zip(conns, marks, strict=True):
+        assert not conn.draws(mark)  # the move exposed nothing the picture did not already hold
