@@ -204,6 +204,16 @@ class DisplayChannelClient(ChannelClient):
         self.pipe.push(drawable)
         self.drain()
 
+    def push_lossless(self, drawable: Drawable) -> None:
+        """An area this client holds lossy, again in its lossless codec."""
+        self.note_work()
+        self.pipe.push(drawable, self.codec)
+        self.drain()
+
+    @property
+    def idle(self) -> bool:
+        return not self.pipe and self._partial is None
+
     def push_copy(self, op: CopyBits) -> None:
         self.note_work()
         self.pipe.push_copy(op)

@@ -185,15 +185,15 @@ class DisplayPipe(Pipe):
         self.refresh.add(rect)
         self.coalesced += 1
 
-    def push(self, drawable: Drawable) -> None:
-        """Queue a drawable (the pipe holds it until sent or dropped)."""
+    def push(self, drawable: Drawable, codec: str | None = None) -> None:
+        """Queue a drawable (the pipe holds it until sent or dropped); `codec` forces one."""
         if self.refresh is not None:
             self.absorb(drawable.rect)
             drawable.dropped_by.add(self.id)
             return
         self._drop_covered(drawable)
         drawable.hold()
-        self._append_bounded(DrawItem(self.draw_type, drawable, drawable.nbytes(self.codec())))
+        self._append_bounded(DrawItem(self.draw_type, drawable, drawable.nbytes(codec or self.codec()), codec))
 
     def push_copy(self, op: CopyBits) -> None:
         """Queue a move of pixels; behind a refresh, the refresh takes its destination."""

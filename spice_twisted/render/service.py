@@ -29,16 +29,21 @@ MAX_RECTS = 16
 # of TILE x TILE cells instead: the frame's cost is then bounded by the surface, not the flood.
 EXACT_RECTS = 256
 TILE = 32
+# An area a client holds lossy is sent again lossless once nothing drew on it for this long.
+LOSSLESS_AFTER = 0.5
 
 
 class DrawableSink(Protocol):
     """A display pipe as the render service sees it."""
 
-    codec: str
+    codec: str  # its lossless codec
     accepting: bool  # False while it only gathers damage for a later refresh (it fell behind)
+    lossy: Region  # the areas its client holds lossy
+    idle: bool  # nothing left to send
 
     def codec_for(self, drawable: Drawable) -> str: ...
     def push_drawable(self, drawable: Drawable) -> None: ...
+    def push_lossless(self, drawable: Drawable) -> None: ...
     def absorb(self, rect: Rect) -> None: ...
     def push_copy(self, op: CopyBits) -> None: ...
     def surface_changed(self, surface: Surface) -> None: ...
@@ -57,6 +62,7 @@ class RenderCounters:
     encode_errors: int = 0
     resizes: int = 0
     copies: int = 0  # COPY_BITS moves committed
+    upgrades: int = 0  # lossless drawables made for areas clients held lossy
 
     def encoded(self, codec: str) -> None:
         self.encodes[codec] = self.encodes.get(codec, 0) + 1
@@ -84,6 +90,8 @@ class RenderService:
         self._paint_hooks: list[Callable[[], None]] = []
         self._snapshots: dict[Rect, Drawable] = {}
         self._surface_changed = False  # a resize the pipes learn of at the next frame
+        self._drawn_at = self._new_grid()  # when each TILE cell was last drawn (reactor time)
+        self._upgrade_call: Any = None
         self.pacer = FramePacer(reactor, max_fps, self._frame)
 
     @property
@@ -142,6 +150,7 @@ class RenderService:
         px = self.primary.pixels
         px[dest.top : dest.bottom, dest.left : dest.right] = px[src.top : src.bottom, src.left : src.right].copy()
         self._clear_snapshots()
+        self._mark_drawn([dest])
 
     def add_paint_hook(self, hook: Callable[[], None]) -> None:
         """`hook()` runs at the start of every frame: a source that keeps state (typed text)
@@ -181,7 +190,9 @@ class RenderService:
         # are copied or encoded for it, and none at all while every pipe is behind.
         behind = [s for s in self.sinks if not s.accepting]
         taking = [s for s in self.sinks if s.accepting]
-        for r in region.simplify(self.max_rects):
+        rects = region.simplify(self.max_rects)
+        self._mark_drawn(rects)
+        for r in rects:
             for sink in behind:
                 sink.absorb(r)
             if not taking:
@@ -194,6 +205,7 @@ class RenderService:
             for sink in taking:
                 sink.push_drawable(d)
             d.release()
+        self._schedule_upgrade()
 
     # --- what pipes take when they are ready --------------------------------------------
     def snapshot(self, rect: Rect) -> Drawable:
@@ -213,6 +225,55 @@ class RenderService:
             d.release()
         self._snapshots.clear()
 
+    # --- lossy areas made exact ---------------------------------------------------------
+    def _new_grid(self) -> np.ndarray:
+        s = self.primary
+        return np.full((-(-s.height // TILE), -(-s.width // TILE)), -np.inf)
+
+    def _mark_drawn(self, rects: list[Rect]) -> None:
+        now = self.reactor.seconds()
+        for r in rects:
+            self._drawn_at[r.top // TILE : -(-r.bottom // TILE), r.left // TILE : -(-r.right // TILE)] = now
+
+    def _quiet_region(self, now: float) -> Region:
+        """The cells nothing drew on for LOSSLESS_AFTER seconds."""
+        rects = []
+        for row, line in enumerate(now - self._drawn_at >= LOSSLESS_AFTER):
+            edges = np.flatnonzero(np.diff(np.concatenate(([False], line, [False])).astype(np.int8)))
+            for start, stop in zip(edges[::2], edges[1::2], strict=True):
+                rects.append(Rect(int(start) * TILE, row * TILE, int(stop) * TILE, (row + 1) * TILE).intersect(self.primary.rect))
+        return Region.from_rects(rects)
+
+    def _schedule_upgrade(self) -> None:
+        if self._upgrade_call is None and any(s.lossy for s in self.sinks):
+            self._upgrade_call = self.reactor.callLater(LOSSLESS_AFTER, self._upgrade_lossy)
+
+    def _upgrade_lossy(self) -> None:
+        """Send lossless what clients hold lossy where the display went quiet: one snapshot
+        (so one encode per codec) for every client that holds the area lossy."""
+        self._upgrade_call = None
+        if self._damage or self._surface_changed:
+            self._schedule_upgrade()  # the coming frame draws first; look again after it
+            return
+        quiet = self._quiet_region(self.reactor.seconds())
+        wants = {}
+        for sink in self.sinks:
+            if sink.lossy and sink.accepting and sink.idle:
+                want = sink.lossy.intersect(quiet)
+                if want:
+                    wants[sink] = want
+        union = Region()
+        for want in wants.values():
+            union.add(want)
+        for r in union.simplify(self.max_rects) if union else []:
+            d = self.snapshot(r)
+            self.counters.upgrades += 1
+            for sink, want in wants.items():
+                if want.intersects(r):
+                    d.request(sink.codec)
+                    sink.push_lossless(d)
+        self._schedule_upgrade()  # areas still drawn on, or clients still busy: later
+
     # --- the surface's life ------------------------------------------------------------
     def resize(self, width: int, height: int) -> None:
         """A new primary surface (black) of the new size. The source draws into the new
@@ -224,6 +285,7 @@ class RenderService:
         self._damage = []
         self._clear_snapshots()
         self._surface_changed = True
+        self._drawn_at = self._new_grid()
         self.pacer.request()
 
     def subscribe(self, sink: DrawableSink) -> None:
