@@ -52,7 +52,7 @@ TEXT_BOX = Rect(60, 690, 964, 736)
 BALL = 48
 BRUSH = 3  # stroke half-width in pixels
 MAX_TEXT = 70
-WELCOME = Rect(40, 56, 40 + WIN_W, 56 + WIN_H)  # where the window starts
+WELCOME = Rect(40, 40, 40 + WIN_W, 40 + WIN_H)  # where the window starts: clear of y >= 450, where tests draw
 ICONS = [Rect(660 + 70 * i, 80, 660 + 70 * i + ICON, 80 + ICON) for i in range(5)]  # the dock row
 WIDGETS = [TEXT_BOX, *ICONS]  # above the strokes
 BALL_START = (700.0, 300.0)
@@ -134,6 +134,7 @@ class DemoSource(DisplaySource):
         self.caps = False
         self._drawing: dict[int, tuple[int, int]] = {}
         self._shift: dict[int, bool] = {}
+        self._held_on_title: set[int] = set()  # pressed on the bar while another client drags
         self._hover: dict[int, int] = {}  # session -> the icon under its pointer
         self._lit: set[int] = set()  # icons painted highlighted
         self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
@@ -377,6 +378,8 @@ class DemoSource(DisplaySource):
             over_text = TEXT_BOX.contains(_point(x, y)) and not self.window.rect.contains(_point(x, y))
             self.cursor.set_shape(self.ibeam if over_text else self.arrow)
         self._hover_at(sid, x, y)
+        if sid in self._held_on_title:
+            return  # that press went to the title bar: its motion paints nothing
         last = self._drawing.get(sid)
         if buttons & 1 or last is not None:
             # A client that coalesced motion may send its last position with the release
@@ -392,18 +395,23 @@ class DemoSource(DisplaySource):
             return
         sid = origin.session_id
         if pressed:
-            if self.window.press(sid, x, y) or self.window.title_rect.contains(_point(x, y)):
-                return  # the title bar takes the press: a drag, or someone else's drag goes on
+            if self.window.press(sid, x, y):
+                return
+            if self.window.title_rect.contains(_point(x, y)):
+                self._held_on_title.add(sid)  # someone else's drag goes on: this press does nothing
+                return
             self._drawing[sid] = (x, y)
             self._stroke(origin.colour, (x, y), (x, y))
         else:
             if self.window.release(sid):
                 x, y = self.window.target or (self.window.x, self.window.y)
                 self._log(f"client {sid} put the window at ({x}, {y})")
+            self._held_on_title.discard(sid)
             self._drawing.pop(sid, None)
 
     def client_gone(self, origin: InputOrigin) -> None:
         self.window.release(origin.session_id)
+        self._held_on_title.discard(origin.session_id)
         self._drawing.pop(origin.session_id, None)
         if self._hover.pop(origin.session_id, None) is not None:
             self._want_frame()
