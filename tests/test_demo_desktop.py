@@ -82,6 +82,17 @@ def assert_composed(src: DemoSource, render: RenderService) -> None:
     assert n == 0, f"{n} pixels differ from the from-scratch composition"
 
 
+def assert_copies_read_only_clean_pixels(calls: list[tuple]) -> None:
+    """Within a frame, no copy reads an area damaged since the last frame: what it copies is
+    what every client already holds, so a COPY_BITS needs no fix-up."""
+    damaged: list[Rect] = []
+    for c in calls:
+        if c[0] == "damage":
+            damaged.append(c[1])
+        else:
+            assert all(d.intersect(c[1]).empty() for d in damaged), (c, damaged)
+
+
 def title_point(src: DemoSource) -> tuple[int, int]:
     return src.window.x + 100, src.window.y + TITLE_H // 2
 
@@ -177,6 +188,7 @@ def test_desktop_layers_stay_right_under_any_mix_of_moves_ticks_strokes_and_typi
             src.pointer(C, r.left + 5, r.top + 5, 0) if rnd.random() < 0.7 else src.pointer(C, 5, 700, 0)
         render.flush()
         assert_composed(src, render)
+        assert_copies_read_only_clean_pixels(rec.take())
     assert src.window.moves > 5 and src.log.added > 3 and src.strokes > 20
     # The widgets are above the strokes: the strokes never reach the text line or the icons.
     backdrop = draw_backdrop()
