@@ -1,29 +1,44 @@
 """`demo`: a built-in 1024x768 desktop that keeps changing and answers input.
 
-A static backdrop (gradient, title bar, a window with text, a text line) is drawn
-once with Pillow; a clock in the title bar is redrawn each second and a ball
-bounces at `fps`. A drag paints a stroke in the colour of the client that drags;
-keys type into the text line. Only the areas that changed are marked damaged.
+Layers, bottom to top (the surface is always their composition, `compose()`):
+1. the desktop (`desktop`): a backdrop drawn once with Pillow, the strokes clients paint
+   by dragging (in their own colour), and the widgets above the strokes: the title bar
+   with a clock, a row of identical dock icons (highlighted under a pointer), the text line;
+2. the ball, bouncing at `fps`;
+3. the window (sources/demo_window.py): opaque, always wholly on screen and never over
+   the title bar. It holds the welcome text, a log that scrolls a line a second (and shows
+   what is typed when Enter ends it), and a slideshow of four fixed pictures. Drag it by
+   its title bar: the first client to press there owns the drag until it releases.
 
-Input changes state and marks damage; the pixels are painted once a frame (the render
-service's paint hook), so a flood of key presses or pointer motion costs one text
-redraw and one vectorised stroke paint per frame, not one per event.
+The window covers the ball and the strokes; a stroke drawn under it shows once it moves.
+Moving the window is a `copy_bits` of its rect plus a repaint of only what the move
+exposed; scrolling the log is a `copy_bits` of the panel plus the new line. Repeated
+pictures (slides, icons) are always drawn into exactly their own rects, so a repeat is
+pixel-identical to its last showing. Only what changed is marked damaged.
+
+Input changes state; the pixels are painted once a frame (the render service's paint
+hook), so a flood of key presses or pointer motion costs one text redraw, one window move
+and one vectorised stroke paint per frame, not one per event. Within a frame the window
+moves first, before anything in it changes, so every copy reads only pixels the clients
+already hold.
 """
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from twisted.internet import task
 
 from ..render.cursor import CursorShape, arrow_cursor
 from ..render.rect import Rect
 from .base import DisplaySource, rgb_to_xrgb
+from .demo_log import LINE_H, LINES, LogModel, line_pixels, panel_pixels
+from .demo_pictures import ICON, SLIDES, font, icon, slide
+from .demo_window import LOG, SLIDE, WIN_H, WIN_W, DemoWindow, subtract
 
 if TYPE_CHECKING:
     from ..inputs import InputOrigin
@@ -37,8 +52,10 @@ TEXT_BOX = Rect(60, 690, 964, 736)
 BALL = 48
 BRUSH = 3  # stroke half-width in pixels
 MAX_TEXT = 70
-WELCOME = Rect(60, 90, 560, 380)  # the window with the text and the connect lines
-MAX_URLS = 4
+WELCOME = Rect(40, 40, 40 + WIN_W, 40 + WIN_H)  # where the window starts: clear of y >= 450, where tests draw
+ICONS = [Rect(660 + 70 * i, 80, 660 + 70 * i + ICON, 80 + ICON) for i in range(5)]  # the dock row
+WIDGETS = [TEXT_BOX, *ICONS]  # above the strokes
+BALL_START = (700.0, 300.0)
 
 # US layout, set-1 scancodes -> (plain, shifted)
 _ROWS = [
@@ -55,11 +72,8 @@ SHIFT_KEYS = {0x2A, 0x36}
 BACKSPACE, ENTER = 0x0E, 0x1C
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
+def _point(x: int, y: int) -> Rect:
+    return Rect(x, y, x + 1, y + 1)
 
 
 def _ibeam_cursor() -> CursorShape:
@@ -72,6 +86,26 @@ def _ibeam_cursor() -> CursorShape:
     return CursorShape.from_rgba(np.asarray(img), 4, 10)
 
 
+def draw_backdrop() -> np.ndarray:
+    """The desktop before anything happens on it (B, G, R, X): gradient, title bar, icons, text line frame."""
+    y = np.linspace(0.0, 1.0, HEIGHT, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, WIDTH, dtype=np.float32)[None, :]
+    rgb = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
+    rgb[..., 0] = (30 + 40 * y + 20 * x).astype(np.uint8)
+    rgb[..., 1] = (60 + 80 * y).astype(np.uint8)
+    rgb[..., 2] = (110 + 100 * (1 - y) + 20 * x).astype(np.uint8)
+    img = Image.fromarray(rgb, "RGB")
+    d = ImageDraw.Draw(img)
+    d.rectangle([0, 0, WIDTH, BAR_H], fill=(24, 26, 32))
+    d.text((12, 7), "spice-twisted demo desktop", fill=(230, 230, 235), font=font(20))
+    t = TEXT_BOX
+    d.rectangle([t.left, t.top, t.right - 1, t.bottom - 1], fill=(250, 250, 250), outline=(30, 30, 40), width=2)
+    out = rgb_to_xrgb(np.asarray(img))
+    for r in ICONS:
+        out[r.top : r.bottom, r.left : r.right] = icon(False)
+    return out
+
+
 class DemoSource(DisplaySource):
     name = "demo"
     accepts_absolute = True
@@ -79,15 +113,20 @@ class DemoSource(DisplaySource):
     def __init__(self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = ()) -> None:
         self.width, self.height = WIDTH, HEIGHT
         self.fps = fps
+        self.log_every = max(1, round(fps))  # ticks between log lines: about a second
+        self.slide_every = max(1, round(fps / 2))  # ticks between slides: about half a second
         self._clock = clock
         self._loop: task.LoopingCall | None = None
         self.render: RenderService | None = None
         self.cursor: CursorService | None = None
         self.typed = ""
+        self.log = LogModel()
+        self.slide = 0
+        self._slide_due = False
         self.show_urls(urls)
         self.ball = self._draw_ball()
         self.arrow, self.ibeam = arrow_cursor(), _ibeam_cursor()
-        self.pos = [200.0, 300.0]
+        self.pos = list(BALL_START)
         self.vel = [7.0, 5.0]
         self._shown_time = ""
         self.frames = 0
@@ -95,63 +134,30 @@ class DemoSource(DisplaySource):
         self.caps = False
         self._drawing: dict[int, tuple[int, int]] = {}
         self._shift: dict[int, bool] = {}
+        self._held_on_title: set[int] = set()  # pressed on the bar while another client drags
+        self._hover: dict[int, int] = {}  # session -> the icon under its pointer
+        self._lit: set[int] = set()  # icons painted highlighted
         self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
         self._text_dirty = False
 
     def show_urls(self, urls: Sequence[str]) -> None:
         """Say on the desktop where it is served (the server's real spice:// URLs); before start."""
         self.urls = list(urls)
-        self.backdrop = rgb_to_xrgb(self._draw_backdrop())
-        self.canvas = self.backdrop.copy()  # backdrop + strokes + typed text; the ball goes on top
+        self.backdrop = draw_backdrop()
+        self.desktop = self.backdrop.copy()  # layer 1: backdrop + strokes + widgets
         t = TEXT_BOX
-        self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+        self.desktop[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+        self.window = DemoWindow(self.urls, WELCOME.left, WELCOME.top, Rect(0, BAR_H, WIDTH, HEIGHT))
+
+    @property
+    def canvas(self) -> np.ndarray:
+        """The screen without the ball: the desktop with the window on it."""
+        w = self.window.rect
+        out = self.desktop.copy()
+        out[w.top : w.bottom, w.left : w.right] = self.window.pixels
+        return out
 
     # --- drawing ------------------------------------------------------------------------
-    def _connect_lines(self) -> list[str]:
-        if not self.urls:
-            return []
-        lines = ["Connect more viewers (remote-viewer, from virt-viewer):"]
-        for url in self.urls[:MAX_URLS]:
-            lines.append("  remote-viewer " + shlex.quote(url) + ("  (TLS)" if "tls-port=" in url else ""))
-        if len(self.urls) > MAX_URLS:
-            lines.append(f"  ... and {len(self.urls) - MAX_URLS} more: see the server log")
-        return lines
-
-    def _draw_backdrop(self) -> np.ndarray:
-        y = np.linspace(0.0, 1.0, HEIGHT, dtype=np.float32)[:, None]
-        x = np.linspace(0.0, 1.0, WIDTH, dtype=np.float32)[None, :]
-        rgb = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
-        rgb[..., 0] = (30 + 40 * y + 20 * x).astype(np.uint8)
-        rgb[..., 1] = (60 + 80 * y).astype(np.uint8)
-        rgb[..., 2] = (110 + 100 * (1 - y) + 20 * x).astype(np.uint8)
-        img = Image.fromarray(rgb, "RGB")
-        d = ImageDraw.Draw(img)
-        d.rectangle([0, 0, WIDTH, BAR_H], fill=(24, 26, 32))
-        d.text((12, 7), "spice-twisted demo desktop", fill=(230, 230, 235), font=_font(20))
-        w = WELCOME
-        d.rectangle([w.left, w.top, w.right, w.bottom], fill=(245, 245, 240), outline=(40, 40, 60), width=2)
-        d.rectangle([w.left, w.top, w.right, w.top + 28], fill=(70, 90, 150))
-        d.text((w.left + 12, w.top + 4), "Welcome", fill=(255, 255, 255), font=_font(18))
-        lines = [
-            "You are looking at a SPICE display served by Twisted.",
-            "Every connected client sees this same desktop.",
-            "Drag to paint in your own colour; type into the line below.",
-            "",
-            *self._connect_lines(),
-        ]
-        # The longest line sets the size, so a long URL still fits the window.
-        size = 17
-        while size > 10 and max(d.textlength(line, font=_font(size)) for line in lines) > w.width - 32:
-            size -= 1
-        step = min(26, (w.height - 54) // len(lines))
-        for i, line in enumerate(lines):
-            d.text((w.left + 16, w.top + 44 + step * i), line, fill=(20, 20, 30), font=_font(size))
-        for i, colour in enumerate([(220, 60, 60), (60, 180, 80), (60, 110, 220), (230, 200, 40)]):
-            d.rectangle([620 + 90 * i, 120, 690 + 90 * i, 190], fill=colour)
-        t = TEXT_BOX
-        d.rectangle([t.left, t.top, t.right - 1, t.bottom - 1], fill=(250, 250, 250), outline=(30, 30, 40), width=2)
-        return np.asarray(img)
-
     def _draw_ball(self) -> np.ndarray:
         img = Image.new("RGB", (BALL, BALL), (0, 0, 0))
         ImageDraw.Draw(img).ellipse([0, 0, BALL - 1, BALL - 1], fill=(250, 120, 30), outline=(255, 255, 255))
@@ -161,7 +167,7 @@ class DemoSource(DisplaySource):
 
     def _clock_pixels(self, text: str) -> np.ndarray:
         img = Image.new("RGB", (CLOCK_BOX.width, CLOCK_BOX.height), (24, 26, 32))
-        ImageDraw.Draw(img).text((20, 7), text, fill=(150, 220, 150), font=_font(20))
+        ImageDraw.Draw(img).text((20, 7), text, fill=(150, 220, 150), font=font(20))
         return rgb_to_xrgb(np.asarray(img))
 
     def _text_pixels(self) -> np.ndarray:
@@ -169,15 +175,34 @@ class DemoSource(DisplaySource):
         img = Image.new("RGB", (t.width, t.height), (250, 250, 250))
         d = ImageDraw.Draw(img)
         d.rectangle([0, 0, t.width - 1, t.height - 1], outline=(30, 30, 40), width=2)
-        d.text((12, 12), "> " + self.typed + "_", fill=(10, 10, 20), font=_font(20))
+        d.text((12, 12), "> " + self.typed + "_", fill=(10, 10, 20), font=font(20))
         return rgb_to_xrgb(np.asarray(img))
+
+    def compose(self, r: Rect) -> np.ndarray:
+        """The layers over `r`: desktop, the ball on it, the window on top."""
+        out = self.desktop[r.top : r.bottom, r.left : r.right].copy()
+        ball = self._ball_rect()
+        b = ball.intersect(r)
+        if not b.empty():
+            sprite = self.ball[b.top - ball.top : b.bottom - ball.top, b.left - ball.left : b.right - ball.left]
+            under = out[b.top - r.top : b.bottom - r.top, b.left - r.left : b.right - r.left]
+            under[:] = np.where(sprite >= 0, sprite, under).astype(np.uint8)
+        win = self.window.rect
+        w = win.intersect(r)
+        if not w.empty():
+            out[w.top - r.top : w.bottom - r.top, w.left - r.left : w.right - r.left] = self.window.pixels[
+                w.top - win.top : w.bottom - win.top, w.left - win.left : w.right - win.left
+            ]
+        return out
 
     # --- running ------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
-        render.primary.pixels[:] = self.canvas
+        self.log.add(time.strftime("%H:%M:%S") + "  log: a line a second, and each typed line")
+        self.log.take()
+        self.window.pixels[LOG.top : LOG.bottom, LOG.left : LOG.right] = panel_pixels(self.log.lines, LOG.width)
         self._paint_clock(force=True)
-        self._paint_ball()
+        render.primary.pixels[:] = self.compose(render.primary.rect)
         render.damage(render.primary.rect)
         render.add_paint_hook(self.paint)
         cursor.set_shape(self.arrow)
@@ -194,55 +219,130 @@ class DemoSource(DisplaySource):
         x, y = int(self.pos[0]), int(self.pos[1])
         return Rect(x, y, x + BALL, y + BALL)
 
-    def _paint_ball(self) -> Rect:
-        assert self.render is not None
-        r = self._ball_rect()
-        px = self.render.primary.pixels[r.top : r.bottom, r.left : r.right]
-        px[:] = np.where(self.ball >= 0, self.ball, self.canvas[r.top : r.bottom, r.left : r.right]).astype(np.uint8)
-        return r
-
     def _paint_clock(self, force: bool = False) -> Rect | None:
-        assert self.render is not None
         text = time.strftime("%H:%M:%S")
         if text == self._shown_time and not force:
             return None
         self._shown_time = text
         r = CLOCK_BOX
-        self.render.primary.pixels[r.top : r.bottom, r.left : r.right] = self._clock_pixels(text)
+        self.desktop[r.top : r.bottom, r.left : r.right] = self._clock_pixels(text)
         return r
 
+    def _visible(self, r: Rect) -> list[Rect]:
+        """The parts of r the window does not cover: where a change below it shows."""
+        return subtract(r.intersect(Rect(0, 0, WIDTH, HEIGHT)), self.window.rect)
+
     def _show(self, r: Rect) -> None:
-        """Copy a changed canvas area to the surface (ball on top) and mark it damaged."""
+        """Recompose `r` on the surface and mark what of it is visible damaged."""
         assert self.render is not None
         r = r.intersect(self.render.primary.rect)
         if r.empty():
             return
-        self.render.primary.pixels[r.top : r.bottom, r.left : r.right] = self.canvas[r.top : r.bottom, r.left : r.right]
-        ball = self._ball_rect()
-        if not r.intersect(ball).empty():
-            self._paint_ball()
-            r = r.union(ball)
-        self.render.damage(r)
+        self.render.primary.pixels[r.top : r.bottom, r.left : r.right] = self.compose(r)
+        for v in self._visible(r):
+            self.render.damage(v)
+
+    def _want_frame(self) -> None:
+        """State changed that the next frame's paint hook draws: make sure a frame runs."""
+        if self.render is not None:
+            self.render.pacer.request()
 
     def tick(self) -> None:
-        """Move the ball one step and mark only what changed."""
+        """Move the ball one step, time the log and the slideshow, and mark only what changed."""
         assert self.render is not None
         if self.paused:
             return
         self.frames += 1
         old = self._ball_rect()
-        pixels = self.render.primary.pixels
-        pixels[old.top : old.bottom, old.left : old.right] = self.canvas[old.top : old.bottom, old.left : old.right]
         for i, limit in ((0, WIDTH - BALL), (1, HEIGHT - BALL)):
             self.pos[i] += self.vel[i]
             lo = BAR_H if i == 1 else 0
             if not lo <= self.pos[i] <= limit:
                 self.vel[i] = -self.vel[i]
                 self.pos[i] = min(max(self.pos[i], lo), limit)
-        self.render.damage(old.union(self._paint_ball()))
+        self._show(old.union(self._ball_rect()))
         clock = self._paint_clock()
         if clock is not None:
-            self.render.damage(clock)
+            self._show(clock)
+        if self.frames % self.log_every == 0:
+            x, y = self._ball_rect()[:2]
+            self.log.add(f"{time.strftime('%H:%M:%S')}  tick {self.frames}: the ball is at ({x}, {y})")
+            self._want_frame()
+        if self.frames % self.slide_every == 0:
+            self.slide = (self.slide + 1) % SLIDES
+            self._slide_due = True
+            self._want_frame()
+
+    # --- the once-a-frame painting --------------------------------------------------------
+    def paint(self) -> None:
+        """Once a frame: apply what input and time changed since the last one. The window
+        moves first, so its copy reads only pixels every client already has."""
+        assert self.render is not None
+        self._move_window()
+        self._paint_log()
+        if self._slide_due:
+            self._slide_due = False
+            self._paint_in_window(SLIDE, slide(self.slide))
+        if self._text_dirty:
+            self._text_dirty = False
+            t = TEXT_BOX
+            self.desktop[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+            self._show(t)
+        lit = set(self._hover.values())
+        for i in sorted(lit ^ self._lit):
+            r = ICONS[i]
+            self.desktop[r.top : r.bottom, r.left : r.right] = icon(i in lit)
+            self._show(r)
+        self._lit = lit
+        segments, self._segments = self._segments, {}
+        box = Rect(0, 0, 0, 0)
+        for colour, segs in segments.items():
+            # Into the desktop layer; each segment's visible box was marked damaged when it
+            # arrived. The surface then gets the layers over all of them.
+            box = box.union(_paint_segments((self.desktop,), np.array(segs, dtype=np.int64), colour, WIDGETS))
+        box = box.intersect(self.render.primary.rect)
+        if not box.empty():
+            self.render.primary.pixels[box.top : box.bottom, box.left : box.right] = self.compose(box)
+
+    def _move_window(self) -> None:
+        """A pending drag: copy the window to its new place, repaint only what that exposed."""
+        assert self.render is not None
+        target = self.window.take_target()
+        if target is None:
+            return
+        old = self.window.rect
+        self.render.copy_bits(old, *target)
+        self.window.x, self.window.y = target
+        self.window.moves += 1
+        px = self.render.primary.pixels
+        for r in subtract(old, self.window.rect):
+            px[r.top : r.bottom, r.left : r.right] = self.compose(r)
+            self.render.damage(r)
+
+    def _paint_log(self) -> None:
+        """New log lines: scroll the panel up by as many strips (a copy), then draw only them."""
+        assert self.render is not None
+        new = self.log.take()
+        if not new:
+            return
+        k = min(len(new), LINES)
+        panel = self.window.pixels[LOG.top : LOG.bottom, LOG.left : LOG.right]
+        if k < LINES:
+            self.render.copy_bits(
+                self.window.on_screen(Rect(LOG.left, LOG.top + k * LINE_H, LOG.right, LOG.bottom)), *self.window.on_screen(LOG)[:2]
+            )
+            panel[: LOG.height - k * LINE_H] = panel[k * LINE_H :].copy()
+        fresh = Rect(LOG.left, LOG.bottom - k * LINE_H, LOG.right, LOG.bottom)
+        strips = [line_pixels(t, LOG.width) for t in new[-k:]]
+        self._paint_in_window(fresh, np.concatenate(strips))
+
+    def _paint_in_window(self, r: Rect, pixels: np.ndarray) -> None:
+        """Window content changed over `r` (window coordinates): into the window and the surface."""
+        assert self.render is not None
+        self.window.pixels[r.top : r.bottom, r.left : r.right] = pixels
+        s = self.window.on_screen(r)
+        self.render.primary.pixels[s.top : s.bottom, s.left : s.right] = pixels
+        self.render.damage(s)
 
     # --- input ----------------------------------------------------------------------------
     def _stroke(self, colour: tuple[int, int, int], a: tuple[int, int], b: tuple[int, int]) -> None:
@@ -251,45 +351,74 @@ class DemoSource(DisplaySource):
         self.strokes += 1
         assert self.render is not None
         box = Rect(min(a[0], b[0]) - BRUSH, max(min(a[1], b[1]) - BRUSH, BAR_H), max(a[0], b[0]) + BRUSH + 1, max(a[1], b[1]) + BRUSH + 1)
-        self.render.damage(box)
+        visible = self._visible(box)
+        for v in visible:
+            self.render.damage(v)
+        if not visible:
+            self._want_frame()  # hidden under the window, but painted on the desktop all the same
 
-    def paint(self) -> None:
-        """Once a frame: paint what input changed since the last one into the canvas and surface."""
-        if self._text_dirty:
-            self._text_dirty = False
-            t = TEXT_BOX
-            self.canvas[t.top : t.bottom, t.left : t.right] = self._text_pixels()
-            self._show(t)
-        segments, self._segments = self._segments, {}
-        assert self.render is not None
-        for colour, segs in segments.items():
-            # Into the canvas and the surface at once; each segment's box was marked damaged
-            # when it arrived. The ball stays on top.
-            box = _paint_segments((self.canvas, self.render.primary.pixels), np.array(segs, dtype=np.int64), colour)
-            if not box.intersect(self._ball_rect()).empty():
-                self.render.damage(self._paint_ball())
+    def _hover_at(self, session: int, x: int, y: int) -> None:
+        p = _point(x, y)
+        over = None if self.window.rect.contains(p) else next((i for i, r in enumerate(ICONS) if r.contains(p)), None)
+        if over == self._hover.get(session):
+            return
+        if over is None:
+            self._hover.pop(session, None)
+        else:
+            self._hover[session] = over
+        if set(self._hover.values()) != self._lit:
+            self._want_frame()
 
     def pointer(self, origin: InputOrigin, x: int, y: int, buttons: int) -> None:
+        sid = origin.session_id
+        if self.window.motion(sid, x, y):
+            self._want_frame()  # the window follows once a frame, however many motions
+            return
         if self.cursor is not None:
-            self.cursor.set_shape(self.ibeam if TEXT_BOX.contains(Rect(x, y, x + 1, y + 1)) else self.arrow)
-        last = self._drawing.get(origin.session_id)
+            over_text = TEXT_BOX.contains(_point(x, y)) and not self.window.rect.contains(_point(x, y))
+            self.cursor.set_shape(self.ibeam if over_text else self.arrow)
+        self._hover_at(sid, x, y)
+        if sid in self._held_on_title:
+            return  # that press went to the title bar: its motion paints nothing
+        last = self._drawing.get(sid)
         if buttons & 1 or last is not None:
             # A client that coalesced motion may send its last position with the release
             # state already applied: the segment to it still belongs to the stroke.
             self._stroke(origin.colour, last or (x, y), (x, y))
         if buttons & 1:
-            self._drawing[origin.session_id] = (x, y)
+            self._drawing[sid] = (x, y)
         else:
-            self._drawing.pop(origin.session_id, None)
+            self._drawing.pop(sid, None)
 
     def button(self, origin: InputOrigin, button: int, pressed: bool, x: int, y: int, buttons: int) -> None:
         if button != 1:
             return
+        sid = origin.session_id
         if pressed:
-            self._drawing[origin.session_id] = (x, y)
+            if self.window.press(sid, x, y):
+                return
+            if self.window.title_rect.contains(_point(x, y)):
+                self._held_on_title.add(sid)  # someone else's drag goes on: this press does nothing
+                return
+            self._drawing[sid] = (x, y)
             self._stroke(origin.colour, (x, y), (x, y))
         else:
-            self._drawing.pop(origin.session_id, None)
+            if self.window.release(sid):
+                x, y = self.window.target or (self.window.x, self.window.y)
+                self._log(f"client {sid} put the window at ({x}, {y})")
+            self._held_on_title.discard(sid)
+            self._drawing.pop(sid, None)
+
+    def client_gone(self, origin: InputOrigin) -> None:
+        self.window.release(origin.session_id)
+        self._held_on_title.discard(origin.session_id)
+        self._drawing.pop(origin.session_id, None)
+        if self._hover.pop(origin.session_id, None) is not None:
+            self._want_frame()
+
+    def _log(self, text: str) -> None:
+        self.log.add(time.strftime("%H:%M:%S") + "  " + text)
+        self._want_frame()
 
     def key(self, origin: InputOrigin, key: int, pressed: bool) -> None:
         if key in SHIFT_KEYS:
@@ -302,6 +431,8 @@ class DemoSource(DisplaySource):
         if key == BACKSPACE:
             self.typed = self.typed[:-1]
         elif key == ENTER:
+            if self.typed:
+                self._log(f"client {origin.session_id}: {self.typed}")
             self.typed = ""
         elif key in KEYMAP:
             plain, shifted = KEYMAP[key]
@@ -311,19 +442,30 @@ class DemoSource(DisplaySource):
             return
         if not self._text_dirty:
             self._text_dirty = True
-            assert self.render is not None
-            self.render.damage(TEXT_BOX)
+            self._want_frame()
 
     def locks(self, modifiers: int) -> None:
         self.caps = bool(modifiers & 4)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "typed": self.typed, "strokes": self.strokes, "frames": self.frames}
+        w = self.window
+        return {
+            "name": self.name,
+            "typed": self.typed,
+            "strokes": self.strokes,
+            "frames": self.frames,
+            "window": [w.x, w.y],
+            "window_moves": w.moves,
+            "dragging": w.drag.owner if w.drag is not None else None,
+            "log_lines": self.log.added,
+            "slide": self.slide,
+        }
 
 
-def _paint_segments(targets: tuple[np.ndarray, ...], segs: np.ndarray, colour: tuple[int, int, int]) -> Rect:
+def _paint_segments(targets: tuple[np.ndarray, ...], segs: np.ndarray, colour: tuple[int, int, int], keep_out: Sequence[Rect] = ()) -> Rect:
     """Paint line segments (rows x0, y0, x1, y1) with the square brush into every target, all
-    segments at once (a few numpy operations, however many segments); returns their bounding box."""
+    segments at once (a few numpy operations, however many segments), never inside `keep_out`
+    (the widgets, which sit above the strokes); returns their bounding box."""
     h, w = targets[0].shape[:2]
     a, b = segs[:, :2], segs[:, 2:]
     n = np.abs(b - a).max(axis=1) + 1  # points per segment: one per pixel step
@@ -350,6 +492,10 @@ def _paint_segments(targets: tuple[np.ndarray, ...], segs: np.ndarray, colour: t
     t1, l1 = min(top + mask.shape[0], h), min(left + mask.shape[1], w)
     if t0 < t1 and l0 < l1:
         m = mask[t0 - top : t1 - top, l0 - left : l1 - left]
+        for k in keep_out:
+            k = k.intersect(Rect(l0, t0, l1, t1))
+            if not k.empty():
+                m[k.top - t0 : k.bottom - t0, k.left - l0 : k.right - l0] = False
         for target in targets:
             target[t0:t1, l0:l1][m] = bgrx
     return Rect(
