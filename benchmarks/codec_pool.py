@@ -62,7 +62,7 @@ BURST = 16
 
 
 def desktop() -> np.ndarray:
-    return DemoSource(fps=1.0).backdrop  # 1024x768 B,G,R,X: gradient, title bar, a window with text
+    return DemoSource(fps=1.0).canvas  # 1024x768 B,G,R,X: gradient, title bar, a window with text
 
 
 def crop(img: np.ndarray, side: int) -> np.ndarray:

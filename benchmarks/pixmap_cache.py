@@ -58,7 +58,15 @@ def main() -> None:
     for images in (1000, 10000, 100000):
         one, entries = heap(1, images)
         many, _ = heap(args.clients, images)
-        rows.append([f"{images:,}", f"{entries:,}", f"{one / 2**20:.2f} MiB", f"{many / 2**20:.2f} MiB", f"{many / max(entries, 1) / args.clients:.0f} B"])
+        rows.append(
+            [
+                f"{images:,}",
+                f"{entries:,}",
+                f"{one / 2**20:.2f} MiB",
+                f"{many / 2**20:.2f} MiB",
+                f"{many / max(entries, 1) / args.clients:.0f} B",
+            ]
+        )
         print(f"images sent {images}: {entries} entries; 1 model {one / 2**20:.2f} MiB; {args.clients} models {many / 2**20:.2f} MiB")
     text = "\n".join(
         [

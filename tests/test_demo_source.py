@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from support.processes import as_rgb
 
+from spice_twisted.render.region import Region
 from spice_twisted.sources.demo import BALL, CLOCK_BOX, WELCOME, DemoSource
 from spice_twisted.sources.demo_window import LOG, SLIDE
 
@@ -53,9 +54,17 @@ def _demo_with_sink():
     class Sink:
         codec = "bitmap"
         accepting = True
+        lossy = Region()
+        idle = True
+
+        def codec_for(self, d):
+            return self.codec
 
         def push_drawable(self, d):
             seen.append(d.rect)
+
+        def push_copy(self, op):
+            seen.append(op.dest)
 
     src.start(render, CursorService())
     render.flush()

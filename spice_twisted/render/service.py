@@ -157,6 +157,12 @@ class RenderService:
         paints it once a frame instead of once an event."""
         self._paint_hooks.append(hook)
 
+    def request_frame(self) -> None:
+        """Run a frame soon even with no damage marked: a source whose paint hook has
+        something to draw (a drag, a queued line) that no damage announced yet."""
+        if not self._in_frame:
+            self.pacer.request()
+
     def flush(self) -> None:
         """Run the pending frame now instead of at its time."""
         self.pacer.run_now()

@@ -245,7 +245,7 @@ class DemoSource(DisplaySource):
     def _want_frame(self) -> None:
         """State changed that the next frame's paint hook draws: make sure a frame runs."""
         if self.render is not None:
-            self.render.pacer.request()
+            self.render.request_frame()
 
     def tick(self) -> None:
         """Move the ball one step, time the log and the slideshow, and mark only what changed."""
