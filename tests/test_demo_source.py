@@ -57,8 +57,8 @@ def _demo_with_sink():
         lossy = Region()
         idle = True
 
-        def codec_for(self, d):
-            return self.codec
+        def request_payload(self, d):
+            d.request(self.codec)
 
         def push_drawable(self, d):
             seen.append(d.rect)

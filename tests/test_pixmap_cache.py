@@ -85,3 +85,23 @@ def test_the_model_lru_and_its_bounds():
     c.replace(4)
     assert not c.lookup(4).lossy and c.used == 420
     assert not ClientPixmapCache(1, -5) and not ClientPixmapCache(1, -5).takes(1)
+
+
+def test_a_repeat_the_client_holds_costs_no_encode(monkeypatch):
+    from spice_twisted import codecs
+
+    calls = []
+    real = codecs.ENCODERS["bitmap"]
+    monkeypatch.setitem(codecs.ENCODERS, "bitmap", lambda px: calls.append(px.shape) or real(px))
+    srv = _server()
+    _noise(srv)
+    r = Reader(*_display(srv, cache_px=1 << 20))
+    r.catch_up(srv)
+    _show(srv, 2, 0)
+    r.catch_up(srv)
+    before = len(calls)
+    for slot in (1, 2, 3, 4):
+        _show(srv, 2, slot)
+        r.catch_up(srv)
+    assert len(calls) == before  # four draws, no encode: each went FROM_CACHE
+    assert r.screen.cache_hits == 4 and np.array_equal(r.screen.fb, srv.render.primary.pixels)

@@ -140,6 +140,17 @@ class DisplayChannelClient(ChannelClient):
         """The codec of one drawable for this client."""
         return self.codec
 
+    def request_payload(self, drawable: Drawable) -> None:
+        """At commit: start the encode this client will need, unless its pixmap cache
+        already holds the picture (a repeat then costs no encode at all)."""
+        codec = self.codec_for(drawable)
+        cache = self.pixmap_cache
+        if cache.takes(drawable.area):
+            entry = cache.lookup(drawable.content_key())
+            if entry is not None and (not entry.lossy or codec in LOSSY_CODECS):
+                return  # should it be evicted before this is sent, marshal asks then
+        drawable.request(codec)
+
     @property
     def coalesced(self) -> int:
         return self.pipe.coalesced

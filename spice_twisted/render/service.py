@@ -41,7 +41,7 @@ class DrawableSink(Protocol):
     lossy: Region  # the areas its client holds lossy
     idle: bool  # nothing left to send
 
-    def codec_for(self, drawable: Drawable) -> str: ...
+    def request_payload(self, drawable: Drawable) -> None: ...
     def push_drawable(self, drawable: Drawable) -> None: ...
     def push_lossless(self, drawable: Drawable) -> None: ...
     def absorb(self, rect: Rect) -> None: ...
@@ -207,7 +207,7 @@ class RenderService:
             self.counters.drawables += 1
             d.hold()  # the frame's own reference, while it is handed out
             for sink in taking:
-                d.request(sink.codec_for(d))  # one encode per codec, whoever asks first
+                sink.request_payload(d)  # one encode per codec, whoever asks first
             for sink in taking:
                 sink.push_drawable(d)
             d.release()
