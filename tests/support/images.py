@@ -1,11 +1,13 @@
-"""Generated test images of each kind a desktop shows, as H x W x 4 uint8 B,G,R,X.
+"""Generated test images of each kind a desktop shows, as H x W x 4 uint8 B,G,R,X; and PSNR.
 
 Shared by the codec and classifier tests and benchmarks/codecs.py, so the benchmark's
 numbers are about the images the tests check. Deterministic (seeded), no files.
+JPEG is decoded here with Pillow (its own libjpeg), independent of our encoder's binding.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import numpy as np
@@ -104,7 +106,7 @@ def noise(h: int, w: int, seed: int = 4) -> np.ndarray:
     return _bgrx(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
 
 
-# kind -> (generator, whether lossy should pay). Gradients are not decided here: see docs/codecs.md.
+# kind -> generator(h, w)
 KINDS: dict[str, Callable[[int, int], np.ndarray]] = {
     "text_ui": text_ui,
     "photo": photo,
@@ -113,3 +115,20 @@ KINDS: dict[str, Callable[[int, int], np.ndarray]] = {
     "mostly_flat": mostly_flat,
     "noise": noise,
 }
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB over the B, G, R channels (the X byte carries nothing)."""
+    d = a[..., :3].astype(np.float64) - b[..., :3].astype(np.float64)
+    mse = float(np.mean(d * d))
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+def pillow_decode(jfif: bytes) -> np.ndarray:
+    """A JPEG back to B,G,R,X (X = 0) with Pillow."""
+    im = Image.open(io.BytesIO(jfif))
+    assert im.format == "JPEG"
+    rgb = np.asarray(im.convert("RGB"))
+    out = np.zeros((*rgb.shape[:2], 4), np.uint8)
+    out[..., :3] = rgb[..., ::-1]
+    return out
