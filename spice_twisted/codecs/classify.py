@@ -39,24 +39,25 @@ _GOLDEN = 0.6180339887  # the row-to-row shift of the sampled columns, as a frac
 _SHIFTS = np.array([0, 8, 16], np.uint32)[:, None, None, None]
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _grid(h: int, w: int, row: int) -> np.ndarray:
     """Word offsets of the sampled squares' four pixels (4 x n x m), for images h x w with `row` words a row.
 
-    Drawables of one size repeat (a window, a tile), so the grid is made once per size."""
+    Drawables of one size repeat (a window, a tile), so the grid is made once per size
+    (at most 64 KiB each: int32 offsets, enough for any surface SPICE has)."""
     n, m = min(ROWS, h - 1), min(COLS, w - 1)
     ys = np.linspace(0, h - 2, n).round().astype(np.intp)[:, None]
     spacing = (w - 1) / m
     shift = (np.arange(n) * (_GOLDEN * spacing))[:, None]
     xs = ((np.arange(m) * spacing)[None, :] + shift).astype(np.intp) % (w - 1)
-    grid = ys * row + xs + np.array([0, 1, row, row + 1], np.intp)[:, None, None]
+    grid = (ys * row + xs + np.array([0, 1, row, row + 1], np.intp)[:, None, None]).astype(np.int32)
     grid.flags.writeable = False
     return grid
 
 
 def _flat_words(pixels: np.ndarray) -> tuple[np.ndarray, int]:
     """The pixels as one flat run of u32 words (a view, for any row stride) and the row length in words."""
-    if pixels.strides[1:] != (4, 1) or pixels.strides[0] % 4:
+    if pixels.strides[1:] != (4, 1) or pixels.strides[0] % 4 or pixels.strides[0] < 0:
         pixels = np.ascontiguousarray(pixels)
     h, w = pixels.shape[:2]
     row = pixels.strides[0] // 4
