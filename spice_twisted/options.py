@@ -102,6 +102,15 @@ def _image_compression(value: str) -> str:
     return value
 
 
+def _jpeg_quality(value: str) -> int:
+    from .codecs.jpeg import check_quality
+
+    try:
+        return check_quality(int(value))
+    except ValueError:
+        raise ValueError(f"{value!r}: use a whole number 1-100") from None
+
+
 def _password_length(value: str) -> int:
     """--generate-password's optional LEN ('' when given bare)."""
     if value == "":
@@ -167,6 +176,7 @@ class Options(usage.Options):
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
         ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
         [
             "view-only-password-file",
             None,

@@ -1,12 +1,16 @@
-"""Decode what a display channel sent (DRAW_COPY with raw or LZ4 images, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
-with the schema's decoder and decodes LZ4 like spice-gtk's canvas does.
+with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, JPEG with Pillow
+(its own libjpeg, not the encoder's binding).
 """
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from PIL import Image
 
 from spice_twisted.codecs.lz4 import decode as lz4_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
@@ -28,6 +32,12 @@ def image_pixels(image: dict) -> np.ndarray:
         return rows[:, : w * 4].reshape(h, w, 4)
     if image["type"] == ImageType.LZ4:
         return lz4_decode(image["data"], w, h)
+    if image["type"] == ImageType.JPEG:
+        decoded = Image.open(io.BytesIO(image["data"]))
+        assert decoded.format == "JPEG" and decoded.size == (w, h), (decoded.format, decoded.size, (w, h))
+        out = np.zeros((h, w, 4), np.uint8)
+        out[..., :3] = np.asarray(decoded.convert("RGB"))[..., ::-1]  # B,G,R,X as the surface holds them
+        return out
     raise AssertionError(f"unexpected image type {image['type']}")
 
 
