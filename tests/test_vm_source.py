@@ -9,6 +9,9 @@ has nothing to show: a cursor shape and pointer input.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 from support.processes import as_rgb, free_port, wait_until
 from support.qemu import ECHO_ROW_Y, Qemu, have_qemu
+from support.rawclient import NotifyReader
 
 from spice_twisted.sources.vm import WAITING_BG
 
@@ -95,3 +99,132 @@ def test_three_clients_see_the_vm_and_one_types_into_it(spawn, qemu_factory):
     state = server.stats()["source_state"]
     assert state["state"] == "connected" and state["size"] == [720, 400], state
     assert state["input"]["sent"] >= 4
+
+
+def key_events(vm: Qemu) -> list[tuple[str, int]]:
+    """(QEMU key name, down) of every key QEMU's input layer got, from its trace."""
+    return [(m.group(1), int(m.group(2))) for m in re.finditer(r"input_event_key_qcode .*?key qcode (\w+), down (\d)", vm.trace())]
+
+
+def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_factory, tmp_path):
+    vm = qemu_factory(password="vm-ticket-1")
+    vm.wait_booted()
+    (tmp_path / "wrong").write_text("not-the-ticket\n")
+    (tmp_path / "right").write_text("vm-ticket-1\n")
+    for f in ("wrong", "right"):
+        (tmp_path / f).chmod(0o600)
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--source-password-file", str(tmp_path / "wrong"))
+    (client,) = connect_clients(spawn, server, 1)
+    notes = NotifyReader(server.port)
+    wait_until(lambda: any("refused" in t for t in notes.texts), 15, "a NOTIFY that the VM refused us")
+    wait_until(lambda: waiting_shown(client), 15, "the waiting frame")
+    wait_until(lambda: server.stats()["source_state"]["helper_starts"] >= 3, 20, "a few attempts")
+    state = server.stats()["source_state"]
+    assert state["state"] == "refused" and state["helper_crashes"] == 0, state
+    log = server.stderr()
+    assert log.count("refused our password") == 1, log  # one line per state change, not per attempt
+    assert "not-the-ticket" not in log
+    notes.close()
+    server.close()
+    good = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--source-password-file", str(tmp_path / "right"))
+    clients = connect_clients(spawn, good, 2)
+    wait_match(vm, clients)
+    assert good.stats()["source_state"]["state"] == "connected"
+
+
+def test_the_vm_killed_and_restarted_mid_session(spawn, qemu_factory):
+    vm = qemu_factory()
+    vm.wait_booted()
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    clients = connect_clients(spawn, server, 3)
+    wait_match(vm, clients)
+    notes = NotifyReader(server.port)
+    vm.kill()
+    wait_until(lambda: any("unavailable" in t for t in notes.texts), 15, "a NOTIFY that the VM is unavailable")
+    for c in clients:
+        wait_until(lambda c=c: waiting_shown(c), 15, "the waiting frame")
+    time.sleep(2)  # a few attempts fail (connection refused)
+    assert server.stats()["source_state"]["helper_starts"] >= 3
+    vm.start()
+    vm.wait_booted()
+    wait_match(vm, clients, timeout=30)
+    wait_until(lambda: any("is back" in t for t in notes.texts), 15, "a NOTIFY that the VM is back")
+    notes.close()
+    log = server.stderr()
+    assert log.count("was lost") == 1 and log.count("back, serving it again") == 1, log
+    assert all(not c.channel_events("main") or "closed" not in c.channel_events("main") for c in clients)
+    assert len(server.stats()["clients"]) == 4  # the three viewers and the NOTIFY reader
+    # input reaches the new VM
+    clients[2].send("key 0x2d")  # x
+    wait_until(lambda: ("x", 1) in key_events(vm), 10, "the key in QEMU's trace")
+    wait_match(vm, clients)
+
+
+def test_a_crashed_helper_is_restarted(spawn, qemu_factory):
+    vm = qemu_factory()
+    vm.wait_booted()
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    clients = connect_clients(spawn, server, 2)
+    wait_match(vm, clients)
+    pid = server.stats()["source_state"]["helper_pid"]
+    assert pid > 0
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: server.stats()["source_state"]["helper_crashes"] == 1, 10, "the crash noticed")
+    wait_until(lambda: server.stats()["source_state"]["state"] == "connected", 20, "served again")
+    state = server.stats()["source_state"]
+    assert state["helper_pid"] not in (0, pid) and state["helper_starts"] == 2, state
+    clients[0].send("key 0x1e")  # a
+    wait_until(lambda: ("a", 1) in key_events(vm), 10, "the key in QEMU's trace")
+    wait_match(vm, clients)
+    assert "the spice-gtk helper ended (signal 9)" in server.stderr()
+
+
+def test_keys_buttons_motion_and_leds_reach_qemu(spawn, qemu_factory):
+    vm = qemu_factory()
+    vm.wait_booted()
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    typist, watcher, viewer = connect_clients(spawn, server, 3)
+    wait_until(lambda: server.stats()["source_state"]["state"] == "connected", 20, "connected")
+    # a view-only client's keys never reach the VM
+    server.view_only(server.stats()["clients"][2]["id"], True)
+    viewer.send("key 0x10")  # q
+    # no tablet: QEMU's SPICE is in server mouse mode, so our absolute positions go up as motion
+    typist.send("position 100 100 0")
+    typist.send("position 130 90 0")
+    typist.send("press 1 1")
+    typist.send("release 1 0")
+    wait_until(lambda: re.search(r"input_event_btn .*button left, down 0", vm.trace()), 10, "the click in QEMU")
+    assert re.search(r"input_event_rel .*axis x, value 30\n.*axis y, value -10", vm.trace()), vm.trace()[-2000:]
+    # Caps Lock typed in one client: the guest BIOS lights it, and every client is told
+    typist.send("key 0x3a")
+    wait_until(lambda: "ledstate 4" in vm.trace(), 10, "the guest's caps LED")
+    watcher.wait_event("modifiers", value=4)
+    # Num Lock reported by a client (its keyboard's LEDs on focus) goes up as a lock change
+    watcher.send("locks 6")
+    wait_until(lambda: "ledstate 6" in vm.trace(), 10, "the guest's num LED")
+    # a key held by a client that leaves is released
+    typist.send("keydown 0x2a")  # left shift
+    wait_until(lambda: ("shift", 1) in key_events(vm), 10, "shift down")
+    typist.close()
+    wait_until(lambda: ("shift", 0) in key_events(vm), 10, "shift released after its client left")
+    assert "q" not in [k for k, _ in key_events(vm)]
+    assert server.stats()["source_state"]["released_for_departed"] == 1
+
+
+def test_cursor_and_pointer_through_a_chained_spice_server(spawn):
+    """Upstream: another spice-twisted (the demo, stopped ball): its arrow and I-beam cursor
+    shapes and its client-mode pointer, driven by a client of ours, draw a stroke upstream."""
+    upstream = spawn.harness(paused=True)
+    server = spawn.harness("--source", f"spice://127.0.0.1:{upstream.port}")
+    (client,) = connect_clients(spawn, server, 1)
+    client.wait_event("cursor-set", width=16, height=24)  # the demo's arrow
+    wait_until(lambda: server.stats()["source_state"]["upstream_mouse_mode"] == 2, 10, "client mode upstream")
+    before = as_rgb(upstream.framebuffer())
+    client.send("drag 200 450 400 470 20")
+    client.send("position 300 700 0")  # over the demo's text box: the I-beam
+    client.wait_event("cursor-set", width=9, height=20)
+    expect = as_rgb(upstream.framebuffer())
+    wait_until(lambda: mismatch(client, expect) == 0, 15, "our client showing the upstream's stroke")
+    assert np.any(expect[445:476, 195:406] != before[445:476, 195:406])  # the stroke is the upstream's
+    up = upstream.stats()["clients"]
+    assert len(up) == 1 and up[0]["input_events"] > 10  # one upstream client: us

@@ -4,7 +4,8 @@ The guest is one 512-byte boot sector whose machine code is written out below as
 bytes (16-bit real mode, no assembler needed). It hides the text cursor (so frames
 compare exactly, with no blink), fills the 80x25 text screen with every character in
 many colours, then echoes each typed key (BIOS int 16h) on the bottom row, white on
-blue. QEMU's own framebuffer is read back through QMP `screendump`, not through the
+blue; it polls for keys from a `hlt` loop, so the BIOS updates the keyboard LEDs
+(Caps Lock typed lights the LED, which QEMU reports back through SPICE). QEMU's own framebuffer is read back through QMP `screendump`, not through the
 SPICE path under test.
 """
 
@@ -44,14 +45,18 @@ BOOT_CODE = [
     ("81FBD007", "cmp bx, 2000"),
     ("72F1", "jb fill"),
     ("BF000F", "mov di, 24*160     ; the bottom row"),
-    ("31C0", "key: xor ax, ax"),
-    ("CD16", "int 0x16           ; wait for a key: al = its character"),
+    ("F4", "key: hlt          ; sleep until an interrupt (the timer, a key)"),
+    ("B401", "mov ah, 1          ; int 16h 01: a key waiting? (SeaBIOS sets the LEDs here too)"),
+    ("CD16", "int 0x16"),
+    ("74F9", "jz key"),
+    ("31C0", "xor ax, ax"),
+    ("CD16", "int 0x16           ; read it: al = its character"),
     ("B41F", "mov ah, 0x1F       ; white on blue"),
     ("AB", "stosw"),
     ("81FFA00F", "cmp di, 25*160"),
-    ("72F3", "jb key"),
+    ("72EC", "jb key"),
     ("BF000F", "mov di, 24*160     ; wrap to the row's start"),
-    ("EBEE", "jmp key"),
+    ("EBE7", "jmp key"),
 ]
 TEXT_SIZE = (720, 400)  # 80x25 cells of 9x16 pixels
 ECHO_ROW_Y = 24 * 16  # the top of the row typed keys appear on
@@ -94,8 +99,8 @@ class Qemu:
 
     `password`: the SPICE ticket through `-object secret` (never on the command line)."""
 
-    def __init__(self, tmp: Path, port: int, password: str | None = None) -> None:
-        self.tmp, self.port, self.password = tmp, port, password
+    def __init__(self, tmp: Path, port: int, password: str | None = None, tablet: bool = False) -> None:
+        self.tmp, self.port, self.password, self.tablet = tmp, port, password, tablet
         self.image = boot_image(tmp / "boot.img")
         self.qmp_path = tmp / f"qmp-{port}.sock"
         self.proc: subprocess.Popen | None = None
@@ -109,6 +114,10 @@ class Qemu:
         spice = f"port={self.port},addr=127.0.0.1,streaming-video=off,jpeg-wan-compression=never,zlib-glz-wan-compression=never"
         args = [QEMU, "-nodefaults", "-machine", "pc", "-m", "16", "-vga", "std", "-display", "none"]
         args += ["-drive", f"file={self.image},format=raw,if=ide", "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        # QEMU's own record of the input it got (and of the LEDs the guest set), in its log
+        args += ["-trace", "enable=input_event_*", "-trace", "enable=ps2_set_ledstate"]
+        if self.tablet:  # an absolute pointer: spice-server then offers client mouse mode
+            args += ["-usb", "-device", "usb-tablet"]
         if self.password is not None:
             secret = self.tmp / f"spice-secret-{self.port}"
             secret.write_text(self.password)
@@ -180,6 +189,10 @@ class Qemu:
     def pattern_shown(shot: np.ndarray) -> bool:
         # cell 80 (row 1, column 0): attribute 0x50 = magenta background
         return bool((shot[16 + 8, 0] == (0xA8, 0x00, 0xA8)).all())
+
+    def trace(self) -> str:
+        """This run's log: QEMU's input trace events (input_event_key_number, _btn, _rel, _abs)."""
+        return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         if self._qmp is not None:
