@@ -188,7 +188,7 @@ _BUTTON = struct.Struct("<BBB")
 _COUNT = struct.Struct("<H")
 
 
-def _text(value: str, what: str) -> bytes:
+def _text(value: str) -> bytes:
     data = value.encode("utf-8")
     if len(data) > MAX_TEXT:
         data = data[:MAX_TEXT].decode("utf-8", "ignore").encode("utf-8")
@@ -205,10 +205,12 @@ def encode(msg: Message) -> bytes:
 
 def _payload(msg: Message) -> bytes:
     if isinstance(msg, StateChanged):
-        return bytes([msg.state]) + _text(msg.text, "state text")
+        return bytes([msg.state]) + _text(msg.text)
     if isinstance(msg, Surface):
         return _U32X2.pack(msg.width, msg.height)
     if isinstance(msg, Damage):
+        if len(msg.rects) > MAX_RECTS:
+            raise ValueError(f"Damage: {len(msg.rects)} rects, at most {MAX_RECTS} a frame")
         return _COUNT.pack(len(msg.rects)) + b"".join(_RECT.pack(*r) for r in msg.rects)
     if isinstance(msg, CursorSet):
         return _CURSOR.pack(msg.width, msg.height, msg.hot_x, msg.hot_y) + msg.rgba
@@ -309,7 +311,7 @@ def _decode_cursor(p: bytes) -> CursorSet:
 def _decode_connect(p: bytes) -> Connect:
     try:
         d = json.loads(_decode_text(p, "Connect"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the stack
         raise ProtocolError(f"Connect: not JSON ({exc})") from None
     if not isinstance(d, dict) or set(d) != {"host", "port", "tls_port", "password", "ca_file"}:
         raise ProtocolError("Connect: wrong fields")
