@@ -30,8 +30,8 @@ def qemu_factory(tmp_path: Path):
         pytest.fail("qemu-system-x86_64 is missing: run scripts/setup.sh --test")
     started: list[Qemu] = []
 
-    def make(port: int | None = None, password: str | None = None) -> Qemu:
-        q = Qemu(tmp_path, port or free_port(), password)
+    def make(port: int | None = None, password: str | None = None, **kw) -> Qemu:
+        q = Qemu(tmp_path, port or free_port(), password, **kw)
         started.append(q)
         return q
 
@@ -107,15 +107,17 @@ def key_events(vm: Qemu) -> list[tuple[str, int]]:
 
 
 def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_factory, tmp_path):
-    vm = qemu_factory(password="vm-ticket-1")
-    vm.wait_booted()
     (tmp_path / "wrong").write_text("not-the-ticket\n")
     (tmp_path / "right").write_text("vm-ticket-1\n")
     for f in ("wrong", "right"):
         (tmp_path / f).chmod(0o600)
-    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--source-password-file", str(tmp_path / "wrong"))
+    port = free_port()  # the VM is not there yet: clients wait for it
+    server = spawn.harness("--source", f"spice://127.0.0.1:{port}", "--source-password-file", str(tmp_path / "wrong"))
     (client,) = connect_clients(spawn, server, 1)
     notes = NotifyReader(server.port)
+    wait_until(lambda: waiting_shown(client), 15, "the waiting frame")
+    vm = qemu_factory(port=port, password="vm-ticket-1")
+    vm.wait_booted()
     wait_until(lambda: any("refused" in t for t in notes.texts), 15, "a NOTIFY that the VM refused us")
     wait_until(lambda: waiting_shown(client), 15, "the waiting frame")
     wait_until(lambda: server.stats()["source_state"]["helper_starts"] >= 3, 20, "a few attempts")
@@ -123,6 +125,7 @@ def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_facto
     assert state["state"] == "refused" and state["helper_crashes"] == 0, state
     log = server.stderr()
     assert log.count("refused our password") == 1, log  # one line per state change, not per attempt
+    assert log.count("is not there") == 1, log  # connection refused, then the VM came up
     assert "not-the-ticket" not in log
     notes.close()
     server.close()
@@ -228,3 +231,16 @@ def test_cursor_and_pointer_through_a_chained_spice_server(spawn):
     assert np.any(expect[445:476, 195:406] != before[445:476, 195:406])  # the stroke is the upstream's
     up = upstream.stats()["clients"]
     assert len(up) == 1 and up[0]["input_events"] > 10  # one upstream client: us
+
+
+def test_a_vm_on_a_tls_port_checked_against_its_ca(spawn, qemu_factory, certs, tmp_path):
+    x509 = tmp_path / "x509"
+    x509.mkdir()
+    for name, src in (("ca-cert.pem", "ca"), ("server-cert.pem", "cert"), ("server-key.pem", "key")):
+        (x509 / name).write_bytes(certs[src].read_bytes())
+    vm = qemu_factory(x509_dir=x509)
+    vm.wait_booted()
+    server = spawn.harness("--source", f"spice://127.0.0.1?tls-port={vm.port}", "--source-ca-file", str(certs["ca"]))
+    clients = connect_clients(spawn, server, 2)
+    wait_match(vm, clients)
+    assert server.stats()["source_state"]["upstream"] == f"127.0.0.1 (tls-port {vm.port})"

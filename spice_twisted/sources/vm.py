@@ -382,7 +382,8 @@ class VmSource(DisplaySource):
         self._surface = None
         self._pending = []
         self._drop_view()
-        if (state, reason) == (self.state, self.reason):
+        if state == self.state:  # another failed attempt: no news for the log or the clients
+            self.reason = reason
             return
         was = self.state
         self.state, self.reason = state, reason

@@ -99,8 +99,9 @@ class Qemu:
 
     `password`: the SPICE ticket through `-object secret` (never on the command line)."""
 
-    def __init__(self, tmp: Path, port: int, password: str | None = None, tablet: bool = False) -> None:
-        self.tmp, self.port, self.password, self.tablet = tmp, port, password, tablet
+    def __init__(self, tmp: Path, port: int, password: str | None = None, tablet: bool = False, x509_dir: Path | None = None) -> None:
+        """`x509_dir` (ca-cert.pem, server-cert.pem, server-key.pem): SPICE on TLS port `port` only."""
+        self.tmp, self.port, self.password, self.tablet, self.x509_dir = tmp, port, password, tablet, x509_dir
         self.image = boot_image(tmp / "boot.img")
         self.qmp_path = tmp / f"qmp-{port}.sock"
         self.proc: subprocess.Popen | None = None
@@ -111,7 +112,8 @@ class Qemu:
         self.start()
 
     def argv(self) -> list[str]:
-        spice = f"port={self.port},addr=127.0.0.1,streaming-video=off,jpeg-wan-compression=never,zlib-glz-wan-compression=never"
+        where = f"tls-port={self.port},x509-dir={self.x509_dir}" if self.x509_dir else f"port={self.port}"
+        spice = f"{where},addr=127.0.0.1,streaming-video=off,jpeg-wan-compression=never,zlib-glz-wan-compression=never"
         args = [QEMU, "-nodefaults", "-machine", "pc", "-m", "16", "-vga", "std", "-display", "none"]
         args += ["-drive", f"file={self.image},format=raw,if=ide", "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         # QEMU's own record of the input it got (and of the LEDs the guest set), in its log
