@@ -166,7 +166,15 @@ class Options(usage.Options):
         ["password", None, None, "Not accepted (anyone can read it with ps): use --password-file or --generate-password."],
         ["generate-password", None, None, "Make a random ticket and print it once; =LEN sets its length (default 16).", _password_length],
         ["ticket-expires", None, None, "The ticket expires this many seconds after start.", _positive_float],
-        ["source", None, "demo", "What to show: demo, image:PATH, or x11[:DISPLAY] (a running X display; x11 alone: $DISPLAY)."],
+        [
+            "source",
+            None,
+            "demo",
+            "What to show: demo, image:PATH, x11[:DISPLAY] (a running X display; x11 alone: $DISPLAY), "
+            "or spice://HOST:PORT (a VM's SPICE server; ?tls-port=N for TLS).",
+        ],
+        ["source-password-file", None, None, "With --source spice://: file holding the VM's SPICE ticket; - reads standard input."],
+        ["source-ca-file", None, None, "With --source spice://...?tls-port=N: CA certificate (PEM) the VM's certificate is checked with."],
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
@@ -425,6 +433,7 @@ class Options(usage.Options):
             if not hasattr(self["source-object"], "exit_on_loss"):
                 raise usage.UsageError("--exit-on-x-loss needs --source x11")
             self["source-object"].exit_on_loss = True
+        self._source_secrets()
         self._check_ports_free()
         if self["generate-password"]:
             self._print_generated_password()
@@ -560,6 +569,42 @@ class Options(usage.Options):
         if password == self["ticket"].password:
             raise usage.UsageError("--view-only-password-file: it holds the full password: give view-only clients a password of their own")
         return Ticket(password, self["ticket"].expires)
+
+    def _source_secrets(self) -> None:
+        """--source-password-file and --source-ca-file: what a spice:// source connects with."""
+        given = [n for n in ("source-password-file", "source-ca-file") if self[n]]
+        source = self["source-object"]
+        if not given:
+            return
+        if not hasattr(source, "ca_file"):
+            raise usage.UsageError(f"--{given[0]} needs --source spice://HOST:PORT")
+        if self["source-ca-file"]:
+            if not os.path.isfile(self["source-ca-file"]):
+                raise usage.UsageError(f"--source-ca-file: no such file: {self['source-ca-file']}")
+            source.ca_file = os.path.abspath(self["source-ca-file"])
+        path = self["source-password-file"]
+        if not path:
+            return
+        if path == "-":
+            if self["password-file"] == "-":
+                raise usage.UsageError("--password-file - and --source-password-file - both read standard input: give one a file")
+            password, where = self._read_stdin_password(), "standard input"
+        else:
+            self._private_file("source-password-file", path, refuse=False)
+            try:
+                with open(path, "rb") as f:
+                    password = f.read().rstrip(b"\r\n")
+            except OSError as exc:
+                raise usage.UsageError(f"--source-password-file: {exc.strerror}: {path}") from None
+            where = path
+        if not password:
+            raise usage.UsageError(f"--source-password-file: {where} is empty")
+        try:
+            check_password(password)
+            password.decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise usage.UsageError(f"--source-password-file: {exc}") from None
+        source.password = password
 
     def _check_ports_free(self) -> None:
         """A port already in use reads as a message here, not as a traceback at start."""

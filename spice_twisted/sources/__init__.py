@@ -8,7 +8,7 @@ from .image import ImageSource
 
 
 def make_source(spec: str) -> DisplaySource:
-    """`demo`, `image:PATH` or `x11[:DISPLAY]`; raises ValueError with a message meant for the user."""
+    """`demo`, `image:PATH`, `x11[:DISPLAY]` or `spice://HOST:PORT`; raises ValueError with a message meant for the user."""
     if spec == "demo":
         return DemoSource()
     if spec.startswith("image:"):
@@ -19,7 +19,11 @@ def make_source(spec: str) -> DisplaySource:
         except ImportError as exc:
             raise ValueError(f"--source x11 needs xcffib ({exc}); pip install xcffib") from None
         return X11Source(spec[len("x11:") :] or None)
-    raise ValueError(f"unknown source {spec!r}: use 'demo', 'image:PATH' or 'x11[:DISPLAY]'")
+    if spec.startswith("spice://"):
+        from .vm import VmSource  # spice-gtk runs in a helper process under the system Python
+
+        return VmSource.from_uri(spec)
+    raise ValueError(f"unknown source {spec!r}: use 'demo', 'image:PATH', 'x11[:DISPLAY]' or 'spice://HOST:PORT'")
 
 
 __all__ = ["DisplaySource", "DemoSource", "ImageSource", "make_source"]

@@ -1,0 +1,283 @@
+#!/usr/bin/python3
+"""The VM source's helper: ONE spice-gtk client of the upstream SPICE server.
+
+Run by the system Python (Debian's python3-gi and gir1.2-spiceclientglib-2.0) as a
+script, never imported by the server: GLib's main loop lives here, out of the
+Twisted reactor, and spice-gtk (the reference decoder of every SPICE image codec
+and video stream) decodes what the VM sends. Standard library and gi only: the
+system Python has neither numpy nor Twisted.
+
+  fd 0  frames from the source (vm_protocol): Connect first, then input
+  fd 1  frames to the source: state, surface size, damage, cursor, LEDs, mouse mode
+  fd 2  spice-gtk's own warnings (the source keeps the last lines for a crash report)
+  fd 3  a memfd the decoded primary surface is copied into (B G R X, stride width*4);
+        this process grows it to fit and the source maps it read-only
+
+One connection attempt per process: when the upstream is unreachable, refuses our
+password or goes away, the helper says so in one StateChanged and exits; the source
+starts a new helper after its backoff, so a crash and a lost VM are handled alike.
+"""
+
+import ctypes
+import mmap
+import os
+import sys
+
+try:
+    from . import vm_protocol as proto  # type: ignore[no-redef]
+except ImportError:  # run as a script: this file's folder is sys.path[0]
+    import vm_protocol as proto  # type: ignore[no-redef]
+
+    del sys.path[0]  # the other modules beside it are not for this interpreter
+
+import gi  # noqa: E402
+
+gi.require_version("SpiceClientGLib", "2.0")
+from gi.repository import GLib, GObject  # noqa: E402
+from gi.repository import SpiceClientGLib as Spice  # noqa: E402
+
+SHM_FD = 3
+CONNECT_TIMEOUT_S = 10
+MAX_PENDING = 64  # more damage rects than this before a flush become their bounding box
+FORMATS_32BIT = (32, 96)  # SPICE_SURFACE_FMT_32_xRGB, _32_ARGB
+signal = GObject.Object.connect
+
+
+def write_frame(msg) -> None:
+    data = memoryview(proto.encode(msg))
+    while data:
+        n = os.write(1, data)
+        data = data[n:]
+
+
+class Helper:
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.decoder = proto.Decoder(proto.SOURCE_TYPES)
+        self.session = None
+        self.inputs = None
+        self.main = None
+        self.upstream = ""
+        self.primary = None  # (width, height, stride, address)
+        self.shm = None
+        self.shm_addr = 0
+        self.pending = []
+        self.flush_id = 0
+        self.done = False
+        self.connected = False
+
+    # --- the source's frames ---------------------------------------------------------
+    def on_stdin(self, fd, condition) -> bool:
+        try:
+            data = os.read(0, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.finish(None)  # the source went away
+            return False
+        try:
+            msgs = self.decoder.receive_data(data)
+        except proto.ProtocolError as exc:
+            self.finish(proto.StateChanged(proto.State.FAILED, f"bad frame from the server: {exc}"))
+            return False
+        for msg in msgs:
+            self.command(msg)
+        return True
+
+    def command(self, msg) -> None:
+        if isinstance(msg, proto.Connect):
+            self.connect(msg)
+            return
+        inputs = self.inputs
+        if inputs is None:
+            return
+        if isinstance(msg, proto.Key):
+            (inputs.key_press if msg.pressed else inputs.key_release)(msg.scancode)
+        elif isinstance(msg, proto.Position):
+            inputs.position(msg.x, msg.y, 0, msg.buttons)
+        elif isinstance(msg, proto.Motion):
+            inputs.motion(msg.dx, msg.dy, msg.buttons)
+        elif isinstance(msg, proto.Button):
+            (inputs.button_press if msg.pressed else inputs.button_release)(msg.button, msg.buttons)
+        elif isinstance(msg, proto.SetLocks):
+            inputs.set_key_locks(msg.modifiers)
+
+    def connect(self, c) -> None:
+        if self.session is not None:
+            return
+        s = Spice.Session()
+        s.props.host = c.host
+        if c.port:
+            s.props.port = str(c.port)
+        if c.tls_port:
+            s.props.tls_port = str(c.tls_port)
+        if c.password:
+            s.props.password = c.password
+        if c.ca_file:
+            s.props.ca_file = c.ca_file
+        s.props.enable_audio = False
+        s.props.enable_usbredir = False
+        s.props.enable_smartcard = False
+        self.upstream = f"{c.host}:{c.port or c.tls_port}"
+        signal(s, "channel-new", self.on_channel_new)
+        signal(s, "disconnected", lambda _s: self.finish(proto.StateChanged(proto.State.LOST, "disconnected")))
+        self.session = s
+        write_frame(proto.StateChanged(proto.State.CONNECTING, self.upstream))
+        GLib.timeout_add_seconds(CONNECT_TIMEOUT_S, self.on_timeout)
+        if not s.connect():
+            self.finish(proto.StateChanged(proto.State.LOST, "spice-gtk could not start connecting"))
+
+    def on_timeout(self) -> bool:
+        if not self.connected:
+            self.finish(proto.StateChanged(proto.State.LOST, f"no answer from {self.upstream} in {CONNECT_TIMEOUT_S} s"))
+        return False
+
+    # --- spice-gtk ---------------------------------------------------------------------
+    def on_channel_new(self, session, ch) -> None:
+        signal(ch, "channel-event", self.on_channel_event)
+        if isinstance(ch, Spice.MainChannel):
+            self.main = ch
+            signal(ch, "notify::mouse-mode", self.on_mouse_mode)
+        elif isinstance(ch, Spice.DisplayChannel):
+            if ch.props.channel_id != 0:
+                return  # one monitor
+            signal(ch, "display-primary-create", self.on_primary_create)
+            signal(ch, "display-primary-destroy", self.on_primary_destroy)
+            signal(ch, "display-invalidate", self.on_invalidate)
+            signal(ch, "display-mark", lambda _ch, _mark: self.flush())
+        elif isinstance(ch, Spice.InputsChannel):
+            self.inputs = ch
+            signal(ch, "inputs-modifiers", self.on_modifiers)
+        elif isinstance(ch, Spice.CursorChannel):
+            signal(ch, "cursor-set", self.on_cursor_set)
+            signal(ch, "cursor-move", lambda _ch, x, y: write_frame(proto.CursorMove(x, y)))
+            signal(ch, "cursor-hide", lambda _ch: write_frame(proto.CursorHide()))
+        else:
+            return  # playback, record, ports, webdav...: not ours (yet)
+        ch.connect()
+
+    def on_channel_event(self, ch, event) -> None:
+        E = Spice.ChannelEvent
+        is_main = isinstance(ch, Spice.MainChannel)
+        if event == E.OPENED:
+            if is_main and not self.connected:
+                self.connected = True
+                write_frame(proto.StateChanged(proto.State.CONNECTED, self.upstream))
+            return
+        if not (is_main or isinstance(ch, Spice.DisplayChannel)):
+            return  # the main channel reports the same loss
+        err = ch.get_error()
+        detail = err.message if err is not None else ""
+        if event == E.ERROR_AUTH:
+            self.finish(proto.StateChanged(proto.State.REFUSED, detail or "the password was refused"))
+        elif event == E.CLOSED:
+            self.finish(proto.StateChanged(proto.State.LOST, "the connection was closed"))
+        else:
+            name = getattr(event, "value_nick", str(event))
+            self.finish(proto.StateChanged(proto.State.LOST, f"{name}: {detail}" if detail else name))
+
+    def on_mouse_mode(self, main, pspec) -> None:
+        mode = int(main.props.mouse_mode)
+        if mode in (1, 2):
+            write_frame(proto.MouseMode(mode))
+
+    def on_modifiers(self, inputs) -> None:
+        write_frame(proto.Locks(int(inputs.props.key_modifiers) & 7))
+
+    def on_cursor_set(self, ch, width, height, hot_x, hot_y, rgba) -> None:
+        if not rgba or not width or not height or width > proto.MAX_CURSOR_SIDE or height > proto.MAX_CURSOR_SIDE:
+            write_frame(proto.CursorSet(0, 0, 0, 0, b""))  # the default cursor
+            return
+        data = ctypes.string_at(rgba, width * height * 4)
+        hx, hy = min(max(hot_x, 0), width - 1), min(max(hot_y, 0), height - 1)
+        write_frame(proto.CursorSet(width, height, hx, hy, data))
+
+    def on_primary_create(self, ch, fmt, width, height, stride, shmid, imgdata) -> None:
+        if fmt not in FORMATS_32BIT:
+            self.finish(proto.StateChanged(proto.State.FAILED, f"unsupported primary surface format {fmt}"))
+            return
+        need = width * height * 4
+        if os.fstat(SHM_FD).st_size < need:
+            os.ftruncate(SHM_FD, need)
+        if self.shm is None or len(self.shm) < need:
+            self.shm_addr = 0
+            self.shm = mmap.mmap(SHM_FD, need)
+            self.shm_addr = ctypes.addressof(ctypes.c_char.from_buffer(self.shm))
+        self.primary = (width, height, stride, imgdata)
+        self.pending = [(0, 0, width, height)]
+        self.flush(announce=(width, height))
+
+    def on_primary_destroy(self, ch) -> None:
+        self.primary = None
+        self.pending = []
+
+    def on_invalidate(self, ch, x, y, w, h) -> None:
+        if self.primary is None or w <= 0 or h <= 0:
+            return
+        self.pending.append((x, y, w, h))
+        if len(self.pending) > MAX_PENDING:
+            xs = [r[0] for r in self.pending]
+            ys = [r[1] for r in self.pending]
+            x1 = max(r[0] + r[2] for r in self.pending)
+            y1 = max(r[1] + r[3] for r in self.pending)
+            self.pending = [(min(xs), min(ys), x1 - min(xs), y1 - min(ys))]
+        if not self.flush_id:
+            self.flush_id = GLib.idle_add(self.flush)
+
+    def flush(self, announce=None) -> bool:
+        """Copy what changed into shared memory, then say where (the order matters: the
+        source reads the pixels once it has the frame)."""
+        if self.flush_id:
+            GLib.source_remove(self.flush_id)
+            self.flush_id = 0
+        if self.primary is None:
+            return False
+        width, height, stride, src = self.primary
+        rects = []
+        for x, y, w, h in self.pending:
+            x0, y0 = max(x, 0), max(y, 0)
+            x1, y1 = min(x + w, width), min(y + h, height)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            if x0 == 0 and x1 == width and stride == width * 4:
+                ctypes.memmove(self.shm_addr + y0 * stride, src + y0 * stride, (y1 - y0) * stride)
+            else:
+                n = (x1 - x0) * 4
+                for row in range(y0, y1):
+                    ctypes.memmove(self.shm_addr + (row * width + x0) * 4, src + row * stride + x0 * 4, n)
+            rects.append((x0, y0, x1 - x0, y1 - y0))
+        self.pending = []
+        if announce is not None:
+            write_frame(proto.Surface(*announce))
+        for i in range(0, len(rects), 1024):
+            write_frame(proto.Damage(tuple(rects[i : i + 1024])))
+        return False
+
+    def finish(self, state) -> None:
+        """Report how this connection ended (once) and leave."""
+        if self.done:
+            return
+        self.done = True
+        if state is not None:
+            try:
+                write_frame(state)
+            except OSError:
+                pass
+        self.loop.quit()
+
+
+def main() -> int:
+    loop = GLib.MainLoop()
+    helper = Helper(loop)
+    GLib.io_add_watch(0, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, helper.on_stdin)
+    try:
+        loop.run()
+    except BrokenPipeError:
+        return 0
+    if helper.session is not None:
+        helper.session.disconnect()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
