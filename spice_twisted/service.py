@@ -15,6 +15,7 @@ from admin_ui.tokens import generate_token_file
 
 from .audit import AuditFileObserver
 from .channels.link import SpiceFactory
+from .codecs import jpeg
 from .connect import ConnectInfo
 from .options import is_loopback
 from .server import SpiceServer
@@ -84,6 +85,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         view_ticket=options.get("view-ticket"),
     )
     server.new_clients_view_only = bool(options["view-only"])
+    jpeg.set_quality(options["jpeg-quality"])
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]
     SpiceService(server, options.get("warnings"), options.get("audit-log")).setServiceParent(top)

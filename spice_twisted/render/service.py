@@ -92,6 +92,7 @@ class RenderService:
         self._surface_changed = False  # a resize the pipes learn of at the next frame
         self._drawn_at = self._new_grid()  # when each TILE cell was last drawn (reactor time)
         self._upgrade_call: Any = None
+        self.lossless_after = LOSSLESS_AFTER
         self.pacer = FramePacer(reactor, max_fps, self._frame)
 
     @property
@@ -242,17 +243,25 @@ class RenderService:
             self._drawn_at[r.top // TILE : -(-r.bottom // TILE), r.left // TILE : -(-r.right // TILE)] = now
 
     def _quiet_region(self, now: float) -> Region:
-        """The cells nothing drew on for LOSSLESS_AFTER seconds."""
+        """The cells nothing drew on for `lossless_after` seconds."""
         rects = []
-        for row, line in enumerate(now - self._drawn_at >= LOSSLESS_AFTER):
+        for row, line in enumerate(now - self._drawn_at >= self.lossless_after):
             edges = np.flatnonzero(np.diff(np.concatenate(([False], line, [False])).astype(np.int8)))
             for start, stop in zip(edges[::2], edges[1::2], strict=True):
                 rects.append(Rect(int(start) * TILE, row * TILE, int(stop) * TILE, (row + 1) * TILE).intersect(self.primary.rect))
         return Region.from_rects(rects)
 
+    def set_lossless_after(self, seconds: float) -> None:
+        """How long an area must stay quiet before lossy clients get it lossless."""
+        self.lossless_after = seconds
+        if self._upgrade_call is not None:
+            self._upgrade_call.cancel()
+            self._upgrade_call = None
+        self._schedule_upgrade()
+
     def _schedule_upgrade(self) -> None:
         if self._upgrade_call is None and any(s.lossy for s in self.sinks):
-            self._upgrade_call = self.reactor.callLater(LOSSLESS_AFTER, self._upgrade_lossy)
+            self._upgrade_call = self.reactor.callLater(self.lossless_after, self._upgrade_lossy)
 
     def _upgrade_lossy(self) -> None:
         """Send lossless what clients hold lossy where the display went quiet: one snapshot

@@ -14,6 +14,7 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
                     damage, flush), ~200 per reactor turn; replies once all are done
   flush             run the pending frame now
   copy L T R B X Y  move the area (L T R B) so its top left lands at (X, Y): a COPY_BITS
+  lossless_after S  areas clients hold lossy go lossless once quiet for S seconds (0.5)
   paste PATH X Y    draw the picture in PATH (a .npy of H x W x 4 B G R X) at (X, Y), one frame
   rss               this process's VmRSS in kB
 """
@@ -128,6 +129,9 @@ class Control(LineReceiver):
             srv.render.copy_bits(Rect(left, top, right, bottom), x, y)
             srv.render.flush()
             self.reply(reply="copy", copies=srv.render.counters.copies)
+        elif cmd == "lossless_after":
+            srv.render.set_lossless_after(float(args[0]))
+            self.reply(reply="lossless_after", seconds=srv.render.lossless_after)
         elif cmd == "paste":
             img = np.load(args[0])
             x, y = int(args[1]), int(args[2])
