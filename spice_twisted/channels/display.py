@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..codecs import LOSSY_CODECS
-from ..codecs.choice import choose_codec
+from ..codecs import JPEG, LOSSY_CODECS
+from ..codecs.choice import choose_codec, lossy_allowed
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
@@ -52,6 +52,7 @@ class DisplaySettings:
     """The server-wide display policy every display client reads (the admin may change it)."""
 
     image_compression: str = "auto"
+    jpeg_wan_compression: str = "auto"  # --jpeg-wan-compression; codecs.choice.lossy_allowed()
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
 
@@ -136,8 +137,16 @@ class DisplayChannelClient(ChannelClient):
         """The lossless codec this client gets."""
         return choose_codec(self.settings.image_compression, self.decodes_lz4, self.preferred)
 
+    @property
+    def lossy_allowed(self) -> bool:
+        """JPEG for this client? `--jpeg-wan-compression`, and under auto its link's verdict."""
+        return lossy_allowed(self.settings.jpeg_wan_compression, self.client.link.is_wan)
+
     def codec_for(self, drawable: Drawable) -> str:
-        """The codec of one drawable for this client."""
+        """The codec of one drawable for this client: JPEG where lossy is allowed and the
+        picture is photo-like (decided once per drawable), else its lossless codec."""
+        if self.lossy_allowed and drawable.photo_like():
+            return JPEG
         return self.codec
 
     def request_payload(self, drawable: Drawable) -> None:

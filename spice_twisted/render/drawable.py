@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xxhash
 
-from ..codecs import Payload
+from ..codecs import Payload, classify
 from .rect import Rect
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class Drawable:
         "_waiters",
         "pool",
         "_key",
+        "_photo",
     )
 
     def __init__(self, surface_id: int, generation: int, rect: Rect, pixels: np.ndarray, pool: CodecPool) -> None:
@@ -55,6 +56,13 @@ class Drawable:
         self._waiters: dict[str, list[Callable[[], None]]] = {}
         self.pool = pool
         self._key: int | None = None
+        self._photo: bool | None = None
+
+    def photo_like(self) -> bool:
+        """Whether lossy pays for this picture (codecs.classify: 35-85 us, once)."""
+        if self._photo is None:
+            self._photo = self.pixels is not None and classify.lossy_pays(self.pixels)
+        return self._photo
 
     def content_key(self) -> int:
         """A 64-bit hash of the pixels and size: the pixmap-cache id of this image, so the
