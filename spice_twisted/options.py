@@ -102,6 +102,14 @@ def _image_compression(value: str) -> str:
     return value
 
 
+def _jpeg_wan_compression(value: str) -> str:
+    from .codecs.choice import JPEG_WAN_SETTINGS
+
+    if value not in JPEG_WAN_SETTINGS:
+        raise ValueError(f"{value!r}: use one of {', '.join(JPEG_WAN_SETTINGS)}")
+    return value
+
+
 def _password_length(value: str) -> int:
     """--generate-password's optional LEN ('' when given bare)."""
     if value == "":
@@ -167,6 +175,13 @@ class Options(usage.Options):
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
         ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        [
+            "jpeg-wan-compression",
+            None,
+            "auto",
+            "Lossy (JPEG) images: auto (for clients whose link is judged WAN), never, or always.",
+            _jpeg_wan_compression,
+        ],
         [
             "view-only-password-file",
             None,

@@ -22,12 +22,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..limits import MAX_CONTROL_BACKLOG
-from ..wire.channel import AckCredit, ChannelCore, Pong, ProtocolError, Received
+from ..wire.channel import AckCredit, ChannelCore, Pong, ProbePong, ProtocolError, Received
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
 from .pipe import Pipe, PipeItem
 
 if TYPE_CHECKING:
+    from ..link_estimate import LinkEstimate
     from ..server import Client
 
 CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
@@ -78,6 +79,13 @@ class ChannelClient(TwistedProtocol):
         self.bytes_per_second = 0
         self._bytes_at_sample = 0
         self.rtt: float | None = None
+        # The client's link estimate, where this channel's ACKs measure the send rate (the
+        # server sets it on display channels): the bytes of each message the ACK window
+        # still counts, oldest first, and their sum.
+        self.link_meter: LinkEstimate | None = None
+        self._unacked_sizes: deque[int] = deque()
+        self._unacked_bytes = 0
+        self._went_idle = True  # since the last ACK the pipe ran dry (or waited for an encode)
         self._ping_loop: task.LoopingCall | None = None
         self._inbox: deque[Any] = deque()  # received events (and handlers' unfinished steps)
         self._inbox_scheduled = False
@@ -213,10 +221,34 @@ class ChannelClient(TwistedProtocol):
             return handler(ev.fields)
         if isinstance(ev, AckCredit):
             self.last_progress = time.monotonic()
+            self._acked()
             self.drain()
         elif isinstance(ev, Pong):
             self.rtt = ev.rtt
+            self.rtt_measured(ev.rtt)
+        elif isinstance(ev, ProbePong):
+            self.probe_answered(ev)
         return None
+
+    def _acked(self) -> None:
+        """An ACK window's messages reached the client: tell the link meter how many bytes,
+        and whether the pipe had a backlog all the time since the last ACK (then the link was
+        the limit, not the source)."""
+        if self.link_meter is None:
+            return
+        in_flight, nbytes = self._unacked_bytes, 0
+        for _ in range(min(self.core.ack_window, len(self._unacked_sizes))):
+            nbytes += self._unacked_sizes.popleft()
+        self._unacked_bytes -= nbytes
+        backlog = not self._went_idle and (bool(self.pipe) or self._partial is not None) and not self.awaiting_encode
+        self._went_idle = False
+        self.link_meter.delivered(nbytes, time.monotonic(), backlog, in_flight)
+
+    def rtt_measured(self, rtt: float) -> None:
+        """Hook: one of the periodic pings came back after `rtt` seconds."""
+
+    def probe_answered(self, pong: ProbePong) -> None:
+        """Hook: a probe ping (core.probe_ping) came back."""
 
     def handle_DISCONNECTING(self, fields: dict[str, Any]) -> None:
         self.close("client disconnecting")
@@ -273,10 +305,12 @@ class ChannelClient(TwistedProtocol):
                 return
             item = self.pipe.head()
             if item is None:
+                self._went_idle = True
                 return
             parts = self.marshal(item)
             if parts is None:
                 self.awaiting_encode = True
+                self._went_idle = True
                 return
             if self.pipe.head() is not item:  # marshal replaced the head (a refresh expanded)
                 continue
@@ -287,6 +321,8 @@ class ChannelClient(TwistedProtocol):
             size = sum(len(p) for p in parts)
             header = self.core.header(item.msg_type, size)
             self.bytes_sent += len(header) + size
+            if self.link_meter is not None and self.handles_acks:
+                self._count_unacked(len(header) + size)
             if size <= CHUNK:
                 self.item_sent(item)  # counted before the write, which may re-enter drain
                 self.transport.writeSequence([header, *parts])
@@ -313,6 +349,14 @@ class ChannelClient(TwistedProtocol):
         self.transport.write(bytes(piece) if not isinstance(piece, bytes) else piece)
         if self._partial is None:
             self.item_sent(item)
+
+    def _count_unacked(self, nbytes: int) -> None:
+        # The window bounds this (drain stops past 2 x window unacknowledged); the cap only
+        # guards against a client whose ACKs the core stops counting.
+        if len(self._unacked_sizes) > 4 * self.core.ack_window + 8:
+            self._unacked_bytes -= self._unacked_sizes.popleft()
+        self._unacked_sizes.append(nbytes)
+        self._unacked_bytes += nbytes
 
     def item_sent(self, item: PipeItem) -> None:
         """Hook: an item's header was written (subclasses count and release)."""

@@ -37,6 +37,7 @@ class DisplaySettings:
     """The server-wide display policy every display client reads (the admin may change it)."""
 
     image_compression: str = "auto"
+    jpeg_wan_compression: str = "auto"  # --jpeg-wan-compression; codecs.choice.lossy_allowed()
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
 
