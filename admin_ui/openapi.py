@@ -157,6 +157,7 @@ def openapi_document() -> dict[str, Any]:
                                 "probe_latency_ms": {"type": "number", "nullable": True},
                                 "probe_bitrate_bps": {"type": "integer", "nullable": True},
                                 "probes": {"type": "integer"},
+                                "probes_inconclusive": {"type": "integer"},
                                 "samples": {"type": "integer"},
                                 "changes": {"type": "integer"},
                             },

@@ -9,8 +9,9 @@ Three measures feed it:
 - the main channel's periodic pings (`rtt_sample`): `rtt` is the lowest of the last
   `RTT_WINDOW`, so one ping stuck behind a burst does not make a LAN look far;
 - the display channel's delivery (`delivered`): bytes the client acknowledged per second
-  while its pipe had a backlog (the link, not the source, was the limit). A span where
-  little was in flight (a window of tiny messages) only says "at least this fast".
+  over ACK windows whose messages were all written before the previous ACK came (they
+  were queued in the link, so the link, not the source, set the pace). Windows of tiny
+  messages (per-message latency, not bytes, sets their pace) only say "at least this fast".
 
 The verdict `is_wan` has hysteresis: a LAN client becomes WAN below `WAN_BELOW` bits/s
 (upstream's low-bandwidth threshold, 10 Mibit/s) or above `WAN_RTT`; a WAN client becomes
@@ -31,19 +32,26 @@ WAN_RTT = 0.200  # seconds: no LAN or Wi-Fi path has a round trip this long
 LAN_RTT = 0.100
 RTT_WINDOW = 4  # periodic ping round trips remembered; `rtt` is their minimum
 SAMPLE_SPAN = 0.5  # seconds of backlogged delivery that make one send-rate sample
+TRUST_SPAN = 2.0  # a sample this long replaces the estimate; a shorter one moves it part way
 SPAN_MAX_AGE = 5.0  # a span not filled within this many seconds starts again
-MIN_IN_FLIGHT = 32 * 1024  # bytes: below this a backlogged span only bounds the rate from below
+MIN_WINDOW_BYTES = 32 * 1024  # ACK windows smaller than this only bound the rate from below
 
 Listener = Callable[["LinkEstimate"], None]
 
 
 def net_test_result(warmup: float, latency: float, rate: float, nbytes: int = NET_TEST_BYTES) -> tuple[float, float] | None:
-    """(latency s, bitrate bits/s) from the three round trips, or None when the large PING
-    came back no later than the small ones (a loaded host: upstream then assumes a fast link)."""
+    """(latency s, bitrate bits/s) from the three round trips (upstream's arithmetic).
+
+    When the large PING came back no later than the small ones (a fast link, or a client
+    busy at connect that read all three at once) upstream gives up and assumes a fast
+    link; here the bitrate is then the bound the large PING proves: all its bytes arrived
+    within its own round trip. None only for a round trip of zero."""
     base = min(warmup, latency)
-    if rate <= base:
+    if rate > base:
+        return base, nbytes * 8 / (rate - base)
+    if rate <= 0:
         return None
-    return base, nbytes * 8 / (rate - base)
+    return min(base, rate), nbytes * 8 / rate
 
 
 class NetTest:
@@ -87,6 +95,7 @@ class LinkEstimate:
         self.probe_latency: float | None = None  # the last network test's numbers
         self.probe_bitrate: float | None = None
         self.probes = 0  # network tests that gave a result
+        self.probes_inconclusive = 0  # ... that did not (no answer, or a too fast answer)
         self.samples = 0  # send-rate samples taken
         self.changes = 0  # verdict changes
         self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
@@ -119,35 +128,44 @@ class LinkEstimate:
         self._reset_span()
         self.rtt_sample(latency)
 
+    def probe_inconclusive(self) -> None:
+        """A network test gave no numbers: the large PING came back as fast as the small
+        ones (a fast link, or a client that read all three at once) or not at all. The
+        estimate stays as it is (upstream, too, then keeps its client fast)."""
+        self.probes_inconclusive += 1
+
     def rtt_sample(self, rtt: float) -> None:
         self._rtts.append(rtt)
         self.rtt = min(self._rtts)
         self._judge()
 
-    def delivered(self, nbytes: int, now: float, backlog: bool, in_flight: int) -> None:
-        """The client acknowledged `nbytes` at `now`; `backlog`: the sender had more waiting
-        all the time since the previous ACK; `in_flight`: bytes written and not yet
-        acknowledged before this ACK."""
+    def delivered(self, nbytes: int, now: float, queued: bool) -> None:
+        """The client acknowledged `nbytes` at `now`; `queued`: all of them had been written
+        before the previous ACK came (so the link had them waiting all the time since)."""
         prev, self._last_ack = self._last_ack, now
-        if prev is None or not backlog:
-            return  # part of the time since the last ACK the link may have idled
+        if prev is None or not queued:
+            return  # the source, not the link, may have set the pace
         if self._span_time and now - self._span_started > SPAN_MAX_AGE:
             self._reset_span()
         if not self._span_time:
             self._span_started = prev
         self._span_bytes += nbytes
         self._span_time += now - prev
-        self._span_min_in_flight = min(self._span_min_in_flight, in_flight)
+        self._span_min_window = min(self._span_min_window, nbytes)
         if self._span_time < SAMPLE_SPAN:
             return
-        rate = self._span_bytes * 8 / self._span_time
-        full = self._span_min_in_flight >= MIN_IN_FLIGHT
+        span = self._span_time
+        rate = self._span_bytes * 8 / span
+        full = self._span_min_window >= MIN_WINDOW_BYTES
         self._reset_span()
         self.samples += 1
         if full:
-            # A geometric mean of the old estimate and the sample: a change of link shows
-            # within two samples, one odd sample moves the estimate only halfway.
-            self.bandwidth = rate if self.bandwidth is None else math.sqrt(self.bandwidth * rate)
+            # Moved towards the sample in proportion to the time it covers (on a log scale:
+            # 500 and 2 Mbit/s are far apart, 500 and 600 are not): TRUST_SPAN seconds of
+            # backlog are enough to believe a new link, one short burst is not.
+            weight = min(1.0, span / TRUST_SPAN)
+            old = rate if self.bandwidth is None else self.bandwidth
+            self.bandwidth = math.exp((1 - weight) * math.log(old) + weight * math.log(rate))
         elif self.bandwidth is None or rate > self.bandwidth:
             self.bandwidth = rate  # little in flight: the link is at least this fast
         else:
@@ -159,7 +177,7 @@ class LinkEstimate:
         self._span_bytes = 0
         self._span_time = 0.0
         self._span_started = 0.0
-        self._span_min_in_flight = 1 << 62
+        self._span_min_window = 1 << 62
 
     # --- the verdict --------------------------------------------------------------------
     def _judge(self) -> None:
@@ -184,6 +202,7 @@ class LinkEstimate:
             "probe_latency_ms": None if self.probe_latency is None else round(self.probe_latency * 1000, 3),
             "probe_bitrate_bps": None if self.probe_bitrate is None else int(self.probe_bitrate),
             "probes": self.probes,
+            "probes_inconclusive": self.probes_inconclusive,
             "samples": self.samples,
             "changes": self.changes,
         }

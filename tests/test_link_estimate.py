@@ -10,9 +10,10 @@ import pytest
 from spice_twisted.codecs.choice import lossy_allowed
 from spice_twisted.link_estimate import (
     LAN_ABOVE,
-    MIN_IN_FLIGHT,
+    MIN_WINDOW_BYTES,
     NET_TEST_BYTES,
     SAMPLE_SPAN,
+    TRUST_SPAN,
     WAN_BELOW,
     LinkEstimate,
     NetTest,
@@ -38,15 +39,14 @@ class FakeClock:
         return self.now
 
 
-def feed_rate(est: LinkEstimate, bits_per_second: float, seconds: float, start: float = 100.0, in_flight: int = 1 << 20) -> float:
-    """ACKs of 64 KiB each, at the pace of the given rate, all with a backlog."""
-    chunk = 64 * 1024
-    step = chunk * 8 / bits_per_second
+def feed_rate(est: LinkEstimate, bits_per_second: float, seconds: float, start: float = 100.0, window: int = 64 * 1024) -> float:
+    """ACKs of `window` bytes each, at the pace of the given rate, all queued in the link."""
+    step = window * 8 / bits_per_second
     t = start
-    est.delivered(chunk, t, True, in_flight)
+    est.delivered(window, t, True)
     while t < start + seconds:
         t += step
-        est.delivered(chunk, t, True, in_flight)
+        est.delivered(window, t, True)
     return t
 
 
@@ -56,7 +56,10 @@ def test_net_test_result_is_upstreams_arithmetic():
     latency, bitrate = net_test_result(0.060, 0.050, 1.050)
     assert latency == 0.050
     assert bitrate == pytest.approx(NET_TEST_BYTES * 8 / 1.0)
-    assert net_test_result(0.010, 0.012, 0.009) is None  # the large ping no slower: no result
+    # The large ping no slower than the small ones: at least its bytes in its round trip.
+    latency, bitrate = net_test_result(0.010, 0.012, 0.009)
+    assert latency == 0.009 and bitrate == pytest.approx(NET_TEST_BYTES * 8 / 0.009)
+    assert net_test_result(0.0, 0.0, 0.0) is None
 
 
 def test_net_test_matches_ids_to_stages_and_ignores_strangers():
@@ -127,22 +130,31 @@ def test_unsubscribe_stops_notifications():
 
 
 # --- the send rate ----------------------------------------------------------------------
-def test_backlogged_delivery_at_a_slow_rate_makes_a_fast_link_wan_within_two_samples():
+def test_backlogged_delivery_at_a_slow_rate_makes_a_fast_link_wan_after_trust_span():
     est = LinkEstimate()
     est.probe_result(0.001, 500 * MBIT)
-    feed_rate(est, 2 * MBIT, SAMPLE_SPAN * 2.5)
-    assert est.samples >= 2
+    feed_rate(est, 2 * MBIT, SAMPLE_SPAN)
+    assert est.samples == 1 and not est.is_wan  # one short sample moves it only part way
+    feed_rate(est, 2 * MBIT, TRUST_SPAN * 1.5, start=200.0)
     assert est.is_wan and est.source == "send-rate"
     assert est.bandwidth < WAN_BELOW
 
 
-def test_delivery_without_backlog_says_nothing():
+def test_one_long_backlogged_span_is_believed_at_once():
+    est = LinkEstimate()
+    est.probe_result(0.001, 500 * MBIT)
+    est.delivered(100_000, 10.0, True)
+    est.delivered(750_000, 10.0 + TRUST_SPAN * 1.5, True)  # 2 Mbit/s for 3 s
+    assert est.samples == 1 and est.is_wan and est.bandwidth == pytest.approx(2 * MBIT)
+
+
+def test_delivery_of_what_was_not_queued_says_nothing():
     est = LinkEstimate()
     est.probe_result(0.001, 500 * MBIT)
     t = 0.0
     for _ in range(200):
         t += 0.05
-        est.delivered(1000, t, False, 1 << 20)  # the source, not the link, set this pace
+        est.delivered(100_000, t, False)  # the source, not the link, set this pace
     assert est.samples == 0 and est.bandwidth == 500 * MBIT and not est.is_wan
 
 
@@ -150,9 +162,9 @@ def test_little_in_flight_only_raises_the_estimate():
     # A window of tiny messages: per-message latency, not bytes, sets the pace.
     est = LinkEstimate()
     est.probe_result(0.001, 20 * MBIT)
-    feed_rate(est, 1 * MBIT, SAMPLE_SPAN * 3, in_flight=MIN_IN_FLIGHT // 4)
+    feed_rate(est, 1 * MBIT, SAMPLE_SPAN * 3, window=MIN_WINDOW_BYTES // 4)
     assert est.samples >= 2 and est.bandwidth == 20 * MBIT and not est.is_wan
-    feed_rate(est, 90 * MBIT, SAMPLE_SPAN * 3, start=200.0, in_flight=MIN_IN_FLIGHT // 4)
+    feed_rate(est, 90 * MBIT, SAMPLE_SPAN * 3, start=200.0, window=MIN_WINDOW_BYTES // 4)
     assert est.bandwidth > 80 * MBIT
 
 
@@ -168,17 +180,17 @@ def test_a_slow_link_that_gets_fast_is_lan_again_by_the_send_rate_or_a_probe():
     assert not est2.is_wan
 
 
-def test_a_span_is_made_of_backlogged_intervals_only_and_a_stale_one_starts_again():
+def test_a_span_is_made_of_queued_windows_only_and_a_stale_one_starts_again():
     est = LinkEstimate()
     est.probe_result(0.001, 500 * MBIT)
-    est.delivered(1000, 0.0, True, 1 << 20)
-    est.delivered(1000, 0.1, True, 1 << 20)  # 0.1 s of span
-    est.delivered(1000, 30.0, False, 1 << 20)  # the pipe ran dry meanwhile: not counted
-    est.delivered(1000, 30.1, True, 1 << 20)  # 0.1 s more, but the span began 30 s ago
-    est.delivered(1000, 30.2, True, 1 << 20)
+    est.delivered(100_000, 0.0, True)
+    est.delivered(100_000, 0.1, True)  # 0.1 s of span
+    est.delivered(100_000, 30.0, False)  # written after the last ACK: not counted
+    est.delivered(100_000, 30.1, True)  # 0.1 s more, but the span began 30 s ago
+    est.delivered(100_000, 30.2, True)
     assert est.samples == 0
     # A link backlogged for a long time between two ACKs (a slow link, big messages) counts.
-    est.delivered(100_000, 40.2, True, 1 << 20)
+    est.delivered(100_000, 40.2, True)
     assert est.samples == 1 and est.is_wan
 
 

@@ -80,12 +80,11 @@ class ChannelClient(TwistedProtocol):
         self._bytes_at_sample = 0
         self.rtt: float | None = None
         # The client's link estimate, where this channel's ACKs measure the send rate (the
-        # server sets it on display channels): the bytes of each message the ACK window
-        # still counts, oldest first, and their sum.
+        # server sets it on display channels): (bytes, when written) of each message the
+        # ACK window still counts, oldest first, and when the last ACK came.
         self.link_meter: LinkEstimate | None = None
-        self._unacked_sizes: deque[int] = deque()
-        self._unacked_bytes = 0
-        self._went_idle = True  # since the last ACK the pipe ran dry (or waited for an encode)
+        self._unacked_sent: deque[tuple[int, float]] = deque()
+        self._last_ack_at: float | None = None
         self._ping_loop: task.LoopingCall | None = None
         self._inbox: deque[Any] = deque()  # received events (and handlers' unfinished steps)
         self._inbox_scheduled = False
@@ -232,17 +231,20 @@ class ChannelClient(TwistedProtocol):
 
     def _acked(self) -> None:
         """An ACK window's messages reached the client: tell the link meter how many bytes,
-        and whether the pipe had a backlog all the time since the last ACK (then the link was
-        the limit, not the source)."""
+        and whether all of them had been written before the previous ACK came. Then they
+        were all waiting in the link (kernel buffers, the network) when it came, and the
+        time between the two ACKs is what the link (or the client) took to carry them: the
+        link, not the source, set the pace. (Our pipe may be empty meanwhile: kernel
+        buffers hold megabytes.)"""
         if self.link_meter is None:
             return
-        in_flight, nbytes = self._unacked_bytes, 0
-        for _ in range(min(self.core.ack_window, len(self._unacked_sizes))):
-            nbytes += self._unacked_sizes.popleft()
-        self._unacked_bytes -= nbytes
-        backlog = not self._went_idle and (bool(self.pipe) or self._partial is not None) and not self.awaiting_encode
-        self._went_idle = False
-        self.link_meter.delivered(nbytes, time.monotonic(), backlog, in_flight)
+        now, nbytes, last_written = time.monotonic(), 0, None
+        for _ in range(min(self.core.ack_window, len(self._unacked_sent))):
+            size, last_written = self._unacked_sent.popleft()
+            nbytes += size
+        prev, self._last_ack_at = self._last_ack_at, now
+        queued = prev is not None and last_written is not None and last_written <= prev
+        self.link_meter.delivered(nbytes, now, queued)
 
     def rtt_measured(self, rtt: float) -> None:
         """Hook: one of the periodic pings came back after `rtt` seconds."""
@@ -305,12 +307,10 @@ class ChannelClient(TwistedProtocol):
                 return
             item = self.pipe.head()
             if item is None:
-                self._went_idle = True
                 return
             parts = self.marshal(item)
             if parts is None:
                 self.awaiting_encode = True
-                self._went_idle = True
                 return
             if self.pipe.head() is not item:  # marshal replaced the head (a refresh expanded)
                 continue
@@ -353,10 +353,9 @@ class ChannelClient(TwistedProtocol):
     def _count_unacked(self, nbytes: int) -> None:
         # The window bounds this (drain stops past 2 x window unacknowledged); the cap only
         # guards against a client whose ACKs the core stops counting.
-        if len(self._unacked_sizes) > 4 * self.core.ack_window + 8:
-            self._unacked_bytes -= self._unacked_sizes.popleft()
-        self._unacked_sizes.append(nbytes)
-        self._unacked_bytes += nbytes
+        if len(self._unacked_sent) > 4 * self.core.ack_window + 8:
+            self._unacked_sent.popleft()
+        self._unacked_sent.append((nbytes, time.monotonic()))
 
     def item_sent(self, item: PipeItem) -> None:
         """Hook: an item's header was written (subclasses count and release)."""

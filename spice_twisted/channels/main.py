@@ -129,6 +129,7 @@ class MainChannelClient(ChannelClient):
         if link is None:
             return
         if result is None:
+            link.probe_inconclusive()
             self.log.info("{cc}: net test: the large ping was no slower than the small ones; keeping the estimate", cc=self)
         else:
             latency, bitrate = result
@@ -146,6 +147,8 @@ class MainChannelClient(ChannelClient):
         self._probe_timer = None
         self.log.info("{cc}: net test: no answer in {t:g}s; giving up", cc=self, t=PROBE_TIMEOUT)
         self._end_net_test()
+        if self.link is not None:
+            self.link.probe_inconclusive()
         self._after_test()
 
     def _end_net_test(self) -> None:

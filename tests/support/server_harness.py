@@ -13,6 +13,9 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   updates N         N small updates, each its own frame (a 4x4 square of a new colour,
                     damage, flush), ~200 per reactor turn; replies once all are done
   flush             run the pending frame now
+  busy SECONDS [SIZE]  for SECONDS, 30 times a second, a SIZE x SIZE square (default 128) of
+                    random pixels at a new place (incompressible: a display that keeps any
+                    slow link backlogged); replies at once; `busy 0` stops it
   rss               this process's VmRSS in kB
 """
 
@@ -22,7 +25,8 @@ import json
 import sys
 import threading
 
-from twisted.internet import reactor, stdio
+import numpy as np
+from twisted.internet import reactor, stdio, task
 from twisted.protocols.basic import LineReceiver
 from twisted.python import log
 
@@ -120,6 +124,9 @@ class Control(LineReceiver):
         elif cmd == "flush":
             srv.render.flush()
             self.reply(reply="flush")
+        elif cmd == "busy":
+            self.busy(float(args[0]), int(args[1]) if len(args) > 1 else 128)
+            self.reply(reply="busy", seconds=float(args[0]))
         elif cmd == "rss":
             self.reply(reply="rss", kb=vm_rss_kb())
         elif cmd == "quit":
@@ -150,6 +157,32 @@ class Control(LineReceiver):
                 self.reply(reply="updates", count=n, frames=render.counters.frames - started)
 
         reactor.callLater(0, batch, 0)
+
+    _busy: task.LoopingCall | None = None
+
+    def busy(self, seconds: float, size: int) -> None:
+        if self._busy is not None and self._busy.running:
+            self._busy.stop()
+        if seconds <= 0:
+            return
+        render, rng = self.server.render, np.random.default_rng(12)
+        until = reactor.seconds() + seconds
+        step = [0]
+
+        def paint() -> None:
+            if reactor.seconds() >= until:
+                self._busy.stop()
+                return
+            px = render.primary.pixels
+            h, w = px.shape[:2]
+            s = min(size, w, h)
+            i = step[0] = step[0] + 1
+            x, y = (i * 97) % (w - s + 1), (i * 61) % (h - s + 1)
+            px[y : y + s, x : x + s] = rng.integers(0, 256, (s, s, 4), dtype=np.uint8)
+            render.damage(Rect(x, y, x + s, y + s))
+
+        self._busy = task.LoopingCall(paint)
+        self._busy.start(1 / 30)
 
     def connectionLost(self, reason=None) -> None:
         if reactor.running:
