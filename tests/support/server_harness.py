@@ -17,6 +17,7 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
                     random pixels at a new place (incompressible: a display that keeps any
                     slow link backlogged); replies at once; `busy 0` stops it
   rss               this process's VmRSS in kB
+  timers            the reactor's pending delayed calls, counted by the class of their owner
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ class Control(LineReceiver):
         elif cmd == "busy":
             self.busy(float(args[0]), int(args[1]) if len(args) > 1 else 128)
             self.reply(reply="busy", seconds=float(args[0]))
+        elif cmd == "timers":
+            owners: dict[str, int] = {}
+            for dc in reactor.getDelayedCalls():
+                owner = type(getattr(dc.func, "__self__", dc.func)).__name__
+                owners[owner] = owners.get(owner, 0) + 1
+            self.reply(reply="timers", owners=owners)
         elif cmd == "rss":
             self.reply(reply="rss", kb=vm_rss_kb())
         elif cmd == "quit":
