@@ -130,7 +130,7 @@ class MainChannelClient(ChannelClient):
             return
         if result is None:
             link.probe_inconclusive()
-            self.log.info("{cc}: net test: the large ping was no slower than the small ones; keeping the estimate", cc=self)
+            self.log.info("{cc}: net test: round trips of zero; keeping the estimate", cc=self)
         else:
             latency, bitrate = result
             link.probe_result(latency, bitrate)
