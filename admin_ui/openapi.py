@@ -143,6 +143,25 @@ def openapi_document() -> dict[str, Any]:
                         "pipe_bytes": {"type": "integer"},
                         "bytes_sent": {"type": "integer"},
                         "bytes_per_second": {"type": "integer"},
+                        "link": {
+                            "type": "object",
+                            "description": "the server's estimate of this client's link (network test, pings, send rate)",
+                            "properties": {
+                                "wan": {
+                                    "type": "boolean",
+                                    "description": "judged low bandwidth or far (JPEG under --jpeg-wan-compression auto)",
+                                },
+                                "bandwidth_bps": {"type": "integer", "nullable": True, "description": "bits per second"},
+                                "rtt_ms": {"type": "number", "nullable": True},
+                                "source": {"type": "string", "nullable": True, "enum": ["probe", "send-rate", None]},
+                                "probe_latency_ms": {"type": "number", "nullable": True},
+                                "probe_bitrate_bps": {"type": "integer", "nullable": True},
+                                "probes": {"type": "integer"},
+                                "probes_inconclusive": {"type": "integer"},
+                                "samples": {"type": "integer"},
+                                "changes": {"type": "integer"},
+                            },
+                        },
                     },
                     "required": ["id", "address", "primary", "view_only", "channels"],
                 }

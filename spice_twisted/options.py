@@ -111,6 +111,14 @@ def _jpeg_quality(value: str) -> int:
         raise ValueError(f"{value!r}: use a whole number 1-100") from None
 
 
+def _jpeg_wan_compression(value: str) -> str:
+    from .codecs.choice import JPEG_WAN_SETTINGS
+
+    if value not in JPEG_WAN_SETTINGS:
+        raise ValueError(f"{value!r}: use one of {', '.join(JPEG_WAN_SETTINGS)}")
+    return value
+
+
 def _password_length(value: str) -> int:
     """--generate-password's optional LEN ('' when given bare)."""
     if value == "":
@@ -185,6 +193,13 @@ class Options(usage.Options):
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
         ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
+        [
+            "jpeg-wan-compression",
+            None,
+            "auto",
+            "Lossy (JPEG) images: auto (for clients whose link is judged WAN), never, or always.",
+            _jpeg_wan_compression,
+        ],
         [
             "view-only-password-file",
             None,

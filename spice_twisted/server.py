@@ -23,6 +23,7 @@ from .channels.main import MainChannelClient
 from .guard import Guard
 from .inputs import InputOrigin, InputRouter
 from .limits import Limits
+from .link_estimate import LinkEstimate
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
@@ -57,6 +58,9 @@ class Client:
     input_events: int = 0
     input_dropped: int = 0
     pointer: tuple[int, int] = (0, 0)
+    # Bandwidth, round trip and the WAN verdict (main channel's network test and pings, the
+    # display channel's send rate); `link.subscribe(fn)` hears verdict changes.
+    link: LinkEstimate = field(default_factory=LinkEstimate)
 
 
 class SpiceServer:
@@ -77,6 +81,7 @@ class SpiceServer:
         ping_interval: float = 10.0,
         max_fps: float = DEFAULT_MAX_FPS,
         image_compression: str = "auto",
+        jpeg_wan_compression: str = "auto",
         limits: Limits | None = None,
         channel_security: ChannelSecurity | None = None,
         view_ticket: Ticket | None = None,
@@ -97,7 +102,7 @@ class SpiceServer:
         self.uuid = uuidlib.uuid4()
         self.link_keys = LinkKeyPool(reactor)
         self.render = RenderService(source.width, source.height, reactor, max_fps=max_fps)
-        self.display_settings = DisplaySettings(image_compression=image_compression)
+        self.display_settings = DisplaySettings(image_compression=image_compression, jpeg_wan_compression=jpeg_wan_compression)
         self.cursor = CursorService()
         self.inputs = InputRouter(self)
         self._clients_seen = 0
@@ -336,7 +341,9 @@ class SpiceServer:
         if ctype == ChannelType.MAIN:
             return MainChannelClient(self, client, request, mini, secure, session=self)
         if ctype == ChannelType.DISPLAY:
-            return DisplayChannelClient(self, client, request, mini, secure, render=self.render, settings=self.display_settings)
+            cc = DisplayChannelClient(self, client, request, mini, secure, render=self.render, settings=self.display_settings)
+            cc.link_meter = client.link  # its ACKs measure the client's send rate
+            return cc
         if ctype == ChannelType.INPUTS:
             return InputsChannelClient(self, client, request, mini, secure, inputs=self.inputs)
         return CursorChannelClient(self, client, request, mini, secure, cursor=self.cursor)

@@ -80,6 +80,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         ping_interval=options["ping-interval"],
         max_fps=options["max-fps"],
         image_compression=options["image-compression"],
+        jpeg_wan_compression=options["jpeg-wan-compression"],
         limits=options.get("limits"),
         channel_security=options.get("channel-security"),
         view_ticket=options.get("view-ticket"),

@@ -73,6 +73,7 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "codec": next((c["codec"] for c in channels if c.get("codec")), None),
         "coalesced": sum(c["coalesced"] for c in channels),
         "rtt_ms": min(rtts) if rtts else None,
+        "link": client.link.stats(),  # bandwidth, round trip and WAN verdict (link_estimate.py)
     }
 
 
@@ -102,6 +103,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "resizes": r.resizes,
             "max_fps": 1.0 / server.render.pacer.interval,
             "image_compression": server.display_settings.image_compression,
+            "jpeg_wan_compression": server.display_settings.jpeg_wan_compression,
         },
         "link_refusals": dict(server.link_refusals),
         "mouse_mode": server.mouse_mode.name.lower(),
@@ -123,7 +125,9 @@ def summary_line(server: SpiceServer) -> str:
     enc = sum(r["encodes"].values())
     per_client = ", ".join(
         f"{c['id']:#x}{'*' if c['primary'] else ''} pipe={c['pipe_items']}/{c['pipe_bytes']}B sent={c['bytes_sent']}B "
-        f"coalesced={c['coalesced']} rtt={'-' if c['rtt_ms'] is None else str(c['rtt_ms']) + 'ms'}"
+        f"coalesced={c['coalesced']} rtt={'-' if c['rtt_ms'] is None else str(c['rtt_ms']) + 'ms'} "
+        f"link={'wan' if c['link']['wan'] else 'lan'}/"
+        f"{'-' if c['link']['bandwidth_bps'] is None else format(c['link']['bandwidth_bps'] / 1e6, '.1f') + 'Mbit/s'}"
         for c in s["clients"]
     )
     return f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']} [{per_client}]"

@@ -78,7 +78,7 @@ function renderClients(clients) {
     cell(tr, c.channels.map(ch => `${ch.channel}: ${ch.pipe_items} / ${ch.pipe_bytes}`).join("\n")).className = "channels";
     cell(tr, c.bytes_per_second);
     cell(tr, c.rtt_ms === null ? "-" : c.rtt_ms.toFixed(2) + " ms");
-    cell(tr, c.image_mode);
+    cell(tr, c.link ? `${c.image_mode} (${c.link.wan ? "WAN" : "LAN"}${c.link.bandwidth_bps === null ? "" : ", " + (c.link.bandwidth_bps / 1e6).toFixed(1) + " Mbit/s"})` : c.image_mode);
     cell(tr, c.coalesced);
     const chartTd = cell(tr, "");
     const canvas = document.createElement("canvas");

@@ -22,12 +22,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..limits import MAX_CONTROL_BACKLOG
-from ..wire.channel import AckCredit, ChannelCore, Pong, ProtocolError, Received
+from ..wire.channel import AckCredit, ChannelCore, Pong, ProbePong, ProtocolError, Received
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
 from .pipe import Pipe, PipeItem
 
 if TYPE_CHECKING:
+    from ..link_estimate import LinkEstimate
     from ..server import Client
 
 CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
@@ -78,6 +79,12 @@ class ChannelClient(TwistedProtocol):
         self.bytes_per_second = 0
         self._bytes_at_sample = 0
         self.rtt: float | None = None
+        # The client's link estimate, where this channel's ACKs measure the send rate (the
+        # server sets it on display channels): (bytes, when written) of each message the
+        # ACK window still counts, oldest first, and when the last ACK came.
+        self.link_meter: LinkEstimate | None = None
+        self._unacked_sent: deque[tuple[int, float]] = deque()
+        self._last_ack_at: float | None = None
         self._ping_loop: task.LoopingCall | None = None
         self._inbox: deque[Any] = deque()  # received events (and handlers' unfinished steps)
         self._inbox_scheduled = False
@@ -213,10 +220,37 @@ class ChannelClient(TwistedProtocol):
             return handler(ev.fields)
         if isinstance(ev, AckCredit):
             self.last_progress = time.monotonic()
+            self._acked()
             self.drain()
         elif isinstance(ev, Pong):
             self.rtt = ev.rtt
+            self.rtt_measured(ev.rtt)
+        elif isinstance(ev, ProbePong):
+            self.probe_answered(ev)
         return None
+
+    def _acked(self) -> None:
+        """An ACK window's messages reached the client: tell the link meter how many bytes,
+        and whether all of them had been written before the previous ACK came. Then they
+        were all waiting in the link (kernel buffers, the network) when it came, and the
+        time between the two ACKs is what the link (or the client) took to carry them: the
+        link, not the source, set the pace. (Our pipe may be empty meanwhile: kernel
+        buffers hold megabytes.)"""
+        if self.link_meter is None:
+            return
+        now, nbytes, last_written = time.monotonic(), 0, None
+        for _ in range(min(self.core.ack_window, len(self._unacked_sent))):
+            size, last_written = self._unacked_sent.popleft()
+            nbytes += size
+        prev, self._last_ack_at = self._last_ack_at, now
+        queued = prev is not None and last_written is not None and last_written <= prev
+        self.link_meter.delivered(nbytes, now, queued)
+
+    def rtt_measured(self, rtt: float) -> None:
+        """Hook: one of the periodic pings came back after `rtt` seconds."""
+
+    def probe_answered(self, pong: ProbePong) -> None:
+        """Hook: a probe ping (core.probe_ping) came back."""
 
     def handle_DISCONNECTING(self, fields: dict[str, Any]) -> None:
         self.close("client disconnecting")
@@ -287,6 +321,8 @@ class ChannelClient(TwistedProtocol):
             size = sum(len(p) for p in parts)
             header = self.core.header(item.msg_type, size)
             self.bytes_sent += len(header) + size
+            if self.link_meter is not None and self.handles_acks:
+                self._count_unacked(len(header) + size)
             if size <= CHUNK:
                 self.item_sent(item)  # counted before the write, which may re-enter drain
                 self.transport.writeSequence([header, *parts])
@@ -313,6 +349,13 @@ class ChannelClient(TwistedProtocol):
         self.transport.write(bytes(piece) if not isinstance(piece, bytes) else piece)
         if self._partial is None:
             self.item_sent(item)
+
+    def _count_unacked(self, nbytes: int) -> None:
+        # The window bounds this (drain stops past 2 x window unacknowledged); the cap only
+        # guards against a client whose ACKs the core stops counting.
+        if len(self._unacked_sent) > 4 * self.core.ack_window + 8:
+            self._unacked_sent.popleft()
+        self._unacked_sent.append((nbytes, time.monotonic()))
 
     def item_sent(self, item: PipeItem) -> None:
         """Hook: an item's header was written (subclasses count and release)."""

@@ -1,18 +1,49 @@
-"""The main channel: session setup (INIT), the channel list, mouse modes; no guest agent."""
+"""The main channel: session setup (INIT), the channel list, mouse modes, the network test;
+no guest agent.
+
+The network test (upstream's, see link_estimate.py) runs when the channel starts: three
+probe PINGs queued together after INIT, the last one padded with NET_TEST_BYTES of zeros
+(one shared buffer, written after the PING's head like a shared image payload, and in
+pieces by the base's drain when the transport asks for more). The PONGs give the client's
+`link` its latency and bitrate. The test is bounded: it gives up after PROBE_TIMEOUT
+(and the core forgets its ids), and its timer goes when the channel closes. While the
+client is judged WAN the test runs again now and then (REPROBE_FIRST seconds after the
+verdict, doubling to REPROBE_MAX), the only way to see that a slow link got fast while the
+display, no longer backlogged, cannot show it.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..link_estimate import NET_TEST_BYTES, NET_TEST_STAGES, LinkEstimate, NetTest
+from ..wire.channel import ProbePong
 from ..wire.enums import ChannelType, MainCap, MouseMode
 from ..wire.link import LinkRequest
-from .base import ChannelClient, ChannelHost
+from .base import ChannelClient, ChannelHost, Parts
+from .pipe import PipeItem
 
 if TYPE_CHECKING:
     from ..server import Client
 
 AGENT_TOKENS = 10
+PROBE_TIMEOUT = 30.0  # seconds for the three PONGs of one network test
+REPROBE_FIRST = 5.0  # seconds after a WAN verdict (or a WAN-confirming test) to test again
+REPROBE_MAX = 60.0
+_PADDING = bytes(NET_TEST_BYTES)  # shared by every client's large probe PING, never copied
+
+
+class SplitItem(PipeItem):
+    """A message written as a head and a shared tail buffer (the padded probe PING)."""
+
+    __slots__ = ("tail",)
+
+    def __init__(self, msg_type: int, head: bytes, tail: bytes | None) -> None:
+        super().__init__(msg_type, head)
+        self.tail = tail
+        self.nbytes += len(tail) if tail else 0
 
 
 class MainSession(Protocol):
@@ -37,6 +68,14 @@ class MainChannelClient(ChannelClient):
     ) -> None:
         self.session = session
         super().__init__(host, client, request, mini_header, secure)
+        self.net_test: NetTest | None = None
+        self._probe_timer: Any = None  # the running test's timeout, or the next re-test
+        self._reprobe_after = REPROBE_FIRST
+        self._unsubscribe: Any = None
+
+    @property
+    def link(self) -> LinkEstimate | None:
+        return getattr(self.client, "link", None)
 
     def on_connected(self) -> None:
         srv = self.session
@@ -56,6 +95,90 @@ class MainChannelClient(ChannelClient):
         if MainCap.NAME_AND_UUID in self.request.channel_caps:
             self.send("NAME", {"name": srv.name.encode() + b"\0"})
             self.send("UUID", {"uuid": srv.uuid.bytes})
+        link = self.link
+        if link is not None:
+            self._unsubscribe = link.subscribe(self._verdict_changed)
+            self.start_net_test()
+
+    # --- the network test ---------------------------------------------------------------
+    def start_net_test(self) -> None:
+        """Queue the three probe PINGs (unless a test is running)."""
+        if self.net_test is not None or not self.connected:
+            return
+        self._cancel_probe_timer()
+        test = NetTest(time.monotonic())
+        self.net_test = test
+        for stage in NET_TEST_STAGES:
+            ping_id, msg_type, head, tail = self.core.probe_ping(_PADDING if stage == "rate" else b"")
+            test.sent(stage, ping_id)
+            self.queue(SplitItem(msg_type, head, tail))
+        self._probe_timer = self.reactor.callLater(PROBE_TIMEOUT, self._net_test_timeout)
+
+    def marshal(self, item: PipeItem) -> Parts | None:
+        if isinstance(item, SplitItem) and item.tail is not None:
+            return [item.data, item.tail]
+        return [item.data]
+
+    def probe_answered(self, pong: ProbePong) -> None:
+        test = self.net_test
+        if test is None or not test.answered(pong.ping_id, pong.rtt) or not test.complete:
+            return
+        self._end_net_test()
+        result = test.result()
+        link = self.link
+        if link is None:
+            return
+        if result is None:
+            link.probe_inconclusive()
+            self.log.info("{cc}: net test: round trips of zero; keeping the estimate", cc=self)
+        else:
+            latency, bitrate = result
+            link.probe_result(latency, bitrate)
+            self.log.info(
+                "{cc}: net test: latency {lat:.1f} ms, bitrate {rate:.2f} Mbit/s ({verdict})",
+                cc=self,
+                lat=latency * 1000,
+                rate=bitrate / 1e6,
+                verdict="WAN" if link.is_wan else "LAN",
+            )
+        self._after_test()
+
+    def _net_test_timeout(self) -> None:
+        self._probe_timer = None
+        self.log.info("{cc}: net test: no answer in {t:g}s; giving up", cc=self, t=PROBE_TIMEOUT)
+        self._end_net_test()
+        if self.link is not None:
+            self.link.probe_inconclusive()
+        self._after_test()
+
+    def _end_net_test(self) -> None:
+        self.net_test = None
+        self.core.forget_probes()
+        self._cancel_probe_timer()
+
+    def _after_test(self) -> None:
+        """While WAN, test again later (less often each time the link stays slow)."""
+        link = self.link
+        if link is None or not link.is_wan or not self.connected or self._probe_timer is not None:
+            return
+        self._probe_timer = self.reactor.callLater(self._reprobe_after, self.start_net_test)
+        self._reprobe_after = min(self._reprobe_after * 2, REPROBE_MAX)
+
+    def _verdict_changed(self, link: LinkEstimate) -> None:
+        self._reprobe_after = REPROBE_FIRST
+        if self.net_test is None:  # (a running test's timer is its timeout: left alone)
+            self._cancel_probe_timer()
+            self._after_test()
+
+    def _cancel_probe_timer(self) -> None:
+        if self._probe_timer is not None and self._probe_timer.active():
+            self._probe_timer.cancel()
+        self._probe_timer = None
+
+    def rtt_measured(self, rtt: float) -> None:
+        link = self.link
+        if link is not None:
+            link.rtt_sample(rtt)
 
     def handle_ATTACH_CHANNELS(self, fields: dict[str, Any]) -> None:
         self.send("CHANNELS_LIST", {"channels": [{"type": t, "id": i} for t, i in self.session.channel_list()]})
@@ -74,4 +197,10 @@ class MainChannelClient(ChannelClient):
         self.log.debug("{cc}: agent data dropped (no agent)", cc=self)
 
     def on_disconnected(self) -> None:
+        self.net_test = None
+        self.core.forget_probes()
+        self._cancel_probe_timer()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self.session.main_channel_closed(self.client)

@@ -15,6 +15,7 @@ from ..wire.enums import ImageCompression
 from . import BITMAP, LZ4
 
 SETTINGS = ("auto", "lz4", "off")
+JPEG_WAN_SETTINGS = ("auto", "never", "always")  # --jpeg-wan-compression (QEMU's jpeg-wan-compression)
 
 
 def choose_codec(setting: str, decodes_lz4: bool, preferred: int | None = None) -> str:
@@ -25,3 +26,13 @@ def choose_codec(setting: str, decodes_lz4: bool, preferred: int | None = None) 
     if setting in ("auto", "lz4") and decodes_lz4:
         return LZ4
     return BITMAP
+
+
+def lossy_allowed(setting: str, is_wan: bool) -> bool:
+    """May this client get lossy (JPEG) images? `always`/`never` say so; `auto` follows the
+    client's link verdict (`client.link.is_wan`), which may change during the session."""
+    if setting == "always":
+        return True
+    if setting == "never":
+        return False
+    return is_wan

@@ -21,7 +21,7 @@ from typing import Any
 from .enums import ChannelType
 from .framer import DEFAULT_MAX_CLIENT_BODY, Framer, HeaderWriter
 from .messages import Message, decode_body, encode_body, lookup, message
-from .schema import WireError
+from .schema import External, WireError, encode_split
 
 
 class ProtocolError(WireError):
@@ -48,11 +48,21 @@ class Pong:
     rtt: float
 
 
-Event = Received | AckCredit | Pong
+@dataclass(frozen=True, slots=True)
+class ProbePong:
+    """The answer to a probe ping (the network test's); `rtt` in seconds."""
+
+    ping_id: int
+    rtt: float
+
+
+Event = Received | AckCredit | Pong | ProbePong
 
 _SET_ACK = message(None, "SET_ACK")
 _PING = message(None, "PING")
 PINGS_REMEMBERED = 4
+PROBES_REMEMBERED = 4
+PROBE_IDS = 1 << 31  # probe pings are numbered from here, apart from the periodic ones
 
 
 class ChannelCore:
@@ -78,6 +88,8 @@ class ChannelCore:
         self.messages_received = 0
         self._pings: dict[int, int] = {}
         self._next_ping = 1
+        self._probes: dict[int, int] = {}
+        self._next_probe = PROBE_IDS
 
     @property
     def mini_header(self) -> bool:
@@ -159,8 +171,32 @@ class ChannelCore:
         self._pings[ping_id] = now_ns
         return _PING.id, encode_body(_PING, {"id": ping_id, "timestamp": now_ns, "data": b""})
 
-    def _pong(self, fields: dict[str, Any]) -> Pong | None:
-        sent = self._pings.pop(fields["id"], None)
+    def probe_ping(self, padding: bytes = b"") -> tuple[int, int, bytes, bytes | None]:
+        """(id, type, head, tail) of a PING stamped now carrying `padding` (written after the
+        head as its own buffer, never copied into it). Its PONG yields `ProbePong`; probe
+        pings are remembered apart from the periodic ones, so neither evicts the other."""
+        now_ns = self.clock_ns()
+        ping_id = self._next_probe
+        self._next_probe = PROBE_IDS + (self._next_probe + 1 - PROBE_IDS) % PROBE_IDS
+        while len(self._probes) >= PROBES_REMEMBERED:
+            del self._probes[next(iter(self._probes))]
+        self._probes[ping_id] = now_ns
+        head, tail = encode_split(_PING.layout, {"id": ping_id, "timestamp": now_ns, "data": External(padding) if padding else b""})
+        return ping_id, _PING.id, head, tail
+
+    def forget_probes(self) -> None:
+        """The network test gave up: a late answer is ignored like any unknown PONG."""
+        self._probes.clear()
+
+    def _pong(self, fields: dict[str, Any]) -> Pong | ProbePong | None:
+        ping_id = fields["id"]
+        if ping_id in self._probes:
+            sent = self._probes[ping_id]
+            if sent != fields["timestamp"]:
+                return None
+            del self._probes[ping_id]
+            return ProbePong(ping_id, (self.clock_ns() - sent) / 1e9)
+        sent = self._pings.pop(ping_id, None)
         if sent is None or sent != fields["timestamp"]:
             return None
         return Pong((self.clock_ns() - sent) / 1e9)

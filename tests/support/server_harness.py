@@ -16,7 +16,11 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   copy L T R B X Y  move the area (L T R B) so its top left lands at (X, Y): a COPY_BITS
   lossless_after S  areas clients hold lossy go lossless once quiet for S seconds (0.5)
   paste PATH X Y    draw the picture in PATH (a .npy of H x W x 4 B G R X) at (X, Y), one frame
+  busy SECONDS [SIZE]  for SECONDS, 30 times a second, a SIZE x SIZE square (default 128) of
+                    random pixels at a new place (incompressible: a display that keeps any
+                    slow link backlogged); replies at once; `busy 0` stops it
   rss               this process's VmRSS in kB
+  timers            the reactor's pending delayed calls, counted by the class of their owner
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 import threading
 
 import numpy as np
-from twisted.internet import reactor, stdio
+from twisted.internet import reactor, stdio, task
 from twisted.protocols.basic import LineReceiver
 from twisted.python import log
 
@@ -140,6 +144,15 @@ class Control(LineReceiver):
             srv.render.damage(Rect(x, y, x + w, y + h))
             srv.render.flush()
             self.reply(reply="paste")
+        elif cmd == "busy":
+            self.busy(float(args[0]), int(args[1]) if len(args) > 1 else 128)
+            self.reply(reply="busy", seconds=float(args[0]))
+        elif cmd == "timers":
+            owners: dict[str, int] = {}
+            for dc in reactor.getDelayedCalls():
+                owner = type(getattr(dc.func, "__self__", dc.func)).__name__
+                owners[owner] = owners.get(owner, 0) + 1
+            self.reply(reply="timers", owners=owners)
         elif cmd == "rss":
             self.reply(reply="rss", kb=vm_rss_kb())
         elif cmd == "quit":
@@ -170,6 +183,32 @@ class Control(LineReceiver):
                 self.reply(reply="updates", count=n, frames=render.counters.frames - started)
 
         reactor.callLater(0, batch, 0)
+
+    _busy: task.LoopingCall | None = None
+
+    def busy(self, seconds: float, size: int) -> None:
+        if self._busy is not None and self._busy.running:
+            self._busy.stop()
+        if seconds <= 0:
+            return
+        render, rng = self.server.render, np.random.default_rng(12)
+        until = reactor.seconds() + seconds
+        step = [0]
+
+        def paint() -> None:
+            if reactor.seconds() >= until:
+                self._busy.stop()
+                return
+            px = render.primary.pixels
+            h, w = px.shape[:2]
+            s = min(size, w, h)
+            i = step[0] = step[0] + 1
+            x, y = (i * 97) % (w - s + 1), (i * 61) % (h - s + 1)
+            px[y : y + s, x : x + s] = rng.integers(0, 256, (s, s, 4), dtype=np.uint8)
+            render.damage(Rect(x, y, x + s, y + s))
+
+        self._busy = task.LoopingCall(paint)
+        self._busy.start(1 / 30)
 
     def connectionLost(self, reason=None) -> None:
         if reactor.running:

@@ -13,6 +13,16 @@ server's caps, then the u32 link result, and from there on splits both streams i
 messages: mini headers (u16 type, u32 size) when both sides advertised common cap
 MINI_HEADER, else the 18-byte full header. Server messages are kept as (type, body);
 DRAW_COPYs are decoded on demand into `Draw` records (image type, id, payload bytes).
+
+The tap can also shape the link it forwards, changeable at run time: `tap.shape(rate=...,
+delay=..., client_delay=...)`. Server -> client bytes then cross one bottleneck shared by
+all of the tap's connections (as a real link's: a burst on the display channel delays the
+main channel's pings), at most `rate` bytes a second, and arrive `delay` seconds after
+they left it; client -> server bytes arrive `client_delay` later. Recording is unchanged:
+bytes are parsed as they are read from the sender, before they wait in the shaper. Each
+shaped direction of a connection holds at most QUEUE_LIMIT bytes (a router's buffer);
+past that the tap stops reading, so the sender feels the link as it would a real one.
+`tap.shape()` alone makes it a plain forwarder again.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +46,8 @@ HOST = "127.0.0.1"
 _MINI = struct.Struct("<HI")
 _FULL = struct.Struct("<QHII")
 TICKET_BYTES = 128
+QUEUE_LIMIT = 128 * 1024  # bytes one shaped direction of one connection holds
+PIECE = 8 * 1024  # shaped bytes are timed in pieces of at most this
 
 # A parser is a generator: it yields how many bytes it needs next and is sent exactly those.
 Parser = Generator[int, bytes, None]
@@ -215,6 +228,109 @@ class TapConnection:
                 self._cond.wait(min(left, 0.2))
 
 
+class _Link:
+    """One direction of the tap's link, shared by all its connections: a rate limit
+    (bytes/s, None for none) and a one-way delay (seconds)."""
+
+    def __init__(self) -> None:
+        self.rate: float | None = None
+        self.delay = 0.0
+        self._free_at = 0.0  # when the bottleneck has sent everything scheduled so far
+        self._lock = threading.Lock()
+
+    @property
+    def shaped(self) -> bool:
+        return self.rate is not None or self.delay > 0
+
+    def set(self, rate: float | None, delay: float) -> None:
+        with self._lock:
+            self.rate, self.delay = rate, delay
+
+    def schedule(self, nbytes: int) -> float:
+        """When `nbytes` entering the link now come out of its far end."""
+        with self._lock:
+            now = time.monotonic()
+            if self.rate:
+                self._free_at = max(now, self._free_at) + nbytes / self.rate
+                return self._free_at + self.delay
+            return now + self.delay
+
+
+class _Sender:
+    """One direction of one connection through a `_Link`: pieces leave in order, each at its
+    time, from a thread of its own; the pump waits while QUEUE_LIMIT bytes are queued."""
+
+    def __init__(self, dst: socket.socket, link: _Link, name: str) -> None:
+        self.dst, self.link, self.name = dst, link, name
+        self._queue: deque[tuple[float, bytes]] = deque()
+        self._pending = 0  # bytes taken and not yet written to dst
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.broken = False
+
+    def send(self, data: bytes) -> bool:
+        """Forward `data` (called by the pump only); False once dst failed."""
+        if self.broken:
+            return False
+        if not self.link.shaped and self._pending == 0:
+            try:  # nothing queued: the plain forwarder's path, exactly as unshaped
+                self.dst.sendall(data)
+            except OSError:
+                self.broken = True
+            return not self.broken
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        view = memoryview(data)
+        for i in range(0, len(data), PIECE):
+            piece = bytes(view[i : i + PIECE])
+            with self._cond:
+                while self._pending >= QUEUE_LIMIT and not self.broken and not self._stopping:
+                    self._cond.wait(0.2)
+                if self.broken or self._stopping:
+                    return False
+                self._queue.append((self.link.schedule(len(piece)), piece))
+                self._pending += len(piece)
+                self._cond.notify_all()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait(0.2)
+                if not self._queue:
+                    return
+                when, piece = self._queue[0]
+                left = when - time.monotonic()
+                if left > 0:
+                    self._cond.wait(min(left, 0.05))
+                    continue
+                self._queue.popleft()
+            try:
+                self.dst.sendall(piece)
+            except OSError:
+                with self._cond:
+                    self.broken = True
+                    self._queue.clear()
+                    self._pending = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._pending -= len(piece)
+                self._cond.notify_all()
+
+    def finish(self, timeout: float = 60.0) -> None:
+        """The source closed: let what is queued leave (up to `timeout`), then stop."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending and not self.broken and time.monotonic() < deadline:
+                self._cond.wait(0.2)
+            self._stopping = True
+            self._cond.notify_all()
+
+
 class WireTap:
     """Listens on 127.0.0.1 (a free port) and forwards each connection to the server."""
 
@@ -224,6 +340,8 @@ class WireTap:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Condition()
         self._closed = False
+        self.downlink = _Link()  # server -> client
+        self.uplink = _Link()  # client -> server
         self.listener = socket.socket()
         self.listener.bind((HOST, 0))
         self.listener.listen(64)
@@ -261,15 +379,22 @@ class WireTap:
                 self._sockets += [client, server]
                 self._lock.notify_all()
             done = threading.Barrier(2, action=lambda c=client, s=server, k=conn: self._finish(c, s, k))
-            for src, dst, parser, attr in (
-                (client, server, conn.client_parser(), "bytes_from_client"),
-                (server, client, conn.server_parser(), "bytes_from_server"),
+            for src, dst, parser, attr, link in (
+                (client, server, conn.client_parser(), "bytes_from_client", self.uplink),
+                (server, client, conn.server_parser(), "bytes_from_server", self.downlink),
             ):
-                threading.Thread(target=self._pump, args=(src, dst, _Feeder(parser), conn, attr, done), daemon=True).start()
+                sender = _Sender(dst, link, f"tap-{self.port}-{conn.number}-{attr}")
+                threading.Thread(target=self._pump, args=(src, sender, _Feeder(parser), conn, attr, done), daemon=True).start()
 
-    def _pump(
-        self, src: socket.socket, dst: socket.socket, feeder: _Feeder, conn: TapConnection, attr: str, done: threading.Barrier
-    ) -> None:
+    def shape(self, rate: float | None = None, delay: float = 0.0, client_delay: float = 0.0) -> None:
+        """From now on: server -> client at most `rate` bytes/s (None: no limit), arriving
+        `delay` s later; client -> server `client_delay` s later. Bytes already queued keep
+        their times. No arguments: unshaped."""
+        self.downlink.set(rate, delay)
+        self.uplink.set(None, client_delay)
+
+    def _pump(self, src: socket.socket, sender: _Sender, feeder: _Feeder, conn: TapConnection, attr: str, done: threading.Barrier) -> None:
+        dst = sender.dst
         try:
             while True:
                 try:
@@ -284,10 +409,9 @@ class WireTap:
                 except Exception as exc:  # a parse failure must never break the proxy
                     conn.parse_errors.append(f"{attr}: {exc!r}")
                     feeder.need = None
-                try:
-                    dst.sendall(data)
-                except OSError:
+                if not sender.send(data):
                     break
+            sender.finish()
             try:
                 dst.shutdown(socket.SHUT_WR)
             except OSError:
