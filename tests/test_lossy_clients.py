@@ -1,0 +1,122 @@
+"""JPEG, lossy regions and the lossless upgrade with real spice-gtk clients through wire taps.
+
+spice-gtk decodes our JPEG; its pixels are compared with the server's framebuffer by
+PSNR while an area is lossy, and exactly once the area was quiet long enough for the
+lossless upgrade (`lossless_after`, a harness knob, holds the upgrade back while the
+test looks at the lossy picture). The WAN client of the mixed test is made WAN by its
+tap's shaped link, which the server measures itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from support.images import photo, psnr
+from support.processes import assert_clients_match, wait_until
+from support.tapped import connect
+
+from spice_twisted.wire.enums import ImageType, MsgDisplay
+
+PHOTO = (20, 10, 260, 190)  # left, top, right, bottom: a 240x180 picture on the 333x217 screen
+
+
+def _photos(tmp_path, n: int) -> list[str]:
+    left, top, right, bottom = PHOTO
+    paths = []
+    for seed in range(n):
+        path = tmp_path / f"photo{seed}.npy"
+        np.save(path, photo(bottom - top, right - left, seed))
+        paths.append(str(path))
+    return paths
+
+
+def _photo_psnr(server_fb: np.ndarray, client_fb: np.ndarray) -> float:
+    left, top, right, bottom = PHOTO
+    return psnr(client_fb[top:bottom, left:right], server_fb[top:bottom, left:right])
+
+
+def _quiet_fb(server, clients):
+    for c in clients:
+        c.wait_quiet(0.4)
+    return server.framebuffer()
+
+
+def _exact(server, clients, conns) -> None:
+    assert_clients_match(server, clients)
+    fb = server.framebuffer()
+    for conn in conns:
+        assert np.array_equal(conn.screen().fb[..., :3], fb[..., :3]), f"{conn}: the tap's decode differs"
+
+
+def test_jpeg_is_good_while_the_display_changes_and_exact_after_it_is_quiet(spawn, tap_for, random_image, tmp_path):
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}", "--jpeg-wan-compression", "always")
+    server.command("lossless_after 60", "lossless_after")  # hold the upgrade while we look
+    server.command("count_codecs", "count_codecs")
+    taps, clients, conns = connect(server, tap_for, 2)
+    marks = [c.mark() for c in conns]
+    for p in _photos(tmp_path, 3):  # the display changes: three pictures in turn
+        server.command(f"paste {p} {PHOTO[0]} {PHOTO[1]}", "paste")
+        fb = _quiet_fb(server, clients)
+        for c in clients:
+            q = _photo_psnr(fb, c.framebuffer())
+            assert 35 <= q < float("inf"), q  # lossy, and good
+    jpeg = [[d for d in conn.draws(m) if d.image_type == ImageType.JPEG] for conn, m in zip(conns, marks, strict=True)]
+    assert len(jpeg[0]) == len(jpeg[1]) >= 3
+    assert [d.payload for d in jpeg[0]] == [d.payload for d in jpeg[1]]  # the same bytes to both
+    calls = server.command("codec_calls", "codec_calls")["calls"]
+    assert calls["jpeg"] == len(jpeg[0])  # one encode for both clients
+    server.command("lossless_after 0.3", "lossless_after")
+    wait_until(
+        lambda: all(any(d.image_type == ImageType.LZ4 for d in conn.draws(m)) for conn, m in zip(conns, marks, strict=True)),
+        15,
+        "the lossless upgrade",
+    )
+    _exact(server, clients, conns)
+
+
+def test_three_clients_one_on_a_slow_link_gets_jpeg_and_converges(spawn, tap_for, random_image, tmp_path):
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}")  # --jpeg-wan-compression auto
+    server.command("lossless_after 60", "lossless_after")
+    slow_tap, slow = tap_for(server)
+    slow_tap.shape(rate=250_000, delay=0.05)  # 2 Mbit/s, 50 ms: a WAN
+    slow.wait_event("mark")
+    slow_conn = slow_tap.display()
+    wait_until(lambda: any(c["link"]["wan"] for c in server.stats()["clients"]), 30, "the slow client judged WAN")
+    _, fast, fast_conns = connect(server, tap_for, 2)
+    clients, conns = [slow, *fast], [slow_conn, *fast_conns]
+    marks = [c.mark() for c in conns]
+    for p in _photos(tmp_path, 2):
+        server.command(f"paste {p} {PHOTO[0]} {PHOTO[1]}", "paste")
+        fb = _quiet_fb(server, clients)
+        for c in fast:
+            assert np.array_equal(c.framebuffer()[..., :3], fb[..., :3])  # exact throughout
+        # On the shaped link the picture arrives later than "quiet" can tell: poll for it.
+        q = wait_until(lambda fb=fb: (v := _photo_psnr(fb, slow.framebuffer())) >= 35 and v, 30, "the picture on the slow client")
+        assert q < float("inf"), q
+    assert any(d.image_type == ImageType.JPEG for d in slow_conn.draws(marks[0]))
+    for conn, m in zip(fast_conns, marks[1:], strict=True):
+        assert not any(d.image_type == ImageType.JPEG for d in conn.draws(m))
+    server.command("lossless_after 0.3", "lossless_after")
+    wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in slow_conn.draws(marks[0])), 30, "the lossless upgrade")
+    fb = server.framebuffer()
+    wait_until(lambda: np.array_equal(slow.framebuffer()[..., :3], fb[..., :3]), 30, "the upgrade through the slow link")
+    _exact(server, clients, conns)
+
+
+def test_a_moved_lossy_area_is_made_exact_too(spawn, tap_for, random_image, tmp_path):
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}", "--jpeg-wan-compression", "always")
+    server.command("lossless_after 60", "lossless_after")
+    taps, clients, conns = connect(server, tap_for, 1)
+    server.command(f"paste {_photos(tmp_path, 1)[0]} {PHOTO[0]} {PHOTO[1]}", "paste")
+    _quiet_fb(server, clients)
+    mark = conns[0].mark()
+    server.command("copy 20 10 140 100 200 110", "copy")  # lossy pixels move where there were none
+    fb = _quiet_fb(server, clients)
+    got = clients[0].framebuffer()
+    assert MsgDisplay.COPY_BITS in [t for t, _ in conns[0].snapshot(mark)]
+    assert 35 <= psnr(got[110:200, 200:320], fb[110:200, 200:320]) < float("inf")  # held lossy where it went
+    server.command("lossless_after 0.3", "lossless_after")
+    wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in conns[0].draws(mark)), 15, "the lossless upgrade")
+    _exact(server, clients, conns)
