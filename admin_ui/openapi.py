@@ -143,6 +143,11 @@ def openapi_document() -> dict[str, Any]:
                         "pipe_bytes": {"type": "integer"},
                         "bytes_sent": {"type": "integer"},
                         "bytes_per_second": {"type": "integer"},
+                        "image_mode": {
+                            "type": "string",
+                            "enum": ["lossless", "lossy"],
+                            "description": "lossy: JPEG where it pays, made exact once the area is quiet",
+                        },
                         "link": {
                             "type": "object",
                             "description": "the server's estimate of this client's link (network test, pings, send rate)",

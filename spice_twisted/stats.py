@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .channels.pipe import DisplayPipe
+from .channels.pixmap_cache import ClientPixmapCache
 
 if TYPE_CHECKING:
     from .channels.base import ChannelClient
@@ -45,8 +46,24 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
             pipe_peak_items=pipe.peak_items,
             pipe_peak_bytes=pipe.peak_bytes,
             collapses=pipe.collapses,
+            lossy_allowed=cc.lossy_allowed,
+            lossy_area=cc.lossy.area,  # pixels this client holds lossy now
+            pixmap_cache=cache_stats(cc.pixmap_cache),
         )
     return out
+
+
+def cache_stats(cache: ClientPixmapCache) -> dict[str, Any]:
+    return {
+        "id": cache.cache_id,
+        "capacity_px": cache.capacity,
+        "used_px": cache.used,
+        "entries": len(cache),
+        "hits": cache.hits,
+        "adds": cache.adds,
+        "evictions": cache.evictions,
+        "saved_bytes": cache.saved_bytes,
+    }
 
 
 def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
@@ -69,7 +86,7 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "messages_sent": sum(c["messages_sent"] for c in channels),
         "bytes_sent": sum(c["bytes_sent"] for c in channels),
         "bytes_per_second": sum(c["bytes_per_second"] for c in channels),
-        "image_mode": "lossless",  # no lossy (WAN) encoding yet: every client gets exact pixels
+        "image_mode": "lossy" if any(c.get("lossy_allowed") for c in channels) else "lossless",
         "codec": next((c["codec"] for c in channels if c.get("codec")), None),
         "coalesced": sum(c["coalesced"] for c in channels),
         "rtt_ms": min(rtts) if rtts else None,
@@ -101,6 +118,9 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "draws_sent": r.sends,
             "coalesced": sum(c["coalesced"] for c in clients),
             "resizes": r.resizes,
+            "copies": r.copies,
+            "lossless_upgrades": r.upgrades,
+            "lossless_after": server.render.lossless_after,
             "max_fps": 1.0 / server.render.pacer.interval,
             "image_compression": server.display_settings.image_compression,
             "jpeg_wan_compression": server.display_settings.jpeg_wan_compression,
