@@ -121,7 +121,7 @@ def test_a_lossy_area_moved_by_copy_bits_is_tracked_and_made_exact():
     assert not r.cc.lossy and np.array_equal(r.screen.fb, srv.render.primary.pixels)
 
 
-def test_a_cached_lossy_picture_is_replaced_lossless_for_a_lossless_draw():
+def test_a_cached_lossy_picture_is_dropped_then_cached_lossless_for_a_lossless_draw():
     srv = _lossy_server()
     r = Reader(*_display(srv, LZ4_CAPS, cache_px=1 << 20))
     r.catch_up(srv)
@@ -130,9 +130,10 @@ def test_a_cached_lossy_picture_is_replaced_lossless_for_a_lossless_draw():
     r.catch_up(srv)
     key = list(r.screen.cache)[-1]  # the picture (the first is the initial screen)
     assert r.screen.cache[key][1]  # held lossy
-    srv.reactor.advance(0.6)  # the upgrade draws the same rect, the same picture, lossless
-    r.catch_up(srv)
-    assert not r.screen.cache[key][1] and not r.cc.pixmap_cache.lookup(key).lossy
+    srv.reactor.advance(0.6)  # the upgrade draws the same rect, the same picture, lossless:
+    r.catch_up(srv)  # the client drops the lossy entry (INVAL_LIST), then caches it lossless
+    assert not r.screen.cache[key][1] and not r.cc.pixmap_cache.entries[key].lossy
+    assert MsgDisplay.INVAL_LIST in [m for m, _ in r.messages]
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
     _paste(srv, Rect(0, 0, 160, 80), pic)  # the picture again, elsewhere: from the cache
     r.catch_up(srv)

@@ -82,9 +82,15 @@ def test_the_model_lru_and_its_bounds():
     c.hit(1, 10)  # 2 is now the oldest
     assert c.add(3, 400, False) == [2]
     assert c.add(4, 10, True) == [] and c.add(5, 10, False) == [1]  # max_entries
-    c.replace(4)
-    assert not c.lookup(4).lossy and c.used == 420
+    assert c.remove(4) == 4 and c.lookup(4) is None and c.used == 410
     assert not ClientPixmapCache(1, -5) and not ClientPixmapCache(1, -5).takes(1)
+
+
+def test_wire_ids_are_32_bits_and_a_clash_is_not_cached():
+    c = ClientPixmapCache(1, 1000)
+    a, b = (7 << 40) | 0x1234, (9 << 40) | 0x1234  # the same low 32 bits
+    assert c.add(a, 10, False) == [] and list(c.entries) == [0x1234]
+    assert c.lookup(b) is None and not c.id_free(b) and c.id_free(a)
 
 
 def test_a_repeat_the_client_holds_costs_no_encode(monkeypatch):

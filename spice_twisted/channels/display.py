@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import JPEG, LOSSY_CODECS
-from ..codecs.choice import choose_codec, lossy_allowed
+from ..codecs.choice import choose_codec, decodes_lz4, lossy_allowed
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
@@ -36,7 +36,7 @@ from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
 from .base import ChannelClient, ChannelHost, Parts
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
-from .pixmap_cache import ClientPixmapCache
+from .pixmap_cache import ClientPixmapCache, wire_id
 
 if TYPE_CHECKING:
     from ..render.service import RenderService
@@ -122,7 +122,7 @@ class DisplayChannelClient(ChannelClient):
     ) -> None:
         self.render, self.settings = render, settings
         self.preferred: int | None = None  # the client's DISPLAY_PREFERRED_COMPRESSION
-        self.decodes_lz4 = DisplayCap.LZ4_COMPRESSION in request.channel_caps
+        self.decodes_lz4 = decodes_lz4(request.channel_caps)
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         super().__init__(host, client, request, mini_header, secure)
@@ -272,7 +272,10 @@ class DisplayChannelClient(ChannelClient):
                 self.pipe.waiting_on = None
                 cache.hit(key, d.nbytes(codec))
                 item.lossy = entry.lossy
-                return draw_copy_parts(d, None, key, 0)
+                return draw_copy_parts(d, None, wire_id(key), 0)
+            if entry is not None:  # held lossy, wanted lossless: the client drops it first
+                self._queue_inval([cache.remove(key)])
+                return []  # the drain loop sends that, then comes back to this item
         if codec not in d.payloads:
             d.request(codec)
             if codec not in d.payloads:
@@ -283,16 +286,15 @@ class DisplayChannelClient(ChannelClient):
                 return None
         self.pipe.waiting_on = None
         item.lossy = codec in LOSSY_CODECS
-        image_id, flags = d.id, 0
-        if key is not None:
-            image_id = key
-            if cache.lookup(key) is None:
-                item.inval = cache.add(key, d.area, item.lossy)
-                flags = ImageFlags.CACHE_ME
-            else:  # held lossy, sent lossless now
-                cache.replace(key)
-                flags = ImageFlags.CACHE_REPLACE_ME
-        return draw_copy_parts(d, codec, image_id, flags)
+        if key is not None and cache.id_free(key):
+            item.inval = cache.add(key, d.area, item.lossy)
+            return draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
+        return draw_copy_parts(d, codec, d.id, 0)
+
+    def _queue_inval(self, ids: list[int]) -> None:
+        """INVAL_LIST next, before anything else in the pipe."""
+        resources = [{"type": ResourceType.PIXMAP, "id": i} for i in ids]
+        self.pipe.appendleft(PipeItem(*self.core.encode("INVAL_LIST", {"resources": resources})))
 
     def item_sent(self, item: PipeItem) -> None:
         if isinstance(item, DrawItem):
@@ -303,8 +305,7 @@ class DisplayChannelClient(ChannelClient):
             elif self.lossy:
                 self.lossy.remove(item.drawable.rect)
             if item.inval:  # what the cache let go, told right after the image that took its place
-                resources = [{"type": ResourceType.PIXMAP, "id": k} for k in item.inval]
-                self.pipe.appendleft(PipeItem(*self.core.encode("INVAL_LIST", {"resources": resources})))
+                self._queue_inval(item.inval)
             self.pipe.sent(item)
         elif isinstance(item, CopyItem) and self.lossy:
             # What the client held lossy moves with the pixels; where it lands, the old goes.

@@ -7,9 +7,18 @@ the client gave in DISPLAY_INIT, and tells it what to drop (INVAL_LIST). A FROM_
 for an id the client does not hold blocks spice-gtk's display channel for good, so this
 model is changed only when the message that changes the client's cache is written.
 
-Ids are 64-bit content hashes of the pixels (`Drawable.content_key`), so the same image
-drawn anywhere, by any frame, is the same entry. Each client has its own model: why not
-one shared by every client with the same cache id is in docs/architecture.md.
+An image's key is a 64-bit content hash of its pixels (`Drawable.content_key`), so the
+same image drawn anywhere, by any frame, is the same entry. On the wire its id is the
+key's low 32 bits: spice-html5 reads a 64-bit id as `(high << 32) | low` in JavaScript,
+which is 32 bits wide, so ids above 2**32 would collide there. The model keeps the full
+key of each id; an image whose id is held by other content is sent uncached.
+
+A client holding an entry lossy that must now show it lossless gets INVAL_LIST for it
+and then the lossless image with CACHE_ME, not CACHE_REPLACE_ME: spice-html5 ignores
+that flag (its entry would stay lossy), and both understand INVAL_LIST.
+
+Each client has its own model: why not one shared by every client with the same cache
+id is in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,8 +33,16 @@ MAX_ENTRIES = 1 << 16
 MAX_IMAGE_PIXELS = 512 * 512
 
 
+WIRE_ID_MASK = 0xFFFFFFFF
+
+
+def wire_id(key: int) -> int:
+    return key & WIRE_ID_MASK
+
+
 @dataclass(slots=True)
 class Entry:
+    key: int  # the full content key
     pixels: int
     lossy: bool
 
@@ -51,35 +68,39 @@ class ClientPixmapCache:
         return 0 < pixels <= min(self.capacity, MAX_IMAGE_PIXELS)
 
     def lookup(self, key: int) -> Entry | None:
-        return self.entries.get(key)
+        """The entry of this content, if the client holds it."""
+        e = self.entries.get(wire_id(key))
+        return e if e is not None and e.key == key else None
+
+    def id_free(self, key: int) -> bool:
+        """Whether this content's wire id is held by no other content."""
+        e = self.entries.get(wire_id(key))
+        return e is None or e.key == key
 
     def hit(self, key: int, saved: int) -> None:
         """A FROM_CACHE of `key` is being written."""
-        self.entries.move_to_end(key)
+        self.entries.move_to_end(wire_id(key))
         self.hits += 1
         self.saved_bytes += saved
 
     def add(self, key: int, pixels: int, lossy: bool) -> list[int]:
-        """An image with CACHE_ME is being written; returns the ids to drop (oldest first)."""
-        assert key not in self.entries and self.takes(pixels)
+        """An image with CACHE_ME is being written; returns the wire ids to drop (oldest first)."""
+        wid = wire_id(key)
+        assert wid not in self.entries and self.takes(pixels)
         evicted = []
         while self.entries and (self.used + pixels > self.capacity or len(self.entries) >= self.max_entries):
             old, e = self.entries.popitem(last=False)
             self.used -= e.pixels
             evicted.append(old)
-        self.entries[key] = Entry(pixels, lossy)
+        self.entries[wid] = Entry(key, pixels, lossy)
         self.used += pixels
         self.adds += 1
         self.evictions += len(evicted)
         return evicted
 
-    def replace(self, key: int) -> None:
-        """A lossless image with CACHE_REPLACE_ME is being written over a lossy entry."""
-        e = self.entries[key]
-        e.lossy = False
-        self.entries.move_to_end(key)
-
-    def clear(self) -> None:
-        """INVAL_ALL_PIXMAPS is being written."""
-        self.entries.clear()
-        self.used = 0
+    def remove(self, key: int) -> int:
+        """INVAL_LIST of this content is being queued; returns its wire id."""
+        wid = wire_id(key)
+        e = self.entries.pop(wid)
+        self.used -= e.pixels
+        return wid

@@ -11,11 +11,22 @@ what every client decodes.
 
 from __future__ import annotations
 
-from ..wire.enums import ImageCompression
+from ..wire.enums import DisplayCap, ImageCompression
 from . import BITMAP, LZ4
 
 SETTINGS = ("auto", "lz4", "off")
 JPEG_WAN_SETTINGS = ("auto", "never", "always")  # --jpeg-wan-compression (QEMU's jpeg-wan-compression)
+
+
+def decodes_lz4(display_caps: frozenset[int]) -> bool:
+    """Whether a client decodes LZ4, from its display caps (hints, not proof).
+
+    Every client we know decodes raw 32-bit bitmaps and JPEG; spice-gtk decodes LZ4 and
+    says so with DISPLAY_CAP_LZ4_COMPRESSION; spice-html5 does not say so. The Go client
+    (Shells-com/spice) says LZ4 but cannot decode it; it is the one client that also
+    advertises DISPLAY_CAP_PREF_COMPRESSION, a *server* cap (PROTOCOL-NOTES.md), so a
+    client that claims both gets no LZ4."""
+    return DisplayCap.LZ4_COMPRESSION in display_caps and DisplayCap.PREF_COMPRESSION not in display_caps
 
 
 def choose_codec(setting: str, decodes_lz4: bool, preferred: int | None = None) -> str:

@@ -95,8 +95,7 @@ class Screen:
             return px
         px = image_pixels(image)
         if flags & CACHE_REPLACE_ME:
-            assert key in self.cache and self.cache[key][1], f"CACHE_REPLACE_ME of {key:#x}, not held lossy"
-            self.cache[key] = (px, kind in LOSSY_TYPES)
+            raise AssertionError(f"CACHE_REPLACE_ME of {key:#x}: spice-html5 ignores it, we never send it")
         elif flags & CACHE_ME:
             assert key not in self.cache, f"CACHE_ME of {key:#x}, already held"
             self.cache[key] = (px, kind in LOSSY_TYPES)

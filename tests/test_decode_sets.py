@@ -1,0 +1,63 @@
+"""Each client gets only what it decodes, whatever its capability words claim.
+
+Three clients as they introduce themselves on the wire (PROTOCOL-NOTES.md, "Clients"):
+spice-gtk, spice-html5 (no LZ4 cap, DISPLAY_INIT cache id 1 of 10 Mpx, glz window 0)
+and the Go client (claims LZ4 and the server-only PREF_COMPRESSION cap but decodes
+neither LZ4 nor the cache; DISPLAY_INIT all zeros). The same photos, text, repeats and
+moves go to all three; what each received is read back from its own bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.images import photo, text_ui
+from test_pipe import Reader, _display, _noise, _server
+
+from spice_twisted.render.rect import Rect
+from spice_twisted.wire.enums import DisplayCap as C
+from spice_twisted.wire.enums import ImageType as T
+from spice_twisted.wire.enums import MsgCommon
+from spice_twisted.wire.enums import MsgDisplay as M
+
+SPICE_GTK = (
+    {C.SIZED_STREAM, C.MONITORS_CONFIG, C.COMPOSITE, C.A8_SURFACE, C.STREAM_REPORT, C.LZ4_COMPRESSION, C.MULTI_CODEC, C.CODEC_MJPEG},
+    20_971_520,
+)
+HTML5 = ({C.SIZED_STREAM, C.STREAM_REPORT, C.MULTI_CODEC, C.CODEC_MJPEG}, 10 * 1024 * 1024)
+GO = ({C.SIZED_STREAM, C.STREAM_REPORT, C.MONITORS_CONFIG, C.LZ4_COMPRESSION, C.PREF_COMPRESSION}, 0)
+# What each decodes (H/display.js, Shells-com/spice image.go), as far as we send it.
+DECODES = {"spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE}, "html5": {T.BITMAP, T.JPEG, T.FROM_CACHE}, "go": {T.BITMAP, T.JPEG}}
+# Display messages spice-html5 implements (H/display.js); the others take these too.
+HTML5_MESSAGES = {M.MARK, M.DRAW_COPY, M.COPY_BITS, M.INVAL_LIST, M.INVAL_ALL_PALETTES, M.SURFACE_CREATE, M.SURFACE_DESTROY}
+HTML5_MESSAGES |= {MsgCommon.SET_ACK, MsgCommon.PING}
+
+
+@pytest.mark.parametrize("lossy", ["never", "always"])
+def test_every_client_gets_only_what_it_decodes(lossy):
+    srv = _server()
+    srv.display_settings.jpeg_wan_compression = lossy
+    _noise(srv)
+    readers = {
+        name: Reader(*_display(srv, caps, cache_px=px)) for name, (caps, px) in (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO))
+    }
+    for r in readers.values():
+        r.catch_up(srv)
+    pic, text = photo(80, 160, 1), text_ui(40, 100)
+    for i in range(3):
+        for where, px in ((Rect(20, 10, 180, 90), pic), (Rect(90, 55, 190, 95), text)):
+            srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = px
+            srv.render.damage(where)
+            srv.render.flush()
+        srv.render.copy_bits(Rect(0, 0, 50, 50), 5 * i + 1, 2 * i + 1)
+        srv.render.flush()
+    srv.reactor.advance(0.6)  # the lossless upgrade
+    for name, r in readers.items():
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb, srv.render.primary.pixels), name
+        assert set(r.screen.image_types) <= DECODES[name], (name, r.screen.image_types)
+        assert {m for m, _ in r.messages} <= HTML5_MESSAGES | ({M.MONITORS_CONFIG} if name != "html5" else set()), name
+    assert T.LZ4 in readers["spice-gtk"].screen.image_types
+    assert T.FROM_CACHE in readers["html5"].screen.image_types
+    if lossy == "always":
+        assert all(T.JPEG in r.screen.image_types for r in readers.values())
