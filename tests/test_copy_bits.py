@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_pipe import H, Reader, W, _display, _draw, _noise, _server
+from support.inprocess import H, Reader, W, draw, make_server, noise, open_display
 
 from spice_twisted.render.rect import Rect
 from spice_twisted.wire.enums import MsgDisplay
@@ -34,15 +34,15 @@ OPS = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OPS, max_size=60), st.integers(2, 70))
 def test_moves_and_draws_in_any_order_leave_every_reader_exact(ops, max_items):
-    srv = _server()
+    srv = make_server()
     srv.display_settings.max_items = max_items  # small pipes collapse into refreshes often
-    _noise(srv)
-    readers = [Reader(*_display(srv, cache_px=px)) for px in (0, 1 << 20, 5000)]  # no, a large, a small cache
+    noise(srv)
+    readers = [Reader(*open_display(srv, cache_px=px)) for px in (0, 1 << 20, 5000)]  # no, a large, a small cache
     for r in readers:
         r.catch_up(srv)
     for op in ops:
         if op[0] == "draw":
-            _draw(srv, op[1], op[2], flush=False)
+            draw(srv, op[1], op[2], flush=False)
         elif op[0] == "copy":
             srv.render.copy_bits(op[1], *op[2])
         elif op[0] == "frame":
@@ -59,9 +59,9 @@ def test_moves_and_draws_in_any_order_leave_every_reader_exact(ops, max_items):
 
 
 def test_a_move_crosses_as_copy_bits_and_only_the_exposed_area_as_pixels():
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv))
     r.catch_up(srv)
     before = len(r.messages)
     render = srv.render
@@ -82,11 +82,11 @@ def test_a_move_crosses_as_copy_bits_and_only_the_exposed_area_as_pixels():
 
 
 def test_a_move_over_pending_damage_sends_that_damage_before_it():
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv))
     r.catch_up(srv)
-    _draw(srv, Rect(30, 30, 50, 50), 200, flush=False)  # damage marked, no frame yet
+    draw(srv, Rect(30, 30, 50, 50), 200, flush=False)  # damage marked, no frame yet
     srv.render.copy_bits(Rect(20, 20, 60, 60), 100, 40)  # moves the area just drawn
     srv.render.flush()
     r.catch_up(srv)
@@ -99,33 +99,33 @@ def _stall(srv, r: Reader) -> None:
     for i in range(200):
         if len(r.cc.pipe) >= 3 or r.cc.pipe.refresh is not None:
             return
-        _draw(srv, Rect(i % 10 * 20, 90, i % 10 * 20 + 5, 95), i)
+        draw(srv, Rect(i % 10 * 20, 90, i % 10 * 20 + 5, 95), i)
         r.read()
     raise AssertionError("the pipe never filled")
 
 
 def test_a_drawable_queued_before_a_move_is_not_dropped_by_one_covering_it_after():
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv))
     r.catch_up(srv)
     _stall(srv, r)
-    _draw(srv, Rect(10, 10, 30, 30), 50)  # queued
+    draw(srv, Rect(10, 10, 30, 30), 50)  # queued
     srv.render.copy_bits(Rect(10, 10, 30, 30), 100, 10)  # reads it
-    _draw(srv, Rect(0, 0, 40, 40), 60)  # covers it: it must still go before the move
+    draw(srv, Rect(0, 0, 40, 40), 60)  # covers it: it must still go before the move
     r.catch_up(srv)
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
     assert np.all(r.screen.fb[10:30, 100:120, :3] == 50)
 
 
 def test_a_move_that_is_drawn_over_is_dropped_unsent():
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv))
     r.catch_up(srv)
     _stall(srv, r)
     srv.render.copy_bits(Rect(10, 10, 30, 30), 100, 10)
-    _draw(srv, Rect(90, 0, 150, 50), 70)  # over everything the move wrote
+    draw(srv, Rect(90, 0, 150, 50), 70)  # over everything the move wrote
     r.catch_up(srv)
     assert r.screen.copies == 0
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)

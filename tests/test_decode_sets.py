@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from support.images import photo, text_ui
-from test_pipe import Reader, _display, _noise, _server
+from support.inprocess import Reader, make_server, noise, open_display
 
 from spice_twisted.render.rect import Rect
 from spice_twisted.wire.enums import DisplayCap as C
@@ -35,11 +35,11 @@ HTML5_MESSAGES |= {MsgCommon.SET_ACK, MsgCommon.PING}
 
 @pytest.mark.parametrize("lossy", ["never", "always"])
 def test_every_client_gets_only_what_it_decodes(lossy):
-    srv = _server()
+    srv = make_server()
     srv.display_settings.jpeg_wan_compression = lossy
-    _noise(srv)
+    noise(srv)
     readers = {
-        name: Reader(*_display(srv, caps, cache_px=px)) for name, (caps, px) in (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO))
+        name: Reader(*open_display(srv, caps, cache_px=px)) for name, (caps, px) in (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO))
     }
     for r in readers.values():
         r.catch_up(srv)

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 from support.images import photo, psnr, text_ui
-from test_pipe import Reader, _display, _noise, _server
+from support.inprocess import Reader, make_server, noise, open_display
 
 from spice_twisted import codecs
 from spice_twisted.render.rect import Rect
@@ -40,9 +40,9 @@ def _counting(monkeypatch) -> dict[str, int]:
 
 
 def _lossy_server(setting: str = "always"):
-    srv = _server()
+    srv = make_server()
     srv.display_settings.jpeg_wan_compression = setting
-    _noise(srv)
+    noise(srv)
     return srv
 
 
@@ -52,8 +52,8 @@ def _new_types(r: Reader, start: int) -> list[int]:
 
 def test_jpeg_clients_share_one_encode_and_converge_to_exact(monkeypatch):
     srv = _lossy_server()
-    jpeg_readers = [Reader(*_display(srv, LZ4_CAPS)) for _ in range(2)]
-    exact = Reader(*_display(srv, LZ4_CAPS))
+    jpeg_readers = [Reader(*open_display(srv, LZ4_CAPS)) for _ in range(2)]
+    exact = Reader(*open_display(srv, LZ4_CAPS))
     for r in (*jpeg_readers, exact):
         r.catch_up(srv)
     exact.cc.settings = dataclasses.replace(srv.display_settings, jpeg_wan_compression="never")  # lossy for the others
@@ -83,7 +83,7 @@ def test_jpeg_clients_share_one_encode_and_converge_to_exact(monkeypatch):
 
 def test_text_and_ui_stay_lossless_for_a_lossy_client():
     srv = _lossy_server()
-    r = Reader(*_display(srv, LZ4_CAPS))
+    r = Reader(*open_display(srv, LZ4_CAPS))
     r.catch_up(srv)
     _paste(srv, PHOTO, text_ui(PHOTO.height, PHOTO.width))
     r.catch_up(srv)
@@ -93,7 +93,7 @@ def test_text_and_ui_stay_lossless_for_a_lossy_client():
 
 def test_an_area_that_keeps_changing_stays_lossy_until_it_is_quiet():
     srv = _lossy_server()
-    r = Reader(*_display(srv, LZ4_CAPS))
+    r = Reader(*open_display(srv, LZ4_CAPS))
     r.catch_up(srv)
     for seed in range(6):
         _paste(srv, PHOTO, photo(PHOTO.height, PHOTO.width, seed))
@@ -107,7 +107,7 @@ def test_an_area_that_keeps_changing_stays_lossy_until_it_is_quiet():
 
 def test_a_lossy_area_moved_by_copy_bits_is_tracked_and_made_exact():
     srv = _lossy_server()
-    r = Reader(*_display(srv, LZ4_CAPS))
+    r = Reader(*open_display(srv, LZ4_CAPS))
     r.catch_up(srv)
     _paste(srv, PHOTO, photo(PHOTO.height, PHOTO.width, 9))
     r.catch_up(srv)
@@ -123,7 +123,7 @@ def test_a_lossy_area_moved_by_copy_bits_is_tracked_and_made_exact():
 
 def test_a_cached_lossy_picture_is_dropped_then_cached_lossless_for_a_lossless_draw():
     srv = _lossy_server()
-    r = Reader(*_display(srv, LZ4_CAPS, cache_px=1 << 20))
+    r = Reader(*open_display(srv, LZ4_CAPS, cache_px=1 << 20))
     r.catch_up(srv)
     pic = photo(PHOTO.height, PHOTO.width, 4)
     _paste(srv, PHOTO, pic)

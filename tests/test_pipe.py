@@ -12,121 +12,38 @@ import threading
 
 import numpy as np
 import pytest
-from support.display_decode import Screen
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from support.inprocess import H, Reader, W, draw, make_server, noise, open_display
 
 from spice_twisted import codecs
 from spice_twisted.channels.pipe import DrawItem, RefreshItem
 from spice_twisted.render.handoff import FrameHandoff
 from spice_twisted.render.rect import Rect
-from spice_twisted.server import SpiceServer
-from spice_twisted.sources.base import DisplaySource
-from spice_twisted.wire.enums import ChannelType, DisplayCap, ImageCompression, ImageType, MsgcCommon, MsgcDisplay, MsgDisplay
+from spice_twisted.wire.enums import DisplayCap, ImageCompression, ImageType, MsgcCommon, MsgcDisplay, MsgDisplay
 from spice_twisted.wire.framer import Framer
-from spice_twisted.wire.link import LinkRequest
-from spice_twisted.wire.ticket import Ticket
-
-W, H = 200, 100
-
-
-class Canvas(DisplaySource):
-    """A source the test draws into by hand."""
-
-    name = "canvas"
-    width, height = W, H
-
-    def start(self, render, cursor) -> None:
-        self.render = render
-
-
-def _server(**kw) -> SpiceServer:
-    srv = SpiceServer(Canvas(), Ticket(None), Clock(), **kw)
-    srv.source.start(srv.render, srv.cursor)  # no srv.start(): no threads, encodes run inline
-    return srv
-
-
-def _connect(srv: SpiceServer, channel: ChannelType, session: int = 0, caps=frozenset()):
-    cc = srv.create_channel_client(LinkRequest(session, channel, 0, frozenset(), frozenset(caps)), True, False, "test")
-    t = StringTransport()
-    cc.makeConnection(t)
-    return cc, t
-
-
-def _display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0):
-    main, _ = _connect(srv, ChannelType.MAIN)
-    cc, t = _connect(srv, ChannelType.DISPLAY, main.client.session_id, caps)
-    init = struct.pack("<BqBi", 1, cache_px, 0, 0)
-    cc.dataReceived(struct.pack("<HI", MsgcDisplay.INIT, len(init)) + init)
-    return cc, t
-
-
-class Reader:
-    """The client side of one display channel: reads what was written, ACKs on demand."""
-
-    def __init__(self, cc, t) -> None:
-        self.cc, self.t = cc, t
-        self.framer = Framer(mini=True, max_body=1 << 30)
-        self.screen = Screen()
-        self.messages: list[tuple[int, bytes]] = []
-
-    def read(self) -> list[tuple[int, bytes]]:
-        msgs = self.framer.feed(self.t.value())
-        self.t.clear()
-        self.screen.feed(msgs)
-        self.messages += msgs
-        return msgs
-
-    def ack(self) -> None:
-        self.cc.dataReceived(struct.pack("<HII", MsgcCommon.ACK_SYNC, 4, self.cc.core.ack_generation))
-        self.cc.dataReceived(struct.pack("<HI", MsgcCommon.ACK, 0) * 3)
-
-    def catch_up(self, srv: SpiceServer) -> None:
-        for _ in range(1000):
-            self.read()
-            if not self.cc.pipe and self.cc._partial is None:
-                return
-            self.ack()
-        raise AssertionError("the pipe never emptied")
-
-
-def _draw(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
-    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = value
-    srv.render.damage(r)
-    if flush:
-        srv.render.flush()
-
-
-def _noise(srv: SpiceServer, seed: int = 1) -> None:
-    rng = np.random.default_rng(seed)
-    srv.render.primary.pixels[:] = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)
-    srv.render.primary.pixels[..., 3] = 0
-    srv.render.damage(srv.render.primary.rect)
-    srv.render.flush()
 
 
 def test_first_frame_then_exact_updates():
-    srv = _server()
-    _noise(srv)
-    cc, t = _display(srv)
+    srv = make_server()
+    noise(srv)
+    cc, t = open_display(srv)
     r = Reader(cc, t)
     r.catch_up(srv)
     kinds = [m for m, _ in r.messages]
     assert kinds.index(MsgDisplay.SURFACE_CREATE) < kinds.index(MsgDisplay.DRAW_COPY) < kinds.index(MsgDisplay.MARK)
-    _draw(srv, Rect(10, 10, 30, 20), 77)
+    draw(srv, Rect(10, 10, 30, 20), 77)
     r.catch_up(srv)
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
 
 
 def test_damage_is_batched_into_frames_at_max_fps():
-    srv = _server(max_fps=10)
-    cc, t = _display(srv)
+    srv = make_server(max_fps=10)
+    cc, t = open_display(srv)
     r = Reader(cc, t)
     srv.reactor.advance(0)
     r.catch_up(srv)
     frames = srv.render.counters.frames
     for i in range(500):  # one event each, as an input flood would: no frame runs in between
-        _draw(srv, Rect(i % 150, 5, i % 150 + 3, 8), i % 256, flush=False)
+        draw(srv, Rect(i % 150, 5, i % 150 + 3, 8), i % 256, flush=False)
     assert srv.render.counters.frames == frames
     srv.reactor.advance(0.1)
     assert srv.render.counters.frames == frames + 1  # all of it in one frame
@@ -134,7 +51,7 @@ def test_damage_is_batched_into_frames_at_max_fps():
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
     assert r.screen.draws <= 1 + 16  # the first frame, then at most MAX_RECTS drawables
     # The next damage waits for the frame interval, then goes as one frame.
-    _draw(srv, Rect(0, 50, 5, 55), 3, flush=False)
+    draw(srv, Rect(0, 50, 5, 55), 3, flush=False)
     srv.reactor.advance(0.05)
     assert srv.render.counters.frames == frames + 1
     srv.reactor.advance(0.06)
@@ -142,11 +59,11 @@ def test_damage_is_batched_into_frames_at_max_fps():
 
 
 def test_ack_window_stops_and_ack_resumes():
-    srv = _server()
-    cc, t = _display(srv)
+    srv = make_server()
+    cc, t = open_display(srv)
     srv.render.flush()
     for i in range(60):
-        _draw(srv, Rect(i, 0, i + 1, 1), i)  # 60 one-pixel frames nobody covers (fewer than the pipe holds)
+        draw(srv, Rect(i, 0, i + 1, 1), i)  # 60 one-pixel frames nobody covers (fewer than the pipe holds)
     sent = len(Framer(mini=True, max_body=1 << 30).feed(t.value()))
     assert sent == 2 * cc.ack_window + 1  # stops once more than 2 x window are unacknowledged
     t.clear()
@@ -156,20 +73,20 @@ def test_ack_window_stops_and_ack_resumes():
 
 
 def test_covered_updates_are_coalesced_and_a_backlog_collapses_to_its_region():
-    srv = _server()
-    cc, t = _display(srv)
+    srv = make_server()
+    cc, t = open_display(srv)
     r = Reader(cc, t)
     for i in range(60):  # fill the window so the rest waits in the pipe
-        _draw(srv, Rect(i, 50, i + 1, 51), 1)
+        draw(srv, Rect(i, 50, i + 1, 51), 1)
     before = cc.coalesced
-    _draw(srv, Rect(0, 0, 10, 10), 2)
-    _draw(srv, Rect(0, 0, 20, 20), 3)  # covers the first: it goes
+    draw(srv, Rect(0, 0, 10, 10), 2)
+    draw(srv, Rect(0, 0, 20, 20), 3)  # covers the first: it goes
     assert cc.coalesced == before + 1
     # Updates in two far corners, more of them than the pipe may hold: one refresh of the
     # two corners (a region), not of the box around them.
     for i in range(300):
         x = (i // 2 % 50) if i % 2 else 140 + (i // 2 % 50)
-        _draw(srv, Rect(x, 90, x + 10, 100), i % 256)
+        draw(srv, Rect(x, 90, x + 10, 100), i % 256)
     refreshes = [it for it in cc.pipe if isinstance(it, RefreshItem)]
     assert len(refreshes) == 1 and cc.pipe.collapses >= 1
     region = refreshes[0].region
@@ -177,7 +94,7 @@ def test_covered_updates_are_coalesced_and_a_backlog_collapses_to_its_region():
     assert len(cc.pipe) <= cc.pipe.max_items and cc.pipe.bytes <= cc.pipe.max_bytes
     snapshots, pipe_len = srv.render.counters.snapshots, len(cc.pipe)
     for i in range(100):  # more updates while behind: absorbed by the refresh, no copies
-        _draw(srv, Rect(i, 20, i + 5, 25), 7)
+        draw(srv, Rect(i, 20, i + 5, 25), 7)
     assert srv.render.counters.snapshots == snapshots and len(cc.pipe) == pipe_len
     # Once the client reads and ACKs again, it ends with exactly the server's pixels.
     r.catch_up(srv)
@@ -186,31 +103,31 @@ def test_covered_updates_are_coalesced_and_a_backlog_collapses_to_its_region():
 
 
 def test_dropped_drawables_know_which_pipe_dropped_them():
-    srv = _server()
-    a, ta = _display(srv)
-    b, tb = _display(srv)
+    srv = make_server()
+    a, ta = open_display(srv)
+    b, tb = open_display(srv)
     srv.render.flush()
     rb = Reader(b, tb)
     rb.catch_up(srv)
     Reader(a, ta).catch_up(srv)
     for i in range(60):  # a stops reading; b reads everything
-        _draw(srv, Rect(i, 50, i + 1, 51), 1)
+        draw(srv, Rect(i, 50, i + 1, 51), 1)
         rb.catch_up(srv)
-    _draw(srv, Rect(0, 0, 10, 10), 2)
+    draw(srv, Rect(0, 0, 10, 10), 2)
     first = [it for it in a.pipe if isinstance(it, DrawItem)][-1].drawable
-    _draw(srv, Rect(0, 0, 20, 20), 3)  # covers it in a's pipe
+    draw(srv, Rect(0, 0, 20, 20), 3)  # covers it in a's pipe
     assert a.pipe.id in first.dropped_by and b.pipe.id not in first.dropped_by
 
 
 def test_twenty_thousand_updates_keep_a_stalled_pipe_bounded():
-    srv = _server()
-    stalled = [_display(srv)[0] for _ in range(4)]
-    live, t = _display(srv)
+    srv = make_server()
+    stalled = [open_display(srv)[0] for _ in range(4)]
+    live, t = open_display(srv)
     reader = Reader(live, t)
     rng = np.random.default_rng(5)
     for i in range(20_000):
         x, y = int(rng.integers(0, W - 4)), int(rng.integers(0, H - 4))
-        _draw(srv, Rect(x, y, x + 4, y + 4), i % 256)
+        draw(srv, Rect(x, y, x + 4, y + 4), i % 256)
         if i % 50 == 0:
             reader.catch_up(srv)
     reader.catch_up(srv)
@@ -242,16 +159,16 @@ class Counting:
 
 def test_lz4_and_raw_clients_cost_one_encode_per_codec(monkeypatch):
     counting = Counting(monkeypatch)
-    srv = _server()
-    _noise(srv)
-    lz4_clients = [Reader(*_display(srv, caps={DisplayCap.LZ4_COMPRESSION})) for _ in range(3)]
-    raw_clients = [Reader(*_display(srv)) for _ in range(2)]
+    srv = make_server()
+    noise(srv)
+    lz4_clients = [Reader(*open_display(srv, caps={DisplayCap.LZ4_COMPRESSION})) for _ in range(3)]
+    raw_clients = [Reader(*open_display(srv)) for _ in range(2)]
     everyone = lz4_clients + raw_clients
     for c in everyone:
         c.catch_up(srv)
     counting.calls.clear()
     for i in range(10):
-        _draw(srv, Rect(10 * i, 10, 10 * i + 8, 40), 40 + i)
+        draw(srv, Rect(10 * i, 10, 10 * i + 8, 40), 40 + i)
         for c in everyone:
             c.catch_up(srv)
     assert counting.calls == {"lz4": 10, "bitmap": 10}
@@ -263,13 +180,13 @@ def test_lz4_and_raw_clients_cost_one_encode_per_codec(monkeypatch):
 
 def test_preferred_compression_switches_a_client_live(monkeypatch):
     counting = Counting(monkeypatch)
-    srv = _server()
-    cc, t = _display(srv, caps={DisplayCap.LZ4_COMPRESSION})
+    srv = make_server()
+    cc, t = open_display(srv, caps={DisplayCap.LZ4_COMPRESSION})
     r = Reader(cc, t)
     r.catch_up(srv)
     assert cc.codec == "lz4"
     cc.dataReceived(struct.pack("<HIB", MsgcDisplay.PREFERRED_COMPRESSION, 1, ImageCompression.OFF))
-    _draw(srv, Rect(0, 0, 50, 50), 9)
+    draw(srv, Rect(0, 0, 50, 50), 9)
     r.catch_up(srv)
     assert cc.codec == "bitmap" and counting.calls.get("bitmap") == 1
     assert r.screen.image_types[ImageType.BITMAP] == 1
@@ -280,8 +197,8 @@ def test_preferred_compression_switches_a_client_live(monkeypatch):
     "setting, caps, codec", [("off", {DisplayCap.LZ4_COMPRESSION}, "bitmap"), ("lz4", set(), "bitmap"), ("auto", {5}, "lz4")]
 )
 def test_image_compression_setting(setting, caps, codec):
-    srv = _server(image_compression=setting)
-    cc, _ = _display(srv, caps=caps)
+    srv = make_server(image_compression=setting)
+    cc, _ = open_display(srv, caps=caps)
     assert cc.codec == codec
 
 
@@ -294,24 +211,24 @@ def test_a_failed_encode_is_dropped_and_the_pipe_goes_on(monkeypatch):
         return real(pixels)
 
     monkeypatch.setitem(codecs.ENCODERS, "bitmap", broken)
-    srv = _server()
-    cc, t = _display(srv)
+    srv = make_server()
+    cc, t = open_display(srv)
     r = Reader(cc, t)
     r.catch_up(srv)
-    _draw(srv, Rect(0, 0, 7, 7), 9)
-    _draw(srv, Rect(50, 50, 52, 52), 8)
+    draw(srv, Rect(0, 0, 7, 7), 9)
+    draw(srv, Rect(50, 50, 52, 52), 8)
     r.catch_up(srv)
     assert srv.render.counters.encode_errors == 1 and not cc.pipe
     assert np.array_equal(r.screen.fb[50:52, 50:52], srv.render.primary.pixels[50:52, 50:52])
 
 
 def test_resize_gives_every_client_the_new_surface_and_its_content():
-    srv = _server()
-    readers = [Reader(*_display(srv, caps={DisplayCap.MONITORS_CONFIG})) for _ in range(2)]
-    _noise(srv)
+    srv = make_server()
+    readers = [Reader(*open_display(srv, caps={DisplayCap.MONITORS_CONFIG})) for _ in range(2)]
+    noise(srv)
     for r in readers:
         r.catch_up(srv)
-    _draw(srv, Rect(0, 0, 5, 5), 1, flush=False)  # pending damage for the old surface
+    draw(srv, Rect(0, 0, 5, 5), 1, flush=False)  # pending damage for the old surface
     srv.render.resize(320, 240)
     srv.render.primary.pixels[:] = 200
     srv.render.damage(srv.render.primary.rect)
@@ -332,8 +249,8 @@ def test_resize_gives_every_client_the_new_surface_and_its_content():
 
 
 def test_a_capture_thread_hands_frames_to_the_reactor():
-    srv = _server()
-    r = Reader(*_display(srv))
+    srv = make_server()
+    r = Reader(*open_display(srv))
     handoff = FrameHandoff(srv.reactor, srv.render)
     calls = []
     srv.reactor.callFromThread = lambda fn, *a: calls.append((fn, a))  # the Clock has none
@@ -362,21 +279,21 @@ def test_a_capture_thread_hands_frames_to_the_reactor():
 def test_stall_is_counted_from_what_the_peer_read_not_from_our_writes():
     import time
 
-    srv = _server()
-    cc, t = _display(srv)
+    srv = make_server()
+    cc, t = open_display(srv)
     r = Reader(cc, t)
     r.catch_up(srv)
     assert cc.stalled_for(time.monotonic() + 100) == 0.0  # nothing to send: never stalled
     cc.pauseProducing()  # Twisted's buffer is full: the peer is not reading
     paused_at = time.monotonic()
     for i in range(30):
-        _draw(srv, Rect(i, 0, i + 1, 1), i)  # queued behind the full transport
+        draw(srv, Rect(i, 0, i + 1, 1), i)  # queued behind the full transport
     assert cc.pipe and cc.stalled_for(paused_at + 100) >= 99
     cc.resumeProducing()  # the buffer drained: the peer read, the clock starts again
     assert cc.stalled_for(time.monotonic()) < 1
     # The ACK window closed with work waiting is a stall too, until an ACK comes.
     for i in range(80):
-        _draw(srv, Rect(i, 60, i + 1, 61), i)
+        draw(srv, Rect(i, 60, i + 1, 61), i)
     assert cc.waiting_for_ack and cc.pipe
     assert cc.stalled_for(time.monotonic() + 50) >= 49
     r.ack()

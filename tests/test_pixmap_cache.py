@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_pipe import Reader, _display, _noise, _server
+from support.inprocess import Reader, make_server, noise, open_display
 
 from spice_twisted.channels.pixmap_cache import ClientPixmapCache
 from spice_twisted.render.rect import Rect
@@ -28,9 +28,9 @@ def _show(srv, tile: int, slot: int) -> None:
 
 
 def test_a_repeated_image_crosses_once_then_by_reference():
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv, cache_px=1 << 20))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv, cache_px=1 << 20))
     r.catch_up(srv)
     _show(srv, 0, 0)
     r.catch_up(srv)
@@ -49,9 +49,9 @@ def test_a_repeated_image_crosses_once_then_by_reference():
 
 
 def test_no_cache_without_a_budget():
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv, cache_px=0))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv, cache_px=0))
     r.catch_up(srv)
     for slot in range(4):
         _show(srv, 0, slot)
@@ -62,9 +62,9 @@ def test_no_cache_without_a_budget():
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(TILES) - 1), st.integers(0, len(SLOTS) - 1)), max_size=60), st.integers(600, 4000))
 def test_a_small_cache_evicts_and_the_model_mirrors_the_client(shows, budget):
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv, cache_px=budget))  # room for 1 to 6 tiles of 600 pixels
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv, cache_px=budget))  # room for 1 to 6 tiles of 600 pixels
     r.catch_up(srv)
     for tile, slot in shows:
         _show(srv, tile, slot)
@@ -99,9 +99,9 @@ def test_a_repeat_the_client_holds_costs_no_encode(monkeypatch):
     calls = []
     real = codecs.ENCODERS["bitmap"]
     monkeypatch.setitem(codecs.ENCODERS, "bitmap", lambda px: calls.append(px.shape) or real(px))
-    srv = _server()
-    _noise(srv)
-    r = Reader(*_display(srv, cache_px=1 << 20))
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv, cache_px=1 << 20))
     r.catch_up(srv)
     _show(srv, 2, 0)
     r.catch_up(srv)
