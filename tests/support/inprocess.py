@@ -33,8 +33,8 @@ class Canvas(DisplaySource):
         self.render = render
 
 
-def make_server(source: DisplaySource | None = None, **kw) -> SpiceServer:
-    srv = SpiceServer(source or Canvas(), Ticket(None), Clock(), **kw)
+def make_server(source: DisplaySource | None = None, clock: Clock | None = None, **kw) -> SpiceServer:
+    srv = SpiceServer(source or Canvas(), Ticket(None), clock or Clock(), **kw)
     srv.source.start(srv.render, srv.cursor)  # no srv.start(): no threads, encodes run inline
     return srv
 
@@ -62,9 +62,12 @@ class Reader:
         self.framer = Framer(mini=True, max_body=1 << 30)
         self.screen = Screen()
         self.messages: list[tuple[int, bytes]] = []
+        self.bytes = 0  # what crossed the wire to this client
 
     def read(self) -> list[tuple[int, bytes]]:
-        msgs = self.framer.feed(self.t.value())
+        data = self.t.value()
+        self.bytes += len(data)
+        msgs = self.framer.feed(data)
         self.t.clear()
         self.screen.feed(msgs)
         self.messages += msgs
