@@ -31,3 +31,16 @@ def command_line(python: str | None = None) -> str:
     except ValueError:
         script = sys.argv[0]
     return shlex.join([python or sys.executable, script, *sys.argv[1:]])
+
+
+def write_between(path: Path, name: str, text: str) -> None:
+    """Put `text` (its own begin/end markers included) where the document's `name`
+    section was, or at its end."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    doc = path.read_text() if path.exists() else ""
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + text + rest.split(end, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(doc)

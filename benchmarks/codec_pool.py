@@ -48,7 +48,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, md_table  # noqa: E402
+from _report import command_line, cpu_model, md_table, write_between  # noqa: E402
 from twisted.internet import defer, task, threads  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
@@ -497,17 +497,6 @@ def lz4_version() -> str:
     return getattr(lz4, "__version__", "?")
 
 
-def write_section(text: str) -> None:
-    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    if begin in doc and end in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + text + rest.split(end, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=2000, help="no-op hand-offs (default: %(default)s)")
@@ -528,7 +517,7 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps({"part1": p1, "part2": p2}, indent=2))
         if not args.no_write:
-            write_section(section(p1, p2, args, load))
+            write_between(DOC, SECTION, section(p1, p2, args, load))
             print(f"wrote {DOC.relative_to(ROOT)}")
 
     task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])  # exits the process when done

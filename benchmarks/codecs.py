@@ -47,7 +47,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, md_table  # noqa: E402
+from _report import command_line, cpu_model, md_table, write_between  # noqa: E402
 from codec_pool import handoff, noop, parallel_ratio, python_progress  # noqa: E402
 from PIL import Image  # noqa: E402
 from support import images  # noqa: E402
@@ -493,17 +493,6 @@ def bindings_section(b: dict[str, Any]) -> str:
             "<!-- jpeg-bindings:end -->",
         ]
     )
-
-
-def write_between(path: Path, name: str, text: str) -> None:
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    doc = path.read_text() if path.exists() else ""
-    if begin in doc and end in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + text + rest.split(end, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
 
 
 def main() -> None:

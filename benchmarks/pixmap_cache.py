@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import command_line, cpu_model, md_table  # noqa: E402
+from _report import command_line, cpu_model, md_table, write_between  # noqa: E402
 
 from spice_twisted.channels.pixmap_cache import MAX_ENTRIES, ClientPixmapCache  # noqa: E402
 
@@ -82,13 +82,7 @@ def main() -> None:
         ]
     )
     if not args.no_write:
-        doc = DOC.read_text()
-        begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-        if begin in doc:
-            doc = doc.split(begin, 1)[0] + text + doc.split(end, 1)[1]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-        DOC.write_text(doc)
+        write_between(DOC, SECTION, text)
         print(f"wrote {DOC.relative_to(ROOT)}")
 
 

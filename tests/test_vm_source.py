@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import processes
 from support.processes import as_rgb, free_port, wait_until
 from support.qemu import ECHO_ROW_Y, Qemu, have_qemu
 from support.rawclient import NotifyReader
@@ -40,27 +41,9 @@ def qemu_factory(tmp_path: Path):
         q.stop()
 
 
-def mismatch(client, shot: np.ndarray) -> int | str:
-    try:
-        got = as_rgb(client.framebuffer())
-    except AssertionError as exc:  # no primary surface (yet)
-        return str(exc)
-    if got.shape != shot.shape:
-        return f"shape {got.shape} != {shot.shape}"
-    return int(np.any(got != shot, axis=2).sum())
-
-
 def wait_match(vm: Qemu, clients, timeout: float = 25.0) -> np.ndarray:
-    """Until every client shows exactly QEMU's framebuffer at once; returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        shot = vm.screendump()
-        bad = {i: m for i, c in enumerate(clients) if (m := mismatch(c, shot)) != 0}
-        if not bad:
-            return shot
-        if time.monotonic() > deadline:
-            raise AssertionError(f"clients differ from QEMU's screendump: {bad}")
-        time.sleep(0.2)
+    """Until every client shows exactly QEMU's screendump at once; returns it."""
+    return processes.wait_match(vm.screendump, clients, "QEMU's screendump", timeout, 0.2)
 
 
 def waiting_shown(client) -> bool:
@@ -227,7 +210,7 @@ def test_cursor_and_pointer_through_a_chained_spice_server(spawn):
     client.send("position 300 700 0")  # over the demo's text box: the I-beam
     client.wait_event("cursor-set", width=9, height=20)
     expect = as_rgb(upstream.framebuffer())
-    wait_until(lambda: mismatch(client, expect) == 0, 15, "our client showing the upstream's stroke")
+    wait_until(lambda: processes.mismatch(client, expect) == 0, 15, "our client showing the upstream's stroke")
     assert np.any(expect[445:476, 195:406] != before[445:476, 195:406])  # the stroke is the upstream's
     up = upstream.stats()["clients"]
     assert len(up) == 1 and up[0]["input_events"] > 10  # one upstream client: us

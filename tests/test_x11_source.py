@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import processes
 from support.processes import as_rgb, wait_until
 from support.rawclient import NotifyReader
 from support.xvfb import Xvfb, missing_tools
@@ -29,27 +30,9 @@ def xvfb(tmp_path: Path):
     x.stop()
 
 
-def mismatch(client, root: np.ndarray) -> int | str:
-    try:
-        got = as_rgb(client.framebuffer())
-    except AssertionError as exc:  # no primary surface (yet)
-        return str(exc)
-    if got.shape != root.shape:
-        return f"shape {got.shape} != {root.shape}"
-    return int(np.any(got != root, axis=2).sum())
-
-
 def wait_match(x: Xvfb, clients, timeout: float = 25.0) -> np.ndarray:
-    """Until every client shows exactly the root window (read by xwd) at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        root = x.root_image()
-        bad = {i: m for i, c in enumerate(clients) if (m := mismatch(c, root)) != 0}
-        if not bad:
-            return root
-        if time.monotonic() > deadline:
-            raise AssertionError(f"clients differ from the X root window: {bad}")
-        time.sleep(0.3)
+    """Until every client shows exactly the X root window at once; returns it."""
+    return processes.wait_match(x.root_image, clients, "the X root window", timeout, 0.3)
 
 
 def connect_clients(spawn, server, n: int = 2):

@@ -257,3 +257,29 @@ def assert_clients_match(server: HarnessServer, clients: list[GtkClient]) -> np.
         n = int(np.any(got != expect, axis=2).sum())
         assert n == 0, f"client {i}: {n} pixels differ from the server"
     return expect
+
+
+def mismatch(client: GtkClient, reference: np.ndarray) -> int | str:
+    """Pixels of the client's surface that differ from an RGB reference (or why not comparable)."""
+    try:
+        got = as_rgb(client.framebuffer())
+    except AssertionError as exc:  # no primary surface (yet)
+        return str(exc)
+    if got.shape != reference.shape:
+        return f"shape {got.shape} != {reference.shape}"
+    return int(np.any(got != reference, axis=2).sum())
+
+
+def wait_match(
+    reference: Callable[[], np.ndarray], clients: list[GtkClient], what: str, timeout: float = 25.0, every: float = 0.2
+) -> np.ndarray:
+    """Until every client shows exactly `reference()` (re-read each time) at once; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ref = reference()
+        bad = {i: m for i, c in enumerate(clients) if (m := mismatch(c, ref)) != 0}
+        if not bad:
+            return ref
+        if time.monotonic() > deadline:
+            raise AssertionError(f"clients differ from {what}: {bad}")
+        time.sleep(every)
