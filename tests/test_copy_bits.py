@@ -81,7 +81,7 @@ def test_a_move_crosses_as_copy_bits_and_only_the_exposed_area_as_pixels():
     assert render.counters.copies == 1
 
 
-def test_a_move_over_pending_damage_sends_that_damage_before_it():
+def test_pending_damage_a_move_carries_is_sent_where_the_move_took_it():
     srv = make_server()
     noise(srv)
     r = Reader(*open_display(srv))
@@ -128,4 +128,28 @@ def test_a_move_that_is_drawn_over_is_dropped_unsent():
     draw(srv, Rect(90, 0, 150, 50), 70)  # over everything the move wrote
     r.catch_up(srv)
     assert r.screen.copies == 0
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+
+
+def test_a_move_in_a_paint_hook_leaves_damage_marked_for_that_hook_to_paint():
+    """Damage may be marked before its pixels are painted (the demo marks a stroke at input
+    and paints it in its paint hook); a move made earlier in the same frame must not send
+    those pixels before they are painted."""
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv))
+    r.catch_up(srv)
+    stroke = Rect(120, 60, 180, 70)
+    state = {"paint": False}
+
+    def hook() -> None:
+        srv.render.copy_bits(Rect(0, 0, 40, 30), 10, 5)  # a scroll first, as the demo's log does
+        if state["paint"]:
+            srv.render.primary.pixels[stroke.top : stroke.bottom, stroke.left : stroke.right] = 123
+
+    srv.render.add_paint_hook(hook)
+    state["paint"] = True
+    srv.render.damage(stroke)  # marked now, painted by the hook
+    srv.render.flush()
+    r.catch_up(srv)
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)

@@ -129,10 +129,13 @@ class RenderService:
         client gets a COPY_BITS instead of the moved pixels; the source then paints what the
         move exposed and marks that damaged as usual.
 
-        The damage marked so far is committed first, from the pixels before the move, so
-        what every pipe holds plus the damage still pending always equals the surface: a
-        refresh taken at any moment stays right. A source moves at most once a frame (from
-        its paint hook), so this adds no frames of its own."""
+        Damage marked but not committed yet (its pixels may not even be painted: paint
+        hooks run at the frame) stays pending; where it lay in `src`, it is marked again
+        where the move took it. Clients replay the move on what they hold, then the
+        frame sends the pending areas as they are then, so every client ends exact, and
+        what any pipe holds plus the pending damage always equals the surface (a refresh
+        taken at any moment stays right). A source moves at most once a frame (from its
+        paint hook), so the cost is one pass over the pending rects."""
         dx, dy = dest_x - src.left, dest_y - src.top
         bounds = self.primary.rect
         src = src.translate(dx, dy).intersect(bounds).translate(-dx, -dy).intersect(bounds)
@@ -140,7 +143,8 @@ class RenderService:
             return
         dest = src.translate(dx, dy)
         if not self._surface_changed:
-            self._commit()
+            moved = [r.intersect(src).translate(dx, dy) for r in self._damage if not r.intersect(src).empty()]
+            self._damage.extend(moved)
             op = CopyBits(self.primary.id, self.generation, src, dest)
             self.counters.copies += 1
             for sink in list(self.sinks):
