@@ -120,3 +120,52 @@ def test_a_moved_lossy_area_is_made_exact_too(spawn, tap_for, random_image, tmp_
     server.command("lossless_after 0.3", "lossless_after")
     wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in conns[0].draws(mark)), 15, "the lossless upgrade")
     _exact(server, clients, conns)
+
+
+def test_the_demo_window_dragged_and_its_log_scrolled_arrive_as_copy_bits_lossy_slide_included(spawn, tap_for):
+    from spice_twisted.sources.demo import WELCOME
+    from spice_twisted.sources.demo_window import SLIDE
+
+    server = spawn.harness()  # the demo, running: the slideshow changes every 0.5 s
+    server.command("lossless_after 60", "lossless_after")
+    slow_tap, slow = tap_for(server)
+    slow_tap.shape(rate=250_000, delay=0.05)
+    slow.wait_event("mark")
+    slow_conn = slow_tap.display()
+    wait_until(lambda: any(c["link"]["wan"] for c in server.stats()["clients"]), 30, "the slow client judged WAN")
+    _, fast, fast_conns = connect(server, tap_for, 2)
+    clients, conns = [slow, *fast], [slow_conn, *fast_conns]
+    wait_until(lambda: sum(d.image_type == ImageType.JPEG for d in slow_conn.draws()) >= 2, 30, "slides as JPEG on the slow link")
+    server.pause()  # the ball, clock, log and slides stand still: input only from here
+    for c in fast:
+        c.wait_event("channel", channel="inputs", what="opened")
+    marks = [c.mark() for c in conns]
+    gx, gy, dx, dy = WELCOME.left + 120, WELCOME.top + 12, 240, 170
+    driver = fast[0]
+    driver.send(f"position {gx} {gy} 0")
+    driver.send("press 1 1")
+    for i in range(1, 9):
+        driver.send(f"position {gx + dx * i // 8} {gy + dy * i // 8} 1")
+    driver.send("release 1 0")
+    wait_until(lambda: server.stats()["source_state"]["window"] == [WELCOME.left + dx, WELCOME.top + dy], 15, "the window moved")
+    for key in (0x23, 0x17, 0x1C):  # "hi", Enter: a line in the log, which scrolls
+        fast[1].send(f"key {key}")
+    wait_until(lambda: server.stats()["source_state"]["log_lines"] >= 1, 15, "the typed line")
+    for conn, m in zip(conns, marks, strict=True):
+        conn.wait_for(
+            lambda k, m=m: sum(t == MsgDisplay.COPY_BITS for t, _ in k.snapshot(m)) >= 2, what="the drag and the scroll as COPY_BITS"
+        )
+    fb = _quiet_fb(server, clients)
+    for c in fast:
+        assert np.array_equal(c.framebuffer()[..., :3], fb[..., :3])
+    sx, sy = WELCOME.left + dx + SLIDE.left, WELCOME.top + dy + SLIDE.top
+    region = (slice(sy, sy + SLIDE.height), slice(sx, sx + SLIDE.width))
+
+    def slide_psnr() -> float:
+        return psnr(slow.framebuffer()[region], fb[region])
+
+    q = wait_until(lambda: (v := slide_psnr()) >= 35 and v, 30, "the moved slide on the slow client")
+    assert q < float("inf")  # still the JPEG it got, moved by COPY_BITS
+    server.command("lossless_after 0.3", "lossless_after")
+    wait_until(lambda: np.array_equal(slow.framebuffer()[..., :3], fb[..., :3]), 30, "the slow client exact")
+    _exact(server, clients, conns)

@@ -42,7 +42,7 @@ def slide(k: int) -> np.ndarray:
     rgb += sun[..., None] * np.array([255, 230, 160], dtype=np.float32) * 0.8
     hill = y > 0.65 + 0.12 * np.sin(x * (6 + k) + k)
     rgb[hill] = rgb[hill] * 0.45 + np.array([40, 90, 40], dtype=np.float32)
-    rgb += rng.normal(0, 4, rgb.shape).astype(np.float32)
+    rgb += rng.normal(0, 1.5, rgb.shape).astype(np.float32)
     img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
     d = ImageDraw.Draw(img)
     d.text((8, 4), f"slide {k + 1}/{SLIDES}", fill=(255, 255, 255), font=font(14))
