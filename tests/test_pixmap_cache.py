@@ -8,6 +8,7 @@ drops what INVAL_LIST names. The server's model is checked against that, not its
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.inprocess import Reader, make_server, noise, open_display
@@ -111,3 +112,18 @@ def test_a_repeat_the_client_holds_costs_no_encode(monkeypatch):
         r.catch_up(srv)
     assert len(calls) == before  # four draws, no encode: each went FROM_CACHE
     assert r.screen.cache_hits == 4 and np.array_equal(r.screen.fb, srv.render.primary.pixels)
+
+
+@pytest.mark.parametrize("budget", [-(2**63), -1, 0, 1, 599, 600, 2**62, 2**63 - 1])
+def test_any_budget_a_client_claims_is_served_exactly(budget):
+    srv = make_server()
+    noise(srv)
+    r = Reader(*open_display(srv, cache_px=budget))
+    r.catch_up(srv)
+    for i in range(30):
+        _show(srv, i % len(TILES), (i * 5) % len(SLOTS))
+    r.catch_up(srv)
+    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    cache = r.cc.pixmap_cache
+    assert set(cache.entries) == set(r.screen.cache) and len(cache) <= len(TILES) + 1
+    assert r.screen.cache_used() <= max(budget, 0)
