@@ -600,20 +600,9 @@ class Options(usage.Options):
         path = self["source-password-file"]
         if not path:
             return
-        if path == "-":
-            if self["password-file"] == "-":
-                raise usage.UsageError("--password-file - and --source-password-file - both read standard input: give one a file")
-            password, where = self._read_stdin_password(), "standard input"
-        else:
-            self._private_file("source-password-file", path, refuse=False)
-            try:
-                with open(path, "rb") as f:
-                    password = f.read().rstrip(b"\r\n")
-            except OSError as exc:
-                raise usage.UsageError(f"--source-password-file: {exc.strerror}: {path}") from None
-            where = path
-        if not password:
-            raise usage.UsageError(f"--source-password-file: {where} is empty")
+        if path == "-" and self["password-file"] == "-":
+            raise usage.UsageError("--password-file - and --source-password-file - both read standard input: give one a file")
+        password = self._read_password("source-password-file", path)
         try:
             check_password(password)
             password.decode("utf-8")
@@ -639,6 +628,22 @@ class Options(usage.Options):
                 except OSError as exc:
                     raise usage.UsageError(f"--{name} {port}: cannot listen on {self['listen']}: {exc.strerror}") from None
 
+    def _read_password(self, option: str, path: str) -> bytes:
+        """A password from a private file, or the first line of standard input for `-`."""
+        if path == "-":
+            password, where = self._read_stdin_password(), "standard input"
+        else:
+            self._private_file(option, path, refuse=False)
+            try:
+                with open(path, "rb") as f:
+                    password = f.read().rstrip(b"\r\n")
+            except OSError as exc:
+                raise usage.UsageError(f"--{option}: {exc.strerror}: {path}") from None
+            where = path
+        if not password:
+            raise usage.UsageError(f"--{option}: {where} is empty")
+        return password
+
     def _ticket(self) -> Ticket:
         expires = time.time() + self["ticket-expires"] if self["ticket-expires"] else None
         if self["generate-password"]:
@@ -650,20 +655,8 @@ class Options(usage.Options):
                 raise usage.UsageError("--ticket-expires needs --password-file or --generate-password")
             self["ticket-source"] = "none"
             return Ticket(None)
-        if path == "-":
-            self["ticket-source"] = "stdin"
-            password, where = self._read_stdin_password(), "standard input"
-        else:
-            self["ticket-source"] = "file"
-            self._private_file("password-file", path, refuse=False)
-            try:
-                with open(path, "rb") as f:
-                    password = f.read().rstrip(b"\r\n")
-            except OSError as exc:
-                raise usage.UsageError(f"--password-file: {exc.strerror}: {path}") from None
-            where = path
-        if not password:
-            raise usage.UsageError(f"--password-file: {where} is empty")
+        self["ticket-source"] = "stdin" if path == "-" else "file"
+        password = self._read_password("password-file", path)
         try:
             check_password(password)
         except ValueError as exc:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 if TYPE_CHECKING:
     from ..inputs import InputOrigin
@@ -22,6 +23,24 @@ def rgb_to_xrgb(rgb: np.ndarray) -> np.ndarray:
     out[..., 2] = rgb[..., 0]
     out[..., 3] = 0
     return out
+
+
+def message_frame(width: int, height: int, lines: list[str], bg: tuple[int, int, int], min_size: int = 12) -> np.ndarray:
+    """A plain frame with a few centred lines (the first brighter): what a source shows
+    while what it serves is not there, (h, w, 4) B G R X."""
+    img = Image.new("RGB", (width, height), bg)
+    d = ImageDraw.Draw(img)
+    size = max(min_size, min(width, height) // 24)
+    try:
+        font: Any = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        font = ImageFont.load_default()
+    y = height // 2 - size
+    for i, line in enumerate(lines):
+        box = d.textbbox((0, 0), line, font=font)
+        d.text(((width - (box[2] - box[0])) // 2, y), line, font=font, fill=(230, 230, 230) if i == 0 else (160, 160, 160))
+        y += int(size * 1.5)
+    return rgb_to_xrgb(np.asarray(img))
 
 
 class DisplaySource:

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from twisted.internet import error, protocol
 from twisted.logger import Logger
 
@@ -35,7 +34,7 @@ from ..inputs import LOCK_KEYS
 from ..render.cursor import CursorShape, arrow_cursor
 from ..render.rect import Rect
 from . import vm_protocol as proto
-from .base import DisplaySource, rgb_to_xrgb
+from .base import DisplaySource, message_frame
 
 if TYPE_CHECKING:
     from ..inputs import InputOrigin
@@ -96,20 +95,7 @@ def parse_uri(spec: str) -> tuple[str, int, int]:
 
 def waiting_frame(width: int, height: int, upstream: str, why: str) -> np.ndarray:
     """A plain frame saying the VM is not there (yet), (h, w, 4) B G R X."""
-    img = Image.new("RGB", (width, height), WAITING_BG)
-    d = ImageDraw.Draw(img)
-    lines = [f"waiting for the VM at {upstream}", why]
-    size = max(10, min(width, height) // 24)
-    try:
-        font: Any = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        font = ImageFont.load_default()
-    y = height // 2 - size
-    for i, line in enumerate(lines):
-        box = d.textbbox((0, 0), line, font=font)
-        d.text(((width - (box[2] - box[0])) // 2, y), line, font=font, fill=(230, 230, 230) if i == 0 else (160, 160, 160))
-        y += int(size * 1.5)
-    return rgb_to_xrgb(np.asarray(img))
+    return message_frame(width, height, [f"waiting for the VM at {upstream}", why], WAITING_BG, min_size=10)
 
 
 def check_helper_python(python: str = HELPER_PYTHON) -> None:

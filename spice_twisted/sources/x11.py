@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from twisted.internet import task
 from twisted.logger import Logger
 
 from ..render.handoff import FrameHandoff
-from .base import DisplaySource, rgb_to_xrgb
+from .base import DisplaySource, message_frame
 from .x11_capture import CaptureThread
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, display_name, lost
 from .x11_input import XInjector
@@ -37,20 +36,7 @@ RETRY_SECONDS = 3.0
 
 def unavailable_frame(width: int, height: int, display: str, retry: float) -> np.ndarray:
     """A plain frame saying the display is gone, (h, w, 4) B G R X."""
-    img = Image.new("RGB", (width, height), (40, 44, 52))
-    d = ImageDraw.Draw(img)
-    lines = [f"X display {display} is unavailable", f"retrying every {retry:g} s"]
-    size = max(12, min(width, height) // 24)
-    try:
-        font: Any = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        font = ImageFont.load_default()
-    y = height // 2 - size
-    for i, line in enumerate(lines):
-        box = d.textbbox((0, 0), line, font=font)
-        d.text(((width - (box[2] - box[0])) // 2, y), line, font=font, fill=(230, 230, 230) if i == 0 else (160, 160, 160))
-        y += int(size * 1.5)
-    return rgb_to_xrgb(np.asarray(img))
+    return message_frame(width, height, [f"X display {display} is unavailable", f"retrying every {retry:g} s"], (40, 44, 52))
 
 
 class X11Source(DisplaySource):
