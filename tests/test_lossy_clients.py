@@ -29,15 +29,22 @@ def _photos(tmp_path, n: int) -> list[str]:
     return paths
 
 
-def _photo_psnr(server_fb: np.ndarray, client_fb: np.ndarray) -> float:
-    left, top, right, bottom = PHOTO
-    return psnr(client_fb[top:bottom, left:right], server_fb[top:bottom, left:right])
+def _region(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
+    left, top, right, bottom = box
+    return slice(top, bottom), slice(left, right)
 
 
-def _quiet_fb(server, clients):
-    for c in clients:
-        c.wait_quiet(0.4)
-    return server.framebuffer()
+def _wait_lossy(client, fb: np.ndarray, box: tuple[int, int, int, int] = PHOTO) -> float:
+    """Until the client shows `box` of the server's picture `fb` at 35 dB or better (it may
+    still be on its way: "quiet" cannot tell), then that it is lossy, not exact."""
+    r = _region(box)
+    q = wait_until(lambda: (v := psnr(client.framebuffer()[r], fb[r])) >= 35 and v, 30, f"{box} at >= 35 dB")
+    assert q < float("inf"), "exact: the area was not sent lossy"
+    return q
+
+
+def _wait_exact(client, fb: np.ndarray) -> None:
+    wait_until(lambda: np.array_equal(client.framebuffer()[..., :3], fb[..., :3]), 30, "the client exact")
 
 
 def _exact(server, clients, conns) -> None:
@@ -56,10 +63,9 @@ def test_jpeg_is_good_while_the_display_changes_and_exact_after_it_is_quiet(spaw
     marks = [c.mark() for c in conns]
     for p in _photos(tmp_path, 3):  # the display changes: three pictures in turn
         server.command(f"paste {p} {PHOTO[0]} {PHOTO[1]}", "paste")
-        fb = _quiet_fb(server, clients)
+        fb = server.framebuffer()
         for c in clients:
-            q = _photo_psnr(fb, c.framebuffer())
-            assert 35 <= q < float("inf"), q  # lossy, and good
+            _wait_lossy(c, fb)  # lossy, and good
     jpeg = [[d for d in conn.draws(m) if d.image_type == ImageType.JPEG] for conn, m in zip(conns, marks, strict=True)]
     assert len(jpeg[0]) == len(jpeg[1]) >= 3
     assert [d.payload for d in jpeg[0]] == [d.payload for d in jpeg[1]]  # the same bytes to both
@@ -88,19 +94,16 @@ def test_three_clients_one_on_a_slow_link_gets_jpeg_and_converges(spawn, tap_for
     marks = [c.mark() for c in conns]
     for p in _photos(tmp_path, 2):
         server.command(f"paste {p} {PHOTO[0]} {PHOTO[1]}", "paste")
-        fb = _quiet_fb(server, clients)
+        fb = server.framebuffer()
         for c in fast:
-            assert np.array_equal(c.framebuffer()[..., :3], fb[..., :3])  # exact throughout
-        # On the shaped link the picture arrives later than "quiet" can tell: poll for it.
-        q = wait_until(lambda fb=fb: (v := _photo_psnr(fb, slow.framebuffer())) >= 35 and v, 30, "the picture on the slow client")
-        assert q < float("inf"), q
+            _wait_exact(c, fb)  # exact throughout
+        _wait_lossy(slow, fb)
     assert any(d.image_type == ImageType.JPEG for d in slow_conn.draws(marks[0]))
     for conn, m in zip(fast_conns, marks[1:], strict=True):
         assert not any(d.image_type == ImageType.JPEG for d in conn.draws(m))
     server.command("lossless_after 0.3", "lossless_after")
     wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in slow_conn.draws(marks[0])), 30, "the lossless upgrade")
-    fb = server.framebuffer()
-    wait_until(lambda: np.array_equal(slow.framebuffer()[..., :3], fb[..., :3]), 30, "the upgrade through the slow link")
+    _wait_exact(slow, server.framebuffer())  # through the slow link
     _exact(server, clients, conns)
 
 
@@ -110,13 +113,11 @@ def test_a_moved_lossy_area_is_made_exact_too(spawn, tap_for, random_image, tmp_
     server.command("lossless_after 60", "lossless_after")
     taps, clients, conns = connect(server, tap_for, 1)
     server.command(f"paste {_photos(tmp_path, 1)[0]} {PHOTO[0]} {PHOTO[1]}", "paste")
-    _quiet_fb(server, clients)
+    _wait_lossy(clients[0], server.framebuffer())
     mark = conns[0].mark()
     server.command("copy 20 10 140 100 200 110", "copy")  # lossy pixels move where there were none
-    fb = _quiet_fb(server, clients)
-    got = clients[0].framebuffer()
+    _wait_lossy(clients[0], server.framebuffer(), (200, 110, 320, 200))  # held lossy where it went
     assert MsgDisplay.COPY_BITS in [t for t, _ in conns[0].snapshot(mark)]
-    assert 35 <= psnr(got[110:200, 200:320], fb[110:200, 200:320]) < float("inf")  # held lossy where it went
     server.command("lossless_after 0.3", "lossless_after")
     wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in conns[0].draws(mark)), 15, "the lossless upgrade")
     _exact(server, clients, conns)
@@ -148,24 +149,20 @@ def test_the_demo_window_dragged_and_its_log_scrolled_arrive_as_copy_bits_lossy_
         driver.send(f"position {gx + dx * i // 8} {gy + dy * i // 8} 1")
     driver.send("release 1 0")
     wait_until(lambda: server.stats()["source_state"]["window"] == [WELCOME.left + dx, WELCOME.top + dy], 15, "the window moved")
+    lines = server.stats()["source_state"]["log_lines"]
     for key in (0x23, 0x17, 0x1C):  # "hi", Enter: a line in the log, which scrolls
         fast[1].send(f"key {key}")
-    wait_until(lambda: server.stats()["source_state"]["log_lines"] >= 1, 15, "the typed line")
+    wait_until(lambda: (st := server.stats()["source_state"])["log_lines"] > lines and not st["typed"], 15, "the typed line")
+    server.command("flush", "flush")  # painted: what follows compares with the final picture
     for conn, m in zip(conns, marks, strict=True):
         conn.wait_for(
             lambda k, m=m: sum(t == MsgDisplay.COPY_BITS for t, _ in k.snapshot(m)) >= 2, what="the drag and the scroll as COPY_BITS"
         )
-    fb = _quiet_fb(server, clients)
+    fb = server.framebuffer()  # paused: this is what every client must end with
     for c in fast:
-        assert np.array_equal(c.framebuffer()[..., :3], fb[..., :3])
+        _wait_exact(c, fb)
     sx, sy = WELCOME.left + dx + SLIDE.left, WELCOME.top + dy + SLIDE.top
-    region = (slice(sy, sy + SLIDE.height), slice(sx, sx + SLIDE.width))
-
-    def slide_psnr() -> float:
-        return psnr(slow.framebuffer()[region], fb[region])
-
-    q = wait_until(lambda: (v := slide_psnr()) >= 35 and v, 30, "the moved slide on the slow client")
-    assert q < float("inf")  # still the JPEG it got, moved by COPY_BITS
+    _wait_lossy(slow, fb, (sx, sy, sx + SLIDE.width, sy + SLIDE.height))  # the JPEG it got, moved by COPY_BITS
     server.command("lossless_after 0.3", "lossless_after")
-    wait_until(lambda: np.array_equal(slow.framebuffer()[..., :3], fb[..., :3]), 30, "the slow client exact")
+    _wait_exact(slow, fb)
     _exact(server, clients, conns)
