@@ -33,6 +33,14 @@ def command_line(python: str | None = None) -> str:
     return shlex.join([python or sys.executable, script, *sys.argv[1:]])
 
 
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load, as /proc/loadavg says ("?" elsewhere)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def write_between(path: Path, name: str, text: str) -> None:
     """Put `text` (its own begin/end markers included) where the document's `name`
     section was, or at its end."""

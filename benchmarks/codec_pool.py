@@ -48,7 +48,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, md_table, write_between  # noqa: E402
+from _report import command_line, cpu_model, load_average, md_table, write_between  # noqa: E402
 from twisted.internet import defer, task, threads  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
@@ -506,10 +506,7 @@ def main() -> None:
     p.add_argument("--no-write", action="store_true", help="print only; do not write docs/performance.md")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     args = p.parse_args()
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "?"
+    load = load_average()
 
     async def run(reactor: Any) -> None:
         p1 = await part1(reactor, args)  # on the running reactor

@@ -47,7 +47,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, md_table, write_between  # noqa: E402
+from _report import command_line, cpu_model, load_average, md_table, write_between  # noqa: E402
 from codec_pool import handoff, noop, parallel_ratio, python_progress  # noqa: E402
 from PIL import Image  # noqa: E402
 from support import images  # noqa: E402
@@ -500,10 +500,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the docs")
     args = p.parse_args()
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "?"
+    load = load_average()
 
     async def run(reactor: Any) -> None:
         rows = content(args.quick)

@@ -64,7 +64,7 @@ from typing import Any  # noqa: E402
 
 import lz4.block  # noqa: E402
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, md_table  # noqa: E402
+from _report import command_line, cpu_model, load_average, md_table  # noqa: E402
 
 from spice_twisted.wire.client_link import link_message, ticket_message  # noqa: E402
 from spice_twisted.wire.enums import (  # noqa: E402
@@ -765,13 +765,6 @@ def print_table(results: list[dict[str, Any]], columns: list[tuple[str, str, str
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def run_header(loads: list[str]) -> list[str]:

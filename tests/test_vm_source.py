@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import processes
-from support.processes import as_rgb, free_port, wait_until
+from support.processes import as_rgb, connect_clients, free_port, wait_until
 from support.qemu import ECHO_ROW_Y, Qemu, have_qemu
 from support.rawclient import NotifyReader
 
@@ -52,16 +52,6 @@ def waiting_shown(client) -> bool:
     except AssertionError:
         return False
     return bool((fb[3, 3] == WAITING_BG).all() and (fb[-3, -3] == WAITING_BG).all())
-
-
-def connect_clients(spawn, server, n: int):
-    clients = []
-    for _ in range(n):
-        c = spawn.client("--port", str(server.port))
-        c.wait_event("mark", timeout=30)
-        c.wait_event("channel", channel="inputs", what="opened", timeout=30)
-        clients.append(c)
-    return clients
 
 
 def test_three_clients_see_the_vm_and_one_types_into_it(spawn, qemu_factory):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import processes
-from support.processes import as_rgb, wait_until
+from support.processes import as_rgb, connect_clients, wait_until
 from support.rawclient import NotifyReader
 from support.xvfb import Xvfb, missing_tools
 
@@ -33,17 +33,6 @@ def xvfb(tmp_path: Path):
 def wait_match(x: Xvfb, clients, timeout: float = 25.0) -> np.ndarray:
     """Until every client shows exactly the X root window at once; returns it."""
     return processes.wait_match(x.root_image, clients, "the X root window", timeout, 0.3)
-
-
-def connect_clients(spawn, server, n: int = 2):
-    """n clients, one after the other (the server's client list is then in this order)."""
-    clients = []
-    for _ in range(n):
-        c = spawn.client("--port", str(server.port))
-        c.wait_event("mark", timeout=30)
-        c.wait_event("channel", channel="inputs", what="opened", timeout=30)
-        clients.append(c)
-    return clients
 
 
 def window_id(x: Xvfb, name: str) -> str:

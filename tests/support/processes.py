@@ -283,3 +283,15 @@ def wait_match(
         if time.monotonic() > deadline:
             raise AssertionError(f"clients differ from {what}: {bad}")
         time.sleep(every)
+
+
+def connect_clients(spawn: Any, server: Any, n: int = 2) -> list[GtkClient]:
+    """n spice-gtk clients, one after the other (the server's client list is then in this
+    order), each shown its first screen and with its inputs channel open."""
+    clients = []
+    for _ in range(n):
+        c = spawn.client("--port", str(server.port))
+        c.wait_event("mark", timeout=30)
+        c.wait_event("channel", channel="inputs", what="opened", timeout=30)
+        clients.append(c)
+    return clients
