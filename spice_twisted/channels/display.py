@@ -154,10 +154,8 @@ class DisplayChannelClient(ChannelClient):
         already holds the picture (a repeat then costs no encode at all)."""
         codec = self.codec_for(drawable)
         cache = self.pixmap_cache
-        if cache.takes(drawable.area):
-            entry = cache.lookup(drawable.content_key())
-            if entry is not None and (not entry.lossy or codec in LOSSY_CODECS):
-                return  # should it be evicted before this is sent, marshal asks then
+        if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), codec in LOSSY_CODECS):
+            return  # should it be evicted before this is sent, marshal asks then
         drawable.request(codec)
 
     @property
@@ -267,13 +265,13 @@ class DisplayChannelClient(ChannelClient):
         cache = self.pixmap_cache
         key = d.content_key() if cache.takes(d.area) else None
         if key is not None:
-            entry = cache.lookup(key)
-            if entry is not None and (not entry.lossy or codec in LOSSY_CODECS):
+            entry = cache.drawable_from(key, codec in LOSSY_CODECS)
+            if entry is not None:
                 self.pipe.waiting_on = None
                 cache.hit(key, d.nbytes(codec))
                 item.lossy = entry.lossy
                 return draw_copy_parts(d, None, wire_id(key), 0)
-            if entry is not None:  # held lossy, wanted lossless: the client drops it first
+            if cache.lookup(key) is not None:  # held lossy, wanted lossless: the client drops it first
                 self._queue_inval([cache.remove(key)])
                 return []  # the drain loop sends that, then comes back to this item
         if codec not in d.payloads:

@@ -72,6 +72,12 @@ class ClientPixmapCache:
         e = self.entries.get(wire_id(key))
         return e if e is not None and e.key == key else None
 
+    def drawable_from(self, key: int, lossy_ok: bool) -> Entry | None:
+        """The entry a FROM_CACHE of this content may draw: held, and lossless unless a
+        lossy picture will do."""
+        e = self.lookup(key)
+        return e if e is not None and (lossy_ok or not e.lossy) else None
+
     def id_free(self, key: int) -> bool:
         """Whether this content's wire id is held by no other content."""
         e = self.entries.get(wire_id(key))
