@@ -45,10 +45,14 @@ class X11Source(DisplaySource):
 
     def __init__(self, display: str | None = None, retry: float = RETRY_SECONDS) -> None:
         try:
-            self.display = display_name(display)
+            self.display = display_name(display)  # its errors name the option already
+        except XUnsuitable as exc:
+            raise ValueError(str(exc)) from None
+        try:
             x = connect(self.display)
         except (XUnavailable, XUnsuitable) as exc:
-            raise ValueError(str(exc)) from None
+            given = f"x11:{display}" if display else f"x11 ($DISPLAY={self.display})"
+            raise ValueError(f"--source {given}: {exc}") from None
         self.width, self.height = x.width, x.height
         self.extensions = dict(x.extensions)
         x.close()  # the server may fork (twistd daemonises) before it starts
