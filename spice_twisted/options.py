@@ -3,7 +3,7 @@
 Long options must be written in full: Twisted (through getopt) would take any unique
 prefix, so `--password` silently became `--password-file`. Names from QEMU's -spice
 (`--addr`, `--x509-*`) and from x11spice (`--viewonly`, `--generate-password`) are
-accepted beside ours. Errors print one line that starts with `twistd spice:`.
+accepted beside ours, and a flag QEMU writes as NAME=on|off takes those forms too. Errors print one line that starts with `twistd spice:`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ PASSWORD_REFUSED = (
     "(printf '%s\\n' \"$PW\" | twistd -n spice --password-file -), or --generate-password"
 )
 REFUSED = {"password"}  # never suggested for a mistyped name
+# Our flags that QEMU's -spice has as NAME=on|off: --NAME=on and --NAME=off are taken too.
+QEMU_SWITCHES = {"disable-ticketing"}
+SWITCH_VALUES = {"on": True, "off": False}
 
 
 def _port(value: str) -> int:
@@ -340,9 +343,16 @@ class Options(usage.Options):
             if arg == "--" or not arg.startswith("-") or arg == "-":
                 break
             if arg.startswith("--"):
-                name, eq, _ = arg[2:].partition("=")
+                name, eq, value = arg[2:].partition("=")
                 if name not in takes_value:
                     raise usage.UsageError(self._unknown(name))
+                if eq and name in QEMU_SWITCHES:
+                    if value not in SWITCH_VALUES:
+                        raise usage.UsageError(f"--{name}={value}: use --{name}, or QEMU's --{name}=on or --{name}=off")
+                    if not SWITCH_VALUES[value]:
+                        del out[i]  # =off: as if not given
+                        continue
+                    out[i] = f"--{name}"
                 self.given.add(name)
                 if name == "generate-password" and not eq:
                     out[i] = "--generate-password="
