@@ -123,7 +123,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
     )
     show_urls = getattr(server.source, "show_urls", None)
     if show_urls is not None:
-        show_urls(info.urls())  # the demo desktop tells where it really is
+        show_urls(info.urls(), info.ca_file)  # the demo desktop tells where it really is
     ConnectInfoService(server, info).setServiceParent(top)
     return top
 
