@@ -60,7 +60,10 @@ class ConnectInfoService(service.Service):
     def startService(self) -> None:
         super().startService()
         src = self.server.source
-        headline = f"serving {src.name} ({self.server.render.width}x{self.server.render.height}); how to connect:"
+        size = f"{self.server.render.width}x{self.server.render.height}"
+        if not src.size_known:
+            size = f"{size} until connected, then its own size"
+        headline = f"serving {src.name} ({size}); how to connect:"
         self.log.info("{block}", block=self.info.block(headline))
 
 

@@ -53,6 +53,9 @@ class DisplaySource:
     name: str = "source"
     paused: bool = False  # a paused source commits nothing (tests compare still frames)
     accepts_absolute: bool = False  # True: clients may use client mouse mode (absolute positions)
+    # False: width x height is a stand-in until what is served tells its own size (a VM
+    # not yet connected); the start-up block says so instead of presenting it as the size.
+    size_known: bool = True
 
     def start(self, render: RenderService, cursor: CursorService) -> None:
         raise NotImplementedError

@@ -162,6 +162,7 @@ class HelperProtocol(protocol.ProcessProtocol):
 
 class VmSource(DisplaySource):
     accepts_absolute = True  # our clients in client mode; upstream in server mode gets motion
+    size_known = False  # INITIAL_SIZE until the VM's first surface
     log = Logger()
 
     def __init__(self, host: str, port: int = 0, tls_port: int = 0, retry_max: float = RETRY_MAX) -> None:
