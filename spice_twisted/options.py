@@ -97,11 +97,16 @@ def _non_negative_int(value: str) -> int:
     return n
 
 
+# QEMU's -spice image-compression values: each is taken as spelled once its codec is here.
+QEMU_IMAGE_COMPRESSION = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off")
+
+
 def _image_compression(value: str) -> str:
     from .codecs.choice import SETTINGS
 
     if value not in SETTINGS:
-        raise ValueError(f"{value!r}: use one of {', '.join(SETTINGS)}")
+        qemu = f" (QEMU's {value!r} is not available here yet)" if value in QEMU_IMAGE_COMPRESSION else ""
+        raise ValueError(f"{value!r}: use one of {', '.join(SETTINGS)}{qemu}")
     return value
 
 
