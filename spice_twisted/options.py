@@ -276,7 +276,7 @@ class Options(usage.Options):
         ["log-window", None, Limits.log_window, "Log one line per address and kind of refusal per this many seconds.", _non_negative_float],
     ]
     optFlags = [
-        ["disable-ticketing", None, "Accept clients without a password (also on public addresses)."],
+        ["disable-ticketing", None, "Accept clients without a password (also on public addresses); =on/=off as QEMU writes it."],
         ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
         ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
         ["view-only", None, "Every new client starts view-only (an admin can let it drive)."],
