@@ -82,16 +82,19 @@ def picture(client, rgb) -> None:
 
 # --- a full ticket is never locked out ----------------------------------------------------------
 def test_view_only_holders_of_every_slot_make_room_for_the_full_password(spawn, random_image, ticket_args):
-    """64 view-only links that never read take every slot (--max-clients 64, from four
-    addresses: 16 each). A spice-gtk client with the full password still connects and gets
-    the picture; the youngest holder goes, told why; the other 63 stay."""
+    """63 view-only links that never read, and one that answers PINGs, take every slot
+    (--max-clients 64, from four addresses: 16 each). A spice-gtk client with the full
+    password still connects and gets the picture; the youngest of those that never
+    answered a PING goes, told why; the answering one (younger still) and the rest stay."""
     path, rgb = random_image
     srv = spawn.server("--source", f"image:{path}", *ticket_args)
     holders = []
-    for i in range(64):
+    for i in range(63):
         s, result = link(srv.port, VIEW.encode(), source=f"127.0.8.{i // 16 + 1}")
         assert result == LinkError.OK, (i, LinkError(result))
         holders.append(s)
+    answering = PingAnswerer(srv.port, "127.0.8.4", VIEW.encode())
+    wait_until(lambda: answering.pongs >= 1, what="the answering holder's first PONG")
     s, result = link(srv.port, VIEW.encode(), source="127.0.8.9")
     assert result == LinkError.ERROR  # no slot for another view-only client
     s.close()
@@ -103,6 +106,7 @@ def test_view_only_holders_of_every_slot_make_room_for_the_full_password(spawn, 
     assert any("full password needed the slot" in t for t in told), told
     assert "replaced by a client with the full password from 127.0.0.1" in srv.log()
     assert not any(closed_within(h, 0.05) for h in holders[:-1])
+    assert not answering.closed.is_set()
     # The full-password client is not replaced in turn: a view-only link is refused again.
     s, result = link(srv.port, VIEW.encode(), source="127.0.8.9")
     assert result == LinkError.ERROR
@@ -140,8 +144,8 @@ class PingAnswerer:
     """A raw main channel that answers every PING while `answering` is set, and then
     reads nothing more at all (the kernel still takes what the server sends)."""
 
-    def __init__(self, port: int, source: str) -> None:
-        self.sock, result = link(port, source=source)
+    def __init__(self, port: int, source: str, password: bytes = b"") -> None:
+        self.sock, result = link(port, password, source=source)
         assert result == LinkError.OK
         self.answering = threading.Event()
         self.answering.set()
