@@ -134,6 +134,8 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "shape": server.cursor.shape.unique if server.cursor.shape else None,
         },
         "stalled_disconnects": server.stalled_disconnects,
+        "unanswered_disconnects": server.unanswered_disconnects,  # dropped by --ping-timeout
+        "slot_evictions": server.slot_evictions,  # view-only clients replaced by full-ticket ones
         "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline, "taken": server.link_keys.taken},
         "guard": server.guard.stats(),
     }

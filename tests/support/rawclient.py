@@ -78,7 +78,8 @@ def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
 
 
 class NotifyReader:
-    """A raw main channel (mini headers) that collects the text of every NOTIFY it gets."""
+    """A raw main channel (mini headers) that collects the text of every NOTIFY it gets, and
+    answers PINGs as a real client does (the server drops one that does not: --ping-timeout)."""
 
     def __init__(self, port: int) -> None:
         import threading
@@ -92,9 +93,10 @@ class NotifyReader:
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
+        from spice_twisted.wire.enums import MsgcCommon, MsgCommon
         from spice_twisted.wire.messages import decode_body, message
 
-        notify = message(None, "NOTIFY")
+        notify, ping = message(None, "NOTIFY"), message(None, "PING")
         self.sock.settimeout(None)
         try:
             while True:
@@ -102,6 +104,9 @@ class NotifyReader:
                 body = recv_exact(self.sock, size)
                 if msg_type == self._notify:
                     self.texts.append(decode_body(notify, body)["message"].rstrip(b"\0").decode(errors="replace"))
+                elif msg_type == MsgCommon.PING:
+                    p = decode_body(ping, body)
+                    self.sock.sendall(struct.pack("<HI", MsgcCommon.PONG, 12) + struct.pack("<IQ", p["id"], p["timestamp"]))
         except (OSError, ConnectionError):
             pass
 
