@@ -300,6 +300,7 @@ class DisplayChannelClient(ChannelClient):
             self.render.counters.sends += 1
             if item.lossy:
                 self.lossy.add(item.drawable.rect)
+                self.render.lossy_sent()
             elif self.lossy:
                 self.lossy.remove(item.drawable.rect)
             if item.inval:  # what the cache let go, told right after the image that took its place
