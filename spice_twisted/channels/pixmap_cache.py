@@ -34,11 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # Past this many entries the oldest go whatever the pixel budget says (a hostile
-# DISPLAY_INIT could give a budget of 2**62 pixels). An entry costs about 245 bytes of
-# Python heap (benchmarks/pixmap_cache.py): 8 MiB for a full model.
+# DISPLAY_INIT could give a budget of 2**62 pixels). An entry costs about 240 bytes of
+# Python heap (benchmarks/pixmap_cache.py): 7.4 MiB for a full model.
 MAX_ENTRIES = 1 << 15
 # Every client's model together: about 32 MiB, whatever the number of clients.
 TOTAL_ENTRIES = 1 << 17
+# A full budget frees this many entries at once (fewer for a small one), so the search for
+# the largest model (one pass over the clients) runs once per batch of adds, not per add.
+EVICT_BATCH = 32
 # Larger images are not cached: a full-screen refresh would only push out what repeats.
 MAX_IMAGE_PIXELS = 512 * 512
 
@@ -82,15 +85,18 @@ class PixmapCacheBudget:
         entries of the largest model (`model` on a tie). Returns the wire ids taken from
         `model` itself; other models tell their own client."""
         evicted: list[int] = []
-        while self.entries >= max(self.total, 1) and self.models:
+        total = max(self.total, 1)
+        batch = max(1, min(EVICT_BATCH, total // 64))
+        while self.entries >= total and self.models:
             largest = max(self.models, key=lambda m: (len(m), m is model))
             if not largest:
                 break
+            n = min(batch, len(largest))
             if largest is model:
-                evicted.append(model.pop_oldest())
+                evicted += [model.pop_oldest() for _ in range(n)]
             else:
-                largest.give_up(1)
-                self.taken += 1
+                largest.give_up(n)
+                self.taken += n
         return evicted
 
 
@@ -109,6 +115,7 @@ class ClientPixmapCache:
         self.max_entries = min(max_entries, self.budget.per_client)
         self.on_evict = on_evict  # soon, an INVAL_LIST of what another client's add took (`take_evicted`)
         self.evicted: list[int] = []  # wire ids taken so, not yet in an INVAL_LIST
+        self.peak = 0  # the most entries since the table was last rebuilt (a dict never shrinks)
         self.entries: OrderedDict[int, Entry] = OrderedDict()
         self.used = 0
         self.hits = self.adds = self.evictions = 0
@@ -161,6 +168,7 @@ class ClientPixmapCache:
             evicted.append(self.pop_oldest())
         evicted += self.budget.make_room(self)
         self.entries[wid] = Entry(key, pixels, lossy)
+        self.peak = max(self.peak, len(self.entries))
         self.used += pixels
         self.budget.entries += 1
         self.adds += 1
@@ -180,6 +188,10 @@ class ClientPixmapCache:
         if not self.evicted and self.on_evict is not None:
             self.on_evict()
         self.evicted += [self.pop_oldest() for _ in range(min(n, len(self.entries)))]
+        if self.peak > 1024 and len(self.entries) < self.peak // 2:
+            # Taken down to half: a table sized for the peak would keep its memory.
+            self.entries = OrderedDict(self.entries)
+            self.peak = len(self.entries)
 
     def take_evicted(self) -> list[int]:
         """The ids `give_up` took, as their INVAL_LIST is queued."""
