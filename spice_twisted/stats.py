@@ -63,6 +63,9 @@ def cache_stats(cache: ClientPixmapCache) -> dict[str, Any]:
         "adds": cache.adds,
         "evictions": cache.evictions,
         "saved_bytes": cache.saved_bytes,
+        "max_entries": cache.max_entries,
+        "all_clients_entries": cache.budget.entries,  # every client's model together
+        "all_clients_max": cache.budget.total,
     }
 
 

@@ -263,6 +263,11 @@ class RenderService:
             self._upgrade_call = None
         self._schedule_upgrade()
 
+    def lossy_sent(self) -> None:
+        """A pipe wrote something lossy. Its client may have joined a still display, where
+        no frame will ever schedule the upgrade: schedule it here."""
+        self._schedule_upgrade()
+
     def _schedule_upgrade(self) -> None:
         if self._upgrade_call is None and any(s.lossy for s in self.sinks):
             self._upgrade_call = self.reactor.callLater(self.lossless_after, self._upgrade_lossy)
@@ -271,10 +276,12 @@ class RenderService:
         """Send lossless what clients hold lossy where the display went quiet: one snapshot
         (so one encode per codec) for every client that holds the area lossy."""
         self._upgrade_call = None
-        if self._damage or self._surface_changed:
-            self._schedule_upgrade()  # the coming frame draws first; look again after it
+        if self._surface_changed:
+            self._schedule_upgrade()  # the coming frame starts every pipe over; look again after it
             return
         quiet = self._quiet_region(self.reactor.seconds())
+        if self._damage:  # drawn again by the coming frame: not quiet. The rest need not wait
+            quiet = quiet.subtract(damage_region(self._damage, self.primary.rect))  # (a busy source)
         wants = {}
         for sink in self.sinks:
             if sink.lossy and sink.accepting and sink.idle:

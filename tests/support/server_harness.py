@@ -136,6 +136,10 @@ class Control(LineReceiver):
         elif cmd == "lossless_after":
             srv.render.set_lossless_after(float(args[0]))
             self.reply(reply="lossless_after", seconds=srv.render.lossless_after)
+        elif cmd == "pixmap_cache_entries":  # the server-wide and per-client model bounds, small
+            budget = srv.display_settings.pixmap_caches
+            budget.total, budget.per_client = int(args[0]), int(args[1])
+            self.reply(reply="pixmap_cache_entries", total=budget.total, per_client=budget.per_client)
         elif cmd == "paste":
             img = np.load(args[0])
             x, y = int(args[1]), int(args[2])
