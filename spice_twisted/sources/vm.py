@@ -50,6 +50,9 @@ SHAPE_CACHE = 64
 STDERR_LINES = 20
 INITIAL_SIZE = (800, 600)  # the waiting frame's size until the VM tells its own
 MOUSE_SERVER, MOUSE_CLIENT = 1, 2
+# What the helper inherits of our environment; SPICE_TWISTED_TEST_RUN marks the processes
+# of one test run (tests/conftest.py fails a run that leaves any behind).
+HELPER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR", "SPICE_TWISTED_TEST_RUN")
 
 
 def parse_uri(spec: str) -> tuple[str, int, int]:
@@ -183,6 +186,7 @@ class VmSource(DisplaySource):
         self.crashes = 0
         self.connects = 0
         self.damage_rects = 0
+        self.damage_frames = 0
         self.input_sent = 0
         self.input_dropped = 0
         self.released = 0
@@ -233,11 +237,10 @@ class VmSource(DisplaySource):
         self._shm_fd = os.memfd_create("spice-twisted-vm")  # close-on-exec; dup'ed as fd 3 of the child
         self.starts += 1
         helper = HelperProtocol(self)
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR")}
+        env = {k: v for k, v in os.environ.items() if k in HELPER_ENV}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        self.reactor.spawnProcess(
-            helper, self.python, [self.python, "-s", str(HELPER)], env=env, childFDs={0: "w", 1: "r", 2: "r", 3: self._shm_fd}
-        )
+        argv = [self.python, "-s", str(HELPER), str(os.getpid())]  # the helper dies with this process
+        self.reactor.spawnProcess(helper, self.python, argv, env=env, childFDs={0: "w", 1: "r", 2: "r", 3: self._shm_fd})
 
     def _helper_started(self, helper: HelperProtocol) -> None:
         self.helper = helper
@@ -326,6 +329,7 @@ class VmSource(DisplaySource):
                 self._pending.append(r)
                 self.render.damage(r)
         self.damage_rects += len(rects)
+        self.damage_frames += 1
         if len(self._pending) > 256:
             self._pending = [bounds]
 
@@ -490,6 +494,7 @@ class VmSource(DisplaySource):
             "helper_crashes": self.crashes,
             "connects": self.connects,
             "damage_rects": self.damage_rects,
+            "damage_frames": self.damage_frames,
             "upstream_mouse_mode": self.upstream_mouse,
             "upstream_locks": self.upstream_locks,
             "input": {"sent": self.input_sent, "dropped": self.input_dropped},
