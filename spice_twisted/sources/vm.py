@@ -197,6 +197,7 @@ class VmSource(DisplaySource):
         self._shm: mmap.mmap | None = None
         self._view: np.ndarray | None = None
         self._surface: tuple[int, int] | None = None  # the VM's size while served
+        self.oversized: tuple[int, int] | None = None  # the VM's size while past --max-surface
         self._pending: list[Rect] = []
         self._shapes: OrderedDict[bytes, CursorShape] = OrderedDict()
         self._held: dict[int, set[int]] = {}  # session id -> scancodes held down
@@ -213,6 +214,7 @@ class VmSource(DisplaySource):
     # --- life ------------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
+        self.bind_bound(render)
         self.reactor = render.reactor
         render.add_paint_hook(self._paint)
         self._show_waiting()
@@ -246,7 +248,8 @@ class VmSource(DisplaySource):
         self.helper = helper
         self.helper_pid = helper.transport.pid or 0
         password = self.password.decode("utf-8", "replace")
-        helper.send(proto.Connect(self.host, self.port, self.tls_port, password, self.ca_file))
+        bound = self.max_surface
+        helper.send(proto.Connect(self.host, self.port, self.tls_port, password, self.ca_file, bound.pixels, bound.side))
 
     def _helper_ended(self, helper: HelperProtocol, why: BaseException) -> None:
         if helper is not self.helper:
@@ -278,6 +281,8 @@ class VmSource(DisplaySource):
             self._damage(msg.rects)
         elif isinstance(msg, proto.Surface):
             self._new_surface(msg.width, msg.height)
+        elif isinstance(msg, proto.Oversized):
+            self._oversized(msg.width, msg.height)
         elif isinstance(msg, proto.CursorSet):
             self.cursor.set_shape(self._shape(msg))
         elif isinstance(msg, proto.CursorMove):
@@ -292,6 +297,10 @@ class VmSource(DisplaySource):
             self.upstream_mouse = msg.mode
 
     def _new_surface(self, width: int, height: int) -> None:
+        if not self.max_surface.allows(width, height):  # the helper checks too; this is not its call
+            self._oversized(width, height)
+            return
+        self.oversized = None
         size = width * height * 4
         if self._shm is None or len(self._shm) < size:
             self._drop_view()
@@ -306,7 +315,7 @@ class VmSource(DisplaySource):
         self.render.damage(self.render.primary.rect)
         if self.state != "connected":
             self.connects += 1
-            back = self.state == "lost" or self.state == "refused"
+            back = self.state in ("lost", "refused", "oversized")
             self.log.info(
                 "VM at {up}: {how}, {w}x{h}, through spice-gtk",
                 up=self.upstream,
@@ -318,6 +327,27 @@ class VmSource(DisplaySource):
                 self.notify_clients(f"the VM at {self.upstream} is back")
             self.state, self.reason = "connected", ""
         self._delay = FIRST_RETRY
+
+    def _oversized(self, width: int, height: int) -> None:
+        """The VM's screen is past --max-surface: nothing of it is mapped or copied; clients keep
+        the surface they have, showing why, until the VM's screen fits again (a Surface)."""
+        self._surface = None
+        self._pending = []
+        self._drop_view()
+        why = self.max_surface.refusal(f"the VM's screen at {self.upstream}", width, height)
+        self.state, self.reason = "oversized", why
+        if self.oversized == (width, height):
+            return
+        self.oversized = (width, height)
+        w, h = self.render.width, self.render.height
+        self.log.warn("{why}: not shown; clients keep a {w}x{h} screen saying so", why=why, w=w, h=h)
+        if self.notify_clients is not None:
+            self.notify_clients(f"{why}: not shown until it fits")
+        frame = message_frame(
+            w, h, [f"the VM's screen is {width}x{height}", f"over --max-surface {self.max_surface}: not shown"], WAITING_BG
+        )
+        self.render.primary.pixels[:] = frame
+        self.render.damage(self.render.primary.rect)
 
     def _damage(self, rects: tuple[tuple[int, int, int, int], ...]) -> None:
         if self._surface is None:
@@ -380,7 +410,7 @@ class VmSource(DisplaySource):
         retry = f"retrying (backoff up to {self.retry_max:g} s)"
         if state == "refused":
             self.log.error("VM at {up}: {reason}; {retry}", up=self.upstream, reason=reason, retry=retry)
-        elif was == "connected":
+        elif was in ("connected", "oversized"):
             self.log.warn(
                 "VM at {up} was lost: {reason}; clients see a 'waiting for the VM' frame; {retry}",
                 up=self.upstream,
@@ -489,6 +519,7 @@ class VmSource(DisplaySource):
             "reason": self.reason,
             "available": self.state == "connected",
             "size": list(self._surface) if self._surface else None,
+            "oversized": list(self.oversized) if self.oversized else None,
             "helper_pid": self.helper_pid,
             "helper_starts": self.starts,
             "helper_crashes": self.crashes,

@@ -82,6 +82,7 @@ class Helper:
         self.inputs = None
         self.main = None
         self.upstream = ""
+        self.max_pixels, self.max_side = proto.MAX_SURFACE_SIDE**2, proto.MAX_SURFACE_SIDE
         self.primary = None  # (width, height, stride, address)
         self.shm = None
         self.shm_addr = 0
@@ -156,6 +157,7 @@ class Helper:
         s.props.enable_usbredir = False
         s.props.enable_smartcard = False
         self.upstream = f"{c.host}:{c.port or c.tls_port}"
+        self.max_pixels, self.max_side = c.max_pixels, c.max_side
         signal(s, "channel-new", self.on_channel_new)
         signal(s, "disconnected", lambda _s: self.finish(proto.StateChanged(proto.State.LOST, "disconnected")))
         self.session = s
@@ -232,6 +234,12 @@ class Helper:
     def on_primary_create(self, ch, fmt, width, height, stride, shmid, imgdata) -> None:
         if fmt not in FORMATS_32BIT:
             self.finish(proto.StateChanged(proto.State.FAILED, f"unsupported primary surface format {fmt}"))
+            return
+        if width * height > self.max_pixels or width > self.max_side or height > self.max_side:
+            # a hostile or misconfigured VM: copy nothing, grow nothing, say so
+            self.primary = None
+            self.pending = []
+            write_frame(proto.Oversized(width, height))
             return
         need = width * height * 4
         if os.fstat(SHM_FD).st_size < need:

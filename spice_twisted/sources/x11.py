@@ -70,6 +70,7 @@ class X11Source(DisplaySource):
     # --- life ------------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
+        self.bind_bound(render)
         self.reactor = render.reactor
         self.handoff = FrameHandoff(self.reactor, render, cursor)
         fps = 1.0 / render.pacer.interval
