@@ -56,6 +56,7 @@ from gi.repository import SpiceClientGLib as Spice  # noqa: E402
 
 SHM_FD = 3
 CONNECT_TIMEOUT_S = 10
+MAX_EARLY_INPUT = 256  # input held until the inputs channel opens
 MAX_PENDING = 64  # more damage rects than this before a flush become their bounding box
 FORMATS_32BIT = (32, 96)  # SPICE_SURFACE_FMT_32_xRGB, _32_ARGB
 signal = GObject.Object.connect
@@ -80,6 +81,8 @@ class Helper:
         self.decoder = proto.Decoder(proto.SOURCE_TYPES)
         self.session = None
         self.inputs = None
+        self.inputs_ready = False
+        self.early_input = []
         self.main = None
         self.upstream = ""
         self.max_pixels, self.max_side = proto.MAX_SURFACE_SIDE**2, proto.MAX_SURFACE_SIDE
@@ -126,9 +129,16 @@ class Helper:
         if isinstance(msg, proto.Connect):
             self.connect(msg)
             return
-        inputs = self.inputs
-        if inputs is None:
+        if not self.inputs_ready:
+            # spice-gtk drops input on an inputs channel not open yet (just after a
+            # (re)connect): held until it opens, the oldest dropped past MAX_EARLY_INPUT
+            self.early_input.append(msg)
+            del self.early_input[:-MAX_EARLY_INPUT]
             return
+        self.send_input(msg)
+
+    def send_input(self, msg) -> None:
+        inputs = self.inputs
         if isinstance(msg, proto.Key):
             (inputs.key_press if msg.pressed else inputs.key_release)(msg.scancode)
         elif isinstance(msg, proto.Position):
@@ -199,6 +209,11 @@ class Helper:
         E = Spice.ChannelEvent
         is_main = isinstance(ch, Spice.MainChannel)
         if event == E.OPENED:
+            if ch is self.inputs and not self.inputs_ready:
+                self.inputs_ready = True
+                early, self.early_input = self.early_input, []
+                for msg in early:
+                    self.send_input(msg)
             if is_main and not self.connected:
                 self.connected = True
                 write_frame(proto.StateChanged(proto.State.CONNECTED, self.upstream))
