@@ -241,7 +241,9 @@ class VmSource(DisplaySource):
         helper = HelperProtocol(self)
         env = {k: v for k, v in os.environ.items() if k in HELPER_ENV}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        argv = [self.python, "-s", str(HELPER), str(os.getpid())]  # the helper dies with this process
+        # The helper dies with this process (PR_SET_PDEATHSIG follows the thread that spawned
+        # it: always the reactor's, which lives as long as the process).
+        argv = [self.python, "-s", str(HELPER), str(os.getpid())]
         self.reactor.spawnProcess(helper, self.python, argv, env=env, childFDs={0: "w", 1: "r", 2: "r", 3: self._shm_fd})
 
     def _helper_started(self, helper: HelperProtocol) -> None:
