@@ -91,8 +91,9 @@ class Helper:
         self.shm_addr = 0
         self.pending = []
         self.flush_armed = False
-        # One wake-up for every flush: an eventfd watched once at idle priority. A source a
-        # flush (GLib.idle_add) leaks ~110 bytes in python3-gi 3.42, 2.5 MB/s on a busy VM.
+        # One wake-up for every flush: an eventfd watched once, at idle priority. A new GLib
+        # source each flush (GLib.idle_add) leaks ~110 bytes in python3-gi 3.42: 2.5 MB/s
+        # on a busy VM.
         self.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         GLib.io_add_watch(self.wake, GLib.PRIORITY_DEFAULT_IDLE, GLib.IO_IN, self.on_wake)
         self.done = False
