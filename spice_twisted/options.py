@@ -23,6 +23,7 @@ from twisted.python import usage
 
 from .channel_security import ChannelSecurity, channel_name
 from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
+from .render.surface import DEFAULT_MAX_SURFACE, parse_max_surface
 from .sources import make_source
 from .wire.enums import MAX_PASSWORD_LENGTH
 from .wire.ticket import Ticket, check_password
@@ -188,6 +189,14 @@ class Options(usage.Options):
             "demo",
             "What to show: demo, image:PATH, x11[:DISPLAY] (a running X display; x11 alone: $DISPLAY), "
             "or spice://HOST:PORT (a VM's SPICE server; ?tls-port=N for TLS).",
+        ],
+        [
+            "max-surface",
+            None,
+            DEFAULT_MAX_SURFACE,
+            "Largest screen served, WxH or pixels: a source over it is refused at start; a VM or X display "
+            "that grows past it keeps its old size and clients are told why (default 8192x4320).",
+            parse_max_surface,
         ],
         ["source-password-file", None, None, "With --source spice://: file holding the VM's SPICE ticket; - reads standard input."],
         ["source-ca-file", None, None, "With --source spice://...?tls-port=N: CA certificate (PEM) the VM's certificate is checked with."],
@@ -470,7 +479,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--admin-access-log: {exc.strerror}: {self['admin-access-log']}") from None
         self["tls-context"] = self._tls_context()
         try:
-            self["source-object"] = make_source(self["source"])
+            self["source-object"] = make_source(self["source"], self["max-surface"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
         if self["exit-on-x-loss"]:

@@ -199,6 +199,7 @@ class DemoSource(DisplaySource):
     # --- running ------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
+        self.bind_bound(render)
         self.log.add(time.strftime("%H:%M:%S") + "  log: a line a second, and each typed line")
         self.log.take()
         self.window.pixels[LOG.top : LOG.bottom, LOG.left : LOG.right] = panel_pixels(self.log.lines, LOG.width)
