@@ -72,6 +72,10 @@ class GlzEncoder:
         return self._dict.last_id
 
     @property
+    def busy(self) -> bool:
+        return self._dict.busy
+
+    @property
     def last_ref_pixels(self) -> int:
         return self._dict.last_ref_pixels
 

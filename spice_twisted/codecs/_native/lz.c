@@ -161,6 +161,14 @@ static inline uint32_t hash3(const uint32_t *p, unsigned bits)
     return (h * 0x27D4EB2Fu) >> (32 - bits);
 }
 
+/* Three equal pixels: a run, which the run candidate finds; kept out of the hash table,
+ * where they would only push out the positions that tell content apart. */
+static inline int uniform3(const uint32_t *p) { return p[0] == p[1] && p[1] == p[2]; }
+
+/* Position k is looked up and remembered by the three pixels from k - 1: at the edge
+ * where a run or a match ends, that triple still tells the content apart. */
+static inline int keyed(const uint32_t *px, size_t k, size_t n) { return k >= 1 && k + 2 <= n && !uniform3(px + k - 1); }
+
 static inline size_t extend(const uint32_t *a, const uint32_t *b, size_t max)
 {
     size_t n = 0;
@@ -196,8 +204,8 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
             size_t l = extend(px + i, px + i - w, left);
             if (l > best) { best = l; best_d = w; }
         }
-        if (left >= 3 && best < left) {
-            uint32_t hv = hash3(px + i, LZ_HASH_BITS);
+        if (best < left && keyed(px, i, n)) {
+            uint32_t hv = hash3(px + i - 1, LZ_HASH_BITS);
             uint32_t c = table[hv];
             table[hv] = (uint32_t)i;
             if (c != UINT32_MAX && i - c - 1 <= LZ_MAX_FAR) {
@@ -209,9 +217,10 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
             put_literals(o, px, lit, i);
             put_lz_match(o, best_d, best);
             size_t end = i + best;
-            /* remember the match's positions for later matches (a run only its last) */
-            size_t from = best_d == 1 ? (end > 3 ? end - 3 : i + 1) : i + 1;
-            for (size_t k = from; k < end && k + 3 <= n; k++) table[hash3(px + k, LZ_HASH_BITS)] = (uint32_t)k;
+            /* remember the match's positions for later matches (inside a run, none is keyed) */
+            if (best_d != 1)
+                for (size_t k = i + 1; k < end; k++)
+                    if (keyed(px, k, n)) table[hash3(px + k - 1, LZ_HASH_BITS)] = (uint32_t)k;
             i = lit = end;
         } else {
             i++;
@@ -380,19 +389,31 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
     d->last_oldest_ref = GLZ_NONE;
     size_t i = 0, lit = 0;
     const uint64_t self_tag = id << GLZ_OFF_BITS;
+    /* The alignment of the last reference to an earlier image: content that repeats an
+     * earlier image (a window redrawn, a scroll) goes on matching there after a change. */
+    GlzImage *cont = NULL;
+    int64_t cont_shift = 0; /* offset in cont = i + cont_shift */
     while (i < n) {
         size_t best = 0, best_d = 0, left = n - i;
         GlzImage *best_img = NULL;
-        if (i > 0 && px[i] == px[i - 1]) {
-            best = 1 + extend(px + i + 1, px + i, left - 1);
-            best_d = 1;
+        if (cont) {
+            int64_t off = (int64_t)i + cont_shift;
+            if (off >= 0 && (size_t)off < cont->n) {
+                size_t room = cont->n - (size_t)off;
+                size_t l = extend(px + i, cont->px + off, room < left ? room : left);
+                if (l >= 3) { best = l; best_d = (size_t)off; best_img = cont; }
+            }
+        }
+        if (i > 0 && px[i] == px[i - 1] && best < left) {
+            size_t l = 1 + extend(px + i + 1, px + i, left - 1);
+            if (l > best + 1) { best = l; best_d = 1; best_img = NULL; }
         }
         if (i >= w && w > 1 && best < left) {
             size_t l = extend(px + i, px + i - w, left);
-            if (l > best) { best = l; best_d = w; }
+            if (l > best + 1) { best = l; best_d = w; best_img = NULL; }
         }
-        if (left >= 3 && best < left) {
-            uint32_t hv = hash3(px + i, GLZ_HASH_BITS);
+        if (best < left && keyed(px, i, n)) {
+            uint32_t hv = hash3(px + i - 1, GLZ_HASH_BITS);
             uint64_t c = table[hv];
             table[hv] = self_tag | i;
             if (c != GLZ_NONE) {
@@ -401,7 +422,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 if (cid == id) {
                     if (coff < i) {
                         size_t l = extend(px + i, px + coff, left);
-                        if (l > best) { best = l; best_d = i - coff; best_img = NULL; }
+                        if (l > best + (best_img ? 1 : 0)) { best = l; best_d = i - coff; best_img = NULL; }
                     }
                 } else if (cid >= min_ref && cid < id && id - cid <= GLZ_MAX_IMAGE_DIST) {
                     GlzImage *g = dict_find(d, cid);
@@ -418,6 +439,8 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
         if (best >= 2) {
             put_literals(o, px, lit, i);
             if (best_img) {
+                cont = best_img;
+                cont_shift = (int64_t)best_d - (int64_t)i;
                 put_glz_match(o, (uint32_t)(id - best_img->id), best_d, best);
                 d->last_ref_pixels += best;
                 if (best_img->id < d->last_oldest_ref) d->last_oldest_ref = best_img->id;
@@ -425,8 +448,9 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 put_glz_match(o, 0, best_d - 1, best);
             }
             size_t end = i + best;
-            size_t from = (!best_img && best_d == 1) ? (end > 3 ? end - 3 : i + 1) : i + 1;
-            for (size_t k = from; k < end && k + 3 <= n; k++) table[hash3(px + k, GLZ_HASH_BITS)] = self_tag | k;
+            if (best_img || best_d != 1)
+                for (size_t k = i + 1; k < end; k++)
+                    if (keyed(px, k, n)) table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
             i = lit = end;
         } else {
             i++;
@@ -535,6 +559,7 @@ static PyObject *glz_get_ids(GlzDict *d, void *closure)
 }
 
 static PyObject *glz_get_pixels(GlzDict *d, void *c) { return PyLong_FromSize_t(d->pixels); }
+static PyObject *glz_get_busy(GlzDict *d, void *c) { return PyBool_FromLong(d->busy); }
 static PyObject *glz_get_window(GlzDict *d, void *c) { return PyLong_FromSize_t(d->window); }
 static PyObject *glz_get_last_id(GlzDict *d, void *c)
 {
@@ -551,6 +576,7 @@ static PyObject *glz_get_oldest_ref(GlzDict *d, void *c)
 static PyGetSetDef glz_getset[] = {
     {"image_ids", (getter)glz_get_ids, NULL, "ids of the images held, oldest first", NULL},
     {"pixels", (getter)glz_get_pixels, NULL, "pixels held", NULL},
+    {"busy", (getter)glz_get_busy, NULL, "an encode is running (without the GIL)", NULL},
     {"window_pixels", (getter)glz_get_window, NULL, "most pixels held", NULL},
     {"last_id", (getter)glz_get_last_id, NULL, "id of the last image encoded, or None", NULL},
     {"last_ref_pixels", (getter)glz_get_ref_pixels, NULL, "pixels the last encode copied from earlier images",
