@@ -8,6 +8,7 @@ framebuffer must agree pixel for pixel.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from support import images
 from support.processes import as_rgb, wait_match, wait_until
 from support.tapped import connect
@@ -91,3 +92,36 @@ def test_a_client_preferring_lz_gets_lz(spawn, tap_for, random_image, tmp_path):
     _exact(server, clients, conns)
     assert set(_pixel_types(conns[0], marks[0])) == {LZ_RGB}
     assert set(_pixel_types(conns[1], marks[1])) == {ImageType.LZ4}
+
+
+@pytest.mark.parametrize("zlib_form", [False, True], ids=["glz", "zlib-glz"])
+def test_glz_across_images_decoded_exactly_by_spice_gtk(spawn, tap_for, random_image, tmp_path, zlib_form):
+    """GLZ from one dictionary (the harness's scaffold: every client, ids in commit order):
+    a repeat of an earlier picture and a scrolled one reference earlier images, cost a
+    small part of the first encode, and spice-gtk decodes all of it exactly."""
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}", paused=True)
+    server.command(f"glz_everyone {int(zlib_form)}", "glz_everyone")
+    taps, clients, conns = connect(server, tap_for, 2)
+    _exact(server, clients, conns)
+    kind = ImageType.ZLIB_GLZ_RGB if zlib_form else ImageType.GLZ_RGB
+    text = np.ascontiguousarray(images.text_ui(150, 280))
+    edited = text.copy()  # the same picture with one pixel changed: no pixmap cache hit
+    edited[75, 140, :3] = (1, 2, 3)
+    sizes = {}
+    for name, px, x, y in (
+        ("text", text, 20, 10),
+        ("noise", images.noise(40, 60), 200, 150),
+        ("repeat", edited, 40, 60),  # (nearly) the same picture elsewhere
+        ("scroll", np.ascontiguousarray(np.roll(text, -23, axis=0)), 30, 40),  # scrolled by 23 rows
+    ):
+        marks = _paste(server, conns, tmp_path, name, px, x, y)
+        _exact(server, clients, conns)
+        for conn, mark in zip(conns, marks, strict=True):
+            draws = [d for d in conn.draws(mark) if d.box[:2] == (x, y)]
+            # noise does not deflate: it goes as plain GLZ in either form
+            assert {d.image_type for d in draws} == ({ImageType.GLZ_RGB} if name == "noise" else {kind}), draws
+        sizes[name] = len(draws[0].payload)
+    assert sizes["repeat"] < sizes["text"] / 8 and sizes["scroll"] < sizes["text"] / 4, sizes
+    for conn in conns:
+        assert kind in _pixel_types(conn) and set(_pixel_types(conn)) <= {ImageType.GLZ_RGB, kind}

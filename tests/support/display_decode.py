@@ -9,6 +9,7 @@ encoder's binding).
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -17,7 +18,7 @@ from spice_twisted.codecs.lz4 import decode as lz4_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
-from .lz_decode import decode_lz
+from .lz_decode import GlzWindow, decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -61,6 +62,7 @@ class Screen:
         self.draws = 0
         self.copies = 0
         self.surfaces: list[tuple[int, int]] = []
+        self.glz = GlzWindow()  # the session's GLZ window (one display channel here)
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
@@ -100,7 +102,15 @@ class Screen:
             assert px.shape[:2] == (image["height"], image["width"])
             self.cache_hits += 1
             return px
-        px = image_pixels(image)
+        if kind in (ImageType.GLZ_RGB, ImageType.ZLIB_GLZ_RGB):
+            data = image["data"]
+            if kind == ImageType.ZLIB_GLZ_RGB:
+                data = zlib.decompress(data)
+                assert len(data) == image["glz_data_size"]
+            _, px = self.glz.decode(data)  # raises on a reference to an image not in the window
+            assert px.shape[:2] == (image["height"], image["width"])
+        else:
+            px = image_pixels(image)
         if flags & CACHE_REPLACE_ME:
             raise AssertionError(f"CACHE_REPLACE_ME of {key:#x}: spice-html5 ignores it, we never send it")
         elif flags & CACHE_ME:
