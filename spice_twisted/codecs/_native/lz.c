@@ -169,6 +169,10 @@ static inline int uniform3(const uint32_t *p) { return p[0] == p[1] && p[1] == p
  * where a run or a match ends, that triple still tells the content apart. */
 static inline int keyed(const uint32_t *px, size_t k, size_t n) { return k >= 1 && k + 2 <= n && !uniform3(px + k - 1); }
 
+/* After a long stretch without a match (a photo, noise) look at fewer positions, as LZ4
+ * does: the pixels passed over go out as literals all the same. */
+static inline size_t skip_after(size_t literals) { return literals < 128 ? 1 : (literals < 1024 ? 2 : 4); }
+
 static inline size_t extend(const uint32_t *a, const uint32_t *b, size_t max)
 {
     size_t n = 0;
@@ -223,7 +227,7 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
                     if (keyed(px, k, n)) table[hash3(px + k - 1, LZ_HASH_BITS)] = (uint32_t)k;
             i = lit = end;
         } else {
-            i++;
+            i += skip_after(i - lit);
         }
     }
     put_literals(o, px, lit, n);
@@ -453,7 +457,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                     if (keyed(px, k, n)) table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
             i = lit = end;
         } else {
-            i++;
+            i += skip_after(i - lit);
         }
     }
     put_literals(o, px, lit, n);
