@@ -7,10 +7,13 @@ framebuffer must agree pixel for pixel.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from support import images
 from support.processes import as_rgb, wait_match, wait_until
+from support.ryll import RyllClient, ryll_binary
 from support.tapped import connect
 
 from spice_twisted.wire.enums import ImageCompression, ImageType, MsgcDisplay
@@ -125,3 +128,54 @@ def test_glz_across_images_decoded_exactly_by_spice_gtk(spawn, tap_for, random_i
     assert sizes["repeat"] < sizes["text"] / 8 and sizes["scroll"] < sizes["text"] / 4, sizes
     for conn in conns:
         assert kind in _pixel_types(conn) and set(_pixel_types(conn)) <= {ImageType.GLZ_RGB, kind}
+
+
+# ------------------------------------------------------------- ryll: a second decoder
+
+
+@pytest.fixture
+def ryll_for(tmp_path):
+    if ryll_binary() is None:
+        pytest.skip("ryll is not installed (scripts/setup.sh --test installs it)")
+    made: list[RyllClient] = []
+
+    def make(server, *args: str) -> RyllClient:
+        made.append(RyllClient(server.port, tmp_path, *args))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _ryll_matches(server, client: RyllClient, what: str) -> None:
+    def mismatch() -> int | str:
+        got, want = client.rgb(), as_rgb(server.framebuffer())
+        if got is None or got.shape != want.shape:
+            return f"no surface of {want.shape} yet"
+        return int(np.any(got != want, axis=2).sum())
+
+    deadline = time.monotonic() + 30
+    while (m := mismatch()) != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ryll differs from the server's framebuffer after {what}: {m} ({client.log_path})")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("mode", ["lz", "glz", "zlib-glz"])
+def test_ryll_decodes_our_lz_and_glz_exactly(spawn, ryll_for, random_image, tmp_path, mode):
+    path, rgb = random_image
+    server = spawn.harness("--image-compression", "lz", "--source", f"image:{path}", paused=True)
+    if mode != "lz":
+        server.command(f"glz_everyone {int(mode == 'zlib-glz')}", "glz_everyone")
+    ryll = ryll_for(server, "--preferred-compression", "lz", "-v")
+    _ryll_matches(server, ryll, "the first screen")
+    assert np.array_equal(ryll.rgb(), rgb)
+    text = np.ascontiguousarray(images.text_ui(150, 280))
+    edited = text.copy()
+    edited[70, 100, :3] = (9, 8, 7)
+    for name, px, x, y in (("text", text, 20, 10), ("edited", edited, 40, 60), ("scroll", np.roll(text, -23, axis=0), 30, 40)):
+        p = tmp_path / f"{name}.npy"
+        np.save(p, np.ascontiguousarray(px))
+        server.command(f"paste {p} {x} {y}", "paste")
+        _ryll_matches(server, ryll, name)
