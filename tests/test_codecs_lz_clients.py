@@ -97,14 +97,16 @@ def test_a_client_preferring_lz_gets_lz(spawn, tap_for, random_image, tmp_path):
     assert set(_pixel_types(conns[1], marks[1])) == {ImageType.LZ4}
 
 
-@pytest.mark.parametrize("zlib_form", [False, True], ids=["glz", "zlib-glz"])
-def test_glz_across_images_decoded_exactly_by_spice_gtk(spawn, tap_for, random_image, tmp_path, zlib_form):
+@pytest.mark.parametrize("zlib_form, window", [(False, 0), (True, 100_000)], ids=["glz", "zlib-glz-small-window"])
+def test_glz_across_images_decoded_exactly_by_spice_gtk(spawn, tap_for, random_image, tmp_path, zlib_form, window):
     """GLZ from one dictionary (the harness's scaffold: every client, ids in commit order):
     a repeat of an earlier picture and a scrolled one reference earlier images, cost a
-    small part of the first encode, and spice-gtk decodes all of it exactly."""
+    small part of the first encode, and spice-gtk decodes all of it exactly. With a
+    100,000-pixel window the encoder drops the first two images on the way (the client
+    frees them as the stream says) and nothing references them after."""
     path, _ = random_image
     server = spawn.harness("--source", f"image:{path}", paused=True)
-    server.command(f"glz_everyone {int(zlib_form)}", "glz_everyone")
+    server.command(f"glz_everyone {int(zlib_form)} {window}", "glz_everyone")
     taps, clients, conns = connect(server, tap_for, 2)
     _exact(server, clients, conns)
     kind = ImageType.ZLIB_GLZ_RGB if zlib_form else ImageType.GLZ_RGB
@@ -128,6 +130,8 @@ def test_glz_across_images_decoded_exactly_by_spice_gtk(spawn, tap_for, random_i
     assert sizes["repeat"] < sizes["text"] / 8 and sizes["scroll"] < sizes["text"] / 4, sizes
     for conn in conns:
         assert kind in _pixel_types(conn) and set(_pixel_types(conn)) <= {ImageType.GLZ_RGB, kind}
+        held = sorted(conn.screen().glz.images)  # the window a client keeps, as the stream says
+        assert held[-1] == 4 and (held[0] == 2 if window else held[0] == 0), held
 
 
 # ------------------------------------------------------------- ryll: a second decoder
@@ -179,3 +183,55 @@ def test_ryll_decodes_our_lz_and_glz_exactly(spawn, ryll_for, random_image, tmp_
         np.save(p, np.ascontiguousarray(px))
         server.command(f"paste {p} {x} {y}", "paste")
         _ryll_matches(server, ryll, name)
+
+
+def _hostile_sample(seed: int) -> list[np.ndarray]:
+    """Small odd pictures that stress the encoder's edges: 1x1, one row, one column, runs
+    broken by one pixel, two colours, noise, tiles, pixels differing only in X."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for h, w, kind in (
+        (1, 1, "noise"),
+        (1, 97, "runs"),
+        (61, 1, "few"),
+        (3, 3, "uniform"),
+        (37, 53, "tiles"),
+        (64, 129, "noise"),
+        (45, 77, "runs"),
+        (29, 300, "few"),
+        (50, 50, "x_only"),
+        (120, 33, "tiles"),
+    ):
+        if kind == "noise":
+            px = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        elif kind == "uniform":
+            px = np.full((h, w, 4), rng.integers(0, 256, 4, dtype=np.uint8), np.uint8)
+        elif kind == "few":
+            px = rng.integers(0, 2, (h, w, 4), dtype=np.uint8) * 255
+        elif kind == "tiles":
+            px = np.tile(rng.integers(0, 256, (3, 5, 4), dtype=np.uint8), (h // 3 + 1, w // 5 + 1, 1))[:h, :w]
+        elif kind == "runs":
+            px = np.full((h, w, 4), 40, np.uint8)
+            px.reshape(-1, 4)[rng.integers(0, h * w, max(1, h * w // 40))] = rng.integers(0, 256, 4, dtype=np.uint8)
+        else:
+            px = np.zeros((h, w, 4), np.uint8)
+            px[..., 3] = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        out.append(np.ascontiguousarray(px))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["lz", "glz"])
+def test_a_sample_of_hostile_pictures_through_spice_gtk(spawn, tap_for, random_image, tmp_path, mode):
+    """The smaller sample of the hypothesis tests' pictures, decoded by spice-gtk itself."""
+    path, _ = random_image
+    server = spawn.harness("--image-compression", "lz", "--source", f"image:{path}", paused=True)
+    if mode == "glz":
+        server.command("glz_everyone 0 20000", "glz_everyone")  # a small window: evictions too
+    taps, clients, conns = connect(server, tap_for, 1)
+    rng = np.random.default_rng(11)
+    for i, px in enumerate(_hostile_sample(3)):
+        x, y = int(rng.integers(0, 333 - px.shape[1] + 1)), int(rng.integers(0, 217 - px.shape[0] + 1))
+        _paste(server, conns, tmp_path, f"p{i}", px, x, y)
+    _exact(server, clients, conns)
+    want = {ImageType.LZ_RGB} if mode == "lz" else {ImageType.GLZ_RGB}
+    assert set(_pixel_types(conns[0])) == want

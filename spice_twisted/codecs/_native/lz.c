@@ -283,6 +283,11 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
     Pixels p;
     if (get_pixels(arg, &p) < 0) return NULL;
     size_t n = p.w * p.h;
+    if (n * 4 > LZ_MAX_IMAGE_BYTES) {
+        PyBuffer_Release(&p.view);
+        PyErr_SetString(PyExc_ValueError, "LZ images hold less than 1 GiB (what clients accept)");
+        return NULL;
+    }
     uint32_t *px = malloc(n * sizeof(uint32_t));
     uint32_t *table = malloc(sizeof(uint32_t) << LZ_HASH_BITS);
     Out o = {malloc(out_bound(n)), 0, out_bound(n)};
