@@ -499,16 +499,10 @@ static void glz_dealloc(GlzDict *d)
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
-static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
+/* glz_encode's work, with d->busy set: nothing else may touch the dictionary meanwhile
+ * (reading a buffer may run Python code, and the encode itself runs without the GIL). */
+static PyObject *glz_encode_busy(GlzDict *d, PyObject *obj, unsigned long long id, unsigned long long min_ref)
 {
-    static char *kwlist[] = {"pixels", "image_id", "min_ref_id", NULL};
-    PyObject *obj;
-    unsigned long long id, min_ref = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OK|K", kwlist, &obj, &id, &min_ref)) return NULL;
-    if (d->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "GlzDictionary.encode called while another encode runs");
-        return NULL;
-    }
     if (id > GLZ_MAX_ID || (d->last_id != GLZ_NONE && id <= d->last_id)) {
         PyErr_Format(PyExc_ValueError, "image_id %llu must grow (last %llu) and stay below 2^39", id,
                      (unsigned long long)d->last_id);
@@ -537,12 +531,10 @@ static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
         while (d->count && id - ring_at(d, 0)->id > UINT32_MAX) dict_drop_oldest(d);
         oldest = d->count ? ring_at(d, 0)->id : id;
     }
-    d->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     load_pixels(px, p.base, p.w, p.h, p.row_stride);
     glz_encode_rgb32(d, &o, px, p.w, p.h, id, min_ref, (uint32_t)(id - oldest));
     Py_END_ALLOW_THREADS
-    d->busy = 0;
     PyBuffer_Release(&p.view);
     if (dict_push(d, id, px, n) < 0) {
         free(px), free(o.buf);
@@ -550,6 +542,22 @@ static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
     }
     d->last_id = id;
     return finish(&o);
+}
+
+static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"pixels", "image_id", "min_ref_id", NULL};
+    PyObject *obj;
+    unsigned long long id, min_ref = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OK|K", kwlist, &obj, &id, &min_ref)) return NULL;
+    if (d->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "GlzDictionary.encode called while another encode runs");
+        return NULL;
+    }
+    d->busy = 1;
+    PyObject *r = glz_encode_busy(d, obj, id, min_ref);
+    d->busy = 0;
+    return r;
 }
 
 static PyObject *glz_get_ids(GlzDict *d, void *closure)
