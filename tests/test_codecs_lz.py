@@ -289,3 +289,11 @@ def test_zlib_glz_round_trip_and_schema():
     assert np.array_equal(client.decode(glz_data)[1], bgr(px))
     noise = np.random.default_rng(3).integers(0, 256, (64, 64, 4), dtype=np.uint8)
     assert glz.zlib_glz(enc.encode(noise, 1)) is None  # deflate cannot shrink noise: GLZ as is
+
+
+def test_a_missing_extension_says_what_to_run():
+    from spice_twisted.codecs import _native
+
+    with pytest.raises(ImportError, match=r"_native\._nothing is not built: run scripts/setup.sh"):
+        _native.load("_nothing")
+    assert _native.load("_lz") is _lz
