@@ -10,8 +10,8 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   resize W H        the source serves a W x H screen (image sources); replies the new size
   count_codecs      wrap every codecs.ENCODERS entry with a counting wrapper (once)
   codec_calls       {"calls": {codec: encodes}, "pixels": {codec: pixels encoded}} since count_codecs
-  glz_everyone Z [WINDOW]  every display client gets GLZ from one dictionary of WINDOW pixels
-                    (Z=1: in its ZLIB_GLZ form),
+  glz_everyone Z [WINDOW [FIRST]]  every display client gets GLZ from one dictionary of
+                    WINDOW pixels (Z=1: in its ZLIB_GLZ form), ids from FIRST (0),
                     encoded on the reactor in commit order with ids 0, 1, 2... A test scaffold
                     for the encoder's format only: no drop or late-join policy (issue 17)
   updates N         N small updates, each its own frame (a 4x4 square of a new colour,
@@ -71,11 +71,11 @@ def install_codec_counters() -> None:
             codec_pixels.setdefault(name, 0)
 
 
-def serve_glz_to_everyone(zlib_form: bool, window: int | None) -> None:
+def serve_glz_to_everyone(zlib_form: bool, window: int | None, first: int = 0) -> None:
     from spice_twisted.channels.display import DisplayChannelClient
     from spice_twisted.codecs import glz
 
-    encoder, ids = glz.GlzEncoder(window or glz.DEFAULT_WINDOW_PIXELS), iter(range(2**39))
+    encoder, ids = glz.GlzEncoder(window or glz.DEFAULT_WINDOW_PIXELS), iter(range(first, 2**39))
 
     def encode(pixels: np.ndarray) -> codecs.Payload:
         payload = encoder.encode(pixels, next(ids))
@@ -140,7 +140,8 @@ class Control(LineReceiver):
             install_codec_counters()
             self.reply(reply="count_codecs", codecs=sorted(codecs.ENCODERS))
         elif cmd == "glz_everyone":
-            serve_glz_to_everyone(args[0] == "1", int(args[1]) if len(args) > 1 else None)
+            window, first = (int(a) for a in [*args[1:], "0", "0"][:2])
+            serve_glz_to_everyone(args[0] == "1", window or None, first)
             self.reply(reply="glz_everyone")
         elif cmd == "codec_calls":
             with _codec_lock:
