@@ -18,7 +18,7 @@ from spice_twisted.codecs.lz4 import decode as lz4_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
-from .lz_decode import GlzWindow, decode_lz
+from .lz_decode import SpiceGtkGlzWindow, decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -62,7 +62,7 @@ class Screen:
         self.draws = 0
         self.copies = 0
         self.surfaces: list[tuple[int, int]] = []
-        self.glz = GlzWindow()  # the session's GLZ window (one display channel here)
+        self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
