@@ -52,7 +52,7 @@ from .payload import Payload
 
 _lz = load("_lz")
 
-INLINE_PIXELS = 128 * 128
+INLINE_PIXELS = 96 * 96  # as LZ (codecs/lz.py)
 # spice-gtk's default GLZ window is 16 MiB of 32-bit pixels (its glz-window-size).
 DEFAULT_WINDOW_PIXELS = 4 * 1024 * 1024
 ZLIB_LEVEL = 1  # the fastest level already takes most of what deflate can add (benchmarks/codecs.py)
