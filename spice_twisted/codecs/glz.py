@@ -73,6 +73,11 @@ class GlzEncoder:
         return self._dict.window_pixels
 
     @property
+    def pixels(self) -> int:
+        """Pixels held: at most window_pixels, or the last image alone if it is larger."""
+        return self._dict.pixels
+
+    @property
     def image_ids(self) -> list[int]:
         return self._dict.image_ids
 
