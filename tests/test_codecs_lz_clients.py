@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 from support import images
 from support.processes import as_rgb, wait_match, wait_until
 from support.ryll import RyllClient, ryll_binary
@@ -235,3 +236,39 @@ def test_a_sample_of_hostile_pictures_through_spice_gtk(spawn, tap_for, random_i
     _exact(server, clients, conns)
     want = {ImageType.LZ_RGB} if mode == "lz" else {ImageType.GLZ_RGB}
     assert set(_pixel_types(conns[0])) == want
+
+
+def test_glz_far_references_decoded_by_spice_gtk(spawn, tap_for, tmp_path):
+    """The longer forms of a GLZ reference, through spice-gtk: pixel offsets past 2^17
+    into a 640x480 image, and image distances past 64 and 256 (after 300 small images)."""
+    rng = np.random.default_rng(17)
+    noise = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    src = tmp_path / "noise.png"
+    Image.fromarray(noise, "RGB").save(src)
+    server = spawn.harness("--source", f"image:{src}", paused=True)
+    server.command("glz_everyone 0", "glz_everyone")
+    taps, clients, conns = connect(server, tap_for, 1)
+    _exact(server, clients, conns)  # image 0: the whole screen
+    for batch in range(10):  # images 1..300: small and all different, none drawn over another
+        paths = []
+        for k in range(30):
+            i = 30 * batch + k
+            tile = np.zeros((4, 4, 4), np.uint8)
+            tile[..., 0], tile[..., 1], tile[0, 0, 2] = i % 256, i // 256, 200
+            paths.append((tmp_path / f"t{i}.npy", (i % 30) * 20, 200 + batch * 8))
+            np.save(paths[-1][0], tile)
+        marks = [c.mark() for c in conns]
+        for p, x, y in paths:
+            server.command(f"paste {p} {x} {y}", "paste")
+        conns[0].wait_for(lambda k, m=marks[0], xy=paths[-1][1:]: any(d.box[:2] == xy for d in k.draws(m)), what="the batch")
+    bgrx = np.zeros((480, 640, 4), np.uint8)
+    bgrx[..., :3] = noise[..., ::-1]
+    sizes = {}
+    for name, rows, x, y in (("short", slice(0, 6), 0, 300), ("long", slice(300, 360), 0, 380)):
+        crop = np.ascontiguousarray(bgrx[rows])
+        crop[2, 5, :3] ^= 0xFF  # not a pixmap-cache repeat of anything
+        _paste(server, conns, tmp_path, name, crop, x, y)
+        sizes[name] = [len(d.payload) for d in conns[0].draws() if d.box[:2] == (x, y)][-1]
+        assert sizes[name] < crop.shape[0] * crop.shape[1] * 3 / 20, sizes  # it referenced image 0
+    _exact(server, clients, conns)
+    assert set(_pixel_types(conns[0])) == {ImageType.GLZ_RGB}
