@@ -191,7 +191,13 @@ class Options(usage.Options):
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
-        ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        [
+            "image-compression",
+            None,
+            "auto",
+            "off (raw bitmaps), lz4, quic (every client), or auto (LZ4 where the client decodes it).",
+            _image_compression,
+        ],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
         [
             "jpeg-wan-compression",

@@ -2,19 +2,20 @@
 
 `--image-compression` (QEMU's `image-compression`): `off` sends raw bitmaps, `lz4` and
 `auto` send LZ4 to clients that advertised DISPLAY_CAP_LZ4_COMPRESSION and raw bitmaps
-to the rest. A client's DISPLAY_PREFERRED_COMPRESSION (spice-gtk sends it only to a
-server with DISPLAY_CAP_PREF_COMPRESSION) wins where we can honour it: OFF gives raw,
-LZ4 gives LZ4 if the client decodes it; codecs we do not have yet (GLZ, LZ, QUIC) keep
-the server's choice. Capability words are hints (PROTOCOL-NOTES.md); raw bitmaps are
+to the rest, `quic` sends QUIC to every client (all decode it; no cap says so). A
+client's DISPLAY_PREFERRED_COMPRESSION (spice-gtk sends it only to a server with
+DISPLAY_CAP_PREF_COMPRESSION) wins where we can honour it: OFF gives raw, LZ4 gives LZ4
+if the client decodes it, QUIC gives QUIC; codecs we do not have yet (GLZ, LZ) keep the
+server's choice. Capability words are hints (PROTOCOL-NOTES.md); raw bitmaps are
 what every client decodes.
 """
 
 from __future__ import annotations
 
 from ..wire.enums import DisplayCap, ImageCompression
-from . import BITMAP, LZ4
+from . import BITMAP, LZ4, QUIC
 
-SETTINGS = ("auto", "lz4", "off")
+SETTINGS = ("auto", "lz4", "quic", "off")
 JPEG_WAN_SETTINGS = ("auto", "never", "always")  # --jpeg-wan-compression (QEMU's jpeg-wan-compression)
 
 
@@ -34,6 +35,8 @@ def choose_codec(setting: str, decodes_lz4: bool, preferred: int | None = None) 
         return BITMAP
     if preferred == ImageCompression.LZ4:
         return LZ4 if decodes_lz4 else BITMAP
+    if preferred == ImageCompression.QUIC or setting == "quic":
+        return QUIC
     if setting in ("auto", "lz4") and decodes_lz4:
         return LZ4
     return BITMAP
