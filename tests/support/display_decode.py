@@ -1,8 +1,9 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ4, QUIC or JPEG images, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
-with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, JPEG with Pillow
-(its own libjpeg, not the encoder's binding).
+with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, QUIC with our own C
+decoder (codecs/_native/quic.c: real spice-gtk clients check it), JPEG with Pillow (its own
+libjpeg, not the encoder's binding).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from spice_twisted.codecs.lz4 import decode as lz4_decode
+from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
@@ -32,6 +34,10 @@ def image_pixels(image: dict) -> np.ndarray:
         return rows[:, : w * 4].reshape(h, w, 4)
     if image["type"] == ImageType.LZ4:
         return lz4_decode(image["data"], w, h)
+    if image["type"] == ImageType.QUIC:
+        px = quic_decode(image["data"])
+        assert px.shape[:2] == (h, w), (px.shape, (h, w))  # spice-gtk refuses a QUIC image of another size
+        return px
     if image["type"] == ImageType.JPEG:
         decoded = Image.open(io.BytesIO(image["data"]))
         assert decoded.format == "JPEG" and decoded.size == (w, h), (decoded.format, decoded.size, (w, h))
