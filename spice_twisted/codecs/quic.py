@@ -24,6 +24,8 @@ INLINE_PIXELS = 40 * 40
 
 def encode(pixels: np.ndarray) -> Payload:
     """`pixels`: H x W x 4 uint8 B,G,R,X (the X byte is not sent); rows may be strided."""
+    if pixels.strides[1:] != (4, 1):  # pixels not side by side (a column slice): the C wants them so
+        pixels = np.ascontiguousarray(pixels)
     data = _quic.encode(pixels)
     return Payload("quic", ImageType.QUIC, {"data": External(data)}, 4 + len(data))
 
