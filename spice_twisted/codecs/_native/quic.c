@@ -32,6 +32,7 @@
 
 static uint32_t code_bits[256][QUIC_NCODES]; /* codeword of value v with parameter l */
 static uint8_t code_len[256][QUIC_NCODES];   /* its length in bits */
+static uint32_t code_packed[256][QUIC_NCODES]; /* both in one word: length << 26 | codeword */
 static unsigned gr_count[QUIC_NCODES];        /* values below this get a plain Golomb-Rice code */
 static unsigned escape_len[QUIC_NCODES];      /* length of the escape codeword (prefix + suffix) */
 static unsigned escape_suffix[QUIC_NCODES];   /* bits of the escape codeword after its zero prefix */
@@ -73,6 +74,7 @@ static void init_tables(void)
                 code_bits[v][l] = v - gr_count[l];
                 code_len[v][l] = (uint8_t)escape_len[l];
             }
+            code_packed[v][l] = (uint32_t)code_len[v][l] << 26 | code_bits[v][l];
         }
     }
     for (unsigned s = 0; s < levels; s++) {
@@ -188,7 +190,7 @@ static inline uint32_t load_px(const uint8_t *p)
 typedef struct {
     uint32_t *buf;
     size_t n, cap; /* words written, words allocated */
-    uint64_t acc;  /* pending bits, the newest lowest */
+    uint64_t acc;  /* pending bits from the top down */
     unsigned nacc; /* how many (< 32 between calls) */
 } Writer;
 
@@ -201,13 +203,15 @@ static inline void store_le32(uint32_t *dst, uint32_t v)
     d[3] = (uint8_t)(v >> 24);
 }
 
-static inline void put(Writer *w, uint32_t bits, unsigned len) /* 1 <= len <= 32, bits < 2^len */
+/* Append len (1..32) bits, most significant first. */
+static inline void put(Writer *w, uint32_t bits, unsigned len)
 {
-    w->acc = (w->acc << len) | bits;
+    w->acc |= (uint64_t)bits << (64 - w->nacc - len);
     w->nacc += len;
     if (w->nacc >= 32) {
+        store_le32(&w->buf[w->n++], (uint32_t)(w->acc >> 32));
+        w->acc <<= 32;
         w->nacc -= 32;
-        store_le32(&w->buf[w->n++], (uint32_t)(w->acc >> w->nacc));
     }
 }
 
@@ -248,15 +252,6 @@ static inline void put_run(Writer *w, State *s, unsigned run)
     }
 }
 
-/* Code plane c of pixel i (its error already known) with its left neighbour's bucket. */
-#define CODE_PLANE(c, i, e)                                                         \
-    do {                                                                            \
-        uint8_t e_ = (e);                                                           \
-        p->err[c][i] = e_;                                                          \
-        unsigned l_ = p->model[c]->best[bucket_of[p->err[c][(i) - 1]]];             \
-        put(w, code_bits[e_][l_], code_len[e_][l_]);                                \
-    } while (0)
-
 static inline void update_all(const Pass *p, int i)
 {
     for (int c = 0; c < p->nplanes; c++) {
@@ -264,91 +259,140 @@ static inline void update_all(const Pass *p, int i)
     }
 }
 
-static inline __attribute__((always_inline)) void encode_pixel(Writer *w, const Pass *p, const uint8_t *prev,
-                                                               const uint8_t *cur, int i)
+/* The encoder's hot loop works on local copies of the writer, the state and the plane
+   pointers: stores of error bytes (uint8_t may alias anything) would otherwise make the
+   compiler reload them all after every byte.  NP (3: R, G, B; 1: A) is a constant in each
+   instantiation, so the plane loops unroll. */
+#define PLANE_OFFSET(NP, c) ((NP) == 3 ? 2 - (c) : 3)
+
+static inline __attribute__((always_inline)) void code_error(Writer *w, uint8_t *err, uint8_t *last, const Model *m,
+                                                             int i, uint8_t e)
 {
-    for (int c = 0; c < p->nplanes; c++) {
-        const int o = p->offset[c];
-        unsigned pred;
-        if (i == 0) {
-            pred = prev ? prev[o] : 0u;
-        } else if (prev) {
-            pred = ((unsigned)cur[4 * (i - 1) + o] + prev[4 * i + o]) >> 1;
-        } else {
-            pred = cur[4 * (i - 1) + o];
-        }
-        CODE_PLANE(c, i, to_small[(uint8_t)(cur[4 * i + o] - pred)]);
-    }
+    err[i] = e;
+    unsigned l = m->best[bucket_of[*last]];
+    *last = e;
+    uint32_t packed = code_packed[e][l];
+    put(w, packed & 0x03ffffffu, packed >> 26);
 }
 
-/* Pixels [i, end) of one row; prev is NULL on the first row (no runs there). */
-static inline __attribute__((always_inline)) void encode_segment(Writer *w, const Pass *p, const uint8_t *prev,
-                                                                 const uint8_t *cur, int i, int end, unsigned mask)
+static inline __attribute__((always_inline)) void encode_segment(Writer *wp, const Pass *p, const int NP,
+                                                                 const uint8_t *restrict prev, const uint8_t *restrict cur,
+                                                                 int i, int end, unsigned mask)
 {
-    State *s = p->state;
+    Writer w = *wp;
+    State s = *p->state;
+    uint8_t *err[3], last[3]; /* last: the error left of pixel i, as err[c][i - 1] holds it */
+    Model *model[3];
+    for (int c = 0; c < NP; c++) {
+        err[c] = p->err[c];
+        model[c] = p->model[c];
+        last[c] = err[c][i - 1];
+    }
     const uint32_t sm = p->same_mask;
     int stop, run_at = 0;
+#define UPDATE(idx)                                                                             \
+    for (int c = 0; c < NP; c++) {                                                              \
+        model_update(model[c], &s, bucket_of[err[c][(idx) - 1]], err[c][idx]);                  \
+    }
     if (i == 0) {
-        encode_pixel(w, p, prev, cur, 0);
-        if (s->wait) {
-            s->wait--;
+        for (int c = 0; c < NP; c++) {
+            const int o = PLANE_OFFSET(NP, c);
+            unsigned pred = prev ? prev[o] : 0u;
+            code_error(&w, err[c], &last[c], model[c], 0, to_small[(uint8_t)(cur[o] - pred)]);
+        }
+        if (s.wait) {
+            s.wait--;
         } else {
-            s->wait = next_wait(s, mask);
-            update_all(p, 0);
+            s.wait = next_wait(&s, mask);
+            UPDATE(0);
         }
         i = 1;
     }
-    stop = i + (int)s->wait;
+    stop = i + (int)s.wait;
+    if (!prev) { /* the first row: left neighbours only, no runs */
+        for (; i < end; i++) {
+            for (int c = 0; c < NP; c++) {
+                const int o = PLANE_OFFSET(NP, c);
+                code_error(&w, err[c], &last[c], model[c], i, to_small[(uint8_t)(cur[4 * i + o] - cur[4 * (i - 1) + o])]);
+            }
+            if (i == stop) {
+                UPDATE(i);
+                stop = i + 1 + (int)next_wait(&s, mask);
+            }
+        }
+        s.wait = (unsigned)(stop - end);
+        goto out;
+    }
     for (;;) {
         for (; i < end; i++) {
-            if (prev && run_at != i && i > 2 && !((load_px(prev + 4 * (i - 1)) ^ load_px(prev + 4 * i)) & sm) &&
+            if (run_at != i && i > 2 && !((load_px(prev + 4 * (i - 1)) ^ load_px(prev + 4 * i)) & sm) &&
                 !((load_px(cur + 4 * (i - 1)) ^ load_px(cur + 4 * (i - 2))) & sm)) {
                 goto run;
             }
-            encode_pixel(w, p, prev, cur, i);
+            for (int c = 0; c < NP; c++) {
+                const int o = PLANE_OFFSET(NP, c);
+                unsigned pred = ((unsigned)cur[4 * (i - 1) + o] + prev[4 * i + o]) >> 1;
+                code_error(&w, err[c], &last[c], model[c], i, to_small[(uint8_t)(cur[4 * i + o] - pred)]);
+            }
             if (i == stop) {
-                update_all(p, i);
-                stop = i + 1 + (int)next_wait(s, mask);
+                UPDATE(i);
+                stop = i + 1 + (int)next_wait(&s, mask);
             }
         }
-        s->wait = (unsigned)(stop - end);
-        return;
+        s.wait = (unsigned)(stop - end);
+        goto out;
     run:
         run_at = i;
-        s->wait = (unsigned)(stop - i);
+        s.wait = (unsigned)(stop - i);
         {
             unsigned run = 0;
             while (!((load_px(cur + 4 * i) ^ load_px(cur + 4 * (i - 1))) & sm)) {
                 run++;
                 if (++i == end) {
-                    put_run(w, s, run);
-                    return;
+                    put_run(&w, &s, run);
+                    goto out;
                 }
             }
-            put_run(w, s, run);
+            put_run(&w, &s, run);
         }
-        stop = i + (int)s->wait;
+        for (int c = 0; c < NP; c++) {
+            last[c] = err[c][i - 1]; /* not written during the run: still the row above's */
+        }
+        stop = i + (int)s.wait;
     }
+#undef UPDATE
+out:
+    *wp = w;
+    *p->state = s;
 }
 
 static void encode_row(Writer *w, const Pass *p, const uint8_t *prev, const uint8_t *cur, unsigned width)
 {
     State *s = p->state;
     unsigned pos = 0;
+#define SEGMENT(from, to)                                                                        \
+    do {                                                                                         \
+        if (p->nplanes == 3) {                                                                   \
+            encode_segment(w, p, 3, prev, cur, (int)(from), (int)(to), (1u << s->wmidx) - 1u);   \
+        } else {                                                                                 \
+            encode_segment(w, p, 1, prev, cur, (int)(from), (int)(to), (1u << s->wmidx) - 1u);   \
+        }                                                                                        \
+    } while (0)
     while (s->wmidx < QUIC_WAIT_MAX && s->wmleft <= width) {
         if (s->wmleft) {
-            encode_segment(w, p, prev, cur, (int)pos, (int)(pos + s->wmleft), (1u << s->wmidx) - 1u);
+            SEGMENT(pos, pos + s->wmleft);
             width -= s->wmleft;
             pos += s->wmleft;
         }
         widen_wait_mask(s);
     }
     if (width) {
-        encode_segment(w, p, prev, cur, (int)pos, (int)(pos + width), (1u << s->wmidx) - 1u);
+        SEGMENT(pos, pos + width);
         if (s->wmidx < QUIC_WAIT_MAX) {
             s->wmleft -= width;
         }
     }
+#undef SEGMENT
 }
 
 /* Everything one encode or decode needs besides the pixels. */
@@ -444,7 +488,7 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
     if (w.nacc) {
         put(&w, 0, 32 - w.nacc);
     }
-    store_le32(&w.buf[w.n++], 0); /* the word the decoder reads ahead */
+    put(&w, 0, 32); /* the word the decoder reads ahead */
     free(k.err_rows);
     *out = w.buf;
     return (Py_ssize_t)w.n;
