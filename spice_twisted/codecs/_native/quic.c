@@ -209,7 +209,10 @@ static inline void put(Writer *w, uint32_t bits, unsigned len)
     w->acc |= (uint64_t)bits << (64 - w->nacc - len);
     w->nacc += len;
     if (w->nacc >= 32) {
-        store_le32(&w->buf[w->n++], (uint32_t)(w->acc >> 32));
+        if (w->n < w->cap) { /* always true (rows reserve their worst case); memory safety does not rest on it */
+            store_le32(&w->buf[w->n], (uint32_t)(w->acc >> 32));
+        }
+        w->n++;
         w->acc <<= 32;
         w->nacc -= 32;
     }
@@ -217,6 +220,9 @@ static inline void put(Writer *w, uint32_t bits, unsigned len)
 
 static int reserve(Writer *w, size_t words)
 {
+    if (w->n > w->cap) {
+        return -2; /* a row overran its reserve: never seen; refuse rather than send garbage */
+    }
     if (w->cap - w->n >= words) {
         return 0;
     }
@@ -442,7 +448,7 @@ static void carry_first_errors(Pass *p, int first_row)
     }
 }
 
-/* Returns the words written into *out (malloc'd), or -1 when out of memory. */
+/* Returns the words written into *out (malloc'd); -1 out of memory, -2 a row overran its reserve. */
 static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned width, unsigned height, int alpha,
                               uint32_t **out)
 {
@@ -452,7 +458,10 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
     if (coder_init(&k, width) < 0) {
         return -1;
     }
-    size_t row_words = (size_t)width * 5u + 8u; /* bound: 4 planes x 26 bits + run bits per pixel */
+    /* Room for one row at worst: a coded pixel costs at most 26 bits a plane, and a run
+       (at most 16 bits plus one per pixel it covers) comes after two coded pixels at the
+       least: under 96 bits a pixel for R, G, B, under 128 with A. */
+    size_t row_words = (size_t)width * (alpha ? 4u : 3u) + 8u;
     w.cap = (size_t)width * height / 2u + row_words + 8u;
     w.buf = malloc(w.cap * sizeof(uint32_t));
     if (!w.buf) {
@@ -467,10 +476,11 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
     const uint8_t *prev = NULL;
     for (unsigned y = 0; y < height; y++) {
         const uint8_t *cur = px + (Py_ssize_t)y * stride;
-        if (reserve(&w, row_words) < 0) {
+        int r = reserve(&w, row_words);
+        if (r < 0) {
             free(w.buf);
             free(k.err_rows);
-            return -1;
+            return r;
         }
         carry_first_errors(&k.pass_rgb, y == 0);
         encode_row(&w, &k.pass_rgb, prev, cur, width);
@@ -480,15 +490,21 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
         }
         prev = cur;
     }
-    if (reserve(&w, 4) < 0) {
+    int r = reserve(&w, 4);
+    if (r < 0) {
         free(w.buf);
         free(k.err_rows);
-        return -1;
+        return r;
     }
     if (w.nacc) {
         put(&w, 0, 32 - w.nacc);
     }
     put(&w, 0, 32); /* the word the decoder reads ahead */
+    if (w.n > w.cap) {
+        free(w.buf);
+        free(k.err_rows);
+        return -2;
+    }
     free(k.err_rows);
     *out = w.buf;
     return (Py_ssize_t)w.n;
@@ -726,6 +742,10 @@ static PyObject *py_encode(PyObject *self, PyObject *args, PyObject *kwargs)
     n = quic_encode(view.buf, view.strides[0], width, height, alpha, &words);
     Py_END_ALLOW_THREADS;
     PyBuffer_Release(&view);
+    if (n == -2) {
+        PyErr_SetString(PyExc_SystemError, "QUIC encoder overran its row reserve (a bug: please report it)");
+        return NULL;
+    }
     if (n < 0) {
         return PyErr_NoMemory();
     }
