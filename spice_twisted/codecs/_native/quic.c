@@ -190,8 +190,8 @@ static inline uint32_t load_px(const uint8_t *p)
 typedef struct {
     uint32_t *buf;
     size_t n, cap; /* words written, words allocated */
-    uint64_t acc;  /* pending bits from the top down */
-    unsigned nacc; /* how many (< 32 between calls) */
+    uint32_t word; /* the word being filled, from the top */
+    unsigned room; /* its free bits (1..32); a full word is stored at the next put */
 } Writer;
 
 static inline void store_le32(uint32_t *dst, uint32_t v)
@@ -203,19 +203,35 @@ static inline void store_le32(uint32_t *dst, uint32_t v)
     d[3] = (uint8_t)(v >> 24);
 }
 
-/* Append len (1..32) bits, most significant first. */
+static inline void store_word(Writer *w)
+{
+    if (w->n < w->cap) { /* always true (rows reserve their worst case); memory safety does not rest on it */
+        store_le32(&w->buf[w->n], w->word);
+    }
+    w->n++;
+}
+
+/* Append len (1..31) bits, most significant first. */
 static inline void put(Writer *w, uint32_t bits, unsigned len)
 {
-    w->acc |= (uint64_t)bits << (64 - w->nacc - len);
-    w->nacc += len;
-    if (w->nacc >= 32) {
-        if (w->n < w->cap) { /* always true (rows reserve their worst case); memory safety does not rest on it */
-            store_le32(&w->buf[w->n], (uint32_t)(w->acc >> 32));
-        }
-        w->n++;
-        w->acc <<= 32;
-        w->nacc -= 32;
+    if (len <= w->room) {
+        w->room -= len;
+        w->word |= bits << w->room; /* room may now be 0: the word is stored next time */
+        return;
     }
+    unsigned spill = len - w->room;
+    w->word |= bits >> spill;
+    store_word(w);
+    w->room = 32 - spill;
+    w->word = bits << w->room;
+}
+
+/* The last bits, padded to a word, then the zero word the decoder reads ahead. */
+static void finish(Writer *w)
+{
+    store_word(w);
+    w->word = 0;
+    store_word(w);
 }
 
 static int reserve(Writer *w, size_t words)
@@ -247,7 +263,8 @@ static inline void put_run(Writer *w, State *s, unsigned run)
         }
     }
     for (; hits >= 32; hits -= 32) {
-        put(w, 0xffffffffu, 32);
+        put(w, 0xffffu, 16);
+        put(w, 0xffffu, 16);
     }
     if (hits) {
         put(w, (1u << hits) - 1u, hits);
@@ -281,7 +298,7 @@ static inline __attribute__((always_inline)) void code_error(Writer *w, uint8_t 
     put(w, packed & 0x03ffffffu, packed >> 26);
 }
 
-static inline __attribute__((always_inline)) void encode_segment(Writer *wp, const Pass *p, const int NP,
+static inline __attribute__((always_inline)) void encode_segment(Writer *wp, const Pass *p, const int NP, const int FIRST,
                                                                  const uint8_t *restrict prev, const uint8_t *restrict cur,
                                                                  int i, int end, unsigned mask)
 {
@@ -303,7 +320,7 @@ static inline __attribute__((always_inline)) void encode_segment(Writer *wp, con
     if (i == 0) {
         for (int c = 0; c < NP; c++) {
             const int o = PLANE_OFFSET(NP, c);
-            unsigned pred = prev ? prev[o] : 0u;
+            unsigned pred = FIRST ? 0u : prev[o];
             code_error(&w, err[c], &last[c], model[c], 0, to_small[(uint8_t)(cur[o] - pred)]);
         }
         if (s.wait) {
@@ -315,7 +332,7 @@ static inline __attribute__((always_inline)) void encode_segment(Writer *wp, con
         i = 1;
     }
     stop = i + (int)s.wait;
-    if (!prev) { /* the first row: left neighbours only, no runs */
+    if (FIRST) { /* the first row: left neighbours only, no runs */
         for (; i < end; i++) {
             for (int c = 0; c < NP; c++) {
                 const int o = PLANE_OFFSET(NP, c);
@@ -372,33 +389,39 @@ out:
     *p->state = s;
 }
 
+/* One function per plane count and row kind, so each keeps its registers to itself. */
+#define SEGMENT_FN(name, NP, FIRST)                                                                                      \
+    static __attribute__((noinline)) void name(Writer *w, const Pass *p, const uint8_t *prev, const uint8_t *cur, int i, \
+                                               int end, unsigned mask)                                                   \
+    {                                                                                                                    \
+        encode_segment(w, p, NP, FIRST, prev, cur, i, end, mask);                                                        \
+    }
+SEGMENT_FN(encode_segment_rgb0, 3, 1)
+SEGMENT_FN(encode_segment_rgb, 3, 0)
+SEGMENT_FN(encode_segment_alpha0, 1, 1)
+SEGMENT_FN(encode_segment_alpha, 1, 0)
+#undef SEGMENT_FN
+
 static void encode_row(Writer *w, const Pass *p, const uint8_t *prev, const uint8_t *cur, unsigned width)
 {
     State *s = p->state;
+    void (*segment)(Writer *, const Pass *, const uint8_t *, const uint8_t *, int, int, unsigned) =
+        p->nplanes == 3 ? (prev ? encode_segment_rgb : encode_segment_rgb0) : (prev ? encode_segment_alpha : encode_segment_alpha0);
     unsigned pos = 0;
-#define SEGMENT(from, to)                                                                        \
-    do {                                                                                         \
-        if (p->nplanes == 3) {                                                                   \
-            encode_segment(w, p, 3, prev, cur, (int)(from), (int)(to), (1u << s->wmidx) - 1u);   \
-        } else {                                                                                 \
-            encode_segment(w, p, 1, prev, cur, (int)(from), (int)(to), (1u << s->wmidx) - 1u);   \
-        }                                                                                        \
-    } while (0)
     while (s->wmidx < QUIC_WAIT_MAX && s->wmleft <= width) {
         if (s->wmleft) {
-            SEGMENT(pos, pos + s->wmleft);
+            segment(w, p, prev, cur, (int)pos, (int)(pos + s->wmleft), (1u << s->wmidx) - 1u);
             width -= s->wmleft;
             pos += s->wmleft;
         }
         widen_wait_mask(s);
     }
     if (width) {
-        SEGMENT(pos, pos + width);
+        segment(w, p, prev, cur, (int)pos, (int)(pos + width), (1u << s->wmidx) - 1u);
         if (s->wmidx < QUIC_WAIT_MAX) {
             s->wmleft -= width;
         }
     }
-#undef SEGMENT
 }
 
 /* Everything one encode or decode needs besides the pixels. */
@@ -453,7 +476,7 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
                               uint32_t **out)
 {
     Coder k;
-    Writer w = {0};
+    Writer w = {.room = 32};
     *out = NULL;
     if (coder_init(&k, width) < 0) {
         return -1;
@@ -496,10 +519,7 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
         free(k.err_rows);
         return r;
     }
-    if (w.nacc) {
-        put(&w, 0, 32 - w.nacc);
-    }
-    put(&w, 0, 32); /* the word the decoder reads ahead */
+    finish(&w);
     if (w.n > w.cap) {
         free(w.buf);
         free(k.err_rows);
