@@ -346,21 +346,31 @@ static inline __attribute__((always_inline)) void encode_segment(Writer *wp, con
         s.wait = (unsigned)(stop - end);
         goto out;
     }
+#define RUN_STARTS_AT(i)                                                                                   \
+    (run_at != (i) && (i) > 2 && !((load_px(prev + 4 * ((i) - 1)) ^ load_px(prev + 4 * (i))) & sm) &&     \
+     !((load_px(cur + 4 * ((i) - 1)) ^ load_px(cur + 4 * ((i) - 2))) & sm))
+#define CODE_PIXEL(i)                                                                                      \
+    for (int c = 0; c < NP; c++) {                                                                         \
+        const int o = PLANE_OFFSET(NP, c);                                                                 \
+        unsigned pred = ((unsigned)cur[4 * ((i) - 1) + o] + prev[4 * (i) + o]) >> 1;                      \
+        code_error(&w, err[c], &last[c], model[c], (i), to_small[(uint8_t)(cur[4 * (i) + o] - pred)]);     \
+    }
     for (;;) {
+        while (stop < end) { /* up to the next model update, then the update */
+            for (; i <= stop; i++) {
+                if (RUN_STARTS_AT(i)) {
+                    goto run;
+                }
+                CODE_PIXEL(i);
+            }
+            UPDATE(stop);
+            stop = i + (int)next_wait(&s, mask);
+        }
         for (; i < end; i++) {
-            if (run_at != i && i > 2 && !((load_px(prev + 4 * (i - 1)) ^ load_px(prev + 4 * i)) & sm) &&
-                !((load_px(cur + 4 * (i - 1)) ^ load_px(cur + 4 * (i - 2))) & sm)) {
+            if (RUN_STARTS_AT(i)) {
                 goto run;
             }
-            for (int c = 0; c < NP; c++) {
-                const int o = PLANE_OFFSET(NP, c);
-                unsigned pred = ((unsigned)cur[4 * (i - 1) + o] + prev[4 * i + o]) >> 1;
-                code_error(&w, err[c], &last[c], model[c], i, to_small[(uint8_t)(cur[4 * i + o] - pred)]);
-            }
-            if (i == stop) {
-                UPDATE(i);
-                stop = i + 1 + (int)next_wait(&s, mask);
-            }
+            CODE_PIXEL(i);
         }
         s.wait = (unsigned)(stop - end);
         goto out;
@@ -384,6 +394,8 @@ static inline __attribute__((always_inline)) void encode_segment(Writer *wp, con
         stop = i + (int)s.wait;
     }
 #undef UPDATE
+#undef RUN_STARTS_AT
+#undef CODE_PIXEL
 out:
     *wp = w;
     *p->state = s;
