@@ -13,11 +13,18 @@ import numpy as np
 
 from ..wire.enums import ImageType
 from ..wire.schema import External
-from ._native import _quic
 from .payload import Payload
 
-# Below 32x32 pixels a QUIC encode (24 us for a 32x32 photo, less on flat content) costs the
-# reactor no more than a hand-off to the codec pool (about 19 us of reactor CPU): both measured
+try:
+    from ._native import _quic
+except ImportError as exc:  # the C extension is built by the set-up, not shipped as source alone
+    raise ImportError(
+        f"spice_twisted's C extension (codecs/_native/_quic) is not built ({exc}): run scripts/setup.sh, "
+        "or `.venv/bin/python setup.py build_ext --inplace` in the checkout"
+    ) from exc
+
+# Below 32x32 pixels a QUIC encode (23 us for a 32x32 photo, less on flat content) costs the
+# reactor no more than a hand-off to the codec pool (about 20 us of reactor CPU): both measured
 # by benchmarks/codecs.py, "Encodes by size" in docs/performance.md.
 INLINE_PIXELS = 32 * 32
 
