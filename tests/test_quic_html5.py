@@ -74,17 +74,23 @@ def canvas(driver) -> np.ndarray | None:
     return np.frombuffer(base64.b64decode(data), np.uint8).reshape(h, w, 4)[..., :3]
 
 
-@pytest.mark.parametrize("picture", ["random", "photo"])
+@pytest.mark.parametrize("picture", ["random", "photo", "demo"])
 def test_spice_html5_decodes_our_quic_exactly(spawn, browser, bridge, tmp_path, random_image, picture):  # noqa: F811
-    if picture == "random":
-        path, _ = random_image
+    if picture == "demo":
+        server = spawn.harness("--image-compression", "quic")
     else:
-        path = tmp_path / "photo.png"
-        Image.fromarray(images.photo(300, 401)[..., 2::-1].copy(), "RGB").save(path)
-    server = spawn.harness("--source", f"image:{path}", "--image-compression", "quic")
+        if picture == "random":
+            path, _ = random_image
+        else:
+            path = tmp_path / "photo.png"
+            Image.fromarray(images.photo(300, 401)[..., 2::-1].copy(), "RGB").save(path)
+        server = spawn.harness("--source", f"image:{path}", "--image-compression", "quic")
     with WireTap(server.port) as tap:
         port = bridge(tap.port)
         browser.get(f"http://127.0.0.1:{port}/spice_auto.html?host=127.0.0.1&port={port}")
+        if picture == "demo":  # let it draw a while, then hold still
+            tap.display().wait_for(lambda k: len(k.draws()) >= 20, 30, "20 draws to spice-html5")
+            server.pause()
         expect = as_rgb(server.framebuffer())
 
         def same() -> bool:
