@@ -15,7 +15,7 @@ def native(name: str, *sources: str) -> Extension:
     return Extension(
         f"spice_twisted.codecs._native.{name}",
         sources=[f"{NATIVE}/{s}" for s in sources],
-        depends=[f"{NATIVE}/lz_format.h"],
+        depends=[f"{NATIVE}/{h}" for h in ("lz_format.h", "quic.h")],
         extra_compile_args=CFLAGS,
     )
 
@@ -23,5 +23,6 @@ def native(name: str, *sources: str) -> Extension:
 setup(
     ext_modules=[
         native("_lz", "lz.c"),
+        native("_quic", "quic.c"),
     ]
 )

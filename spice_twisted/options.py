@@ -212,7 +212,7 @@ class Options(usage.Options):
             "image-compression",
             None,
             "auto",
-            "off (raw bitmaps), lz (every client), lz4, or auto (LZ4 where the client decodes it).",
+            "off (raw bitmaps), lz, quic (every client), lz4, or auto (LZ4 where the client decodes it).",
             _image_compression,
         ],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
