@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from admin_ui.app import AdminApp
+from admin_ui.connections import AdminConnections
 from admin_ui.http import IDLE_TIMEOUT, AdminRequest, redacted_access_log
 from admin_ui.tokens import generate_token_file
 
@@ -169,10 +170,18 @@ class AdminService(service.MultiService):
         )
         site.body_limit = self.app.body_limit  # read by AdminRequest before any body
         site.displayTracebacks = False
+        self.connections = AdminConnections(
+            site,
+            server.reactor,
+            request_timeout=options["admin-request-timeout"],
+            total=options["admin-max-connections"],
+            per_address=options["admin-max-connections-per-address"],
+            refuse=lambda host, kind, fmt: server.guard.refuse(host, kind, fmt),
+        )
         if is_loopback(listen) and not options.get("admin-tls"):
-            internet.TCPServer(self.port, site, interface=listen).setServiceParent(self)
+            internet.TCPServer(self.port, self.connections, interface=listen).setServiceParent(self)
         else:
-            internet.SSLServer(self.port, site, ctx, interface=listen).setServiceParent(self)
+            internet.SSLServer(self.port, self.connections, ctx, interface=listen).setServiceParent(self)
 
     def stopService(self) -> Any:
         if self.generated and self.token_path and os.path.exists(self.token_path):
