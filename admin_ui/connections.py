@@ -21,9 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IProtocolNegotiationFactory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from zope.interface import implementer
 
 from spice_twisted.ratelimit import ConnectionCounter, address_key
 
@@ -92,6 +94,15 @@ class AdminConnection(ProtocolWrapper):
         super().connectionLost(reason)
 
 
+class Refused(Protocol):
+    """A connection past a limit: cut off at once, nothing read. (Returning None from
+    buildProtocol would do on plain TCP, but under TLS the TLS layer would then wrap None.)"""
+
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
+
+
+@implementer(IProtocolNegotiationFactory)
 class AdminConnections(WrappingFactory):
     """Wraps the admin Site: refuses connections past the limits, times requests out."""
 
@@ -114,20 +125,25 @@ class AdminConnections(WrappingFactory):
         self.refuse = refuse or (lambda host, kind, fmt: self.log.warn(fmt, host=host))
         self.expired = 0  # connections closed by the request deadline
 
-    def buildProtocol(self, addr: Any) -> AdminConnection | None:
+    def buildProtocol(self, addr: Any) -> Protocol:
         host = str(getattr(addr, "host", addr))
         if len(self.protocols) >= self.total:
             self.refuse(host, "admin connections", f"admin connection from {{host}} refused: {self.total} admin connections open already")
-            return None
+            return Refused()
         if not self.addresses.acquire(address_key(host)):
             n = self.addresses.limit
             self.refuse(
                 host, "admin connections", f"admin connection from {{host}} refused: {n} admin connections from that address already"
             )
-            return None
+            return Refused()
         proto = super().buildProtocol(addr)
         proto.host = host
         return proto
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN over HTTPS: HTTP/1.1 only, whose requests the deadline above follows
+        (Twisted's TLS fails a handshake that offers ALPN when the factory names none)."""
+        return [b"http/1.1"]
 
     def unregisterProtocol(self, p: Any) -> None:
         if p in self.protocols:

@@ -186,3 +186,29 @@ def test_a_flooded_admin_port_never_keeps_spice_clients_out(spawn, tmp_path, ran
         assert len(fds(srv.proc.pid)) < limit
     finally:
         flood.close()
+
+
+def test_over_https_the_limits_hold_before_the_handshake(spawn, tmp_path, certs):
+    """On the HTTPS admin site a connection past the limit is closed before any TLS work,
+    and one that never completes its handshake is closed at the request deadline."""
+    srv, port = _admin_server(
+        spawn,
+        tmp_path,
+        "--admin-tls",
+        "--cert",
+        str(certs["cert"]),
+        "--key",
+        str(certs["key"]),
+        "--admin-request-timeout",
+        "2",
+        "--admin-max-connections-per-address",
+        "2",
+    )
+    silent = [connect(port) for _ in range(3)]  # TCP only: no ClientHello
+    wait_until(lambda: sum(not _is_open(s) for s in silent) >= 1, timeout=15, what="the third closed")
+    start = time.monotonic()
+    for s in silent:
+        assert closed_within(s, 20)
+    assert time.monotonic() - start < 20
+    r = requests.get(f"https://localhost:{port}/login", verify=str(certs["ca"]), timeout=10)
+    assert r.status_code == 200
