@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from typing import Any
 
 from twisted.application import internet, service
@@ -182,6 +183,18 @@ class AdminService(service.MultiService):
             internet.TCPServer(self.port, self.connections, interface=listen).setServiceParent(self)
         else:
             internet.SSLServer(self.port, self.connections, ctx, interface=listen).setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        total = self.connections.total
+        if soft != resource.RLIM_INFINITY and total > soft // 4:
+            self.log.warn(
+                "--admin-max-connections {total} is more than a quarter of this process's file limit "
+                "(ulimit -n {soft}): a flood of the admin site could leave SPICE clients short",
+                total=total,
+                soft=soft,
+            )
 
     def stopService(self) -> Any:
         if self.generated and self.token_path and os.path.exists(self.token_path):
