@@ -397,7 +397,9 @@ class ServerChild:
     @classmethod
     async def start(cls, port: int, fps: float, log_path: Path, options: list[str]) -> ServerChild:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
-        argv = ["--port", str(port), "--listen", "127.0.0.1", "--source", "demo", "--stats-interval", "0", "--admin-port", "0", *options]
+        # Every benchmark client comes from 127.0.0.1: no per-address client limit.
+        argv = ["--port", str(port), "--listen", "127.0.0.1", "--source", "demo", "--stats-interval", "0", "--admin-port", "0"]
+        argv += ["--max-clients-per-address", "0", *options]
         with open(log_path, "wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -631,7 +633,7 @@ async def measure_stalled(stalled: int, mode: str, args: argparse.Namespace, log
         port,
         args.fps,
         logdir / f"server-stalled{stalled}-{mode}-{time.monotonic_ns()}.log",
-        ["--max-fps", str(args.max_fps), "--image-compression", compression, "--stall-timeout", "3600"],
+        ["--max-fps", str(args.max_fps), "--image-compression", compression, "--stall-timeout", "3600", "--ping-timeout", "0"],
     )
     reader = BenchClient(lz4_cap, expect)
     stuck = [StalledClient(lz4_cap) for _ in range(stalled)]

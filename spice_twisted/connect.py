@@ -1,7 +1,8 @@
 """How to connect: the spice:// URLs, viewer command lines and admin URLs of a running server.
 
 Built once from the options at start. The server logs it as one block and the demo
-desktop shows its URLs, so what users read is what the server really listens on.
+desktop shows its viewer commands (made by the same `viewer_command`), so what users
+read is what the server really listens on, with the CA a TLS viewer needs.
 A listener on a wildcard address (0.0.0.0, ::) is named by this machine's own
 addresses, since a client cannot connect to "0.0.0.0".
 """
@@ -122,6 +123,16 @@ def certificate_names(path: str) -> list[str]:
     return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
 
 
+def viewer_command(url: str, ca_file: str | None = None) -> str:
+    """remote-viewer's command line for `url`, exactly as to type it: a TLS URL names the
+    CA the viewer checks the server's certificate with (the server's --tls-ca), if known."""
+    ca = f"--spice-ca-file={shlex.quote(ca_file)} " if ca_file and "tls-port=" in url else ""
+    return f"remote-viewer {ca}{shlex.quote(url)}"
+
+
+TLS_CA_NOTE = "TLS: give the viewer the CA that signed the certificate, --spice-ca-file=CA.pem"
+
+
 @dataclass
 class ConnectInfo:
     listen: str
@@ -163,10 +174,9 @@ class ConnectInfo:
         """(label, remote-viewer command line exactly as to type it): one per listener, first host."""
         out = []
         if self.port:
-            out.append(("viewer", "remote-viewer " + shlex.quote(spice_url(self.hosts[0], port=self.port))))
+            out.append(("viewer", viewer_command(spice_url(self.hosts[0], port=self.port))))
         if self.tls_port:
-            ca = f"--spice-ca-file={shlex.quote(self.ca_file)} " if self.ca_file else ""
-            out.append(("TLS viewer", f"remote-viewer {ca}" + shlex.quote(spice_url(self.tls_hosts()[0], tls_port=self.tls_port))))
+            out.append(("TLS viewer", viewer_command(spice_url(self.tls_hosts()[0], tls_port=self.tls_port), self.ca_file)))
         return out
 
     def admin_url(self) -> str | None:
@@ -194,7 +204,7 @@ class ConnectInfo:
             rows.append(f"    {label:<13}{cmd}")
         rows.append(f"    {'':<13}(remote-viewer is in the Debian package virt-viewer)")
         if self.tls_port and not self.ca_file:
-            rows.append(f"    {'':<13}(TLS: give the viewer the CA that signed the certificate, --spice-ca-file=CA.pem)")
+            rows.append(f"    {'':<13}({TLS_CA_NOTE})")
         names = certificate_names(self.cert_file) if self.tls_port and self.cert_file else []
         if names and not any(h.strip("[]") in names for h in self.tls_hosts()):
             rows.append(f"    {'':<13}(the certificate is for {', '.join(names)}: a viewer checks the URL's host against it)")

@@ -35,9 +35,13 @@ class InputRouter:
         self.y = 0
         self.modifiers = 0
 
-    def _allowed(self, client: Client) -> bool:
+    def _allowed(self, client: Client, tell: bool = True) -> bool:
+        """May this client drive? A view-only one's event is dropped, and it is told why
+        (`tell`: not for lock LEDs, which spice-gtk reports by itself on focus)."""
         if client.view_only:
             client.input_dropped += 1
+            if tell:
+                self.server.view_only_input(client)
             return False
         client.input_events += 1
         return True
@@ -78,6 +82,8 @@ class InputRouter:
             for _ in events:
                 n += 1
             client.input_dropped += n
+            if n:
+                self.server.view_only_input(client)
             return
         origin, key = self._origin(client), self.server.source.key
         for ev in events:
@@ -89,7 +95,7 @@ class InputRouter:
 
     def set_modifiers(self, client: Client, modifiers: int) -> None:
         """A client reports its lock LEDs (on focus); every other client is told."""
-        if self._allowed(client):
+        if self._allowed(client, tell=False):
             self._set_modifiers(modifiers & 7, client)
 
     def source_locks(self, modifiers: int) -> None:

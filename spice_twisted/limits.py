@@ -8,8 +8,12 @@
   message; past it, the connections holding the most are closed first (`InputBudget`).
 - An incomplete message must be finished within `message_timeout` (`InputWatch`); a link
   within `link_timeout`.
-- Clients, channel connections per client, concurrent connections per address, link
-  requests per address per second, and the backoff after failed tickets (ratelimit.py).
+- Clients, clients per address, channel connections per client, concurrent connections per
+  address, link requests per address per second, and the backoff after failed tickets
+  (ratelimit.py). Past `max_clients` or `max_clients_per_address` a client with the full
+  ticket makes room by replacing a view-only-ticket client (server.py).
+- A main channel must answer a PING within `ping_timeout` (channels/main.py): a client
+  that reads nothing is dropped however much the kernel's buffers still take.
 
 docs/security.md explains the threat each limit answers and how to choose values.
 """
@@ -51,6 +55,11 @@ class Limits:
     message_timeout: float = 30.0
     link_timeout: float = 30.0
     max_clients: int = 64
+    # One address (an IPv6 /64) may hold this many clients (0 = no limit): a quarter of the
+    # default --max-clients, so one address cannot take every slot. Behind a proxy (websockify,
+    # an SSH tunnel) every client has the proxy's address: raise it there.
+    max_clients_per_address: int = 16
+    ping_timeout: float = 60.0  # a main channel answering no PING this long is dropped (0 = never)
     max_channels_per_client: int = 16
     max_connections_per_address: int = 64
     link_rate: float = 10.0  # link requests per second per address (0 = no limit)

@@ -3,7 +3,7 @@
 Long options must be written in full: Twisted (through getopt) would take any unique
 prefix, so `--password` silently became `--password-file`. Names from QEMU's -spice
 (`--addr`, `--x509-*`) and from x11spice (`--viewonly`, `--generate-password`) are
-accepted beside ours. Errors print one line that starts with `twistd spice:`.
+accepted beside ours, and a flag QEMU writes as NAME=on|off takes those forms too. Errors print one line that starts with `twistd spice:`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from twisted.python import usage
 
 from .channel_security import ChannelSecurity, channel_name
 from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
+from .render.surface import DEFAULT_MAX_SURFACE, parse_max_surface
 from .sources import make_source
 from .wire.enums import MAX_PASSWORD_LENGTH
 from .wire.ticket import Ticket, check_password
@@ -41,6 +42,9 @@ PASSWORD_REFUSED = (
     "(printf '%s\\n' \"$PW\" | twistd -n spice --password-file -), or --generate-password"
 )
 REFUSED = {"password"}  # never suggested for a mistyped name
+# Our flags that QEMU's -spice has as NAME=on|off: --NAME=on and --NAME=off are taken too.
+QEMU_SWITCHES = {"disable-ticketing"}
+SWITCH_VALUES = {"on": True, "off": False}
 
 
 def _port(value: str) -> int:
@@ -94,11 +98,16 @@ def _non_negative_int(value: str) -> int:
     return n
 
 
+# QEMU's -spice image-compression values: each is taken as spelled once its codec is here.
+QEMU_IMAGE_COMPRESSION = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off")
+
+
 def _image_compression(value: str) -> str:
     from .codecs.choice import SETTINGS
 
     if value not in SETTINGS:
-        raise ValueError(f"{value!r}: use one of {', '.join(SETTINGS)}")
+        qemu = f" (QEMU's {value!r} is not available here yet)" if value in QEMU_IMAGE_COMPRESSION else ""
+        raise ValueError(f"{value!r}: use one of {', '.join(SETTINGS)}{qemu}")
     return value
 
 
@@ -181,6 +190,14 @@ class Options(usage.Options):
             "What to show: demo, image:PATH, x11[:DISPLAY] (a running X display; x11 alone: $DISPLAY), "
             "or spice://HOST:PORT (a VM's SPICE server; ?tls-port=N for TLS).",
         ],
+        [
+            "max-surface",
+            None,
+            DEFAULT_MAX_SURFACE,
+            "Largest screen served, WxH or pixels: a source over it is refused at start; a VM or X display "
+            "that grows past it keeps its old size and clients are told why (default 8192x4320).",
+            parse_max_surface,
+        ],
         ["source-password-file", None, None, "With --source spice://: file holding the VM's SPICE ticket; - reads standard input."],
         ["source-ca-file", None, None, "With --source spice://...?tls-port=N: CA certificate (PEM) the VM's certificate is checked with."],
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
@@ -206,7 +223,13 @@ class Options(usage.Options):
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
-        ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        [
+            "image-compression",
+            None,
+            "auto",
+            "off (raw bitmaps), lz (every client), lz4, or auto (LZ4 where the client decodes it).",
+            _image_compression,
+        ],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
         [
             "jpeg-wan-compression",
@@ -258,6 +281,20 @@ class Options(usage.Options):
             _positive_float,
         ],
         ["max-clients", None, Limits.max_clients, "Refuse new clients while this many are connected.", _positive_int],
+        [
+            "max-clients-per-address",
+            None,
+            Limits.max_clients_per_address,
+            "Clients at once from one address (IPv6: one /64); 0 = no limit. Behind a proxy, raise it.",
+            _non_negative_int,
+        ],
+        [
+            "ping-timeout",
+            None,
+            Limits.ping_timeout,
+            "Drop a client whose main channel answers no PING for this many seconds (0 = never).",
+            _non_negative_float,
+        ],
         ["max-channels-per-client", None, Limits.max_channels_per_client, "Channel connections one client may have.", _positive_int],
         [
             "max-connections-per-address",
@@ -283,7 +320,11 @@ class Options(usage.Options):
         ["log-window", None, Limits.log_window, "Log one line per address and kind of refusal per this many seconds.", _non_negative_float],
     ]
     optFlags = [
-        ["disable-ticketing", None, "Accept clients without a password (also on public addresses and for x11 and VM sources)."],
+        [
+            "disable-ticketing",
+            None,
+            "Accept clients without a password (also on public addresses and for x11 and VM sources); =on/=off as QEMU writes it.",
+        ],
         ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
         ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
         ["view-only", None, "Every new client starts view-only (an admin can let it drive)."],
@@ -355,9 +396,16 @@ class Options(usage.Options):
             if arg == "--" or not arg.startswith("-") or arg == "-":
                 break
             if arg.startswith("--"):
-                name, eq, _ = arg[2:].partition("=")
+                name, eq, value = arg[2:].partition("=")
                 if name not in takes_value:
                     raise usage.UsageError(self._unknown(name))
+                if eq and name in QEMU_SWITCHES:
+                    if value not in SWITCH_VALUES:
+                        raise usage.UsageError(f"--{name}={value}: use --{name}, or QEMU's --{name}=on or --{name}=off")
+                    if not SWITCH_VALUES[value]:
+                        del out[i]  # =off: as if not given
+                        continue
+                    out[i] = f"--{name}"
                 self.given.add(name)
                 if name == "generate-password" and not eq:
                     out[i] = "--generate-password="
@@ -448,7 +496,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--admin-access-log: {exc.strerror}: {self['admin-access-log']}") from None
         self["tls-context"] = self._tls_context()
         try:
-            self["source-object"] = make_source(self["source"])
+            self["source-object"] = make_source(self["source"], self["max-surface"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
         if self["exit-on-x-loss"]:
@@ -584,6 +632,8 @@ class Options(usage.Options):
             message_timeout=self["message-timeout"],
             link_timeout=self["link-timeout"],
             max_clients=self["max-clients"],
+            max_clients_per_address=self["max-clients-per-address"],
+            ping_timeout=self["ping-timeout"],
             max_channels_per_client=self["max-channels-per-client"],
             max_connections_per_address=self["max-connections-per-address"],
             link_rate=rate[0],

@@ -19,11 +19,12 @@ from .channels.cursor import CursorChannelClient
 from .channels.display import DisplayChannelClient, DisplaySettings
 from .channels.inputs import InputsChannelClient
 from .channels.keypool import LinkKeyPool
-from .channels.main import MainChannelClient
+from .channels.main import VIEW_ONLY_NOTICE, MainChannelClient
 from .guard import Guard
 from .inputs import InputOrigin, InputRouter
 from .limits import Limits
 from .link_estimate import LinkEstimate
+from .ratelimit import address_key
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
@@ -39,6 +40,9 @@ CHANNEL_CLASSES: dict[ChannelType, type[ChannelClient]] = {
     ChannelType.CURSOR: CursorChannelClient,
 }
 
+# A view-only client that tries to drive hears why nothing happens at most this often (seconds).
+VIEW_ONLY_INPUT_NOTICE_EVERY = 30.0
+
 # Stroke colours for the demo, one per client in order of arrival (RGB).
 PALETTE = [(230, 40, 40), (30, 160, 60), (40, 90, 230), (200, 140, 0), (160, 40, 200), (0, 170, 170), (240, 100, 160), (90, 90, 90)]
 
@@ -49,12 +53,15 @@ class Client:
 
     session_id: int
     address: str
+    host: str = ""  # the peer's host, which the per-address client limit counts by
     connected_since: float = field(default_factory=time.time)
     main: MainChannelClient | None = None
     channels: list[ChannelClient] = field(default_factory=list)
     colour: tuple[int, int, int] = (0, 0, 0)
     view_only: bool = False
     view_only_locked: bool = False  # authenticated with the view-only password: stays view-only
+    live: bool = False  # its main channel answered a PING: it reads what we send
+    view_only_told: float | None = None  # monotonic: when it was last told its input is ignored
     input_events: int = 0
     input_dropped: int = 0
     pointer: tuple[int, int] = (0, 0)
@@ -114,6 +121,8 @@ class SpiceServer:
         self.started = time.monotonic()
         self.link_refusals: Counter[str] = Counter()
         self.stalled_disconnects = 0
+        self.unanswered_disconnects = 0
+        self.slot_evictions = 0
         self._loops: list[task.LoopingCall] = []
         # Where we listen (filled in by service.py); the admin site and .vv files read it.
         self.endpoints: dict[str, Any] = {"listen": "127.0.0.1", "port": 0, "tls_port": 0, "admin_port": 0}
@@ -153,6 +162,7 @@ class SpiceServer:
 
     def tick_second(self) -> None:
         self.check_stalled()
+        self.check_liveness()
         self.guard.tick()
         for client in self.clients.values():
             for cc in client.channels:
@@ -168,6 +178,24 @@ class SpiceServer:
                     cc.abort(f"client stopped reading for {self.stall_timeout:g}s")
                     self.disconnect_client(client, "a channel stalled")
                     break
+
+    def check_liveness(self) -> None:
+        """Drop clients whose main channel answered no PING for --ping-timeout, whatever its
+        buffers: a client that links and never reads would otherwise hold its slot for ever
+        (the stall clock runs only once the kernel's buffers are full)."""
+        timeout = self.limits.ping_timeout
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            main = client.main
+            if main is None or not main.connected:
+                continue
+            owed = main.liveness(now, timeout)
+            if timeout and owed > timeout:
+                self.unanswered_disconnects += 1
+                reason = f"no answer to a PING for {timeout:g}s (--ping-timeout)"
+                self.disconnect_client(client, reason)
+                for cc in list(client.channels):
+                    cc.abort(reason)  # it does not read: a polite close would wait on it
 
     # --- policy -------------------------------------------------------------------------
     @property
@@ -228,6 +256,9 @@ class SpiceServer:
         if not view_only and client.view_only_locked:
             raise ValueError("this client authenticated with the view-only password: it stays view-only")
         client.view_only = bool(view_only)
+        if client.main is not None and client.main.connected:
+            client.main.notify(VIEW_ONLY_NOTICE if view_only else "you may drive now: view-only is off", severity=0)
+        client.view_only_told = None
         audit("admin", action="view_only", session=f"{session_id:#x}", view_only=bool(view_only), by=by or "local")
         what = "is view-only now" if view_only else "may drive now (view-only off)"
         self.log.info("client {sid:#x} {what}{by}", sid=session_id, what=what, by=f" (by {by})" if by else "")
@@ -263,8 +294,11 @@ class SpiceServer:
         refusal = self.link_refusal(request, secure, view_only)
         return refusal[0] if refusal is not None else None
 
-    def link_refusal(self, request: LinkRequest, secure: bool, view_only: bool = False) -> tuple[LinkError, str] | None:
-        """Why this link may not go on, or None. `view_only`: its ticket was the view-only one."""
+    def link_refusal(
+        self, request: LinkRequest, secure: bool, view_only: bool | None = False, host: str = ""
+    ) -> tuple[LinkError, str] | None:
+        """Why this link may not go on, or None. `view_only`: its ticket was the view-only one
+        (None: its ticket is not checked yet). `host`: where it comes from."""
         error = self.channel_security.check(request.channel_type, secure)
         if error is not None:
             return (
@@ -275,9 +309,7 @@ class SpiceServer:
         if ctype not in CHANNEL_CLASSES or request.channel_id != 0:
             return LinkError.CHANNEL_NOT_AVAILABLE, f"no channel {request.channel_type}:{request.channel_id}"
         if ctype == ChannelType.MAIN:
-            if self.allow_multiple_clients and len(self.clients) >= self.limits.max_clients:
-                return LinkError.ERROR, f"{len(self.clients)} clients connected already (--max-clients)"
-            return None
+            return self.client_slot(host, view_only)[0]
         client = self.clients.get(request.connection_id)
         if client is None:
             return LinkError.BAD_CONNECTION_ID, f"no session {request.connection_id:#x}"
@@ -289,6 +321,46 @@ class SpiceServer:
         if view_only and not client.view_only_locked:
             return LinkError.PERMISSION_DENIED, "the view-only password cannot join a session opened with the full password"
         return None
+
+    def client_slot(self, host: str, view_only: bool | None) -> tuple[tuple[LinkError, str] | None, Client | None]:
+        """(refusal, None) if a new client from `host` does not fit under --max-clients and
+        --max-clients-per-address, else (None, the client it must replace, or None).
+
+        A client with the full ticket is never locked out by view-only-ticket clients: when
+        the slots it would need are taken, it replaces one of them. The one to go is a
+        view-only-ticket client that never answered a PING (it proved nothing), else the
+        youngest: it has watched the least, and whoever keeps refilling the slots is always
+        the youngest, so long-watching viewers do not pay for the churn. With `view_only`
+        None (the ticket is not checked yet) a link that might make room passes for now.
+        """
+        if not self.allow_multiple_clients:
+            return None, None
+        per_address = self.limits.max_clients_per_address
+        key = address_key(host) if host else None
+        same = [c for c in self.clients.values() if key is not None and address_key(c.host) == key]
+        if per_address and len(same) >= per_address:
+            refusal = (LinkError.ERROR, f"{len(same)} clients from {host} connected already (--max-clients-per-address)")
+            pool = same
+        elif len(self.clients) >= self.limits.max_clients:
+            refusal = (LinkError.ERROR, f"{len(self.clients)} clients connected already (--max-clients)")
+            pool = list(self.clients.values())
+        else:
+            return None, None
+        candidates = [c for c in pool if c.view_only_locked]
+        if view_only or self.view_ticket is None or not candidates:
+            return refusal, None
+        if view_only is None:
+            return None, None
+        return None, min(candidates, key=lambda c: (c.live, -c.connected_since))
+
+    def view_only_input(self, client: Client) -> None:
+        """A view-only client sent input: tell it why nothing happens (not once per motion)."""
+        now = time.monotonic()
+        if client.view_only_told is not None and now - client.view_only_told < VIEW_ONLY_INPUT_NOTICE_EVERY:
+            return
+        client.view_only_told = now
+        if client.main is not None and client.main.connected:
+            client.main.notify(f"{VIEW_ONLY_NOTICE} (input dropped)", severity=0)
 
     def authenticate(self, password: bytes | None) -> str | None:
         """Which ticket a decrypted password is: "view-only", "full", or None (refused)."""
@@ -309,10 +381,20 @@ class SpiceServer:
                 return sid
 
     def create_channel_client(
-        self, request: LinkRequest, mini_header: bool, secure: bool, peer: str, view_only_ticket: bool = False
+        self, request: LinkRequest, mini_header: bool, secure: bool, peer: str, view_only_ticket: bool = False, host: str = ""
     ) -> ChannelClient:
         ctype = ChannelType(request.channel_type)
         if ctype == ChannelType.MAIN:
+            refusal, victim = self.client_slot(host, view_only_ticket)
+            if refusal is not None:
+                raise ValueError(refusal[1])  # link_refusal said yes a moment ago: only a bug gets here
+            if victim is not None:
+                self.slot_evictions += 1
+                self.disconnect_client(
+                    victim,
+                    "a client with the full password needed the slot; view-only clients make room",
+                    why=f"replaced by a client with the full password from {host} (no free client slot)",
+                )
             sid = request.connection_id
             if not sid or sid in self.clients:
                 sid = self._new_session_id()
@@ -321,7 +403,12 @@ class SpiceServer:
                     self.disconnect_client(old, "replaced by a new client", why="replaced by a new client (multiple clients off)")
             view_only = self.new_clients_view_only or view_only_ticket
             client = Client(
-                sid, peer, colour=PALETTE[self._clients_seen % len(PALETTE)], view_only=view_only, view_only_locked=view_only_ticket
+                sid,
+                peer,
+                host=host,
+                colour=PALETTE[self._clients_seen % len(PALETTE)],
+                view_only=view_only,
+                view_only_locked=view_only_ticket,
             )
             self._clients_seen += 1
             self.clients[sid] = client

@@ -62,7 +62,10 @@ class ConnectInfoService(service.Service):
     def startService(self) -> None:
         super().startService()
         src = self.server.source
-        headline = f"serving {src.name} ({self.server.render.width}x{self.server.render.height}); how to connect:"
+        size = f"{self.server.render.width}x{self.server.render.height}"
+        if not src.size_known:
+            size = f"{size} until connected, then its own size"
+        headline = f"serving {src.name} ({size}); how to connect:"
         self.log.info("{block}", block=self.info.block(headline))
 
 
@@ -125,7 +128,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
     )
     show_urls = getattr(server.source, "show_urls", None)
     if show_urls is not None:
-        show_urls(info.urls())  # the demo desktop tells where it really is
+        show_urls(info.urls(), info.ca_file)  # the demo desktop tells where it really is
     ConnectInfoService(server, info).setServiceParent(top)
     return top
 

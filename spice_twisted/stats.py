@@ -63,6 +63,9 @@ def cache_stats(cache: ClientPixmapCache) -> dict[str, Any]:
         "adds": cache.adds,
         "evictions": cache.evictions,
         "saved_bytes": cache.saved_bytes,
+        "max_entries": cache.max_entries,
+        "all_clients_entries": cache.budget.entries,  # every client's model together
+        "all_clients_max": cache.budget.total,
     }
 
 
@@ -134,6 +137,8 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "shape": server.cursor.shape.unique if server.cursor.shape else None,
         },
         "stalled_disconnects": server.stalled_disconnects,
+        "unanswered_disconnects": server.unanswered_disconnects,  # dropped by --ping-timeout
+        "slot_evictions": server.slot_evictions,  # view-only clients replaced by full-ticket ones
         "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline, "taken": server.link_keys.taken},
         "guard": server.guard.stats(),
     }

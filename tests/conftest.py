@@ -9,10 +9,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import leftovers
 from support.admin import TOKEN, Api, write_token
 from support.certs import make_ca_and_server
 from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess, free_port
 from support.tap import WireTap
+
+# Every process this run starts carries its mark; the session fails if one outlives it.
+leftovers.mark_this_run()
+pytest_sessionfinish = leftovers.pytest_sessionfinish
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="also run the soak tests (minutes each; marked soak)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "soak: a long run (minutes) kept out of the default suite; run with --soak")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="a soak test: run with --soak")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
 
 
 def _have_spice_gtk() -> bool:

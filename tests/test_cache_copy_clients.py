@@ -11,7 +11,10 @@ import numpy as np
 from support.processes import as_rgb, wait_match
 from support.tapped import connect
 
-from spice_twisted.wire.enums import ImageFlags, ImageType, MsgDisplay
+from spice_twisted.wire.enums import ChannelType, ImageFlags, ImageType, MsgDisplay
+from spice_twisted.wire.messages import decode_body, message
+
+INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
 
 TILE_W, TILE_H = 40, 30
 
@@ -94,3 +97,44 @@ def test_a_move_crosses_as_copy_bits(spawn, tap_for, random_image):
     assert np.array_equal(fb[40:190, 60:260], rgb[10:160, 10:210])  # the moved picture, where it went
     for conn, mark in zip(conns, marks, strict=True):
         assert not conn.draws(mark)  # the move exposed nothing the picture did not already hold
+
+
+def _held(conn) -> set[int]:
+    """The ids a client holds, counted on the wire: CACHE_ME adds one, INVAL_LIST drops."""
+    return set(conn.screen().cache)
+
+
+def test_every_clients_cache_model_together_stays_in_the_server_wide_budget(spawn, tap_for, random_image, tmp_path):
+    """Issue 16 item 9, with bounds made small (total 12, 8 a client): one client fills its
+    share; two more join and their images take the oldest entries of the largest model,
+    whose client is told by INVAL_LIST; every client stays exact throughout."""
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}")
+    server.command("pixmap_cache_entries 12 8", "pixmap_cache_entries")
+    tiles = _tiles(tmp_path, 24)
+    spots = [(x * TILE_W, y * TILE_H) for y in range(7) for x in range(8)]
+    taps, clients, conns = connect(server, tap_for, 1)
+
+    def paste(first: int, last: int) -> None:
+        for i in range(first, last):
+            x, y = spots[i % len(spots)]
+            server.command(f"paste {tiles[i]} {x} {y}", "paste")
+        server.command("flush", "flush")
+        _exact(server, clients, conns)
+
+    paste(0, 12)
+    one = _held(conns[0])
+    assert len(one) == 8  # one client: its own share, no more
+    more = connect(server, tap_for, 2)
+    clients, conns = clients + more[1], conns + more[2]
+    mark = conns[0].mark()
+    paste(12, 24)
+    held = [_held(c) for c in conns]
+    assert all(len(h) <= 8 for h in held) and sum(len(h) for h in held) <= 12, [len(h) for h in held]
+    assert sum(len(h) for h in held) >= 10  # the budget is used, not emptied
+    invalidated = [
+        r["id"] for t, body in conns[0].snapshot(mark) if t == MsgDisplay.INVAL_LIST for r in decode_body(INVAL_LIST, body)["resources"]
+    ]
+    assert set(invalidated) & one  # the first client's old entries went to the others
+    paste(0, 24)  # everything again: FROM_CACHE only of what each still holds
+    assert sum(len(_held(c)) for c in conns) <= 12

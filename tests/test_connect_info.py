@@ -153,3 +153,17 @@ def test_values_that_look_like_options_are_values(tmp_path, monkeypatch):
     (tmp_path / "--weird").write_text("pw\n")
     o = _parse("--password-file", "--weird", "-s0")
     assert o["ticket"].accepts(b"pw") and o["tls-port"] == 0
+
+
+def test_the_block_does_not_present_a_vms_stand_in_size_as_its_size(spawn, tmp_path):
+    """A VM source knows its size only once the VM's surface arrives: the block says the
+    800x600 it shows until then is a stand-in (the VM may well be 720x400)."""
+    vm_port = free_port()  # nothing listens: the source waits
+    pw = tmp_path / "pw"
+    pw.write_text("a-password\n")
+    pw.chmod(0o600)
+    srv = spawn.server("--source", f"spice://127.0.0.1:{vm_port}", "--password-file", str(pw))
+    headline = next(line for line in srv.log().splitlines() if "how to connect:" in line)
+    assert headline.endswith(f"serving spice://127.0.0.1:{vm_port} (800x600 until connected, then its own size); how to connect:")
+    demo = spawn.server("--source", "demo", "--password-file", str(pw))
+    assert "serving demo (1024x768); how to connect:" in demo.log()  # a source that knows its size

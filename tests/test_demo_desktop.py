@@ -229,7 +229,7 @@ def test_log_scrolls_by_copy_and_paints_only_the_new_lines():
     log = abs_rect(src, LOG)
     _type_line(src, [H_KEY, I_KEY])
     render.flush()
-    assert src.log.lines[-1].endswith("client 3: hi")
+    assert src.log.lines[-1].endswith("client 0x3: hi")  # in hex, as the server log names clients
     assert rec.take() == [
         ("copy", Rect(log.left, log.top + LINE_H, log.right, log.bottom), log.left, log.top),
         ("damage", Rect(log.left, log.bottom - LINE_H, log.right, log.bottom)),

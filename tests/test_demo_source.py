@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+import time
+
 import numpy as np
-from support.processes import as_rgb
+from support.processes import as_rgb, connect_clients, free_port, wait_until
+from support.startup import connect_block, field
 
 from spice_twisted.render.region import Region
 from spice_twisted.sources.demo import BALL, CLOCK_BOX, WELCOME, DemoSource
-from spice_twisted.sources.demo_window import LOG, SLIDE
+from spice_twisted.sources.demo_log import LINE_H, line_pixels
+from spice_twisted.sources.demo_window import LOG, SLIDE, connect_lines
 
 
 def test_demo_is_default_and_client_sees_it_change(spawn):
@@ -97,3 +102,56 @@ def test_a_flood_of_input_costs_one_frame():
     assert np.array_equal(text, src.canvas[TEXT_BOX.top : TEXT_BOX.bottom, TEXT_BOX.left : TEXT_BOX.right])
     red = np.all(render.primary.pixels[..., :3] == (0, 0, 255), axis=2)  # B G R: the stroke is red
     assert red[100:600, 100:800].sum() > 5000
+
+
+def _welcome_text(rgb: np.ndarray) -> np.ndarray:
+    """The window's text rows, above the ball's start (y 300) and the log."""
+    return rgb[WELCOME.top : WELCOME.top + 200, WELCOME.left : WELCOME.right]
+
+
+def test_demo_connect_hint_on_a_tls_server_names_the_ca_and_works(spawn, certs):
+    """The demo shows the TLS viewer command as the start-up block has it, with
+    --spice-ca-file; a client given exactly that URL and CA connects over TLS."""
+    tls_port = free_port()
+    srv = spawn.harness(
+        "--tls-port", str(tls_port), "--cert", str(certs["cert"]), "--key", str(certs["key"]), "--tls-ca", str(certs["ca"]), paused=True
+    )
+    block = wait_until(lambda: "how to connect:" in srv.stderr() and connect_block(srv.stderr()), what="the connect block")
+    (plain,) = field(block, "SPICE URL")
+    (tls,) = field(block, "TLS URL")
+    (viewer,) = field(block, "TLS viewer")
+    argv = shlex.split(viewer)
+    assert argv == ["remote-viewer", f"--spice-ca-file={certs['ca']}", tls]
+    client = spawn.client("--uri", tls, "--ca-file", str(certs["ca"]), "--tls-only")
+    client.wait_event("mark")
+    client.wait_quiet(0.3)
+    shown = _welcome_text(as_rgb(client.framebuffer()))
+    assert np.array_equal(shown, _welcome_text(DemoSource(urls=[plain, tls], ca_file=str(certs["ca"])).canvas[..., [2, 1, 0]]))
+    assert not np.array_equal(shown, _welcome_text(DemoSource(urls=[plain, tls]).canvas[..., [2, 1, 0]]))
+    assert connect_lines([tls], str(certs["ca"]))[1] == f"  {viewer}  (TLS)"  # what is drawn is the block's command
+    # Without --tls-ca the demo says a CA is needed, as the block does.
+    assert "--spice-ca-file=CA.pem" in " ".join(connect_lines([tls]))
+
+
+def test_demo_log_names_clients_in_hex_as_the_server_log_does(spawn):
+    """A typed line in the demo's log names its client as the server log and the admin
+    site do (0x...): the line on the client's screen is drawn exactly so."""
+    srv = spawn.harness(paused=True)
+    (client,) = connect_clients(spawn, srv, 1)
+    (info,) = srv.stats()["clients"]
+    sid = info["id"]
+    assert f"client {sid:#x} connected from" in srv.stderr()
+    before = time.time()
+    for key in (0x23, 0x17, 0x1C):  # h, i, Enter
+        client.send(f"key {key:#x}")
+    wait_until(lambda: srv.stats()["source_state"]["log_lines"] >= 1, what="the typed line in the log")
+    after = time.time()
+    stamps = {time.strftime("%H:%M:%S", time.localtime(t)) for t in np.arange(int(before), after + 1, 1.0)}
+    x, y = WELCOME.left + LOG.left, WELCOME.top + LOG.bottom - LINE_H
+
+    def last_line_is(text: str) -> bool:
+        fb = as_rgb(client.framebuffer())[y : y + LINE_H, x : x + LOG.width]
+        return any(np.array_equal(fb, line_pixels(f"{s}  {text}", LOG.width)[..., [2, 1, 0]]) for s in stamps)
+
+    wait_until(lambda: last_line_is(f"client {sid:#x}: hi"), what="the line on the client's screen")
+    assert not last_line_is(f"client {sid}: hi")

@@ -13,7 +13,7 @@ import numpy as np
 from support.admin import TOKEN, Api, write_token
 from support.hostile import closed_within, connect, link, main_session, rss_kb, rst
 from support.processes import as_rgb, free_port, wait_until
-from support.rawclient import read_reply
+from support.rawclient import read_reply, recv_exact
 
 from spice_twisted.wire.client_link import link_message, ticket_message
 from spice_twisted.wire.enums import ChannelType, LinkError, MsgcMain
@@ -24,13 +24,41 @@ def _no_tracebacks(log: str) -> None:
 
 
 # --- 1. the link race -------------------------------------------------------------------------
+RACE_LOGGED = "went away before this channel started"
+
+
+def _after_ticket(sock) -> tuple[int, int, bool]:
+    """(link result, bytes the server sent after it, whether it then closed within 10 s),
+    read off the wire."""
+    try:
+        (result,) = struct.unpack("<I", recv_exact(sock, 4))
+    except (ConnectionResetError, ConnectionError):
+        return -1, 0, True  # reset before a result: no race, and closed
+    n = 0
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(65536):
+            n += len(chunk)
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return result, n, False
+    return result, n, True
+
+
 def test_display_link_whose_main_channel_resets_before_it_starts_is_closed(spawn, random_image):
     """The display's ticket is accepted, and the main channel RSTs in the same moment, before
     the display channel starts a turn later. It used to raise KeyError in create_channel_client
-    and leave the display connection open for ever (its link timeout already cancelled)."""
+    and leave the display connection open for ever (its link timeout already cancelled).
+
+    The race is hit when the display gets an OK result and then nothing but the close (a
+    channel that started would have sent its first messages): tries go on until it was hit
+    a few times, and each of those is the server's own line about it."""
     path, rgb = random_image
     srv = spawn.server("--source", f"image:{path}", "--link-rate", "0", "--log-window", "0")
-    for _ in range(40):
+    raced = tries = 0
+    while (tries < 40 or raced < 3) and tries < 200:
+        tries += 1
         main, sid = main_session(srv.port)
         # Decoy links whose tickets keep the reactor busy for a moment, so that the display's
         # ticket and the main channel's reset arrive together, as on a loaded server.
@@ -48,14 +76,19 @@ def test_display_link_whose_main_channel_resets_before_it_starts_is_closed(spawn
             d.sendall(t)
         display.sendall(ticket)
         rst(main)  # right behind the ticket: in the server's same reactor turn
-        assert closed_within(display, 10), "the display connection stayed open after its session went"
+        result, after, closed = _after_ticket(display)
+        assert closed, "the display connection stayed open after its session went"
+        assert after == 0 or result == LinkError.OK, (result, after)
+        if result == LinkError.OK and after == 0:
+            raced += 1
         display.close()
         for d, _ in decoys:
             d.close()
     log = srv.log()
     _no_tracebacks(log)
-    raced = log.count("went away before this channel started")
-    print(f"link race hit in {raced} of 40 tries")
+    print(f"link race hit in {raced} of {tries} tries")
+    assert raced >= 3, f"the race was hit in {raced} of {tries} tries"
+    assert log.count(RACE_LOGGED) == raced, (log.count(RACE_LOGGED), raced)
     # Whatever the timing, the server serves on.
     client = spawn.client("--port", str(srv.port))
     client.wait_event("mark")

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 from support.images import photo, psnr, text_ui
-from support.inprocess import Reader, make_server, noise, open_display
+from support.inprocess import Reader, draw, make_server, noise, open_display
 
 from spice_twisted import codecs
 from spice_twisted.render.rect import Rect
@@ -138,3 +138,24 @@ def test_a_cached_lossy_picture_is_dropped_then_cached_lossless_for_a_lossless_d
     _paste(srv, Rect(0, 0, 160, 80), pic)  # the picture again, elsewhere: from the cache
     r.catch_up(srv)
     assert r.screen.cache_hits == 1 and np.array_equal(r.screen.fb, srv.render.primary.pixels)
+
+
+def test_a_lossy_client_that_joins_is_made_exact_where_quiet_while_the_source_keeps_marking_damage():
+    """Issue 16 item 5: the upgrade must neither wait for a frame that draws (a still display)
+    nor give way to damage that is always pending (a busy corner at 1 frame a second)."""
+    srv = make_server(max_fps=1)
+    srv.display_settings.jpeg_wan_compression = "always"
+    full = Rect(0, 0, 200, 100)
+    _paste(srv, full, photo(full.height, full.width, 5))  # the whole screen photo-like, then still
+    srv.reactor.advance(2)
+    r = Reader(*open_display(srv, LZ4_CAPS))
+    r.catch_up(srv)
+    assert ImageType.JPEG in r.screen.image_types and r.cc.lossy  # it joined lossy
+    corner = Rect(180, 80, 200, 100)
+    for step in range(10):  # damage marked every 0.1 s, committed once a second
+        draw(srv, corner, step * 20, flush=False)
+        srv.reactor.advance(0.1)
+        r.catch_up(srv)
+    assert not r.cc.lossy.intersects(Rect(0, 0, 160, 64))  # the quiet part made lossless
+    fb = srv.render.primary.pixels
+    assert np.array_equal(r.screen.fb[:64, :160], fb[:64, :160])

@@ -127,3 +127,69 @@ def test_any_budget_a_client_claims_is_served_exactly(budget):
     cache = r.cc.pixmap_cache
     assert set(cache.entries) == set(r.screen.cache) and len(cache) <= len(TILES) + 1
     assert r.screen.cache_used() <= max(budget, 0)
+
+
+def _distinct_tile(i: int) -> np.ndarray:
+    return np.random.default_rng(1000 + i).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, len(SLOTS) - 1)), min_size=10, max_size=80), st.integers(3, 12))
+def test_every_clients_model_together_stays_in_the_server_wide_budget(shows, total):
+    """Issue 16 item 9: what one client's add takes from another's model is told to that
+    client, so every model still mirrors its client, and the sum never passes the budget."""
+    srv = make_server()
+    budget = srv.display_settings.pixmap_caches
+    budget.total, budget.per_client = total, 8
+    noise(srv)
+    readers = [Reader(*open_display(srv, cache_px=1 << 20)) for _ in range(3)]
+    for step, (tile, slot) in enumerate(shows):
+        r = SLOTS[slot]
+        srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = _distinct_tile(tile)
+        srv.render.damage(r)
+        srv.render.flush()
+        srv.reactor.advance(0)  # the INVAL_LISTs of entries taken from other clients
+        for reader in readers[: 1 + step % 3]:  # the clients read at different paces
+            reader.catch_up(srv)
+        assert budget.entries == sum(len(rd.cc.pixmap_cache) for rd in readers) <= total
+    for _ in range(2):  # one reader's last adds may take from another already caught up
+        srv.reactor.advance(0)
+        for reader in readers:
+            reader.catch_up(srv)
+    for reader in readers:
+        assert np.array_equal(reader.screen.fb, srv.render.primary.pixels)
+        assert set(reader.cc.pixmap_cache.entries) == set(reader.screen.cache)
+        assert len(reader.screen.cache) <= 8
+    assert sum(len(rd.screen.cache) for rd in readers) <= total
+
+
+def test_a_new_clients_adds_take_the_oldest_entries_of_the_largest_model():
+    srv = make_server()
+    budget = srv.display_settings.pixmap_caches
+    budget.total, budget.per_client = 10, 8
+    noise(srv)
+    first = Reader(*open_display(srv, cache_px=1 << 20))
+    for i in range(12):
+        _show_distinct(srv, i)
+    first.catch_up(srv)
+    assert len(first.screen.cache) == 8  # its own cap
+    second = Reader(*open_display(srv, cache_px=1 << 20))
+    second.catch_up(srv)
+    for i in range(12, 18):
+        _show_distinct(srv, i)
+        srv.reactor.advance(0)
+        first.catch_up(srv)
+        second.catch_up(srv)
+    assert budget.taken > 0 and len(first.screen.cache) + len(second.screen.cache) == 10
+    for r in (first, second):
+        assert set(r.cc.pixmap_cache.entries) == set(r.screen.cache)
+        assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    second.cc.connectionLost(None)  # a client gone gives its entries back
+    assert budget.entries == len(first.cc.pixmap_cache)
+
+
+def _show_distinct(srv, i: int) -> None:
+    r = SLOTS[i % len(SLOTS)]
+    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = _distinct_tile(i)
+    srv.render.damage(r)
+    srv.render.flush()

@@ -30,6 +30,7 @@ def run_twistd(*args: str, cwd) -> subprocess.CompletedProcess[str]:
         (["--stats-interval", "-1"], "must not be negative"),
         (["--admin-request-timeout", "0"], "--admin-request-timeout: must be positive"),
         (["--admin-max-connections", "0"], "--admin-max-connections: must be positive"),
+        (["--image-compression", "auto_glz"], "QEMU's 'auto_glz' is not available here yet"),
         (["--tls-port", "5999", "--cert", __file__, "--key", __file__, "--listen", "0.0.0.0"], "does not protect plain port"),
     ],
 )
@@ -52,6 +53,27 @@ def test_public_address_allowed_with_explicit_opt_out(spawn, random_image):
     path, _ = random_image
     srv = spawn.server("--source", f"image:{path}", "--listen", "0.0.0.0", "--disable-ticketing")
     client = spawn.client("--port", str(srv.port))
+    client.wait_event("mark")
+
+
+def test_qemu_on_off_forms_of_disable_ticketing(spawn, random_image, tmp_path):
+    """QEMU writes disable-ticketing=on: --disable-ticketing=on is the flag, =off leaves it out."""
+    path, _ = random_image
+    srv = spawn.server("--source", f"image:{path}", "--listen", "0.0.0.0", "--disable-ticketing=on")
+    assert "none: anyone who can reach a port can connect" in srv.log()
+    client = spawn.client("--port", str(srv.port))
+    client.wait_event("mark")
+    r = run_twistd("--listen", "0.0.0.0", "--disable-ticketing=off", "--admin-port", "0", cwd=tmp_path)
+    assert r.returncode == 1 and "refusing to listen on non-loopback address 0.0.0.0" in r.stderr, r.stderr
+    r = run_twistd("--disable-ticketing=yes please", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.startswith(
+        "twistd spice: --disable-ticketing=yes please: use --disable-ticketing, or QEMU's --disable-ticketing=on or --disable-ticketing=off"
+    ), r.stderr
+    # =off is as if not given: it does not clash with a password file
+    (tmp_path / "pw").write_text("a-password\n")
+    (tmp_path / "pw").chmod(0o600)
+    srv = spawn.server("--source", f"image:{path}", "--password-file", str(tmp_path / "pw"), "--disable-ticketing=off")
+    client = spawn.client("--port", str(srv.port), "--password", "a-password")
     client.wait_event("mark")
 
 

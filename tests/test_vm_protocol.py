@@ -31,6 +31,8 @@ MESSAGES = [
     p.Locks(5),
     p.MouseMode(2),
     p.Connect("::1", 5900, 5901, "sécret", "/etc/ca.pem"),
+    p.Connect("127.0.0.1", 5900, 0, "", "", 8192 * 4320, 8192),
+    p.Oversized(16384, 16384),
     p.Key(0x11D, True),
     p.Key(0x1E, False),
     p.Position(10, 20, 1),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.processes import _env, free_port
+from support.processes import _env, free_port, wait_match
 from support.xvfb import Xvfb, missing_tools, parse_xwd
 
 xcffib = pytest.importorskip("xcffib")
@@ -158,6 +158,37 @@ def test_bad_x11_options_give_clear_errors(tmp_path, args, env, message):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Traceback" not in out
     assert message in out
+
+
+def test_display_given_as_x_spells_it_or_as_a_bare_number(xvfb_factory, tmp_path, spawn):
+    """x11:N (a bare number, which X's own parser refuses) is display N, as x11::N is; X's
+    HOST:N forms pass through; a wrong name says what was tried. Through real twistd."""
+    from support.startup import TwistdRun
+
+    x = xvfb_factory(size=(640, 480), max_size=(640, 480))
+    x.run("xsetroot", "-solid", "#204060")
+    pw = tmp_path / "pw"
+    pw.write_text("x11-pw\n")
+    pw.chmod(0o600)
+    for spec, name in ((f"x11:{x.number}", f":{x.number}"), (f"x11:unix:{x.number}.0", f"unix:{x.number}.0")):
+        run = TwistdRun("--source", spec, "--password-file", str(pw), tmp=tmp_path)
+        try:
+            assert f"serving x11:{name} (640x480)" in run.wait_ready()
+            client = spawn.client("--port", str(run.port), "--password", "x11-pw")
+            client.wait_event("mark", timeout=30)
+            wait_match(x.root_image, [client], "the X root window")
+            client.close()
+        finally:
+            run.stop()
+    free = next(n for n in range(x.number + 1, x.number + 100) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    r = run_twistd("--source", f"x11:{free}", "--password-file", str(pw), cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Traceback" not in out and "parsing display string" not in out, out
+    assert f"--source x11:{free}: cannot connect to X display ':{free}': tried display {free} on this machine" in out, out
+    assert f"/tmp/.X11-unix/X{free}" in out, out
+    r = run_twistd("--source", "x11:nohost", "--password-file", str(pw), cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "'nohost' is not an X display name; write x11:N or x11::N" in out, out
 
 
 def test_xwd_reader_matches_a_known_picture(xvfb_factory):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..server import Client
 
 CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
+CLOSE_GRACE = 10.0  # seconds a polite close may wait for the peer to read what is left
 TURN_BUDGET = 0.02  # seconds of one reactor turn a channel may spend on what it received
 _DONE = object()
 
@@ -91,6 +92,7 @@ class ChannelClient(TwistedProtocol):
         self._reading_paused = False
         self.connected_since = time.time()
         self.close_reason: str | None = None
+        self._close_timer: Any = None  # a polite close that the peer does not read turns into an abort
 
     def make_pipe(self) -> Pipe:
         return Pipe()
@@ -139,6 +141,9 @@ class ChannelClient(TwistedProtocol):
             self._input_watch.stop()
         if self._ping_loop is not None and self._ping_loop.running:
             self._ping_loop.stop()
+        if self._close_timer is not None and self._close_timer.active():
+            self._close_timer.cancel()
+        self._close_timer = None
         self._partial = None
         self._inbox.clear()
         self.on_disconnected()
@@ -149,10 +154,19 @@ class ChannelClient(TwistedProtocol):
         """Channel-specific clean-up (subclasses)."""
 
     def close(self, reason: str) -> None:
-        """Polite close: flush what is written, then disconnect."""
+        """Polite close: flush what is written, then disconnect. A peer that reads nothing
+        would hold the connection (and its slot in the per-address count) for ever: after
+        CLOSE_GRACE seconds it is aborted."""
         if self.connected and self.transport is not None:
             self.close_reason = self.close_reason or reason
             self.transport.loseConnection()
+            if self._close_timer is None:
+                self._close_timer = self.reactor.callLater(CLOSE_GRACE, self._close_expired, reason)
+
+    def _close_expired(self, reason: str) -> None:
+        self._close_timer = None
+        if self.connected:
+            self.abort(f"{reason} (and it read nothing more for {CLOSE_GRACE:g}s)")
 
     def abort(self, reason: str) -> None:
         """Drop the connection now (bad input, stalled reader): never waits on the peer."""
@@ -276,11 +290,18 @@ class ChannelClient(TwistedProtocol):
         if not self.pipe and self._partial is None and not self.paused:
             self.last_progress = time.monotonic()
 
-    def notify(self, text: str, severity: int = 1) -> None:
-        """A NOTIFY the client logs or shows (severity 0 info, 1 warn, 2 error)."""
+    def notify(self, text: str, severity: int = 1, visibility: int = 2) -> None:
+        """A NOTIFY the client logs or shows (severity 0 info, 1 warn, 2 error; visibility
+        0 low, 1 medium, 2 high: how much the user should see it)."""
         self.send(
             "NOTIFY",
-            {"time_stamp": time.time_ns() // 1000, "severity": severity, "visibility": 2, "what": 0, "message": text.encode() + b"\0"},
+            {
+                "time_stamp": time.time_ns() // 1000,
+                "severity": severity,
+                "visibility": visibility,
+                "what": 0,
+                "message": text.encode() + b"\0",
+            },
         )
 
     @property

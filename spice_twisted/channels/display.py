@@ -9,7 +9,7 @@ shared payload bytes, which are never copied per client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import JPEG, LOSSY_CODECS
@@ -36,7 +36,7 @@ from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
 from .base import ChannelClient, ChannelHost, Parts
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
-from .pixmap_cache import ClientPixmapCache, wire_id
+from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 
 if TYPE_CHECKING:
     from ..render.service import RenderService
@@ -55,6 +55,7 @@ class DisplaySettings:
     jpeg_wan_compression: str = "auto"  # --jpeg-wan-compression; codecs.choice.lossy_allowed()
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
+    pixmap_caches: PixmapCacheBudget = field(default_factory=PixmapCacheBudget)  # every client's model
 
 
 def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_flags: int) -> list[bytes]:
@@ -171,7 +172,10 @@ class DisplayChannelClient(ChannelClient):
     def handle_INIT(self, fields: dict[str, Any]) -> None:
         self.cache_params = fields
         if not self.streaming:  # a second INIT changes nothing the client already holds
-            self.pixmap_cache = ClientPixmapCache(fields["pixmap_cache_id"], fields["pixmap_cache_size"])
+            self.pixmap_cache.close()
+            self.pixmap_cache = ClientPixmapCache(
+                fields["pixmap_cache_id"], fields["pixmap_cache_size"], budget=self.settings.pixmap_caches, on_evict=self._pixmap_evicted
+            )
         self.start_stream()
 
     def handle_PREFERRED_COMPRESSION(self, fields: dict[str, Any]) -> None:
@@ -289,6 +293,17 @@ class DisplayChannelClient(ChannelClient):
             return draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
         return draw_copy_parts(d, codec, d.id, 0)
 
+    def _pixmap_evicted(self) -> None:
+        """Another client's add took entries from this client's model: INVAL_LIST them at
+        the next turn, when no drain loop is in the middle of a marshal."""
+        self.reactor.callLater(0, self._send_evicted)
+
+    def _send_evicted(self) -> None:
+        ids = self.pixmap_cache.take_evicted()
+        if ids and self.connected:
+            self._queue_inval(ids)
+            self.drain()
+
     def _queue_inval(self, ids: list[int]) -> None:
         """INVAL_LIST next, before anything else in the pipe."""
         resources = [{"type": ResourceType.PIXMAP, "id": i} for i in ids]
@@ -300,6 +315,7 @@ class DisplayChannelClient(ChannelClient):
             self.render.counters.sends += 1
             if item.lossy:
                 self.lossy.add(item.drawable.rect)
+                self.render.lossy_sent()
             elif self.lossy:
                 self.lossy.remove(item.drawable.rect)
             if item.inval:  # what the cache let go, told right after the image that took its place
@@ -321,3 +337,4 @@ class DisplayChannelClient(ChannelClient):
             self._init_timer.cancel()
         self.render.unsubscribe(self)
         self.pipe.reset()
+        self.pixmap_cache.close()

@@ -93,7 +93,8 @@ class LinkProtocol(Protocol):
             if isinstance(ev, LinkFailed):
                 self._refuse(ev.error, ev.reason, ev.reply)
             elif isinstance(ev, LinkRequested):
-                refusal = self.server.link_refusal(ev.request, self.secure)
+                # The ticket is not known yet: a full one may make room where view-only ones cannot.
+                refusal = self.server.link_refusal(ev.request, self.secure, None, self.host)
                 if refusal is not None:
                     self._refuse(refusal[0], refusal[1], self.link.reject(refusal[0]))
                     return
@@ -141,7 +142,7 @@ class LinkProtocol(Protocol):
             return
         self.server.guard.ticket_ok(self.host)
         self.view_only_ticket = level == "view-only"
-        refusal = self.server.link_refusal(self.link.request, self.secure, self.view_only_ticket)
+        refusal = self.server.link_refusal(self.link.request, self.secure, self.view_only_ticket, self.host)
         if refusal is not None:
             self._result_refused(refusal[0], refusal[1])
             return
@@ -167,7 +168,7 @@ class LinkProtocol(Protocol):
         # The session may have gone in between (its main channel closed in this very turn):
         # then this link is refused like any link to an unknown session. Its result was OK
         # already, so there is nothing left to tell the client but the close.
-        refusal = self.server.link_refusal(request, self.secure, self.view_only_ticket)
+        refusal = self.server.link_refusal(request, self.secure, self.view_only_ticket, self.host)
         if refusal is not None:
             self._refuse(refusal[0], f"{refusal[1]} (it went away before this channel started)", b"")
             return
@@ -175,7 +176,7 @@ class LinkProtocol(Protocol):
         early, self._early = bytes(self._early), None
         try:
             self.channel = self.server.create_channel_client(
-                request, done.mini_header, self.secure, self.peer, view_only_ticket=self.view_only_ticket
+                request, done.mini_header, self.secure, self.peer, view_only_ticket=self.view_only_ticket, host=self.host
             )
         except Exception:
             self.log.failure("link from {peer}: the channel could not start", peer=self.peer)

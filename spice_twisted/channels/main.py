@@ -10,6 +10,17 @@ pieces by the base's drain when the transport asks for more). The PONGs give the
 client is judged WAN the test runs again now and then (REPROBE_FIRST seconds after the
 verdict, doubling to REPROBE_MAX), the only way to see that a slow link got fast while the
 display, no longer backlogged, cannot show it.
+
+Liveness: a client must answer one of our PINGs (periodic, probe or keep-alive) within
+`ping_timeout` of the moment we began to wait, which is when a PING was queued with none
+outstanding, or the last answer while more are outstanding. The clock runs from queueing,
+not writing, so a client whose buffers are full is judged the same as one whose kernel
+absorbs everything; each answer restarts it, so a slow link working through the 256 KB
+probe only needs to move one PING's worth in the bound. When no PING is outstanding and
+none was answered for half the bound, a keep-alive PING goes out, so the rule holds
+however long --ping-interval is. The server asks `liveness(now)` once a second.
+
+A view-only client is told so by a NOTIFY right after INIT (spice-gtk logs NOTIFYs).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ AGENT_TOKENS = 10
 PROBE_TIMEOUT = 30.0  # seconds for the three PONGs of one network test
 REPROBE_FIRST = 5.0  # seconds after a WAN verdict (or a WAN-confirming test) to test again
 REPROBE_MAX = 60.0
+VIEW_ONLY_NOTICE = "view-only: you can watch; your keyboard and mouse input is ignored"
 _PADDING = bytes(NET_TEST_BYTES)  # shared by every client's large probe PING, never copied
 
 
@@ -72,6 +84,8 @@ class MainChannelClient(ChannelClient):
         self._probe_timer: Any = None  # the running test's timeout, or the next re-test
         self._reprobe_after = REPROBE_FIRST
         self._unsubscribe: Any = None
+        self._waiting_since: float | None = None  # monotonic: when the wait for a PONG began
+        self._last_answer = time.monotonic()  # the last PONG (or the start)
 
     @property
     def link(self) -> LinkEstimate | None:
@@ -95,10 +109,38 @@ class MainChannelClient(ChannelClient):
         if MainCap.NAME_AND_UUID in self.request.channel_caps:
             self.send("NAME", {"name": srv.name.encode() + b"\0"})
             self.send("UUID", {"uuid": srv.uuid.bytes})
+        if self.client.view_only:
+            self.notify(VIEW_ONLY_NOTICE, severity=0)
         link = self.link
         if link is not None:
             self._unsubscribe = link.subscribe(self._verdict_changed)
             self.start_net_test()
+
+    # --- liveness -----------------------------------------------------------------------
+    def ping(self) -> None:
+        super().ping()
+        self._pinged()
+
+    def _pinged(self) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+
+    def _answered(self) -> None:
+        now = time.monotonic()
+        self._last_answer = now
+        self.client.live = True
+        self._waiting_since = now if self.core.awaiting_pong else None
+
+    def liveness(self, now: float, timeout: float) -> float:
+        """Seconds the client has owed us a PONG (0 if it owes none); sends a keep-alive
+        PING when it owes none and answered none for half of `timeout`."""
+        if self._waiting_since is not None and not self.core.awaiting_pong:
+            self._waiting_since = None  # what it owed was forgotten (a net test that gave up)
+        if self._waiting_since is None:
+            if timeout and self.connected and now - self._last_answer >= timeout / 2:
+                self.ping()
+            return 0.0
+        return now - self._waiting_since
 
     # --- the network test ---------------------------------------------------------------
     def start_net_test(self) -> None:
@@ -112,6 +154,7 @@ class MainChannelClient(ChannelClient):
             ping_id, msg_type, head, tail = self.core.probe_ping(_PADDING if stage == "rate" else b"")
             test.sent(stage, ping_id)
             self.queue(SplitItem(msg_type, head, tail))
+        self._pinged()
         self._probe_timer = self.reactor.callLater(PROBE_TIMEOUT, self._net_test_timeout)
 
     def marshal(self, item: PipeItem) -> Parts | None:
@@ -120,6 +163,7 @@ class MainChannelClient(ChannelClient):
         return [item.data]
 
     def probe_answered(self, pong: ProbePong) -> None:
+        self._answered()
         test = self.net_test
         if test is None or not test.answered(pong.ping_id, pong.rtt) or not test.complete:
             return
@@ -176,6 +220,7 @@ class MainChannelClient(ChannelClient):
         self._probe_timer = None
 
     def rtt_measured(self, rtt: float) -> None:
+        self._answered()
         link = self.link
         if link is not None:
             link.rtt_sample(rtt)

@@ -21,7 +21,7 @@ from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
 from .rect import Rect
 from .region import Region
-from .surface import Surface
+from .surface import Surface, SurfaceBound, SurfaceTooLarge
 
 # A frame's damage becomes at most this many drawables (merged where merging wastes little).
 MAX_RECTS = 16
@@ -93,6 +93,7 @@ class RenderService:
         self._drawn_at = self._new_grid()  # when each TILE cell was last drawn (reactor time)
         self._upgrade_call: Any = None
         self.lossless_after = LOSSLESS_AFTER
+        self.max_surface: SurfaceBound | None = None
         self.pacer = FramePacer(reactor, max_fps, self._frame)
 
     @property
@@ -263,6 +264,11 @@ class RenderService:
             self._upgrade_call = None
         self._schedule_upgrade()
 
+    def lossy_sent(self) -> None:
+        """A pipe wrote something lossy. Its client may have joined a still display, where
+        no frame will ever schedule the upgrade: schedule it here."""
+        self._schedule_upgrade()
+
     def _schedule_upgrade(self) -> None:
         if self._upgrade_call is None and any(s.lossy for s in self.sinks):
             self._upgrade_call = self.reactor.callLater(self.lossless_after, self._upgrade_lossy)
@@ -271,10 +277,12 @@ class RenderService:
         """Send lossless what clients hold lossy where the display went quiet: one snapshot
         (so one encode per codec) for every client that holds the area lossy."""
         self._upgrade_call = None
-        if self._damage or self._surface_changed:
-            self._schedule_upgrade()  # the coming frame draws first; look again after it
+        if self._surface_changed:
+            self._schedule_upgrade()  # the coming frame starts every pipe over; look again after it
             return
         quiet = self._quiet_region(self.reactor.seconds())
+        if self._damage:  # drawn again by the coming frame: not quiet. The rest need not wait
+            quiet = quiet.subtract(damage_region(self._damage, self.primary.rect))  # (a busy source)
         wants = {}
         for sink in self.sinks:
             if sink.lossy and sink.accepting and sink.idle:
@@ -297,7 +305,11 @@ class RenderService:
     def resize(self, width: int, height: int) -> None:
         """A new primary surface (black) of the new size. The source draws into the new
         `primary`; at the next frame every pipe starts over on it, so the whole surface a
-        client gets before its MARK is what the source painted, not the black of a new one."""
+        client gets before its MARK is what the source painted, not the black of a new one.
+        Past `max_surface` (set by the source from --max-surface) it raises SurfaceTooLarge
+        and keeps the surface it has: sources check first, this is the backstop."""
+        if self.max_surface is not None and not self.max_surface.allows(width, height):
+            raise SurfaceTooLarge(self.max_surface.refusal("the new surface", width, height))
         self.generation += 1
         self.counters.resizes += 1
         self.primary = Surface(0, width, height)

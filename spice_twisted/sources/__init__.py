@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from ..render.surface import DEFAULT_MAX_SURFACE, SurfaceBound
 from .base import DisplaySource
 from .demo import DemoSource
 from .image import ImageSource
 
 
-def make_source(spec: str) -> DisplaySource:
-    """`demo`, `image:PATH`, `x11[:DISPLAY]` or `spice://HOST:PORT`; raises ValueError with a message meant for the user."""
+def make_source(spec: str, max_surface: SurfaceBound = DEFAULT_MAX_SURFACE) -> DisplaySource:
+    """`demo`, `image:PATH`, `x11[:DISPLAY]` or `spice://HOST:PORT`, kept within `max_surface`
+    (a size known now and over it is refused here); raises ValueError with a message meant for the user."""
+    source = _make_source(spec, max_surface)
+    source.max_surface = max_surface
+    if not max_surface.allows(source.width, source.height):
+        raise ValueError(max_surface.refusal(f"--source {spec}", source.width, source.height))
+    return source
+
+
+def _make_source(spec: str, max_surface: SurfaceBound) -> DisplaySource:
     if spec == "demo":
         return DemoSource()
     if spec.startswith("image:"):
-        return ImageSource(spec[len("image:") :])
+        return ImageSource(spec[len("image:") :], max_surface)
     if spec == "x11" or spec.startswith("x11:"):
         try:
             from .x11 import X11Source  # xcffib is needed for this source only

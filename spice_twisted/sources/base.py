@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..render.surface import DEFAULT_MAX_SURFACE, SurfaceBound
+
 if TYPE_CHECKING:
     from ..inputs import InputOrigin
     from ..render.cursor import CursorService
@@ -53,6 +55,13 @@ class DisplaySource:
     name: str = "source"
     paused: bool = False  # a paused source commits nothing (tests compare still frames)
     accepts_absolute: bool = False  # True: clients may use client mouse mode (absolute positions)
+    # False: width x height is a stand-in until what is served tells its own size (a VM
+    # not yet connected); the start-up block says so instead of presenting it as the size.
+    size_known: bool = True
+    # --max-surface: a source whose size is known at start is refused then (a usage error);
+    # one that changes size later (a VM, an X display, an image resized) keeps the surface
+    # it has and shows why, see `bind_bound`.
+    max_surface: SurfaceBound = DEFAULT_MAX_SURFACE
 
     def start(self, render: RenderService, cursor: CursorService) -> None:
         raise NotImplementedError
@@ -79,6 +88,11 @@ class DisplaySource:
 
     def client_gone(self, origin: InputOrigin) -> None:
         """The client `origin` disconnected: release whatever it held (keys, buttons)."""
+
+    def bind_bound(self, render: RenderService) -> None:
+        """From start(): the render service refuses any resize past our bound (the backstop
+        behind the source's own check)."""
+        render.max_surface = self.max_surface
 
     def describe(self) -> dict[str, Any]:
         """What the source wants shown in stats."""

@@ -110,7 +110,7 @@ class DemoSource(DisplaySource):
     name = "demo"
     accepts_absolute = True
 
-    def __init__(self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = ()) -> None:
+    def __init__(self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = (), ca_file: str | None = None) -> None:
         self.width, self.height = WIDTH, HEIGHT
         self.fps = fps
         self.log_every = max(1, round(fps))  # ticks between log lines: about a second
@@ -123,7 +123,7 @@ class DemoSource(DisplaySource):
         self.log = LogModel()
         self.slide = 0
         self._slide_due = False
-        self.show_urls(urls)
+        self.show_urls(urls, ca_file)
         self.ball = self._draw_ball()
         self.arrow, self.ibeam = arrow_cursor(), _ibeam_cursor()
         self.pos = list(BALL_START)
@@ -140,14 +140,15 @@ class DemoSource(DisplaySource):
         self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
         self._text_dirty = False
 
-    def show_urls(self, urls: Sequence[str]) -> None:
-        """Say on the desktop where it is served (the server's real spice:// URLs); before start."""
-        self.urls = list(urls)
+    def show_urls(self, urls: Sequence[str], ca_file: str | None = None) -> None:
+        """Say on the desktop where it is served (the server's real spice:// URLs, and the CA
+        a TLS viewer checks the server with); before start."""
+        self.urls, self.ca_file = list(urls), ca_file
         self.backdrop = draw_backdrop()
         self.desktop = self.backdrop.copy()  # layer 1: backdrop + strokes + widgets
         t = TEXT_BOX
         self.desktop[t.top : t.bottom, t.left : t.right] = self._text_pixels()
-        self.window = DemoWindow(self.urls, WELCOME.left, WELCOME.top, Rect(0, BAR_H, WIDTH, HEIGHT))
+        self.window = DemoWindow(self.urls, WELCOME.left, WELCOME.top, Rect(0, BAR_H, WIDTH, HEIGHT), ca_file)
 
     @property
     def canvas(self) -> np.ndarray:
@@ -198,6 +199,7 @@ class DemoSource(DisplaySource):
     # --- running ------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
+        self.bind_bound(render)
         self.log.add(time.strftime("%H:%M:%S") + "  log: a line a second, and each typed line")
         self.log.take()
         self.window.pixels[LOG.top : LOG.bottom, LOG.left : LOG.right] = panel_pixels(self.log.lines, LOG.width)
@@ -405,7 +407,7 @@ class DemoSource(DisplaySource):
         else:
             if self.window.release(sid):
                 x, y = self.window.target or (self.window.x, self.window.y)
-                self._log(f"client {sid} put the window at ({x}, {y})")
+                self._log(f"client {sid:#x} put the window at ({x}, {y})")
             self._held_on_title.discard(sid)
             self._drawing.pop(sid, None)
 
@@ -432,7 +434,7 @@ class DemoSource(DisplaySource):
             self.typed = self.typed[:-1]
         elif key == ENTER:
             if self.typed:
-                self._log(f"client {origin.session_id}: {self.typed}")
+                self._log(f"client {origin.session_id:#x}: {self.typed}")
             self.typed = ""
         elif key in KEYMAP:
             plain, shifted = KEYMAP[key]

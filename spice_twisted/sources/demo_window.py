@@ -8,13 +8,13 @@ The window is opaque and the top layer, so its pixels on the surface are always 
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..connect import TLS_CA_NOTE, viewer_command
 from ..render.rect import Rect
 from .base import rgb_to_xrgb
 from .demo_log import LINE_H, LINES, panel_pixels
@@ -30,18 +30,21 @@ MAX_URLS = 4
 BG, FRAME, TITLE = (245, 245, 240), (40, 40, 60), (70, 90, 150)
 
 
-def connect_lines(urls: Sequence[str]) -> list[str]:
+def connect_lines(urls: Sequence[str], ca_file: str | None = None) -> list[str]:
+    """The viewer commands to show, as the start-up block has them (TLS ones with the CA)."""
     if not urls:
         return []
     lines = ["Connect more viewers (remote-viewer, from virt-viewer):"]
     for url in urls[:MAX_URLS]:
-        lines.append("  remote-viewer " + shlex.quote(url) + ("  (TLS)" if "tls-port=" in url else ""))
+        lines.append("  " + viewer_command(url, ca_file) + ("  (TLS)" if "tls-port=" in url else ""))
     if len(urls) > MAX_URLS:
         lines.append(f"  ... and {len(urls) - MAX_URLS} more: see the server log")
+    if not ca_file and any("tls-port=" in url for url in urls):
+        lines.append(f"  ({TLS_CA_NOTE})")
     return lines
 
 
-def frame_pixels(urls: Sequence[str]) -> np.ndarray:
+def frame_pixels(urls: Sequence[str], ca_file: str | None = None) -> np.ndarray:
     """The window without its live parts (log lines, slide): title bar, text, panel frames."""
     img = Image.new("RGB", (WIN_W, WIN_H), BG)
     d = ImageDraw.Draw(img)
@@ -53,7 +56,7 @@ def frame_pixels(urls: Sequence[str]) -> np.ndarray:
         "Every connected client sees this same desktop.",
         "Drag to paint in your own colour; type into the line below.",
         "",
-        *connect_lines(urls),
+        *connect_lines(urls, ca_file),
     ]
     # The longest line sets the size, so a long URL still fits the window.
     size = 17
@@ -68,9 +71,9 @@ def frame_pixels(urls: Sequence[str]) -> np.ndarray:
     return rgb_to_xrgb(np.asarray(img))
 
 
-def window_pixels(urls: Sequence[str], lines: list[str], slide_k: int) -> np.ndarray:
+def window_pixels(urls: Sequence[str], lines: list[str], slide_k: int, ca_file: str | None = None) -> np.ndarray:
     """The whole window from scratch, for a given log and slide."""
-    px = frame_pixels(urls)
+    px = frame_pixels(urls, ca_file)
     px[LOG.top : LOG.bottom, LOG.left : LOG.right] = panel_pixels(lines, LOG.width)
     px[SLIDE.top : SLIDE.bottom, SLIDE.left : SLIDE.right] = slide(slide_k)
     return px
@@ -86,9 +89,9 @@ class Drag:
 
 
 class DemoWindow:
-    def __init__(self, urls: Sequence[str], x: int, y: int, bounds: Rect) -> None:
+    def __init__(self, urls: Sequence[str], x: int, y: int, bounds: Rect, ca_file: str | None = None) -> None:
         self.bounds = bounds  # where the window may be: wholly inside, so it is always whole
-        self.pixels = window_pixels(urls, [], 0)
+        self.pixels = window_pixels(urls, [], 0, ca_file)
         self.x, self.y = self.clamp(x, y)
         self.target: tuple[int, int] | None = None  # where a drag wants it at the next frame
         self.drag: Drag | None = None

@@ -50,6 +50,9 @@ SHAPE_CACHE = 64
 STDERR_LINES = 20
 INITIAL_SIZE = (800, 600)  # the waiting frame's size until the VM tells its own
 MOUSE_SERVER, MOUSE_CLIENT = 1, 2
+# What the helper inherits of our environment; SPICE_TWISTED_TEST_RUN marks the processes
+# of one test run (tests/conftest.py fails a run that leaves any behind).
+HELPER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR", "SPICE_TWISTED_TEST_RUN")
 
 
 def parse_uri(spec: str) -> tuple[str, int, int]:
@@ -162,6 +165,7 @@ class HelperProtocol(protocol.ProcessProtocol):
 
 class VmSource(DisplaySource):
     accepts_absolute = True  # our clients in client mode; upstream in server mode gets motion
+    size_known = False  # INITIAL_SIZE until the VM's first surface
     log = Logger()
 
     def __init__(self, host: str, port: int = 0, tls_port: int = 0, retry_max: float = RETRY_MAX) -> None:
@@ -183,6 +187,7 @@ class VmSource(DisplaySource):
         self.crashes = 0
         self.connects = 0
         self.damage_rects = 0
+        self.damage_frames = 0
         self.input_sent = 0
         self.input_dropped = 0
         self.released = 0
@@ -193,6 +198,7 @@ class VmSource(DisplaySource):
         self._shm: mmap.mmap | None = None
         self._view: np.ndarray | None = None
         self._surface: tuple[int, int] | None = None  # the VM's size while served
+        self.oversized: tuple[int, int] | None = None  # the VM's size while past --max-surface
         self._pending: list[Rect] = []
         self._shapes: OrderedDict[bytes, CursorShape] = OrderedDict()
         self._held: dict[int, set[int]] = {}  # session id -> scancodes held down
@@ -209,6 +215,7 @@ class VmSource(DisplaySource):
     # --- life ------------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
+        self.bind_bound(render)
         self.reactor = render.reactor
         render.add_paint_hook(self._paint)
         self._show_waiting()
@@ -233,17 +240,19 @@ class VmSource(DisplaySource):
         self._shm_fd = os.memfd_create("spice-twisted-vm")  # close-on-exec; dup'ed as fd 3 of the child
         self.starts += 1
         helper = HelperProtocol(self)
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR")}
+        env = {k: v for k, v in os.environ.items() if k in HELPER_ENV}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        self.reactor.spawnProcess(
-            helper, self.python, [self.python, "-s", str(HELPER)], env=env, childFDs={0: "w", 1: "r", 2: "r", 3: self._shm_fd}
-        )
+        # The helper dies with this process (PR_SET_PDEATHSIG follows the thread that spawned
+        # it: always the reactor's, which lives as long as the process).
+        argv = [self.python, "-s", str(HELPER), str(os.getpid())]
+        self.reactor.spawnProcess(helper, self.python, argv, env=env, childFDs={0: "w", 1: "r", 2: "r", 3: self._shm_fd})
 
     def _helper_started(self, helper: HelperProtocol) -> None:
         self.helper = helper
         self.helper_pid = helper.transport.pid or 0
         password = self.password.decode("utf-8", "replace")
-        helper.send(proto.Connect(self.host, self.port, self.tls_port, password, self.ca_file))
+        bound = self.max_surface
+        helper.send(proto.Connect(self.host, self.port, self.tls_port, password, self.ca_file, bound.pixels, bound.side))
 
     def _helper_ended(self, helper: HelperProtocol, why: BaseException) -> None:
         if helper is not self.helper:
@@ -275,6 +284,8 @@ class VmSource(DisplaySource):
             self._damage(msg.rects)
         elif isinstance(msg, proto.Surface):
             self._new_surface(msg.width, msg.height)
+        elif isinstance(msg, proto.Oversized):
+            self._oversized(msg.width, msg.height)
         elif isinstance(msg, proto.CursorSet):
             self.cursor.set_shape(self._shape(msg))
         elif isinstance(msg, proto.CursorMove):
@@ -289,6 +300,10 @@ class VmSource(DisplaySource):
             self.upstream_mouse = msg.mode
 
     def _new_surface(self, width: int, height: int) -> None:
+        if not self.max_surface.allows(width, height):  # the helper checks too; this is not its call
+            self._oversized(width, height)
+            return
+        self.oversized = None
         size = width * height * 4
         if self._shm is None or len(self._shm) < size:
             self._drop_view()
@@ -303,7 +318,7 @@ class VmSource(DisplaySource):
         self.render.damage(self.render.primary.rect)
         if self.state != "connected":
             self.connects += 1
-            back = self.state == "lost" or self.state == "refused"
+            back = self.state in ("lost", "refused", "oversized")
             self.log.info(
                 "VM at {up}: {how}, {w}x{h}, through spice-gtk",
                 up=self.upstream,
@@ -316,6 +331,27 @@ class VmSource(DisplaySource):
             self.state, self.reason = "connected", ""
         self._delay = FIRST_RETRY
 
+    def _oversized(self, width: int, height: int) -> None:
+        """The VM's screen is past --max-surface: nothing of it is mapped or copied; clients keep
+        the surface they have, showing why, until the VM's screen fits again (a Surface)."""
+        self._surface = None
+        self._pending = []
+        self._drop_view()
+        why = self.max_surface.refusal(f"the VM's screen at {self.upstream}", width, height)
+        self.state, self.reason = "oversized", why
+        if self.oversized == (width, height):
+            return
+        self.oversized = (width, height)
+        w, h = self.render.width, self.render.height
+        self.log.warn("{why}: not shown; clients keep a {w}x{h} screen saying so", why=why, w=w, h=h)
+        if self.notify_clients is not None:
+            self.notify_clients(f"{why}: not shown until it fits")
+        frame = message_frame(
+            w, h, [f"the VM's screen is {width}x{height}", f"over --max-surface {self.max_surface}: not shown"], WAITING_BG
+        )
+        self.render.primary.pixels[:] = frame
+        self.render.damage(self.render.primary.rect)
+
     def _damage(self, rects: tuple[tuple[int, int, int, int], ...]) -> None:
         if self._surface is None:
             return
@@ -326,6 +362,7 @@ class VmSource(DisplaySource):
                 self._pending.append(r)
                 self.render.damage(r)
         self.damage_rects += len(rects)
+        self.damage_frames += 1
         if len(self._pending) > 256:
             self._pending = [bounds]
 
@@ -376,7 +413,7 @@ class VmSource(DisplaySource):
         retry = f"retrying (backoff up to {self.retry_max:g} s)"
         if state == "refused":
             self.log.error("VM at {up}: {reason}; {retry}", up=self.upstream, reason=reason, retry=retry)
-        elif was == "connected":
+        elif was in ("connected", "oversized"):
             self.log.warn(
                 "VM at {up} was lost: {reason}; clients see a 'waiting for the VM' frame; {retry}",
                 up=self.upstream,
@@ -485,11 +522,13 @@ class VmSource(DisplaySource):
             "reason": self.reason,
             "available": self.state == "connected",
             "size": list(self._surface) if self._surface else None,
+            "oversized": list(self.oversized) if self.oversized else None,
             "helper_pid": self.helper_pid,
             "helper_starts": self.starts,
             "helper_crashes": self.crashes,
             "connects": self.connects,
             "damage_rects": self.damage_rects,
+            "damage_frames": self.damage_frames,
             "upstream_mouse_mode": self.upstream_mouse,
             "upstream_locks": self.upstream_locks,
             "input": {"sent": self.input_sent, "dropped": self.input_dropped},

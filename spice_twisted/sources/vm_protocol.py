@@ -107,10 +107,22 @@ class MouseMode:
     mode: int
 
 
+@dataclass(frozen=True)
+class Oversized:
+    """The upstream announced a primary surface past the source's bound (Connect's
+    max_pixels/max_side): nothing of it is copied, the shared memory is not grown, and no
+    Damage follows until a Surface that fits."""
+
+    TYPE: ClassVar[int] = 9
+    width: int
+    height: int
+
+
 # --- source -> helper -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Connect:
-    """What to connect to; the first frame the helper reads (the password never goes on argv)."""
+    """What to connect to; the first frame the helper reads (the password never goes on argv).
+    `max_pixels` and `max_side` bound the primary surfaces it copies (--max-surface)."""
 
     TYPE: ClassVar[int] = 64
     host: str
@@ -118,6 +130,8 @@ class Connect:
     tls_port: int = 0
     password: str = field(default="", repr=False)
     ca_file: str = ""
+    max_pixels: int = MAX_SURFACE_SIDE * MAX_SURFACE_SIDE
+    max_side: int = MAX_SURFACE_SIDE
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,7 @@ Message = (
     | CursorHide
     | Locks
     | MouseMode
+    | Oversized
     | Connect
     | Key
     | Position
@@ -206,7 +221,7 @@ def encode(msg: Message) -> bytes:
 def _payload(msg: Message) -> bytes:
     if isinstance(msg, StateChanged):
         return bytes([msg.state]) + _text(msg.text)
-    if isinstance(msg, Surface):
+    if isinstance(msg, Surface | Oversized):
         return _U32X2.pack(msg.width, msg.height)
     if isinstance(msg, Damage):
         if len(msg.rects) > MAX_RECTS:
@@ -223,7 +238,15 @@ def _payload(msg: Message) -> bytes:
     if isinstance(msg, MouseMode):
         return bytes([msg.mode])
     if isinstance(msg, Connect):
-        d = {"host": msg.host, "port": msg.port, "tls_port": msg.tls_port, "password": msg.password, "ca_file": msg.ca_file}
+        d = {
+            "host": msg.host,
+            "port": msg.port,
+            "tls_port": msg.tls_port,
+            "password": msg.password,
+            "ca_file": msg.ca_file,
+            "max_pixels": msg.max_pixels,
+            "max_side": msg.max_side,
+        }
         return json.dumps(d).encode()
     if isinstance(msg, Key):
         return _KEY.pack(msg.scancode, int(msg.pressed))
@@ -280,6 +303,13 @@ def _decode_surface(p: bytes) -> Surface:
     return Surface(w, h)
 
 
+def _decode_oversized(p: bytes) -> Oversized:
+    w, h = _exact(p, _U32X2, "Oversized")
+    if not (w and h):
+        raise ProtocolError(f"Oversized: size {w}x{h} out of range")
+    return Oversized(w, h)
+
+
 def _decode_damage(p: bytes) -> Damage:
     if len(p) < 2:
         raise ProtocolError("Damage: no rect count")
@@ -313,8 +343,12 @@ def _decode_connect(p: bytes) -> Connect:
         d = json.loads(_decode_text(p, "Connect"))
     except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the stack
         raise ProtocolError(f"Connect: not JSON ({exc})") from None
-    if not isinstance(d, dict) or set(d) != {"host", "port", "tls_port", "password", "ca_file"}:
+    if not isinstance(d, dict) or set(d) != {"host", "port", "tls_port", "password", "ca_file", "max_pixels", "max_side"}:
         raise ProtocolError("Connect: wrong fields")
+    if type(d["max_pixels"]) is not int or not 0 < d["max_pixels"] <= MAX_SURFACE_SIDE * MAX_SURFACE_SIDE:
+        raise ProtocolError("Connect: max_pixels out of range")
+    if type(d["max_side"]) is not int or not 0 < d["max_side"] <= MAX_SURFACE_SIDE:
+        raise ProtocolError("Connect: max_side out of range")
     for k in ("host", "password", "ca_file"):
         if not isinstance(d[k], str):
             raise ProtocolError(f"Connect: {k} is not a string")
@@ -362,6 +396,7 @@ _DECODERS = {
     CursorHide.TYPE: _decode_empty,
     Locks.TYPE: lambda p: Locks(_one_byte(p, "Locks", range(8))),
     MouseMode.TYPE: lambda p: MouseMode(_one_byte(p, "MouseMode", range(1, 3))),
+    Oversized.TYPE: _decode_oversized,
     Connect.TYPE: _decode_connect,
     Key.TYPE: _decode_key,
     Position.TYPE: lambda p: _decode_pointer(p, Position, "Position"),
@@ -369,7 +404,7 @@ _DECODERS = {
     Button.TYPE: _decode_button,
     SetLocks.TYPE: lambda p: SetLocks(_one_byte(p, "SetLocks", range(8))),
 }
-HELPER_TYPES = frozenset(range(1, 9))  # what the helper may send
+HELPER_TYPES = frozenset(range(1, 10))  # what the helper may send
 SOURCE_TYPES = frozenset(range(64, 70))  # what the source may send
 
 

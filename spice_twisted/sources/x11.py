@@ -45,10 +45,14 @@ class X11Source(DisplaySource):
 
     def __init__(self, display: str | None = None, retry: float = RETRY_SECONDS) -> None:
         try:
-            self.display = display_name(display)
+            self.display = display_name(display)  # its errors name the option already
+        except XUnsuitable as exc:
+            raise ValueError(str(exc)) from None
+        try:
             x = connect(self.display)
         except (XUnavailable, XUnsuitable) as exc:
-            raise ValueError(str(exc)) from None
+            given = f"x11:{display}" if display else f"x11 ($DISPLAY={self.display})"
+            raise ValueError(f"--source {given}: {exc}") from None
         self.width, self.height = x.width, x.height
         self.extensions = dict(x.extensions)
         x.close()  # the server may fork (twistd daemonises) before it starts
@@ -66,15 +70,24 @@ class X11Source(DisplaySource):
         self.released = 0  # keys and buttons released for clients that went away
         self._watch: task.LoopingCall | None = None
         self._lost_logged = False
+        self.oversized: tuple[int, int] | None = None  # the X screen's size while past --max-surface
 
     # --- life ------------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
         self.render, self.cursor = render, cursor
+        self.bind_bound(render)
         self.reactor = render.reactor
         self.handoff = FrameHandoff(self.reactor, render, cursor)
         fps = 1.0 / render.pacer.interval
         self.capture = CaptureThread(
-            self.display, self.handoff, fps, self.reactor.callFromThread, self, (render.width, render.height), retry=self.retry
+            self.display,
+            self.handoff,
+            fps,
+            self.reactor.callFromThread,
+            self,
+            (render.width, render.height),
+            retry=self.retry,
+            bound=self.max_surface,
         )
         self.capture.start()
         self._watch = task.LoopingCall(self.watch)
@@ -141,6 +154,21 @@ class X11Source(DisplaySource):
             if self.notify_clients is not None:
                 self.notify_clients(f"the X display {self.display} is unavailable; retrying every {self.retry:g} s")
             self.log.warn("{reason}; clients see a 'display unavailable' frame; retrying every {s:g} s", reason=reason, s=self.retry)
+
+    def x_oversized(self, width: int, height: int, served_w: int, served_h: int) -> None:
+        """The X screen grew past --max-surface: its top-left part is served (told once a size)."""
+        if self.oversized == (width, height):
+            return
+        self.oversized = (width, height)
+        why = self.max_surface.refusal(f"the X display {self.display}", width, height)
+        self.log.warn("{why}: serving its top-left {w}x{h}", why=why, w=served_w, h=served_h)
+        if self.notify_clients is not None:
+            self.notify_clients(f"{why}: you see its top-left {served_w}x{served_h}")
+
+    def x_fits(self) -> None:
+        """The X screen fits --max-surface again: served whole."""
+        self.oversized = None
+        self.log.info("X display {d} fits --max-surface again: serving all of it", d=self.display)
 
     def x_keymap(self, keymap: dict[int, int], how: str, bits: dict[str, int]) -> None:
         """X has a new keyboard mapping."""
@@ -209,6 +237,7 @@ class X11Source(DisplaySource):
             "keymap": self.keymap_source,
             "x_locks": self.x_lock_state,
             "released_for_departed": self.released,
+            "oversized": list(self.oversized) if self.oversized else None,
         }
         if self.capture is not None:
             d["capturing"] = self.capture.capturing

@@ -50,6 +50,7 @@ from .x11_shm import ShmSegment
 
 if TYPE_CHECKING:
     from ..render.handoff import FrameHandoff
+    from ..render.surface import SurfaceBound
 
 MAX_READS = 16  # a frame's damage is read as at most this many rectangles
 # The pointer is polled (QueryPointer) at frame rate while it moves, and this often once it
@@ -108,13 +109,17 @@ class CaptureThread:
         size: tuple[int, int],
         retry: float = 3.0,
         use_shm: bool = True,
+        bound: SurfaceBound | None = None,
     ) -> None:
         self.display = display
         self.handoff = handoff
         self.interval = 1.0 / fps
         self.post = post
         self.events = events  # the source: x_connected / x_lost / x_keymap / x_locks / x_log
-        self.size = size
+        self.size = size  # what is served: the screen, or its top-left part past `bound`
+        self.screen = size  # the X screen's own size
+        self.bound = bound  # --max-surface
+        self._over = False  # the screen is past the bound (the source was told)
         self.retry = retry
         self.use_shm = use_shm
         self.stats = CaptureStats()
@@ -256,11 +261,13 @@ class CaptureThread:
     def _serve(self, x: XDisplay) -> None:
         self._x = x
         conn = x.conn
-        if (x.width, x.height) != self.size:
-            self.size = (x.width, x.height)
-            self.handoff.resize(x.width, x.height)
+        self.screen = (x.width, x.height)
+        size = self._fit(x.width, x.height)
+        if size != self.size:
+            self.size = size
+            self.handoff.resize(*size)
             self.stats.resizes += 1
-        self.stats.shm = self._setup_shm(x, x.width * x.height * 4)
+        self.stats.shm = self._setup_shm(x, size[0] * size[1] * 4)
         damage_ext = conn(xcffib.damage.key)
         xfixes = conn(xcffib.xfixes.key)
         damage = conn.generate_id()
@@ -324,7 +331,7 @@ class CaptureThread:
             if ev.size:
                 ev.size = False
                 g = conn.core.GetGeometry(x.root).reply()
-                if (g.width, g.height) != self.size:
+                if (g.width, g.height) != self.screen:
                     self._resized(x, g.width, g.height)
                     full = True
             if ev.keymap:
@@ -382,13 +389,30 @@ class CaptureThread:
                 elif ev.xkbType in (XKB_NEW_KEYBOARD, XKB_MAP):
                     p.keymap = True
 
+    def _fit(self, width: int, height: int) -> tuple[int, int]:
+        """What of a width x height screen is served: all of it within --max-surface; past
+        it, its top-left part at the size served until now (the source is told)."""
+        if self.bound is None or self.bound.allows(width, height):
+            if self._over:
+                self._over = False
+                self.post(self.events.x_fits)
+            return width, height
+        self._over = True
+        size = min(width, self.size[0]), min(height, self.size[1])
+        self.post(self.events.x_oversized, width, height, *size)
+        return size
+
     def _resized(self, x: XDisplay, width: int, height: int) -> None:
-        self.size = (width, height)
+        self.screen = (width, height)
         x.width, x.height = width, height
+        size = self._fit(width, height)
+        if size == self.size:
+            return
+        self.size = size
         self.stats.resizes += 1
-        self.handoff.resize(width, height)
-        if self._shm is not None and self._shm.size < width * height * 4:
-            self.stats.shm = self._setup_shm(x, width * height * 4)
+        self.handoff.resize(*size)
+        if self._shm is not None and self._shm.size < size[0] * size[1] * 4:
+            self.stats.shm = self._setup_shm(x, size[0] * size[1] * 4)
 
     def _read_frame(self, x: XDisplay, damage: int, region: int, full: bool) -> None:
         t0 = time.perf_counter()

@@ -8,6 +8,7 @@ display that comes back unsuitable after a loss is logged with the same sentence
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +37,44 @@ class XUnsuitable(Exception):
     """The display is there but cannot be served as it is (the message says why)."""
 
 
+# X's own display names: [PROTOCOL/][HOST]:[:]NUMBER[.SCREEN] (HOST may be an IPv6 address).
+_DISPLAY = re.compile(r"^(?:(?P<proto>[A-Za-z0-9_-]+)/)?(?P<host>.*?)(?P<colons>::?)(?P<number>\d+)(?:\.(?P<screen>\d+))?$")
+_BARE_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+
+
 def display_name(spec: str | None) -> str:
-    """The X display of `--source x11[:DISPLAY]`: the given name, or $DISPLAY."""
+    """The X display of `--source x11[:DISPLAY]`: the given name, or $DISPLAY.
+
+    `x11:71` means display 71 (`:71`), as `x11::71` does, since a bare number is no
+    name X itself accepts; `x11:HOST:0` and `x11:unix:0` are X's own forms."""
     if spec:
+        if _BARE_NUMBER.match(spec):
+            return ":" + spec
+        if not _DISPLAY.match(spec):
+            raise XUnsuitable(
+                f"--source x11:{spec}: {spec!r} is not an X display name; write x11:N or x11::N for display N on this "
+                "machine, x11:HOST:N for one on another (as in $DISPLAY)"
+            )
         return spec
     env = os.environ.get("DISPLAY", "")
     if not env:
-        raise XUnsuitable("--source x11: $DISPLAY is not set; name the display, e.g. --source x11::0")
+        raise XUnsuitable("--source x11: $DISPLAY is not set; name the display, e.g. --source x11:0")
     return env
+
+
+def display_where(name: str) -> str:
+    """Where X's client library looks for a display name, in words (for error messages)."""
+    m = _DISPLAY.match(name)
+    if m is None:
+        return f"{name!r}, which is no X display name"
+    number = int(m["number"])
+    host, proto = m["host"], (m["proto"] or "").lower()
+    if m["colons"] == "::":
+        return f"display {number} over DECnet on {host or 'this machine'}"
+    if host in ("", "unix") and proto in ("", "unix"):
+        how = "its socket /tmp/.X11-unix/X{n}" + ("" if host == "unix" or proto == "unix" else ", then TCP port {p} on localhost")
+        return f"display {number} on this machine ({how.format(n=number, p=6000 + number)})"
+    return f"display {number} on {host} (TCP port {6000 + number})"
 
 
 @dataclass
@@ -79,7 +110,8 @@ def connect(name: str) -> XDisplay:
         conn = xcffib.connect(display=name)
     except xcffib.ConnectionException as exc:
         raise XUnavailable(
-            f"cannot connect to X display {name!r} ({exc}); is it running, and may this user open it (XAUTHORITY)?"
+            f"cannot connect to X display {name!r}: tried {display_where(name)}: {exc} "
+            "Is it running, and may this user open it (XAUTHORITY)?"
         ) from None
     except xcffib.XcffibException as exc:
         raise XUnavailable(f"cannot connect to X display {name!r}: {exc}") from None

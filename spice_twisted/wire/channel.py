@@ -184,6 +184,11 @@ class ChannelCore:
         head, tail = encode_split(_PING.layout, {"id": ping_id, "timestamp": now_ns, "data": External(padding) if padding else b""})
         return ping_id, _PING.id, head, tail
 
+    @property
+    def awaiting_pong(self) -> bool:
+        """A PING (periodic or probe) we still remember is unanswered."""
+        return bool(self._pings or self._probes)
+
     def forget_probes(self) -> None:
         """The network test gave up: a late answer is ignored like any unknown PONG."""
         self._probes.clear()

@@ -1,0 +1,199 @@
+"""An upstream SPICE server scripted by a test: a stand-in for a VM that QEMU cannot be
+made to be (one that announces a 16384x16384 primary surface: QEMU's std VGA stops at
+16000 pixels a side and 256 MiB of video memory) or that draws faster than a test can
+make a guest draw.
+
+It is a peer of the server under test (whose VM source connects to it through spice-gtk),
+not a stand-in for any of our own components. It speaks just enough SPICE for spice-gtk:
+the link (any ticket is accepted), a main channel that lists one display channel, and
+on that display channel a primary surface and what the test sends (COPY_BITS, MARK).
+Built from the project's sans-IO wire modules; one thread per connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+from spice_twisted.wire.enums import ChannelType, ClipType, CommonCap, LinkError, MsgcMain, SurfaceFlags, SurfaceFormat
+from spice_twisted.wire.framer import HeaderWriter
+from spice_twisted.wire.link import LinkDone, LinkFailed, LinkRequested, ServerLink, TicketReceived
+from spice_twisted.wire.messages import encode_body, message
+from spice_twisted.wire.ticket import LinkKey
+
+SESSION_ID = 0x5EED
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket, mini: bool) -> None:
+        self.sock = sock
+        self.headers = HeaderWriter(mini)
+        self.mini = mini
+        self.lock = threading.Lock()
+
+    def send(self, channel: ChannelType | None, name: str, fields: dict | None = None) -> None:
+        msg = message(channel, name)
+        body = encode_body(msg, fields or {})
+        with self.lock:
+            self.sock.sendall(self.headers.frame(msg.id, body))
+
+    def send_raw(self, data: bytes) -> None:
+        with self.lock:
+            self.sock.sendall(data)
+
+    def frame(self, channel: ChannelType | None, name: str, fields: dict | None = None) -> bytes:
+        msg = message(channel, name)
+        return self.headers.frame(msg.id, encode_body(msg, fields or {}))
+
+    def read_messages(self, leftover: bytes):
+        """(type, body) of each client message until the connection ends."""
+        buf = bytearray(leftover)
+        head = 6 if self.mini else 18
+        while True:
+            while len(buf) >= head:
+                if self.mini:
+                    msg_type, size = struct.unpack_from("<HI", buf)
+                else:
+                    _serial, msg_type, size, _sub = struct.unpack_from("<QHII", buf)
+                if len(buf) < head + size:
+                    break
+                yield msg_type, bytes(buf[head : head + size])
+                del buf[: head + size]
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+
+
+class SpicePeer:
+    """Listens on 127.0.0.1 (`port`); the display channel, once linked, is `display`."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.display: _Conn | None = None
+        self.display_linked = threading.Event()
+        self.links: list[str] = []
+        self.errors: list[str] = []
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self._socks.append(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _link(self, sock: socket.socket) -> tuple[int, LinkDone] | None:
+        link, key = ServerLink(), LinkKey()
+        channel = 0
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                self.errors.append(f"link: closed in state {link.state.value}")
+                return None
+            events = link.receive_data(data)
+            while events:
+                ev = events.pop(0)
+                if isinstance(ev, LinkRequested):
+                    channel = ev.request.channel_type
+                    reply, more = link.accept(
+                        key.public_der, frozenset({CommonCap.AUTH_SELECTION, CommonCap.AUTH_SPICE, CommonCap.MINI_HEADER}), frozenset()
+                    )
+                    sock.sendall(reply)
+                    events += more
+                elif isinstance(ev, TicketReceived):
+                    result, done = link.result(LinkError.OK)
+                    sock.sendall(result)
+                    assert done is not None
+                    return channel, done
+                elif isinstance(ev, LinkFailed):
+                    self.errors.append(f"link failed: {ev.reason}")
+                    sock.sendall(ev.reply)
+                    return None
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            linked = self._link(sock)
+            if linked is None:
+                return
+            channel, done = linked
+            conn = _Conn(sock, done.mini_header)
+            self.links.append(ChannelType(channel).name.lower())
+            if channel == ChannelType.MAIN:
+                self._main(conn, done.leftover)
+            elif channel == ChannelType.DISPLAY:
+                self._display(conn, done.leftover)
+        except OSError:
+            pass
+        except Exception as exc:  # a bug in the peer: shown by the test that uses it
+            self.errors.append(repr(exc))
+        finally:
+            sock.close()
+
+    def _main(self, conn: _Conn, leftover: bytes) -> None:
+        init = {
+            "session_id": SESSION_ID,
+            "display_channels_hint": 1,
+            "supported_mouse_modes": 1,
+            "current_mouse_mode": 1,
+            "agent_connected": 0,
+            "agent_tokens": 0,
+            "multi_media_time": 0,
+            "ram_hint": 0,
+        }
+        conn.send(ChannelType.MAIN, "INIT", init)
+        for msg_type, _body in conn.read_messages(leftover):
+            if msg_type == MsgcMain.ATTACH_CHANNELS:
+                conn.send(ChannelType.MAIN, "CHANNELS_LIST", {"channels": [{"type": ChannelType.DISPLAY, "id": 0}]})
+
+    def _display(self, conn: _Conn, leftover: bytes) -> None:
+        self.surface(conn, self.width, self.height)
+        self.display = conn
+        self.display_linked.set()
+        for _ in conn.read_messages(leftover):
+            pass  # DISPLAY_INIT, preferences: nothing to answer
+
+    def surface(self, conn: _Conn, width: int, height: int) -> None:
+        """A new primary surface of this size (the old one destroyed first), then a MARK."""
+        if self.display is not None:
+            conn.send(ChannelType.DISPLAY, "SURFACE_DESTROY", {"surface_id": 0})
+        fields = {"surface_id": 0, "width": width, "height": height, "format": SurfaceFormat.FMT_32_xRGB, "flags": SurfaceFlags.PRIMARY}
+        conn.send(ChannelType.DISPLAY, "SURFACE_CREATE", fields)
+        conn.send(ChannelType.DISPLAY, "MARK")
+
+    def resize(self, width: int, height: int) -> None:
+        assert self.display is not None
+        self.surface(self.display, width, height)
+
+    def copy_bits(self, n: int, side: int = 8) -> None:
+        """n COPY_BITS, each its own write (so each reaches spice-gtk on its own): a small
+        square moved by one pixel, n draws the client has to show."""
+        conn = self.display
+        assert conn is not None
+        for i in range(n):
+            x = 1 + (i * side) % max(side, self.width_shown - 2 * side)
+            box = {"top": 0, "left": x, "bottom": side, "right": x + side}
+            fields = {"surface_id": 0, "box": box, "clip_type": ClipType.NONE, "src_pos": {"x": x - 1, "y": 1}}
+            conn.send(ChannelType.DISPLAY, "COPY_BITS", fields)
+
+    width_shown = 640  # COPY_BITS stay inside this many columns of the surface
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        for s in self._socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
