@@ -591,7 +591,7 @@ def test_planning_work_is_bounded_whatever_the_damage(n: int, monkeypatch: pytes
 def test_simplify_of_a_huge_exact_region_scores_a_bounded_number_of_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     """simplify alone (as the pipes' refresh regions and the X11 capture use it): 128 crossing
     lines make an exact region of 4,160 rects; the greedy still scores at most MAX_SCORED pairs
-    (201 here; the planner before the grid path scored 32,835, and took about 25 ms)."""
+    (201 here; the planner before the grid path scored 32,835 and took about 80 ms)."""
     region = Region.from_rects(adversarial(128)["crossing lines"])
     assert len(region) > 4000
     counter = CountingHeapq()
