@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from spice_twisted.render import region as region_module
 from spice_twisted.render.rect import Rect
-from spice_twisted.render.region import EXACT_RECTS, GREEDY_RECTS, GRID, Region
+from spice_twisted.render.region import EXACT_RECTS, EXACT_WORK, GREEDY_RECTS, GRID, Region
 
 SIZE = 40  # canvas for the random rects
 PAD = 25  # translated regions are drawn on a canvas padded by this much on every side
@@ -321,10 +321,13 @@ def test_simplify_without_waste_is_exact(rs: list[Rect]) -> None:
     (past GREEDY_RECTS rects: tiles the grid cells that hold the region's pixels)."""
     region = Region.from_rects(rs)
     out = region.simplify(1000, slack=0, waste_px=0)
-    exact = region if len(region) <= GREEDY_RECTS else region._coarse(GREEDY_RECTS)
-    assert Region.from_rects(out) == exact
-    assert sum(r.area for r in out) == exact.area
-    assert len(out) <= len(exact)
+    if len(region) <= GREEDY_RECTS:
+        assert Region.from_rects(out) == region
+        assert sum(r.area for r in out) == region.area
+        assert len(out) <= len(region)
+    else:  # the cells' exact merges, each cut down to the region's pixels in it
+        assert not Region.from_rects(out).subtract(region._coarse(GREEDY_RECTS))
+        assert not region.subtract(Region.from_rects(out))
 
 
 @fast
@@ -444,7 +447,7 @@ def test_many_adds_in_a_fixed_area_stay_small() -> None:
 WIDE = 300  # a canvas big enough for grid cells wider than a pixel (cell = ceil(300 / GRID) = 5)
 wide = st.integers(0, WIDE)
 wide_rects = st.tuples(wide, wide, st.integers(0, 60), st.integers(0, 60)).map(lambda t: Rect(t[0], t[1], t[0] + t[2], t[1] + t[3]))
-many_rects = st.lists(wide_rects, min_size=EXACT_RECTS + 1, max_size=120)
+many_rects = st.lists(wide_rects, min_size=17, max_size=EXACT_RECTS + 40)  # exact, out of budget, and past EXACT_RECTS
 
 
 def wide_mask(rects: list[Rect]) -> np.ndarray:
@@ -470,7 +473,7 @@ def dilate(mask: np.ndarray, k: int) -> np.ndarray:
 @big
 @given(many_rects)
 def test_from_damage_is_a_close_superset(rs: list[Rect]) -> None:
-    """Past EXACT_RECTS rects: every damaged pixel is in, and every pixel in lies in a grid cell that holds a damaged one."""
+    """Every damaged pixel is in, and every pixel in lies in a grid cell that holds a damaged one (exact while cheap)."""
     region = Region.from_damage(rs)
     exact = Region.from_rects(rs)
     assert not exact.subtract(region), "from_damage lost pixels"
@@ -488,9 +491,19 @@ def region_mask_wide(region: Region) -> np.ndarray:
 
 
 @fast
-@given(st.lists(wide_rects, max_size=EXACT_RECTS))
+@given(st.lists(wide_rects, max_size=16))
 def test_from_damage_is_exact_for_few_rects(rs: list[Rect]) -> None:
+    """16 rects make at most 31 bands, so their adds rebuild at most 256 = EXACT_WORK bands."""
+    assert EXACT_WORK >= 16 * 16
     assert Region.from_damage(rs) == Region.from_rects(rs)
+
+
+def test_from_damage_is_exact_for_many_cheap_rects() -> None:
+    """Up to EXACT_RECTS small rects far apart cost one band each: still exact."""
+    rs = [Rect(x, y, x + 4, y + 3) for x in range(0, 1600, 160) for y in range(0, 1200, 100)][:EXACT_RECTS]
+    assert len(rs) == 120
+    assert Region.from_damage(rs) == Region.from_rects(rs)
+    assert Region.from_damage([*rs, Rect(0, 0, 1, 1)] * 2) != Region.from_rects(rs)  # past EXACT_RECTS: the grid
 
 
 @big
@@ -503,6 +516,7 @@ def test_simplify_large_regions_covers_within_budget(rs: list[Rect], max_rects: 
     assert all(not r.empty() and region.bounds.contains(r) for r in out)
     assert not region.subtract(Region.from_rects(out)), "simplify lost pixels"
     assert sum(r.area for r in out) <= region.bounds.area
+    assert all(region.intersect(r).bounds == r for r in out), "a box reaches past the region's pixels in it"
 
 
 def adversarial(n: int) -> dict[str, list[Rect]]:
@@ -554,17 +568,18 @@ class CountingHeapq:
 MAX_SCORED = 2 * GREEDY_RECTS * GREEDY_RECTS
 
 
-@pytest.mark.parametrize("n", [64, 256, 1024, 4096])
+@pytest.mark.parametrize("n", [64, 200, 1024, 4096])
 def test_planning_work_is_bounded_whatever_the_damage(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The frame plan (from_damage, then simplify) does bounded work for every shape and count:
     at most EXACT_RECTS exact adds, a grid of at most GRID x GRID cells, and at most
     MAX_SCORED pairs scored by the greedy merge."""
-    adds: list[int] = []
+    assert EXACT_RECTS < 256
+    adds: list[int] = []  # bands each exact add rebuilt
     real_combine = Region._combine_in_place
 
     def counting_combine(self: Region, ob, op):  # type: ignore[no-untyped-def]
-        adds.append(1)
-        return real_combine(self, ob, op)
+        adds.append(real_combine(self, ob, op))
+        return adds[-1]
 
     grids: list[tuple[int, int]] = []
     real_bands_of_grid = region_module._bands_of_grid
@@ -580,7 +595,10 @@ def test_planning_work_is_bounded_whatever_the_damage(n: int, monkeypatch: pytes
         monkeypatch.setattr(region_module, "heapq", counter)
         adds.clear()
         region = Region.from_damage(rects)
-        assert not adds, f"{name}: {n} rects took the exact path"
+        if n > EXACT_RECTS:
+            assert not adds, f"{name}: {n} rects took the exact path"
+        else:  # exact until the bands rebuilt pass EXACT_WORK: the last add can rebuild at most 2n + 1
+            assert sum(adds) <= EXACT_WORK + 2 * n + 1, f"{name}: {sum(adds)} bands rebuilt"
         out = region.simplify(16)
         assert 1 <= len(out) <= 16
         assert not (screen_mask(rects) & ~screen_mask(out)).any(), f"{name}: pixels lost"

@@ -34,7 +34,7 @@ import numpy as np
 
 from spice_twisted.render.rect import Rect
 
-__all__ = ["Region", "DEFAULT_SLACK", "DEFAULT_WASTE_PX", "EXACT_RECTS", "GREEDY_RECTS", "GRID"]
+__all__ = ["Region", "DEFAULT_SLACK", "DEFAULT_WASTE_PX", "EXACT_RECTS", "EXACT_WORK", "GREEDY_RECTS", "GRID"]
 
 Band = tuple[int, int, tuple[int, ...]]
 
@@ -53,13 +53,17 @@ DEFAULT_WASTE_PX = 64 * 64
 # The bounds on planning work, whatever the damage (measured in benchmarks/region.py):
 # from_damage() is exact up to EXACT_RECTS rects (adding one rect costs up to one step
 # per band it crosses, and crossing lines make n bands: n^2 steps) ...
-EXACT_RECTS = 32
+EXACT_RECTS = 128
+EXACT_WORK = 256
 # ... simplify() runs its greedy merge on at most GREEDY_RECTS rects (about 10 us each)
 # ...
-GREEDY_RECTS = 64
+GREEDY_RECTS = 48
 # ... and anything larger is first gathered on a grid of at most GRID x GRID cells
 # over the region's bounds (cells coarsened 2x2 until at most GREEDY_RECTS rects remain).
 GRID = 64
+# After the grid, simplify() cuts each box down to the region's own pixels in it, at a
+# cost of boxes x rects: done for regions of up to SHRINK_RECTS rects (from_damage's are).
+SHRINK_RECTS = 4096
 
 _UNION, _SUBTRACT, _INTERSECT = 0, 1, 2
 _y1 = itemgetter(0)
@@ -268,14 +272,22 @@ class Region:
     def from_damage(cls, rects: Sequence[Rect]) -> Region:
         """A region holding every pixel of rects, built in time bounded by len(rects).
 
-        Up to EXACT_RECTS rects it is their exact union. Past that (a flood of
-        damage) it is the cells they touch on a grid of at most GRID x GRID cells
-        over their bounds: a superset by less than one cell around each rect,
-        built by numpy in O(n) with no per-rect Python step, and holding at most
-        GRID x GRID / 2 rectangles whatever the input.
+        It is their exact union while that is cheap: at most EXACT_RECTS rects, and
+        at most EXACT_WORK bands rebuilt by the adds (crossing lines make n bands of
+        up to n intervals each). Past that (a flood of damage) it is the cells they
+        touch on a grid of at most GRID x GRID cells over their bounds: a superset
+        by less than one cell around each rect, built by numpy in O(n) with no
+        per-rect Python step, and holding at most GRID x GRID / 2 rectangles.
         """
         if len(rects) <= EXACT_RECTS:
-            return cls.from_rects(rects)
+            region = cls()
+            work = 0
+            for r in rects:
+                work += region._combine_in_place(_rect_bands(r), _UNION)
+                if work > EXACT_WORK:
+                    break
+            else:
+                return region
         a = np.fromiter(chain.from_iterable(rects), dtype=np.int64, count=4 * len(rects)).reshape(-1, 4)
         a = a[(a[:, 0] < a[:, 2]) & (a[:, 1] < a[:, 3])]
         if not len(a):
@@ -337,14 +349,15 @@ class Region:
         j = bisect_left(bands, bottom, lo=i, key=_y1)
         return i, j
 
-    def _combine_in_place(self, ob: list[Band], op: int) -> None:
+    def _combine_in_place(self, ob: list[Band], op: int) -> int:
+        """Returns how many of self's bands it rebuilt (the work done, for from_damage)."""
         bands = self._bands
         if not ob or (op == _SUBTRACT and not bands):
-            return
+            return 0
         i, j = self._band_range(ob[0][0], ob[-1][1])
         if i == j:
             if op == _SUBTRACT:
-                return
+                return 0
             res: list[Band] = list(ob)
         else:
             res = _sweep(bands[i:j], ob, op)
@@ -353,6 +366,7 @@ class Region:
         # right edge first so the left index stays valid.
         _merge_at(bands, i + len(res))
         _merge_at(bands, i)
+        return j - i
 
     # --- queries ------------------------------------------------------------------
 
@@ -490,8 +504,22 @@ class Region:
         if max_rects == 1:
             return [self.bounds] if self else []
         if len(self) > GREEDY_RECTS:
-            return self._coarse(GREEDY_RECTS)._merge(max_rects, slack, waste_px)
+            left, top, right, bottom = self._rect_arrays()
+            coarse = Region._from_bands(_grid_bands(left, top, right, bottom, self.bounds, GREEDY_RECTS))
+            boxes = coarse._merge(max_rects, slack, waste_px)
+            if len(left) <= SHRINK_RECTS:
+                boxes = _shrink(boxes, left, top, right, bottom)
+            return boxes
         return self._merge(max_rects, slack, waste_px)
+
+    def _rect_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """rects() as four numpy arrays: left, top, right, bottom."""
+        bands = self._bands
+        counts = [len(xs) // 2 for _, _, xs in bands]
+        n = sum(counts)
+        xs = np.fromiter(chain.from_iterable(b[2] for b in bands), dtype=np.int64, count=2 * n).reshape(-1, 2)
+        ys = np.repeat(np.array([(b[0], b[1]) for b in bands], dtype=np.int64).reshape(-1, 2), counts, axis=0)
+        return xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]
 
     def _coarse(self, limit: int) -> Region:
         """The grid cells that hold a pixel of the region, as a region of at most `limit` rects.
@@ -500,12 +528,7 @@ class Region:
         the bounds, and are clipped to the bounds; each pass ORs 2x2 cells into one
         until the cells' band form has at most `limit` rects (a 1 x 1 grid is one).
         """
-        bands = self._bands
-        counts = [len(xs) // 2 for _, _, xs in bands]
-        n = sum(counts)
-        xs = np.fromiter(chain.from_iterable(b[2] for b in bands), dtype=np.int64, count=2 * n).reshape(-1, 2)
-        ys = np.repeat(np.array([(b[0], b[1]) for b in bands], dtype=np.int64).reshape(-1, 2), counts, axis=0)
-        return Region._from_bands(_grid_bands(xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1], self.bounds, limit))
+        return Region._from_bands(_grid_bands(*self._rect_arrays(), self.bounds, limit))
 
     def _merge(self, max_rects: int, slack: float, waste_px: int) -> list[Rect]:
         """simplify()'s greedy merge. Each merge re-scores only the new cluster's
@@ -659,6 +682,34 @@ def _grid_bands(left: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np
             grid = _pool(grid)
             cell *= 2
     return _bands_of_grid(grid, cell, bounds)
+
+
+def _shrink(boxes: list[Rect], left: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np.ndarray) -> list[Rect]:
+    """Each box cut down to the bounds of the region's pixels inside it (given as rect arrays).
+
+    The boxes still cover the region (every pixel inside a box is inside its cut), and
+    the grid's cell edges become the damage's own edges again. O(rects x boxes) in numpy.
+    """
+    n = len(boxes)
+    b = np.array(boxes, dtype=np.int64).reshape(n, 4)
+    cl = np.maximum(left, b[:, 0:1])  # shape (boxes, rects)
+    ct = np.maximum(top, b[:, 1:2])
+    cr = np.minimum(right, b[:, 2:3])
+    cb = np.minimum(bottom, b[:, 3:4])
+    inside = (cl < cr) & (ct < cb)
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    cut = np.stack(
+        [
+            np.where(inside, cl, big).min(axis=1),
+            np.where(inside, ct, big).min(axis=1),
+            np.where(inside, cr, small).max(axis=1),
+            np.where(inside, cb, small).max(axis=1),
+        ],
+        axis=1,
+    )
+    out = [Rect(*row) for row, hit in zip(cut.tolist(), inside.any(axis=1).tolist(), strict=True) if hit]
+    out.sort(key=lambda r: (r.top, r.left))
+    return out
 
 
 def _grid_rect_count(grid: np.ndarray) -> int:
