@@ -51,12 +51,13 @@ DEFAULT_SLACK = 0.25
 DEFAULT_WASTE_PX = 64 * 64
 
 # The bounds on planning work, whatever the damage (measured in benchmarks/region.py):
-# from_damage() is exact up to EXACT_RECTS rects (adding one rect costs up to one step
-# per band it crosses, and crossing lines make n bands: n^2 steps) ...
+# from_damage() is exact for at most EXACT_RECTS rects whose adds rebuild at most
+# EXACT_WORK bands in all (an add rebuilds every band it crosses, and n crossing lines
+# make n bands: n^2 rebuilds; at a microsecond or so each, 256 is a quarter of a ms) ...
 EXACT_RECTS = 128
 EXACT_WORK = 256
-# ... simplify() runs its greedy merge on at most GREEDY_RECTS rects (about 10 us each)
-# ...
+# ... simplify() runs its greedy merge on at most GREEDY_RECTS rects (about 10 us a
+# rect at this size, the merge being quadratic when every pair competes) ...
 GREEDY_RECTS = 48
 # ... and anything larger is first gathered on a grid of at most GRID x GRID cells
 # over the region's bounds (cells coarsened 2x2 until at most GREEDY_RECTS rects remain).
@@ -474,8 +475,9 @@ class Region:
         overhead. A region of at most GREEDY_RECTS rects goes straight to the
         greedy merge below. A larger one is first gathered on a grid (see
         ``_coarse``): the cells of at most GRID x GRID over the bounds that hold
-        a pixel, coarsened 2x2 at a time until at most GREEDY_RECTS rects remain,
-        so the cost is O(rects) in numpy plus a bounded merge, never a cliff.
+        a pixel, coarsened 2x2 at a time until at most GREEDY_RECTS rects remain;
+        the merged boxes are then cut down to the region's own pixels in them.
+        So the cost is O(rects) in numpy plus a bounded merge, never a cliff.
 
         The greedy rule:
 
@@ -495,9 +497,10 @@ class Region:
         - If the boxes still add up to at least area(bounds), [bounds] is returned.
 
         Output rects are sorted by (top, left); they cover the region but may
-        overlap each other, and stay within its bounds. max_rects=1 gives
-        [bounds]; with slack=0 and waste_px=0, a region of at most GREEDY_RECTS
-        rects gets only pixel-exact merges (a larger one: the grid's cells).
+        overlap each other, and each is the bounding box of the region's pixels
+        inside it. max_rects=1 gives [bounds]; with slack=0 and waste_px=0, a
+        region of at most GREEDY_RECTS rects gets only pixel-exact merges (a
+        larger one: the grid cells', cut down as above).
         """
         if max_rects < 1:
             raise ValueError("max_rects must be at least 1")
@@ -707,7 +710,11 @@ def _shrink(boxes: list[Rect], left: np.ndarray, top: np.ndarray, right: np.ndar
         ],
         axis=1,
     )
-    out = [Rect(*row) for row, hit in zip(cut.tolist(), inside.any(axis=1).tolist(), strict=True) if hit]
+    cuts = sorted((Rect(*row) for row, hit in zip(cut.tolist(), inside.any(axis=1).tolist(), strict=True) if hit), key=lambda r: -r.area)
+    out: list[Rect] = []
+    for r in cuts:  # a box cut down may now lie inside another one
+        if not any(k.contains(r) for k in out):
+            out.append(r)
     out.sort(key=lambda r: (r.top, r.left))
     return out
 
