@@ -31,6 +31,7 @@ import cProfile
 import importlib.util
 import io
 import json
+import os
 import pstats
 import random
 import statistics
@@ -49,13 +50,13 @@ import numpy as np  # noqa: E402
 from _report import command_line, cpu_model, load_average, md_table, write_between  # noqa: E402
 
 from spice_twisted.render.rect import Rect  # noqa: E402
-from spice_twisted.render.region import EXACT_RECTS, GREEDY_RECTS, GRID, Region  # noqa: E402
+from spice_twisted.render.region import EXACT_RECTS, EXACT_WORK, GREEDY_RECTS, GRID, Region  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "region"
 W, H = 1920, 1080
 MAX_RECTS = 16  # render/service.py's MAX_RECTS
-COUNTS = [1, 4, 16, 64, 256, 1024, 4096]
+COUNTS = [1, 4, 16, 64, 128, 256, 1024, 4096]
 BUDGET_MS = 2.0
 
 
@@ -265,7 +266,7 @@ def why_grid(cairo: dict[str, list[float]]) -> str:
         " pycairo is also not at hand: pip has no wheel for it here and building it needs cairo's headers "
         "(libcairo2-dev) and pkg-config; Debian's python3-cairo serves only the system Python, not the project's "
         "virtualenv. Where pixman's exact union would be cheap (up to a few dozen rects) the pure-Python bands "
-        f"cost tenths of a millisecond, so `from_damage` stays exact there (up to {EXACT_RECTS} rects)."
+        "cost tenths of a millisecond, so `from_damage` stays exact there, within a budget of bands rebuilt."
     )
 
 
@@ -349,11 +350,13 @@ def main() -> None:
             f"<!-- {SECTION}:begin -->",
             "## Damage planning: from a frame's damage to its drawables",
             "",
-            f"`{command_line()}` on {cpu_model()} (load average {load_average()} at the end; a shared machine, so compare "
+            f"`{command_line(os.path.relpath(sys.executable))}` on {cpu_model()} (load average {load_average()} at the end; a shared machine, so compare "
             f"within this run). A frame plan is the frame's damage made a region, then `simplify({MAX_RECTS})`; each row is "
             f"{args.repeat} runs of the planner before (`{args.before}`: exact region up to 256 rects, greedy merge on all of "
-            f"its rects) and after (`Region.from_damage`: exact up to {EXACT_RECTS} rects, else a grid of at most {GRID} x {GRID} "
-            f"cells; `simplify`: the greedy merge on at most {GREEDY_RECTS} rects, the grid first past that) in turn, at {W}x{H}.",
+            f"its rects) and after (`Region.from_damage`: exact for at most {EXACT_RECTS} rects rebuilding at most {EXACT_WORK} "
+            f"bands, else the cells they touch on a grid of at most {GRID} x {GRID}; `simplify`: the greedy merge on at most "
+            f"{GREEDY_RECTS} rects, past that on the grid's cells, coarsened until that few, with the boxes then cut down to the "
+            f"region's own pixels) in turn, at {W}x{H}.",
             "",
             f"Slowest single run over every workload, in the thread's CPU time (wall time adds whatever preempted it on "
             f"this shared machine, and so would not measure the plan): **before {worst_before[0]:.1f} ms** ({worst_before[1]} rects), "

@@ -53,9 +53,9 @@ DEFAULT_WASTE_PX = 64 * 64
 # The bounds on planning work, whatever the damage (measured in benchmarks/region.py):
 # from_damage() is exact for at most EXACT_RECTS rects whose adds rebuild at most
 # EXACT_WORK bands in all (an add rebuilds every band it crosses, and n crossing lines
-# make n bands: n^2 rebuilds; at a microsecond or so each, 256 is a quarter of a ms) ...
+# make n bands: n^2 rebuilds; at one to two microseconds each, 128 is a fifth of a ms) ...
 EXACT_RECTS = 128
-EXACT_WORK = 256
+EXACT_WORK = 128
 # ... simplify() runs its greedy merge on at most GREEDY_RECTS rects (about 10 us a
 # rect at this size, the merge being quadratic when every pair competes) ...
 GREEDY_RECTS = 48
