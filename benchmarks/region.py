@@ -362,7 +362,10 @@ def main() -> None:
             f"this shared machine, and so would not measure the plan): **before {worst_before[0]:.1f} ms** ({worst_before[1]} rects), "
             f"**after {worst_after[0]:.2f} ms** ({worst_after[1]} rects); the goal is {BUDGET_MS:g} ms. "
             "Pixels sent per damaged pixel: the drawables' total area over the damage's (16 drawables for scattered specks "
-            "of damage must cover much more than the specks).",
+            "of damage must cover much more than the specks). Where the plan now sends more pixels than before, the "
+            f"region had more than {GREEDY_RECTS} rects, so its boxes were merged from grid cells rather than from its own "
+            "rects: a thin line's cell is as wide as the grid's cell until the box is cut down, and a lattice's boxes "
+            "keep the cells between its lines. That is the price of a bounded plan.",
             "",
             md_table(header, rows),
             "",
