@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 
 import numpy as np
@@ -11,12 +12,13 @@ from hypothesis import strategies as st
 
 from spice_twisted.render import region as region_module
 from spice_twisted.render.rect import Rect
-from spice_twisted.render.region import Region
+from spice_twisted.render.region import EXACT_RECTS, EXACT_WORK, GREEDY_RECTS, GRID, Region
 
 SIZE = 40  # canvas for the random rects
 PAD = 25  # translated regions are drawn on a canvas padded by this much on every side
 
 fast = settings(max_examples=200, deadline=None)
+big = settings(max_examples=60, deadline=None)  # examples of up to 120 rects
 
 
 # --- reference model ------------------------------------------------------------------
@@ -315,12 +317,17 @@ def test_simplify_covers_within_budget(rs: list[Rect], max_rects: int, slack: fl
 @fast
 @given(rect_lists)
 def test_simplify_without_waste_is_exact(rs: list[Rect]) -> None:
-    """slack=0, waste_px=0 and a big budget: only merges that add no pixel, so the result tiles the region exactly."""
+    """slack=0, waste_px=0 and a big budget: only merges that add no pixel, so the result tiles the region exactly
+    (past GREEDY_RECTS rects: tiles the grid cells that hold the region's pixels)."""
     region = Region.from_rects(rs)
     out = region.simplify(1000, slack=0, waste_px=0)
-    assert Region.from_rects(out) == region
-    assert sum(r.area for r in out) == region.area
-    assert len(out) <= len(region)
+    if len(region) <= GREEDY_RECTS:
+        assert Region.from_rects(out) == region
+        assert sum(r.area for r in out) == region.area
+        assert len(out) <= len(region)
+    else:  # the cells' exact merges, each cut down to the region's pixels in it
+        assert not Region.from_rects(out).subtract(region._coarse(GREEDY_RECTS))
+        assert not region.subtract(Region.from_rects(out))
 
 
 @fast
@@ -369,7 +376,9 @@ def test_simplify_keeps_clusters() -> None:
     out = region.simplify(8)
     assert len(out) == 4
     assert not region.subtract(Region.from_rects(out))
-    assert sorted((r.left // 1000, r.top // 1000) for r in out) == [(0, 0), (0, 2), (2, 0), (2, 2)]
+    # One box per cluster (a region this big is gathered on a grid first: boxes may reach a cell past it).
+    assert sorted((round(r.left / 1000), round(r.top / 1000)) for r in out) == [(0, 0), (0, 2), (2, 0), (2, 2)]
+    assert all(r.width < 250 and r.height < 200 for r in out)
 
 
 def test_simplify_large_region_respects_budget() -> None:
@@ -431,3 +440,181 @@ def test_many_adds_in_a_fixed_area_stay_small() -> None:
     assert peak <= 64 * 32  # at most 64 bands of at most 32 intervals
     assert len(region._bands) <= 64
     assert Rect(100, 200, 164, 264).contains(region.bounds)
+
+
+# --- bounded planning: from_damage and simplify on any damage (no wall clock: count the work) ----
+
+WIDE = 300  # a canvas big enough for grid cells wider than a pixel (cell = ceil(300 / GRID) = 5)
+wide = st.integers(0, WIDE)
+wide_rects = st.tuples(wide, wide, st.integers(0, 60), st.integers(0, 60)).map(lambda t: Rect(t[0], t[1], t[0] + t[2], t[1] + t[3]))
+many_rects = st.lists(wide_rects, min_size=17, max_size=EXACT_RECTS + 40)  # exact, out of budget, and past EXACT_RECTS
+
+
+def wide_mask(rects: list[Rect]) -> np.ndarray:
+    mask = np.zeros((WIDE + 61, WIDE + 61), dtype=bool)
+    for r in rects:
+        mask[r.top : r.bottom, r.left : r.right] = True
+    return mask
+
+
+def dilate(mask: np.ndarray, k: int) -> np.ndarray:
+    """Every pixel within k (in x and in y) of a set pixel."""
+    rows = mask.copy()
+    for d in range(1, k + 1):
+        rows[d:] |= mask[:-d]
+        rows[:-d] |= mask[d:]
+    out = rows.copy()
+    for d in range(1, k + 1):
+        out[:, d:] |= rows[:, :-d]
+        out[:, :-d] |= rows[:, d:]
+    return out
+
+
+@big
+@given(many_rects)
+def test_from_damage_is_a_close_superset(rs: list[Rect]) -> None:
+    """Every damaged pixel is in, and every pixel in lies in a grid cell that holds a damaged one (exact while cheap)."""
+    region = Region.from_damage(rs)
+    exact = Region.from_rects(rs)
+    assert not exact.subtract(region), "from_damage lost pixels"
+    assert region.bounds == exact.bounds
+    b = exact.bounds
+    cell = max(1, -(-max(b.width, b.height) // GRID))
+    got = region_mask_wide(region)
+    assert not (got & ~dilate(wide_mask(rs), cell - 1)).any(), "a pixel further than a cell from any damage"
+    assert len(region) <= GRID * GRID // 2
+
+
+def region_mask_wide(region: Region) -> np.ndarray:
+    check_canonical(region)
+    return wide_mask(region.rects())
+
+
+@fast
+@given(st.lists(wide_rects, max_size=11))
+def test_from_damage_is_exact_for_few_rects(rs: list[Rect]) -> None:
+    """The k-th rect meets at most 2k - 1 bands, so 11 rects rebuild at most 121 <= EXACT_WORK bands."""
+    assert EXACT_WORK >= 11 * 11
+    assert Region.from_damage(rs) == Region.from_rects(rs)
+
+
+def test_from_damage_is_exact_for_many_cheap_rects() -> None:
+    """Up to EXACT_RECTS small rects far apart cost one band each: still exact."""
+    rs = [Rect(x, y, x + 4, y + 3) for x in range(0, 1600, 160) for y in range(0, 1200, 100)][:EXACT_RECTS]
+    assert len(rs) == 120
+    assert Region.from_damage(rs) == Region.from_rects(rs)
+    assert Region.from_damage([*rs, Rect(0, 0, 1, 1)] * 2) != Region.from_rects(rs)  # past EXACT_RECTS: the grid
+
+
+@big
+@given(st.lists(wide_rects, max_size=120), st.integers(1, 20), st.floats(0, 1), st.sampled_from([0, 16, 4096]))
+def test_simplify_large_regions_covers_within_budget(rs: list[Rect], max_rects: int, slack: float, waste_px: int) -> None:
+    """The same contract as for small regions, on regions big enough to take the grid path."""
+    region = Region.from_rects(rs)
+    out = region.simplify(max_rects, slack=slack, waste_px=waste_px)
+    assert len(out) <= max_rects
+    assert all(not r.empty() and region.bounds.contains(r) for r in out)
+    assert not region.subtract(Region.from_rects(out)), "simplify lost pixels"
+    assert sum(r.area for r in out) <= region.bounds.area
+    assert all(region.intersect(r).bounds == r for r in out), "a box reaches past the region's pixels in it"
+
+
+def adversarial(n: int) -> dict[str, list[Rect]]:
+    """The damage shapes that made the exact planner's cost cliff, at 1920 x 1080."""
+    rnd = random.Random(n)
+    boxes, tiny = [], []
+    for _ in range(n):
+        w, h = rnd.randint(8, 400), rnd.randint(8, 300)
+        x, y = rnd.randrange(1920 - w), rnd.randrange(1080 - h)
+        boxes.append(Rect(x, y, x + w, y + h))
+        x, y = rnd.randrange(1917), rnd.randrange(1077)
+        tiny.append(Rect(x, y, x + rnd.randint(1, 3), y + rnd.randint(1, 3)))
+    lines = [
+        Rect((i * 1913) % 1920, 0, (i * 1913) % 1920 + 1, 1080) if i & 1 else Rect(0, (i * 1031) % 1080, 1920, (i * 1031) % 1080 + 1)
+        for i in range(n)
+    ]
+    stairs = [Rect(i * 1920 // n, i * 1080 // n, i * 1920 // n + 8, i * 1080 // n + 8) for i in range(n)]
+    side = int((2 * n) ** 0.5) + 1
+    checker = [Rect(x, y, x + 1, y + 1) for y in range(side) for x in range(y & 1, side, 2)][:n]
+    return {"boxes": boxes, "crossing lines": lines, "staircase": stairs, "checkerboard": checker, "scattered": tiny}
+
+
+def screen_mask(rects: list[Rect]) -> np.ndarray:
+    mask = np.zeros((1080, 1920), dtype=bool)
+    for r in rects:
+        mask[r.top : r.bottom, r.left : r.right] = True
+    return mask
+
+
+class CountingHeapq:
+    """heapq with a count of the entries the greedy merge scores (heapify's list plus every push)."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+    def heapify(self, heap: list[int]) -> None:
+        self.entries += len(heap)
+        heapq.heapify(heap)
+
+    def heappush(self, heap: list[int], item: int) -> None:
+        self.entries += 1
+        heapq.heappush(heap, item)
+
+    heappop = staticmethod(heapq.heappop)
+
+
+# Scoring is the greedy merge's unit of work: all pairs of at most GREEDY_RECTS rects, then
+# each merge re-scores at most that many neighbours.
+MAX_SCORED = 2 * GREEDY_RECTS * GREEDY_RECTS
+
+
+@pytest.mark.parametrize("n", [64, 200, 1024, 4096])
+def test_planning_work_is_bounded_whatever_the_damage(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame plan (from_damage, then simplify) does bounded work for every shape and count:
+    at most EXACT_RECTS exact adds, a grid of at most GRID x GRID cells, and at most
+    MAX_SCORED pairs scored by the greedy merge."""
+    assert EXACT_RECTS < 256
+    adds: list[int] = []  # bands each exact add rebuilt
+    real_combine = Region._combine_in_place
+
+    def counting_combine(self: Region, ob, op):  # type: ignore[no-untyped-def]
+        adds.append(real_combine(self, ob, op))
+        return adds[-1]
+
+    grids: list[tuple[int, int]] = []
+    real_bands_of_grid = region_module._bands_of_grid
+
+    def recording_bands_of_grid(grid, cell, bounds):  # type: ignore[no-untyped-def]
+        grids.append(grid.shape)
+        return real_bands_of_grid(grid, cell, bounds)
+
+    monkeypatch.setattr(Region, "_combine_in_place", counting_combine)
+    monkeypatch.setattr(region_module, "_bands_of_grid", recording_bands_of_grid)
+    for name, rects in adversarial(n).items():
+        counter = CountingHeapq()
+        monkeypatch.setattr(region_module, "heapq", counter)
+        adds.clear()
+        region = Region.from_damage(rects)
+        if n > EXACT_RECTS:
+            assert not adds, f"{name}: {n} rects took the exact path"
+        else:  # exact until the bands rebuilt pass EXACT_WORK: the last add can rebuild at most 2n + 1
+            assert sum(adds) <= EXACT_WORK + 2 * n + 1, f"{name}: {sum(adds)} bands rebuilt"
+        out = region.simplify(16)
+        assert 1 <= len(out) <= 16
+        assert not (screen_mask(rects) & ~screen_mask(out)).any(), f"{name}: pixels lost"
+        assert counter.entries <= MAX_SCORED, f"{name}: {counter.entries} pairs scored"
+        assert all(rows <= GRID and cols <= GRID for rows, cols in grids)
+
+
+def test_simplify_of_a_huge_exact_region_scores_a_bounded_number_of_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """simplify alone (as the pipes' refresh regions and the X11 capture use it): 128 crossing
+    lines make an exact region of 4,160 rects; the greedy still scores at most MAX_SCORED pairs
+    (201 here; the planner before the grid path scored 32,835 and took about 80 ms)."""
+    region = Region.from_rects(adversarial(128)["crossing lines"])
+    assert len(region) > 4000
+    counter = CountingHeapq()
+    monkeypatch.setattr(region_module, "heapq", counter)
+    out = region.simplify(16)
+    assert 1 <= len(out) <= 16
+    assert not region.subtract(Region.from_rects(out))
+    assert counter.entries <= MAX_SCORED, counter.entries

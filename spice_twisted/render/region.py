@@ -14,9 +14,12 @@ Damage is mostly added one rectangle at a time, so the in-place ``add`` and
 bisection) and splice the result back: O(log n + bands touched) plus a list
 splice, independent of how large the rest of the region is.
 
-Pure Python on purpose: render/ must stay importable without Twisted, and the
-region sizes seen in damage tracking (hundreds to a few thousand rectangles)
-do not pay for numpy's per-call overhead.
+The set operations are pure Python: the regions seen in damage tracking are
+small, and numpy's per-call overhead would cost more than it saves. Only the
+two places whose input size is unbounded use numpy, on a coarse grid whose
+size does not depend on the input (see ``from_damage`` and ``simplify``): an
+exact region of n rectangles can hold O(n^2) of them (crossing lines), so no
+exact method, pixman's included, has a cost bounded by the frame.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from operator import itemgetter
+
+import numpy as np
 
 from spice_twisted.render.rect import Rect
 
-__all__ = ["Region", "DEFAULT_SLACK", "DEFAULT_WASTE_PX"]
+__all__ = ["Region", "DEFAULT_SLACK", "DEFAULT_WASTE_PX", "EXACT_RECTS", "EXACT_WORK", "GREEDY_RECTS", "GRID"]
 
 Band = tuple[int, int, tuple[int, ...]]
 
@@ -43,6 +49,22 @@ DEFAULT_SLACK = 0.25
 # cost about a byte each on the wire, so below ~64x64 pixels of waste the extra
 # pixels are cheaper than the extra drawable.
 DEFAULT_WASTE_PX = 64 * 64
+
+# The bounds on planning work, whatever the damage (measured in benchmarks/region.py):
+# from_damage() is exact for at most EXACT_RECTS rects whose adds rebuild at most
+# EXACT_WORK bands in all (an add rebuilds every band it crosses, and n crossing lines
+# make n bands: n^2 rebuilds; at one to two microseconds each, 128 is a fifth of a ms) ...
+EXACT_RECTS = 128
+EXACT_WORK = 128
+# ... simplify() runs its greedy merge on at most GREEDY_RECTS rects (about 10 us a
+# rect at this size, the merge being quadratic when every pair competes) ...
+GREEDY_RECTS = 48
+# ... and anything larger is first gathered on a grid of at most GRID x GRID cells
+# over the region's bounds (cells coarsened 2x2 until at most GREEDY_RECTS rects remain).
+GRID = 64
+# After the grid, simplify() cuts each box down to the region's own pixels in it, at a
+# cost of boxes x rects: done for regions of up to SHRINK_RECTS rects (from_damage's are).
+SHRINK_RECTS = 4096
 
 _UNION, _SUBTRACT, _INTERSECT = 0, 1, 2
 _y1 = itemgetter(0)
@@ -248,6 +270,33 @@ class Region:
         return region
 
     @classmethod
+    def from_damage(cls, rects: Sequence[Rect]) -> Region:
+        """A region holding every pixel of rects, built in time bounded by len(rects).
+
+        It is their exact union while that is cheap: at most EXACT_RECTS rects, and
+        at most EXACT_WORK bands rebuilt by the adds (crossing lines make n bands of
+        up to n intervals each). Past that (a flood of damage) it is the cells they
+        touch on a grid of at most GRID x GRID cells over their bounds: a superset
+        by less than one cell around each rect, built by numpy in O(n) with no
+        per-rect Python step, and holding at most GRID x GRID / 2 rectangles.
+        """
+        if len(rects) <= EXACT_RECTS:
+            region = cls()
+            work = 0
+            for r in rects:
+                work += region._combine_in_place(_rect_bands(r), _UNION)
+                if work > EXACT_WORK:
+                    break
+            else:
+                return region
+        a = np.fromiter(chain.from_iterable(rects), dtype=np.int64, count=4 * len(rects)).reshape(-1, 4)
+        a = a[(a[:, 0] < a[:, 2]) & (a[:, 1] < a[:, 3])]
+        if not len(a):
+            return cls()
+        bounds = Rect(int(a[:, 0].min()), int(a[:, 1].min()), int(a[:, 2].max()), int(a[:, 3].max()))
+        return cls._from_bands(_grid_bands(a[:, 0], a[:, 1], a[:, 2], a[:, 3], bounds, None))
+
+    @classmethod
     def _from_bands(cls, bands: list[Band]) -> Region:
         region = cls()
         region._bands = bands
@@ -301,14 +350,15 @@ class Region:
         j = bisect_left(bands, bottom, lo=i, key=_y1)
         return i, j
 
-    def _combine_in_place(self, ob: list[Band], op: int) -> None:
+    def _combine_in_place(self, ob: list[Band], op: int) -> int:
+        """Returns how many of self's bands it rebuilt (the work done, for from_damage)."""
         bands = self._bands
         if not ob or (op == _SUBTRACT and not bands):
-            return
+            return 0
         i, j = self._band_range(ob[0][0], ob[-1][1])
         if i == j:
             if op == _SUBTRACT:
-                return
+                return 0
             res: list[Band] = list(ob)
         else:
             res = _sweep(bands[i:j], ob, op)
@@ -317,6 +367,7 @@ class Region:
         # right edge first so the left index stays valid.
         _merge_at(bands, i + len(res))
         _merge_at(bands, i)
+        return j - i
 
     # --- queries ------------------------------------------------------------------
 
@@ -421,7 +472,14 @@ class Region:
         """At most max_rects rectangles that together cover the region (a superset of it).
 
         Sending fewer, larger drawables trades undamaged pixels for per-drawable
-        overhead. The rule, applied greedily:
+        overhead. A region of at most GREEDY_RECTS rects goes straight to the
+        greedy merge below. A larger one is first gathered on a grid (see
+        ``_coarse``): the cells of at most GRID x GRID over the bounds that hold
+        a pixel, coarsened 2x2 at a time until at most GREEDY_RECTS rects remain;
+        the merged boxes are then cut down to the region's own pixels in them.
+        So the cost is O(rects) in numpy plus a bounded merge, never a cliff.
+
+        The greedy rule:
 
         - Candidate pairs are neighbours: consecutive rects in band order, and
           rects of consecutive bands that overlap or touch in x (plus the nearest
@@ -438,14 +496,48 @@ class Region:
           still merge under the same rule; a box inside another is dropped.
         - If the boxes still add up to at least area(bounds), [bounds] is returned.
 
-        Each merge re-scores only the new cluster's neighbours, so the cost is
-        O(n log n) for regions whose clusters keep a bounded number of
-        neighbours. Output rects are sorted by (top, left); they cover the
-        region but may overlap each other. max_rects=1 gives [bounds]; with
-        slack=0 and waste_px=0 only pixel-exact merges happen.
+        Output rects are sorted by (top, left); they cover the region but may
+        overlap each other, and each is the bounding box of the region's pixels
+        inside it. max_rects=1 gives [bounds]; with slack=0 and waste_px=0, a
+        region of at most GREEDY_RECTS rects gets only pixel-exact merges (a
+        larger one: the grid cells', cut down as above).
         """
         if max_rects < 1:
             raise ValueError("max_rects must be at least 1")
+        if max_rects == 1:
+            return [self.bounds] if self else []
+        if len(self) > GREEDY_RECTS:
+            left, top, right, bottom = self._rect_arrays()
+            coarse = Region._from_bands(_grid_bands(left, top, right, bottom, self.bounds, GREEDY_RECTS))
+            boxes = coarse._merge(max_rects, slack, waste_px)
+            if len(left) <= SHRINK_RECTS:
+                boxes = _shrink(boxes, left, top, right, bottom)
+            return boxes
+        return self._merge(max_rects, slack, waste_px)
+
+    def _rect_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """rects() as four numpy arrays: left, top, right, bottom."""
+        bands = self._bands
+        counts = [len(xs) // 2 for _, _, xs in bands]
+        n = sum(counts)
+        xs = np.fromiter(chain.from_iterable(b[2] for b in bands), dtype=np.int64, count=2 * n).reshape(-1, 2)
+        ys = np.repeat(np.array([(b[0], b[1]) for b in bands], dtype=np.int64).reshape(-1, 2), counts, axis=0)
+        return xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]
+
+    def _coarse(self, limit: int) -> Region:
+        """The grid cells that hold a pixel of the region, as a region of at most `limit` rects.
+
+        Cells start at the bounds' top-left corner, square, at most GRID a side across
+        the bounds, and are clipped to the bounds; each pass ORs 2x2 cells into one
+        until the cells' band form has at most `limit` rects (a 1 x 1 grid is one).
+        """
+        return Region._from_bands(_grid_bands(*self._rect_arrays(), self.bounds, limit))
+
+    def _merge(self, max_rects: int, slack: float, waste_px: int) -> list[Rect]:
+        """simplify()'s greedy merge. Each merge re-scores only the new cluster's
+        neighbours, so its cost is O(n log n) for regions whose clusters keep a
+        bounded number of neighbours, and O(n^2) at worst: simplify() gives it at
+        most GREEDY_RECTS rects."""
         rects = self.rects()
         if len(rects) <= 1:
             return rects
@@ -563,6 +655,106 @@ class Region:
             return [bounds]  # overlapping boxes would send more pixels than one box around everything
         out.sort(key=lambda r: (r.top, r.left))
         return out
+
+
+# --- the coarse grid ---------------------------------------------------------------
+
+
+def _grid_bands(left: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np.ndarray, bounds: Rect, limit: int | None) -> list[Band]:
+    """The band form of the grid cells the (non-empty) rects touch, clipped to bounds.
+
+    The rects are painted with a 2-D difference array (four bincounts and two
+    cumsums: no Python step per rect); with a `limit`, 2x2 cells are ORed together
+    until the band form holds at most `limit` rects.
+    """
+    cell = max(1, -(-max(bounds.width, bounds.height) // GRID))
+    cols, rows = -(-bounds.width // cell), -(-bounds.height // cell)
+    c0, c1 = (left - bounds.left) // cell, -(-(right - bounds.left) // cell)
+    r0, r1 = (top - bounds.top) // cell, -(-(bottom - bounds.top) // cell)
+    w = cols + 1
+    size = (rows + 1) * w
+    diff = (
+        np.bincount(r0 * w + c0, minlength=size)
+        - np.bincount(r0 * w + c1, minlength=size)
+        - np.bincount(r1 * w + c0, minlength=size)
+        + np.bincount(r1 * w + c1, minlength=size)
+    )
+    grid = diff.reshape(rows + 1, w).cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0
+    if limit is not None:
+        while _grid_rect_count(grid) > limit:
+            grid = _pool(grid)
+            cell *= 2
+    return _bands_of_grid(grid, cell, bounds)
+
+
+def _shrink(boxes: list[Rect], left: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np.ndarray) -> list[Rect]:
+    """Each box cut down to the bounds of the region's pixels inside it (given as rect arrays).
+
+    The boxes still cover the region (every pixel inside a box is inside its cut), and
+    the grid's cell edges become the damage's own edges again. O(rects x boxes) in numpy.
+    """
+    n = len(boxes)
+    b = np.array(boxes, dtype=np.int64).reshape(n, 4)
+    cl = np.maximum(left, b[:, 0:1])  # shape (boxes, rects)
+    ct = np.maximum(top, b[:, 1:2])
+    cr = np.minimum(right, b[:, 2:3])
+    cb = np.minimum(bottom, b[:, 3:4])
+    inside = (cl < cr) & (ct < cb)
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    cut = np.stack(
+        [
+            np.where(inside, cl, big).min(axis=1),
+            np.where(inside, ct, big).min(axis=1),
+            np.where(inside, cr, small).max(axis=1),
+            np.where(inside, cb, small).max(axis=1),
+        ],
+        axis=1,
+    )
+    cuts = sorted((Rect(*row) for row, hit in zip(cut.tolist(), inside.any(axis=1).tolist(), strict=True) if hit), key=lambda r: -r.area)
+    out: list[Rect] = []
+    for r in cuts:  # a box cut down may now lie inside another one
+        if not any(k.contains(r) for k in out):
+            out.append(r)
+    out.sort(key=lambda r: (r.top, r.left))
+    return out
+
+
+def _grid_rect_count(grid: np.ndarray) -> int:
+    """len() of the region the grid's cells make: runs in rows unlike the row above."""
+    starts = grid.copy()
+    starts[:, 1:] &= ~grid[:, :-1]
+    new_row = np.ones(grid.shape[0], dtype=bool)
+    new_row[1:] = (grid[1:] != grid[:-1]).any(axis=1)
+    return int(starts[new_row].sum())
+
+
+def _pool(grid: np.ndarray) -> np.ndarray:
+    """Each 2 x 2 block of cells ORed into one (a half block at an odd edge)."""
+    rows, cols = grid.shape
+    padded = np.zeros((rows + rows % 2, cols + cols % 2), dtype=bool)
+    padded[:rows, :cols] = grid
+    return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).any(axis=(1, 3))
+
+
+def _bands_of_grid(grid: np.ndarray, cell: int, bounds: Rect) -> list[Band]:
+    rows, cols = grid.shape
+    padded = np.zeros((rows, cols + 2), dtype=np.int8)
+    padded[:, 1:-1] = grid
+    row, col = np.nonzero(np.diff(padded, axis=1))  # run starts and ends, row by row
+    xs_all = np.minimum(col * cell + bounds.left, bounds.right).tolist()
+    cut = np.searchsorted(row, np.arange(rows + 1)).tolist()
+    bands: list[Band] = []
+    for r in range(rows):
+        if cut[r] == cut[r + 1]:
+            continue
+        xs = tuple(xs_all[cut[r] : cut[r + 1]])
+        top = bounds.top + r * cell
+        bottom = min(top + cell, bounds.bottom)
+        if bands and bands[-1][1] == top and bands[-1][2] == xs:
+            bands[-1] = (bands[-1][0], bottom, xs)
+        else:
+            bands.append((top, bottom, xs))
+    return bands
 
 
 def _rect_bands(rect: Rect) -> list[Band]:
