@@ -25,6 +25,7 @@ from .channel_security import ChannelSecurity, channel_name
 from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
 from .render.surface import DEFAULT_MAX_SURFACE, parse_max_surface
 from .sources import make_source
+from .sources.vm import VmSource
 from .wire.enums import MAX_PASSWORD_LENGTH
 from .wire.ticket import Ticket, check_password
 
@@ -686,7 +687,7 @@ class Options(usage.Options):
         source = self["source-object"]
         if not given:
             return
-        if not hasattr(source, "ca_file"):
+        if not isinstance(source, VmSource):
             raise usage.UsageError(f"--{given[0]} needs --source spice://HOST:PORT")
         if self["source-ca-file"]:
             if not os.path.isfile(self["source-ca-file"]):
