@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 import pytest
-from support.inprocess import H, Reader, W, draw, make_server, noise, open_display
+from support.inprocess import H, Reader, W, draw, make_server, noise, open_display, stripes
 
 from spice_twisted import codecs
 from spice_twisted.channels.pipe import DrawItem, RefreshItem
@@ -115,8 +115,11 @@ def test_dropped_drawables_know_which_pipe_dropped_them():
         rb.catch_up(srv)
     draw(srv, Rect(0, 0, 10, 10), 2)
     first = [it for it in a.pipe if isinstance(it, DrawItem)][-1].drawable
+    first.hold()  # the test's own reference: the payload service forgets a drawable nobody holds
     draw(srv, Rect(0, 0, 20, 20), 3)  # covers it in a's pipe
     assert a.pipe.id in first.dropped_by and b.pipe.id not in first.dropped_by
+    first.release()
+    assert not first.dropped_by and len(srv.render.payloads) <= sum(len(c.pipe) for c in (a, b)) + 16
 
 
 def test_twenty_thousand_updates_keep_a_stalled_pipe_bounded():
@@ -168,9 +171,10 @@ def test_lz4_and_raw_clients_cost_one_encode_per_codec(monkeypatch):
         c.catch_up(srv)
     counting.calls.clear()
     for i in range(10):
-        draw(srv, Rect(10 * i, 10, 10 * i + 8, 40), 40 + i)
+        stripes(srv, Rect(10 * i, 10, 10 * i + 8, 40), 40 + i)
         for c in everyone:
             c.catch_up(srv)
+    assert lz4_clients[0].cc.codec == "lz4" and raw_clients[0].cc.codec == "bitmap"
     assert counting.calls == {"lz4": 10, "bitmap": 10}
     for c in everyone:
         assert np.array_equal(c.screen.fb, srv.render.primary.pixels)
@@ -186,7 +190,7 @@ def test_preferred_compression_switches_a_client_live(monkeypatch):
     r.catch_up(srv)
     assert cc.codec == "lz4"
     cc.dataReceived(struct.pack("<HIB", MsgcDisplay.PREFERRED_COMPRESSION, 1, ImageCompression.OFF))
-    draw(srv, Rect(0, 0, 50, 50), 9)
+    stripes(srv, Rect(0, 0, 50, 50), 9)
     r.catch_up(srv)
     assert cc.codec == "bitmap" and counting.calls.get("bitmap") == 1
     assert r.screen.image_types[ImageType.BITMAP] == 1
@@ -215,8 +219,8 @@ def test_a_failed_encode_is_dropped_and_the_pipe_goes_on(monkeypatch):
     cc, t = open_display(srv)
     r = Reader(cc, t)
     r.catch_up(srv)
-    draw(srv, Rect(0, 0, 7, 7), 9)
-    draw(srv, Rect(50, 50, 52, 52), 8)
+    stripes(srv, Rect(0, 0, 7, 7), 9)
+    stripes(srv, Rect(50, 50, 52, 52), 8)
     r.catch_up(srv)
     assert srv.render.counters.encode_errors == 1 and not cc.pipe
     assert np.array_equal(r.screen.fb[50:52, 50:52], srv.render.primary.pixels[50:52, 50:52])
@@ -230,9 +234,7 @@ def test_resize_gives_every_client_the_new_surface_and_its_content():
         r.catch_up(srv)
     draw(srv, Rect(0, 0, 5, 5), 1, flush=False)  # pending damage for the old surface
     srv.render.resize(320, 240)
-    srv.render.primary.pixels[:] = 200
-    srv.render.damage(srv.render.primary.rect)
-    srv.render.flush()
+    stripes(srv, srv.render.primary.rect, 200)
     for r in readers:
         r.catch_up(srv)
         kinds = [m for m, _ in r.messages]

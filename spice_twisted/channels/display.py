@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import JPEG, LOSSY_CODECS
-from ..codecs.choice import choose_codec, decodes_lz4, lossy_allowed
+from ..codecs.choice import Decoders, choose_codec, decoders, lossy_allowed
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
 from ..render.region import Region
 from ..render.surface import Surface
 from ..wire.enums import (
+    BrushType,
     ChannelType,
     ClipType,
     DisplayCap,
@@ -45,31 +46,33 @@ if TYPE_CHECKING:
 DISPLAY_INIT_TIMEOUT = 5.0
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
+DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 
 
 @dataclass
 class DisplaySettings:
     """The server-wide display policy every display client reads (the admin may change it)."""
 
-    image_compression: str = "auto"
+    image_compression: str = "auto_glz"  # --image-compression; codecs.choice.choose_codec()
     jpeg_wan_compression: str = "auto"  # --jpeg-wan-compression; codecs.choice.lossy_allowed()
+    zlib_glz_wan_compression: str = "auto"  # --zlib-glz-wan-compression: GLZ deflated again for WAN clients
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_flags: int) -> list[bytes]:
-    """The parts of one DRAW_COPY: a per-client prefix built once per value and kept on the
-    drawable, then the codec's shared payload. codec None draws the image from the
-    client's pixmap cache (FROM_CACHE, no payload)."""
-    key = (codec, image_id, image_flags)
-    parts = drawable.prefixes.get(key)
-    if parts is None:
+    """The parts of one DRAW_COPY: a per-client prefix built once per value (kept by the
+    payload service), then the codec's shared payload. codec None draws the image from
+    the client's pixmap cache (FROM_CACHE, no payload)."""
+
+    def build() -> list[bytes]:
         r = drawable.rect
         image: dict[str, Any] = {"id": image_id, "flags": image_flags, "width": r.width, "height": r.height}
         if codec is None:
             image["type"] = ImageType.FROM_CACHE
         else:
-            payload = drawable.payloads[codec]
+            payload = drawable.payload(codec)
+            assert payload is not None, "marshalled before its encode"
             image.update(type=payload.image_type, **payload.fields)
         head, tail = encode_split(
             DRAW_COPY.layout,
@@ -86,8 +89,32 @@ def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_
                 "mask_bitmap": None,
             },
         )
-        parts = drawable.prefixes[key] = [head] if tail is None else [head, tail]
-    return parts
+        return [head] if tail is None else [head, tail]
+
+    return drawable.service.prefix(drawable, (codec, image_id, image_flags), build)
+
+
+def draw_fill_parts(drawable: Drawable, colour: int) -> list[bytes]:
+    """The one DRAW_FILL body every client gets for a drawable of one colour."""
+
+    def build() -> list[bytes]:
+        body = encode_body(
+            DRAW_FILL,
+            {
+                "surface_id": drawable.surface_id,
+                "box": drawable.rect.wire(),
+                "clip_type": ClipType.NONE,
+                "brush_type": BrushType.SOLID,
+                "color": colour,
+                "rop_descriptor": Rop.OP_PUT,
+                "mask_flags": 0,
+                "mask_pos": {"x": 0, "y": 0},
+                "mask_bitmap": None,
+            },
+        )
+        return [body]
+
+    return drawable.service.prefix(drawable, ("fill",), build)
 
 
 def copy_bits_body(op: CopyBits) -> bytes:
@@ -122,7 +149,7 @@ class DisplayChannelClient(ChannelClient):
     ) -> None:
         self.render, self.settings = render, settings
         self.preferred: int | None = None  # the client's DISPLAY_PREFERRED_COMPRESSION
-        self.decodes_lz4 = decodes_lz4(request.channel_caps)
+        self.glz_window = 0  # from DISPLAY_INIT
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         super().__init__(host, client, request, mini_header, secure)
@@ -133,9 +160,19 @@ class DisplayChannelClient(ChannelClient):
         return DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes, COPY_BITS.id)
 
     @property
+    def decoders(self) -> Decoders:
+        """What this client decodes: its caps, DISPLAY_INIT and preference (codecs.choice)."""
+        return decoders(self.request.channel_caps, self.glz_window, self.preferred)
+
+    @property
+    def decodes_lz4(self) -> bool:
+        return self.decoders.lz4
+
+    @property
     def codec(self) -> str:
-        """The lossless codec this client gets."""
-        return choose_codec(self.settings.image_compression, self.decodes_lz4, self.preferred)
+        """The lossless codec this client gets for a synthetic picture (and for lossless
+        upgrades): what the setting gives a picture that is not photo-like."""
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=not self.client.link.is_wan)
 
     @property
     def lossy_allowed(self) -> bool:
@@ -144,14 +181,31 @@ class DisplayChannelClient(ChannelClient):
 
     def codec_for(self, drawable: Drawable) -> str:
         """The codec of one drawable for this client: JPEG where lossy is allowed and the
-        picture is photo-like (decided once per drawable), else its lossless codec."""
-        if self.lossy_allowed and drawable.photo_like():
+        picture is photo-like (decided once per drawable), else the lossless codec the
+        setting gives this picture (QUIC for photo-like ones under auto)."""
+        photo = drawable.photo_like()
+        if photo and self.lossy_allowed:
             return JPEG
-        return self.codec
+        if not photo:
+            return self.codec
+        return choose_codec(
+            self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
+        )
+
+    def lossless_codec_for(self, drawable: Drawable) -> str:
+        """The lossless codec of one drawable (an upgrade of an area held lossy)."""
+        if not drawable.photo_like():
+            return self.codec
+        return choose_codec(
+            self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
+        )
 
     def request_payload(self, drawable: Drawable) -> None:
-        """At commit: start the encode this client will need, unless its pixmap cache
-        already holds the picture (a repeat then costs no encode at all)."""
+        """At commit: start the encode this client will need, unless the picture is one
+        colour (a DRAW_FILL needs none) or its pixmap cache already holds it (a repeat
+        then costs no encode at all)."""
+        if drawable.solid_colour() is not None:
+            return
         codec = self.codec_for(drawable)
         cache = self.pixmap_cache
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), codec in LOSSY_CODECS):
@@ -172,6 +226,7 @@ class DisplayChannelClient(ChannelClient):
         self.cache_params = fields
         if not self.streaming:  # a second INIT changes nothing the client already holds
             self.pixmap_cache = ClientPixmapCache(fields["pixmap_cache_id"], fields["pixmap_cache_size"])
+            self.glz_window = max(0, int(fields["glz_dictionary_window_size"]))
         self.start_stream()
 
     def handle_PREFERRED_COMPRESSION(self, fields: dict[str, Any]) -> None:
@@ -225,7 +280,7 @@ class DisplayChannelClient(ChannelClient):
     def push_lossless(self, drawable: Drawable) -> None:
         """An area this client holds lossy, again in its lossless codec."""
         self.note_work()
-        self.pipe.push(drawable, self.codec)
+        self.pipe.push(drawable, self.lossless_codec_for(drawable))
         self.drain()
 
     @property
@@ -261,6 +316,12 @@ class DisplayChannelClient(ChannelClient):
         The cache model changes here, as the message is about to be written: the drain
         loop writes what marshal returns before anything else can happen to this pipe."""
         d = item.drawable
+        colour = d.solid_colour()
+        if colour is not None:
+            self.pipe.waiting_on = None
+            item.lossy = False
+            item.msg_type = DRAW_FILL.id
+            return draw_fill_parts(d, colour)
         codec = item.codec or self.codec_for(d)
         cache = self.pixmap_cache
         key = d.content_key() if cache.takes(d.area) else None
@@ -274,10 +335,10 @@ class DisplayChannelClient(ChannelClient):
             if cache.lookup(key) is not None:  # held lossy, wanted lossless: the client drops it first
                 self._queue_inval([cache.remove(key)])
                 return []  # the drain loop sends that, then comes back to this item
-        if codec not in d.payloads:
+        if d.payload(codec) is None:
             d.request(codec)
-            if codec not in d.payloads:
-                if codec in d.failed:
+            if d.payload(codec) is None:
+                if d.service.failed(d, codec):
                     return []
                 self.pipe.waiting_on = item
                 d.when_ready(codec, self.encode_ready)

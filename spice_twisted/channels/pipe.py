@@ -189,7 +189,7 @@ class DisplayPipe(Pipe):
         """Queue a drawable (the pipe holds it until sent or dropped); `codec` forces one."""
         if self.refresh is not None:
             self.absorb(drawable.rect)
-            drawable.dropped_by.add(self.id)
+            drawable.passed_over(self.id)
             return
         self._drop_covered(drawable)
         drawable.hold()

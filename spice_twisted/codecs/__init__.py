@@ -25,6 +25,10 @@ ENCODERS: dict[str, Encoder] = {BITMAP: bitmap.encode, LZ4: lz4.encode, JPEG: jp
 # a thread and back costs more than a small encode (measured by benchmarks/codec_pool.py).
 INLINE_PIXELS: dict[str, int] = {BITMAP: bitmap.INLINE_PIXELS, LZ4: lz4.INLINE_PIXELS, JPEG: jpeg.INLINE_PIXELS}
 
+# Codecs with a dictionary: each image may refer to earlier ones, so their encodes run in
+# the one ordered lane (render/codec_pool.py OrderedLane), in commit order.
+ORDERED_CODECS: frozenset[str] = frozenset({"glz", "zlib_glz"})
+
 # Codecs whose images differ from the pixels: a client shown one holds that area lossy.
 LOSSY_CODECS: frozenset[str] = frozenset({JPEG})
 
@@ -33,4 +37,4 @@ def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
-__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ4", "Payload", "encode"]
+__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ4", "ORDERED_CODECS", "Payload", "encode"]

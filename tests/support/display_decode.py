@@ -1,4 +1,4 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
 with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, JPEG with Pillow
@@ -19,6 +19,7 @@ from spice_twisted.wire.messages import decode_body, message
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
 COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
+DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
 INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
@@ -53,6 +54,7 @@ class Screen:
         self.image_types: dict[int, int] = {}
         self.draws = 0
         self.copies = 0
+        self.fills = 0
         self.surfaces: list[tuple[int, int]] = []
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
@@ -69,6 +71,13 @@ class Screen:
                 box = f["box"]
                 assert self.fb is not None
                 self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = self._image(image)
+            elif msg_type == MsgDisplay.DRAW_FILL:
+                f = decode_body(DRAW_FILL, body)
+                assert f["brush_type"] == 1 and f["rop_descriptor"] == 8 and f["clip_type"] == 0, f  # solid, OP_PUT
+                box = f["box"]
+                assert self.fb is not None
+                self.fills += 1
+                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = np.frombuffer(f["color"].to_bytes(4, "little"), np.uint8)
             elif msg_type == MsgDisplay.INVAL_LIST:
                 for res in decode_body(INVAL_LIST, body)["resources"]:
                     assert res["type"] == 1 and res["id"] in self.cache, res

@@ -93,6 +93,16 @@ def draw(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
         srv.render.flush()
 
 
+def stripes(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
+    """Like `draw`, but two colours in stripes: an image to encode (one colour goes as DRAW_FILL)."""
+    px = srv.render.primary.pixels[r.top : r.bottom, r.left : r.right]
+    px[:] = value
+    px[::2, :, 1] = 255 - value
+    srv.render.damage(r)
+    if flush:
+        srv.render.flush()
+
+
 def noise(srv: SpiceServer, seed: int = 1) -> None:
     rng = np.random.default_rng(seed)
     srv.render.primary.pixels[:] = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)
