@@ -1,8 +1,9 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4 or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
-with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, JPEG with Pillow
-(its own libjpeg, not the encoder's binding).
+with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, LZ with our own
+Python decoder (support/lz_decode.py), JPEG with Pillow (its own libjpeg, not the
+encoder's binding).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from PIL import Image
 from spice_twisted.codecs.lz4 import decode as lz4_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
+
+from .lz_decode import decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -33,6 +36,10 @@ def image_pixels(image: dict) -> np.ndarray:
         return rows[:, : w * 4].reshape(h, w, 4)
     if image["type"] == ImageType.LZ4:
         return lz4_decode(image["data"], w, h)
+    if image["type"] == ImageType.LZ_RGB:
+        out = decode_lz(image["data"])
+        assert out.shape[:2] == (h, w), (out.shape, (w, h))  # spice-gtk refuses any other size
+        return out
     if image["type"] == ImageType.JPEG:
         decoded = Image.open(io.BytesIO(image["data"]))
         assert decoded.format == "JPEG" and decoded.size == (w, h), (decoded.format, decoded.size, (w, h))
