@@ -1,9 +1,10 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4 or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4, QUIC or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
 with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, LZ with our own
-Python decoder (support/lz_decode.py), JPEG with Pillow (its own libjpeg, not the
-encoder's binding).
+Python decoder (support/lz_decode.py), QUIC with our own C decoder (codecs/_native/quic.c:
+real spice-gtk clients check it), JPEG with Pillow (its own libjpeg, not the encoder's
+binding).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from spice_twisted.codecs.lz4 import decode as lz4_decode
+from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
@@ -40,6 +42,10 @@ def image_pixels(image: dict) -> np.ndarray:
         out = decode_lz(image["data"])
         assert out.shape[:2] == (h, w), (out.shape, (w, h))  # spice-gtk refuses any other size
         return out
+    if image["type"] == ImageType.QUIC:
+        px = quic_decode(image["data"])
+        assert px.shape[:2] == (h, w), (px.shape, (h, w))  # spice-gtk refuses a QUIC image of another size
+        return px
     if image["type"] == ImageType.JPEG:
         decoded = Image.open(io.BytesIO(image["data"]))
         assert decoded.format == "JPEG" and decoded.size == (w, h), (decoded.format, decoded.size, (w, h))

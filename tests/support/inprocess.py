@@ -87,7 +87,8 @@ class Reader:
 
 
 def draw(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
-    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = value
+    """Paint `r` grey `value` (X byte 0: LZ and QUIC carry no X byte, as in an xRGB surface)."""
+    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = (value, value, value, 0)
     srv.render.damage(r)
     if flush:
         srv.render.flush()
@@ -96,7 +97,7 @@ def draw(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
 def stripes(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
     """Like `draw`, but two colours in stripes: an image to encode (one colour goes as DRAW_FILL)."""
     px = srv.render.primary.pixels[r.top : r.bottom, r.left : r.right]
-    px[:] = value
+    px[:] = (value, value, value, 0)
     px[::2, :, 1] = 255 - value
     srv.render.damage(r)
     if flush:
