@@ -110,6 +110,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "render": {
             "frames": r.frames,
             "drawables": r.drawables,
+            "fills": r.fills,
             "snapshots": r.snapshots,
             "encodes": dict(r.encodes),
             "encodes_threaded": server.render.pool.threaded,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import JPEG, LOSSY_CODECS
-from ..codecs.choice import Decoders, choose_codec, decoders, lossy_allowed
+from ..codecs.choice import GLZ, Decoders, allows_glz, choose_codec, decoders, lossy_allowed, zlib_glz_wanted
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
@@ -40,6 +40,7 @@ from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, D
 from .pixmap_cache import ClientPixmapCache, wire_id
 
 if TYPE_CHECKING:
+    from ..render.glz_group import GlzGeneration
     from ..render.service import RenderService
     from ..server import Client
 
@@ -150,6 +151,8 @@ class DisplayChannelClient(ChannelClient):
         self.render, self.settings = render, settings
         self.preferred: int | None = None  # the client's DISPLAY_PREFERRED_COMPRESSION
         self.glz_window = 0  # from DISPLAY_INIT
+        self.glz: GlzGeneration | None = None  # the GLZ generation this client is a member of
+        self.glz_used = False  # it was ever a member: its GLZ window holds ids (render/glz_group.py)
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         super().__init__(host, client, request, mini_header, secure)
@@ -157,7 +160,9 @@ class DisplayChannelClient(ChannelClient):
     def make_pipe(self) -> DisplayPipe:
         s = self.render.primary
         max_bytes = max(self.settings.max_bytes, 2 * s.width * s.height * 4)
-        return DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes, COPY_BITS.id)
+        pipe = DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes, COPY_BITS.id)
+        pipe.before_collapse = lambda: self.leave_glz("its pipe reached its bounds")
+        return pipe
 
     @property
     def decoders(self) -> Decoders:
@@ -200,6 +205,39 @@ class DisplayChannelClient(ChannelClient):
             self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
         )
 
+    # --- the shared GLZ dictionary (render/glz_group.py) ---------------------------------
+    def glz_candidate(self) -> tuple[int, int] | None:
+        """(dictionary id, window) while this client may start a GLZ generation: it decodes
+        GLZ, its setting gives GLZ, it is streaming and keeping up, and its window never
+        held an image."""
+        if self.glz_used or self.glz is not None or not self.streaming or not self.connected:
+            return None
+        if not self.decoders.glz or not allows_glz(self.settings.image_compression, self.preferred) or not self.pipe.accepting:
+            return None
+        params = self.cache_params or {}
+        return int(params.get("glz_dictionary_id", 0)), self.glz_window
+
+    def glz_takes(self, drawable: Drawable) -> bool:
+        """Whether this member would take `drawable` as GLZ (not JPEG, not QUIC for a photo)."""
+        photo = drawable.photo_like()
+        if photo and self.lossy_allowed:
+            return False
+        lan = not self.client.link.is_wan
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True) == GLZ
+
+    def glz_wants_zlib(self) -> bool:
+        return zlib_glz_wanted(self.settings.zlib_glz_wan_compression, self.client.link.is_wan)
+
+    def leave_glz(self, why: str) -> None:
+        """Leave the GLZ generation for good: unsent GLZ images go in this client's other
+        codec, and nothing of this pipe is pinned any more (it may coalesce again)."""
+        if self.glz is None:
+            return
+        self.render.glz.leave(self, why)
+        for it in self.pipe:
+            if isinstance(it, DrawItem) and it.pinned:
+                it.codec = None
+
     def request_payload(self, drawable: Drawable) -> None:
         """At commit: start the encode this client will need, unless the picture is one
         colour (a DRAW_FILL needs none) or its pixmap cache already holds it (a repeat
@@ -233,6 +271,8 @@ class DisplayChannelClient(ChannelClient):
         value = fields["image_compression"]
         name = ImageCompression(value).name if value in ImageCompression._value2member_map_ else str(value)
         self.preferred = value
+        if self.glz is not None and not allows_glz(self.settings.image_compression, value):
+            self.leave_glz("its preferred compression gives no GLZ")
         self.log.info("{cc}: client prefers {name} compression: sending {codec}", cc=self, name=name, codec=self.codec)
 
     def start_stream(self) -> None:
@@ -272,9 +312,10 @@ class DisplayChannelClient(ChannelClient):
     def absorb(self, rect: Rect) -> None:
         self.pipe.absorb(rect)
 
-    def push_drawable(self, drawable: Drawable) -> None:
+    def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None:
+        """`codec` is a GLZ generation's payload key where this member gets it as GLZ."""
         self.note_work()
-        self.pipe.push(drawable)
+        self.pipe.push(drawable, codec)
         self.drain()
 
     def push_lossless(self, drawable: Drawable) -> None:
@@ -294,6 +335,7 @@ class DisplayChannelClient(ChannelClient):
 
     def surface_changed(self, surface: Surface) -> None:
         """A new primary: what the pipe held is for the old one; start over on the new one."""
+        self.leave_glz("the surface changed")
         self.pipe.reset()
         self.lossy = Region()
         self.send("SURFACE_DESTROY", {"surface_id": surface.id})
@@ -322,6 +364,8 @@ class DisplayChannelClient(ChannelClient):
             item.lossy = False
             item.msg_type = DRAW_FILL.id
             return draw_fill_parts(d, colour)
+        if item.pinned:
+            return self._marshal_glz(item)
         codec = item.codec or self.codec_for(d)
         cache = self.pixmap_cache
         key = d.content_key() if cache.takes(d.area) else None
@@ -348,6 +392,27 @@ class DisplayChannelClient(ChannelClient):
         if key is not None and cache.id_free(key):
             item.inval = cache.add(key, d.area, item.lossy)
             return draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
+        return draw_copy_parts(d, codec, d.id, 0)
+
+    def _marshal_glz(self, item: DrawItem) -> Parts | None:
+        """An image of this member's GLZ generation: every member gets it, never from the
+        pixmap cache (the client must hold it in its GLZ window), ZLIB-GLZ where wanted."""
+        d, codec = item.drawable, item.codec
+        assert codec is not None
+        payload = d.payload(codec)
+        if payload is None:
+            if d.service.failed(d, codec):
+                self.leave_glz("a GLZ encode failed")  # the client would miss this id
+                return self._marshal_draw(item)  # in its other codec, now
+            self.pipe.waiting_on = item
+            d.when_ready(codec, self.encode_ready)
+            return None
+        self.pipe.waiting_on = None
+        item.lossy = False
+        if self.glz_wants_zlib():
+            zcodec = "z" + codec
+            if d.payload(zcodec) is not None:
+                codec = zcodec
         return draw_copy_parts(d, codec, d.id, 0)
 
     def _queue_inval(self, ids: list[int]) -> None:
@@ -380,5 +445,6 @@ class DisplayChannelClient(ChannelClient):
     def on_disconnected(self) -> None:
         if self._init_timer.active():
             self._init_timer.cancel()
+        self.leave_glz("disconnected")
         self.render.unsubscribe(self)
         self.pipe.reset()

@@ -105,7 +105,7 @@ def effective_setting(setting: str, preferred: int | None) -> str:
 
 
 def _available(codec: str) -> bool:
-    return codec == BITMAP or codec in ENCODERS
+    return codec in (BITMAP, GLZ) or codec in ENCODERS
 
 
 def _first(*candidates: str) -> str:
@@ -116,14 +116,14 @@ def _first(*candidates: str) -> str:
 
 
 def choose_codec(
-    setting: str, dec: Decoders | bool, preferred: int | None = None, photo_like: bool = False, lan: bool = True, glz_ok: bool = True
+    setting: str, dec: Decoders | bool, preferred: int | None = None, photo_like: bool = False, lan: bool = True, glz_ok: bool = False
 ) -> str:
     """The lossless codec of one picture for one client.
 
     `dec` is the client's `Decoders` (a bool means "decodes LZ4", the older form);
     `photo_like` is `Drawable.photo_like()`; `lan` is the client's link verdict;
-    `glz_ok` is False where the shared GLZ dictionary cannot take this client (it is not
-    in the GLZ group) or this picture."""
+    `glz_ok`: GLZ may be the answer (render/glz_group.py asks so for the members of a GLZ
+    generation at commit; a picture goes GLZ only through a generation)."""
     if isinstance(dec, bool):
         dec = Decoders(lz4=dec)
     s = effective_setting(setting, preferred)
@@ -146,6 +146,16 @@ def choose_codec(
     if lan:
         return _first(*dictionary, *lz4, LZ)
     return _first(*dictionary, LZ, *lz4)
+
+
+def allows_glz(setting: str, preferred: int | None) -> bool:
+    """Whether a client's setting ever gives GLZ (it may then join a GLZ generation)."""
+    return effective_setting(setting, preferred) in ("glz", "auto_glz")
+
+
+def zlib_glz_wanted(setting: str, is_wan: bool) -> bool:
+    """`--zlib-glz-wan-compression`: GLZ images deflated again for this client?"""
+    return lossy_allowed(setting, is_wan)
 
 
 def lossy_allowed(setting: str, is_wan: bool) -> bool:

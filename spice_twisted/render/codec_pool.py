@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .. import codecs
+from ..codecs.glz import INLINE_PIXELS as GLZ_INLINE_PIXELS
 
 if TYPE_CHECKING:
     from .drawable import Drawable
@@ -60,7 +61,7 @@ class CodecPool:
             self.pool.stop()
 
     def runs_inline(self, drawable: Drawable, codec: str) -> bool:
-        return not self.started or drawable.rect.area < codecs.INLINE_PIXELS[codec]
+        return not self.started or drawable.rect.area < codecs.INLINE_PIXELS.get(codec, GLZ_INLINE_PIXELS)
 
     def submit(
         self, drawable: Drawable, codec: str, pixels: np.ndarray, done: Done, encode: Callable[[], codecs.Payload] | None = None
@@ -94,7 +95,7 @@ class CodecPool:
         if payload is None:
             self.skipped += 1  # every pipe had dropped it before its turn came
         else:
-            self.counters.encoded(codec)
+            self.counters.encoded(codec.split(":")[0])  # a GLZ generation's images count as "glz"
         done(payload)
 
     def _failed(self, failure: Failure, drawable: Drawable, codec: str, done: Done) -> None:
@@ -115,7 +116,7 @@ class OrderedLane(CodecPool):
         super().__init__(reactor, counters, threads_max=1)
 
     def runs_inline(self, drawable: Drawable, codec: str) -> bool:
-        return not self.started or (self.pending == 0 and drawable.rect.area < codecs.INLINE_PIXELS[codec])
+        return not self.started or (self.pending == 0 and drawable.rect.area < codecs.INLINE_PIXELS.get(codec, GLZ_INLINE_PIXELS))
 
 
 def _encode_if_held(drawable: Drawable, job: Callable[[], codecs.Payload]) -> codecs.Payload | None:

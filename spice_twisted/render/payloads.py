@@ -77,16 +77,30 @@ class PayloadService:
         p = self.payload(d, codec)
         return p.nbytes if p is not None else d.rect.area * 4
 
-    def request(self, d: Drawable, codec: str) -> None:
-        """Start this codec's encode unless it is done, running or impossible."""
+    def request(
+        self, d: Drawable, codec: str, job: Callable[[], codecs.Payload] | None = None, then: Callable[[], None] | None = None
+    ) -> None:
+        """Start this codec's encode unless it is done, running or impossible. `job`
+        replaces `codecs.encode(codec, pixels)` (a GLZ generation's encode, whose payload
+        key names the generation); `then` runs on the reactor once it is done."""
         if d.pixels is None:
             return  # nobody holds it any more: nothing to encode (`failed` says so)
         e = self._entry(d)
         if codec in e.payloads or codec in e.failed or codec in e.waiters:
             return
+        if job is None and codec not in codecs.ENCODERS:
+            e.failed.add(codec)  # a dictionary image is encoded only when its group commits it
+            return
         e.waiters[codec] = []
-        lane = self.ordered if codec in codecs.ORDERED_CODECS else self.pool
-        lane.submit(d, codec, d.pixels, lambda payload: self._encoded(d, codec, payload))
+        ordered = codec in codecs.ORDERED_CODECS or job is not None
+        lane = self.ordered if ordered else self.pool
+        lane.submit(d, codec, d.pixels, lambda payload: self._encoded(d, codec, payload, then), encode=job)
+
+    def put(self, d: Drawable, codec: str, payload: codecs.Payload) -> None:
+        """A payload made alongside another (a GLZ image's ZLIB-GLZ form)."""
+        e = self._entries.get(d.id)
+        if e is not None and d.pixels is not None:
+            e.payloads[codec] = payload
 
     def when_ready(self, d: Drawable, codec: str, callback: Callable[[], None]) -> None:
         """Call back once the codec's payload (or its failure) is in; requests it if needed."""
@@ -98,10 +112,12 @@ class PayloadService:
         else:
             waiters.append(callback)
 
-    def _encoded(self, d: Drawable, codec: str, payload: codecs.Payload | None) -> None:
+    def _encoded(self, d: Drawable, codec: str, payload: codecs.Payload | None, then: Callable[[], None] | None = None) -> None:
         e = self._entries.get(d.id)
         if e is None:
             return  # every holder let it go meanwhile: nobody waits
+        if then is not None and payload is not None:
+            then()
         if payload is None:
             e.failed.add(codec)
         elif d.pixels is not None:  # still held by some pipe

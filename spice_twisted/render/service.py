@@ -18,6 +18,7 @@ import numpy as np
 from .copy_bits import CopyBits
 from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
+from .glz_group import GlzGroups
 from .payloads import PayloadService
 from .rect import Rect
 from .region import Region
@@ -43,7 +44,7 @@ class DrawableSink(Protocol):
 
     def request_payload(self, drawable: Drawable) -> None: ...
     def lossless_codec_for(self, drawable: Drawable) -> str: ...
-    def push_drawable(self, drawable: Drawable) -> None: ...
+    def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None: ...
     def push_lossless(self, drawable: Drawable) -> None: ...
     def absorb(self, rect: Rect) -> None: ...
     def push_copy(self, op: CopyBits) -> None: ...
@@ -64,6 +65,7 @@ class RenderCounters:
     resizes: int = 0
     copies: int = 0  # COPY_BITS moves committed
     upgrades: int = 0  # lossless drawables made for areas clients held lossy
+    fills: int = 0  # of the drawables, those of one colour: DRAW_FILL, nothing to encode
 
     def encoded(self, codec: str) -> None:
         self.encodes[codec] = self.encodes.get(codec, 0) + 1
@@ -82,6 +84,7 @@ class RenderService:
         self.counters = RenderCounters()
         self.payloads = PayloadService(reactor, self.counters)
         self.pool = self.payloads.pool  # the parallel lane (stats, benchmarks)
+        self.glz = GlzGroups(self.payloads)  # the shared GLZ dictionaries
         self.primary = Surface(0, width, height)
         self.generation = 0
         self.max_rects = max_rects
@@ -211,11 +214,18 @@ class RenderService:
                 continue
             d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.payloads)
             self.counters.drawables += 1
+            if d.solid_colour() is not None:
+                self.counters.fills += 1
             d.hold()  # the frame's own reference, while it is handed out
+            glz = self.glz.assign(d, taking)  # the GLZ members that get it from their dictionary
             for sink in taking:
-                sink.request_payload(d)  # one encode per codec, whoever asks first
+                if sink not in glz:
+                    sink.request_payload(d)  # one encode per codec, whoever asks first
             for sink in taking:
-                sink.push_drawable(d)
+                if sink in glz:
+                    sink.push_drawable(d, glz[sink])
+                else:
+                    sink.push_drawable(d)
             d.release()
         self._schedule_upgrade()
 

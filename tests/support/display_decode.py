@@ -10,6 +10,7 @@ binding).
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -19,7 +20,7 @@ from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
-from .lz_decode import decode_lz
+from .lz_decode import GlzWindow, decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -68,6 +69,8 @@ class Screen:
         self.draws = 0
         self.copies = 0
         self.fills = 0
+        self.glz = GlzWindow()  # the client's GLZ window: a missing reference fails the test
+        self.glz_ids: list[int] = []
         self.surfaces: list[tuple[int, int]] = []
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
@@ -115,7 +118,13 @@ class Screen:
             assert px.shape[:2] == (image["height"], image["width"])
             self.cache_hits += 1
             return px
-        px = image_pixels(image)
+        if kind in (ImageType.GLZ_RGB, ImageType.ZLIB_GLZ_RGB):
+            data = image["data"] if kind == ImageType.GLZ_RGB else zlib.decompress(image["data"])
+            image_id, px = self.glz.decode(data)
+            assert px.shape[:2] == (image["height"], image["width"])
+            self.glz_ids.append(image_id)
+        else:
+            px = image_pixels(image)
         if flags & CACHE_REPLACE_ME:
             raise AssertionError(f"CACHE_REPLACE_ME of {key:#x}: spice-html5 ignores it, we never send it")
         elif flags & CACHE_ME:
