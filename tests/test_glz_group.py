@@ -155,3 +155,20 @@ def test_a_members_pipe_never_drops_a_glz_image_it_covers(glz_calls):
     assert behind.cc.coalesced == 0  # nothing of it was dropped ...
     _exact(srv, behind)
     assert behind.screen.glz_ids == other.screen.glz_ids == list(range(6))  # ... and every id arrived
+
+
+def test_generations_are_bounded(glz_calls):
+    """Each generation holds a window of pixels: past MAX_GENERATIONS a newcomer gets LZ/LZ4."""
+    from spice_twisted.render.glz_group import MAX_GENERATIONS
+
+    srv = make_server()
+    readers = []
+    for i in range(MAX_GENERATIONS + 1):  # each comes after the previous one's first frame
+        readers.append(Reader(*open_display(srv, GTK, glz_window=WINDOW)))
+        _paint(srv, i)
+        for r in readers:
+            r.catch_up(srv)
+    assert len(srv.render.glz.generations) == MAX_GENERATIONS and srv.render.glz.refused == 1
+    assert readers[-1].cc.glz is None and not readers[-1].screen.glz_ids
+    for r in readers:
+        _exact(srv, r)
