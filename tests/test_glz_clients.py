@@ -64,3 +64,22 @@ def test_three_members_one_slow_and_a_late_joiner_all_exact(spawn, tap_for):
     calls = sorted(_glz_calls(server).values())
     assert fast_ids[0] in calls, (calls, fast_ids)
     assert sum(calls) < 2 * fast_ids[0] + len(screens[3].glz_ids) + 5  # not one dictionary per client
+
+
+def test_zlib_glz_always_on_the_live_demo(spawn, tap_for):
+    """`--zlib-glz-wan-compression always`: the members get ZLIB_GLZ_RGB (GLZ deflated once
+    more, where that saves bytes; GLZ where it does not), and spice-gtk decodes it exactly."""
+    server = spawn.harness("--zlib-glz-wan-compression", "always", paused=True)
+    taps, clients, conns = connect(server, tap_for, 2)
+    for c in clients:
+        c.wait_quiet(0.3)
+    server.resume()
+    wait_until(lambda: all(display_stats(server, c.connection_id)["glz_generation"] is not None for c in conns), 15, "a GLZ generation")
+    time.sleep(2.0)
+    server.pause()
+    assert_exact(server, clients, conns)
+    for conn in conns:
+        types = conn.image_types()
+        assert types.get(ImageType.ZLIB_GLZ_RGB, 0) > 5, types
+        s = conn.screen()
+        assert s.glz_ids == list(range(len(s.glz_ids)))

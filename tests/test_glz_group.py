@@ -172,3 +172,24 @@ def test_generations_are_bounded(glz_calls):
     assert readers[-1].cc.glz is None and not readers[-1].screen.glz_ids
     for r in readers:
         _exact(srv, r)
+
+
+def test_a_repeat_a_member_caches_is_not_a_glz_image(glz_calls):
+    """The pixmap cache goes first: a picture a member's cache holds goes FROM_CACHE to it,
+    and so it is not made an image of the generation (the other members get it their way)."""
+    srv = make_server()
+    a, b = (Reader(*open_display(srv, GTK, cache_px=1 << 20, glz_window=WINDOW)) for _ in range(2))
+    for r in (a, b):
+        r.catch_up(srv)
+    tile = text_ui(30, 40)
+    for x in (10, 60, 110):  # the same picture three times
+        srv.render.primary.pixels[20:50, x : x + 40] = tile
+        srv.render.damage(Rect(x, 20, x + 40, 50))
+        srv.render.flush()
+        for r in (a, b):
+            r.catch_up(srv)
+    for r in (a, b):
+        assert r.screen.glz_ids == [0]  # the first, cached along the way
+        assert r.screen.cache_hits == 2
+        _exact(srv, r)
+    assert [len(v) for v in glz_calls.values()] == [1]
