@@ -50,9 +50,10 @@ def test_one_colour_goes_as_draw_fill_and_spice_gtk_draws_it(spawn, tap_for, ran
 
 
 def test_each_client_gets_its_codec_encoded_once_for_all(spawn, tap_for, tmp_path):
-    server = spawn.harness("--source", "demo")
+    server = spawn.harness("--source", "demo", paused=True)  # all connect before the first frame
     taps, clients, conns = connect(server, tap_for, 5)
-    # Two keep the default (LZ4 on a LAN), the others prefer LZ, QUIC and none.
+    # Two keep the default (auto_glz: GLZ from one shared dictionary, QUIC for photos, LZ4
+    # for what the dictionary does not take), the others prefer LZ, QUIC and none.
     wanted = [None, None, (ImageCompression.LZ, "lz"), (ImageCompression.QUIC, "quic"), (ImageCompression.OFF, "bitmap")]
     for client, conn, want in zip(clients, conns, wanted, strict=True):
         if want is not None:
@@ -66,14 +67,18 @@ def test_each_client_gets_its_codec_encoded_once_for_all(spawn, tap_for, tmp_pat
     server.command(f"paste {npy} 100 100", "paste")
     _exact(server, clients, conns)
     types = [encoded_types(conn, mark) for conn, mark in zip(conns, marks, strict=True)]
-    assert set(types[0]) <= {ImageType.LZ4, ImageType.QUIC} and ImageType.LZ4 in types[0], types[0]
-    assert ImageType.QUIC in types[0]  # the photo: QUIC under auto_glz
+    for t in types[:2]:
+        assert set(t) <= {ImageType.GLZ_RGB, ImageType.LZ4, ImageType.QUIC} and ImageType.GLZ_RGB in t, t
+        assert ImageType.QUIC in t  # the photo: QUIC under auto_glz
     assert set(types[2]) == {ImageType.LZ_RGB}, types[2]
     assert set(types[3]) == {ImageType.QUIC}, types[3]
     assert set(types[4]) == {ImageType.BITMAP}, types[4]
     calls = server.command("codec_calls", "codec_calls")["calls"]
-    # Once per codec for all: the two default clients' LZ4 pictures cost one encode each, not two.
-    lz4_draws = [
-        len([d for d in conn.draws(mark) if d.image_type == ImageType.LZ4]) for conn, mark in zip(conns[:2], marks[:2], strict=True)
+    # Once per codec for all: the two default clients' GLZ images come from one encoder, each
+    # image encoded once for both (counted at GlzEncoder.encode).
+    glz_draws = [
+        len([d for d in conn.draws(mark) if d.image_type == ImageType.GLZ_RGB]) for conn, mark in zip(conns[:2], marks[:2], strict=True)
     ]
-    assert min(lz4_draws) > 0 and calls.get("lz4", 0) < sum(lz4_draws), (calls, lz4_draws)
+    assert glz_draws[0] == glz_draws[1] > 0
+    per_encoder = [v for k, v in calls.items() if k.startswith("glz:")]
+    assert len(per_encoder) == 1 and per_encoder[0] >= glz_draws[0] and calls["glz"] < sum(glz_draws), (calls, glz_draws)

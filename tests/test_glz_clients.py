@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from support.processes import wait_until
+from support.processes import as_rgb, wait_match, wait_until
 from support.tapped import connect
 from test_pipeline_clients import assert_exact, display_stats
 
@@ -26,7 +26,9 @@ def _glz_calls(server) -> dict[str, int]:
 
 
 def test_three_members_one_slow_and_a_late_joiner_all_exact(spawn, tap_for):
-    server = spawn.harness(paused=True)  # the demo, --image-compression auto_glz (the default)
+    # The demo, --image-compression auto_glz (the default). No JPEG: the slowed client would be
+    # judged WAN and get the slideshow lossy, and its lossless upgrade is issue 16's matter.
+    server = spawn.harness("--jpeg-wan-compression", "never", paused=True)
     server.command("count_codecs", "count_codecs")
     taps, clients, conns = connect(server, tap_for, 3)
     for c in clients:
@@ -51,6 +53,8 @@ def test_three_members_one_slow_and_a_late_joiner_all_exact(spawn, tap_for):
     server.pause()
     taps[2].shape()  # the slow link recovers, so the slow client can catch up
     everyone, their_conns = [*clients, late], [*conns, late_conn]
+    # Polls: the slow client may still be taking its backlog ("quiet" cannot tell).
+    wait_match(lambda: as_rgb(server.framebuffer()), everyone, "the server's framebuffer", timeout=60)
     assert_exact(server, everyone, their_conns)
     screens = [c.screen() for c in their_conns]
     for s in screens:  # each client's GLZ ids: 0, 1, 2, ... with no hole
@@ -77,6 +81,7 @@ def test_zlib_glz_always_on_the_live_demo(spawn, tap_for):
     wait_until(lambda: all(display_stats(server, c.connection_id)["glz_generation"] is not None for c in conns), 15, "a GLZ generation")
     time.sleep(2.0)
     server.pause()
+    wait_match(lambda: as_rgb(server.framebuffer()), clients, "the server's framebuffer", timeout=30)
     assert_exact(server, clients, conns)
     for conn in conns:
         types = conn.image_types()

@@ -46,14 +46,17 @@ def ryll(tmp_path):
             p.wait()
 
 
-@pytest.mark.parametrize("preferred", ["lz4", "auto-glz"])
-def test_ryll_gets_lz4_though_it_advertises_pref_compression(spawn, ryll, preferred):
+@pytest.mark.parametrize("preferred, image_type", [("lz4", ImageType.LZ4), ("auto-glz", ImageType.GLZ_RGB)])
+def test_ryll_gets_lz4_though_it_advertises_pref_compression(spawn, ryll, preferred, image_type):
+    """Asking for LZ4 it gets LZ4; with its default (auto_glz) it gets GLZ, which it decodes
+    too (its DISPLAY_INIT gives a GLZ window), from a dictionary generation of its own."""
     server = spawn.server("--source", "demo")
     with WireTap(server.port) as tap:
-        ryll(tap.port, "--preferred-compression", preferred)
+        proc = ryll(tap.port, "--preferred-compression", preferred)
         conn = tap.display(timeout=30)
         assert DisplayCap.PREF_COMPRESSION in conn.client_channel_caps and DisplayCap.LZ4_COMPRESSION in conn.client_channel_caps
         # The demo draws every second (its clock, the ball): images keep coming.
-        wait_until(lambda: conn.image_types().get(ImageType.LZ4, 0) >= 3, timeout=30, what=f"LZ4 images to ryll ({conn.image_types()})")
+        wait_until(lambda: conn.image_types().get(image_type, 0) >= 3, timeout=30, what=f"{image_type.name} images to ryll")
         types = conn.image_types()
         assert ImageType.BITMAP not in types, types
+        assert proc.poll() is None  # still connected: it took every image it was sent
