@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import JPEG, LOSSY_CODECS
-from ..codecs.choice import GLZ, Decoders, allows_glz, choose_codec, decoders, lossy_allowed, zlib_glz_wanted
+from ..codecs.choice import GLZ, LZ4_MIN_BPS, Decoders, allows_glz, choose_codec, decoders, lossy_allowed, zlib_glz_wanted
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
@@ -174,10 +174,17 @@ class DisplayChannelClient(ChannelClient):
         return self.decoders.lz4
 
     @property
+    def fast_link(self) -> bool:
+        """Fast enough that LZ4's bytes cost less than LZ's CPU (codecs.choice.LZ4_MIN_BPS):
+        not judged WAN, and no bandwidth measured below that (none measured yet counts as fast)."""
+        link = self.client.link
+        return not link.is_wan and (link.bandwidth is None or link.bandwidth >= LZ4_MIN_BPS)
+
+    @property
     def codec(self) -> str:
         """The lossless codec this client gets for a synthetic picture (and for lossless
         upgrades): what the setting gives a picture that is not photo-like."""
-        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=not self.client.link.is_wan)
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=self.fast_link)
 
     @property
     def lossy_allowed(self) -> bool:
@@ -193,17 +200,13 @@ class DisplayChannelClient(ChannelClient):
             return JPEG
         if not photo:
             return self.codec
-        return choose_codec(
-            self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
-        )
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=self.fast_link)
 
     def lossless_codec_for(self, drawable: Drawable) -> str:
         """The lossless codec of one drawable (an upgrade of an area held lossy)."""
         if not drawable.photo_like():
             return self.codec
-        return choose_codec(
-            self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
-        )
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=self.fast_link)
 
     # --- the shared GLZ dictionary (render/glz_group.py) ---------------------------------
     def glz_candidate(self) -> tuple[int, int] | None:
@@ -225,7 +228,7 @@ class DisplayChannelClient(ChannelClient):
         cache = self.pixmap_cache
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), False) is not None:
             return False  # a repeat it holds: FROM_CACHE costs less than any image
-        lan = not self.client.link.is_wan
+        lan = self.fast_link
         return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True) == GLZ
 
     def glz_wants_zlib(self) -> bool:

@@ -5,9 +5,9 @@ preference and the picture.
 `lz4`, `auto_lz` and `auto_glz` (the default, as in QEMU); `auto` is our older name
 for `auto_glz` and stays an alias. The auto settings pick per picture: QUIC for
 photo-like images (JPEG instead where lossy is allowed, decided by the display
-channel), and for synthetic ones GLZ (auto_glz, clients with a GLZ window) or LZ,
-except that a client on a LAN link that decodes LZ4 gets LZ4, which costs a fraction
-of LZ's CPU for more bytes that a LAN carries anyway. A fixed setting a client cannot
+channel), and for synthetic ones GLZ (auto_glz, through a shared dictionary: see
+render/glz_group.py) or LZ, except that a client that decodes LZ4 on a link of at least
+`LZ4_MIN_BPS` gets LZ4, which costs a fifth of LZ's CPU for bytes such a link carries. A fixed setting a client cannot
 decode falls back the same way (GLZ to LZ, LZ4 to LZ), and a codec whose encoder is
 not built in falls back to the next one that is (finally raw bitmaps, which every
 client decodes). A client's DISPLAY_PREFERRED_COMPRESSION (spice-gtk sends it only to a
@@ -32,6 +32,13 @@ SETTINGS = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off", "auto")
 ALIASES = {"auto": "auto_glz"}
 JPEG_WAN_SETTINGS = ("auto", "never", "always")  # --jpeg-wan-compression (QEMU's jpeg-wan-compression)
 ZLIB_GLZ_WAN_SETTINGS = ("auto", "never", "always")  # --zlib-glz-wan-compression (QEMU's zlib-glz-wan-compression)
+
+# Under the auto settings a client that decodes LZ4 gets it (not LZ) on a link at least this
+# fast. Measured on a 1024x768 text-and-UI picture (one core, benchmarks/codecs.py's
+# images): LZ4 about 210 KiB/MP at 380 MP/s, LZ about 60 KiB/MP at 72 MP/s. LZ4 then
+# delivers more pixels a second than LZ once the link carries 72 MP/s x 210 KiB/MP, about
+# 120 Mbit/s; below that LZ's smaller images win.
+LZ4_MIN_BPS = 120_000_000
 
 # DISPLAY_PREFERRED_COMPRESSION values as the setting they stand for.
 _PREFERRED = {
@@ -121,7 +128,8 @@ def choose_codec(
     """The lossless codec of one picture for one client.
 
     `dec` is the client's `Decoders` (a bool means "decodes LZ4", the older form);
-    `photo_like` is `Drawable.photo_like()`; `lan` is the client's link verdict;
+    `photo_like` is `Drawable.photo_like()`; `lan`: the client's link is fast enough for
+    LZ4 (`LZ4_MIN_BPS`);
     `glz_ok`: GLZ may be the answer (render/glz_group.py asks so for the members of a GLZ
     generation at commit; a picture goes GLZ only through a generation)."""
     if isinstance(dec, bool):
