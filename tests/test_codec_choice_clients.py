@@ -68,7 +68,8 @@ def test_each_client_gets_its_codec_encoded_once_for_all(spawn, tap_for, tmp_pat
     _exact(server, clients, conns)
     types = [encoded_types(conn, mark) for conn, mark in zip(conns, marks, strict=True)]
     for t in types[:2]:
-        assert set(t) <= {ImageType.GLZ_RGB, ImageType.LZ4, ImageType.QUIC} and ImageType.GLZ_RGB in t, t
+        # (LZ where the loopback link measured under LZ4_MIN_BPS: a loaded machine)
+        assert set(t) <= {ImageType.GLZ_RGB, ImageType.LZ4, ImageType.LZ_RGB, ImageType.QUIC} and ImageType.GLZ_RGB in t, t
         assert ImageType.QUIC in t  # the photo: QUIC under auto_glz
     assert set(types[2]) == {ImageType.LZ_RGB}, types[2]
     assert set(types[3]) == {ImageType.QUIC}, types[3]

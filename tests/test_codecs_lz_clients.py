@@ -84,11 +84,11 @@ def test_a_client_preferring_lz_gets_lz(spawn, tap_for, random_image, tmp_path):
         what="PREFERRED_COMPRESSION from the client",
     )
     wait_until(lambda: _codec(server, conns[0]) == "lz", what="codec lz for the first client")
-    assert _codec(server, conns[1]) == "lz4"
+    assert _codec(server, conns[1]) in ("lz4", "lz")  # its codec for what GLZ does not take: by link speed
     rng = np.random.default_rng(5)
     tile = images.text_ui(64, 200).copy()
     tile[20:40, 100:140, :3] = rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)  # some noise in the text
     marks = _paste(server, conns, tmp_path, "tile", tile, 77, 55)
     _exact(server, clients, conns)
     assert set(_pixel_types(conns[0], marks[0])) == {LZ_RGB}
-    assert set(_pixel_types(conns[1], marks[1])) <= {ImageType.GLZ_RGB, ImageType.LZ4}
+    assert set(_pixel_types(conns[1], marks[1])) <= {ImageType.GLZ_RGB, ImageType.LZ4, LZ_RGB}

@@ -44,7 +44,7 @@ def test_four_clients_late_joiner_and_a_leaver(spawn):
 
 
 def test_encode_once_with_four_clients(spawn):
-    server = spawn.harness(paused=True)
+    server = spawn.harness("--image-compression", "lz4", paused=True)  # (auto_glz would share GLZ)
     clients = [spawn.client("--port", str(server.port)) for _ in range(4)]
     for c in clients:
         c.wait_event("mark")
@@ -55,7 +55,7 @@ def test_encode_once_with_four_clients(spawn):
     render = s["render"]
     displays = [ch for c in s["clients"] for ch in c["channels"] if ch["channel"] == "display"]
     assert len(displays) == 4
-    assert {d["codec"] for d in displays} == {"lz4"}  # spice-gtk decodes LZ4: auto picks it
+    assert {d["codec"] for d in displays} == {"lz4"}  # spice-gtk decodes LZ4
     encodes = render["encodes"]["lz4"]
     sends = sum(d["draws_sent"] for d in displays)
     # Each drawable (and each shared snapshot) is encoded once, whatever the number of clients.
