@@ -16,14 +16,18 @@ smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
   releases the GIL (two threads at once against one twice; a Python loop's progress
   during the calls: 0 = the call holds the GIL). The numpy copy is the control.
 - a placeholder for the bytes the pixmap cache and COPY_BITS save on the demo over a
-  minute (not measured yet: `demo_savings`).
+  minute (not measured yet: `demo_savings`);
+- LZ against LZ4 on the same images, and GLZ (one dictionary) on sequences that repeat
+  earlier content: a scrolling text window, a window moved across the screen (`lz_glz`,
+  written to docs/codecs.md between <!-- lz-glz:begin --> and <!-- lz-glz:end -->;
+  `--lz-only` runs just that part).
 
 Writes the "Codecs" section of docs/performance.md (between <!-- codecs:begin --> and
 <!-- codecs:end -->) and the binding table in docs/codecs.md (between
 <!-- jpeg-bindings:begin --> and <!-- jpeg-bindings:end -->). One run on a shared
 machine: read ratios, not digits; nothing asserts them.
 
-    .venv/bin/python benchmarks/codecs.py [--no-write] [--quick]
+    .venv/bin/python benchmarks/codecs.py [--no-write] [--quick] [--lz-only]
 """
 
 from __future__ import annotations
@@ -51,11 +55,12 @@ from _report import command_line, cpu_model, load_average, md_table, write_betwe
 from codec_pool import handoff, noop, parallel_ratio, python_progress  # noqa: E402
 from PIL import Image  # noqa: E402
 from support import images  # noqa: E402
+from support.lz_decode import GlzWindow, decode_lz  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from spice_twisted import codecs  # noqa: E402
-from spice_twisted.codecs import classify, jpeg, lz4  # noqa: E402
+from spice_twisted.codecs import classify, glz, jpeg, lz, lz4  # noqa: E402
 
 PERF_DOC = ROOT / "docs" / "performance.md"
 CODECS_DOC = ROOT / "docs" / "codecs.md"
@@ -87,7 +92,11 @@ def fastest(fn: Callable[[], Any], budget: float = 0.2, min_reps: int = 7) -> fl
 
 
 def codec_list() -> list[tuple[str, Callable[[np.ndarray], Any]]]:
-    out: list[tuple[str, Callable[[np.ndarray], Any]]] = [("bitmap", codecs.ENCODERS[codecs.BITMAP]), ("lz4", codecs.ENCODERS[codecs.LZ4])]
+    out: list[tuple[str, Callable[[np.ndarray], Any]]] = [
+        ("bitmap", codecs.ENCODERS[codecs.BITMAP]),
+        ("lz4", codecs.ENCODERS[codecs.LZ4]),
+        ("lz", codecs.ENCODERS[codecs.LZ]),
+    ]
     for q in QUALITIES:
         out.append((f"jpeg q{q}", lambda px, q=q: jpeg.encode(px, quality=q)))
     return out
@@ -100,6 +109,8 @@ def decoded(name: str, payload: Any, px: np.ndarray) -> np.ndarray:
         return np.frombuffer(bytes(data.buf), np.uint8).reshape(h, w, 4)
     if name == "lz4":
         return lz4.decode(data.buf, w, h)
+    if name == "lz":
+        return decode_lz(data.buf)
     return images.pillow_decode(data.buf)
 
 
@@ -368,6 +379,120 @@ def demo_savings_lines(result: dict[str, Any] | None) -> list[str]:
 
 
 # --- output -------------------------------------------------------------------------------------------
+# --- part 5: LZ against LZ4, GLZ on sequences ------------------------------------------------------
+def _scrolling_text(h: int, w: int, frames: int, step: int) -> list[np.ndarray]:
+    """A text window scrolled by `step` rows a frame: each frame is the whole window again."""
+    page = images.text_ui(h + frames * step, w)
+    return [np.ascontiguousarray(page[i * step : i * step + h]) for i in range(frames)]
+
+
+def _moving_window(frames: int) -> list[np.ndarray]:
+    """A 320x240 window dragged across a desktop: each frame the area it covers now (the
+    window, at a new place, over the background around it)."""
+    desk = images.mostly_flat(768, 1024)
+    win = images.text_ui(240, 320, seed=7)
+    out = []
+    for i in range(frames):
+        x, y = 40 + 23 * i, 30 + 11 * i
+        frame = np.array(desk[y - 8 : y + 248, x - 8 : x + 328])
+        frame[8:248, 8:328] = win
+        out.append(frame)
+    return out
+
+
+def lz_glz(quick: bool) -> dict[str, Any]:
+    """LZ and LZ4 on every kind; GLZ, LZ and LZ4 per frame of two sequences."""
+    kinds = []
+    for kind, make in images.KINDS.items():
+        px = make(768, 1024)
+        mp = px.shape[0] * px.shape[1] / 1e6
+        row: dict[str, Any] = {"kind": kind}
+        for name, enc in (("lz", lz.encode), ("lz4", lz4.encode)):
+            payload = enc(px)
+            row[name] = {
+                "kib_mp": payload.nbytes / mp / 1024,
+                "mp_s": mp / fastest(lambda e=enc, p=px: e(p), budget=0.05 if quick else 0.2),
+            }
+        assert np.array_equal(decode_lz(lz.encode(px).fields["data"].buf)[..., :3], px[..., :3])
+        kinds.append(row)
+        print(
+            f"{kind:13s} lz {row['lz']['kib_mp']:.0f} KiB/MP {row['lz']['mp_s']:.0f} MP/s  lz4 {row['lz4']['kib_mp']:.0f} KiB/MP {row['lz4']['mp_s']:.0f} MP/s",
+            flush=True,
+        )
+    seqs = []
+    for name, frames in (
+        ("scrolling text 800x600, 16 rows a frame", _scrolling_text(600, 800, 12, 16)),
+        ("moving window 336x256", _moving_window(12)),
+    ):
+        enc, window = glz.GlzEncoder(), GlzWindow()
+        totals = {"glz": 0, "zlib_glz": 0, "lz": 0, "lz4": 0}
+        pixels, t_glz, t_lz = 0, 0.0, 0.0
+        for i, px in enumerate(frames):
+            t = time.perf_counter()
+            p = enc.encode(px, i)
+            t_glz += time.perf_counter() - t
+            _, got = window.decode(p.fields["data"].buf)
+            assert np.array_equal(got[..., :3], px[..., :3])
+            z = glz.zlib_glz(p)
+            t = time.perf_counter()
+            lzp = lz.encode(px)
+            t_lz += time.perf_counter() - t
+            if i == 0:
+                continue  # the first frame has nothing earlier to reference
+            pixels += px.shape[0] * px.shape[1]
+            totals["glz"] += p.nbytes
+            totals["zlib_glz"] += (z or p).nbytes
+            totals["lz"] += lzp.nbytes
+            totals["lz4"] += lz4.encode(px).nbytes
+        n_px = sum(f.shape[0] * f.shape[1] for f in frames) / 1e6
+        seqs.append({"name": name, "per_px": {k: v / pixels for k, v in totals.items()}, "glz_mp_s": n_px / t_glz, "lz_mp_s": n_px / t_lz})
+        print(f"{name}: bytes per pixel changed " + "  ".join(f"{k} {v:.3f}" for k, v in seqs[-1]["per_px"].items()), flush=True)
+    return {"kinds": kinds, "seqs": seqs}
+
+
+def lz_glz_section(r: dict[str, Any], load: str) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return "\n".join(
+        [
+            "<!-- lz-glz:begin -->",
+            f"Measured by `{command_line()}` on {now:%Y-%m-%d %H:%M} UTC, {len(os.sched_getaffinity(0))} CPUs ({cpu_model()}), "
+            f"shared with other work (load average {load}); one thread, the fastest of repeats. 1024x768 images of each kind:",
+            "",
+            md_table(
+                ["content", "lz KiB/MP", "lz4 KiB/MP", "lz MP/s", "lz4 MP/s"],
+                [
+                    [
+                        KIND_NAMES[k["kind"]],
+                        f"{k['lz']['kib_mp']:,.0f}",
+                        f"{k['lz4']['kib_mp']:,.0f}",
+                        f"{k['lz']['mp_s']:,.0f}",
+                        f"{k['lz4']['mp_s']:,.0f}",
+                    ]
+                    for k in r["kinds"]
+                ],
+            ),
+            "",
+            "GLZ (one dictionary, every frame an image of its own) on sequences that repeat earlier content, in bytes per "
+            "pixel changed after the first frame (each frame is a whole image: the scrolled window, the moved window with "
+            "the background around it); ZLIB-GLZ at zlib level 1 (plain GLZ where deflate saves nothing):",
+            "",
+            md_table(
+                ["sequence", "glz B/px", "zlib-glz B/px", "lz B/px", "lz4 B/px", "glz MP/s", "lz MP/s"],
+                [
+                    [
+                        s["name"],
+                        *(f"{s['per_px'][k]:.3f}" for k in ("glz", "zlib_glz", "lz", "lz4")),
+                        f"{s['glz_mp_s']:,.0f}",
+                        f"{s['lz_mp_s']:,.0f}",
+                    ]
+                    for s in r["seqs"]
+                ],
+            ),
+            "<!-- lz-glz:end -->",
+        ]
+    )
+
+
 def fmt_psnr(v: dict[str, Any]) -> str:
     return "exact" if v["exact"] else f"{v['psnr']:.1f}"
 
@@ -499,17 +624,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the docs")
+    p.add_argument("--lz-only", action="store_true", help="only LZ against LZ4 and GLZ on sequences (docs/codecs.md)")
     args = p.parse_args()
     load = load_average()
+    if args.lz_only:
+        r = lz_glz(args.quick)
+        if not args.no_write:
+            write_between(CODECS_DOC, "lz-glz", lz_glz_section(r, load))
+            print(f"wrote {CODECS_DOC.relative_to(ROOT)}")
+        return
 
     async def run(reactor: Any) -> None:
         rows = content(args.quick)
         sz = await sizes(reactor, args.quick)
         b = compare_bindings(args.quick)
         savings = demo_savings(args)
+        lzr = lz_glz(args.quick)
         if not args.no_write:
             write_between(PERF_DOC, "codecs", perf_section(rows, sz, b, savings, load))
             write_between(CODECS_DOC, "jpeg-bindings", bindings_section(b))
+            write_between(CODECS_DOC, "lz-glz", lz_glz_section(lzr, load))
             print(f"wrote {PERF_DOC.relative_to(ROOT)} and {CODECS_DOC.relative_to(ROOT)}")
 
     task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from support import images
 from support.display_decode import Screen
 from support.inprocess import held_drawable
-from support.lz_decode import GlzWindow, decode_lz
+from support.lz_decode import GlzWindow, SpiceGtkGlzWindow, decode_lz
 
 from spice_twisted import codecs
 from spice_twisted.channels.display import draw_copy_parts
@@ -194,7 +194,7 @@ def test_glz_round_trips_and_never_references_below_min_ref_id(case, data):
         payload = enc.encode(px, image_id, min_ref)
         assert payload.image_type == ImageType.GLZ_RGB
         assert enc.last_oldest_ref is None or min_ref <= enc.last_oldest_ref < image_id
-        assert sum(s.shape[0] * s.shape[1] for s in [px]) <= max(window, px.shape[0] * px.shape[1])
+        assert enc.pixels <= max(window, px.shape[0] * px.shape[1])  # memory stays bounded by the window
         # A client that holds only the images from min_ref on (joined late, or missed one)
         # decodes it; a reference to anything else would raise (spice-gtk would hang).
         client = GlzWindow()
@@ -210,7 +210,7 @@ def test_glz_round_trips_and_never_references_below_min_ref_id(case, data):
 def test_glz_window_frees_what_the_encoder_drops():
     """One client decoding every image, freeing images as the stream says: exact throughout,
     and its window stays as small as the encoder's."""
-    enc, client = glz.GlzEncoder(3 * 100 * 100), GlzWindow()
+    enc, client = glz.GlzEncoder(3 * 100 * 100), SpiceGtkGlzWindow()
     tiles = [images.text_ui(100, 100, seed=s) for s in range(4)]
     for i in range(40):
         px = tiles[i % 4] if i % 3 else np.roll(tiles[i % 4], i, axis=1)
@@ -287,3 +287,34 @@ def test_zlib_glz_round_trip_and_schema():
     assert np.array_equal(client.decode(glz_data)[1], bgr(px))
     noise = np.random.default_rng(3).integers(0, 256, (64, 64, 4), dtype=np.uint8)
     assert glz.zlib_glz(enc.encode(noise, 1)) is None  # deflate cannot shrink noise: GLZ as is
+
+
+def test_a_missing_extension_says_what_to_run():
+    from spice_twisted.codecs import _native
+
+    with pytest.raises(ImportError, match=r"_native\._nothing is not built: run scripts/setup.sh"):
+        _native.load("_nothing")
+    assert _native.load("_lz") is _lz
+
+
+@pytest.mark.parametrize("first", [0, 1000])
+def test_spice_gtk_window_needs_ids_from_zero(first):
+    """Our model of spice-gtk's window (support/lz_decode.py) shows what real spice-gtk
+    did (tests/test_codecs_lz_clients.py scaffold): ids from 0 decode throughout, ids from
+    1000 empty slots still referenced after the 16th image."""
+    enc, client = glz.GlzEncoder(), SpiceGtkGlzWindow()
+    text = images.text_ui(60, 100)
+    failed = None
+    for i in range(40):
+        px = text.copy()
+        px[i % 60, i, :3] = (i, 2, 3)  # each image one pixel off the last: it references it
+        try:
+            client.decode(enc.encode(px, first + i).fields["data"].buf)
+        except ValueError as e:
+            failed = (i, str(e))
+            break
+    if first == 0:
+        assert failed is None
+        assert len(client.images) == 40 and len(client.slots) == 64  # nothing dropped: the window holds all
+    else:
+        assert failed is not None and "not in the window" in failed[1], failed

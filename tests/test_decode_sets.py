@@ -95,3 +95,24 @@ def test_one_colour_goes_as_a_fill_to_every_client():
         assert len(fills) == 1 and len(fills[0]) == 41, name
         assert not [m for m, _ in r.messages if m == M.DRAW_COPY], name
         assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
+
+
+def test_image_compression_lz_reaches_every_client():
+    """LZ_RGB is the one lossless codec all three decode: under `lz` each gets it (the Go
+    client too, whose LZ4 claim is false), and every picture arrives exact."""
+    srv = make_server(image_compression="lz")
+    srv.display_settings.jpeg_wan_compression = "never"
+    noise(srv)
+    readers = {
+        name: Reader(*open_display(srv, caps, cache_px=px)) for name, (caps, px) in (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO))
+    }
+    for r in readers.values():
+        r.catch_up(srv)
+    for where, px in ((Rect(20, 10, 180, 90), photo(80, 160, 1)), (Rect(90, 55, 190, 95), text_ui(40, 100))):
+        srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = px
+        srv.render.damage(where)
+        srv.render.flush()
+    for name, r in readers.items():
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
+        assert set(r.screen.image_types) - {T.FROM_CACHE} == {T.LZ_RGB}, (name, r.screen.image_types)

@@ -195,6 +195,12 @@ def test_preferred_compression_switches_a_client_live(monkeypatch):
     assert cc.codec == "bitmap" and counting.calls.get("bitmap") == 1
     assert r.screen.image_types[ImageType.BITMAP] == 1
     assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+    cc.dataReceived(struct.pack("<HIB", MsgcDisplay.PREFERRED_COMPRESSION, 1, ImageCompression.LZ))
+    stripes(srv, Rect(10, 10, 190, 90), 11)
+    r.catch_up(srv)
+    assert cc.codec == "lz" and counting.calls.get("lz") == 1
+    assert r.screen.image_types[ImageType.LZ_RGB] == 1
+    assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])  # LZ carries no X byte
 
 
 @pytest.mark.parametrize(

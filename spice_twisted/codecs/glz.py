@@ -20,10 +20,19 @@ API (the policy -- which clients share an encoder, which ids each holds -- is th
 - Window: the encoder holds at most `window_pixels` pixels of recent images (at least the
   current one). Each payload's header carries win_head_dist = image_id - oldest id held;
   a client then frees every image below that id, and no later payload references one.
-- A client must be sent EVERY image that a later payload may reference (spice-gtk blocks
-  its display channel waiting for a missing id). spice-gtk frees window images only
-  while the ids it received are contiguous from 0: a group's ids should start at 0 for
-  each client's window, or the client keeps images until its window is reset.
+- What spice-gtk's window needs (src/decode-glz.c; seen with real clients, see below):
+  * every image a later payload references must have been sent to it (it blocks its
+    display channel waiting for a missing id);
+  * the GLZ ids a client receives must run 0, 1, 2, ... from its connection on, with no
+    gap: it frees images by slot (id modulo its array size) from its own counter, which
+    starts at 0 at connect and is never reset during the session. Ids starting at 1000
+    made spice-gtk free images it still needed and stop drawing (tried with the test
+    harness's `glz_everyone 0 0 1000`); ids from 0 decode exactly. So a group's members
+    must share one id history from 0, and a client leaving a group goes on with ITS next
+    id (a new `GlzEncoder` whose first id is that: its win_head_dist then frees the old
+    generation's images); an id must never repeat within a client's session.
+  A client joining late cannot enter an existing group's id space (its ids would not
+  start at 0): it needs a dictionary of its own from id 0.
 - `encode` must not run concurrently on one encoder (one ordered lane): a second
   concurrent call raises RuntimeError. Different encoders run in parallel (no GIL held).
 - After each encode: `last_ref_pixels` (pixels copied from earlier images), and
@@ -43,7 +52,7 @@ from .payload import Payload
 
 _lz = load("_lz")
 
-INLINE_PIXELS = 128 * 128
+INLINE_PIXELS = 96 * 96  # as LZ (codecs/lz.py)
 # spice-gtk's default GLZ window is 16 MiB of 32-bit pixels (its glz-window-size).
 DEFAULT_WINDOW_PIXELS = 4 * 1024 * 1024
 ZLIB_LEVEL = 1  # the fastest level already takes most of what deflate can add (benchmarks/codecs.py)
@@ -62,6 +71,11 @@ class GlzEncoder:
     @property
     def window_pixels(self) -> int:
         return self._dict.window_pixels
+
+    @property
+    def pixels(self) -> int:
+        """Pixels held: at most window_pixels, or the last image alone if it is larger."""
+        return self._dict.pixels
 
     @property
     def image_ids(self) -> list[int]:

@@ -20,7 +20,7 @@ from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
-from .lz_decode import GlzWindow, decode_lz
+from .lz_decode import SpiceGtkGlzWindow, decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -69,9 +69,9 @@ class Screen:
         self.draws = 0
         self.copies = 0
         self.fills = 0
-        self.glz = GlzWindow()  # the client's GLZ window: a missing reference fails the test
-        self.glz_ids: list[int] = []
+        self.glz_ids: list[int] = []  # the GLZ image ids received, in order
         self.surfaces: list[tuple[int, int]] = []
+        self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
@@ -119,8 +119,11 @@ class Screen:
             self.cache_hits += 1
             return px
         if kind in (ImageType.GLZ_RGB, ImageType.ZLIB_GLZ_RGB):
-            data = image["data"] if kind == ImageType.GLZ_RGB else zlib.decompress(image["data"])
-            image_id, px = self.glz.decode(data)
+            data = image["data"]
+            if kind == ImageType.ZLIB_GLZ_RGB:
+                data = zlib.decompress(data)
+                assert len(data) == image["glz_data_size"]
+            image_id, px = self.glz.decode(data)  # raises on a reference to an image not in the window
             assert px.shape[:2] == (image["height"], image["width"])
             self.glz_ids.append(image_id)
         else:

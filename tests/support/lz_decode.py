@@ -96,10 +96,20 @@ def decode_lz(data: bytes) -> np.ndarray:
 
 
 class GlzWindow:
-    """A client's GLZ window: decodes images in order and drops those the stream says it may."""
+    """A client's GLZ window, kept by id: decodes images in order and drops those the
+    stream says it may. Lenient about ids (any growing ids work); `SpiceGtkGlzWindow`
+    keeps them the way spice-gtk does."""
 
     def __init__(self) -> None:
         self.images: dict[int, np.ndarray] = {}  # id -> pixel words
+
+    def _ref(self, image_id: int) -> np.ndarray | None:
+        return self.images.get(image_id)
+
+    def _add(self, image_id: int, out: np.ndarray, win_head_dist: int) -> None:
+        self.images[image_id] = out
+        for old in [k for k in self.images if k < image_id - win_head_dist]:
+            del self.images[old]
 
     def decode(self, data: bytes) -> tuple[int, np.ndarray]:
         """GLZ_RGB32 data -> (image id, (height, width, 4) BGRX with X = 0)."""
@@ -109,7 +119,7 @@ class GlzWindow:
         typ, top_down = tb & 15, tb >> 4
         if (magic, version, typ) != (LZ_MAGIC, LZ_VERSION, RGB32) or stride != width * 4 or width < 1 or height < 1:
             raise ValueError(f"bad GLZ header {magic:#x} {version:#x} type {typ} {width}x{height} stride {stride}")
-        if image_id in self.images:
+        if self._ref(image_id) is not None:
             raise ValueError(f"image id {image_id} again")
         n = width * height
         out = np.zeros(n, np.uint32)
@@ -147,7 +157,7 @@ class GlzWindow:
                     raise ValueError("match before the image start")
                 _copy(out, op, out, start, length)
             else:
-                ref = self.images.get(image_id - dist)
+                ref = self._ref(image_id - dist)
                 if ref is None:
                     raise ValueError(f"image {image_id} references image {image_id - dist}, not in the window")
                 if pix + length > len(ref):
@@ -156,8 +166,56 @@ class GlzWindow:
             op += length
         if r.pos != len(data):
             raise ValueError(f"{len(data) - r.pos} trailing bytes")
-        self.images[image_id] = out
-        for old in [k for k in self.images if k < image_id - win_head_dist]:
-            del self.images[old]
+        self._add(image_id, out, win_head_dist)
         img = _pixels_to_bgrx(out, height, width)
         return image_id, (img if top_down else img[::-1])
+
+
+class SpiceGtkGlzWindow(GlzWindow):
+    """The window as spice-gtk keeps it (src/decode-glz.c, read for its behaviour): images
+    in an array of slots (id modulo its size, 16 at first, doubled when a slot is taken);
+    a counter `tail_gap` that advances over filled slots from 0; after each image, the
+    image in the slot before tail_gap says which ids may go (its id - win_head_dist), and
+    the slots from a counter `oldest` (0 at connect) up to that are emptied, whatever
+    image they hold. A reference to an image not in its slot would block spice-gtk's
+    display channel: here it raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: list[tuple[int, np.ndarray, int] | None] = [None] * 16
+        self.tail_gap = 0
+        self.oldest = 0
+
+    @property  # type: ignore[override]
+    def images(self) -> dict[int, np.ndarray]:
+        return {s[0]: s[1] for s in self.slots if s is not None}
+
+    @images.setter
+    def images(self, value: dict[int, np.ndarray]) -> None:
+        pass  # (the base class's __init__)
+
+    def _ref(self, image_id: int) -> np.ndarray | None:
+        s = self.slots[image_id % len(self.slots)]
+        return s[1] if s is not None and s[0] == image_id else None
+
+    def _add(self, image_id: int, out: np.ndarray, win_head_dist: int) -> None:
+        n = len(self.slots)
+        if self.slots[image_id % n] is not None:  # taken: twice the slots, images re-placed by id
+            grown: list[tuple[int, np.ndarray, int] | None] = [None] * (2 * n)
+            for s in self.slots:
+                if s is not None:
+                    grown[s[0] % (2 * n)] = s
+            self.slots, n = grown, 2 * n
+        self.slots[image_id % n] = (image_id, out, win_head_dist)
+        while self.tail_gap <= image_id and self.slots[self.tail_gap % n] is not None:
+            self.tail_gap += 1
+        last = self.slots[(self.tail_gap - 1) % (1 << 64) % n]
+        if last is None:
+            return
+        oldest = last[0] - last[2]
+        if oldest - self.oldest >= n:  # every slot gets emptied
+            self.slots = [None] * n
+        else:
+            for k in range(self.oldest, oldest):
+                self.slots[k % n] = None
+        self.oldest = max(self.oldest, oldest)

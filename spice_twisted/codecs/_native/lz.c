@@ -169,6 +169,10 @@ static inline int uniform3(const uint32_t *p) { return p[0] == p[1] && p[1] == p
  * where a run or a match ends, that triple still tells the content apart. */
 static inline int keyed(const uint32_t *px, size_t k, size_t n) { return k >= 1 && k + 2 <= n && !uniform3(px + k - 1); }
 
+/* After a long stretch without a match (a photo, noise) look at fewer positions, as LZ4
+ * does: the pixels passed over go out as literals all the same. */
+static inline size_t skip_after(size_t literals) { return literals < 128 ? 1 : (literals < 1024 ? 2 : 4); }
+
 static inline size_t extend(const uint32_t *a, const uint32_t *b, size_t max)
 {
     size_t n = 0;
@@ -223,7 +227,7 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
                     if (keyed(px, k, n)) table[hash3(px + k - 1, LZ_HASH_BITS)] = (uint32_t)k;
             i = lit = end;
         } else {
-            i++;
+            i += skip_after(i - lit);
         }
     }
     put_literals(o, px, lit, n);
@@ -279,6 +283,11 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
     Pixels p;
     if (get_pixels(arg, &p) < 0) return NULL;
     size_t n = p.w * p.h;
+    if (n * 4 > LZ_MAX_IMAGE_BYTES) {
+        PyBuffer_Release(&p.view);
+        PyErr_SetString(PyExc_ValueError, "LZ images hold less than 1 GiB (what clients accept)");
+        return NULL;
+    }
     uint32_t *px = malloc(n * sizeof(uint32_t));
     uint32_t *table = malloc(sizeof(uint32_t) << LZ_HASH_BITS);
     Out o = {malloc(out_bound(n)), 0, out_bound(n)};
@@ -453,7 +462,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                     if (keyed(px, k, n)) table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
             i = lit = end;
         } else {
-            i++;
+            i += skip_after(i - lit);
         }
     }
     put_literals(o, px, lit, n);
@@ -490,16 +499,10 @@ static void glz_dealloc(GlzDict *d)
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
-static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
+/* glz_encode's work, with d->busy set: nothing else may touch the dictionary meanwhile
+ * (reading a buffer may run Python code, and the encode itself runs without the GIL). */
+static PyObject *glz_encode_busy(GlzDict *d, PyObject *obj, unsigned long long id, unsigned long long min_ref)
 {
-    static char *kwlist[] = {"pixels", "image_id", "min_ref_id", NULL};
-    PyObject *obj;
-    unsigned long long id, min_ref = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OK|K", kwlist, &obj, &id, &min_ref)) return NULL;
-    if (d->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "GlzDictionary.encode called while another encode runs");
-        return NULL;
-    }
     if (id > GLZ_MAX_ID || (d->last_id != GLZ_NONE && id <= d->last_id)) {
         PyErr_Format(PyExc_ValueError, "image_id %llu must grow (last %llu) and stay below 2^39", id,
                      (unsigned long long)d->last_id);
@@ -528,12 +531,10 @@ static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
         while (d->count && id - ring_at(d, 0)->id > UINT32_MAX) dict_drop_oldest(d);
         oldest = d->count ? ring_at(d, 0)->id : id;
     }
-    d->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     load_pixels(px, p.base, p.w, p.h, p.row_stride);
     glz_encode_rgb32(d, &o, px, p.w, p.h, id, min_ref, (uint32_t)(id - oldest));
     Py_END_ALLOW_THREADS
-    d->busy = 0;
     PyBuffer_Release(&p.view);
     if (dict_push(d, id, px, n) < 0) {
         free(px), free(o.buf);
@@ -541,6 +542,22 @@ static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
     }
     d->last_id = id;
     return finish(&o);
+}
+
+static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"pixels", "image_id", "min_ref_id", NULL};
+    PyObject *obj;
+    unsigned long long id, min_ref = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OK|K", kwlist, &obj, &id, &min_ref)) return NULL;
+    if (d->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "GlzDictionary.encode called while another encode runs");
+        return NULL;
+    }
+    d->busy = 1;
+    PyObject *r = glz_encode_busy(d, obj, id, min_ref);
+    d->busy = 0;
+    return r;
 }
 
 static PyObject *glz_get_ids(GlzDict *d, void *closure)

@@ -17,6 +17,9 @@
 #define GLZ_PIX_MEDIUM (1u << 17)
 #define GLZ_MAX_IMAGE_DIST ((1u << 24) - 1) /* what every offset size can carry */
 
+/* Clients refuse an LZ image whose stride * height exceeds this (1 GiB - 1). */
+#define LZ_MAX_IMAGE_BYTES ((size_t)1024 * 1024 * 1024 - 1)
+
 /* Our own bound: the largest side we encode (the display's surfaces are far smaller). */
 #define LZ_MAX_SIDE 16384
 
