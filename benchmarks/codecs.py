@@ -3,14 +3,15 @@
 For a fixed set of generated images (tests/support/images.py: text and UI, a photo,
 smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
 
-- every codec we have (bitmap, lz4, jpeg at qualities 50, 85 = the default, 95):
+- every codec we have (bitmap, lz4, quic, jpeg at qualities 50, 85 = the default, 95):
   bytes per megapixel on the wire (the image's payload after its descriptor), PSNR for
   JPEG (decoded by Pillow, another libjpeg than the encoder's), an exactness check for
-  the lossless ones, and encode megapixels per second (the fastest of repeated encodes on
-  one thread);
+  the lossless ones (QUIC by our own C decoder; tests/test_quic_clients.py checks it
+  against spice-gtk), and encode megapixels per second (the fastest of repeated encodes on
+  one thread); whether the QUIC encode releases the GIL;
 - `classify.lossy_pays`: its verdict, the graduality score, and its cost per call;
-- JPEG encode time by size (16x16 .. 512x512) against a codec-pool hand-off, for
-  `jpeg.INLINE_PIXELS`;
+- JPEG, LZ4 and QUIC encode time by size (16x16 .. 512x512) against a codec-pool
+  hand-off, for `jpeg.INLINE_PIXELS` and `quic.INLINE_PIXELS`;
 - the JPEG bindings we chose between (Pillow, simplejpeg, PyTurboJPEG where installed):
   speed, bytes, PSNR, whether BGRX goes in without a copy, and whether the encode
   releases the GIL (two threads at once against one twice; a Python loop's progress
@@ -60,7 +61,7 @@ from twisted.internet import defer, task  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from spice_twisted import codecs  # noqa: E402
-from spice_twisted.codecs import classify, glz, jpeg, lz, lz4  # noqa: E402
+from spice_twisted.codecs import classify, glz, jpeg, lz, lz4, quic  # noqa: E402
 
 PERF_DOC = ROOT / "docs" / "performance.md"
 CODECS_DOC = ROOT / "docs" / "codecs.md"
@@ -96,6 +97,7 @@ def codec_list() -> list[tuple[str, Callable[[np.ndarray], Any]]]:
         ("bitmap", codecs.ENCODERS[codecs.BITMAP]),
         ("lz4", codecs.ENCODERS[codecs.LZ4]),
         ("lz", codecs.ENCODERS[codecs.LZ]),
+        ("quic", codecs.ENCODERS[codecs.QUIC]),
     ]
     for q in QUALITIES:
         out.append((f"jpeg q{q}", lambda px, q=q: jpeg.encode(px, quality=q)))
@@ -111,6 +113,8 @@ def decoded(name: str, payload: Any, px: np.ndarray) -> np.ndarray:
         return lz4.decode(data.buf, w, h)
     if name == "lz":
         return decode_lz(data.buf)
+    if name == "quic":
+        return quic.decode(data.buf)
     return images.pillow_decode(data.buf)
 
 
@@ -166,15 +170,27 @@ async def sizes(reactor: Any, quick: bool) -> dict[str, Any]:
                 "side": side,
                 "jpeg_us": 1e6 * fastest(lambda px=px: jpeg.encode(px)),
                 "lz4_us": 1e6 * fastest(lambda px=px: lz4.encode(px)),
+                "quic_us": 1e6 * fastest(lambda px=px: quic.encode(px)),
                 "classify_us": 1e6 * fastest(lambda px=px: classify.lossy_pays(px)),
             }
         )
         print(
-            f"{side}x{side}: jpeg {rows[-1]['jpeg_us']:.1f} us  lz4 {rows[-1]['lz4_us']:.1f} us  classify {rows[-1]['classify_us']:.1f} us",
+            f"{side}x{side}: jpeg {rows[-1]['jpeg_us']:.1f} us  lz4 {rows[-1]['lz4_us']:.1f} us  quic {rows[-1]['quic_us']:.1f} us  "
+            f"classify {rows[-1]['classify_us']:.1f} us",
             flush=True,
         )
     print(f"no-op hand-off: reactor CPU {hand['reactor_cpu_us']:.1f} us, worker {hand['worker_cpu_us']:.1f} us", flush=True)
-    return {"handoff": hand, "rows": rows}
+    return {"handoff": hand, "rows": rows, "quic_gil": quic_gil(quick)}
+
+
+def quic_gil(quick: bool) -> dict[str, float]:
+    """Does our C encoder release the GIL? (the codec pool's two threads need it to)"""
+    px = images.photo(1024, 1024)
+    ratio = parallel_ratio(lambda: quic.encode(px), 3 if quick else 7)
+    progress = python_progress(lambda: quic.encode(px), 0.5 if quick else 1.5)
+    out = {"mib": px.nbytes / 2**20, "ratio": ratio["ratio"], "progress": progress["ratio"]}
+    print(f"quic GIL: two threads / one twice {out['ratio']:.2f}, Python progress {out['progress']:.2f}", flush=True)
+    return out
 
 
 # --- part 3: the bindings ---------------------------------------------------------------------------
@@ -512,7 +528,14 @@ def perf_section(rows: list[dict[str, Any]], sz: dict[str, Any], b: dict[str, An
         speed_rows.append(label + [f"{r['codecs'][n]['mp_s']:,.0f}" for n in names])
     h = sz["handoff"]
     size_rows = [
-        [f"{s['side']}x{s['side']}", str(s["side"] ** 2), f"{s['jpeg_us']:.1f}", f"{s['lz4_us']:.1f}", f"{s['classify_us']:.1f}"]
+        [
+            f"{s['side']}x{s['side']}",
+            str(s["side"] ** 2),
+            f"{s['jpeg_us']:.1f}",
+            f"{s['lz4_us']:.1f}",
+            f"{s['quic_us']:.1f}",
+            f"{s['classify_us']:.1f}",
+        ]
         for s in sz["rows"]
     ]
     jpeg_names = [n for n in names if n.startswith("jpeg")]
@@ -552,13 +575,17 @@ def perf_section(rows: list[dict[str, Any]], sz: dict[str, Any], b: dict[str, An
         "",
         md_table(["content", "size", *[f"{n} MP/s" for n in names]], speed_rows),
         "",
-        "### JPEG by size: the inline threshold",
+        "### Encodes by size: the inline thresholds",
         "",
         f"A no-op hand-off to a `ThreadPool(1, 2)` like the codec pool's cost the reactor {h['reactor_cpu_us']:.1f} us of CPU "
         f"(and {h['worker_cpu_us']:.1f} us of Python on the pool's thread) in this run; `jpeg.INLINE_PIXELS` is "
-        f"{jpeg.INLINE_PIXELS} pixels. Encodes of the generated photo, and the classifier on it:",
+        f"{jpeg.INLINE_PIXELS} pixels, `quic.INLINE_PIXELS` {quic.INLINE_PIXELS}. Encodes of the generated photo, and the classifier on it:",
         "",
-        md_table(["size", "pixels", "jpeg q85 µs", "lz4 µs", "lossy_pays µs"], size_rows),
+        md_table(["size", "pixels", "jpeg q85 µs", "lz4 µs", "quic µs", "lossy_pays µs"], size_rows),
+        "",
+        f"QUIC and the GIL ({sz['quic_gil']['mib']:.0f} MiB photo): two threads encoding at once took "
+        f"{sz['quic_gil']['ratio']:.2f} of one thread encoding twice (0.5 = parallel, 1.0 = serialised), and a Python loop "
+        f"kept {sz['quic_gil']['progress']:.2f} of its speed during the calls (0 = the call holds the GIL).",
         "",
         "### The JPEG bindings",
         "",

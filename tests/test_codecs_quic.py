@@ -34,6 +34,8 @@ MAGIC, RGB32, RGBA = 0x43495551, 4, 5
 def assert_round_trip(px: np.ndarray, alpha: bool = False) -> bytes:
     data = _quic.encode(px, alpha=alpha)
     assert len(data) % 4 == 0 and data[-4:] == b"\0\0\0\0"  # whole words, the read-ahead word last
+    # the encoder reserves 96 bits a pixel per row (128 with alpha): never more is written
+    assert len(data) <= 20 + (16 if alpha else 12) * px.shape[0] * px.shape[1] + 8
     got_alpha, w, h, out = _quic.decode(data)
     assert (got_alpha, w, h) == (alpha, px.shape[1], px.shape[0])
     out = np.frombuffer(out, np.uint8).reshape(h, w, 4)

@@ -114,3 +114,29 @@ def test_hypothesis_pictures_through_spice_gtk(spawn, tap_for, tmp_path):
     assert len(pasted) >= 20
     types = encoded_types(conn, start)  # a paste the client's pixmap cache holds goes as FROM_CACHE
     assert set(types) == {QUIC} and types[QUIC] >= len(pasted) // 2, types
+
+
+def test_one_quic_encode_per_drawable_for_all_clients(spawn, tap_for):
+    """Three QUIC clients: each drawable is QUIC-encoded once (counted at codecs.ENCODERS),
+    and every connection carries the same bytes for the same image."""
+    server = spawn.harness("--image-compression", "quic", paused=True)
+    server.command("count_codecs", "count_codecs")
+    taps, clients, conns = connect(server, tap_for, 3, "--cache-size", "0")
+    for c in clients:
+        c.wait_quiet(0.4)
+    before = server.command("codec_calls", "codec_calls")["calls"].get("quic", 0)
+    r0 = server.stats()["render"]
+    marks = [conn.mark() for conn in conns]
+    draw_for_a_while(server, clients, 2.0)
+    assert_exact(server, clients, conns)
+    calls = server.command("codec_calls", "codec_calls")["calls"]["quic"] - before
+    r1 = server.stats()["render"]
+    drawables, snapshots = r1["drawables"] - r0["drawables"], r1["snapshots"] - r0["snapshots"]
+    assert drawables > 20, r1
+    assert drawables <= calls <= drawables + snapshots, (calls, drawables, snapshots)  # not 3x
+    by_id: dict[int, bytes] = {}
+    for conn, mark in zip(conns, marks, strict=True):
+        for d in conn.draws(mark):
+            assert d.image_type == QUIC
+            assert by_id.setdefault(d.image_id, d.payload) == d.payload, d.image_id
+    assert len(set(by_id.values())) <= calls

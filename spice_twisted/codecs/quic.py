@@ -18,10 +18,10 @@ from .payload import Payload
 
 _quic = load("_quic")
 
-# Below 40x40 pixels a QUIC encode (about 20 us at 70 Mpixel/s on a photo, faster on flat
-# content) costs the reactor no more than a hand-off to the codec pool (benchmarks/codecs.py,
-# benchmarks/codec_pool.py measure both).
-INLINE_PIXELS = 40 * 40
+# Below 32x32 pixels a QUIC encode (23 us for a 32x32 photo, less on flat content) costs the
+# reactor no more than a hand-off to the codec pool (about 20 us of reactor CPU): both measured
+# by benchmarks/codecs.py, "Encodes by size" in docs/performance.md.
+INLINE_PIXELS = 32 * 32
 
 
 def encode(pixels: np.ndarray) -> Payload:

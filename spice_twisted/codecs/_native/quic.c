@@ -32,6 +32,7 @@
 
 static uint32_t code_bits[256][QUIC_NCODES]; /* codeword of value v with parameter l */
 static uint8_t code_len[256][QUIC_NCODES];   /* its length in bits */
+static uint32_t code_packed[256][QUIC_NCODES]; /* both in one word: length << 26 | codeword */
 static unsigned gr_count[QUIC_NCODES];        /* values below this get a plain Golomb-Rice code */
 static unsigned escape_len[QUIC_NCODES];      /* length of the escape codeword (prefix + suffix) */
 static unsigned escape_suffix[QUIC_NCODES];   /* bits of the escape codeword after its zero prefix */
@@ -73,6 +74,7 @@ static void init_tables(void)
                 code_bits[v][l] = v - gr_count[l];
                 code_len[v][l] = (uint8_t)escape_len[l];
             }
+            code_packed[v][l] = (uint32_t)code_len[v][l] << 26 | code_bits[v][l];
         }
     }
     for (unsigned s = 0; s < levels; s++) {
@@ -188,8 +190,8 @@ static inline uint32_t load_px(const uint8_t *p)
 typedef struct {
     uint32_t *buf;
     size_t n, cap; /* words written, words allocated */
-    uint64_t acc;  /* pending bits, the newest lowest */
-    unsigned nacc; /* how many (< 32 between calls) */
+    uint32_t word; /* the word being filled, from the top */
+    unsigned room; /* its free bits (1..32); a full word is stored at the next put */
 } Writer;
 
 static inline void store_le32(uint32_t *dst, uint32_t v)
@@ -201,18 +203,42 @@ static inline void store_le32(uint32_t *dst, uint32_t v)
     d[3] = (uint8_t)(v >> 24);
 }
 
-static inline void put(Writer *w, uint32_t bits, unsigned len) /* 1 <= len <= 32, bits < 2^len */
+static inline void store_word(Writer *w)
 {
-    w->acc = (w->acc << len) | bits;
-    w->nacc += len;
-    if (w->nacc >= 32) {
-        w->nacc -= 32;
-        store_le32(&w->buf[w->n++], (uint32_t)(w->acc >> w->nacc));
+    if (w->n < w->cap) { /* always true (rows reserve their worst case); memory safety does not rest on it */
+        store_le32(&w->buf[w->n], w->word);
     }
+    w->n++;
+}
+
+/* Append len (1..31) bits, most significant first. */
+static inline void put(Writer *w, uint32_t bits, unsigned len)
+{
+    if (len <= w->room) {
+        w->room -= len;
+        w->word |= bits << w->room; /* room may now be 0: the word is stored next time */
+        return;
+    }
+    unsigned spill = len - w->room;
+    w->word |= bits >> spill;
+    store_word(w);
+    w->room = 32 - spill;
+    w->word = bits << w->room;
+}
+
+/* The last bits, padded to a word, then the zero word the decoder reads ahead. */
+static void finish(Writer *w)
+{
+    store_word(w);
+    w->word = 0;
+    store_word(w);
 }
 
 static int reserve(Writer *w, size_t words)
 {
+    if (w->n > w->cap) {
+        return -2; /* a row overran its reserve: never seen; refuse rather than send garbage */
+    }
     if (w->cap - w->n >= words) {
         return 0;
     }
@@ -237,7 +263,8 @@ static inline void put_run(Writer *w, State *s, unsigned run)
         }
     }
     for (; hits >= 32; hits -= 32) {
-        put(w, 0xffffffffu, 32);
+        put(w, 0xffffu, 16);
+        put(w, 0xffffu, 16);
     }
     if (hits) {
         put(w, (1u << hits) - 1u, hits);
@@ -248,15 +275,6 @@ static inline void put_run(Writer *w, State *s, unsigned run)
     }
 }
 
-/* Code plane c of pixel i (its error already known) with its left neighbour's bucket. */
-#define CODE_PLANE(c, i, e)                                                         \
-    do {                                                                            \
-        uint8_t e_ = (e);                                                           \
-        p->err[c][i] = e_;                                                          \
-        unsigned l_ = p->model[c]->best[bucket_of[p->err[c][(i) - 1]]];             \
-        put(w, code_bits[e_][l_], code_len[e_][l_]);                                \
-    } while (0)
-
 static inline void update_all(const Pass *p, int i)
 {
     for (int c = 0; c < p->nplanes; c++) {
@@ -264,87 +282,154 @@ static inline void update_all(const Pass *p, int i)
     }
 }
 
-static inline __attribute__((always_inline)) void encode_pixel(Writer *w, const Pass *p, const uint8_t *prev,
-                                                               const uint8_t *cur, int i)
+/* The encoder's hot loop works on local copies of the writer, the state and the plane
+   pointers: stores of error bytes (uint8_t may alias anything) would otherwise make the
+   compiler reload them all after every byte.  NP (3: R, G, B; 1: A) is a constant in each
+   instantiation, so the plane loops unroll. */
+#define PLANE_OFFSET(NP, c) ((NP) == 3 ? 2 - (c) : 3)
+
+static inline __attribute__((always_inline)) void code_error(Writer *w, uint8_t *err, uint8_t *last, const Model *m,
+                                                             int i, uint8_t e)
 {
-    for (int c = 0; c < p->nplanes; c++) {
-        const int o = p->offset[c];
-        unsigned pred;
-        if (i == 0) {
-            pred = prev ? prev[o] : 0u;
-        } else if (prev) {
-            pred = ((unsigned)cur[4 * (i - 1) + o] + prev[4 * i + o]) >> 1;
-        } else {
-            pred = cur[4 * (i - 1) + o];
-        }
-        CODE_PLANE(c, i, to_small[(uint8_t)(cur[4 * i + o] - pred)]);
-    }
+    err[i] = e;
+    unsigned l = m->best[bucket_of[*last]];
+    *last = e;
+    uint32_t packed = code_packed[e][l];
+    put(w, packed & 0x03ffffffu, packed >> 26);
 }
 
-/* Pixels [i, end) of one row; prev is NULL on the first row (no runs there). */
-static inline __attribute__((always_inline)) void encode_segment(Writer *w, const Pass *p, const uint8_t *prev,
-                                                                 const uint8_t *cur, int i, int end, unsigned mask)
+static inline __attribute__((always_inline)) void encode_segment(Writer *wp, const Pass *p, const int NP, const int FIRST,
+                                                                 const uint8_t *restrict prev, const uint8_t *restrict cur,
+                                                                 int i, int end, unsigned mask)
 {
-    State *s = p->state;
+    Writer w = *wp;
+    State s = *p->state;
+    uint8_t *err[3], last[3]; /* last: the error left of pixel i, as err[c][i - 1] holds it */
+    Model *model[3];
+    for (int c = 0; c < NP; c++) {
+        err[c] = p->err[c];
+        model[c] = p->model[c];
+        last[c] = err[c][i - 1];
+    }
     const uint32_t sm = p->same_mask;
     int stop, run_at = 0;
+#define UPDATE(idx)                                                                             \
+    for (int c = 0; c < NP; c++) {                                                              \
+        model_update(model[c], &s, bucket_of[err[c][(idx) - 1]], err[c][idx]);                  \
+    }
     if (i == 0) {
-        encode_pixel(w, p, prev, cur, 0);
-        if (s->wait) {
-            s->wait--;
+        for (int c = 0; c < NP; c++) {
+            const int o = PLANE_OFFSET(NP, c);
+            unsigned pred = FIRST ? 0u : prev[o];
+            code_error(&w, err[c], &last[c], model[c], 0, to_small[(uint8_t)(cur[o] - pred)]);
+        }
+        if (s.wait) {
+            s.wait--;
         } else {
-            s->wait = next_wait(s, mask);
-            update_all(p, 0);
+            s.wait = next_wait(&s, mask);
+            UPDATE(0);
         }
         i = 1;
     }
-    stop = i + (int)s->wait;
-    for (;;) {
+    stop = i + (int)s.wait;
+    if (FIRST) { /* the first row: left neighbours only, no runs */
         for (; i < end; i++) {
-            if (prev && run_at != i && i > 2 && !((load_px(prev + 4 * (i - 1)) ^ load_px(prev + 4 * i)) & sm) &&
-                !((load_px(cur + 4 * (i - 1)) ^ load_px(cur + 4 * (i - 2))) & sm)) {
-                goto run;
+            for (int c = 0; c < NP; c++) {
+                const int o = PLANE_OFFSET(NP, c);
+                code_error(&w, err[c], &last[c], model[c], i, to_small[(uint8_t)(cur[4 * i + o] - cur[4 * (i - 1) + o])]);
             }
-            encode_pixel(w, p, prev, cur, i);
             if (i == stop) {
-                update_all(p, i);
-                stop = i + 1 + (int)next_wait(s, mask);
+                UPDATE(i);
+                stop = i + 1 + (int)next_wait(&s, mask);
             }
         }
-        s->wait = (unsigned)(stop - end);
-        return;
+        s.wait = (unsigned)(stop - end);
+        goto out;
+    }
+#define RUN_STARTS_AT(i)                                                                                   \
+    (run_at != (i) && (i) > 2 && !((load_px(prev + 4 * ((i) - 1)) ^ load_px(prev + 4 * (i))) & sm) &&     \
+     !((load_px(cur + 4 * ((i) - 1)) ^ load_px(cur + 4 * ((i) - 2))) & sm))
+#define CODE_PIXEL(i)                                                                                      \
+    for (int c = 0; c < NP; c++) {                                                                         \
+        const int o = PLANE_OFFSET(NP, c);                                                                 \
+        unsigned pred = ((unsigned)cur[4 * ((i) - 1) + o] + prev[4 * (i) + o]) >> 1;                      \
+        code_error(&w, err[c], &last[c], model[c], (i), to_small[(uint8_t)(cur[4 * (i) + o] - pred)]);     \
+    }
+    for (;;) {
+        while (stop < end) { /* up to the next model update, then the update */
+            for (; i <= stop; i++) {
+                if (RUN_STARTS_AT(i)) {
+                    goto run;
+                }
+                CODE_PIXEL(i);
+            }
+            UPDATE(stop);
+            stop = i + (int)next_wait(&s, mask);
+        }
+        for (; i < end; i++) {
+            if (RUN_STARTS_AT(i)) {
+                goto run;
+            }
+            CODE_PIXEL(i);
+        }
+        s.wait = (unsigned)(stop - end);
+        goto out;
     run:
         run_at = i;
-        s->wait = (unsigned)(stop - i);
+        s.wait = (unsigned)(stop - i);
         {
             unsigned run = 0;
             while (!((load_px(cur + 4 * i) ^ load_px(cur + 4 * (i - 1))) & sm)) {
                 run++;
                 if (++i == end) {
-                    put_run(w, s, run);
-                    return;
+                    put_run(&w, &s, run);
+                    goto out;
                 }
             }
-            put_run(w, s, run);
+            put_run(&w, &s, run);
         }
-        stop = i + (int)s->wait;
+        for (int c = 0; c < NP; c++) {
+            last[c] = err[c][i - 1]; /* not written during the run: still the row above's */
+        }
+        stop = i + (int)s.wait;
     }
+#undef UPDATE
+#undef RUN_STARTS_AT
+#undef CODE_PIXEL
+out:
+    *wp = w;
+    *p->state = s;
 }
+
+/* One function per plane count and row kind, so each keeps its registers to itself. */
+#define SEGMENT_FN(name, NP, FIRST)                                                                                      \
+    static __attribute__((noinline)) void name(Writer *w, const Pass *p, const uint8_t *prev, const uint8_t *cur, int i, \
+                                               int end, unsigned mask)                                                   \
+    {                                                                                                                    \
+        encode_segment(w, p, NP, FIRST, prev, cur, i, end, mask);                                                        \
+    }
+SEGMENT_FN(encode_segment_rgb0, 3, 1)
+SEGMENT_FN(encode_segment_rgb, 3, 0)
+SEGMENT_FN(encode_segment_alpha0, 1, 1)
+SEGMENT_FN(encode_segment_alpha, 1, 0)
+#undef SEGMENT_FN
 
 static void encode_row(Writer *w, const Pass *p, const uint8_t *prev, const uint8_t *cur, unsigned width)
 {
     State *s = p->state;
+    void (*segment)(Writer *, const Pass *, const uint8_t *, const uint8_t *, int, int, unsigned) =
+        p->nplanes == 3 ? (prev ? encode_segment_rgb : encode_segment_rgb0) : (prev ? encode_segment_alpha : encode_segment_alpha0);
     unsigned pos = 0;
     while (s->wmidx < QUIC_WAIT_MAX && s->wmleft <= width) {
         if (s->wmleft) {
-            encode_segment(w, p, prev, cur, (int)pos, (int)(pos + s->wmleft), (1u << s->wmidx) - 1u);
+            segment(w, p, prev, cur, (int)pos, (int)(pos + s->wmleft), (1u << s->wmidx) - 1u);
             width -= s->wmleft;
             pos += s->wmleft;
         }
         widen_wait_mask(s);
     }
     if (width) {
-        encode_segment(w, p, prev, cur, (int)pos, (int)(pos + width), (1u << s->wmidx) - 1u);
+        segment(w, p, prev, cur, (int)pos, (int)(pos + width), (1u << s->wmidx) - 1u);
         if (s->wmidx < QUIC_WAIT_MAX) {
             s->wmleft -= width;
         }
@@ -398,17 +483,20 @@ static void carry_first_errors(Pass *p, int first_row)
     }
 }
 
-/* Returns the words written into *out (malloc'd), or -1 when out of memory. */
+/* Returns the words written into *out (malloc'd); -1 out of memory, -2 a row overran its reserve. */
 static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned width, unsigned height, int alpha,
                               uint32_t **out)
 {
     Coder k;
-    Writer w = {0};
+    Writer w = {.room = 32};
     *out = NULL;
     if (coder_init(&k, width) < 0) {
         return -1;
     }
-    size_t row_words = (size_t)width * 5u + 8u; /* bound: 4 planes x 26 bits + run bits per pixel */
+    /* Room for one row at worst: a coded pixel costs at most 26 bits a plane, and a run
+       (at most 16 bits plus one per pixel it covers) comes after two coded pixels at the
+       least: under 96 bits a pixel for R, G, B, under 128 with A. */
+    size_t row_words = (size_t)width * (alpha ? 4u : 3u) + 8u;
     w.cap = (size_t)width * height / 2u + row_words + 8u;
     w.buf = malloc(w.cap * sizeof(uint32_t));
     if (!w.buf) {
@@ -423,10 +511,11 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
     const uint8_t *prev = NULL;
     for (unsigned y = 0; y < height; y++) {
         const uint8_t *cur = px + (Py_ssize_t)y * stride;
-        if (reserve(&w, row_words) < 0) {
+        int r = reserve(&w, row_words);
+        if (r < 0) {
             free(w.buf);
             free(k.err_rows);
-            return -1;
+            return r;
         }
         carry_first_errors(&k.pass_rgb, y == 0);
         encode_row(&w, &k.pass_rgb, prev, cur, width);
@@ -436,15 +525,18 @@ static Py_ssize_t quic_encode(const uint8_t *px, Py_ssize_t stride, unsigned wid
         }
         prev = cur;
     }
-    if (reserve(&w, 4) < 0) {
+    int r = reserve(&w, 4);
+    if (r < 0) {
         free(w.buf);
         free(k.err_rows);
-        return -1;
+        return r;
     }
-    if (w.nacc) {
-        put(&w, 0, 32 - w.nacc);
+    finish(&w);
+    if (w.n > w.cap) {
+        free(w.buf);
+        free(k.err_rows);
+        return -2;
     }
-    store_le32(&w.buf[w.n++], 0); /* the word the decoder reads ahead */
     free(k.err_rows);
     *out = w.buf;
     return (Py_ssize_t)w.n;
@@ -682,6 +774,10 @@ static PyObject *py_encode(PyObject *self, PyObject *args, PyObject *kwargs)
     n = quic_encode(view.buf, view.strides[0], width, height, alpha, &words);
     Py_END_ALLOW_THREADS;
     PyBuffer_Release(&view);
+    if (n == -2) {
+        PyErr_SetString(PyExc_SystemError, "QUIC encoder overran its row reserve (a bug: please report it)");
+        return NULL;
+    }
     if (n < 0) {
         return PyErr_NoMemory();
     }
