@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from support.processes import wait_until
+from support.processes import as_rgb, wait_until
+from support.ryll import RyllClient, ryll_binary
 from support.tap import WireTap
 
 from spice_twisted.wire.enums import DisplayCap, ImageType
@@ -60,3 +62,30 @@ def test_ryll_gets_lz4_though_it_advertises_pref_compression(spawn, ryll, prefer
         types = conn.image_types()
         assert ImageType.BITMAP not in types, types
         assert proc.poll() is None  # still connected: it took every image it was sent
+
+
+def test_ryll_decodes_the_shared_glz_dictionary_exactly_on_the_live_demo(spawn, tmp_path):
+    """Two ryll clients with their default preference (auto_glz) start together, so they share
+    one GLZ generation; after the demo ran, each one's decoded surface (its control socket's
+    screenshot) equals the server's framebuffer."""
+    if ryll_binary() is None:
+        pytest.fail("ryll is not installed: run the README test command (pip install .[test])")
+    server = spawn.harness("--jpeg-wan-compression", "never", paused=True)
+    clients = [RyllClient(server.port, tmp_path) for _ in range(2)]
+    try:
+        wait_until(lambda: all(c.rgb() is not None for c in clients), 30, "both ryll clients showing the screen")
+        server.resume()
+        wait_until(lambda: server.stats()["render"]["glz"]["generations"], 15, "a GLZ generation")
+        gens = server.stats()["render"]["glz"]["generations"]
+        assert len(gens) == 1 and gens[0]["members"] == 2, gens
+        wait_until(lambda: server.stats()["render"]["glz"]["generations"][0]["images"] > 30, 30, "30 GLZ images")
+        server.pause()
+        want = as_rgb(server.framebuffer())
+
+        def exact() -> bool:
+            return all((got := c.rgb()) is not None and got.shape == want.shape and bool(np.array_equal(got, want)) for c in clients)
+
+        wait_until(exact, 30, "both ryll surfaces equal to the server's framebuffer")
+    finally:
+        for c in clients:
+            c.close()
