@@ -17,7 +17,7 @@ from support.processes import as_rgb, wait_match, wait_until
 from support.ryll import RyllClient, ryll_binary
 from support.tapped import connect
 
-from spice_twisted.wire.enums import ImageCompression, ImageType, MsgcDisplay
+from spice_twisted.wire.enums import ImageCompression, ImageType, MsgcDisplay, MsgDisplay
 
 LZ_RGB = ImageType.LZ_RGB
 
@@ -46,13 +46,18 @@ def _codec(server, conn) -> str:
 
 
 def _paste(server, conns, tmp_path, name: str, px: np.ndarray, x: int, y: int) -> list[int]:
-    """Draws px at (x, y) on the server; waits until every tap carried a draw there."""
+    """Draws px at (x, y) on the server; waits until every tap carried a draw there (a
+    picture of one colour goes as a DRAW_FILL: then that)."""
     path = tmp_path / f"{name}.npy"
     np.save(path, px)
     marks = [c.mark() for c in conns]
     server.command(f"paste {path} {x} {y}", "paste")
+    solid = bool((px.view(np.uint32) == px.view(np.uint32).flat[0]).all())
     for c, m in zip(conns, marks, strict=True):
-        c.wait_for(lambda k, m=m: any(d.box[:2] == (x, y) for d in k.draws(m)), what=f"the {name} draw")
+        if solid:
+            c.wait_for(lambda k, m=m: any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(m)), what=f"the {name} fill")
+        else:
+            c.wait_for(lambda k, m=m: any(d.box[:2] == (x, y) for d in k.draws(m)), what=f"the {name} draw")
     return marks
 
 
