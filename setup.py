@@ -11,18 +11,18 @@ NATIVE = "spice_twisted/codecs/_native"
 CFLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 
 
-def native(name: str, *sources: str) -> Extension:
+def native(name: str, *sources: str, depends: tuple[str, ...] = ()) -> Extension:
     return Extension(
         f"spice_twisted.codecs._native.{name}",
         sources=[f"{NATIVE}/{s}" for s in sources],
-        depends=[f"{NATIVE}/{h}" for h in ("lz_format.h", "quic.h")],
+        depends=[f"{NATIVE}/{d}" for d in depends],
         extra_compile_args=CFLAGS,
     )
 
 
 setup(
     ext_modules=[
-        native("_lz", "lz.c"),
-        native("_quic", "quic.c"),
+        native("_lz", "lz.c", depends=("lz_format.h",)),
+        native("_quic", "quic.c", depends=("quic.h",)),
     ]
 )

@@ -112,6 +112,14 @@ def _image_compression(value: str) -> str:
     return value
 
 
+def _zlib_glz_wan_compression(value: str) -> str:
+    from .codecs.choice import ZLIB_GLZ_WAN_SETTINGS
+
+    if value not in ZLIB_GLZ_WAN_SETTINGS:
+        raise ValueError(f"{value!r}: use one of {', '.join(ZLIB_GLZ_WAN_SETTINGS)}")
+    return value
+
+
 def _jpeg_quality(value: str) -> int:
     from .codecs.jpeg import check_quality
 
@@ -227,8 +235,9 @@ class Options(usage.Options):
         [
             "image-compression",
             None,
-            "auto",
-            "off (raw bitmaps), lz, quic (every client), lz4, or auto (LZ4 where the client decodes it).",
+            "auto_glz",
+            "auto_glz (QUIC for photos, GLZ/LZ otherwise, LZ4 on a LAN where decoded), auto_lz, quic, glz, lz, lz4 or off"
+            " (raw bitmaps); auto is auto_glz.",
             _image_compression,
         ],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
@@ -238,6 +247,13 @@ class Options(usage.Options):
             "auto",
             "Lossy (JPEG) images: auto (for clients whose link is judged WAN), never, or always.",
             _jpeg_wan_compression,
+        ],
+        [
+            "zlib-glz-wan-compression",
+            None,
+            "auto",
+            "GLZ images deflated again (ZLIB-GLZ): auto (for clients whose link is judged WAN), never, or always.",
+            _zlib_glz_wan_compression,
         ],
         [
             "view-only-password-file",

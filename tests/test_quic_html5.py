@@ -24,7 +24,7 @@ from support.tap import WireTap
 from test_admin_browser import browser  # noqa: F401  (the headless Chromium fixture)
 from test_pipeline_clients import encoded_types
 
-from spice_twisted.wire.enums import ImageType
+from spice_twisted.wire.enums import ImageType, MsgDisplay
 
 HTML5 = Path("/usr/share/spice-html5")
 WEBSOCKIFY = shutil.which("websockify")
@@ -101,4 +101,33 @@ def test_spice_html5_decodes_our_quic_exactly(spawn, browser, bridge, tmp_path, 
         conn = tap.display()
         types = encoded_types(conn)
         assert set(types) == {ImageType.QUIC}, types  # no LZ4 cap, no raw bitmaps: QUIC it is
+        assert not conn.parse_errors
+
+
+def test_spice_html5_on_the_default_setting_gets_lz_quic_and_fills_exactly(spawn, browser, bridge, tmp_path):  # noqa: F811
+    """Under the default auto_glz spice-html5 (no LZ4 cap, GLZ window 0) gets LZ_RGB for
+    synthetic pictures, QUIC for photos and DRAW_FILL for one colour, and draws all of it
+    exactly: no GLZ, no LZ4, no raw bitmaps."""
+    server = spawn.harness()
+    with WireTap(server.port) as tap:
+        port = bridge(tap.port)
+        browser.get(f"http://127.0.0.1:{port}/spice_auto.html?host=127.0.0.1&port={port}")
+        tap.display().wait_for(lambda k: len(k.draws()) >= 20, 30, "20 draws to spice-html5")
+        square = np.zeros((50, 70, 4), np.uint8)
+        square[...] = (40, 90, 200, 0)
+        npy = tmp_path / "square.npy"
+        np.save(npy, square)
+        server.command(f"paste {npy} 300 200", "paste")
+        server.pause()
+        expect = as_rgb(server.framebuffer())
+
+        def same() -> bool:
+            got = canvas(browser)
+            return got is not None and got.shape == expect.shape and bool(np.array_equal(got, expect))
+
+        wait_until(same, 30, "spice-html5's canvas equal to the server's framebuffer (default setting)")
+        conn = tap.display()
+        types = encoded_types(conn)
+        assert ImageType.LZ_RGB in types and set(types) <= {ImageType.LZ_RGB, ImageType.QUIC}, types
+        assert any(t == MsgDisplay.DRAW_FILL for t, _ in conn.snapshot())
         assert not conn.parse_errors

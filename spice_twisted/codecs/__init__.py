@@ -33,6 +33,10 @@ INLINE_PIXELS: dict[str, int] = {
     JPEG: jpeg.INLINE_PIXELS,
 }
 
+# Codecs with a dictionary: each image may refer to earlier ones, so their encodes run in
+# the one ordered lane (render/codec_pool.py OrderedLane), in commit order.
+ORDERED_CODECS: frozenset[str] = frozenset({"glz", "zlib_glz"})
+
 # Codecs whose images differ from the pixels: a client shown one holds that area lossy.
 LOSSY_CODECS: frozenset[str] = frozenset({JPEG})
 
@@ -41,4 +45,4 @@ def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
-__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ", "LZ4", "QUIC", "Payload", "encode"]
+__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ", "LZ4", "ORDERED_CODECS", "QUIC", "Payload", "encode"]

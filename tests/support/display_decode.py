@@ -1,9 +1,10 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4, QUIC or JPEG images, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4, QUIC or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
 with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, LZ with our own
 Python decoder (support/lz_decode.py), QUIC with our own C decoder (codecs/_native/quic.c:
-real spice-gtk clients check it), JPEG with Pillow (its own libjpeg, not the encoder's binding).
+real spice-gtk clients check it), JPEG with Pillow (its own libjpeg, not the encoder's
+binding).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .lz_decode import SpiceGtkGlzWindow, decode_lz
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
 COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
+DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
 INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
@@ -66,6 +68,8 @@ class Screen:
         self.image_types: dict[int, int] = {}
         self.draws = 0
         self.copies = 0
+        self.fills = 0
+        self.glz_ids: list[int] = []  # the GLZ image ids received, in order
         self.surfaces: list[tuple[int, int]] = []
         self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
 
@@ -83,6 +87,13 @@ class Screen:
                 box = f["box"]
                 assert self.fb is not None
                 self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = self._image(image)
+            elif msg_type == MsgDisplay.DRAW_FILL:
+                f = decode_body(DRAW_FILL, body)
+                assert f["brush_type"] == 1 and f["rop_descriptor"] == 8 and f["clip_type"] == 0, f  # solid, OP_PUT
+                box = f["box"]
+                assert self.fb is not None
+                self.fills += 1
+                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = np.frombuffer(f["color"].to_bytes(4, "little"), np.uint8)
             elif msg_type == MsgDisplay.INVAL_LIST:
                 for res in decode_body(INVAL_LIST, body)["resources"]:
                     assert res["type"] == 1 and res["id"] in self.cache, res
@@ -112,8 +123,9 @@ class Screen:
             if kind == ImageType.ZLIB_GLZ_RGB:
                 data = zlib.decompress(data)
                 assert len(data) == image["glz_data_size"]
-            _, px = self.glz.decode(data)  # raises on a reference to an image not in the window
+            image_id, px = self.glz.decode(data)  # raises on a reference to an image not in the window
             assert px.shape[:2] == (image["height"], image["width"])
+            self.glz_ids.append(image_id)
         else:
             px = image_pixels(image)
         if flags & CACHE_REPLACE_ME:
