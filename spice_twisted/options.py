@@ -110,6 +110,14 @@ def _image_compression(value: str) -> str:
     return value
 
 
+def _zlib_glz_wan_compression(value: str) -> str:
+    from .codecs.choice import ZLIB_GLZ_WAN_SETTINGS
+
+    if value not in ZLIB_GLZ_WAN_SETTINGS:
+        raise ValueError(f"{value!r}: use one of {', '.join(ZLIB_GLZ_WAN_SETTINGS)}")
+    return value
+
+
 def _jpeg_quality(value: str) -> int:
     from .codecs.jpeg import check_quality
 
@@ -199,7 +207,14 @@ class Options(usage.Options):
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
-        ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        [
+            "image-compression",
+            None,
+            "auto_glz",
+            "auto_glz (QUIC for photos, GLZ/LZ otherwise, LZ4 on a LAN where decoded), auto_lz, quic, glz, lz, lz4 or off"
+            " (raw bitmaps); auto is auto_glz.",
+            _image_compression,
+        ],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
         [
             "jpeg-wan-compression",
@@ -207,6 +222,13 @@ class Options(usage.Options):
             "auto",
             "Lossy (JPEG) images: auto (for clients whose link is judged WAN), never, or always.",
             _jpeg_wan_compression,
+        ],
+        [
+            "zlib-glz-wan-compression",
+            None,
+            "auto",
+            "GLZ images deflated again (ZLIB-GLZ): auto (for clients whose link is judged WAN), never, or always.",
+            _zlib_glz_wan_compression,
         ],
         [
             "view-only-password-file",

@@ -80,8 +80,9 @@ class SpiceServer:
         stats_interval: float = 0.0,
         ping_interval: float = 10.0,
         max_fps: float = DEFAULT_MAX_FPS,
-        image_compression: str = "auto",
+        image_compression: str = "auto_glz",
         jpeg_wan_compression: str = "auto",
+        zlib_glz_wan_compression: str = "auto",
         limits: Limits | None = None,
         channel_security: ChannelSecurity | None = None,
         view_ticket: Ticket | None = None,
@@ -102,7 +103,11 @@ class SpiceServer:
         self.uuid = uuidlib.uuid4()
         self.link_keys = LinkKeyPool(reactor)
         self.render = RenderService(source.width, source.height, reactor, max_fps=max_fps)
-        self.display_settings = DisplaySettings(image_compression=image_compression, jpeg_wan_compression=jpeg_wan_compression)
+        self.display_settings = DisplaySettings(
+            image_compression=image_compression,
+            jpeg_wan_compression=jpeg_wan_compression,
+            zlib_glz_wan_compression=zlib_glz_wan_compression,
+        )
         self.cursor = CursorService()
         self.inputs = InputRouter(self)
         self._clients_seen = 0

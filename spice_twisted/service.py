@@ -84,6 +84,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         max_fps=options["max-fps"],
         image_compression=options["image-compression"],
         jpeg_wan_compression=options["jpeg-wan-compression"],
+        zlib_glz_wan_compression=options["zlib-glz-wan-compression"],
         limits=options.get("limits"),
         channel_security=options.get("channel-security"),
         view_ticket=options.get("view-ticket"),

@@ -110,6 +110,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "render": {
             "frames": r.frames,
             "drawables": r.drawables,
+            "fills": r.fills,
             "snapshots": r.snapshots,
             "encodes": dict(r.encodes),
             "encodes_threaded": server.render.pool.threaded,
@@ -124,6 +125,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "max_fps": 1.0 / server.render.pacer.interval,
             "image_compression": server.display_settings.image_compression,
             "jpeg_wan_compression": server.display_settings.jpeg_wan_compression,
+            "zlib_glz_wan_compression": server.display_settings.zlib_glz_wan_compression,
         },
         "link_refusals": dict(server.link_refusals),
         "mouse_mode": server.mouse_mode.name.lower(),

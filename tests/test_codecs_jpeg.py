@@ -12,12 +12,15 @@ import pytest
 from support import images
 from support.display_decode import Screen
 from support.images import pillow_decode, psnr
+from twisted.internet.task import Clock
 
 from spice_twisted import codecs
 from spice_twisted.channels.display import draw_copy_parts
 from spice_twisted.codecs import jpeg
 from spice_twisted.render.drawable import Drawable
+from spice_twisted.render.payloads import PayloadService
 from spice_twisted.render.rect import Rect
+from spice_twisted.render.service import RenderCounters
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, encode_body, message
 from spice_twisted.wire.schema import External
@@ -97,10 +100,12 @@ def test_draw_copy_with_a_jpeg_image_through_the_schema():
     h, w = 180, 240
     px = images.photo(h, w)
     rect = Rect(30, 20, 30 + w, 20 + h)
-    drawable = Drawable(0, 0, rect, px, pool=None)  # type: ignore[arg-type]  (no encode is asked of it)
-    drawable.payloads[codecs.JPEG] = codecs.encode(codecs.JPEG, px)
+    service = PayloadService(Clock(), RenderCounters())  # not started: the encode runs inline
+    drawable = Drawable(0, 0, rect, px, service)
+    drawable.hold()
+    drawable.request(codecs.JPEG)
     head, tail = draw_copy_parts(drawable, codecs.JPEG, image_id=0x1234, image_flags=0)
-    assert tail == drawable.payloads[codecs.JPEG].fields["data"].buf  # the shared JFIF, after the per-client part
+    assert tail == drawable.payload(codecs.JPEG).fields["data"].buf  # the shared JFIF, after the per-client part
     body = head + tail
     fields = decode_body(message(ChannelType.DISPLAY, "DRAW_COPY"), body)
     image = fields["src_bitmap"]

@@ -26,10 +26,25 @@ SPICE_GTK = (
 )
 HTML5 = ({C.SIZED_STREAM, C.STREAM_REPORT, C.MULTI_CODEC, C.CODEC_MJPEG}, 10 * 1024 * 1024)
 GO = ({C.SIZED_STREAM, C.STREAM_REPORT, C.MONITORS_CONFIG, C.LZ4_COMPRESSION, C.PREF_COMPRESSION}, 0)
+# ryll 0.3.0 as seen on the wire (PROTOCOL-NOTES.md): LZ4 *and* PREF_COMPRESSION, like the Go
+# client, but it decodes LZ4 (and every other image type).
+RYLL = (
+    {
+        C.SIZED_STREAM, C.MONITORS_CONFIG, C.COMPOSITE, C.A8_SURFACE, C.STREAM_REPORT, C.LZ4_COMPRESSION,
+        C.PREF_COMPRESSION, C.MULTI_CODEC, C.CODEC_MJPEG, C.CODEC_H264, C.PREF_VIDEO_CODEC_TYPE,
+    },
+    20_971_520,
+)  # fmt: skip
 # What each decodes (H/display.js, Shells-com/spice image.go), as far as we send it.
-DECODES = {"spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE}, "html5": {T.BITMAP, T.JPEG, T.FROM_CACHE}, "go": {T.BITMAP, T.JPEG}}
+DECODES = {
+    "spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.GLZ_RGB},
+    "html5": {T.BITMAP, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB},
+    "go": {T.BITMAP, T.JPEG, T.QUIC, T.LZ_RGB},
+    "ryll": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.GLZ_RGB},
+}
+CLIENTS = (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO), ("ryll", RYLL))
 # Display messages spice-html5 implements (H/display.js); the others take these too.
-HTML5_MESSAGES = {M.MARK, M.DRAW_COPY, M.COPY_BITS, M.INVAL_LIST, M.INVAL_ALL_PALETTES, M.SURFACE_CREATE, M.SURFACE_DESTROY}
+HTML5_MESSAGES = {M.MARK, M.DRAW_COPY, M.DRAW_FILL, M.COPY_BITS, M.INVAL_LIST, M.INVAL_ALL_PALETTES, M.SURFACE_CREATE, M.SURFACE_DESTROY}
 HTML5_MESSAGES |= {MsgCommon.SET_ACK, MsgCommon.PING}
 
 
@@ -38,9 +53,7 @@ def test_every_client_gets_only_what_it_decodes(lossy):
     srv = make_server()
     srv.display_settings.jpeg_wan_compression = lossy
     noise(srv)
-    readers = {
-        name: Reader(*open_display(srv, caps, cache_px=px)) for name, (caps, px) in (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO))
-    }
+    readers = {name: Reader(*open_display(srv, caps, cache_px=px)) for name, (caps, px) in CLIENTS}
     for r in readers.values():
         r.catch_up(srv)
     pic, text = photo(80, 160, 1), text_ui(40, 100)
@@ -54,10 +67,31 @@ def test_every_client_gets_only_what_it_decodes(lossy):
     srv.reactor.advance(0.6)  # the lossless upgrade
     for name, r in readers.items():
         r.catch_up(srv)
-        assert np.array_equal(r.screen.fb, srv.render.primary.pixels), name
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
         assert set(r.screen.image_types) <= DECODES[name], (name, r.screen.image_types)
         assert {m for m, _ in r.messages} <= HTML5_MESSAGES | ({M.MONITORS_CONFIG} if name != "html5" else set()), name
     assert T.LZ4 in readers["spice-gtk"].screen.image_types
+    assert T.LZ4 in readers["ryll"].screen.image_types  # PREF_COMPRESSION does not shut it out
     assert T.FROM_CACHE in readers["html5"].screen.image_types
     if lossy == "always":
         assert all(T.JPEG in r.screen.image_types for r in readers.values())
+
+
+def test_one_colour_goes_as_a_fill_to_every_client():
+    """A drawable of one colour is a DRAW_FILL (41 bytes) for every client, no image at all."""
+    srv = make_server()
+    noise(srv)
+    readers = {name: Reader(*open_display(srv, caps, cache_px=px)) for name, (caps, px) in CLIENTS}
+    for r in readers.values():
+        r.catch_up(srv)
+        r.messages.clear()
+    where = Rect(30, 20, 150, 90)
+    srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = (10, 200, 30, 0)
+    srv.render.damage(where)
+    srv.render.flush()
+    for name, r in readers.items():
+        r.catch_up(srv)
+        fills = [b for m, b in r.messages if m == M.DRAW_FILL]
+        assert len(fills) == 1 and len(fills[0]) == 41, name
+        assert not [m for m, _ in r.messages if m == M.DRAW_COPY], name
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 import pytest
-from support.inprocess import H, Reader, W, draw, make_server, noise, open_display
+from support.inprocess import H, Reader, W, draw, make_server, noise, open_display, stripes
 
 from spice_twisted import codecs
 from spice_twisted.channels.pipe import DrawItem, RefreshItem
@@ -32,7 +32,7 @@ def test_first_frame_then_exact_updates():
     assert kinds.index(MsgDisplay.SURFACE_CREATE) < kinds.index(MsgDisplay.DRAW_COPY) < kinds.index(MsgDisplay.MARK)
     draw(srv, Rect(10, 10, 30, 20), 77)
     r.catch_up(srv)
-    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
 
 
 def test_damage_is_batched_into_frames_at_max_fps():
@@ -48,7 +48,7 @@ def test_damage_is_batched_into_frames_at_max_fps():
     srv.reactor.advance(0.1)
     assert srv.render.counters.frames == frames + 1  # all of it in one frame
     r.catch_up(srv)
-    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
     assert r.screen.draws <= 1 + 16  # the first frame, then at most MAX_RECTS drawables
     # The next damage waits for the frame interval, then goes as one frame.
     draw(srv, Rect(0, 50, 5, 55), 3, flush=False)
@@ -98,7 +98,7 @@ def test_covered_updates_are_coalesced_and_a_backlog_collapses_to_its_region():
     assert srv.render.counters.snapshots == snapshots and len(cc.pipe) == pipe_len
     # Once the client reads and ACKs again, it ends with exactly the server's pixels.
     r.catch_up(srv)
-    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
     assert srv.render.counters.snapshots > snapshots  # the refresh was taken when sent
 
 
@@ -115,8 +115,11 @@ def test_dropped_drawables_know_which_pipe_dropped_them():
         rb.catch_up(srv)
     draw(srv, Rect(0, 0, 10, 10), 2)
     first = [it for it in a.pipe if isinstance(it, DrawItem)][-1].drawable
+    first.hold()  # the test's own reference: the payload service forgets a drawable nobody holds
     draw(srv, Rect(0, 0, 20, 20), 3)  # covers it in a's pipe
     assert a.pipe.id in first.dropped_by and b.pipe.id not in first.dropped_by
+    first.release()
+    assert not first.dropped_by and len(srv.render.payloads) <= sum(len(c.pipe) for c in (a, b)) + 16
 
 
 def test_twenty_thousand_updates_keep_a_stalled_pipe_bounded():
@@ -131,7 +134,7 @@ def test_twenty_thousand_updates_keep_a_stalled_pipe_bounded():
         if i % 50 == 0:
             reader.catch_up(srv)
     reader.catch_up(srv)
-    assert np.array_equal(reader.screen.fb, srv.render.primary.pixels)
+    assert np.array_equal(reader.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
     for cc in stalled:
         assert cc.pipe.peak_items <= cc.pipe.max_items + 1
         assert cc.pipe.peak_bytes <= cc.pipe.max_bytes
@@ -162,20 +165,21 @@ def test_lz4_and_raw_clients_cost_one_encode_per_codec(monkeypatch):
     srv = make_server()
     noise(srv)
     lz4_clients = [Reader(*open_display(srv, caps={DisplayCap.LZ4_COMPRESSION})) for _ in range(3)]
-    raw_clients = [Reader(*open_display(srv)) for _ in range(2)]
+    raw_clients = [Reader(*open_display(srv)) for _ in range(2)]  # no LZ4 cap: LZ under auto_glz
     everyone = lz4_clients + raw_clients
     for c in everyone:
         c.catch_up(srv)
     counting.calls.clear()
     for i in range(10):
-        draw(srv, Rect(10 * i, 10, 10 * i + 8, 40), 40 + i)
+        stripes(srv, Rect(10 * i, 10, 10 * i + 8, 40), 40 + i)
         for c in everyone:
             c.catch_up(srv)
-    assert counting.calls == {"lz4": 10, "bitmap": 10}
+    assert lz4_clients[0].cc.codec == "lz4" and raw_clients[0].cc.codec == "lz"
+    assert counting.calls == {"lz4": 10, "lz": 10}
     for c in everyone:
-        assert np.array_equal(c.screen.fb, srv.render.primary.pixels)
+        assert np.array_equal(c.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
     assert set(lz4_clients[0].screen.image_types) == {ImageType.LZ4}
-    assert set(raw_clients[0].screen.image_types) == {ImageType.BITMAP}
+    assert set(raw_clients[0].screen.image_types) == {ImageType.LZ_RGB}
 
 
 def test_preferred_compression_switches_a_client_live(monkeypatch):
@@ -186,15 +190,26 @@ def test_preferred_compression_switches_a_client_live(monkeypatch):
     r.catch_up(srv)
     assert cc.codec == "lz4"
     cc.dataReceived(struct.pack("<HIB", MsgcDisplay.PREFERRED_COMPRESSION, 1, ImageCompression.OFF))
-    draw(srv, Rect(0, 0, 50, 50), 9)
+    stripes(srv, Rect(0, 0, 50, 50), 9)
     r.catch_up(srv)
     assert cc.codec == "bitmap" and counting.calls.get("bitmap") == 1
     assert r.screen.image_types[ImageType.BITMAP] == 1
-    assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
 
 
 @pytest.mark.parametrize(
-    "setting, caps, codec", [("off", {DisplayCap.LZ4_COMPRESSION}, "bitmap"), ("lz4", set(), "bitmap"), ("auto", {5}, "lz4")]
+    "setting, caps, codec",
+    [
+        ("off", {DisplayCap.LZ4_COMPRESSION}, "bitmap"),
+        ("lz4", set(), "lz"),  # a client without LZ4 gets LZ, which every client decodes
+        ("lz4", {DisplayCap.LZ4_COMPRESSION}, "lz4"),
+        ("auto", {DisplayCap.LZ4_COMPRESSION}, "lz4"),  # auto is auto_glz; on a LAN, LZ4 where decoded
+        ("auto_glz", set(), "lz"),
+        ("auto_lz", {DisplayCap.LZ4_COMPRESSION}, "lz4"),
+        ("lz", {DisplayCap.LZ4_COMPRESSION}, "lz"),
+        ("quic", set(), "quic"),
+        ("glz", set(), "lz"),  # no GLZ window in its DISPLAY_INIT: LZ
+    ],
 )
 def test_image_compression_setting(setting, caps, codec):
     srv = make_server(image_compression=setting)
@@ -203,23 +218,23 @@ def test_image_compression_setting(setting, caps, codec):
 
 
 def test_a_failed_encode_is_dropped_and_the_pipe_goes_on(monkeypatch):
-    real = codecs.ENCODERS["bitmap"]
+    srv = make_server()
+    cc, t = open_display(srv)
+    real = codecs.ENCODERS[cc.codec]
 
     def broken(pixels):
         if pixels.shape[:2] == (7, 7):  # only the 7x7 update fails
             raise RuntimeError("codec exploded")
         return real(pixels)
 
-    monkeypatch.setitem(codecs.ENCODERS, "bitmap", broken)
-    srv = make_server()
-    cc, t = open_display(srv)
+    monkeypatch.setitem(codecs.ENCODERS, cc.codec, broken)
     r = Reader(cc, t)
     r.catch_up(srv)
-    draw(srv, Rect(0, 0, 7, 7), 9)
-    draw(srv, Rect(50, 50, 52, 52), 8)
+    stripes(srv, Rect(0, 0, 7, 7), 9)
+    stripes(srv, Rect(50, 50, 52, 52), 8)
     r.catch_up(srv)
     assert srv.render.counters.encode_errors == 1 and not cc.pipe
-    assert np.array_equal(r.screen.fb[50:52, 50:52], srv.render.primary.pixels[50:52, 50:52])
+    assert np.array_equal(r.screen.fb[50:52, 50:52, :3], srv.render.primary.pixels[50:52, 50:52, :3])
 
 
 def test_resize_gives_every_client_the_new_surface_and_its_content():
@@ -230,16 +245,14 @@ def test_resize_gives_every_client_the_new_surface_and_its_content():
         r.catch_up(srv)
     draw(srv, Rect(0, 0, 5, 5), 1, flush=False)  # pending damage for the old surface
     srv.render.resize(320, 240)
-    srv.render.primary.pixels[:] = 200
-    srv.render.damage(srv.render.primary.rect)
-    srv.render.flush()
+    stripes(srv, srv.render.primary.rect, 200)
     for r in readers:
         r.catch_up(srv)
         kinds = [m for m, _ in r.messages]
         assert MsgDisplay.SURFACE_DESTROY in kinds and kinds.count(MsgDisplay.SURFACE_CREATE) == 2
         assert kinds.count(MsgDisplay.MONITORS_CONFIG) == 2
         assert r.screen.surfaces[-1] == (320, 240)
-        assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
         # The new surface's content precedes its MARK: what the source painted, with no
         # black first and nothing after (a client shows the display at the MARK).
         after = kinds[len(kinds) - 1 - kinds[::-1].index(MsgDisplay.SURFACE_CREATE) :]
@@ -273,7 +286,7 @@ def test_a_capture_thread_hands_frames_to_the_reactor():
     for i, px in enumerate(frames):
         expect[i % 9 * 10 : i % 9 * 10 + 10, i % 19 * 10 : i % 19 * 10 + 10] = px
     assert np.array_equal(srv.render.primary.pixels, expect)
-    assert np.array_equal(r.screen.fb, expect)
+    assert np.array_equal(r.screen.fb[..., :3], expect[..., :3])
 
 
 def test_stall_is_counted_from_what_the_peer_read_not_from_our_writes():

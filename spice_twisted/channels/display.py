@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import JPEG, LOSSY_CODECS
-from ..codecs.choice import choose_codec, decodes_lz4, lossy_allowed
+from ..codecs.choice import GLZ, Decoders, allows_glz, choose_codec, decoders, lossy_allowed, zlib_glz_wanted
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
 from ..render.rect import Rect
 from ..render.region import Region
 from ..render.surface import Surface
 from ..wire.enums import (
+    BrushType,
     ChannelType,
     ClipType,
     DisplayCap,
@@ -39,37 +40,40 @@ from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, D
 from .pixmap_cache import ClientPixmapCache, wire_id
 
 if TYPE_CHECKING:
+    from ..render.glz_group import GlzGeneration
     from ..render.service import RenderService
     from ..server import Client
 
 DISPLAY_INIT_TIMEOUT = 5.0
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
+DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 
 
 @dataclass
 class DisplaySettings:
     """The server-wide display policy every display client reads (the admin may change it)."""
 
-    image_compression: str = "auto"
+    image_compression: str = "auto_glz"  # --image-compression; codecs.choice.choose_codec()
     jpeg_wan_compression: str = "auto"  # --jpeg-wan-compression; codecs.choice.lossy_allowed()
+    zlib_glz_wan_compression: str = "auto"  # --zlib-glz-wan-compression: GLZ deflated again for WAN clients
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_flags: int) -> list[bytes]:
-    """The parts of one DRAW_COPY: a per-client prefix built once per value and kept on the
-    drawable, then the codec's shared payload. codec None draws the image from the
-    client's pixmap cache (FROM_CACHE, no payload)."""
-    key = (codec, image_id, image_flags)
-    parts = drawable.prefixes.get(key)
-    if parts is None:
+    """The parts of one DRAW_COPY: a per-client prefix built once per value (kept by the
+    payload service), then the codec's shared payload. codec None draws the image from
+    the client's pixmap cache (FROM_CACHE, no payload)."""
+
+    def build() -> list[bytes]:
         r = drawable.rect
         image: dict[str, Any] = {"id": image_id, "flags": image_flags, "width": r.width, "height": r.height}
         if codec is None:
             image["type"] = ImageType.FROM_CACHE
         else:
-            payload = drawable.payloads[codec]
+            payload = drawable.payload(codec)
+            assert payload is not None, "marshalled before its encode"
             image.update(type=payload.image_type, **payload.fields)
         head, tail = encode_split(
             DRAW_COPY.layout,
@@ -86,8 +90,32 @@ def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_
                 "mask_bitmap": None,
             },
         )
-        parts = drawable.prefixes[key] = [head] if tail is None else [head, tail]
-    return parts
+        return [head] if tail is None else [head, tail]
+
+    return drawable.service.prefix(drawable, (codec, image_id, image_flags), build)
+
+
+def draw_fill_parts(drawable: Drawable, colour: int) -> list[bytes]:
+    """The one DRAW_FILL body every client gets for a drawable of one colour."""
+
+    def build() -> list[bytes]:
+        body = encode_body(
+            DRAW_FILL,
+            {
+                "surface_id": drawable.surface_id,
+                "box": drawable.rect.wire(),
+                "clip_type": ClipType.NONE,
+                "brush_type": BrushType.SOLID,
+                "color": colour,
+                "rop_descriptor": Rop.OP_PUT,
+                "mask_flags": 0,
+                "mask_pos": {"x": 0, "y": 0},
+                "mask_bitmap": None,
+            },
+        )
+        return [body]
+
+    return drawable.service.prefix(drawable, ("fill",), build)
 
 
 def copy_bits_body(op: CopyBits) -> bytes:
@@ -122,7 +150,9 @@ class DisplayChannelClient(ChannelClient):
     ) -> None:
         self.render, self.settings = render, settings
         self.preferred: int | None = None  # the client's DISPLAY_PREFERRED_COMPRESSION
-        self.decodes_lz4 = decodes_lz4(request.channel_caps)
+        self.glz_window = 0  # from DISPLAY_INIT
+        self.glz: GlzGeneration | None = None  # the GLZ generation this client is a member of
+        self.glz_used = False  # it was ever a member: its GLZ window holds ids (render/glz_group.py)
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         super().__init__(host, client, request, mini_header, secure)
@@ -130,12 +160,24 @@ class DisplayChannelClient(ChannelClient):
     def make_pipe(self) -> DisplayPipe:
         s = self.render.primary
         max_bytes = max(self.settings.max_bytes, 2 * s.width * s.height * 4)
-        return DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes, COPY_BITS.id)
+        pipe = DisplayPipe(DRAW_COPY.id, lambda: self.codec, self.settings.max_items, max_bytes, COPY_BITS.id)
+        pipe.before_collapse = lambda: self.leave_glz("its pipe reached its bounds")
+        return pipe
+
+    @property
+    def decoders(self) -> Decoders:
+        """What this client decodes: its caps, DISPLAY_INIT and preference (codecs.choice)."""
+        return decoders(self.request.channel_caps, self.glz_window, self.preferred)
+
+    @property
+    def decodes_lz4(self) -> bool:
+        return self.decoders.lz4
 
     @property
     def codec(self) -> str:
-        """The lossless codec this client gets."""
-        return choose_codec(self.settings.image_compression, self.decodes_lz4, self.preferred)
+        """The lossless codec this client gets for a synthetic picture (and for lossless
+        upgrades): what the setting gives a picture that is not photo-like."""
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=not self.client.link.is_wan)
 
     @property
     def lossy_allowed(self) -> bool:
@@ -144,14 +186,64 @@ class DisplayChannelClient(ChannelClient):
 
     def codec_for(self, drawable: Drawable) -> str:
         """The codec of one drawable for this client: JPEG where lossy is allowed and the
-        picture is photo-like (decided once per drawable), else its lossless codec."""
-        if self.lossy_allowed and drawable.photo_like():
+        picture is photo-like (decided once per drawable), else the lossless codec the
+        setting gives this picture (QUIC for photo-like ones under auto)."""
+        photo = drawable.photo_like()
+        if photo and self.lossy_allowed:
             return JPEG
-        return self.codec
+        if not photo:
+            return self.codec
+        return choose_codec(
+            self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
+        )
+
+    def lossless_codec_for(self, drawable: Drawable) -> str:
+        """The lossless codec of one drawable (an upgrade of an area held lossy)."""
+        if not drawable.photo_like():
+            return self.codec
+        return choose_codec(
+            self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=not self.client.link.is_wan
+        )
+
+    # --- the shared GLZ dictionary (render/glz_group.py) ---------------------------------
+    def glz_candidate(self) -> tuple[int, int] | None:
+        """(dictionary id, window) while this client may start a GLZ generation: it decodes
+        GLZ, its setting gives GLZ, it is streaming and keeping up, and its window never
+        held an image."""
+        if self.glz_used or self.glz is not None or not self.streaming or not self.connected:
+            return None
+        if not self.decoders.glz or not allows_glz(self.settings.image_compression, self.preferred) or not self.pipe.accepting:
+            return None
+        params = self.cache_params or {}
+        return int(params.get("glz_dictionary_id", 0)), self.glz_window
+
+    def glz_takes(self, drawable: Drawable) -> bool:
+        """Whether this member would take `drawable` as GLZ (not JPEG, not QUIC for a photo)."""
+        photo = drawable.photo_like()
+        if photo and self.lossy_allowed:
+            return False
+        lan = not self.client.link.is_wan
+        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True) == GLZ
+
+    def glz_wants_zlib(self) -> bool:
+        return zlib_glz_wanted(self.settings.zlib_glz_wan_compression, self.client.link.is_wan)
+
+    def leave_glz(self, why: str) -> None:
+        """Leave the GLZ generation for good: unsent GLZ images go in this client's other
+        codec, and nothing of this pipe is pinned any more (it may coalesce again)."""
+        if self.glz is None:
+            return
+        self.render.glz.leave(self, why)
+        for it in self.pipe:
+            if isinstance(it, DrawItem) and it.pinned:
+                it.codec = None
 
     def request_payload(self, drawable: Drawable) -> None:
-        """At commit: start the encode this client will need, unless its pixmap cache
-        already holds the picture (a repeat then costs no encode at all)."""
+        """At commit: start the encode this client will need, unless the picture is one
+        colour (a DRAW_FILL needs none) or its pixmap cache already holds it (a repeat
+        then costs no encode at all)."""
+        if drawable.solid_colour() is not None:
+            return
         codec = self.codec_for(drawable)
         cache = self.pixmap_cache
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), codec in LOSSY_CODECS):
@@ -172,12 +264,15 @@ class DisplayChannelClient(ChannelClient):
         self.cache_params = fields
         if not self.streaming:  # a second INIT changes nothing the client already holds
             self.pixmap_cache = ClientPixmapCache(fields["pixmap_cache_id"], fields["pixmap_cache_size"])
+            self.glz_window = max(0, int(fields["glz_dictionary_window_size"]))
         self.start_stream()
 
     def handle_PREFERRED_COMPRESSION(self, fields: dict[str, Any]) -> None:
         value = fields["image_compression"]
         name = ImageCompression(value).name if value in ImageCompression._value2member_map_ else str(value)
         self.preferred = value
+        if self.glz is not None and not allows_glz(self.settings.image_compression, value):
+            self.leave_glz("its preferred compression gives no GLZ")
         self.log.info("{cc}: client prefers {name} compression: sending {codec}", cc=self, name=name, codec=self.codec)
 
     def start_stream(self) -> None:
@@ -217,15 +312,16 @@ class DisplayChannelClient(ChannelClient):
     def absorb(self, rect: Rect) -> None:
         self.pipe.absorb(rect)
 
-    def push_drawable(self, drawable: Drawable) -> None:
+    def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None:
+        """`codec` is a GLZ generation's payload key where this member gets it as GLZ."""
         self.note_work()
-        self.pipe.push(drawable)
+        self.pipe.push(drawable, codec)
         self.drain()
 
     def push_lossless(self, drawable: Drawable) -> None:
         """An area this client holds lossy, again in its lossless codec."""
         self.note_work()
-        self.pipe.push(drawable, self.codec)
+        self.pipe.push(drawable, self.lossless_codec_for(drawable))
         self.drain()
 
     @property
@@ -239,6 +335,7 @@ class DisplayChannelClient(ChannelClient):
 
     def surface_changed(self, surface: Surface) -> None:
         """A new primary: what the pipe held is for the old one; start over on the new one."""
+        self.leave_glz("the surface changed")
         self.pipe.reset()
         self.lossy = Region()
         self.send("SURFACE_DESTROY", {"surface_id": surface.id})
@@ -261,6 +358,14 @@ class DisplayChannelClient(ChannelClient):
         The cache model changes here, as the message is about to be written: the drain
         loop writes what marshal returns before anything else can happen to this pipe."""
         d = item.drawable
+        colour = d.solid_colour()
+        if colour is not None:
+            self.pipe.waiting_on = None
+            item.lossy = False
+            item.msg_type = DRAW_FILL.id
+            return draw_fill_parts(d, colour)
+        if item.pinned:
+            return self._marshal_glz(item)
         codec = item.codec or self.codec_for(d)
         cache = self.pixmap_cache
         key = d.content_key() if cache.takes(d.area) else None
@@ -274,10 +379,10 @@ class DisplayChannelClient(ChannelClient):
             if cache.lookup(key) is not None:  # held lossy, wanted lossless: the client drops it first
                 self._queue_inval([cache.remove(key)])
                 return []  # the drain loop sends that, then comes back to this item
-        if codec not in d.payloads:
+        if d.payload(codec) is None:
             d.request(codec)
-            if codec not in d.payloads:
-                if codec in d.failed:
+            if d.payload(codec) is None:
+                if d.service.failed(d, codec):
                     return []
                 self.pipe.waiting_on = item
                 d.when_ready(codec, self.encode_ready)
@@ -287,6 +392,27 @@ class DisplayChannelClient(ChannelClient):
         if key is not None and cache.id_free(key):
             item.inval = cache.add(key, d.area, item.lossy)
             return draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
+        return draw_copy_parts(d, codec, d.id, 0)
+
+    def _marshal_glz(self, item: DrawItem) -> Parts | None:
+        """An image of this member's GLZ generation: every member gets it, never from the
+        pixmap cache (the client must hold it in its GLZ window), ZLIB-GLZ where wanted."""
+        d, codec = item.drawable, item.codec
+        assert codec is not None
+        payload = d.payload(codec)
+        if payload is None:
+            if d.service.failed(d, codec):
+                self.leave_glz("a GLZ encode failed")  # the client would miss this id
+                return self._marshal_draw(item)  # in its other codec, now
+            self.pipe.waiting_on = item
+            d.when_ready(codec, self.encode_ready)
+            return None
+        self.pipe.waiting_on = None
+        item.lossy = False
+        if self.glz_wants_zlib():
+            zcodec = "z" + codec
+            if d.payload(zcodec) is not None:
+                codec = zcodec
         return draw_copy_parts(d, codec, d.id, 0)
 
     def _queue_inval(self, ids: list[int]) -> None:
@@ -319,5 +445,6 @@ class DisplayChannelClient(ChannelClient):
     def on_disconnected(self) -> None:
         if self._init_timer.active():
             self._init_timer.cancel()
+        self.leave_glz("disconnected")
         self.render.unsubscribe(self)
         self.pipe.reset()

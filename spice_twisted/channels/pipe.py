@@ -11,6 +11,8 @@ drawables and keeps itself small at the client's pace:
   it becomes snapshots of the surface as it is then (shared with other pipes). A move
   (COPY_BITS) that meets a refresh becomes its destination area in that refresh.
 Every drawable a pipe drops learns that pipe's id (a shared GLZ dictionary must know).
+A GLZ image of the pipe's generation (`DrawItem.pinned`) is never dropped: the pipe's
+client leaves its generation before the pipe collapses (render/glz_group.py).
 Nothing here knows of sockets or Twisted.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
+from ..render.glz_group import PREFIX as GLZ_PREFIX
 from ..render.rect import Rect
 from ..render.region import Region
 
@@ -54,6 +57,12 @@ class DrawItem(PipeItem):
     `lossy` and `inval` record, at marshal time, what its sending does to the client."""
 
     __slots__ = ("drawable", "codec", "lossy", "inval")
+
+    @property
+    def pinned(self) -> bool:
+        """An image of a GLZ generation this pipe's client is a member of: it must reach the
+        client, so the pipe never drops it (the client leaves the generation first)."""
+        return self.codec is not None and self.codec.startswith(GLZ_PREFIX)
 
     def __init__(self, msg_type: int, drawable: Drawable, nbytes: int, codec: str | None = None) -> None:
         self.msg_type, self.data, self.nbytes, self.live = msg_type, b"", nbytes, True
@@ -170,6 +179,7 @@ class DisplayPipe(Pipe):
         self.waiting_on: DrawItem | None = None  # the head, whose encode the pipe waits for
         self.coalesced = 0
         self.collapses = 0
+        self.before_collapse: Callable[[], None] | None = None  # a GLZ member leaves its generation first
         self.peak_items = 0
         self.peak_bytes = 0
 
@@ -189,7 +199,7 @@ class DisplayPipe(Pipe):
         """Queue a drawable (the pipe holds it until sent or dropped); `codec` forces one."""
         if self.refresh is not None:
             self.absorb(drawable.rect)
-            drawable.dropped_by.add(self.id)
+            drawable.passed_over(self.id)
             return
         self._drop_covered(drawable)
         drawable.hold()
@@ -219,7 +229,7 @@ class DisplayPipe(Pipe):
                 break
             if isinstance(it, DrawItem):
                 d = it.drawable
-                if d.surface_id == drawable.surface_id and drawable.rect.contains(d.rect):
+                if d.surface_id == drawable.surface_id and drawable.rect.contains(d.rect) and not it.pinned:
                     self._drop(it)
             elif isinstance(it, CopyItem):
                 if it.op.surface_id != drawable.surface_id or not drawable.rect.contains(it.op.dest):
@@ -243,6 +253,8 @@ class DisplayPipe(Pipe):
     def collapse(self) -> None:
         """Past a bound: every unsent drawable becomes one refresh of the region they cover,
         put where the first of them stood (control messages keep their order)."""
+        if self.before_collapse is not None:
+            self.before_collapse()
         kept: deque[PipeItem] = deque()
         refresh = RefreshItem(self.draw_type, Region())
         placed = False

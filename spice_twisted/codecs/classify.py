@@ -94,3 +94,19 @@ def lossy_pays(pixels: np.ndarray) -> bool:
     if h < MIN_SIDE or w < MIN_SIDE or h * w < MIN_PIXELS:
         return False
     return graduality(pixels) < PHOTO_SCORE
+
+
+def solid_colour(pixels: np.ndarray) -> int | None:
+    """The one 32-bit pixel value (B,G,R,X in memory; 0xXXRRGGBB as a number) of an image
+    whose pixels are all equal, else None. A drawable like that goes as DRAW_FILL. Four
+    corner pixels reject almost every other image before the one vectorised full pass."""
+    h, w = pixels.shape[:2]
+    if h == 0 or w == 0:
+        return None
+    words = pixels.view(np.uint32)[..., 0] if pixels.flags.c_contiguous else np.ascontiguousarray(pixels).view(np.uint32)[..., 0]
+    first = words[0, 0]
+    if words[0, w - 1] != first or words[h - 1, 0] != first or words[h - 1, w - 1] != first or words[h // 2, w // 2] != first:
+        return None
+    if not (words == first).all():
+        return None
+    return int(first)

@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .codec_pool import CodecPool
 from .copy_bits import CopyBits
 from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
+from .glz_group import GlzGroups
+from .payloads import PayloadService
 from .rect import Rect
 from .region import Region
 from .surface import Surface
@@ -42,7 +43,8 @@ class DrawableSink(Protocol):
     idle: bool  # nothing left to send
 
     def request_payload(self, drawable: Drawable) -> None: ...
-    def push_drawable(self, drawable: Drawable) -> None: ...
+    def lossless_codec_for(self, drawable: Drawable) -> str: ...
+    def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None: ...
     def push_lossless(self, drawable: Drawable) -> None: ...
     def absorb(self, rect: Rect) -> None: ...
     def push_copy(self, op: CopyBits) -> None: ...
@@ -63,6 +65,7 @@ class RenderCounters:
     resizes: int = 0
     copies: int = 0  # COPY_BITS moves committed
     upgrades: int = 0  # lossless drawables made for areas clients held lossy
+    fills: int = 0  # of the drawables, those of one colour: DRAW_FILL, nothing to encode
 
     def encoded(self, codec: str) -> None:
         self.encodes[codec] = self.encodes.get(codec, 0) + 1
@@ -76,11 +79,12 @@ class RenderService:
         reactor: Any,
         max_fps: float = DEFAULT_MAX_FPS,
         max_rects: int = MAX_RECTS,
-        pool: CodecPool | None = None,
     ) -> None:
         self.reactor = reactor
         self.counters = RenderCounters()
-        self.pool = pool if pool is not None else CodecPool(reactor, self.counters)
+        self.payloads = PayloadService(reactor, self.counters)
+        self.pool = self.payloads.pool  # the parallel lane (stats, benchmarks)
+        self.glz = GlzGroups(self.payloads)  # the shared GLZ dictionaries
         self.primary = Surface(0, width, height)
         self.generation = 0
         self.max_rects = max_rects
@@ -104,11 +108,11 @@ class RenderService:
         return self.primary.height
 
     def start(self) -> None:
-        self.pool.start()
+        self.payloads.start()
 
     def stop(self) -> None:
         self.pacer.stop()
-        self.pool.stop()
+        self.payloads.stop()
 
     # --- the producer ------------------------------------------------------------------
     def damage(self, rect: Rect) -> None:
@@ -208,13 +212,20 @@ class RenderService:
                 sink.absorb(r)
             if not taking:
                 continue
-            d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.pool)
+            d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.payloads)
             self.counters.drawables += 1
+            if d.solid_colour() is not None:
+                self.counters.fills += 1
             d.hold()  # the frame's own reference, while it is handed out
+            glz = self.glz.assign(d, taking)  # the GLZ members that get it from their dictionary
             for sink in taking:
-                sink.request_payload(d)  # one encode per codec, whoever asks first
+                if sink not in glz:
+                    sink.request_payload(d)  # one encode per codec, whoever asks first
             for sink in taking:
-                sink.push_drawable(d)
+                if sink in glz:
+                    sink.push_drawable(d, glz[sink])
+                else:
+                    sink.push_drawable(d)
             d.release()
         self._schedule_upgrade()
 
@@ -226,7 +237,7 @@ class RenderService:
         d = self._snapshots.get(rect)
         if d is None or d.pixels is None:
             self.counters.snapshots += 1
-            d = Drawable(self.primary.id, self.generation, rect, self.primary.crop(rect), self.pool)
+            d = Drawable(self.primary.id, self.generation, rect, self.primary.crop(rect), self.payloads)
             d.hold()  # the cache's reference, until the next frame
             self._snapshots[rect] = d
         return d
@@ -289,7 +300,8 @@ class RenderService:
             self.counters.upgrades += 1
             for sink, want in wants.items():
                 if want.intersects(r):
-                    d.request(sink.codec)
+                    if d.solid_colour() is None:
+                        d.request(sink.lossless_codec_for(d))
                     sink.push_lossless(d)
         self._schedule_upgrade()  # areas still drawn on, or clients still busy: later
 

@@ -292,6 +292,14 @@ class BitmapFlags(IntFlag):
     TOP_DOWN = 4
 
 
+class BrushType(IntEnum):
+    """SpiceBrushType: what a DRAW_FILL paints with."""
+
+    NONE = 0
+    SOLID = 1
+    PATTERN = 2
+
+
 class Rop(IntFlag):
     """ROP descriptor bits; OP_PUT copies the source as is."""
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .enums import (
     TICKET_PUBKEY_BYTES,
+    BrushType,
     ChannelType,
     ClipType,
     ImageType,
@@ -107,6 +108,7 @@ IMAGE = Struct(
                     ImageType.QUIC: [("data", SizedBytes(U32))],
                     ImageType.LZ_RGB: [("data", SizedBytes(U32))],
                     ImageType.GLZ_RGB: [("data", SizedBytes(U32))],
+                    ImageType.ZLIB_GLZ_RGB: [("glz_data_size", U32), ("data", SizedBytes(U32))],
                     ImageType.JPEG: [("data", SizedBytes(U32))],
                     ImageType.LZ4: [("data", SizedBytes(U32))],
                     ImageType.FROM_CACHE: [],
@@ -242,6 +244,10 @@ _define(
     + QMASK,
 )
 _define(D, MsgDisplay.COPY_BITS, DISPLAY_BASE + [("src_pos", POINT)])
+# A fill with one brush. Only SOLID brushes (the colour as a surface pixel, xRGB) are
+# declared: every client draws those, spice-html5 included; it draws no pattern brushes.
+BRUSH = [("brush_type", U8), ("brush", Switch("brush_type", {BrushType.NONE: [], BrushType.SOLID: [("color", U32)]}))]
+_define(D, MsgDisplay.DRAW_FILL, DISPLAY_BASE + BRUSH + [("rop_descriptor", U16)] + QMASK)
 # What the client must drop from its caches (type 1 = pixmap), and "drop every pixmap".
 RESOURCE = Struct("ResourceId", [("type", U8), ("id", U64)])
 _define(D, MsgDisplay.INVAL_LIST, [("resources", Array(U16, RESOURCE, RESOURCE.size))])

@@ -1,24 +1,31 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4, QUIC or JPEG images, solid DRAW_FILL, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
-with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, JPEG with Pillow
-(its own libjpeg, not the encoder's binding).
+with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, LZ with our own
+Python decoder (support/lz_decode.py), QUIC with our own C decoder (codecs/_native/quic.c:
+real spice-gtk clients check it), JPEG with Pillow (its own libjpeg, not the encoder's
+binding).
 """
 
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 from PIL import Image
 
 from spice_twisted.codecs.lz4 import decode as lz4_decode
+from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
+
+from .lz_decode import GlzWindow, decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
 COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
+DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
 INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
@@ -32,6 +39,14 @@ def image_pixels(image: dict) -> np.ndarray:
         return rows[:, : w * 4].reshape(h, w, 4)
     if image["type"] == ImageType.LZ4:
         return lz4_decode(image["data"], w, h)
+    if image["type"] == ImageType.LZ_RGB:
+        out = decode_lz(image["data"])
+        assert out.shape[:2] == (h, w), (out.shape, (w, h))  # spice-gtk refuses any other size
+        return out
+    if image["type"] == ImageType.QUIC:
+        px = quic_decode(image["data"])
+        assert px.shape[:2] == (h, w), (px.shape, (h, w))  # spice-gtk refuses a QUIC image of another size
+        return px
     if image["type"] == ImageType.JPEG:
         decoded = Image.open(io.BytesIO(image["data"]))
         assert decoded.format == "JPEG" and decoded.size == (w, h), (decoded.format, decoded.size, (w, h))
@@ -53,6 +68,9 @@ class Screen:
         self.image_types: dict[int, int] = {}
         self.draws = 0
         self.copies = 0
+        self.fills = 0
+        self.glz = GlzWindow()  # the client's GLZ window: a missing reference fails the test
+        self.glz_ids: list[int] = []
         self.surfaces: list[tuple[int, int]] = []
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
@@ -69,6 +87,13 @@ class Screen:
                 box = f["box"]
                 assert self.fb is not None
                 self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = self._image(image)
+            elif msg_type == MsgDisplay.DRAW_FILL:
+                f = decode_body(DRAW_FILL, body)
+                assert f["brush_type"] == 1 and f["rop_descriptor"] == 8 and f["clip_type"] == 0, f  # solid, OP_PUT
+                box = f["box"]
+                assert self.fb is not None
+                self.fills += 1
+                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = np.frombuffer(f["color"].to_bytes(4, "little"), np.uint8)
             elif msg_type == MsgDisplay.INVAL_LIST:
                 for res in decode_body(INVAL_LIST, body)["resources"]:
                     assert res["type"] == 1 and res["id"] in self.cache, res
@@ -93,7 +118,13 @@ class Screen:
             assert px.shape[:2] == (image["height"], image["width"])
             self.cache_hits += 1
             return px
-        px = image_pixels(image)
+        if kind in (ImageType.GLZ_RGB, ImageType.ZLIB_GLZ_RGB):
+            data = image["data"] if kind == ImageType.GLZ_RGB else zlib.decompress(image["data"])
+            image_id, px = self.glz.decode(data)
+            assert px.shape[:2] == (image["height"], image["width"])
+            self.glz_ids.append(image_id)
+        else:
+            px = image_pixels(image)
         if flags & CACHE_REPLACE_ME:
             raise AssertionError(f"CACHE_REPLACE_ME of {key:#x}: spice-html5 ignores it, we never send it")
         elif flags & CACHE_ME:

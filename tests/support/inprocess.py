@@ -46,10 +46,10 @@ def connect_channel(srv: SpiceServer, channel: ChannelType, session: int = 0, ca
     return cc, t
 
 
-def open_display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0):
+def open_display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0, glz_window: int = 0):
     main, _ = connect_channel(srv, ChannelType.MAIN)
     cc, t = connect_channel(srv, ChannelType.DISPLAY, main.client.session_id, caps)
-    init = struct.pack("<BqBi", 1, cache_px, 0, 0)
+    init = struct.pack("<BqBi", 1, cache_px, 1 if glz_window else 0, glz_window)
     cc.dataReceived(struct.pack("<HI", MsgcDisplay.INIT, len(init)) + init)
     return cc, t
 
@@ -87,7 +87,18 @@ class Reader:
 
 
 def draw(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
-    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = value
+    """Paint `r` grey `value` (X byte 0: LZ and QUIC carry no X byte, as in an xRGB surface)."""
+    srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = (value, value, value, 0)
+    srv.render.damage(r)
+    if flush:
+        srv.render.flush()
+
+
+def stripes(srv: SpiceServer, r: Rect, value: int, flush: bool = True) -> None:
+    """Like `draw`, but two colours in stripes: an image to encode (one colour goes as DRAW_FILL)."""
+    px = srv.render.primary.pixels[r.top : r.bottom, r.left : r.right]
+    px[:] = (value, value, value, 0)
+    px[::2, :, 1] = 255 - value
     srv.render.damage(r)
     if flush:
         srv.render.flush()

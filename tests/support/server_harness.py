@@ -35,6 +35,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import log
 
 from spice_twisted import codecs
+from spice_twisted.codecs import glz
 from spice_twisted.options import Options
 from spice_twisted.render.rect import Rect
 from spice_twisted.service import make_service
@@ -65,6 +66,25 @@ def install_codec_counters() -> None:
         with _codec_lock:
             codec_calls.setdefault(name, 0)
             codec_pixels.setdefault(name, 0)
+    # GLZ is not a stateless encoder: its boundary is GlzEncoder.encode, one call per image
+    # of a dictionary generation, whatever the number of its members ("glz", and per
+    # generation "glz:<n>" by the encoder's id).
+    real = glz.GlzEncoder.encode
+    if not getattr(real, "counting", False):
+
+        def counted_glz(self, pixels, image_id, min_ref_id=0, _real=real):
+            key = f"glz:{id(self):x}"
+            with _codec_lock:
+                for k in ("glz", key):
+                    codec_calls[k] = codec_calls.get(k, 0) + 1
+                    codec_pixels[k] = codec_pixels.get(k, 0) + pixels.shape[0] * pixels.shape[1]
+            return _real(self, pixels, image_id, min_ref_id)
+
+        counted_glz.counting = True  # type: ignore[attr-defined]
+        glz.GlzEncoder.encode = counted_glz  # type: ignore[method-assign]
+        with _codec_lock:
+            codec_calls.setdefault("glz", 0)
+            codec_pixels.setdefault("glz", 0)
 
 
 def vm_rss_kb() -> int:

@@ -1,0 +1,162 @@
+"""GLZ groups: one server-side GLZ dictionary shared by the clients whose history allows it.
+
+A GLZ image may copy pixels from earlier images of a dictionary, which the client keeps
+in its GLZ window; spice-gtk blocks its display channel for good waiting for an image it
+was never sent, and it frees window images only while the ids it received are
+contiguous from 0 (decode-glz.c: its `tail_gap`). So the rules (DESIGN.md) become:
+
+- A **generation** is one `GlzEncoder` with image ids from 0, and its **members**: the
+  display clients that decode GLZ (a window in DISPLAY_INIT), whose setting allows GLZ,
+  and whose window has never held an image. Members are fixed when the generation
+  starts (at a commit, all such clients at once); a client that arrives later starts a
+  generation of its own with the other newcomers of that frame (its ids start at 0
+  too), so the ids each client gets are always 0, 1, 2, ... with no hole.
+- (2) An image GLZ-encoded for one member goes to every member: at commit a drawable is
+  GLZ for the generation only if every member takes GLZ for that picture, and then it is
+  pinned in every member's pipe (never covered, coalesced or drawn from the pixmap cache).
+- (1) An image dropped from a member's pipe is never GLZ-encoded: members always accept
+  (a pipe about to collapse, reset or fail an encode leaves first), so no member drops a
+  drawable at commit, and a pinned one is never dropped while the pipe is a member.
+- A member that cannot keep up (its pipe reaches its bounds), changes its preference
+  away from GLZ, or meets a resize **leaves**: its unsent GLZ images go out in its other
+  codec instead, and it gets LZ/LZ4 for the rest of its session (a second generation
+  would reuse ids its window holds). The others go on, unaffected.
+
+The encodes of a generation run in the payload service's ordered lane, in commit order,
+once per image for all its members (`codec` is the generation's payload key).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.logger import Logger
+
+from ..codecs import glz
+
+if TYPE_CHECKING:
+    from .drawable import Drawable
+    from .payloads import PayloadService
+
+PREFIX = "glz:"  # payload keys: "glz:<generation>" and "zglz:<generation>" (ZLIB-GLZ)
+ZPREFIX = "zglz:"
+
+_generations = itertools.count(1)
+
+
+class GlzSink(Protocol):
+    """A display client as a GLZ group sees it."""
+
+    glz: GlzGeneration | None  # the generation it is a member of
+    glz_used: bool  # its window has held (or been promised) images of some generation
+
+    def glz_candidate(self) -> tuple[int, int] | None: ...  # (dictionary id, window) while it could join
+    def glz_takes(self, drawable: Drawable) -> bool: ...  # GLZ for this picture, were it a member
+    def glz_wants_zlib(self) -> bool: ...
+
+
+class GlzGeneration:
+    def __init__(self, payloads: PayloadService, dictionary_id: int, window_pixels: int, members: list[GlzSink]) -> None:
+        self.number = next(_generations)
+        self.codec = f"{PREFIX}{self.number}"
+        self.zcodec = f"{ZPREFIX}{self.number}"
+        self.payloads = payloads
+        self.dictionary_id = dictionary_id
+        self.window_pixels = window_pixels
+        self.encoder = glz.GlzEncoder(window_pixels)
+        self.members: list[GlzSink] = list(members)
+        self.next_id = 0
+        self.images = 0  # encodes submitted: once per image, for all members
+        self.left = 0  # members that left
+
+    def __repr__(self) -> str:
+        return f"<GLZ generation {self.number}: {len(self.members)} members, {self.next_id} images>"
+
+    def submit(self, d: Drawable) -> None:
+        """Encode `d` as this generation's next image (in the ordered lane), and its
+        ZLIB-GLZ form too where some member would take that."""
+        assert d.pixels is not None
+        image_id, pixels, encoder = self.next_id, d.pixels, self.encoder
+        self.next_id += 1
+        self.images += 1
+        want_zlib = any(m.glz_wants_zlib() for m in self.members)
+        extra: dict[str, Any] = {}
+
+        def job() -> Any:
+            payload = encoder.encode(pixels, image_id, 0)  # every member holds every id from 0
+            if want_zlib:
+                extra["z"] = glz.zlib_glz(payload)
+            return payload
+
+        def then() -> None:
+            z = extra.get("z")
+            if z is not None:
+                self.payloads.put(d, self.zcodec, z)
+
+        self.payloads.request(d, self.codec, job=job, then=then)
+
+
+class GlzGroups:
+    """Every GLZ generation of one render service, and who is in which."""
+
+    log = Logger()
+
+    def __init__(self, payloads: PayloadService) -> None:
+        self.payloads = payloads
+        self.generations: list[GlzGeneration] = []
+        self.started = 0
+        self.departures: dict[str, int] = {}
+
+    def assign(self, d: Drawable, sinks: list[Any]) -> dict[Any, str]:
+        """At commit, before any pipe takes `d`: the sinks that get it as GLZ, each with the
+        payload key to send. Starts a generation for the clients that may begin one."""
+        self._start_generations(sinks)
+        out: dict[Any, str] = {}
+        if d.solid_colour() is not None:
+            return out
+        for gen in list(self.generations):
+            for m in [m for m in gen.members if m not in sinks]:
+                m.leave_glz("it fell behind")  # (its pipe leaves before it collapses; a safety net)
+            members = gen.members
+            if members and all(m.glz_takes(d) for m in members):
+                gen.submit(d)
+                for m in members:
+                    out[m] = gen.codec
+        return out
+
+    def _start_generations(self, sinks: list[Any]) -> None:
+        by_key: dict[int, list[tuple[GlzSink, int]]] = {}
+        for s in sinks:
+            cand = s.glz_candidate() if hasattr(s, "glz_candidate") else None
+            if cand is not None:
+                by_key.setdefault(cand[0], []).append((s, cand[1]))
+        for dictionary_id, found in by_key.items():
+            window = min(min(w for _, w in found), glz.DEFAULT_WINDOW_PIXELS)
+            gen = GlzGeneration(self.payloads, dictionary_id, window, [s for s, _ in found])
+            for s, _ in found:
+                s.glz, s.glz_used = gen, True
+            self.generations.append(gen)
+            self.started += 1
+            self.log.info("{gen} started (dictionary {id}, window {w} pixels)", gen=gen, id=dictionary_id, w=window)
+
+    def leave(self, sink: Any, why: str) -> None:
+        """`sink` leaves its generation for good (see the module's docstring)."""
+        gen = sink.glz
+        if gen is None:
+            return
+        sink.glz = None
+        if sink in gen.members:
+            gen.members.remove(sink)
+            gen.left += 1
+        self.departures[why] = self.departures.get(why, 0) + 1
+        self.log.info("{cc} leaves {gen}: {why}", cc=sink, gen=gen, why=why)
+        if not gen.members:
+            self.generations.remove(gen)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "generations": [{"number": g.number, "members": len(g.members), "images": g.images, "left": g.left} for g in self.generations],
+            "started": self.started,
+            "departures": dict(self.departures),
+        }
