@@ -218,6 +218,13 @@ def test_pasted_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, compressi
 
     paste()
     assert len(pasted) >= 15
+    # One colour goes as a solid DRAW_FILL, which spice-html5 draws too.
+    path = tmp_path / "solid.npy"
+    np.save(path, np.broadcast_to(np.array([7, 200, 93, 0], np.uint8), (40, 50, 4)).copy())
+    mark = conn.mark()
+    server.command(f"paste {path} 11 13", "paste")
+    conn.wait_for(lambda k: any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(mark)), what="a DRAW_FILL")
+    wait_exact(server, v, "a solid 50x40 paste")
     assert_html5_wire(conn, compression, start)
     assert_html5_clean(v)
     assert_no_server_errors(server)
