@@ -46,6 +46,7 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
             pipe_peak_items=pipe.peak_items,
             pipe_peak_bytes=pipe.peak_bytes,
             collapses=pipe.collapses,
+            glz_generation=cc.glz.number if getattr(cc, "glz", None) is not None else None,
             lossy_allowed=cc.lossy_allowed,
             lossy_area=cc.lossy.area,  # pixels this client holds lossy now
             pixmap_cache=cache_stats(cc.pixmap_cache),
@@ -121,6 +122,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "resizes": r.resizes,
             "copies": r.copies,
             "lossless_upgrades": r.upgrades,
+            "glz": server.render.glz.stats(),
             "lossless_after": server.render.lossless_after,
             "max_fps": 1.0 / server.render.pacer.interval,
             "image_compression": server.display_settings.image_compression,

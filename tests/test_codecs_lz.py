@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import images
 from support.display_decode import Screen
+from support.inprocess import held_drawable
 from support.lz_decode import GlzWindow, decode_lz
 
 from spice_twisted import codecs
 from spice_twisted.channels.display import draw_copy_parts
 from spice_twisted.codecs import glz, lz
 from spice_twisted.codecs._native import load
-from spice_twisted.render.drawable import Drawable
 from spice_twisted.render.rect import Rect
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, encode_body, message
@@ -138,8 +138,7 @@ def test_lz_through_draw_copy_and_the_schema():
     h, w = 120, 150
     px = images.text_ui(h, w)
     rect = Rect(10, 5, 10 + w, 5 + h)
-    drawable = Drawable(0, 0, rect, px, pool=None)  # type: ignore[arg-type]  (no encode is asked of it)
-    drawable.payloads[codecs.LZ] = codecs.encode(codecs.LZ, px)
+    drawable = held_drawable(rect, px, {codecs.LZ: codecs.encode(codecs.LZ, px)})
     head, tail = draw_copy_parts(drawable, codecs.LZ, image_id=7, image_flags=0)
     fields = decode_body(message(ChannelType.DISPLAY, "DRAW_COPY"), head + tail)
     assert fields["src_bitmap"]["type"] == ImageType.LZ_RGB and fields["src_bitmap"]["data"] == tail
@@ -279,8 +278,7 @@ def test_zlib_glz_round_trip_and_schema():
     assert z.fields["glz_data_size"] == len(payload.fields["data"].buf) and z.nbytes == 8 + len(z.fields["data"].buf)
     assert z.nbytes < payload.nbytes
     rect = Rect(0, 0, 300, 200)
-    drawable = Drawable(0, 0, rect, px, pool=None)  # type: ignore[arg-type]
-    drawable.payloads["zlib_glz"] = z
+    drawable = held_drawable(rect, px, {"zlib_glz": z})
     head, tail = draw_copy_parts(drawable, "zlib_glz", image_id=1, image_flags=0)
     image = decode_body(message(ChannelType.DISPLAY, "DRAW_COPY"), head + tail)["src_bitmap"]
     assert image["type"] == ImageType.ZLIB_GLZ_RGB and image["glz_data_size"] == z.fields["glz_data_size"]

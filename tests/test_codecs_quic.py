@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import images
 from support.display_decode import Screen
+from support.inprocess import held_drawable
 
 from spice_twisted import codecs
 from spice_twisted.channels.display import draw_copy_parts
 from spice_twisted.codecs import quic
 from spice_twisted.codecs._native import _quic
-from spice_twisted.render.drawable import Drawable
 from spice_twisted.render.rect import Rect
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, encode_body, message
@@ -192,10 +192,9 @@ def test_hypothesis_round_trip_large(px):
 def test_draw_copy_with_a_quic_image_through_the_schema():
     h, w = 120, 170
     px = images.photo(h, w)
-    drawable = Drawable(0, 0, Rect(30, 20, 30 + w, 20 + h), px, pool=None)  # type: ignore[arg-type]
-    drawable.payloads[codecs.QUIC] = codecs.encode(codecs.QUIC, px)
+    drawable = held_drawable(Rect(30, 20, 30 + w, 20 + h), px, {codecs.QUIC: codecs.encode(codecs.QUIC, px)})
     head, tail = draw_copy_parts(drawable, codecs.QUIC, image_id=0x77, image_flags=0)
-    assert tail == drawable.payloads[codecs.QUIC].fields["data"].buf
+    assert tail == drawable.payload(codecs.QUIC).fields["data"].buf
     image = decode_body(message(ChannelType.DISPLAY, "DRAW_COPY"), head + tail)["src_bitmap"]
     assert image["type"] == ImageType.QUIC and (image["width"], image["height"]) == (w, h)
     assert int.from_bytes(head[-4:], "little") == len(tail)  # the u32 data_size spice-common reads

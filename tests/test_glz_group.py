@@ -155,3 +155,41 @@ def test_a_members_pipe_never_drops_a_glz_image_it_covers(glz_calls):
     assert behind.cc.coalesced == 0  # nothing of it was dropped ...
     _exact(srv, behind)
     assert behind.screen.glz_ids == other.screen.glz_ids == list(range(6))  # ... and every id arrived
+
+
+def test_generations_are_bounded(glz_calls):
+    """Each generation holds a window of pixels: past MAX_GENERATIONS a newcomer gets LZ/LZ4."""
+    from spice_twisted.render.glz_group import MAX_GENERATIONS
+
+    srv = make_server()
+    readers = []
+    for i in range(MAX_GENERATIONS + 1):  # each comes after the previous one's first frame
+        readers.append(Reader(*open_display(srv, GTK, glz_window=WINDOW)))
+        _paint(srv, i)
+        for r in readers:
+            r.catch_up(srv)
+    assert len(srv.render.glz.generations) == MAX_GENERATIONS and srv.render.glz.refused == 1
+    assert readers[-1].cc.glz is None and not readers[-1].screen.glz_ids
+    for r in readers:
+        _exact(srv, r)
+
+
+def test_a_repeat_a_member_caches_is_not_a_glz_image(glz_calls):
+    """The pixmap cache goes first: a picture a member's cache holds goes FROM_CACHE to it,
+    and so it is not made an image of the generation (the other members get it their way)."""
+    srv = make_server()
+    a, b = (Reader(*open_display(srv, GTK, cache_px=1 << 20, glz_window=WINDOW)) for _ in range(2))
+    for r in (a, b):
+        r.catch_up(srv)
+    tile = text_ui(30, 40)
+    for x in (10, 60, 110):  # the same picture three times
+        srv.render.primary.pixels[20:50, x : x + 40] = tile
+        srv.render.damage(Rect(x, 20, x + 40, 50))
+        srv.render.flush()
+        for r in (a, b):
+            r.catch_up(srv)
+    for r in (a, b):
+        assert r.screen.glz_ids == [0]  # the first, cached along the way
+        assert r.screen.cache_hits == 2
+        _exact(srv, r)
+    assert [len(v) for v in glz_calls.values()] == [1]

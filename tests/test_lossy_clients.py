@@ -19,6 +19,9 @@ from spice_twisted.wire.enums import ImageType, MsgDisplay
 PHOTO = (20, 10, 260, 190)  # left, top, right, bottom: a 240x180 picture on the 333x217 screen
 
 
+LOSSLESS = {ImageType.LZ4, ImageType.QUIC, ImageType.LZ_RGB, ImageType.GLZ_RGB}  # the upgrade's lossless codec (QUIC for a photo)
+
+
 def _photos(tmp_path, n: int) -> list[str]:
     left, top, right, bottom = PHOTO
     paths = []
@@ -74,7 +77,7 @@ def test_jpeg_is_good_while_the_display_changes_and_exact_after_it_is_quiet(spaw
     assert calls["jpeg"] == len(jpeg[0])  # one encode for both clients
     server.command("lossless_after 0.3", "lossless_after")
     wait_until(
-        lambda: all(any(d.image_type == ImageType.LZ4 for d in conn.draws(m)) for conn, m in zip(conns, marks, strict=True)),
+        lambda: all(any(d.image_type in LOSSLESS for d in conn.draws(m)) for conn, m in zip(conns, marks, strict=True)),
         15,
         "the lossless upgrade",
     )
@@ -103,7 +106,7 @@ def test_three_clients_one_on_a_slow_link_gets_jpeg_and_converges(spawn, tap_for
     for conn, m in zip(fast_conns, marks[1:], strict=True):
         assert not any(d.image_type == ImageType.JPEG for d in conn.draws(m))
     server.command("lossless_after 0.3", "lossless_after")
-    wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in slow_conn.draws(marks[0])), 30, "the lossless upgrade")
+    wait_until(lambda: any(d.image_type in LOSSLESS for d in slow_conn.draws(marks[0])), 30, "the lossless upgrade")
     _wait_exact(slow, server.framebuffer())  # through the slow link
     _exact(server, clients, conns)
 
@@ -120,7 +123,7 @@ def test_a_moved_lossy_area_is_made_exact_too(spawn, tap_for, random_image, tmp_
     _wait_lossy(clients[0], server.framebuffer(), (200, 110, 320, 200))  # held lossy where it went
     assert MsgDisplay.COPY_BITS in [t for t, _ in conns[0].snapshot(mark)]
     server.command("lossless_after 0.3", "lossless_after")
-    wait_until(lambda: any(d.image_type == ImageType.LZ4 for d in conns[0].draws(mark)), 15, "the lossless upgrade")
+    wait_until(lambda: any(d.image_type in LOSSLESS for d in conns[0].draws(mark)), 15, "the lossless upgrade")
     _exact(server, clients, conns)
 
 

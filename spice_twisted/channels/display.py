@@ -222,6 +222,9 @@ class DisplayChannelClient(ChannelClient):
         photo = drawable.photo_like()
         if photo and self.lossy_allowed:
             return False
+        cache = self.pixmap_cache
+        if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), False) is not None:
+            return False  # a repeat it holds: FROM_CACHE costs less than any image
         lan = not self.client.link.is_wan
         return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True) == GLZ
 
@@ -396,7 +399,8 @@ class DisplayChannelClient(ChannelClient):
 
     def _marshal_glz(self, item: DrawItem) -> Parts | None:
         """An image of this member's GLZ generation: every member gets it, never from the
-        pixmap cache (the client must hold it in its GLZ window), ZLIB-GLZ where wanted."""
+        pixmap cache (the client must hold it in its GLZ window; a repeat some member's
+        cache holds is not made a GLZ image at all), ZLIB-GLZ where wanted."""
         d, codec = item.drawable, item.codec
         assert codec is not None
         payload = d.payload(codec)
@@ -413,6 +417,11 @@ class DisplayChannelClient(ChannelClient):
             zcodec = "z" + codec
             if d.payload(zcodec) is not None:
                 codec = zcodec
+        cache = self.pixmap_cache  # the client may cache it too, for a later FROM_CACHE
+        key = d.content_key() if cache.takes(d.area) else None
+        if key is not None and cache.lookup(key) is None and cache.id_free(key):
+            item.inval = cache.add(key, d.area, False)
+            return draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
         return draw_copy_parts(d, codec, d.id, 0)
 
     def _queue_inval(self, ids: list[int]) -> None:

@@ -43,6 +43,9 @@ PREFIX = "glz:"  # payload keys: "glz:<generation>" and "zglz:<generation>" (ZLI
 ZPREFIX = "zglz:"
 
 _generations = itertools.count(1)
+# Each generation's encoder holds up to its window of image pixels (4 Mpixels: 16 MiB);
+# past this many at once, a newcomer gets LZ/LZ4 instead of a generation of its own.
+MAX_GENERATIONS = 4
 
 
 class GlzSink(Protocol):
@@ -106,6 +109,7 @@ class GlzGroups:
         self.payloads = payloads
         self.generations: list[GlzGeneration] = []
         self.started = 0
+        self.refused = 0  # clients that found MAX_GENERATIONS running
         self.departures: dict[str, int] = {}
 
     def assign(self, d: Drawable, sinks: list[Any]) -> dict[Any, str]:
@@ -119,6 +123,8 @@ class GlzGroups:
             for m in [m for m in gen.members if m not in sinks]:
                 m.leave_glz("it fell behind")  # (its pipe leaves before it collapses; a safety net)
             members = gen.members
+            if any(m.pipe.id in d.dropped_by for m in members):
+                continue  # rule (1); cannot happen at commit (no pipe has seen `d`), kept as a guard
             if members and all(m.glz_takes(d) for m in members):
                 gen.submit(d)
                 for m in members:
@@ -132,6 +138,11 @@ class GlzGroups:
             if cand is not None:
                 by_key.setdefault(cand[0], []).append((s, cand[1]))
         for dictionary_id, found in by_key.items():
+            if len(self.generations) >= MAX_GENERATIONS:
+                for s, _ in found:
+                    s.glz_used = True  # never a member: LZ/LZ4 for its session
+                self.refused += len(found)
+                continue
             window = min(min(w for _, w in found), glz.DEFAULT_WINDOW_PIXELS)
             gen = GlzGeneration(self.payloads, dictionary_id, window, [s for s, _ in found])
             for s, _ in found:
@@ -158,5 +169,6 @@ class GlzGroups:
         return {
             "generations": [{"number": g.number, "members": len(g.members), "images": g.images, "left": g.left} for g in self.generations],
             "started": self.started,
+            "refused": self.refused,
             "departures": dict(self.departures),
         }

@@ -98,9 +98,8 @@ class PayloadService:
 
     def put(self, d: Drawable, codec: str, payload: codecs.Payload) -> None:
         """A payload made alongside another (a GLZ image's ZLIB-GLZ form)."""
-        e = self._entries.get(d.id)
-        if e is not None and d.pixels is not None:
-            e.payloads[codec] = payload
+        if d.pixels is not None:  # still held by some pipe
+            self._entry(d).payloads[codec] = payload
 
     def when_ready(self, d: Drawable, codec: str, callback: Callable[[], None]) -> None:
         """Call back once the codec's payload (or its failure) is in; requests it if needed."""

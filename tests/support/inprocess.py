@@ -10,7 +10,10 @@ import numpy as np
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from spice_twisted.render.drawable import Drawable
+from spice_twisted.render.payloads import PayloadService
 from spice_twisted.render.rect import Rect
+from spice_twisted.render.service import RenderCounters
 from spice_twisted.server import SpiceServer
 from spice_twisted.sources.base import DisplaySource
 from spice_twisted.wire.enums import ChannelType, MsgcCommon, MsgcDisplay
@@ -110,3 +113,14 @@ def noise(srv: SpiceServer, seed: int = 1) -> None:
     srv.render.primary.pixels[..., 3] = 0
     srv.render.damage(srv.render.primary.rect)
     srv.render.flush()
+
+
+def held_drawable(rect: Rect, px: np.ndarray, payloads: dict) -> Drawable:
+    """A drawable held once, with the given payloads already in its payload service (a
+    marshalling test asks no encode of it)."""
+    service = PayloadService(Clock(), RenderCounters())
+    d = Drawable(0, 0, rect, px, service)
+    d.hold()
+    for codec, payload in payloads.items():
+        service.put(d, codec, payload)
+    return d
