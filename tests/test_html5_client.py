@@ -249,3 +249,24 @@ def test_html5_beside_a_glz_member(spawn, viewer, tap_for):
     assert BITMAP not in types, types
     assert_html5_clean(v)
     assert_no_server_errors(server)
+
+
+def test_resize_mid_session_in_spice_html5(spawn, viewer, random_image):
+    """The screen changes size: spice-html5 replaces its canvas (SURFACE_DESTROY, then
+    SURFACE_CREATE) and shows the picture tiled on the new size exactly, compressed."""
+    path, rgb = random_image
+    server = spawn.harness("--source", f"image:{path}")
+    v, conn = viewer(server)
+    wait_exact(server, v, "the first screen")
+    for w, h in ((500, 300), (800, 600), (200, 100)):
+        mark = conn.mark()
+        r = server.command(f"resize {w} {h}", "resize")
+        assert (r.get("width"), r.get("height")) == (w, h), r
+        expect = wait_exact(server, v, f"after a resize to {w}x{h}")
+        reps = (-(-h // rgb.shape[0]), -(-w // rgb.shape[1]), 1)
+        assert np.array_equal(expect, np.tile(rgb, reps)[:h, :w])
+        types = [t for t, _ in conn.snapshot(mark)]
+        assert types.index(MsgDisplay.SURFACE_DESTROY) < types.index(MsgDisplay.SURFACE_CREATE), types
+        assert BITMAP not in assert_html5_wire(conn, "default", mark)
+    assert_html5_clean(v)
+    assert_no_server_errors(server)
