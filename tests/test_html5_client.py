@@ -130,18 +130,20 @@ def assert_html5_wire(conn: TapConnection, compression: str, start: int = 0) -> 
 def _picture(tmp_path: Path, kind: str, random_image) -> tuple[Path, np.ndarray]:
     if kind == "random":
         return random_image
-    rgb = images.text_ui(301, 457)[..., 2::-1].copy()
-    path = tmp_path / "text_ui.png"
+    make = {"text_ui": lambda: images.text_ui(301, 457), "photo": lambda: images.photo(768, 1024)}[kind]
+    rgb = make()[..., 2::-1].copy()
+    path = tmp_path / f"{kind}.png"
     Image.fromarray(rgb, "RGB").save(path)
     return path, rgb
 
 
 @pytest.mark.parametrize("compression", ["default", "quic", "lz"])
-@pytest.mark.parametrize("kind", ["random", "text_ui"])
+@pytest.mark.parametrize("kind", ["random", "text_ui", "photo"])
 def test_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, random_image, kind, compression):
-    """The noisy test picture (every byte value, odd sizes) and a text/UI picture, each with
-    the default setting (auto_glz), quic and lz: spice-html5's canvas is the picture, and
-    the wire carried it compressed, not raw."""
+    """The noisy test picture (every byte value, odd sizes), a text/UI picture and a
+    1024x768 photo-like one, each with the default setting (auto_glz), quic and lz:
+    spice-html5's canvas is the picture, and the wire carried it compressed, not raw
+    (auto: LZ for text, QUIC for the photo)."""
     path, rgb = _picture(tmp_path, kind, random_image)
     server = spawn.harness("--source", f"image:{path}", *_args(compression))
     v, conn = viewer(server)
@@ -150,9 +152,12 @@ def test_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, random_image, ki
     types = assert_html5_wire(conn, compression)
     draws = [d for d in conn.draws() if d.image_type != ImageType.FROM_CACHE]
     assert BITMAP not in types and draws, types
-    for d in draws:  # each image smaller than raw; text and UI by far
-        area = (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])
-        assert len(d.payload) < (0.25 if kind == "text_ui" else 0.9) * 4 * area, (ImageType(d.image_type).name, len(d.payload), area)
+    if compression == "default" and kind != "random":
+        assert set(types) == {QUIC if kind == "photo" else LZ_RGB}, types
+    for d in draws:  # of raw's 4 bytes a pixel: LZ gains little on a photo, QUIC much
+        bound = {"random": 0.9, "text_ui": 0.25, "photo": 0.5 if d.image_type == QUIC else 0.9}[kind]
+        area, n = (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), len(d.payload)
+        assert n < bound * 4 * area, f"{ImageType(d.image_type).name}: {n} bytes for {area} pixels"
     assert_html5_clean(v)
     assert_no_server_errors(server)
 
