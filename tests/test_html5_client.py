@@ -275,3 +275,18 @@ def test_resize_mid_session_in_spice_html5(spawn, viewer, random_image):
         assert BITMAP not in assert_html5_wire(conn, "default", mark)
     assert_html5_clean(v)
     assert_no_server_errors(server)
+
+
+def test_lossy_demo_converges_in_spice_html5(spawn, viewer):
+    """With `--jpeg-wan-compression always` the demo's photos reach spice-html5 as JPEG (which
+    it draws asynchronously, on the image's load); once the demo is paused the lossless
+    upgrade (QUIC) makes its canvas exactly the server's framebuffer."""
+    server = spawn.harness("--jpeg-wan-compression", "always")
+    v, conn = viewer(server)
+    conn.wait_for(lambda k: any(d.image_type == ImageType.JPEG for d in k.draws()) and len(k.draws()) >= 60, timeout=90, what="JPEG")
+    server.pause()
+    wait_exact(server, v, "the paused lossy demo, upgraded")
+    types = encoded_types(conn)
+    assert types.get(ImageType.JPEG, 0) >= 1 and types.get(QUIC, 0) >= 1 and BITMAP not in types, types
+    assert_html5_clean(v)
+    assert_no_server_errors(server)
