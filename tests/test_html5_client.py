@@ -43,8 +43,8 @@ CODEC_OF = {QUIC: codecs.QUIC, LZ_RGB: codecs.LZ}
 # cache (html5 has none) and DISPLAY_MARK. Any other warning (an unhandled image type, a
 # clip, a src_area offset, an unknown message) fails the test.
 HARMLESS_WARNINGS = (
-    f"Unimplemented function {MsgDisplay.INVAL_ALL_PALETTES}(",
-    f"Unimplemented function {MsgDisplay.MARK}(",
+    f"Unimplemented function {int(MsgDisplay.INVAL_ALL_PALETTES)}(",
+    f"Unimplemented function {int(MsgDisplay.MARK)}(",
 )
 DISPLAY_INIT = CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)]
 
