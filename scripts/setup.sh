@@ -9,7 +9,8 @@ apt_pkgs=(python3 python3-venv python3-pip python3-dev gcc libc6-dev libxcb1)  #
 extra=""
 if [ "${1:-}" = "--test" ]; then
   apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver
-    x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86 spice-html5 websockify)
+    x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86
+    spice-html5 websockify)  # spice-html5 in Chromium, bridged to TCP by websockify
   extra="[test]"
 fi
 
