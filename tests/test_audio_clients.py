@@ -86,7 +86,7 @@ def test_two_clients_hear_the_same_samples_the_source_played(spawn, noise_wav, t
 
 def test_a_client_that_stops_reading_drops_frames_the_other_keeps_all(spawn, noise_wav, tmp_path: Path) -> None:
     path, source = noise_wav
-    server = spawn.server("--disable-ticketing", "--audio-source", str(path), "--playback-compression", "off")
+    server = spawn.harness("--disable-ticketing", "--audio-source", str(path), "--playback-compression", "off")
     steady, stopped = audio_client(spawn, server.port), audio_client(spawn, server.port)
     wait_until(lambda: stopped.command("audio", "audio")["frames"] >= 25, timeout=30, what="half a second of sound")
     os.kill(stopped.proc.pid, signal.SIGSTOP)  # it reads nothing: its socket buffers fill
@@ -105,3 +105,11 @@ def test_a_client_that_stops_reading_drops_frames_the_other_keeps_all(spawn, noi
     dropped = missed(pos_stopped, nframes)
     assert dropped >= 100, f"the stopped client missed only {dropped} frames"
     # What it did get is whole frames of the file, in order (checked by frame_positions).
+    # The server's per-client stats tell the same story (taken after the dumps: they count
+    # at least what the clients missed).
+    by_sid = {c["id"]: c["playback"] for c in server.stats()["clients"]}
+    assert len(by_sid) == 2
+    counts = sorted(by_sid.values(), key=lambda p: p["frames_dropped"])
+    assert counts[0]["frames_dropped"] == 0 and counts[1]["frames_dropped"] >= dropped
+    assert {p["mode"] for p in counts} == {"raw"}
+    assert counts[0]["frames_sent"] >= len(pos_steady)

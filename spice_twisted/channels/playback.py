@@ -104,6 +104,15 @@ class PlaybackChannelClient(ChannelClient):
         self.frames_queued += 1
         self.queue(AudioItem(*frame.bodies[self.mode]))
 
+    def audio_stats(self) -> dict[str, object]:
+        return {
+            "mode": self.mode.name.lower(),
+            "frames_sent": self.frames_sent,
+            "frames_dropped": self.frames_dropped,
+            "frames_queued": self.frames_queued,
+            "latency_ms": LATENCY_MS if PlaybackCap.LATENCY in self.request.channel_caps else None,
+        }
+
     # --- the pipe -----------------------------------------------------------------------
     def marshal(self, item: PipeItem) -> Parts | None:
         if isinstance(item, AudioItem):

@@ -56,6 +56,9 @@ class RecordChannelClient(ChannelClient):
             self.recording = False
             self.send("STOP")
 
+    def audio_stats(self) -> dict[str, object]:
+        return {"mode": self.mode.name.lower(), "recording": self.recording, "bytes_received": self.bytes_received}
+
     def handle_MODE(self, fields: dict[str, Any]) -> None:
         mode = fields["mode"]
         if mode != AudioDataMode.RAW:
