@@ -14,7 +14,7 @@ BITRATE = 64000  # bits/s for 48 kHz stereo: clear speech and music at 8 KB/s in
 
 
 class OpusEncoder:
-    """One encoder for the stream: 20 ms of 16-bit stereo in, one Opus packet out."""
+    """One encoder for the stream: 10 ms of 16-bit stereo in, one Opus packet out."""
 
     def __init__(self) -> None:
         import av
@@ -25,6 +25,8 @@ class OpusEncoder:
         ctx.layout = "stereo"
         ctx.format = "s16"
         ctx.bit_rate = BITRATE
+        # FFmpeg's default is 20 ms: it would answer every other 10 ms frame with nothing.
+        ctx.options = {"frame_duration": str(FRAME_SAMPLES * 1000 // FREQUENCY), "application": "audio"}
         ctx.open()
         self.ctx = ctx
         self._pts = 0
@@ -38,7 +40,10 @@ class OpusEncoder:
         frame.sample_rate = FREQUENCY
         frame.pts = self._pts
         self._pts += FRAME_SAMPLES
-        return b"".join(bytes(p) for p in self.ctx.encode(frame))
+        packet = b"".join(bytes(p) for p in self.ctx.encode(frame))
+        if not packet:
+            raise RuntimeError("the Opus encoder gave no packet for a frame")
+        return packet
 
 
 def opus_encoder_factory() -> Callable[[], Encoder] | None:

@@ -20,7 +20,7 @@ from ..wire.schema import External, encode_split
 FREQUENCY = 48000  # Opus takes 48 kHz, and spice-gtk plays any rate it is told in START
 CHANNELS = 2
 SAMPLE_BYTES = 2  # signed 16-bit little-endian (SPICE_AUDIO_FMT_S16)
-FRAME_SAMPLES = 960  # 20 ms: one Opus frame
+FRAME_SAMPLES = 480  # 10 ms: the Opus frame spice-gtk decodes (it refuses longer ones)
 FRAME_BYTES = FRAME_SAMPLES * CHANNELS * SAMPLE_BYTES
 FRAME_SECONDS = FRAME_SAMPLES / FREQUENCY
 

@@ -22,7 +22,7 @@ from .pipe import PipeItem
 if TYPE_CHECKING:
     from ..server import Client
 
-MAX_QUEUED_FRAMES = 10  # 200 ms of sound: more would only play late
+MAX_QUEUED_FRAMES = 20  # 200 ms of sound: more would only play late
 LATENCY_MS = 100  # what we tell a client with PLAYBACK_CAP_LATENCY to buffer
 # The kernel's send buffer for a playback socket. Left to autotuning it grows to megabytes:
 # seconds of sound that a slow client would play late instead of dropping.

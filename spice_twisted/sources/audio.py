@@ -2,7 +2,7 @@
 
 An `AudioSource` is started with the playback service and the reactor and calls
 `playback.frame(pcm)` itself. Most sources make sound at a steady rate and
-share `PacedAudioSource`: every tick it asks `next_frame()` for as many 20 ms frames as
+share `PacedAudioSource`: every TICK it asks `next_frame()` for as many 10 ms frames as
 the wall clock says are due (so a late reactor turn never slows the sound down), at most
 MAX_CATCH_UP at once (a reactor that stalled longer skips the rest, as a sound card
 would). `next_frame()` returning None means silence: the stream stops (STOP) and starts
@@ -21,7 +21,8 @@ from twisted.internet import task
 
 from ..audio.playback import CHANNELS, FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, FREQUENCY, PlaybackService
 
-MAX_CATCH_UP = 10  # frames produced in one tick at most (200 ms)
+TICK = 0.02  # seconds between two turns of a paced source (two frames a turn)
+MAX_CATCH_UP = 20  # frames produced in one tick at most (200 ms)
 
 
 class AudioSource:
@@ -56,7 +57,7 @@ class PacedAudioSource(AudioSource):
         self._t0 = time.monotonic()
         self._loop = task.LoopingCall(self.tick)
         self._loop.clock = reactor
-        self._loop.start(FRAME_SECONDS, now=False)
+        self._loop.start(TICK, now=False)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:

@@ -333,7 +333,12 @@ ap.add_argument("--tls-only", action="store_true", help="secure-channels=all")
 ap.add_argument("--cache-size", type=int, help="the session's pixmap cache in bytes (DISPLAY_INIT says it /4 in pixels)")
 ap.add_argument("--uri", help="a spice:// URI, as remote-viewer takes it (host and ports from it)")
 ap.add_argument("--audio", action="store_true", help="enable-audio: open the playback and record channels")
+ap.add_argument("--no-opus", action="store_true", help="do not offer PLAYBACK_CAP_OPUS (spice-gtk's SPICE_DISABLE_OPUS)")
 args = ap.parse_args()
+if args.no_opus:
+    import os
+
+    os.environ["SPICE_DISABLE_OPUS"] = "1"
 
 session = Spice.Session()
 if args.uri:
