@@ -282,6 +282,8 @@ def audio_command(parts):
             record_stops=audio["record_stops"],
             record_sent=audio["sent"],
             playback_caps=[c for c in range(8) if pb is not None and pb.test_capability(c)],
+            mute=pb.props.mute if pb is not None else None,
+            nchannels=pb.props.nchannels if pb is not None else None,
         )
     elif parts[0] == "audio_dump":
         with open(parts[1], "wb") as f:
