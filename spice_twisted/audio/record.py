@@ -23,7 +23,8 @@ class WavSink:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._wav: Any = wave.open(path, "wb")
+        self._file = open(path, "wb")  # kept open while recording
+        self._wav: Any = wave.open(self._file, "wb")
         self._wav.setnchannels(CHANNELS)
         self._wav.setsampwidth(SAMPLE_BYTES)
         self._wav.setframerate(FREQUENCY)
@@ -33,11 +34,12 @@ class WavSink:
         whole = len(pcm) - len(pcm) % (CHANNELS * SAMPLE_BYTES)  # never a torn sample
         if whole:
             self._wav.writeframes(pcm[:whole])  # writeframes patches the header's sizes
-            self._wav._file.flush()
+            self._file.flush()  # a reader sees a valid file at any moment
             self.bytes += whole
 
     def close(self) -> None:
-        self._wav.close()
+        self._wav.close()  # (does not close a file it was given)
+        self._file.close()
 
 
 class Recorder(Protocol):
