@@ -55,3 +55,43 @@ def test_the_primary_records_and_the_recording_moves_when_it_leaves(spawn, tmp_p
     assert second.command(f"record_send {pcm_b2_path} 20", "record_send", timeout=30)["ok"]
     wait_until(lambda: len(wav_pcm(out)) >= len(pcm_a) + len(pcm_b2), timeout=30, what="the new primary's samples")
     assert wav_pcm(out) == pcm_a + pcm_b2
+
+
+def test_a_client_not_asked_to_record_is_not_heard_and_bad_record_input_closes_only_it(spawn, tmp_path: Path) -> None:
+    import struct
+
+    from support.rawclient import _main_session, closed_by_peer, link
+
+    from spice_twisted.wire.enums import ChannelType, LinkError, MsgcRecord
+
+    out = tmp_path / "recorded.wav"
+    server = spawn.harness("--disable-ticketing", "--record-to", str(out))
+    primary = client(spawn, server.port)
+    primary.wait_event("record-start", timeout=30)
+    # A client of our own that records without being asked: it is not written.
+    main, sid = _main_session(server.port)
+    rec, result = link(server.port, channel=ChannelType.RECORD, connection_id=sid)
+    assert result == LinkError.OK
+
+    def send(msg: int, body: bytes) -> None:
+        rec.sendall(struct.pack("<HI", msg, len(body)) + body)
+
+    send(MsgcRecord.MODE, struct.pack("<IH", 0, 77))  # a mode that does not exist
+    send(MsgcRecord.MODE, struct.pack("<IH", 0, 1))  # raw
+    send(MsgcRecord.DATA, struct.pack("<I", 0) + b"\x55\xaa" * 2000)
+
+    def received() -> int:
+        ours = [c for c in server.stats()["clients"] if c["id"] == sid]
+        return sum(ch["messages_received"] for c in ours for ch in c["channels"] if ch["channel"] == "record")
+
+    wait_until(lambda: received() >= 3, what="our three record messages handled")
+    # A record message over 32 KiB closes that connection, before its body is read.
+    rec.sendall(struct.pack("<HI", MsgcRecord.DATA, 40 * 1024) + b"\0" * 64)
+    assert closed_by_peer(rec, timeout=20)
+    # The primary goes on recording, and is the only one heard.
+    pcm_path, pcm = noise(tmp_path, "a.raw", 4)
+    assert primary.command(f"record_send {pcm_path} 20", "record_send", timeout=30)["ok"]
+    wait_until(lambda: len(wav_pcm(out)) >= len(pcm), timeout=30, what="the primary's samples in the file")
+    assert wav_pcm(out) == pcm
+    main.close()
+    rec.close()
