@@ -98,3 +98,21 @@ def _tone(tmp_path):
         w.setframerate(48000)
         w.writeframes(pcm.tobytes())
     return path
+
+
+def test_playback_over_tls(spawn, certs, tmp_path) -> None:
+    from support.processes import free_port
+
+    server = spawn.server(
+        "--disable-ticketing",
+        "--cert",
+        str(certs["cert"]),
+        "--key",
+        str(certs["key"]),
+        "--audio-source",
+        str(_tone(tmp_path)),
+        tls_port=free_port(),
+    )
+    client = spawn.client("--port", "0", "--tls-port", str(server.tls_port), "--ca-file", str(certs["ca"]), "--tls-only", "--audio")
+    client.wait_event("playback-start", timeout=30)
+    wait_until(lambda: client.command("audio", "audio")["frames"] >= 100, timeout=30, what="a second of sound over TLS")
