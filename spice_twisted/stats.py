@@ -173,6 +173,7 @@ def summary_line(server: SpiceServer) -> str:
         f"coalesced={c['coalesced']} rtt={'-' if c['rtt_ms'] is None else str(c['rtt_ms']) + 'ms'} "
         f"link={'wan' if c['link']['wan'] else 'lan'}/"
         f"{'-' if c['link']['bandwidth_bps'] is None else format(c['link']['bandwidth_bps'] / 1e6, '.1f') + 'Mbit/s'}"
+        + (f" audio={c['playback']['mode']}/{c['playback']['frames_sent']}/-{c['playback']['frames_dropped']}" if c["playback"] else "")
         for c in s["clients"]
     )
     return f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']} [{per_client}]"
