@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from spice_twisted.audit import audit
 from spice_twisted.stats import client_stats, server_stats
+from spice_twisted.wire.ticket import check_password
 
 from .http import BODY_LIMIT, LOGIN_BODY_LIMIT
 from .openapi import openapi_document
@@ -243,8 +244,15 @@ class AdminApp:
             if "password" in body:
                 password = body["password"]
                 secret = _utf8(password) if isinstance(password, str) else None
-                if password is not None and (secret is None or not 0 < len(secret) <= 60 or b"\0" in secret):
-                    raise ApiError(400, "'password' must be a string of 1 to 60 bytes without NUL, or null to disable ticketing")
+                if password is not None and (secret is None or not 0 < len(secret) <= 60):
+                    raise ApiError(
+                        400, "'password' must be a string of 1 to 60 bytes without control characters, or null to disable ticketing"
+                    )
+                if secret is not None:
+                    try:
+                        check_password(secret)  # no NUL, no newline: it goes into .vv files
+                    except ValueError as e:
+                        raise ApiError(400, f"'password': {e}") from None
             else:  # only the expiry changes
                 secret = self.server.ticket.password
                 if secret is None:

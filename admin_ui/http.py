@@ -90,7 +90,20 @@ class AdminRequest(server.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused:
             return  # answered already; the connection is closing
+        self._tell_connection("request_received")  # arrived whole: its deadline is met
         super().requestReceived(command, path, version)
+
+    def finish(self) -> None:
+        channel = self.channel
+        super().finish()
+        if channel is not None:
+            self._tell_connection("request_done", channel)  # the next request's deadline starts
+
+    def _tell_connection(self, event: str, channel: Any = None) -> None:
+        """Tell admin_ui.connections.AdminConnection (the channel's transport), if there."""
+        hook = getattr((channel or self.channel).transport, event, None)
+        if callable(hook):
+            hook()
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer now, before the body, and close: nothing more of it is read."""

@@ -87,7 +87,13 @@ def openapi_document() -> dict[str, Any]:
                     body={
                         "type": "object",
                         "properties": {
-                            "password": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 60},
+                            "password": {
+                                "type": "string",
+                                "nullable": True,
+                                "minLength": 1,
+                                "maxLength": 60,
+                                "description": "1 to 60 bytes of UTF-8, no control characters (newline, tab, NUL, ...)",
+                            },
                             "expires": {"type": "number", "nullable": True, "minimum": 0, "description": "seconds from now"},
                         },
                         "minProperties": 1,

@@ -3,27 +3,32 @@
 For a fixed set of generated images (tests/support/images.py: text and UI, a photo,
 smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
 
-- every codec we have (bitmap, lz4, jpeg at qualities 50, 85 = the default, 95):
+- every codec we have (bitmap, lz4, quic, jpeg at qualities 50, 85 = the default, 95):
   bytes per megapixel on the wire (the image's payload after its descriptor), PSNR for
   JPEG (decoded by Pillow, another libjpeg than the encoder's), an exactness check for
-  the lossless ones, and encode megapixels per second (the fastest of repeated encodes on
-  one thread);
+  the lossless ones (QUIC by our own C decoder; tests/test_quic_clients.py checks it
+  against spice-gtk), and encode megapixels per second (the fastest of repeated encodes on
+  one thread); whether the QUIC encode releases the GIL;
 - `classify.lossy_pays`: its verdict, the graduality score, and its cost per call;
-- JPEG encode time by size (16x16 .. 512x512) against a codec-pool hand-off, for
-  `jpeg.INLINE_PIXELS`;
+- JPEG, LZ4 and QUIC encode time by size (16x16 .. 512x512) against a codec-pool
+  hand-off, for `jpeg.INLINE_PIXELS` and `quic.INLINE_PIXELS`;
 - the JPEG bindings we chose between (Pillow, simplejpeg, PyTurboJPEG where installed):
   speed, bytes, PSNR, whether BGRX goes in without a copy, and whether the encode
   releases the GIL (two threads at once against one twice; a Python loop's progress
   during the calls: 0 = the call holds the GIL). The numpy copy is the control.
 - a placeholder for the bytes the pixmap cache and COPY_BITS save on the demo over a
-  minute (not measured yet: `demo_savings`).
+  minute (not measured yet: `demo_savings`);
+- LZ against LZ4 on the same images, and GLZ (one dictionary) on sequences that repeat
+  earlier content: a scrolling text window, a window moved across the screen (`lz_glz`,
+  written to docs/codecs.md between <!-- lz-glz:begin --> and <!-- lz-glz:end -->;
+  `--lz-only` runs just that part).
 
 Writes the "Codecs" section of docs/performance.md (between <!-- codecs:begin --> and
 <!-- codecs:end -->) and the binding table in docs/codecs.md (between
 <!-- jpeg-bindings:begin --> and <!-- jpeg-bindings:end -->). One run on a shared
 machine: read ratios, not digits; nothing asserts them.
 
-    .venv/bin/python benchmarks/codecs.py [--no-write] [--quick]
+    .venv/bin/python benchmarks/codecs.py [--no-write] [--quick] [--lz-only]
 """
 
 from __future__ import annotations
@@ -51,11 +56,12 @@ from _report import command_line, cpu_model, load_average, md_table, write_betwe
 from codec_pool import handoff, noop, parallel_ratio, python_progress  # noqa: E402
 from PIL import Image  # noqa: E402
 from support import images  # noqa: E402
+from support.lz_decode import GlzWindow, decode_lz  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
 from spice_twisted import codecs  # noqa: E402
-from spice_twisted.codecs import classify, jpeg, lz4  # noqa: E402
+from spice_twisted.codecs import classify, glz, jpeg, lz, lz4, quic  # noqa: E402
 
 PERF_DOC = ROOT / "docs" / "performance.md"
 CODECS_DOC = ROOT / "docs" / "codecs.md"
@@ -87,7 +93,12 @@ def fastest(fn: Callable[[], Any], budget: float = 0.2, min_reps: int = 7) -> fl
 
 
 def codec_list() -> list[tuple[str, Callable[[np.ndarray], Any]]]:
-    out: list[tuple[str, Callable[[np.ndarray], Any]]] = [("bitmap", codecs.ENCODERS[codecs.BITMAP]), ("lz4", codecs.ENCODERS[codecs.LZ4])]
+    out: list[tuple[str, Callable[[np.ndarray], Any]]] = [
+        ("bitmap", codecs.ENCODERS[codecs.BITMAP]),
+        ("lz4", codecs.ENCODERS[codecs.LZ4]),
+        ("lz", codecs.ENCODERS[codecs.LZ]),
+        ("quic", codecs.ENCODERS[codecs.QUIC]),
+    ]
     for q in QUALITIES:
         out.append((f"jpeg q{q}", lambda px, q=q: jpeg.encode(px, quality=q)))
     return out
@@ -100,6 +111,10 @@ def decoded(name: str, payload: Any, px: np.ndarray) -> np.ndarray:
         return np.frombuffer(bytes(data.buf), np.uint8).reshape(h, w, 4)
     if name == "lz4":
         return lz4.decode(data.buf, w, h)
+    if name == "lz":
+        return decode_lz(data.buf)
+    if name == "quic":
+        return quic.decode(data.buf)
     return images.pillow_decode(data.buf)
 
 
@@ -155,15 +170,27 @@ async def sizes(reactor: Any, quick: bool) -> dict[str, Any]:
                 "side": side,
                 "jpeg_us": 1e6 * fastest(lambda px=px: jpeg.encode(px)),
                 "lz4_us": 1e6 * fastest(lambda px=px: lz4.encode(px)),
+                "quic_us": 1e6 * fastest(lambda px=px: quic.encode(px)),
                 "classify_us": 1e6 * fastest(lambda px=px: classify.lossy_pays(px)),
             }
         )
         print(
-            f"{side}x{side}: jpeg {rows[-1]['jpeg_us']:.1f} us  lz4 {rows[-1]['lz4_us']:.1f} us  classify {rows[-1]['classify_us']:.1f} us",
+            f"{side}x{side}: jpeg {rows[-1]['jpeg_us']:.1f} us  lz4 {rows[-1]['lz4_us']:.1f} us  quic {rows[-1]['quic_us']:.1f} us  "
+            f"classify {rows[-1]['classify_us']:.1f} us",
             flush=True,
         )
     print(f"no-op hand-off: reactor CPU {hand['reactor_cpu_us']:.1f} us, worker {hand['worker_cpu_us']:.1f} us", flush=True)
-    return {"handoff": hand, "rows": rows}
+    return {"handoff": hand, "rows": rows, "quic_gil": quic_gil(quick)}
+
+
+def quic_gil(quick: bool) -> dict[str, float]:
+    """Does our C encoder release the GIL? (the codec pool's two threads need it to)"""
+    px = images.photo(1024, 1024)
+    ratio = parallel_ratio(lambda: quic.encode(px), 3 if quick else 7)
+    progress = python_progress(lambda: quic.encode(px), 0.5 if quick else 1.5)
+    out = {"mib": px.nbytes / 2**20, "ratio": ratio["ratio"], "progress": progress["ratio"]}
+    print(f"quic GIL: two threads / one twice {out['ratio']:.2f}, Python progress {out['progress']:.2f}", flush=True)
+    return out
 
 
 # --- part 3: the bindings ---------------------------------------------------------------------------
@@ -368,6 +395,120 @@ def demo_savings_lines(result: dict[str, Any] | None) -> list[str]:
 
 
 # --- output -------------------------------------------------------------------------------------------
+# --- part 5: LZ against LZ4, GLZ on sequences ------------------------------------------------------
+def _scrolling_text(h: int, w: int, frames: int, step: int) -> list[np.ndarray]:
+    """A text window scrolled by `step` rows a frame: each frame is the whole window again."""
+    page = images.text_ui(h + frames * step, w)
+    return [np.ascontiguousarray(page[i * step : i * step + h]) for i in range(frames)]
+
+
+def _moving_window(frames: int) -> list[np.ndarray]:
+    """A 320x240 window dragged across a desktop: each frame the area it covers now (the
+    window, at a new place, over the background around it)."""
+    desk = images.mostly_flat(768, 1024)
+    win = images.text_ui(240, 320, seed=7)
+    out = []
+    for i in range(frames):
+        x, y = 40 + 23 * i, 30 + 11 * i
+        frame = np.array(desk[y - 8 : y + 248, x - 8 : x + 328])
+        frame[8:248, 8:328] = win
+        out.append(frame)
+    return out
+
+
+def lz_glz(quick: bool) -> dict[str, Any]:
+    """LZ and LZ4 on every kind; GLZ, LZ and LZ4 per frame of two sequences."""
+    kinds = []
+    for kind, make in images.KINDS.items():
+        px = make(768, 1024)
+        mp = px.shape[0] * px.shape[1] / 1e6
+        row: dict[str, Any] = {"kind": kind}
+        for name, enc in (("lz", lz.encode), ("lz4", lz4.encode)):
+            payload = enc(px)
+            row[name] = {
+                "kib_mp": payload.nbytes / mp / 1024,
+                "mp_s": mp / fastest(lambda e=enc, p=px: e(p), budget=0.05 if quick else 0.2),
+            }
+        assert np.array_equal(decode_lz(lz.encode(px).fields["data"].buf)[..., :3], px[..., :3])
+        kinds.append(row)
+        print(
+            f"{kind:13s} lz {row['lz']['kib_mp']:.0f} KiB/MP {row['lz']['mp_s']:.0f} MP/s  lz4 {row['lz4']['kib_mp']:.0f} KiB/MP {row['lz4']['mp_s']:.0f} MP/s",
+            flush=True,
+        )
+    seqs = []
+    for name, frames in (
+        ("scrolling text 800x600, 16 rows a frame", _scrolling_text(600, 800, 12, 16)),
+        ("moving window 336x256", _moving_window(12)),
+    ):
+        enc, window = glz.GlzEncoder(), GlzWindow()
+        totals = {"glz": 0, "zlib_glz": 0, "lz": 0, "lz4": 0}
+        pixels, t_glz, t_lz = 0, 0.0, 0.0
+        for i, px in enumerate(frames):
+            t = time.perf_counter()
+            p = enc.encode(px, i)
+            t_glz += time.perf_counter() - t
+            _, got = window.decode(p.fields["data"].buf)
+            assert np.array_equal(got[..., :3], px[..., :3])
+            z = glz.zlib_glz(p)
+            t = time.perf_counter()
+            lzp = lz.encode(px)
+            t_lz += time.perf_counter() - t
+            if i == 0:
+                continue  # the first frame has nothing earlier to reference
+            pixels += px.shape[0] * px.shape[1]
+            totals["glz"] += p.nbytes
+            totals["zlib_glz"] += (z or p).nbytes
+            totals["lz"] += lzp.nbytes
+            totals["lz4"] += lz4.encode(px).nbytes
+        n_px = sum(f.shape[0] * f.shape[1] for f in frames) / 1e6
+        seqs.append({"name": name, "per_px": {k: v / pixels for k, v in totals.items()}, "glz_mp_s": n_px / t_glz, "lz_mp_s": n_px / t_lz})
+        print(f"{name}: bytes per pixel changed " + "  ".join(f"{k} {v:.3f}" for k, v in seqs[-1]["per_px"].items()), flush=True)
+    return {"kinds": kinds, "seqs": seqs}
+
+
+def lz_glz_section(r: dict[str, Any], load: str) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return "\n".join(
+        [
+            "<!-- lz-glz:begin -->",
+            f"Measured by `{command_line()}` on {now:%Y-%m-%d %H:%M} UTC, {len(os.sched_getaffinity(0))} CPUs ({cpu_model()}), "
+            f"shared with other work (load average {load}); one thread, the fastest of repeats. 1024x768 images of each kind:",
+            "",
+            md_table(
+                ["content", "lz KiB/MP", "lz4 KiB/MP", "lz MP/s", "lz4 MP/s"],
+                [
+                    [
+                        KIND_NAMES[k["kind"]],
+                        f"{k['lz']['kib_mp']:,.0f}",
+                        f"{k['lz4']['kib_mp']:,.0f}",
+                        f"{k['lz']['mp_s']:,.0f}",
+                        f"{k['lz4']['mp_s']:,.0f}",
+                    ]
+                    for k in r["kinds"]
+                ],
+            ),
+            "",
+            "GLZ (one dictionary, every frame an image of its own) on sequences that repeat earlier content, in bytes per "
+            "pixel changed after the first frame (each frame is a whole image: the scrolled window, the moved window with "
+            "the background around it); ZLIB-GLZ at zlib level 1 (plain GLZ where deflate saves nothing):",
+            "",
+            md_table(
+                ["sequence", "glz B/px", "zlib-glz B/px", "lz B/px", "lz4 B/px", "glz MP/s", "lz MP/s"],
+                [
+                    [
+                        s["name"],
+                        *(f"{s['per_px'][k]:.3f}" for k in ("glz", "zlib_glz", "lz", "lz4")),
+                        f"{s['glz_mp_s']:,.0f}",
+                        f"{s['lz_mp_s']:,.0f}",
+                    ]
+                    for s in r["seqs"]
+                ],
+            ),
+            "<!-- lz-glz:end -->",
+        ]
+    )
+
+
 def fmt_psnr(v: dict[str, Any]) -> str:
     return "exact" if v["exact"] else f"{v['psnr']:.1f}"
 
@@ -387,7 +528,14 @@ def perf_section(rows: list[dict[str, Any]], sz: dict[str, Any], b: dict[str, An
         speed_rows.append(label + [f"{r['codecs'][n]['mp_s']:,.0f}" for n in names])
     h = sz["handoff"]
     size_rows = [
-        [f"{s['side']}x{s['side']}", str(s["side"] ** 2), f"{s['jpeg_us']:.1f}", f"{s['lz4_us']:.1f}", f"{s['classify_us']:.1f}"]
+        [
+            f"{s['side']}x{s['side']}",
+            str(s["side"] ** 2),
+            f"{s['jpeg_us']:.1f}",
+            f"{s['lz4_us']:.1f}",
+            f"{s['quic_us']:.1f}",
+            f"{s['classify_us']:.1f}",
+        ]
         for s in sz["rows"]
     ]
     jpeg_names = [n for n in names if n.startswith("jpeg")]
@@ -427,13 +575,17 @@ def perf_section(rows: list[dict[str, Any]], sz: dict[str, Any], b: dict[str, An
         "",
         md_table(["content", "size", *[f"{n} MP/s" for n in names]], speed_rows),
         "",
-        "### JPEG by size: the inline threshold",
+        "### Encodes by size: the inline thresholds",
         "",
         f"A no-op hand-off to a `ThreadPool(1, 2)` like the codec pool's cost the reactor {h['reactor_cpu_us']:.1f} us of CPU "
         f"(and {h['worker_cpu_us']:.1f} us of Python on the pool's thread) in this run; `jpeg.INLINE_PIXELS` is "
-        f"{jpeg.INLINE_PIXELS} pixels. Encodes of the generated photo, and the classifier on it:",
+        f"{jpeg.INLINE_PIXELS} pixels, `quic.INLINE_PIXELS` {quic.INLINE_PIXELS}. Encodes of the generated photo, and the classifier on it:",
         "",
-        md_table(["size", "pixels", "jpeg q85 µs", "lz4 µs", "lossy_pays µs"], size_rows),
+        md_table(["size", "pixels", "jpeg q85 µs", "lz4 µs", "quic µs", "lossy_pays µs"], size_rows),
+        "",
+        f"QUIC and the GIL ({sz['quic_gil']['mib']:.0f} MiB photo): two threads encoding at once took "
+        f"{sz['quic_gil']['ratio']:.2f} of one thread encoding twice (0.5 = parallel, 1.0 = serialised), and a Python loop "
+        f"kept {sz['quic_gil']['progress']:.2f} of its speed during the calls (0 = the call holds the GIL).",
         "",
         "### The JPEG bindings",
         "",
@@ -499,17 +651,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the docs")
+    p.add_argument("--lz-only", action="store_true", help="only LZ against LZ4 and GLZ on sequences (docs/codecs.md)")
     args = p.parse_args()
     load = load_average()
+    if args.lz_only:
+        r = lz_glz(args.quick)
+        if not args.no_write:
+            write_between(CODECS_DOC, "lz-glz", lz_glz_section(r, load))
+            print(f"wrote {CODECS_DOC.relative_to(ROOT)}")
+        return
 
     async def run(reactor: Any) -> None:
         rows = content(args.quick)
         sz = await sizes(reactor, args.quick)
         b = compare_bindings(args.quick)
         savings = demo_savings(args)
+        lzr = lz_glz(args.quick)
         if not args.no_write:
             write_between(PERF_DOC, "codecs", perf_section(rows, sz, b, savings, load))
             write_between(CODECS_DOC, "jpeg-bindings", bindings_section(b))
+            write_between(CODECS_DOC, "lz-glz", lz_glz_section(lzr, load))
             print(f"wrote {PERF_DOC.relative_to(ROOT)} and {CODECS_DOC.relative_to(ROOT)}")
 
     task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])

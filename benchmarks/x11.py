@@ -369,6 +369,7 @@ async def measure(x: Any, workload: str, n: int, lz4: bool, args: argparse.Names
             "600",
             "--source",
             f"x11:{x.display}",
+            "--disable-ticketing",
             "--max-fps",
             str(args.max_fps),
             "--image-compression",

@@ -5,11 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs=(python3 python3-venv python3-pip libxcb1)
+apt_pkgs=(python3 python3-venv python3-pip python3-dev gcc libc6-dev libxcb1)  # gcc: our C codecs
 extra=""
 if [ "${1:-}" = "--test" ]; then
   apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver
-    x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86)
+    x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86 spice-html5 websockify)
   extra="[test]"
 fi
 
@@ -33,3 +33,8 @@ echo "== pip install .${extra}"
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 # (grep drops pip's notes about this machine's extra package folders)
 .venv/bin/pip install -q ".${extra}" 2>&1 | { grep -v "^WARNING: Location" || true; }
+# The tests (and scripts/run-demo.sh from a checkout) import this checkout's code, not the
+# installed copy: build the C codecs here too (spice_twisted/codecs/_native/*.so).
+echo "== building the C extensions in place"
+.venv/bin/python -c "import setuptools" 2>/dev/null || .venv/bin/pip install -q setuptools
+.venv/bin/python setup.py -q build_ext --inplace

@@ -210,11 +210,32 @@ class Options(usage.Options):
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
         ["admin-access-log", None, None, "Write an access log of the admin site to this file (default: none)."],
+        [
+            "admin-request-timeout",
+            None,
+            10.0,
+            "Close an admin connection whose request has not arrived whole this many seconds after it could start.",
+            _positive_float,
+        ],
+        ["admin-max-connections", None, 64, "Admin site connections at once, from all addresses together.", _positive_int],
+        [
+            "admin-max-connections-per-address",
+            None,
+            16,
+            "Admin site connections at once from one address (IPv6: one /64); 0 = no limit.",
+            _non_negative_int,
+        ],
         ["stall-timeout", None, 30.0, "Disconnect a client that stops reading for this many seconds.", _positive_float],
         ["stats-interval", None, 0.0, "Log a stats summary every this many seconds (0 = never).", _non_negative_float],
         ["ping-interval", None, 10.0, "Ping every channel this often (seconds) to measure round-trip time.", _positive_float],
         ["max-fps", None, 30.0, "Turn damage into drawables at most this many times a second.", _positive_float],
-        ["image-compression", None, "auto", "off (raw bitmaps), lz4, or auto (LZ4 where the client decodes it).", _image_compression],
+        [
+            "image-compression",
+            None,
+            "auto",
+            "off (raw bitmaps), lz, quic (every client), lz4, or auto (LZ4 where the client decodes it).",
+            _image_compression,
+        ],
         ["jpeg-quality", None, 85, "JPEG quality 1-100 for lossy images (upstream's 85).", _jpeg_quality],
         [
             "jpeg-wan-compression",
@@ -308,7 +329,11 @@ class Options(usage.Options):
         ["playback-compression", None, True, "on: Opus for clients that offer it; off: raw PCM to everyone (QEMU's name).", _on_off],
     ]
     optFlags = [
-        ["disable-ticketing", None, "Accept clients without a password (also on public addresses); =on/=off as QEMU writes it."],
+        [
+            "disable-ticketing",
+            None,
+            "Accept clients without a password (also on public addresses and for x11 and VM sources); =on/=off as QEMU writes it.",
+        ],
         ["no-mini-header", None, "Do not offer mini headers (clients then use full 18-byte headers)."],
         ["no-multiple-clients", None, "One client at a time: a new client replaces the connected one."],
         ["view-only", None, "Every new client starts view-only (an admin can let it drive)."],
@@ -441,15 +466,7 @@ class Options(usage.Options):
         if len(ticket_sources) > 1:
             raise usage.UsageError(f"--{ticket_sources[0]} and --{ticket_sources[1]} exclude each other")
         self["ticket"] = self._ticket()
-        # Every listener on a public address needs a ticket or TLS: a plain port is open to
-        # anyone who can reach it, whatever the TLS port next to it does.
-        self["ticket-required"] = not is_loopback(self["listen"]) and not self["disable-ticketing"] and bool(self["port"])
-        if self["ticket-required"] and not self["ticket"].enabled:
-            tls_note = f" (the TLS port does not protect plain port {self['port']}: use --port 0 for TLS only)" if self["tls-port"] else ""
-            raise usage.UsageError(
-                f"refusing to listen on non-loopback address {self['listen']} with neither a ticket "
-                f"(--password-file, --generate-password) nor TLS (--tls-port){tls_note}; pass --disable-ticketing to allow it anyway"
-            )
+        self["ticket-required"] = self._ticket_policy()
         self["view-ticket"] = self._view_ticket()
         if self["admin-port"]:
             if self["admin-port"] in (self["port"], self["tls-port"]):
@@ -516,6 +533,44 @@ class Options(usage.Options):
                     pass
             except OSError as exc:
                 raise usage.UsageError(f"--record-to: {exc.strerror}: {self['record-to']}") from None
+
+    def _ticket_policy(self) -> bool:
+        """Whether this server needs a ticket (and so the admin API may not clear it).
+
+        Anyone who can reach a public address may connect, and TLS encrypts without saying
+        who connects: a public listener needs a ticket, or client certificates
+        (--tls-client-ca) when only the TLS port is open. A source that takes input into a
+        real desktop (x11, a VM) needs a ticket even on loopback: every user of this machine
+        could otherwise type into it. --disable-ticketing says no ticket, knowingly.
+        """
+        if self["disable-ticketing"]:
+            return False
+        source = self["source"]
+        desktop = source == "x11" or source.startswith(("x11:", "spice://"))
+        public = not is_loopback(self["listen"])
+        unauthenticated = bool(self["port"]) or not self["tls-client-ca"]
+        if self["ticket"].enabled:
+            return desktop or (public and unauthenticated)
+        choices = "a ticket (--password-file, --generate-password)"
+        if desktop:
+            raise usage.UsageError(
+                f"--source {source} takes keyboard and mouse input into a real desktop, which without a "
+                f"password every user of this machine could type into: give it {choices}, "
+                "or pass --disable-ticketing to allow it anyway"
+            )
+        if public and self["port"]:
+            tls_note = f" (the TLS port does not protect plain port {self['port']}: use --port 0 for TLS only)" if self["tls-port"] else ""
+            raise usage.UsageError(
+                f"refusing to listen on non-loopback address {self['listen']} with no ticket: plain port {self['port']} "
+                f"would let anyone who reaches it connect; give {choices}{tls_note}, or pass --disable-ticketing to allow it anyway"
+            )
+        if public and unauthenticated:
+            raise usage.UsageError(
+                f"refusing to listen on non-loopback address {self['listen']} with no ticket: TLS encrypts but does not say "
+                f"who connects; give {choices} or client certificates (--tls-client-ca), "
+                "or pass --disable-ticketing to allow it anyway"
+            )
+        return False
 
     def _merge_aliases(self) -> None:
         """QEMU's and x11spice's names set our option; both given must agree."""

@@ -138,7 +138,7 @@ class SpiceServer:
         # Where we listen (filled in by service.py); the admin site and .vv files read it.
         self.endpoints: dict[str, Any] = {"listen": "127.0.0.1", "port": 0, "tls_port": 0, "admin_port": 0}
         self.ca_pem: str | None = None
-        self.ticket_required = False  # a plain port on a public address: the ticket may not be cleared
+        self.ticket_required = False  # a public address or a real desktop (options.py): the ticket may not be cleared
 
     def start(self) -> None:
         self.render.start()
@@ -234,7 +234,7 @@ class SpiceServer:
     def set_ticket(self, password: bytes | None, expires_in: float | None, by: str | None = None) -> None:
         """Set (or clear, with None) the password; expires_in seconds from now (0 = now)."""
         if password is None and self.ticket_required:
-            raise ValueError("a plain port on a public address needs a ticket: it cannot be cleared")
+            raise ValueError("this server needs a ticket (public address or real desktop, see --disable-ticketing): it cannot be cleared")
         if password is None and self.view_ticket is not None:
             raise ValueError("the view-only password needs a ticket beside it: it cannot be cleared")
         if password is not None and self.view_ticket is not None and password == self.view_ticket.password:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from typing import Any
 
 from twisted.application import internet, service
@@ -10,6 +11,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from admin_ui.app import AdminApp
+from admin_ui.connections import AdminConnections
 from admin_ui.http import IDLE_TIMEOUT, AdminRequest, redacted_access_log
 from admin_ui.tokens import generate_token_file
 
@@ -173,10 +175,30 @@ class AdminService(service.MultiService):
         )
         site.body_limit = self.app.body_limit  # read by AdminRequest before any body
         site.displayTracebacks = False
+        self.connections = AdminConnections(
+            site,
+            server.reactor,
+            request_timeout=options["admin-request-timeout"],
+            total=options["admin-max-connections"],
+            per_address=options["admin-max-connections-per-address"],
+            refuse=lambda host, kind, fmt: server.guard.refuse(host, kind, fmt),
+        )
         if is_loopback(listen) and not options.get("admin-tls"):
-            internet.TCPServer(self.port, site, interface=listen).setServiceParent(self)
+            internet.TCPServer(self.port, self.connections, interface=listen).setServiceParent(self)
         else:
-            internet.SSLServer(self.port, site, ctx, interface=listen).setServiceParent(self)
+            internet.SSLServer(self.port, self.connections, ctx, interface=listen).setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        total = self.connections.total
+        if soft != resource.RLIM_INFINITY and total > soft // 4:
+            self.log.warn(
+                "--admin-max-connections {total} is more than a quarter of this process's file limit "
+                "(ulimit -n {soft}): a flood of the admin site could leave SPICE clients short",
+                total=total,
+                soft=soft,
+            )
 
     def stopService(self) -> Any:
         if self.generated and self.token_path and os.path.exists(self.token_path):

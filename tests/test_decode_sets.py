@@ -27,7 +27,11 @@ SPICE_GTK = (
 HTML5 = ({C.SIZED_STREAM, C.STREAM_REPORT, C.MULTI_CODEC, C.CODEC_MJPEG}, 10 * 1024 * 1024)
 GO = ({C.SIZED_STREAM, C.STREAM_REPORT, C.MONITORS_CONFIG, C.LZ4_COMPRESSION, C.PREF_COMPRESSION}, 0)
 # What each decodes (H/display.js, Shells-com/spice image.go), as far as we send it.
-DECODES = {"spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE}, "html5": {T.BITMAP, T.JPEG, T.FROM_CACHE}, "go": {T.BITMAP, T.JPEG}}
+DECODES = {
+    "spice-gtk": {T.BITMAP, T.LZ_RGB, T.LZ4, T.JPEG, T.FROM_CACHE},
+    "html5": {T.BITMAP, T.LZ_RGB, T.JPEG, T.FROM_CACHE},
+    "go": {T.BITMAP, T.LZ_RGB, T.JPEG},
+}
 # Display messages spice-html5 implements (H/display.js); the others take these too.
 HTML5_MESSAGES = {M.MARK, M.DRAW_COPY, M.COPY_BITS, M.INVAL_LIST, M.INVAL_ALL_PALETTES, M.SURFACE_CREATE, M.SURFACE_DESTROY}
 HTML5_MESSAGES |= {MsgCommon.SET_ACK, MsgCommon.PING}
@@ -61,3 +65,24 @@ def test_every_client_gets_only_what_it_decodes(lossy):
     assert T.FROM_CACHE in readers["html5"].screen.image_types
     if lossy == "always":
         assert all(T.JPEG in r.screen.image_types for r in readers.values())
+
+
+def test_image_compression_lz_reaches_every_client():
+    """LZ_RGB is the one lossless codec all three decode: under `lz` each gets it (the Go
+    client too, whose LZ4 claim is false), and every picture arrives exact."""
+    srv = make_server(image_compression="lz")
+    srv.display_settings.jpeg_wan_compression = "never"
+    noise(srv)
+    readers = {
+        name: Reader(*open_display(srv, caps, cache_px=px)) for name, (caps, px) in (("spice-gtk", SPICE_GTK), ("html5", HTML5), ("go", GO))
+    }
+    for r in readers.values():
+        r.catch_up(srv)
+    for where, px in ((Rect(20, 10, 180, 90), photo(80, 160, 1)), (Rect(90, 55, 190, 95), text_ui(40, 100))):
+        srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = px
+        srv.render.damage(where)
+        srv.render.flush()
+    for name, r in readers.items():
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
+        assert set(r.screen.image_types) - {T.FROM_CACHE} == {T.LZ_RGB}, (name, r.screen.image_types)

@@ -3,6 +3,7 @@ against a real server process, over raw sockets where the defect needed them."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -133,6 +134,79 @@ def test_ticket_with_nul_is_refused(site):
     status, out = api.call("POST", "/api/ticket", {"password": "ab\u0000cd"})
     assert status == 400 and "NUL" in out["error"]
     assert api.ok("GET", "/api/server")["ticket"]["enabled"] is False
+
+
+# --- issue 16, item 6: a ticket with a newline wrote lines into the .vv file --------------------
+_READ_VV = """
+import json, sys
+from gi.repository import GLib
+k = GLib.KeyFile()
+data = sys.stdin.read()
+k.load_from_data(data, len(data.encode()), GLib.KeyFileFlags.NONE)
+keys = k.get_keys("virt-viewer")[0]
+print(json.dumps({"groups": k.get_groups()[0], "values": {key: k.get_string("virt-viewer", key) for key in keys}}))
+"""
+
+
+def _read_vv(text: str) -> dict:
+    """The .vv file as virt-viewer reads it: GLib's GKeyFile (system Python's gi)."""
+    r = subprocess.run(["/usr/bin/python3", "-c", _READ_VV], input=text, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("password", ["pw\nhost=evil.example\nport=1", "pw\rport=1", "tab\there", "bell\x07", "del\x7f"])
+def test_ticket_with_a_control_character_is_refused(site, password):
+    _, port, _ = site
+    api = Api(port, TOKEN)
+    status, out = api.call("POST", "/api/ticket", {"password": password})
+    assert status == 400 and "control character" in out["error"], out
+    assert api.ok("GET", "/api/server")["ticket"]["enabled"] is False
+    assert "evil" not in api.call("GET", "/api/connection.vv?password=1")[1]
+
+
+def test_vv_values_read_back_exactly(spawn, tmp_path):
+    """Backslashes and spaces in a ticket reach virt-viewer's parser as they are (a written
+    `\\n` was read back as a newline, a leading space dropped): every value is escaped."""
+    write_token(tmp_path / "admin-token")
+    port = free_port()
+    srv = spawn.server("--admin-port", str(port), "--admin-token-file", str(tmp_path / "admin-token"))
+    api = Api(port, TOKEN)
+    password = " a\\nb\\tc \\"  # a leading space, backslash-n, backslash-t, a trailing backslash
+    assert api.ok("POST", "/api/ticket", {"password": password})["enabled"] is True
+    status, text = api.call("GET", "/api/connection.vv?password=1")
+    assert status == 200
+    vv = _read_vv(text)
+    assert vv["groups"] == ["virt-viewer"]
+    assert vv["values"] == {
+        "type": "spice",
+        "host": "127.0.0.1",
+        "title": "spice-twisted",
+        "delete-this-file": "1",
+        "port": str(srv.port),
+        "password": password,
+    }
+
+
+def test_no_vv_value_can_start_a_line():
+    """Whatever a value holds (tickets refuse control characters; this is the writer's own
+    guarantee), GKeyFile reads the same keys back and each value whole."""
+    from admin_ui.vv import connection_file
+
+    hostile = "x\nhost=evil.example\r\nport=1\x85tls-port=2\u2028ca=3\t"
+    text = connection_file("127.0.0.1", 5900, 0, None, hostile, hostile)
+    assert [line.split("=", 1)[0] for line in text.splitlines()] == [
+        "[virt-viewer]",
+        "type",
+        "host",
+        "title",
+        "delete-this-file",
+        "port",
+        "password",
+    ]
+    values = _read_vv(text)["values"]
+    assert values["host"] == "127.0.0.1" and values["port"] == "5900"
+    assert values["password"] == values["title"] == "x\nhost=evil.example\r\nport=1\ufffdtls-port=2\ufffdca=3\t"
 
 
 # --- 6. a world-readable token file -------------------------------------------------------------

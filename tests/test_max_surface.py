@@ -42,7 +42,7 @@ def black_png(path: Path, width: int, height: int) -> Path:
 def test_a_vm_announcing_a_huge_surface_is_not_served(spawn):
     peer = SpicePeer(16384, 16384)
     try:
-        server = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}")
+        server = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--disable-ticketing")
         (client,) = connect_clients(spawn, server, 1)
         notes = NotifyReader(server.port)
         before = rss_kb(server.proc.pid)
@@ -72,10 +72,10 @@ def test_the_bound_is_an_option(spawn):
     """A raised bound lets the same VM through (2048x2048 is over 1024x768, under 4096x4096)."""
     peer = SpicePeer(2048, 2048)
     try:
-        low = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--max-surface", "1024x768")
+        low = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--max-surface", "1024x768", "--disable-ticketing")
         wait_until(lambda: low.stats()["source_state"]["oversized"] == [2048, 2048], 30, "refused under 1024x768")
         low.close()
-        high = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--max-surface", "4096x4096")
+        high = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--max-surface", "4096x4096", "--disable-ticketing")
         wait_until(lambda: high.stats()["source_state"]["size"] == [2048, 2048], 30, "served under 4096x4096")
     finally:
         peer.close()
@@ -136,7 +136,7 @@ def test_an_x_display_grown_past_the_bound_is_served_in_part(spawn, tmp_path):
         pytest.fail(f"missing X tools {missing_tools()}: run scripts/setup.sh --test")
     x = Xvfb(tmp_path, size=(1024, 768), max_size=(1600, 1200))
     try:
-        server = spawn.harness("--source", f"x11:{x.display}", "--max-surface", "1024x768")
+        server = spawn.harness("--source", f"x11:{x.display}", "--max-surface", "1024x768", "--disable-ticketing")
         (client,) = connect_clients(spawn, server, 1)
         notes = NotifyReader(server.port)
         x.spawn("xlogo", "-geometry", "300x300+600+400")  # across the served part's edge

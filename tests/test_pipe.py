@@ -191,10 +191,23 @@ def test_preferred_compression_switches_a_client_live(monkeypatch):
     assert cc.codec == "bitmap" and counting.calls.get("bitmap") == 1
     assert r.screen.image_types[ImageType.BITMAP] == 1
     assert np.array_equal(r.screen.fb, srv.render.primary.pixels)
+    cc.dataReceived(struct.pack("<HIB", MsgcDisplay.PREFERRED_COMPRESSION, 1, ImageCompression.LZ))
+    draw(srv, Rect(10, 10, 190, 90), 11)
+    r.catch_up(srv)
+    assert cc.codec == "lz" and counting.calls.get("lz") == 1
+    assert r.screen.image_types[ImageType.LZ_RGB] == 1
+    assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])  # LZ carries no X byte
 
 
 @pytest.mark.parametrize(
-    "setting, caps, codec", [("off", {DisplayCap.LZ4_COMPRESSION}, "bitmap"), ("lz4", set(), "bitmap"), ("auto", {5}, "lz4")]
+    "setting, caps, codec",
+    [
+        ("off", {DisplayCap.LZ4_COMPRESSION}, "bitmap"),
+        ("lz4", set(), "bitmap"),
+        ("auto", {5}, "lz4"),
+        ("lz", set(), "lz"),  # every client decodes LZ: no cap says so
+        ("lz", {DisplayCap.LZ4_COMPRESSION}, "lz"),
+    ],
 )
 def test_image_compression_setting(setting, caps, codec):
     srv = make_server(image_compression=setting)

@@ -28,6 +28,8 @@ def run_twistd(*args: str, cwd) -> subprocess.CompletedProcess[str]:
         (["--port", "0"], "nothing to listen on"),
         (["--ticket-expires", "10"], "needs --password-file"),
         (["--stats-interval", "-1"], "must not be negative"),
+        (["--admin-request-timeout", "0"], "--admin-request-timeout: must be positive"),
+        (["--admin-max-connections", "0"], "--admin-max-connections: must be positive"),
         (["--image-compression", "auto_glz"], "QEMU's 'auto_glz' is not available here yet"),
         (["--tls-port", "5999", "--cert", __file__, "--key", __file__, "--listen", "0.0.0.0"], "does not protect plain port"),
     ],
@@ -92,11 +94,14 @@ def test_port_in_use_is_a_message(tmp_path):
     assert r.returncode != 0 and f"--port {port}: cannot listen on 127.0.0.1" in out and "Traceback" not in out
 
 
-def test_public_tls_only_without_ticket_is_allowed(spawn, random_image, certs):
-    """TLS alone satisfies the public-address rule when no plain port is open."""
+def test_public_tls_only_with_a_ticket_is_allowed(spawn, random_image, certs, tmp_path):
+    """A public TLS-only listener with a ticket starts; only a client with the ticket gets in
+    (without one it is refused at start: tests/test_ticket_policy.py)."""
     from support.processes import free_port
 
     path, _ = random_image
+    (tmp_path / "pw").write_text("tls-ticket\n")
+    (tmp_path / "pw").chmod(0o600)
     srv = spawn.server(
         "--source",
         f"image:{path}",
@@ -106,8 +111,18 @@ def test_public_tls_only_without_ticket_is_allowed(spawn, random_image, certs):
         str(certs["cert"]),
         "--key",
         str(certs["key"]),
+        "--password-file",
+        str(tmp_path / "pw"),
         port=0,
         tls_port=free_port(),
     )
-    client = spawn.client("--tls-port", str(srv.tls_port), "--ca-file", str(certs["ca"]), "--tls-only")
+    client = spawn.client("--tls-port", str(srv.tls_port), "--ca-file", str(certs["ca"]), "--tls-only", "--password", "tls-ticket")
     client.wait_event("mark")
+
+
+def test_password_file_with_a_control_character_is_refused(tmp_path):
+    (tmp_path / "pw").write_bytes(b"tab\there\n")
+    (tmp_path / "pw").chmod(0o600)
+    r = run_twistd("--password-file", str(tmp_path / "pw"), "--admin-port", "0", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "control character" in out and "Traceback" not in out

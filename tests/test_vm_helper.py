@@ -65,7 +65,7 @@ def alive(pid: int) -> bool:
 def test_helper_memory_is_flat_per_flush(spawn, peer):
     """Every draw of the upstream is flushed on its own (so the helper's per-flush cost is
     what is measured): RSS growth over DRAWS flushes stays under a bound the leak exceeded 4x."""
-    server = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--disable-ticketing")
     pid = served(server)["helper_pid"]
 
     def frames() -> int:
@@ -89,7 +89,7 @@ SOAK_SECONDS = 120
 def test_helper_rss_bounded_under_continuous_damage(spawn, peer):
     """SOAK_SECONDS of continuous damage from the upstream, re-served to a spice-gtk client:
     the helper's RSS after a warm-up minute stays within 2 MB (the leak: ~2.5 MB/s)."""
-    server = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{peer.port}", "--disable-ticketing")
     pid = served(server)["helper_pid"]
     connect_clients(spawn, server, 1)
     samples = []
@@ -116,19 +116,21 @@ def test_helper_leaves_when_its_server_is_killed(spawn, qemu):
     """kill -9 of a server serving a real QEMU: its helper is gone within seconds, and the
     VM's one SPICE seat is free again for a new server."""
     qemu.wait_booted()
-    server = spawn.harness("--source", f"spice://127.0.0.1:{qemu.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{qemu.port}", "--disable-ticketing")
     pid = served(server)["helper_pid"]
     server.proc.kill()
     server.proc.wait()
     wait_until(lambda: not alive(pid), 5, "the helper gone after its server")
-    again = spawn.harness("--source", f"spice://127.0.0.1:{qemu.port}")
+    again = spawn.harness("--source", f"spice://127.0.0.1:{qemu.port}", "--disable-ticketing")
     assert served(again)["size"] == [720, 400]
 
 
 def test_helper_leaves_when_its_server_dies_while_it_starts(spawn):
     """The server dies before its new helper ran a line (held stopped here): the helper,
     let go, finds its server gone and leaves (before the fix it lived on, an orphan)."""
-    server = spawn.harness("--source", f"spice://127.0.0.1:{free_port()}")  # nothing there: a new helper every ~0.5-5 s
+    server = spawn.harness(
+        "--source", f"spice://127.0.0.1:{free_port()}", "--disable-ticketing"
+    )  # nothing there: a new helper every ~0.5-5 s
     first = wait_until(lambda: server.stats()["source_state"]["helper_pid"], 10, "a helper")
     pid = wait_until(lambda: (p := server.stats()["source_state"]["helper_pid"]) not in (0, first) and p, 20, "the next helper")
     os.kill(pid, signal.SIGSTOP)  # still importing gi (hundreds of ms): it has not read its stdin yet

@@ -57,7 +57,7 @@ def waiting_shown(client) -> bool:
 def test_three_clients_see_the_vm_and_one_types_into_it(spawn, qemu_factory):
     vm = qemu_factory()
     before = vm.wait_booted()
-    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--disable-ticketing")
     clients = connect_clients(spawn, server, 3)
     shot = wait_match(vm, clients)
     assert np.array_equal(shot[:ECHO_ROW_Y], before[:ECHO_ROW_Y])
@@ -85,7 +85,9 @@ def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_facto
     for f in ("wrong", "right"):
         (tmp_path / f).chmod(0o600)
     port = free_port()  # the VM is not there yet: clients wait for it
-    server = spawn.harness("--source", f"spice://127.0.0.1:{port}", "--source-password-file", str(tmp_path / "wrong"))
+    server = spawn.harness(
+        "--source", f"spice://127.0.0.1:{port}", "--source-password-file", str(tmp_path / "wrong"), "--disable-ticketing"
+    )
     (client,) = connect_clients(spawn, server, 1)
     notes = NotifyReader(server.port)
     wait_until(lambda: waiting_shown(client), 15, "the waiting frame")
@@ -102,7 +104,9 @@ def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_facto
     assert "not-the-ticket" not in log
     notes.close()
     server.close()
-    good = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--source-password-file", str(tmp_path / "right"))
+    good = spawn.harness(
+        "--source", f"spice://127.0.0.1:{vm.port}", "--source-password-file", str(tmp_path / "right"), "--disable-ticketing"
+    )
     clients = connect_clients(spawn, good, 2)
     wait_match(vm, clients)
     assert good.stats()["source_state"]["state"] == "connected"
@@ -111,7 +115,7 @@ def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_facto
 def test_the_vm_killed_and_restarted_mid_session(spawn, qemu_factory):
     vm = qemu_factory()
     vm.wait_booted()
-    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--disable-ticketing")
     clients = connect_clients(spawn, server, 3)
     wait_match(vm, clients)
     notes = NotifyReader(server.port)
@@ -139,7 +143,7 @@ def test_the_vm_killed_and_restarted_mid_session(spawn, qemu_factory):
 def test_a_crashed_helper_is_restarted(spawn, qemu_factory):
     vm = qemu_factory()
     vm.wait_booted()
-    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--disable-ticketing")
     clients = connect_clients(spawn, server, 2)
     wait_match(vm, clients)
     pid = server.stats()["source_state"]["helper_pid"]
@@ -158,7 +162,7 @@ def test_a_crashed_helper_is_restarted(spawn, qemu_factory):
 def test_keys_buttons_motion_and_leds_reach_qemu(spawn, qemu_factory):
     vm = qemu_factory()
     vm.wait_booted()
-    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{vm.port}", "--disable-ticketing")
     typist, watcher, viewer = connect_clients(spawn, server, 3)
     wait_until(lambda: server.stats()["source_state"]["state"] == "connected", 20, "connected")
     # a view-only client's keys never reach the VM
@@ -191,7 +195,7 @@ def test_cursor_and_pointer_through_a_chained_spice_server(spawn):
     """Upstream: another spice-twisted (the demo, stopped ball): its arrow and I-beam cursor
     shapes and its client-mode pointer, driven by a client of ours, draw a stroke upstream."""
     upstream = spawn.harness(paused=True)
-    server = spawn.harness("--source", f"spice://127.0.0.1:{upstream.port}")
+    server = spawn.harness("--source", f"spice://127.0.0.1:{upstream.port}", "--disable-ticketing")
     (client,) = connect_clients(spawn, server, 1)
     client.wait_event("cursor-set", width=16, height=24)  # the demo's arrow
     wait_until(lambda: server.stats()["source_state"]["upstream_mouse_mode"] == 2, 10, "client mode upstream")
@@ -213,7 +217,7 @@ def test_a_vm_on_a_tls_port_checked_against_its_ca(spawn, qemu_factory, certs, t
         (x509 / name).write_bytes(certs[src].read_bytes())
     vm = qemu_factory(x509_dir=x509)
     vm.wait_booted()
-    server = spawn.harness("--source", f"spice://127.0.0.1?tls-port={vm.port}", "--source-ca-file", str(certs["ca"]))
+    server = spawn.harness("--source", f"spice://127.0.0.1?tls-port={vm.port}", "--source-ca-file", str(certs["ca"]), "--disable-ticketing")
     clients = connect_clients(spawn, server, 2)
     wait_match(vm, clients)
     assert server.stats()["source_state"]["upstream"] == f"127.0.0.1 (tls-port {vm.port})"

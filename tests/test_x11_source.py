@@ -40,7 +40,7 @@ def window_id(x: Xvfb, name: str) -> str:
 
 
 def test_two_clients_see_the_root_window_as_programs_draw_move_and_close(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     clients = connect_clients(spawn, server)
     wait_match(xvfb, clients)
     term = xvfb.spawn("xterm", "-geometry", "70x20+30+40", "-T", "scroller", "-e", "sh", "-c", "seq 1 400; sleep 60")
@@ -62,7 +62,7 @@ def test_two_clients_see_the_root_window_as_programs_draw_move_and_close(spawn, 
 
 
 def test_nothing_is_read_while_no_client_is_connected(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     # one full read at connect (a late joiner starts from it), then nothing while X draws
     wait_until(lambda: server.stats()["source_state"]["capture"]["full_reads"] == 1, 15, "the read at connect")
     xvfb.spawn("xterm", "-geometry", "60x10+0+0", "-e", "sh", "-c", "while :; do date +%N; sleep 0.02; done")
@@ -96,7 +96,7 @@ def test_click_and_keys_reach_an_x_program_and_view_only_keys_do_not(spawn, xvfb
             "stdbuf", "-oL", "xev", "-geometry", "500x400+0+0", "-name", "keys", "-event", "keyboard", "-event", "button", stdout=out
         )
     window_id(xvfb, "keys")
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     (a,) = connect_clients(spawn, server, 1)
     a.send("position 200 150 0")
     wait_until(lambda: "200" in xvfb.run("xdotool", "getmouselocation").stdout, 10, "the X pointer at the client's position")
@@ -152,7 +152,7 @@ def pressed_keycodes(x: Xvfb) -> list[int]:
 
 
 def test_keys_held_by_a_client_that_leaves_are_released(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     a, b = connect_clients(spawn, server)
     a.send("keydown 0x2A")  # Left Shift
     a.send("keydown 0x1D")  # Left Ctrl
@@ -173,7 +173,7 @@ def xset_locks(x: Xvfb) -> dict[str, bool]:
 
 
 def test_client_lock_leds_reach_x(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     (a,) = connect_clients(spawn, server, 1)
     a.send("locks 6")  # Num and Caps on
     wait_until(lambda: xset_locks(xvfb) == {"Caps Lock": True, "Num Lock": True}, 10, "X's Caps and Num Lock on")
@@ -183,7 +183,7 @@ def test_client_lock_leds_reach_x(spawn, xvfb):
 
 
 def test_x_lock_leds_reach_every_client(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     clients = connect_clients(spawn, server, 2)
     xvfb.run("xdotool", "key", "Caps_Lock")  # a keyboard on the X side
     for c in clients:
@@ -216,7 +216,7 @@ def cursor_sets(client) -> list[tuple[int, int, int, int]]:
 def test_the_x_pointer_and_its_shape_reach_both_clients(spawn, xvfb):
     xvfb.spawn("xterm", "-geometry", "40x10+400+300", "-T", "ibeam")
     window_id(xvfb, "ibeam")
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     clients = connect_clients(spawn, server)
     for x, y in ((300, 200), (17, 611)):
         xvfb.run("xdotool", "mousemove", str(x), str(y))
@@ -245,7 +245,7 @@ def test_the_x_pointer_and_its_shape_reach_both_clients(spawn, xvfb):
 
 
 def test_a_screen_size_change_reaches_both_clients(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     clients = connect_clients(spawn, server)
     xvfb.spawn("xlogo", "-geometry", "300x300+500+300")
     wait_match(xvfb, clients)
@@ -259,7 +259,7 @@ def test_a_screen_size_change_reaches_both_clients(spawn, xvfb):
 
 
 def test_x_server_killed_then_back(spawn, xvfb):
-    server = spawn.harness("--source", f"x11:{xvfb.display}")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     clients = connect_clients(spawn, server)
     wait_match(xvfb, clients)
     notes = NotifyReader(server.port)  # a main channel that reads what clients are told
@@ -289,7 +289,7 @@ def test_x_server_killed_then_back(spawn, xvfb):
 
 
 def test_exit_on_x_loss(spawn, xvfb):
-    server = spawn.server("--source", f"x11:{xvfb.display}", "--exit-on-x-loss")
+    server = spawn.server("--source", f"x11:{xvfb.display}", "--exit-on-x-loss", "--disable-ticketing")
     xvfb.kill()
     server.proc.wait(20)
     assert "exiting (--exit-on-x-loss)" in server.log()
@@ -299,7 +299,7 @@ def test_without_mit_shm_plain_getimage_serves_the_same_pixels(spawn, tmp_path):
     x = Xvfb(tmp_path, size=(800, 600), max_size=(800, 600), args=("-extension", "MIT-SHM"))
     try:
         x.run("xsetroot", "-solid", "#225511")
-        server = spawn.harness("--source", f"x11:{x.display}")
+        server = spawn.harness("--source", f"x11:{x.display}", "--disable-ticketing")
         clients = connect_clients(spawn, server)
         x.spawn("xterm", "-geometry", "50x15+20+20", "-T", "plain", "-e", "sh", "-c", "seq 1 300; sleep 60")
         window_id(x, "plain")

@@ -130,7 +130,7 @@ def test_cursor_image_premultiplied_to_straight_alpha():
 # --- start-up checks -------------------------------------------------------------------------
 def test_missing_extensions_are_named(xvfb_factory, tmp_path):
     x = xvfb_factory(size=(640, 480), max_size=(640, 480), args=("-extension", "DAMAGE", "-extension", "XTEST"))
-    r = run_twistd("--source", f"x11:{x.display}", cwd=tmp_path)
+    r = run_twistd("--source", f"x11:{x.display}", "--disable-ticketing", cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Traceback" not in out
     assert "lacks the extensions DAMAGE, XTEST" in out
@@ -138,7 +138,7 @@ def test_missing_extensions_are_named(xvfb_factory, tmp_path):
 
 def test_a_16_bit_display_is_refused_with_a_reason(xvfb_factory, tmp_path):
     x = xvfb_factory(size=(640, 480), max_size=(640, 480), depth=16)
-    r = run_twistd("--source", f"x11:{x.display}", cwd=tmp_path)
+    r = run_twistd("--source", f"x11:{x.display}", "--disable-ticketing", cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Traceback" not in out
     assert "16 bits deep (24 or 32-bit TrueColor is needed)" in out
@@ -147,8 +147,8 @@ def test_a_16_bit_display_is_refused_with_a_reason(xvfb_factory, tmp_path):
 @pytest.mark.parametrize(
     "args,env,message",
     [
-        (["--source", "x11::79"], {}, "cannot connect to X display ':79'"),
-        (["--source", "x11"], {"DISPLAY": ""}, "$DISPLAY is not set"),
+        (["--source", "x11::79", "--disable-ticketing"], {}, "cannot connect to X display ':79'"),
+        (["--source", "x11", "--disable-ticketing"], {"DISPLAY": ""}, "$DISPLAY is not set"),
         (["--exit-on-x-loss"], {}, "--exit-on-x-loss needs --source x11"),
     ],
 )

@@ -10,20 +10,28 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import bitmap, jpeg, lz4
+from . import bitmap, jpeg, lz, lz4, quic
 from .payload import Payload
 
 Encoder = Callable[[np.ndarray], Payload]
 
 BITMAP = "bitmap"
 LZ4 = "lz4"
+LZ = "lz"
+QUIC = "quic"  # lossless, every client decodes it; pays on photo-like content
 JPEG = "jpeg"  # lossy: only for clients on slow links, only where classify.lossy_pays says so
 
-ENCODERS: dict[str, Encoder] = {BITMAP: bitmap.encode, LZ4: lz4.encode, JPEG: jpeg.encode}
+ENCODERS: dict[str, Encoder] = {BITMAP: bitmap.encode, LZ4: lz4.encode, LZ: lz.encode, QUIC: quic.encode, JPEG: jpeg.encode}
 
 # Pixels (width x height) below which an encode runs inline on the reactor: handing a job to
 # a thread and back costs more than a small encode (measured by benchmarks/codec_pool.py).
-INLINE_PIXELS: dict[str, int] = {BITMAP: bitmap.INLINE_PIXELS, LZ4: lz4.INLINE_PIXELS, JPEG: jpeg.INLINE_PIXELS}
+INLINE_PIXELS: dict[str, int] = {
+    BITMAP: bitmap.INLINE_PIXELS,
+    LZ4: lz4.INLINE_PIXELS,
+    LZ: lz.INLINE_PIXELS,
+    QUIC: quic.INLINE_PIXELS,
+    JPEG: jpeg.INLINE_PIXELS,
+}
 
 # Codecs whose images differ from the pixels: a client shown one holds that area lossy.
 LOSSY_CODECS: frozenset[str] = frozenset({JPEG})
@@ -33,4 +41,4 @@ def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
-__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ4", "Payload", "encode"]
+__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ", "LZ4", "QUIC", "Payload", "encode"]

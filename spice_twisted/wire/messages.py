@@ -110,6 +110,7 @@ IMAGE = Struct(
                     ImageType.QUIC: [("data", SizedBytes(U32))],
                     ImageType.LZ_RGB: [("data", SizedBytes(U32))],
                     ImageType.GLZ_RGB: [("data", SizedBytes(U32))],
+                    ImageType.ZLIB_GLZ_RGB: [("glz_data_size", U32), ("data", SizedBytes(U32))],
                     ImageType.JPEG: [("data", SizedBytes(U32))],
                     ImageType.LZ4: [("data", SizedBytes(U32))],
                     ImageType.FROM_CACHE: [],

@@ -73,11 +73,15 @@ class Ticket:
 
 def check_password(password: bytes) -> None:
     """A ticket clients can send: at most 60 bytes (upstream's limit), no NUL (the client
-    sends a C string, so nothing after a NUL could ever match)."""
+    sends a C string, so nothing after a NUL could ever match), no control characters."""
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"password longer than {MAX_PASSWORD_LENGTH} bytes")
     if b"\0" in password:
         raise ValueError("the password contains a NUL byte, which no client can send")
+    if any(b < 0x20 or b == 0x7F for b in password):
+        # A newline in a ticket would start a new line wherever it is written out
+        # (a .vv file's password=), and no one types a control character as a password.
+        raise ValueError("the password contains a control character (newline, tab, ...): use printable characters")
 
 
 def same_secret(a: bytes, b: bytes) -> bool:

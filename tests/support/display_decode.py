@@ -1,20 +1,25 @@
-"""Decode what a display channel sent (DRAW_COPY with raw, LZ4 or JPEG images, COPY_BITS) into a framebuffer.
+"""Decode what a display channel sent (DRAW_COPY with raw, LZ, LZ4, QUIC or JPEG images, COPY_BITS) into a framebuffer.
 
 An independent reader of our output for in-process tests and the wire tap: it parses
-with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, JPEG with Pillow
-(its own libjpeg, not the encoder's binding).
+with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, LZ with our own
+Python decoder (support/lz_decode.py), QUIC with our own C decoder (codecs/_native/quic.c:
+real spice-gtk clients check it), JPEG with Pillow (its own libjpeg, not the encoder's binding).
 """
 
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 from PIL import Image
 
 from spice_twisted.codecs.lz4 import decode as lz4_decode
+from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
+
+from .lz_decode import SpiceGtkGlzWindow, decode_lz
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -32,6 +37,14 @@ def image_pixels(image: dict) -> np.ndarray:
         return rows[:, : w * 4].reshape(h, w, 4)
     if image["type"] == ImageType.LZ4:
         return lz4_decode(image["data"], w, h)
+    if image["type"] == ImageType.LZ_RGB:
+        out = decode_lz(image["data"])
+        assert out.shape[:2] == (h, w), (out.shape, (w, h))  # spice-gtk refuses any other size
+        return out
+    if image["type"] == ImageType.QUIC:
+        px = quic_decode(image["data"])
+        assert px.shape[:2] == (h, w), (px.shape, (h, w))  # spice-gtk refuses a QUIC image of another size
+        return px
     if image["type"] == ImageType.JPEG:
         decoded = Image.open(io.BytesIO(image["data"]))
         assert decoded.format == "JPEG" and decoded.size == (w, h), (decoded.format, decoded.size, (w, h))
@@ -54,6 +67,7 @@ class Screen:
         self.draws = 0
         self.copies = 0
         self.surfaces: list[tuple[int, int]] = []
+        self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
@@ -93,7 +107,15 @@ class Screen:
             assert px.shape[:2] == (image["height"], image["width"])
             self.cache_hits += 1
             return px
-        px = image_pixels(image)
+        if kind in (ImageType.GLZ_RGB, ImageType.ZLIB_GLZ_RGB):
+            data = image["data"]
+            if kind == ImageType.ZLIB_GLZ_RGB:
+                data = zlib.decompress(data)
+                assert len(data) == image["glz_data_size"]
+            _, px = self.glz.decode(data)  # raises on a reference to an image not in the window
+            assert px.shape[:2] == (image["height"], image["width"])
+        else:
+            px = image_pixels(image)
         if flags & CACHE_REPLACE_ME:
             raise AssertionError(f"CACHE_REPLACE_ME of {key:#x}: spice-html5 ignores it, we never send it")
         elif flags & CACHE_ME:

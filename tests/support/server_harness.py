@@ -10,6 +10,10 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   resize W H        the source serves a W x H screen (image sources); replies the new size
   count_codecs      wrap every codecs.ENCODERS entry with a counting wrapper (once)
   codec_calls       {"calls": {codec: encodes}, "pixels": {codec: pixels encoded}} since count_codecs
+  glz_everyone Z [WINDOW [FIRST]]  every display client gets GLZ from one dictionary of
+                    WINDOW pixels (Z=1: in its ZLIB_GLZ form), ids from FIRST (0),
+                    encoded on the reactor in commit order with ids 0, 1, 2... A test scaffold
+                    for the encoder's format only: no drop or late-join policy (issue 17)
   updates N         N small updates, each its own frame (a 4x4 square of a new colour,
                     damage, flush), ~200 per reactor turn; replies once all are done
   flush             run the pending frame now
@@ -67,6 +71,21 @@ def install_codec_counters() -> None:
             codec_pixels.setdefault(name, 0)
 
 
+def serve_glz_to_everyone(zlib_form: bool, window: int | None, first: int = 0) -> None:
+    from spice_twisted.channels.display import DisplayChannelClient
+    from spice_twisted.codecs import glz
+
+    encoder, ids = glz.GlzEncoder(window or glz.DEFAULT_WINDOW_PIXELS), iter(range(first, 2**39))
+
+    def encode(pixels: np.ndarray) -> codecs.Payload:
+        payload = encoder.encode(pixels, next(ids))
+        return (glz.zlib_glz(payload) or payload) if zlib_form else payload
+
+    codecs.ENCODERS["glz"] = encode
+    codecs.INLINE_PIXELS["glz"] = 2**62  # on the reactor: ids in commit order
+    DisplayChannelClient.codec = property(lambda self: "glz")  # type: ignore[assignment]
+
+
 def vm_rss_kb() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -120,6 +139,10 @@ class Control(LineReceiver):
         elif cmd == "count_codecs":
             install_codec_counters()
             self.reply(reply="count_codecs", codecs=sorted(codecs.ENCODERS))
+        elif cmd == "glz_everyone":
+            window, first = (int(a) for a in [*args[1:], "0", "0"][:2])
+            serve_glz_to_everyone(args[0] == "1", window or None, first)
+            self.reply(reply="glz_everyone")
         elif cmd == "codec_calls":
             with _codec_lock:
                 self.reply(reply="codec_calls", calls=dict(codec_calls), pixels=dict(codec_pixels))

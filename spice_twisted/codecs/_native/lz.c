@@ -1,0 +1,645 @@
+/*
+ * SPICE LZ (LZ_RGB32) and GLZ (GLZ_RGB32) encoders, written for spice-twisted.
+ *
+ * The byte formats are the ones spice-gtk decodes (spice-common lz.c for LZ, spice-gtk
+ * decode-glz.c for GLZ); see docs/codecs.md. Everything here is our own code: the matcher
+ * looks at three candidates per pixel (the previous pixel: a run; the pixel one row up;
+ * the newest earlier position whose next three pixels hash alike) and keeps the longest.
+ *
+ * Pixels are compared on B,G,R only (the X byte is not sent: RGB32 decoders write 0 there).
+ * The encode loops run without the GIL.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lz_format.h"
+
+/* ------------------------------------------------------------------ output buffer */
+
+typedef struct {
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+} Out;
+
+static inline void put(Out *o, uint8_t b) { o->buf[o->len++] = b; }
+
+static inline void put32(Out *o, uint32_t w)
+{
+    put(o, (uint8_t)(w >> 24));
+    put(o, (uint8_t)(w >> 16));
+    put(o, (uint8_t)(w >> 8));
+    put(o, (uint8_t)w);
+}
+
+/* Worst case: every pixel a literal (3 bytes) plus one control byte per 32 literals, the
+ * header, and slack for one match's bytes. A match never costs more than the literals it
+ * replaces plus a few bytes (it is only taken when it saves), so this bounds the output. */
+static size_t out_bound(size_t n_pixels) { return 64 + n_pixels * 3 + n_pixels / 32 + 64; }
+
+/* Literals: a control byte (count - 1, below 32) then B,G,R per pixel. */
+static void put_literals(Out *o, const uint32_t *px, size_t from, size_t to)
+{
+    while (from < to) {
+        size_t n = to - from;
+        if (n > LZ_MAX_COPY) n = LZ_MAX_COPY;
+        put(o, (uint8_t)(n - 1));
+        for (size_t k = 0; k < n; k++) {
+            uint32_t p = px[from + k];
+            put(o, (uint8_t)p);
+            put(o, (uint8_t)(p >> 8));
+            put(o, (uint8_t)(p >> 16));
+        }
+        from += n;
+    }
+}
+
+/* Length code in the control byte's top 3 bits: 1..6 as is, 7 then (len - 7) in bytes of
+ * 255 and a final byte below 255 (both formats, RGB32). */
+static inline void put_len_ext(Out *o, size_t len)
+{
+    for (len -= 7; len >= 255; len -= 255) put(o, 255);
+    put(o, (uint8_t)len);
+}
+
+/* LZ match: distance d >= 1 pixels back, len >= 1. */
+static void put_lz_match(Out *o, size_t d, size_t len)
+{
+    size_t ofs = d - 1;
+    unsigned code = len < 7 ? (unsigned)len : 7;
+    if (ofs < LZ_MAX_DISTANCE) {
+        put(o, (uint8_t)((code << 5) | (ofs >> 8)));
+        if (code == 7) put_len_ext(o, len);
+        put(o, (uint8_t)(ofs & 255));
+    } else {
+        size_t far = ofs - LZ_MAX_DISTANCE;
+        put(o, (uint8_t)((code << 5) | 31));
+        if (code == 7) put_len_ext(o, len);
+        put(o, 255);
+        put(o, (uint8_t)(far >> 8));
+        put(o, (uint8_t)(far & 255));
+    }
+}
+
+/* GLZ match. image_dist 0: pix is the distance back minus one inside this image; otherwise
+ * pix is the offset from the start of the image image_dist ids back. */
+static void put_glz_match(Out *o, uint32_t image_dist, size_t pix, size_t len)
+{
+    unsigned code = len < 7 ? (unsigned)len : 7;
+    int medium = pix >= GLZ_PIX_SHORT;
+    put(o, (uint8_t)((code << 5) | (medium ? 16 : 0) | (pix & 0x0f)));
+    if (code == 7) put_len_ext(o, len);
+    put(o, (uint8_t)((pix >> 4) & 255));
+    if (!medium) {
+        /* 2 bits: how many more bytes; 6 bits of image_dist, then 8 per byte */
+        if (image_dist < (1u << 6)) {
+            put(o, (uint8_t)(image_dist & 0x3f));
+        } else if (image_dist < (1u << 14)) {
+            put(o, (uint8_t)(0x40 | (image_dist & 0x3f)));
+            put(o, (uint8_t)(image_dist >> 6));
+        } else if (image_dist < (1u << 22)) {
+            put(o, (uint8_t)(0x80 | (image_dist & 0x3f)));
+            put(o, (uint8_t)(image_dist >> 6));
+            put(o, (uint8_t)(image_dist >> 14));
+        } else {
+            put(o, (uint8_t)(0xc0 | (image_dist & 0x3f)));
+            put(o, (uint8_t)(image_dist >> 6));
+            put(o, (uint8_t)(image_dist >> 14));
+            put(o, (uint8_t)(image_dist >> 22));
+        }
+    } else {
+        int lng = pix >= GLZ_PIX_MEDIUM;
+        uint8_t hi = (uint8_t)((lng ? 32 : 0) | ((pix >> 12) & 31));
+        if (image_dist == 0) {
+            put(o, hi);
+        } else if (image_dist < (1u << 8)) {
+            put(o, (uint8_t)(0x40 | hi));
+            put(o, (uint8_t)image_dist);
+        } else if (image_dist < (1u << 16)) {
+            put(o, (uint8_t)(0x80 | hi));
+            put(o, (uint8_t)image_dist);
+            put(o, (uint8_t)(image_dist >> 8));
+        } else {
+            put(o, (uint8_t)(0xc0 | hi));
+            put(o, (uint8_t)image_dist);
+            put(o, (uint8_t)(image_dist >> 8));
+            put(o, (uint8_t)(image_dist >> 16));
+        }
+        if (lng) put(o, (uint8_t)((pix >> 17) & 255));
+    }
+}
+
+/* ------------------------------------------------------------------ pixels in */
+
+/* Copies the caller's BGRX rows (any row stride) into one contiguous array of B,G,R
+ * words, the X byte cleared, so the matcher compares whole words. */
+static void load_pixels(uint32_t *dst, const uint8_t *src, size_t w, size_t h, Py_ssize_t row_stride)
+{
+    for (size_t y = 0; y < h; y++) {
+        const uint8_t *row = src + (Py_ssize_t)y * row_stride;
+        uint32_t *d = dst + y * w;
+        for (size_t x = 0; x < w; x++) {
+            uint32_t v;
+            memcpy(&v, row + 4 * x, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            v = __builtin_bswap32(v);
+#endif
+            d[x] = v & 0x00ffffffu;
+        }
+    }
+}
+
+static inline uint32_t hash3(const uint32_t *p, unsigned bits)
+{
+    uint32_t h = p[0] * 0x9E3779B1u;
+    h = (h ^ (h >> 15)) + p[1] * 0x85EBCA77u;
+    h = (h ^ (h >> 13)) + p[2] * 0xC2B2AE3Du;
+    h ^= h >> 16;
+    return (h * 0x27D4EB2Fu) >> (32 - bits);
+}
+
+/* Three equal pixels: a run, which the run candidate finds; kept out of the hash table,
+ * where they would only push out the positions that tell content apart. */
+static inline int uniform3(const uint32_t *p) { return p[0] == p[1] && p[1] == p[2]; }
+
+/* Position k is looked up and remembered by the three pixels from k - 1: at the edge
+ * where a run or a match ends, that triple still tells the content apart. */
+static inline int keyed(const uint32_t *px, size_t k, size_t n) { return k >= 1 && k + 2 <= n && !uniform3(px + k - 1); }
+
+/* After a long stretch without a match (a photo, noise) look at fewer positions, as LZ4
+ * does: the pixels passed over go out as literals all the same. */
+static inline size_t skip_after(size_t literals) { return literals < 128 ? 1 : (literals < 1024 ? 2 : 4); }
+
+static inline size_t extend(const uint32_t *a, const uint32_t *b, size_t max)
+{
+    size_t n = 0;
+    while (n < max && a[n] == b[n]) n++;
+    return n;
+}
+
+/* ------------------------------------------------------------------ LZ */
+
+#define LZ_HASH_BITS 16
+
+/* Encodes n = w*h pixels as LZ_RGB32 (top-down) into o. table: 1 << LZ_HASH_BITS entries. */
+static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint32_t *table)
+{
+    size_t n = w * h;
+    put32(o, LZ_MAGIC);
+    put32(o, LZ_VERSION);
+    put32(o, LZ_TYPE_RGB32);
+    put32(o, (uint32_t)w);
+    put32(o, (uint32_t)h);
+    put32(o, (uint32_t)(w * 4));
+    put32(o, 1); /* top_down */
+
+    memset(table, 0xff, sizeof(uint32_t) << LZ_HASH_BITS);
+    size_t i = 0, lit = 0;
+    while (i < n) {
+        size_t best = 0, best_d = 0, left = n - i;
+        if (i > 0 && px[i] == px[i - 1]) {
+            best = 1 + extend(px + i + 1, px + i, left - 1);
+            best_d = 1;
+        }
+        if (i >= w && w > 1 && w - 1 <= LZ_MAX_FAR && best < left) {
+            size_t l = extend(px + i, px + i - w, left);
+            if (l > best) { best = l; best_d = w; }
+        }
+        if (best < left && keyed(px, i, n)) {
+            uint32_t hv = hash3(px + i - 1, LZ_HASH_BITS);
+            uint32_t c = table[hv];
+            table[hv] = (uint32_t)i;
+            if (c != UINT32_MAX && i - c - 1 <= LZ_MAX_FAR) {
+                size_t l = extend(px + i, px + c, left);
+                if (l > best) { best = l; best_d = i - c; }
+            }
+        }
+        if (best >= 2) {
+            put_literals(o, px, lit, i);
+            put_lz_match(o, best_d, best);
+            size_t end = i + best;
+            /* remember the match's positions for later matches (inside a run, none is keyed) */
+            if (best_d != 1)
+                for (size_t k = i + 1; k < end; k++)
+                    if (keyed(px, k, n)) table[hash3(px + k - 1, LZ_HASH_BITS)] = (uint32_t)k;
+            i = lit = end;
+        } else {
+            i += skip_after(i - lit);
+        }
+    }
+    put_literals(o, px, lit, n);
+}
+
+/* ------------------------------------------------------------------ buffers from Python */
+
+/* A C view of a (height, width, 4) uint8 buffer whose pixels are contiguous within a row. */
+typedef struct {
+    Py_buffer view;
+    const uint8_t *base;
+    size_t w, h;
+    Py_ssize_t row_stride;
+} Pixels;
+
+static int get_pixels(PyObject *obj, Pixels *p)
+{
+    if (PyObject_GetBuffer(obj, &p->view, PyBUF_RECORDS_RO) < 0) return -1;
+    Py_buffer *v = &p->view;
+    if (v->ndim != 3 || v->shape[2] != 4 || v->itemsize != 1 || v->strides[2] != 1 || v->strides[1] != 4) {
+        PyErr_SetString(PyExc_ValueError, "pixels must be a (height, width, 4) uint8 array with contiguous rows");
+        PyBuffer_Release(v);
+        return -1;
+    }
+    if (v->format && strcmp(v->format, "B") != 0) {
+        PyErr_SetString(PyExc_ValueError, "pixels must be uint8");
+        PyBuffer_Release(v);
+        return -1;
+    }
+    if (v->shape[0] < 1 || v->shape[1] < 1 || v->shape[0] > LZ_MAX_SIDE || v->shape[1] > LZ_MAX_SIDE ||
+        v->strides[0] < 4 * v->shape[1]) {
+        PyErr_Format(PyExc_ValueError, "image size %zdx%zd (row stride %zd) out of range", v->shape[1], v->shape[0],
+                     v->strides[0]);
+        PyBuffer_Release(v);
+        return -1;
+    }
+    p->base = (const uint8_t *)v->buf;
+    p->w = (size_t)v->shape[1];
+    p->h = (size_t)v->shape[0];
+    p->row_stride = v->strides[0];
+    return 0;
+}
+
+static PyObject *finish(Out *o)
+{
+    PyObject *r = PyBytes_FromStringAndSize((const char *)o->buf, (Py_ssize_t)o->len);
+    free(o->buf);
+    return r;
+}
+
+static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
+{
+    Pixels p;
+    if (get_pixels(arg, &p) < 0) return NULL;
+    size_t n = p.w * p.h;
+    if (n * 4 > LZ_MAX_IMAGE_BYTES) {
+        PyBuffer_Release(&p.view);
+        PyErr_SetString(PyExc_ValueError, "LZ images hold less than 1 GiB (what clients accept)");
+        return NULL;
+    }
+    uint32_t *px = malloc(n * sizeof(uint32_t));
+    uint32_t *table = malloc(sizeof(uint32_t) << LZ_HASH_BITS);
+    Out o = {malloc(out_bound(n)), 0, out_bound(n)};
+    if (!px || !table || !o.buf) {
+        free(px), free(table), free(o.buf);
+        PyBuffer_Release(&p.view);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    load_pixels(px, p.base, p.w, p.h, p.row_stride);
+    lz_encode_rgb32(&o, px, p.w, p.h, table);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&p.view);
+    free(px), free(table);
+    return finish(&o);
+}
+
+/* ------------------------------------------------------------------ GLZ dictionary */
+
+#define GLZ_HASH_BITS 18
+#define GLZ_OFF_BITS 25 /* pixel offsets below 2^25: the format's longest */
+#define GLZ_MAX_ID ((UINT64_C(1) << (64 - GLZ_OFF_BITS)) - 1)
+#define GLZ_NONE UINT64_MAX
+
+typedef struct {
+    uint64_t id;
+    uint32_t *px; /* w*h B,G,R words */
+    size_t n;
+} GlzImage;
+
+typedef struct {
+    PyObject_HEAD
+    GlzImage *ring; /* images by id, oldest first, circular */
+    size_t cap, head, count;
+    size_t pixels, window;
+    uint64_t last_id; /* GLZ_NONE before the first */
+    uint64_t *table;  /* (id << 25 | offset) of the newest position with that hash */
+    int busy;
+    /* the last encode's counts, for tests and benchmarks */
+    size_t last_ref_pixels;
+    uint64_t last_oldest_ref;
+} GlzDict;
+
+static GlzImage *ring_at(GlzDict *d, size_t k) { return &d->ring[(d->head + k) % d->cap]; }
+
+static GlzImage *dict_find(GlzDict *d, uint64_t id)
+{
+    size_t lo = 0, hi = d->count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        GlzImage *m = ring_at(d, mid);
+        if (m->id == id) return m;
+        if (m->id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+static void dict_drop_oldest(GlzDict *d)
+{
+    GlzImage *g = ring_at(d, 0);
+    d->pixels -= g->n;
+    free(g->px);
+    g->px = NULL;
+    d->head = (d->head + 1) % d->cap;
+    d->count--;
+}
+
+static int dict_push(GlzDict *d, uint64_t id, uint32_t *px, size_t n)
+{
+    if (d->count == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 64;
+        GlzImage *nr = malloc(ncap * sizeof(GlzImage));
+        if (!nr) return -1;
+        for (size_t k = 0; k < d->count; k++) nr[k] = *ring_at(d, k);
+        free(d->ring);
+        d->ring = nr;
+        d->cap = ncap;
+        d->head = 0;
+    }
+    GlzImage *g = &d->ring[(d->head + d->count) % d->cap];
+    g->id = id;
+    g->px = px;
+    g->n = n;
+    d->count++;
+    d->pixels += n;
+    return 0;
+}
+
+/* Encodes px (n = w*h) as image `id` of the dictionary, referencing only this image and the
+ * dictionary's images with ids >= min_ref (all of which are older than id). */
+static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, size_t h, uint64_t id,
+                             uint64_t min_ref, uint32_t win_head_dist)
+{
+    size_t n = w * h;
+    uint64_t *table = d->table;
+    put32(o, LZ_MAGIC);
+    put32(o, LZ_VERSION);
+    put(o, (uint8_t)(LZ_TYPE_RGB32 | (1 << 4))); /* type, top_down */
+    put32(o, (uint32_t)w);
+    put32(o, (uint32_t)h);
+    put32(o, (uint32_t)(w * 4));
+    put32(o, (uint32_t)(id >> 32));
+    put32(o, (uint32_t)id);
+    put32(o, win_head_dist);
+
+    d->last_ref_pixels = 0;
+    d->last_oldest_ref = GLZ_NONE;
+    size_t i = 0, lit = 0;
+    const uint64_t self_tag = id << GLZ_OFF_BITS;
+    /* The alignment of the last reference to an earlier image: content that repeats an
+     * earlier image (a window redrawn, a scroll) goes on matching there after a change. */
+    GlzImage *cont = NULL;
+    int64_t cont_shift = 0; /* offset in cont = i + cont_shift */
+    while (i < n) {
+        size_t best = 0, best_d = 0, left = n - i;
+        GlzImage *best_img = NULL;
+        if (cont) {
+            int64_t off = (int64_t)i + cont_shift;
+            if (off >= 0 && (size_t)off < cont->n) {
+                size_t room = cont->n - (size_t)off;
+                size_t l = extend(px + i, cont->px + off, room < left ? room : left);
+                if (l >= 3) { best = l; best_d = (size_t)off; best_img = cont; }
+            }
+        }
+        if (i > 0 && px[i] == px[i - 1] && best < left) {
+            size_t l = 1 + extend(px + i + 1, px + i, left - 1);
+            if (l > best + 1) { best = l; best_d = 1; best_img = NULL; }
+        }
+        if (i >= w && w > 1 && best < left) {
+            size_t l = extend(px + i, px + i - w, left);
+            if (l > best + 1) { best = l; best_d = w; best_img = NULL; }
+        }
+        if (best < left && keyed(px, i, n)) {
+            uint32_t hv = hash3(px + i - 1, GLZ_HASH_BITS);
+            uint64_t c = table[hv];
+            table[hv] = self_tag | i;
+            if (c != GLZ_NONE) {
+                uint64_t cid = c >> GLZ_OFF_BITS;
+                size_t coff = (size_t)(c & ((UINT64_C(1) << GLZ_OFF_BITS) - 1));
+                if (cid == id) {
+                    if (coff < i) {
+                        size_t l = extend(px + i, px + coff, left);
+                        if (l > best + (best_img ? 1 : 0)) { best = l; best_d = i - coff; best_img = NULL; }
+                    }
+                } else if (cid >= min_ref && cid < id && id - cid <= GLZ_MAX_IMAGE_DIST) {
+                    GlzImage *g = dict_find(d, cid);
+                    if (g && coff < g->n) {
+                        size_t max = g->n - coff < left ? g->n - coff : left;
+                        size_t l = extend(px + i, g->px + coff, max);
+                        /* a reference to another image costs a byte or two more, and
+                         * up to 7 bytes: 3 pixels at least keep the output bound */
+                        if (l >= 3 && l > best + 1) { best = l; best_d = coff; best_img = g; }
+                    }
+                }
+            }
+        }
+        if (best >= 2) {
+            put_literals(o, px, lit, i);
+            if (best_img) {
+                cont = best_img;
+                cont_shift = (int64_t)best_d - (int64_t)i;
+                put_glz_match(o, (uint32_t)(id - best_img->id), best_d, best);
+                d->last_ref_pixels += best;
+                if (best_img->id < d->last_oldest_ref) d->last_oldest_ref = best_img->id;
+            } else {
+                put_glz_match(o, 0, best_d - 1, best);
+            }
+            size_t end = i + best;
+            if (best_img || best_d != 1)
+                for (size_t k = i + 1; k < end; k++)
+                    if (keyed(px, k, n)) table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
+            i = lit = end;
+        } else {
+            i += skip_after(i - lit);
+        }
+    }
+    put_literals(o, px, lit, n);
+}
+
+static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"window_pixels", NULL};
+    Py_ssize_t window;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n", kwlist, &window)) return NULL;
+    if (window < 1) {
+        PyErr_SetString(PyExc_ValueError, "window_pixels must be positive");
+        return NULL;
+    }
+    GlzDict *d = (GlzDict *)type->tp_alloc(type, 0);
+    if (!d) return NULL;
+    d->window = (size_t)window;
+    d->last_id = GLZ_NONE;
+    d->last_oldest_ref = GLZ_NONE;
+    d->table = malloc(sizeof(uint64_t) << GLZ_HASH_BITS);
+    if (!d->table) {
+        Py_DECREF(d);
+        return PyErr_NoMemory();
+    }
+    memset(d->table, 0xff, sizeof(uint64_t) << GLZ_HASH_BITS);
+    return (PyObject *)d;
+}
+
+static void glz_dealloc(GlzDict *d)
+{
+    while (d->count) dict_drop_oldest(d);
+    free(d->ring);
+    free(d->table);
+    Py_TYPE(d)->tp_free((PyObject *)d);
+}
+
+/* glz_encode's work, with d->busy set: nothing else may touch the dictionary meanwhile
+ * (reading a buffer may run Python code, and the encode itself runs without the GIL). */
+static PyObject *glz_encode_busy(GlzDict *d, PyObject *obj, unsigned long long id, unsigned long long min_ref)
+{
+    if (id > GLZ_MAX_ID || (d->last_id != GLZ_NONE && id <= d->last_id)) {
+        PyErr_Format(PyExc_ValueError, "image_id %llu must grow (last %llu) and stay below 2^39", id,
+                     (unsigned long long)d->last_id);
+        return NULL;
+    }
+    Pixels p;
+    if (get_pixels(obj, &p) < 0) return NULL;
+    size_t n = p.w * p.h;
+    if (n >= (size_t)1 << GLZ_OFF_BITS) {
+        PyBuffer_Release(&p.view);
+        PyErr_SetString(PyExc_ValueError, "GLZ images hold fewer than 2^25 pixels");
+        return NULL;
+    }
+    uint32_t *px = malloc(n * sizeof(uint32_t));
+    Out o = {malloc(out_bound(n)), 0, out_bound(n)};
+    if (!px || !o.buf) {
+        free(px), free(o.buf);
+        PyBuffer_Release(&p.view);
+        return PyErr_NoMemory();
+    }
+    /* Make room first: the window holds this image and as many of the newest before it
+     * as fit. The client may release every image below the oldest one kept. */
+    while (d->count && d->pixels + n > d->window) dict_drop_oldest(d);
+    uint64_t oldest = d->count ? ring_at(d, 0)->id : id;
+    if (id - oldest > UINT32_MAX) {
+        while (d->count && id - ring_at(d, 0)->id > UINT32_MAX) dict_drop_oldest(d);
+        oldest = d->count ? ring_at(d, 0)->id : id;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    load_pixels(px, p.base, p.w, p.h, p.row_stride);
+    glz_encode_rgb32(d, &o, px, p.w, p.h, id, min_ref, (uint32_t)(id - oldest));
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&p.view);
+    if (dict_push(d, id, px, n) < 0) {
+        free(px), free(o.buf);
+        return PyErr_NoMemory();
+    }
+    d->last_id = id;
+    return finish(&o);
+}
+
+static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"pixels", "image_id", "min_ref_id", NULL};
+    PyObject *obj;
+    unsigned long long id, min_ref = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OK|K", kwlist, &obj, &id, &min_ref)) return NULL;
+    if (d->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "GlzDictionary.encode called while another encode runs");
+        return NULL;
+    }
+    d->busy = 1;
+    PyObject *r = glz_encode_busy(d, obj, id, min_ref);
+    d->busy = 0;
+    return r;
+}
+
+static PyObject *glz_get_ids(GlzDict *d, void *closure)
+{
+    PyObject *l = PyList_New((Py_ssize_t)d->count);
+    if (!l) return NULL;
+    for (size_t k = 0; k < d->count; k++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(ring_at(d, k)->id);
+        if (!v) {
+            Py_DECREF(l);
+            return NULL;
+        }
+        PyList_SET_ITEM(l, (Py_ssize_t)k, v);
+    }
+    return l;
+}
+
+static PyObject *glz_get_pixels(GlzDict *d, void *c) { return PyLong_FromSize_t(d->pixels); }
+static PyObject *glz_get_busy(GlzDict *d, void *c) { return PyBool_FromLong(d->busy); }
+static PyObject *glz_get_window(GlzDict *d, void *c) { return PyLong_FromSize_t(d->window); }
+static PyObject *glz_get_last_id(GlzDict *d, void *c)
+{
+    if (d->last_id == GLZ_NONE) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(d->last_id);
+}
+static PyObject *glz_get_ref_pixels(GlzDict *d, void *c) { return PyLong_FromSize_t(d->last_ref_pixels); }
+static PyObject *glz_get_oldest_ref(GlzDict *d, void *c)
+{
+    if (d->last_oldest_ref == GLZ_NONE) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(d->last_oldest_ref);
+}
+
+static PyGetSetDef glz_getset[] = {
+    {"image_ids", (getter)glz_get_ids, NULL, "ids of the images held, oldest first", NULL},
+    {"pixels", (getter)glz_get_pixels, NULL, "pixels held", NULL},
+    {"busy", (getter)glz_get_busy, NULL, "an encode is running (without the GIL)", NULL},
+    {"window_pixels", (getter)glz_get_window, NULL, "most pixels held", NULL},
+    {"last_id", (getter)glz_get_last_id, NULL, "id of the last image encoded, or None", NULL},
+    {"last_ref_pixels", (getter)glz_get_ref_pixels, NULL, "pixels the last encode copied from earlier images",
+     NULL},
+    {"last_oldest_ref", (getter)glz_get_oldest_ref, NULL, "oldest image id the last encode referenced, or None",
+     NULL},
+    {NULL},
+};
+
+static PyMethodDef glz_methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))glz_encode, METH_VARARGS | METH_KEYWORDS,
+     "encode(pixels, image_id, min_ref_id=0) -> bytes: GLZ_RGB32 data of image image_id"},
+    {NULL},
+};
+
+static PyTypeObject GlzDictType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "spice_twisted.codecs._native._lz.GlzDictionary",
+    .tp_basicsize = sizeof(GlzDict),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "GlzDictionary(window_pixels): the recent images a GLZ stream may reference",
+    .tp_new = glz_new,
+    .tp_dealloc = (destructor)glz_dealloc,
+    .tp_methods = glz_methods,
+    .tp_getset = glz_getset,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static PyMethodDef methods[] = {
+    {"encode_lz", py_encode_lz, METH_O, "encode_lz(pixels) -> bytes: LZ_RGB32 data of a (h, w, 4) BGRX array"},
+    {NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lz", "SPICE LZ and GLZ encoders", -1, methods};
+
+PyMODINIT_FUNC PyInit__lz(void)
+{
+    if (PyType_Ready(&GlzDictType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&GlzDictType);
+    if (PyModule_AddObject(m, "GlzDictionary", (PyObject *)&GlzDictType) < 0) {
+        Py_DECREF(&GlzDictType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "MAX_SIDE", LZ_MAX_SIDE);
+    return m;
+}

@@ -1,0 +1,221 @@
+"""Decoders of ours for SPICE LZ_RGB32 and GLZ_RGB32, to check our encoders' round trips.
+
+Written from the format as spice-gtk reads it (docs/codecs.md), independently of the C
+encoder. They raise ValueError on anything a real client would reject or trip over: a bad
+header, a reference before the image start or past its end, a GLZ reference to an image
+the window does not hold (spice-gtk would block waiting for it), trailing bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+LZ_MAGIC = 0x20205A4C
+LZ_VERSION = 0x00010001
+RGB32 = 8
+
+
+def _pixels_to_bgrx(px: np.ndarray, height: int, width: int) -> np.ndarray:
+    return px.astype("<u4").view(np.uint8).reshape(height, width, 4)
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data, self.pos = data, pos
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError("truncated")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def literals(self, count: int) -> np.ndarray:
+        end = self.pos + 3 * count
+        if end > len(self.data):
+            raise ValueError("truncated literals")
+        raw = np.frombuffer(self.data, np.uint8, 3 * count, self.pos).reshape(count, 3).astype(np.uint32)
+        self.pos = end
+        return raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)
+
+    def length(self, code: int) -> int:
+        if code < 7:
+            return code
+        n = 7
+        while True:
+            b = self.byte()
+            n += b
+            if b != 255:
+                return n
+
+
+def _copy(out: np.ndarray, op: int, src: np.ndarray, start: int, n: int) -> None:
+    """Forward copy of n words from src[start:] to out[op:], overlapping as a byte loop would."""
+    if src is out and op - start < n:
+        d = op - start
+        out[op : op + n] = np.resize(out[start:op], n) if d > 1 else out[start]
+    else:
+        out[op : op + n] = src[start : start + n]
+
+
+def decode_lz(data: bytes) -> np.ndarray:
+    """LZ_RGB32 data -> (height, width, 4) uint8 BGRX with X = 0, top-down."""
+    if len(data) < 28:
+        raise ValueError("short LZ header")
+    magic, version, typ, width, height, stride, top_down = struct.unpack_from(">7I", data, 0)
+    if (magic, version, typ) != (LZ_MAGIC, LZ_VERSION, RGB32) or stride != width * 4 or width < 1 or height < 1:
+        raise ValueError(f"bad LZ header {magic:#x} {version:#x} type {typ} {width}x{height} stride {stride}")
+    n = width * height
+    out = np.zeros(n, np.uint32)
+    r, op = _Reader(data, 28), 0
+    while op < n:
+        ctrl = r.byte()
+        if ctrl < 32:
+            count = ctrl + 1
+            if op + count > n:
+                raise ValueError("literals past the image end")
+            out[op : op + count] = r.literals(count)
+            op += count
+            continue
+        length = r.length(ctrl >> 5)
+        code = r.byte()
+        ofs = ((ctrl & 31) << 8) + code
+        if code == 255 and (ctrl & 31) == 31:
+            ofs = 8191 + (r.byte() << 8) + r.byte()
+        start = op - (ofs + 1)
+        if start < 0 or op + length > n:
+            raise ValueError(f"match at {op} of {length} from {start} outside the image")
+        _copy(out, op, out, start, length)
+        op += length
+    if r.pos != len(data):
+        raise ValueError(f"{len(data) - r.pos} trailing bytes")
+    img = _pixels_to_bgrx(out, height, width)
+    return img if top_down else img[::-1]
+
+
+class GlzWindow:
+    """A client's GLZ window, kept by id: decodes images in order and drops those the
+    stream says it may. Lenient about ids (any growing ids work); `SpiceGtkGlzWindow`
+    keeps them the way spice-gtk does."""
+
+    def __init__(self) -> None:
+        self.images: dict[int, np.ndarray] = {}  # id -> pixel words
+
+    def _ref(self, image_id: int) -> np.ndarray | None:
+        return self.images.get(image_id)
+
+    def _add(self, image_id: int, out: np.ndarray, win_head_dist: int) -> None:
+        self.images[image_id] = out
+        for old in [k for k in self.images if k < image_id - win_head_dist]:
+            del self.images[old]
+
+    def decode(self, data: bytes) -> tuple[int, np.ndarray]:
+        """GLZ_RGB32 data -> (image id, (height, width, 4) BGRX with X = 0)."""
+        if len(data) < 33:
+            raise ValueError("short GLZ header")
+        magic, version, tb, width, height, stride, image_id, win_head_dist = struct.unpack_from(">IIBIIIQI", data, 0)
+        typ, top_down = tb & 15, tb >> 4
+        if (magic, version, typ) != (LZ_MAGIC, LZ_VERSION, RGB32) or stride != width * 4 or width < 1 or height < 1:
+            raise ValueError(f"bad GLZ header {magic:#x} {version:#x} type {typ} {width}x{height} stride {stride}")
+        if self._ref(image_id) is not None:
+            raise ValueError(f"image id {image_id} again")
+        n = width * height
+        out = np.zeros(n, np.uint32)
+        r, op = _Reader(data, 33), 0
+        while op < n:
+            ctrl = r.byte()
+            if ctrl < 32:
+                count = ctrl + 1
+                if op + count > n:
+                    raise ValueError("literals past the image end")
+                out[op : op + count] = r.literals(count)
+                op += count
+                continue
+            length = r.length(ctrl >> 5)
+            pixel_flag, pix = (ctrl >> 4) & 1, ctrl & 15
+            pix += r.byte() << 4
+            code = r.byte()
+            image_flag = code >> 6
+            if not pixel_flag:
+                dist = code & 0x3F
+                for k in range(image_flag):
+                    dist += r.byte() << (6 + 8 * k)
+            else:
+                pix += (code & 0x1F) << 12
+                dist = 0
+                for k in range(image_flag):
+                    dist += r.byte() << (8 * k)
+                if (code >> 5) & 1:
+                    pix += r.byte() << 17
+            if op + length > n:
+                raise ValueError("match past the image end")
+            if dist == 0:
+                start = op - (pix + 1)
+                if start < 0:
+                    raise ValueError("match before the image start")
+                _copy(out, op, out, start, length)
+            else:
+                ref = self._ref(image_id - dist)
+                if ref is None:
+                    raise ValueError(f"image {image_id} references image {image_id - dist}, not in the window")
+                if pix + length > len(ref):
+                    raise ValueError("match past the referenced image's end")
+                out[op : op + length] = ref[pix : pix + length]
+            op += length
+        if r.pos != len(data):
+            raise ValueError(f"{len(data) - r.pos} trailing bytes")
+        self._add(image_id, out, win_head_dist)
+        img = _pixels_to_bgrx(out, height, width)
+        return image_id, (img if top_down else img[::-1])
+
+
+class SpiceGtkGlzWindow(GlzWindow):
+    """The window as spice-gtk keeps it (src/decode-glz.c, read for its behaviour): images
+    in an array of slots (id modulo its size, 16 at first, doubled when a slot is taken);
+    a counter `tail_gap` that advances over filled slots from 0; after each image, the
+    image in the slot before tail_gap says which ids may go (its id - win_head_dist), and
+    the slots from a counter `oldest` (0 at connect) up to that are emptied, whatever
+    image they hold. A reference to an image not in its slot would block spice-gtk's
+    display channel: here it raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: list[tuple[int, np.ndarray, int] | None] = [None] * 16
+        self.tail_gap = 0
+        self.oldest = 0
+
+    @property  # type: ignore[override]
+    def images(self) -> dict[int, np.ndarray]:
+        return {s[0]: s[1] for s in self.slots if s is not None}
+
+    @images.setter
+    def images(self, value: dict[int, np.ndarray]) -> None:
+        pass  # (the base class's __init__)
+
+    def _ref(self, image_id: int) -> np.ndarray | None:
+        s = self.slots[image_id % len(self.slots)]
+        return s[1] if s is not None and s[0] == image_id else None
+
+    def _add(self, image_id: int, out: np.ndarray, win_head_dist: int) -> None:
+        n = len(self.slots)
+        if self.slots[image_id % n] is not None:  # taken: twice the slots, images re-placed by id
+            grown: list[tuple[int, np.ndarray, int] | None] = [None] * (2 * n)
+            for s in self.slots:
+                if s is not None:
+                    grown[s[0] % (2 * n)] = s
+            self.slots, n = grown, 2 * n
+        self.slots[image_id % n] = (image_id, out, win_head_dist)
+        while self.tail_gap <= image_id and self.slots[self.tail_gap % n] is not None:
+            self.tail_gap += 1
+        last = self.slots[(self.tail_gap - 1) % (1 << 64) % n]
+        if last is None:
+            return
+        oldest = last[0] - last[2]
+        if oldest - self.oldest >= n:  # every slot gets emptied
+            self.slots = [None] * n
+        else:
+            for k in range(self.oldest, oldest):
+                self.slots[k % n] = None
+        self.oldest = max(self.oldest, oldest)
