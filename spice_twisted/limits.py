@@ -38,6 +38,9 @@ DEFAULT_MESSAGE_LIMITS: dict[str, int] = {
     # spice-gtk and spice-html5 cut agent data into 2048-byte messages; twice that is room enough.
     "main:AGENT_DATA": 4 * KIB,
     "inputs:KEY_SCANCODE": 256,
+    # A microphone's buffer per message (spice-gtk sends what its audio source hands it);
+    # upstream reads record messages into 32 KiB as well.
+    "record": 32 * KIB,
 }
 MAX_MESSAGE_LIMIT = 64 * MIB
 # Messages queued for one channel connection beyond its display pipe's own bounds (replies,

@@ -48,6 +48,12 @@ QEMU_SWITCHES = {"disable-ticketing"}
 SWITCH_VALUES = {"on": True, "off": False}
 
 
+def _on_off(value: str) -> bool:
+    if value not in SWITCH_VALUES:
+        raise ValueError(f"expected on or off, not {value!r}")
+    return SWITCH_VALUES[value]
+
+
 def _port(value: str) -> int:
     try:
         n = int(value)
@@ -335,6 +341,9 @@ class Options(usage.Options):
             _non_negative_float,
         ],
         ["log-window", None, Limits.log_window, "Log one line per address and kind of refusal per this many seconds.", _non_negative_float],
+        ["audio-source", None, None, "Play this 16-bit PCM WAV file in a loop to every client (default: the source's own sounds)."],
+        ["record-to", None, None, "Write what the primary client records (its microphone) to this WAV file."],
+        ["playback-compression", None, True, "on: Opus for clients that offer it; off: raw PCM to everyone (QEMU's name).", _on_off],
     ]
     optFlags = [
         [
@@ -516,6 +525,7 @@ class Options(usage.Options):
             self["source-object"] = make_source(self["source"], self["max-surface"])
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
+        self._audio()
         if self["exit-on-x-loss"]:
             if not hasattr(self["source-object"], "exit_on_loss"):
                 raise usage.UsageError("--exit-on-x-loss needs --source x11")
@@ -524,6 +534,22 @@ class Options(usage.Options):
         self._check_ports_free()
         if self["generate-password"]:
             self._print_generated_password()
+
+    def _audio(self) -> None:
+        self["audio-source-object"] = None
+        if self["audio-source"]:
+            from .sources.audio import WavLoop
+
+            try:
+                self["audio-source-object"] = WavLoop(self["audio-source"])
+            except ValueError as exc:
+                raise usage.UsageError(f"--audio-source: {exc}") from None
+        if self["record-to"]:
+            try:
+                with open(self["record-to"], "ab"):
+                    pass
+            except OSError as exc:
+                raise usage.UsageError(f"--record-to: {exc.strerror}: {self['record-to']}") from None
 
     def _ticket_policy(self) -> bool:
         """Whether this server needs a ticket (and so the admin API may not clear it).

@@ -12,6 +12,8 @@ from typing import Any
 from twisted.internet import task
 from twisted.logger import Logger
 
+from .audio.playback import PlaybackService
+from .audio.record import RecordService, WavSink
 from .audit import audit
 from .channel_security import ChannelSecurity
 from .channels.base import ChannelClient
@@ -20,6 +22,8 @@ from .channels.display import DisplayChannelClient, DisplaySettings
 from .channels.inputs import InputsChannelClient
 from .channels.keypool import LinkKeyPool
 from .channels.main import VIEW_ONLY_NOTICE, MainChannelClient
+from .channels.playback import PlaybackChannelClient
+from .channels.record import RecordChannelClient
 from .guard import Guard
 from .inputs import InputOrigin, InputRouter
 from .limits import Limits
@@ -28,8 +32,9 @@ from .ratelimit import address_key
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
+from .sources.audio import AudioSource
 from .sources.base import DisplaySource
-from .wire.enums import ChannelType, CommonCap, DisplayCap, InputsCap, LinkError, MouseMode
+from .wire.enums import ChannelType, CommonCap, DisplayCap, InputsCap, LinkError, MouseMode, PlaybackCap, RecordCap
 from .wire.link import LinkRequest
 from .wire.ticket import Ticket
 
@@ -38,6 +43,8 @@ CHANNEL_CLASSES: dict[ChannelType, type[ChannelClient]] = {
     ChannelType.DISPLAY: DisplayChannelClient,
     ChannelType.INPUTS: InputsChannelClient,
     ChannelType.CURSOR: CursorChannelClient,
+    ChannelType.PLAYBACK: PlaybackChannelClient,
+    ChannelType.RECORD: RecordChannelClient,
 }
 
 # A view-only client that tries to drive hears why nothing happens at most this often (seconds).
@@ -117,6 +124,10 @@ class SpiceServer:
         )
         self.cursor = CursorService()
         self.inputs = InputRouter(self)
+        # Sound: the playback stream every client hears, and the primary's microphone.
+        self.playback = PlaybackService(self.mm_time)
+        self.record = RecordService(None)
+        self.audio_source: AudioSource | None = getattr(source, "sounds", None)
         self._clients_seen = 0
         # Insertion order is seniority: the first client in the dict is the primary.
         self.clients: dict[int, Client] = {}
@@ -140,6 +151,8 @@ class SpiceServer:
         self.source.notify_clients = self.notify_all
         self.source.report_locks = self.inputs.source_locks
         self.source.start(self.render, self.cursor)
+        if self.audio_source is not None:
+            self.audio_source.start(self.playback, self.reactor)
         self._every(1.0, self.tick_second)
         if self.stats_interval:
             self._every(self.stats_interval, self.log_stats)
@@ -155,10 +168,25 @@ class SpiceServer:
             if loop.running:
                 loop.stop()
         self.source.stop()
+        if self.audio_source is not None:
+            self.audio_source.stop()
         for client in list(self.clients.values()):
             self.disconnect_client(client, "server stopping")
         self.render.stop()
         self.link_keys.stop()
+        self.record.close()
+
+    def configure_audio(self, source: AudioSource | None, record_to: str | None, compression: bool = True) -> None:
+        """--audio-source (None keeps the display source's own sounds), --record-to and
+        --playback-compression (off: every client gets raw PCM)."""
+        if source is not None:
+            self.audio_source = source
+        if record_to:
+            self.record = RecordService(WavSink(record_to))
+        if compression:
+            from .audio.opus import opus_encoder_factory
+
+            self.playback.make_opus = opus_encoder_factory()
 
     def log_stats(self) -> None:
         from .stats import summary_line
@@ -290,6 +318,10 @@ class SpiceServer:
             return frozenset({InputsCap.KEY_SCANCODE})
         if request.channel_type == ChannelType.DISPLAY:
             return frozenset({DisplayCap.PREF_COMPRESSION})  # spice-gtk then sends its preferred compression
+        if request.channel_type == ChannelType.PLAYBACK:
+            return frozenset({PlaybackCap.VOLUME, PlaybackCap.LATENCY} | ({PlaybackCap.OPUS} if self.playback.opus_available else set()))
+        if request.channel_type == ChannelType.RECORD:
+            return frozenset({RecordCap.VOLUME})  # raw PCM only: no RECORD_CAP_OPUS
         return frozenset()
 
     def channel_list(self) -> list[tuple[int, int]]:
@@ -438,6 +470,10 @@ class SpiceServer:
             return cc
         if ctype == ChannelType.INPUTS:
             return InputsChannelClient(self, client, request, mini, secure, inputs=self.inputs)
+        if ctype == ChannelType.PLAYBACK:
+            return PlaybackChannelClient(self, client, request, mini, secure, playback=self.playback)
+        if ctype == ChannelType.RECORD:
+            return RecordChannelClient(self, client, request, mini, secure, record=self.record, session=self)
         return CursorChannelClient(self, client, request, mini, secure, cursor=self.cursor)
 
     def channel_closed(self, cc: ChannelClient) -> None:
@@ -459,6 +495,8 @@ class SpiceServer:
         self.source.client_gone(InputOrigin(client.session_id, client.colour))
         if was_primary and self.primary is not None:
             self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)
+        if was_primary:
+            self.record.primary_changed(self.primary)  # the recording moves with the primary
 
     def notify_all(self, text: str) -> None:
         """A NOTIFY to every connected client (the source's news: a display lost, back)."""

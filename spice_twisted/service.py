@@ -92,6 +92,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         view_ticket=options.get("view-ticket"),
     )
     server.new_clients_view_only = bool(options["view-only"])
+    server.configure_audio(options.get("audio-source-object"), options.get("record-to"), options.get("playback-compression", True))
     jpeg.set_quality(options["jpeg-quality"])
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]

@@ -36,6 +36,9 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
         "paused": cc.paused,
         "rtt_ms": round(cc.rtt * 1000, 3) if cc.rtt is not None else None,
     }
+    audio = getattr(cc, "audio_stats", None)
+    if audio is not None:  # playback and record channels (channels/playback.py, record.py)
+        out["audio"] = audio()
     pipe = cc.pipe
     if isinstance(pipe, DisplayPipe):
         out.update(
@@ -95,6 +98,7 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "coalesced": sum(c["coalesced"] for c in channels),
         "rtt_ms": min(rtts) if rtts else None,
         "link": client.link.stats(),  # bandwidth, round trip and WAN verdict (link_estimate.py)
+        "playback": next((c["audio"] for c in channels if c["channel"] == "playback"), None),
     }
 
 
@@ -145,6 +149,22 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "slot_evictions": server.slot_evictions,  # view-only clients replaced by full-ticket ones
         "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline, "taken": server.link_keys.taken},
         "guard": server.guard.stats(),
+        "audio": audio_stats(server),
+    }
+
+
+def audio_stats(server: SpiceServer) -> dict[str, Any]:
+    pb, rec, src = server.playback, server.record, server.audio_source
+    return {
+        "source": src.describe() if src is not None else None,
+        "playing": pb.active,
+        "frames": pb.frames,
+        "encodes": dict(pb.encodes),  # per mode: at most one per frame
+        "opus_available": pb.opus_available,
+        "record_to": getattr(rec.sink, "path", None),
+        "recording_client": rec.active.client.session_id if rec.active is not None else None,
+        "recorded_bytes": rec.bytes,
+        "record_ignored": rec.ignored,
     }
 
 
@@ -157,6 +177,7 @@ def summary_line(server: SpiceServer) -> str:
         f"coalesced={c['coalesced']} rtt={'-' if c['rtt_ms'] is None else str(c['rtt_ms']) + 'ms'} "
         f"link={'wan' if c['link']['wan'] else 'lan'}/"
         f"{'-' if c['link']['bandwidth_bps'] is None else format(c['link']['bandwidth_bps'] / 1e6, '.1f') + 'Mbit/s'}"
+        + (f" audio={c['playback']['mode']}/{c['playback']['frames_sent']}/-{c['playback']['frames_dropped']}" if c["playback"] else "")
         for c in s["clients"]
     )
     return f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']} [{per_client}]"

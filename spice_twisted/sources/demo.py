@@ -35,6 +35,7 @@ from twisted.internet import task
 
 from ..render.cursor import CursorShape, arrow_cursor
 from ..render.rect import Rect
+from .audio import DemoSounds
 from .base import DisplaySource, rgb_to_xrgb
 from .demo_log import LINE_H, LINES, LogModel, line_pixels, panel_pixels
 from .demo_pictures import ICON, SLIDES, font, icon, slide
@@ -69,6 +70,7 @@ KEYMAP: dict[int, tuple[str, str]] = {
 }
 KEYMAP[0x39] = (" ", " ")
 SHIFT_KEYS = {0x2A, 0x36}
+TONE_KEY = 0x42  # F8 toggles the demo's steady tone; a click chimes (sources/audio.py)
 BACKSPACE, ENTER = 0x0E, 0x1C
 
 
@@ -139,6 +141,7 @@ class DemoSource(DisplaySource):
         self._lit: set[int] = set()  # icons painted highlighted
         self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
         self._text_dirty = False
+        self.sounds = DemoSounds()  # the server plays them (unless --audio-source)
 
     def show_urls(self, urls: Sequence[str], ca_file: str | None = None) -> None:
         """Say on the desktop where it is served (the server's real spice:// URLs, and the CA
@@ -397,6 +400,7 @@ class DemoSource(DisplaySource):
             return
         sid = origin.session_id
         if pressed:
+            self.sounds.click()
             if self.window.press(sid, x, y):
                 return
             if self.window.title_rect.contains(_point(x, y)):
@@ -427,6 +431,9 @@ class DemoSource(DisplaySource):
             self._shift[origin.session_id] = pressed
             return
         if not pressed:
+            return
+        if key == TONE_KEY:
+            self._log(f"client {origin.session_id:#x}: tone {'on' if self.sounds.toggle_tone() else 'off'} (F8)")
             return
         if self.cursor is not None:
             self.cursor.hide()  # like a desktop: the pointer hides while you type

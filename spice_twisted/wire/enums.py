@@ -206,6 +206,57 @@ class MsgCursor(IntEnum):
     INVAL_ALL = 108
 
 
+# --- audio (playback and record channels) -----------------------------------------------------
+
+
+class PlaybackCap(IntEnum):
+    CELT_0_5_1 = 0
+    VOLUME = 1
+    LATENCY = 2
+    OPUS = 3
+
+
+class RecordCap(IntEnum):
+    CELT_0_5_1 = 0
+    VOLUME = 1
+    OPUS = 2
+
+
+class MsgPlayback(IntEnum):
+    DATA = 101
+    MODE = 102
+    START = 103
+    STOP = 104
+    VOLUME = 105
+    MUTE = 106
+    LATENCY = 107
+
+
+class MsgRecord(IntEnum):
+    START = 101
+    STOP = 102
+    VOLUME = 103
+    MUTE = 104
+
+
+class MsgcRecord(IntEnum):
+    DATA = 101
+    MODE = 102
+    START_MARK = 103
+
+
+class AudioDataMode(IntEnum):
+    INVALID = 0
+    RAW = 1
+    CELT_0_5_1 = 2
+    OPUS = 3
+
+
+class AudioFmt(IntEnum):
+    INVALID = 0
+    S16 = 1
+
+
 # --- drawing ---------------------------------------------------------------------------------
 
 

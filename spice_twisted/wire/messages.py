@@ -21,10 +21,13 @@ from .enums import (
     MsgcInputs,
     MsgcMain,
     MsgCommon,
+    MsgcRecord,
     MsgCursor,
     MsgDisplay,
     MsgInputs,
     MsgMain,
+    MsgPlayback,
+    MsgRecord,
 )
 from .schema import (
     I16,
@@ -310,6 +313,26 @@ _define(K, MsgCursor.MOVE, [("position", POINT16)])
 _define(K, MsgCursor.HIDE, [])
 _define(K, MsgCursor.INVAL_ONE, [("id", U64)])
 _define(K, MsgCursor.INVAL_ALL, [])
+
+# Audio. DATA's samples run to the end of the message (no length of their own).
+AUDIO_VOLUME = [("volume", Array(U8, U16, 2))]  # a count of channels, then one u16 level each
+P = ChannelType.PLAYBACK
+_define(P, MsgPlayback.DATA, [("time", U32), ("data", Rest())])
+_define(P, MsgPlayback.MODE, [("time", U32), ("mode", U16), ("data", Rest())])
+_define(P, MsgPlayback.START, [("channels", U32), ("format", U16), ("frequency", U32), ("time", U32)])
+_define(P, MsgPlayback.STOP, [])
+_define(P, MsgPlayback.VOLUME, AUDIO_VOLUME)
+_define(P, MsgPlayback.MUTE, [("mute", U8)])
+_define(P, MsgPlayback.LATENCY, [("latency_ms", U32)])
+
+R = ChannelType.RECORD
+_define(R, MsgRecord.START, [("channels", U32), ("format", U16), ("frequency", U32)])
+_define(R, MsgRecord.STOP, [])
+_define(R, MsgRecord.VOLUME, AUDIO_VOLUME)
+_define(R, MsgRecord.MUTE, [("mute", U8)])
+_define(R, MsgcRecord.DATA, [("time", U32), ("data", Rest())])
+_define(R, MsgcRecord.MODE, [("time", U32), ("mode", U16), ("data", Rest())])
+_define(R, MsgcRecord.START_MARK, [("time", U32)])
 
 
 def message(channel: ChannelType | None, name: str, from_server: bool = True) -> Message:

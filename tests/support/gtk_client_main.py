@@ -17,6 +17,10 @@ commands from stdin, one per line:
                             (SpiceImageCompression: 1 off, 7 LZ4; the server must have
                             DISPLAY_CAP_PREF_COMPRESSION, else spice-gtk sends nothing)
   quit                      disconnect and exit
+Audio (with --audio; see the audio block below):
+  audio                     report playback: starts, stops, frames, bytes, sha256 of all PCM
+  audio_dump PATH           write every PCM byte received so far to PATH
+  record_send PATH MS       send PATH's raw PCM through the record channel, MS ms a message
 """
 
 import argparse
@@ -43,7 +47,9 @@ def emit(**obj):
 
 
 def channel_name(ch):
-    return {1: "main", 2: "display", 3: "inputs", 4: "cursor"}.get(ch.props.channel_type, str(ch.props.channel_type))
+    return {1: "main", 2: "display", 3: "inputs", 4: "cursor", 5: "playback", 6: "record"}.get(
+        ch.props.channel_type, str(ch.props.channel_type)
+    )
 
 
 def on_channel_event(ch, event):
@@ -104,6 +110,7 @@ def on_channel_new(session, ch):
         signal(ch, "cursor-set", on_cursor_set)
         signal(ch, "cursor-move", on_cursor_move)
         signal(ch, "cursor-hide", on_cursor_hide)
+    audio_channel_new(ch)
     if isinstance(ch, Spice.DisplayChannel):
         signal(ch, "display-primary-create", on_primary_create)
         signal(ch, "display-primary-destroy", on_primary_destroy)
@@ -180,6 +187,8 @@ def command(line):
             change = display.display_change_preferred_compression
         change(int(parts[1], 0))
         emit(reply="compression", ok=True, compression=int(parts[1], 0))
+    elif audio_command(parts):
+        pass
     elif parts[0] == "quit":
         session.disconnect()
         emit(reply="quit")
@@ -214,6 +223,99 @@ def drag(x0, y0, x1, y1, steps):
     GLib.timeout_add(2, step)
 
 
+# --- audio (playback and record channels) ---------------------------------------------------
+# spice-gtk creates these channels only with the session's enable-audio (--audio). We do not
+# ask spice-gtk for an audio backend (spice_audio_get): the channels' signals fire without
+# one, and the test reads the PCM from playback-data, the boundary it controls.
+audio = {"starts": [], "stops": 0, "frames": 0, "pcm": bytearray(), "record_starts": 0, "record_stops": 0, "sent": 0}
+
+
+def on_playback_start(ch, fmt, channels, rate):
+    audio["starts"].append([fmt, channels, rate])
+    emit(event="playback-start", format=fmt, channels=channels, rate=rate)
+
+
+def on_playback_data(ch, data, size):
+    audio["frames"] += 1
+    audio["pcm"] += ctypes.string_at(data, size) if isinstance(data, int) else bytes(data)[:size]
+
+
+def on_playback_stop(ch):
+    audio["stops"] += 1
+    emit(event="playback-stop")
+
+
+def on_record_start(ch, fmt, channels, rate):
+    audio["record_starts"] += 1
+    emit(event="record-start", format=fmt, channels=channels, rate=rate)
+
+
+def on_record_stop(ch):
+    audio["record_stops"] += 1
+    emit(event="record-stop")
+
+
+def audio_channel_new(ch):
+    if isinstance(ch, Spice.PlaybackChannel):
+        signal(ch, "playback-start", on_playback_start)
+        signal(ch, "playback-data", on_playback_data)
+        signal(ch, "playback-stop", on_playback_stop)
+    if isinstance(ch, Spice.RecordChannel):
+        signal(ch, "record-start", on_record_start)
+        signal(ch, "record-stop", on_record_stop)
+
+
+def audio_command(parts):
+    """True if `parts` was an audio command (and it was answered)."""
+    import hashlib
+
+    if parts[0] == "audio":
+        pb = state["channels"].get("playback")
+        emit(
+            reply="audio",
+            starts=audio["starts"],
+            stops=audio["stops"],
+            frames=audio["frames"],
+            bytes=len(audio["pcm"]),
+            sha256=hashlib.sha256(audio["pcm"]).hexdigest(),
+            record_starts=audio["record_starts"],
+            record_stops=audio["record_stops"],
+            record_sent=audio["sent"],
+            playback_caps=[c for c in range(8) if pb is not None and pb.test_capability(c)],
+            mute=pb.props.mute if pb is not None else None,
+            nchannels=pb.props.nchannels if pb is not None else None,
+        )
+    elif parts[0] == "audio_dump":
+        with open(parts[1], "wb") as f:
+            f.write(audio["pcm"])
+        emit(reply="audio_dump", ok=True, bytes=len(audio["pcm"]))
+    elif parts[0] == "record_send":
+        rec = state["channels"].get("record")
+        if rec is None:
+            emit(reply="record_send", ok=False, error="no record channel")
+            return True
+        with open(parts[1], "rb") as f:
+            pcm = f.read()
+        step = 48 * 4 * int(parts[2])  # 48 kHz stereo 16-bit: ms -> bytes
+        chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+        it = iter(chunks)
+
+        def send_one():
+            chunk = next(it, None)
+            if chunk is None:
+                emit(reply="record_send", ok=True, chunks=len(chunks), sent=audio["sent"])
+                return False
+            buf = ctypes.create_string_buffer(chunk, len(chunk))
+            rec.send_data(ctypes.addressof(buf), len(chunk), int(time.monotonic() * 1000) & 0xFFFFFFFF)
+            audio["sent"] += len(chunk)
+            return True
+
+        GLib.timeout_add(int(parts[2]), send_one)
+    else:
+        return False
+    return True
+
+
 def on_stdin(source, condition):
     line = sys.stdin.readline()
     if not line:  # the test went away: leave too
@@ -232,7 +334,13 @@ ap.add_argument("--password")
 ap.add_argument("--tls-only", action="store_true", help="secure-channels=all")
 ap.add_argument("--cache-size", type=int, help="the session's pixmap cache in bytes (DISPLAY_INIT says it /4 in pixels)")
 ap.add_argument("--uri", help="a spice:// URI, as remote-viewer takes it (host and ports from it)")
+ap.add_argument("--audio", action="store_true", help="enable-audio: open the playback and record channels")
+ap.add_argument("--no-opus", action="store_true", help="do not offer PLAYBACK_CAP_OPUS (spice-gtk's SPICE_DISABLE_OPUS)")
 args = ap.parse_args()
+if args.no_opus:
+    import os
+
+    os.environ["SPICE_DISABLE_OPUS"] = "1"
 
 session = Spice.Session()
 if args.uri:
@@ -251,7 +359,7 @@ if args.tls_only:
     session.props.secure_channels = ["all"]
 if args.cache_size is not None:
     session.props.cache_size = args.cache_size
-session.props.enable_audio = False
+session.props.enable_audio = args.audio
 session.props.enable_usbredir = False
 session.props.enable_smartcard = False
 signal(session, "channel-new", on_channel_new)

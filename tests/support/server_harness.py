@@ -203,6 +203,13 @@ class Control(LineReceiver):
             self.reply(reply="timers", owners=owners)
         elif cmd == "rss":
             self.reply(reply="rss", kb=vm_rss_kb())
+        # --- audio (tests/test_audio*.py) ---
+        elif cmd == "audio_volume":  # levels 0-65535, one per channel
+            srv.playback.set_volume([int(v) for v in args])
+            self.reply(reply="audio_volume", volume=srv.playback.volume)
+        elif cmd == "audio_mute":
+            srv.playback.set_mute(args[0] == "1")
+            self.reply(reply="audio_mute", mute=srv.playback.mute)
         elif cmd == "quit":
             self.reply(reply="quit")
             reactor.stop()

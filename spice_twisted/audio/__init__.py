@@ -1,0 +1,1 @@
+"""Sound: one playback stream fanned out to every client, recording from the primary."""

@@ -1,0 +1,78 @@
+"""The record channel: the client's microphone, heard only while its client is the primary.
+
+The record service decides (START when this client becomes the primary, STOP when it
+stops being it). DATA carries raw 16-bit PCM; MODE says which mode it is in, and a
+client that records in another mode than raw (we never offer RECORD_CAP_OPUS) is told
+why and its samples are not used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..audio.playback import CHANNELS, FREQUENCY
+from ..audio.record import RecordService
+from ..wire.enums import AudioDataMode, AudioFmt, ChannelType
+from ..wire.link import LinkRequest
+from .base import ChannelClient, ChannelHost
+
+if TYPE_CHECKING:
+    from ..server import Client
+
+
+class RecordSession(Protocol):
+    @property
+    def primary(self) -> Client | None: ...
+
+
+class RecordChannelClient(ChannelClient):
+    channel_type = ChannelType.RECORD
+
+    def __init__(
+        self,
+        host: ChannelHost,
+        client: Client,
+        request: LinkRequest,
+        mini_header: bool,
+        secure: bool,
+        record: RecordService,
+        session: RecordSession,
+    ) -> None:
+        self.record, self.session = record, session
+        self.recording = False
+        self.mode = AudioDataMode.RAW
+        self.bytes_received = 0
+        super().__init__(host, client, request, mini_header, secure)
+
+    def on_connected(self) -> None:
+        self.record.attach(self, self.session.primary)
+
+    def record_start(self) -> None:
+        self.recording = True
+        self.send("START", {"channels": CHANNELS, "format": AudioFmt.S16, "frequency": FREQUENCY})
+
+    def record_stop(self) -> None:
+        if self.recording:
+            self.recording = False
+            self.send("STOP")
+
+    def audio_stats(self) -> dict[str, object]:
+        return {"mode": self.mode.name.lower(), "recording": self.recording, "bytes_received": self.bytes_received}
+
+    def handle_MODE(self, fields: dict[str, Any]) -> None:
+        mode = fields["mode"]
+        if mode != AudioDataMode.RAW:
+            self.notify(f"record mode {mode} is not supported: send raw PCM", severity=1)
+        self.mode = AudioDataMode(mode) if mode in AudioDataMode._value2member_map_ else AudioDataMode.INVALID
+
+    def handle_START_MARK(self, fields: dict[str, Any]) -> None:
+        pass  # the time the client started capturing: nothing to align it with here
+
+    def handle_DATA(self, fields: dict[str, Any]) -> None:
+        data = fields["data"]
+        self.bytes_received += len(data)
+        if self.mode == AudioDataMode.RAW:
+            self.record.samples(self, data)
+
+    def on_disconnected(self) -> None:
+        self.record.detach(self, self.session.primary)
