@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 apt_pkgs=(python3 python3-venv python3-pip libxcb1)
 extra=""
 if [ "${1:-}" = "--test" ]; then
-  apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver
+  apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver spice-html5
     x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86)
   extra="[test]"
 fi
