@@ -23,8 +23,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Pong, RejectConnection, Request, TextMessage
 
 from spice_twisted.wire.client_link import ticket_message
-from spice_twisted.wire.enums import ChannelType, MsgMain
-from spice_twisted.wire.messages import LINK_HEADER, LINK_REPLY
+from spice_twisted.wire.enums import ChannelType, MsgcDisplay, MsgMain
+from spice_twisted.wire.messages import CLIENT, LINK_HEADER, LINK_REPLY, SERVER, decode_body, encode_body
 from spice_twisted.wire.schema import decode
 from spice_twisted.wire.ticket import encrypt_ticket
 
@@ -43,8 +43,14 @@ class Closed(Exception):
 class WsClient:
     """A WebSocket client of the SPICE port with a byte-stream view of what the server sends."""
 
-    def __init__(self, port: int, *, tls: ssl.SSLContext | None = None, subprotocols: tuple[str, ...] = ("binary",)) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    def __init__(
+        self, port: int, *, tls: ssl.SSLContext | None = None, subprotocols: tuple[str, ...] = ("binary",), rcvbuf: int = 0
+    ) -> None:
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(20)
+        sock.connect(("127.0.0.1", port))
         self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.stream = bytearray()
@@ -86,9 +92,9 @@ class WsClient:
         del self.stream[:n]
         return out
 
-    def link(self, password: bytes = PASSWORD, channel: int = ChannelType.MAIN, short_ticket: bool = False) -> int:
+    def link(self, password: bytes = PASSWORD, channel: int = ChannelType.MAIN, short_ticket: bool = False, session: int = 0) -> int:
         """A whole SPICE link over this WebSocket; the link result."""
-        self.send(link_bytes(channel))
+        self.send(link_bytes(channel, session))
         return self.finish_link(password, short_ticket)
 
     def finish_link(self, password: bytes = PASSWORD, short_ticket: bool = False) -> int:
@@ -319,6 +325,45 @@ def test_client_vanishing_mid_frame_is_cleaned_up(served) -> None:
     ws.close()  # RST in the middle of the frame
     assert wait_clients(server, 1)
     gtk_still_served(server, gtk, 2)
+
+
+def test_backpressure_reaches_a_websocket_display_channel(served) -> None:
+    """A browser that reads nothing: the socket fills, the real transport pauses the display
+    channel through the router (push producer), its pipe stays within its bounds, and
+    spice-gtk on the same server keeps up."""
+    server, gtk = served
+    main = WsClient(server.port)
+    assert main.link() == 0
+    msg_type, body = main.read_message()
+    while msg_type != MsgMain.INIT:
+        msg_type, body = main.read_message()
+    session = decode_body(SERVER[(ChannelType.MAIN, MsgMain.INIT)], body)["session_id"]
+    display = WsClient(server.port, rcvbuf=4096)
+    assert display.link(channel=ChannelType.DISPLAY, session=session) == 0
+    init = {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0}
+    body = encode_body(CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)], init)
+    display.send(struct.pack("<HI", MsgcDisplay.INIT, len(body)) + body)
+
+    def ws_display() -> dict[str, Any] | None:
+        for c in server.stats()["clients"]:
+            if c["id"] == session:
+                return next((ch for ch in c["channels"] if ch["channel"] == "display"), None)
+        return None
+
+    server.command("busy 4 217", "busy")  # a new 217x217 square of noise 30 times a second
+    deadline = time.monotonic() + 60
+    seen_paused = False
+    while time.monotonic() < deadline and not seen_paused:
+        d = ws_display()
+        seen_paused = bool(d and d["paused"])
+        time.sleep(0.1)
+    assert seen_paused, ws_display()
+    d = ws_display()
+    assert d is not None and d["pipe_peak_bytes"] <= d["pipe_max_bytes"], d
+    server.command("busy 0", "busy")  # the noise stops: the picture holds still again
+    gtk_still_served(server, gtk, 2)
+    main.close()
+    display.close()
 
 
 def wait_clients(server: Any, n: int, timeout: float = 20.0) -> bool:
