@@ -94,7 +94,7 @@ def main() -> None:
         out = []
         for ws in (False, True):
             r, _, _, _ = router(ws)
-            per_s = rate(lambda r=r: r.write(payload), args.seconds)
+            per_s = rate(lambda r=r, payload=payload: r.write(payload), args.seconds)
             out.append(per_s)
         rows.append(
             [
