@@ -216,7 +216,16 @@ class LinkProtocol(Protocol):
             error=error.name,
             reason=reason,
         )
-        audit("link", conn=self.conn, peer=self.peer, channel=self._channel(), result=error.name, reason=reason, tls=self.secure)
+        audit(
+            "link",
+            conn=self.conn,
+            peer=self.peer,
+            channel=self._channel(),
+            result=error.name,
+            reason=reason,
+            tls=self.secure,
+            **({"websocket": True} if self.websocket else {}),
+        )
         self._cancel_timeout()
         if reply:
             self.transport.write(reply)
