@@ -6,6 +6,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Ping, Pong, Request, TextMessage
 
@@ -141,3 +143,46 @@ def test_head_in_pieces_waits_then_opens() -> None:
     for i in range(len(request) - 1):
         assert stream.receive(request[i : i + 1]).reply == b""
     assert stream.receive(request[-1:]).opened
+
+
+# --- property tests ---------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_arbitrary_bytes_after_the_handshake_never_raise(chunks: list[bytes]) -> None:
+    stream, _ = opened(max_message=500)
+    delivered = 0
+    for chunk in chunks:
+        got = stream.receive(chunk)
+        delivered += sum(map(len, got.payload))
+        if got.close is not None:
+            assert stream.receive(b"\x82\x80" + KEY).payload == []
+            break
+    assert delivered <= sum(map(len, chunks))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_as_the_request_never_raise(data: bytes) -> None:
+    stream = WebSocketStream(500)
+    got = stream.receive(b"GET " + data)
+    assert got.payload == [] or got.opened
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=50),
+)
+def test_any_split_of_the_wire_gives_the_same_byte_stream(messages: list[bytes], cuts: list[int]) -> None:
+    stream, client = opened(max_message=1 << 20)
+    wire = b"".join(client.send(Message(data=m)) for m in messages)
+    got, at, i = b"", 0, 0
+    while at < len(wire):
+        step = cuts[i % len(cuts)]
+        r = stream.receive(wire[at : at + step])
+        assert r.close is None
+        got += b"".join(r.payload)
+        at, i = at + step, i + 1
+    assert got == b"".join(messages)
