@@ -125,6 +125,11 @@ def test_unmasked_frame_is_a_protocol_error() -> None:
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: base64\r\n\r\n",
             400,
         ),
+        (  # found by fuzz/targets.py: wsproto decodes Host with idna, which raised UnicodeDecodeError
+            b"GET / HTTP/1.1\r\nHost: \xb0\xa1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400,
+        ),
         (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD, 431),
         (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD + b"\r\n\r\n", 431),
     ],

@@ -88,7 +88,7 @@ class WebSocketStream:
             try:
                 self._ws.receive_data(head)
                 events = list(self._ws.events())
-            except RemoteProtocolError as exc:
+            except (RemoteProtocolError, ValueError) as exc:  # ValueError: wsproto decodes Host with idna
                 return self._reject(out, 400, f"not a WebSocket upgrade request: {exc}")
             request = next((ev for ev in events if isinstance(ev, Request)), None)
             if request is None:
