@@ -11,6 +11,9 @@ unexpected exception through, which the runner reports with the input that cause
 - link: wire.link.ServerLink, the link stage state machine, with random owner answers.
 - link-protocol: channels.link.LinkProtocol over a memory transport with a real server
   (ticket, view-only ticket, backoff, timeouts on a fake clock).
+- websocket: channels.link.PortRouter around a LinkProtocol with a real server: an upgrade
+  request (sometimes mangled), then the link inside WebSocket frames cut anywhere, with
+  random bytes, control frames or text sometimes mixed in; linked or closed, never stuck.
 - channels: a real SpiceServer with two clients of four channels each over memory
   transports: hostile streams into any channel, ACKs, clock steps, vanishing peers;
   the other connections must be untouched and every bound must hold.
@@ -26,8 +29,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import Message, Ping, Request, TextMessage
+from wsproto.utilities import RemoteProtocolError
 
-from spice_twisted.channels.link import LinkProtocol
+from spice_twisted.channels.link import LinkProtocol, PortRouter
 from spice_twisted.limits import MAX_CONTROL_BACKLOG, Limits
 from spice_twisted.server import SpiceServer
 from spice_twisted.sources.base import DisplaySource
@@ -265,6 +272,58 @@ def target_link_protocol(ch: Chooser) -> None:
     _check_server(srv)
 
 
+def target_websocket(ch: Chooser) -> None:
+    srv = make_server()
+    clock: Clock = srv.reactor
+    conn = Conn(PortRouter(LinkProtocol(srv, secure=bool(ch.int(0, 1)))), host=f"10.0.0.{ch.int(1, 3)}")
+    client = WSConnection(ConnectionType.CLIENT)
+    head = client.send(Request(host="h", target="/" + ch.bytes(8).hex(), subprotocols=["binary"] if ch.int(0, 3) else []))
+    if ch.int(0, 4) == 0:  # a mangled request
+        at = ch.int(0, len(head))
+        head = head[:at] + ch.bytes(40) + head[at + ch.int(0, 8) :]
+    for piece in split(ch, head, 4):
+        conn.feed(piece)
+    out = conn.read()
+    if out.startswith(b"HTTP/1.1 101"):
+        try:
+            client.receive_data(out)
+            list(client.events())
+        except RemoteProtocolError:  # the mangling hit the key: the server answered another one
+            conn.drop()
+            return _check_server(srv)
+        if client.state is not ConnectionState.OPEN:  # mangled bytes after the head closed it at once
+            check(conn.lost or conn.transport.disconnecting, "the server sent a close frame and kept the connection")
+            conn.drop()
+            return _check_server(srv)
+        key = FixedKeys._key
+        assert key is not None
+        data = _link_bytes(ch, key.public_der, ChannelType.MAIN, 0)
+        wire = b""
+        for piece in split(ch, data, 5):
+            extra = ch.int(0, 9)
+            if extra == 0:
+                wire += client.send(Ping(payload=ch.bytes(20)))
+            elif extra == 1:
+                wire += ch.bytes(30)  # garbage between frames
+            elif extra == 2:
+                wire += client.send(TextMessage(data="x"))
+            wire += client.send(Message(data=piece))
+        for piece in split(ch, wire, 6):
+            conn.feed(piece)
+            if ch.int(0, 5) == 0:
+                clock.advance(ch.int(0, 3))
+                conn.settle()
+    elif not conn.lost:
+        check(out == b"" or out.startswith(b"HTTP/1.1 4"), f"a refused upgrade got {out[:40]!r}")
+    if ch.int(0, 3) == 0:
+        conn.drop()
+    clock.advance(0)
+    clock.advance(30)
+    conn.settle()
+    check(conn.lost or conn.protocol.inner.channel is not None, "a WebSocket connection neither linked nor closed after the link timeout")
+    _check_server(srv)
+
+
 def _check_server(srv: SpiceServer) -> None:
     for sid, client in srv.clients.items():
         check(sid == client.session_id, "client under the wrong id")
@@ -332,5 +391,6 @@ TARGETS: dict[str, Callable[[Chooser], None]] = {
     "core": target_core,
     "link": target_link,
     "link-protocol": target_link_protocol,
+    "websocket": target_websocket,
     "channels": target_channels,
 }

@@ -7,6 +7,7 @@ asks every SPICE client for a certificate signed by a CA in FILE and refuses the
 
 from __future__ import annotations
 
+from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
@@ -18,6 +19,31 @@ def _pem_certificates(path: str) -> list[bytes]:
     with open(path, "rb") as f:
         data = f.read()
     return [p + _END for p in data.split(_END) if b"-----BEGIN CERTIFICATE-----" in p]
+
+
+HTTP_1_1 = b"http/1.1"
+
+
+def _alpn_select(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+    """HTTP/1.1 when offered (a WebSocket upgrade, the admin site), else no ALPN at all."""
+    return HTTP_1_1 if HTTP_1_1 in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+class ServerOptions(ssl.CertificateOptions):
+    """Twisted's options with an ALPN answer every client can take.
+
+    Twisted's own select callback answers a client whose protocols it has none of with an
+    empty name, which this pyOpenSSL and OpenSSL turn into a fatal internal_error alert:
+    every browser offers ALPN ("h2", "http/1.1"), so every browser failed the handshake
+    (wss:// to the SPICE port, https:// to the admin site). spice-gtk offers none.
+    """
+
+    def getContext(self) -> SSL.Context:
+        ctx = super().getContext()
+        if not getattr(self, "_alpn_set", False):
+            ctx.set_alpn_select_callback(_alpn_select)  # type: ignore[arg-type]
+            self._alpn_set = True
+        return ctx
 
 
 def server_context(cert_path: str, key_path: str, ciphers: str | None = None, client_ca: str | None = None) -> ssl.CertificateOptions:
@@ -37,7 +63,7 @@ def server_context(cert_path: str, key_path: str, ciphers: str | None = None, cl
         if not cas:
             raise ValueError(f"no certificate in {client_ca}")
         extra.update(verify=True, requireCertificate=True, caCerts=[ssl.Certificate.loadPEM(p).original for p in cas])
-    return ssl.CertificateOptions(
+    return ServerOptions(
         privateKey=leaf.privateKey.original,
         certificate=leaf.original,
         extraCertChain=[ssl.Certificate.loadPEM(p).original for p in pems[1:]],

@@ -125,3 +125,30 @@ def test_full_flow(key: LinkKey) -> None:
     assert policy.accepts(key.decrypt_ticket(encrypt_ticket(key.public_der, b"hunter2")))
     assert not policy.accepts(key.decrypt_ticket(encrypt_ticket(key.public_der, b"hunter3")))
     assert not policy.accepts(key.decrypt_ticket(os.urandom(128)))
+
+
+def html5_short_ticket(public_der: bytes, password: bytes) -> tuple[bytes, bytes]:
+    """A ticket as spice-html5 sends it when its RSA result starts with a zero byte: the
+    other 127 bytes, left-aligned, a zero at the end. Returns (full, short)."""
+    for _ in range(10_000):  # 1 in 128..256 encryptions qualifies
+        full = encrypt_ticket(public_der, password)
+        if full[0] == 0:
+            return full, full[1:] + b"\0"
+    raise AssertionError("no RSA result below 2**1016 in 10000 tries")
+
+
+@pytest.mark.parametrize("password", [b"", b"html5-pass"])
+def test_ticket_one_byte_short_from_spice_html5_is_accepted(key: LinkKey, password: bytes) -> None:
+    full, short = html5_short_ticket(key.public_der, password)
+    assert len(short) == 128 and short != full
+    assert key.decrypt_ticket(full) == password
+    assert key.decrypt_ticket(short) == password
+
+
+def test_short_ticket_needs_the_zero_fill_and_the_right_key(key: LinkKey) -> None:
+    _, short = html5_short_ticket(key.public_der, b"pw")
+    assert key.decrypt_ticket(short[:-1] + b"\x01") is None  # not zero-filled: not a lost leading zero
+    assert LinkKey().decrypt_ticket(short) is None
+    # A normal ticket that ends in a zero byte and is wrong stays wrong after the second try.
+    other = encrypt_ticket(LinkKey().public_der, b"pw")
+    assert key.decrypt_ticket(other[:-1] + b"\0") is None

@@ -1,24 +1,30 @@
-"""The link protocol: runs the SPICE link stage on a new connection, then hands the
-transport to the channel client the server creates for it."""
+"""A SPICE port's connections: `PortRouter` sniffs the first bytes (SPICE or a WebSocket
+upgrade), `LinkProtocol` runs the SPICE link stage, then hands the transport to the channel
+client the server creates for it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ..audit import audit
 from ..guard import host_of
 from ..wire.enums import ChannelType, LinkError
 from ..wire.link import LinkDone, LinkFailed, LinkRequested, ServerLink, TicketReceived
 from ..wire.ticket import LinkKey
+from .websocket import WebSocketStream
 
 if TYPE_CHECKING:
     from ..server import SpiceServer
     from .base import ChannelClient
 
 LINK_TIMEOUT = 30.0  # the default of --link-timeout
+WEBSOCKET_START = b"GET "  # an HTTP upgrade request; SPICE starts with b"REDQ"
+CLOSE_GRACE = 5.0  # a WebSocket closed for an error: seconds to flush the close frame before the abort
 
 
 def _channel_name(channel_type: int) -> str:
@@ -42,6 +48,7 @@ class LinkProtocol(Protocol):
         self._checking: Any = None  # a ticket check waiting for its address's backoff slot
         self._received = 0  # bytes received before the channel started
         self.view_only_ticket = False
+        self.websocket = False  # set by the PortRouter before any byte arrives
         self.conn = 0
         self.host = ""
         self._end = "closed by the client during the link"
@@ -191,6 +198,7 @@ class LinkProtocol(Protocol):
             session=f"{self.channel.client.session_id:#x}",
             view_only_ticket=self.view_only_ticket,
             tls=self.secure,
+            **({"websocket": True} if self.websocket else {}),
         )
         self.channel.makeConnection(self.transport)
         if early:
@@ -208,7 +216,16 @@ class LinkProtocol(Protocol):
             error=error.name,
             reason=reason,
         )
-        audit("link", conn=self.conn, peer=self.peer, channel=self._channel(), result=error.name, reason=reason, tls=self.secure)
+        audit(
+            "link",
+            conn=self.conn,
+            peer=self.peer,
+            channel=self._channel(),
+            result=error.name,
+            reason=reason,
+            tls=self.secure,
+            **({"websocket": True} if self.websocket else {}),
+        )
         self._cancel_timeout()
         if reply:
             self.transport.write(reply)
@@ -221,6 +238,20 @@ class LinkProtocol(Protocol):
         )
         self._cancel_timeout()
         self.transport.abortConnection()
+
+    def stream_closed(self, reason: str, error: bool) -> None:
+        """The WebSocket under this connection is closing (the PortRouter closes it): for the
+        log and the audit line. An error is counted and logged like a bad link."""
+        if self.channel is not None:
+            self.channel.close_reason = self.channel.close_reason or reason
+            if error:
+                self.log.warn("{cc}: closing: {reason}", cc=self.channel, reason=reason)
+            return
+        self._end = reason
+        if error:
+            self.server.guard.refuse(
+                self.host, "websocket", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason
+            )
 
     def connectionLost(self, reason: Any = None) -> None:
         self._cancel_timeout()
@@ -241,18 +272,123 @@ class LinkProtocol(Protocol):
             audit("disconnect", conn=self.conn, peer=self.peer, reason=self._end)
 
 
+@implementer(ITransport, IConsumer, IPushProducer)
+class PortRouter(Protocol):
+    """Every connection on a SPICE port, plain or inside TLS: the link protocol's transport.
+
+    As upstream spice-server 0.14.3+ does, a connection whose first bytes are "GET " is a
+    WebSocket upgrade (spice-html5 in a browser); anything else is SPICE and passes through
+    untouched (a bad magic gets its INVALID_MAGIC reply from the link stage, as before).
+    Over WebSocket, decoded payloads go to the same link protocol and channel client as a
+    byte stream, and each of their writes leaves as one binary message. Producers, pausing
+    and aborts pass straight to the real transport, so backpressure and every channel bound
+    work as over TCP; the link timeout, which runs from the accept, also bounds the HTTP
+    handshake. See channels/websocket.py for the WebSocket bounds.
+    """
+
+    def __init__(self, inner: LinkProtocol) -> None:
+        self.inner = inner
+        self.websocket: WebSocketStream | None = None
+        self._routed = False
+        self._sniffed = b""
+        self._grace: Any = None
+
+    # --- the real transport's protocol ------------------------------------------------
+    def connectionMade(self) -> None:
+        self.inner.makeConnection(self)  # the link timeout starts at the accept, as before
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._routed:
+            data, self._sniffed = self._sniffed + data, b""
+            if len(data) < len(WEBSOCKET_START) and WEBSOCKET_START.startswith(data):
+                self._sniffed = data
+                return
+            self._routed = True
+            if data.startswith(WEBSOCKET_START):
+                self.websocket = WebSocketStream(self.inner.limits.max_connection_buffer)
+                self.inner.websocket = True
+        if self.websocket is None:
+            self.inner.dataReceived(data)
+            return
+        got = self.websocket.receive(data)
+        if got.reply:
+            self.transport.write(got.reply)
+        for piece in got.payload:
+            if self._grace is not None:
+                return
+            self.inner.dataReceived(piece)
+        if got.close is not None and self._grace is None:
+            self.inner.stream_closed(got.close, error=not got.polite)
+            self._close_after_grace()
+
+    def _close_after_grace(self) -> None:
+        """Flush what is written (our close frame or HTTP error), then close; a peer that
+        reads nothing is aborted after CLOSE_GRACE seconds."""
+        self.transport.loseConnection()
+        self._grace = self.inner.server.reactor.callLater(CLOSE_GRACE, self.transport.abortConnection)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        self.inner.connectionLost(reason)
+
+    # --- ITransport for the link protocol and the channel client -----------------------
+    def write(self, data: bytes) -> None:
+        if self.websocket is None:
+            self.transport.write(data)
+        elif framed := self.websocket.frame(data):
+            self.transport.write(framed)
+
+    def writeSequence(self, data: Any) -> None:
+        if self.websocket is None:
+            self.transport.writeSequence(data)
+        else:
+            self.write(b"".join(data))  # one SPICE message, one WebSocket message
+
+    def loseConnection(self) -> None:
+        if self.websocket is not None and (close := self.websocket.close_frame()):
+            self.transport.write(close)
+        self.transport.loseConnection()
+
+    def abortConnection(self) -> None:
+        self.transport.abortConnection()
+
+    def getPeer(self) -> Any:
+        return self.transport.getPeer()
+
+    def getHost(self) -> Any:
+        return self.transport.getHost()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.transport.unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+
 class SpiceFactory(Factory):
-    """Builds a link protocol per connection; `secure` marks the TLS port."""
+    """Builds a port router and link protocol per connection; `secure` marks the TLS port."""
 
     noisy = False
 
     def __init__(self, server: SpiceServer, secure: bool) -> None:
         self.server, self.secure = server, secure
 
-    def buildProtocol(self, addr: Any) -> LinkProtocol | None:
+    def buildProtocol(self, addr: Any) -> PortRouter | None:
         # Per-address connection limit, before any work (on the TLS port: before the handshake).
         if not self.server.guard.admit(host_of(addr), self.secure):
             return None
         p = LinkProtocol(self.server, self.secure)
         p.factory = self
-        return p
+        router = PortRouter(p)
+        router.factory = self
+        return router

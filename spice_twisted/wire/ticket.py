@@ -2,6 +2,11 @@
 
 The client encrypts `password + NUL` with the 1024-bit public key from the link
 reply; `cryptography` does the RSA work (audited, constant-time), not our code.
+
+spice-html5 turns its RSA result into bytes through the big integer's hex digits, so a
+result below 2**1016 (its first byte zero: 1 encryption in 128 to 256, by the modulus)
+arrives one byte short: left-aligned in the 128-byte field, zero-filled at the
+end. `decrypt_ticket` tries that ticket again shifted back into place.
 """
 
 from __future__ import annotations
@@ -28,14 +33,23 @@ class LinkKey:
         assert len(self.public_der) == TICKET_PUBKEY_BYTES
 
     def decrypt_ticket(self, encrypted: bytes) -> bytes | None:
-        """The password the client sent, or None if the ticket does not decrypt."""
+        """The password the client sent, or None if the ticket does not decrypt.
+
+        A ticket that does not decrypt and ends in a zero byte may be spice-html5's result
+        that lost its leading zero byte: it gets one more try, left-padded. The key serves
+        this one link only, so the second try tells a prober nothing it can use again."""
         if len(encrypted) != TICKET_ENCRYPTED_BYTES:
             return None
+        plain = self._decrypt(encrypted)
+        if plain is None and encrypted[-1] == 0:
+            plain = self._decrypt(b"\0" + encrypted[:-1])
+        return None if plain is None else plain.split(b"\0", 1)[0]
+
+    def _decrypt(self, encrypted: bytes) -> bytes | None:
         try:
-            plain = self._key.decrypt(encrypted, _OAEP)
+            return self._key.decrypt(encrypted, _OAEP)
         except ValueError:
             return None
-        return plain.split(b"\0", 1)[0]
 
 
 def encrypt_ticket(public_der: bytes, password: bytes) -> bytes:
