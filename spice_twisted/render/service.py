@@ -26,10 +26,7 @@ from .surface import Surface, SurfaceBound, SurfaceTooLarge
 
 # A frame's damage becomes at most this many drawables (merged where merging wastes little).
 MAX_RECTS = 16
-# Past this many damaged rects in one frame (an input flood), damage is gathered on a grid
-# of TILE x TILE cells instead: the frame's cost is then bounded by the surface, not the flood.
-EXACT_RECTS = 256
-TILE = 32
+TILE = 32  # the lossy bookkeeping's cell: when each was last drawn
 # An area a client holds lossy is sent again lossless once nothing drew on it for this long.
 LOSSLESS_AFTER = 0.5
 
@@ -197,7 +194,7 @@ class RenderService:
 
     def _commit(self) -> None:
         """The damage marked so far becomes drawables in every pipe."""
-        region = damage_region(self._damage, self.primary.rect)
+        region = Region.from_damage(self._damage)
         self._damage = []
         self._clear_snapshots()
         if not self.sinks or not region:
@@ -293,7 +290,7 @@ class RenderService:
             return
         quiet = self._quiet_region(self.reactor.seconds())
         if self._damage:  # drawn again by the coming frame: not quiet. The rest need not wait
-            quiet = quiet.subtract(damage_region(self._damage, self.primary.rect))  # (a busy source)
+            quiet = quiet.subtract(Region.from_damage(self._damage))  # (a busy source)
         wants = {}
         for sink in self.sinks:
             if sink.lossy and sink.accepting and sink.idle:
@@ -338,20 +335,3 @@ class RenderService:
         if sink in self.sinks:
             self.sinks.remove(sink)
 
-
-def damage_region(rects: list[Rect], bounds: Rect) -> Region:
-    """One frame's damage as a region: exact for a normal frame; on a TILE grid for a flood."""
-    if len(rects) <= EXACT_RECTS:
-        return Region.from_rects(rects)
-    rows, cols = -(-bounds.bottom // TILE), -(-bounds.right // TILE)
-    grid = np.zeros((rows, cols), dtype=bool)
-    a = np.array(rects, dtype=np.int64)  # left, top, right, bottom
-    for left, top, right, bottom in zip(a[:, 0] // TILE, a[:, 1] // TILE, -(-a[:, 2] // TILE), -(-a[:, 3] // TILE), strict=True):
-        grid[top:bottom, left:right] = True
-    cells = []
-    for row in range(rows):
-        line = grid[row]
-        edges = np.flatnonzero(np.diff(np.concatenate(([False], line, [False])).astype(np.int8)))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):
-            cells.append(Rect(int(start) * TILE, row * TILE, int(stop) * TILE, (row + 1) * TILE).intersect(bounds))
-    return Region.from_rects(cells)

@@ -428,7 +428,7 @@ class CaptureThread:
             r = x.conn(xcffib.xfixes.key).FetchRegion(region).reply()
             raw = [Rect(b.x, b.y, b.x + b.width, b.y + b.height).intersect(screen) for b in r.rectangles]
             raw = [b for b in raw if not b.empty()]
-            rects = Region.from_rects(raw).simplify(MAX_READS) if len(raw) > 1 else raw
+            rects = Region.from_damage(raw).simplify(MAX_READS) if len(raw) > 1 else raw
         if rects:
             if self._shm is not None:
                 self._read_shm(x, rects)
