@@ -159,3 +159,37 @@ def test_a_lossy_client_that_joins_is_made_exact_where_quiet_while_the_source_ke
     assert not r.cc.lossy.intersects(Rect(0, 0, 160, 64))  # the quiet part made lossless
     fb = srv.render.primary.pixels
     assert np.array_equal(r.screen.fb[:64, :160, :3], fb[:64, :160, :3])
+
+
+def test_a_lossy_client_that_is_never_idle_is_still_made_exact_where_quiet():
+    """Issue 16 item 5, "whatever the display does": a client whose pipe always holds something
+    (its ACK window stays shut while a corner keeps drawing) still gets its quiet areas
+    lossless; the upgrade does not wait for it to be idle."""
+    srv = make_server()
+    srv.display_settings.jpeg_wan_compression = "always"
+    full = Rect(0, 0, 200, 100)
+    _paste(srv, full, photo(full.height, full.width, 5))
+    srv.reactor.advance(2)
+    r = Reader(*open_display(srv, LZ4_CAPS))
+    r.catch_up(srv)
+    assert ImageType.JPEG in r.screen.image_types and r.cc.lossy  # it joined lossy
+    corner = Rect(180, 80, 200, 100)
+    for step in range(1000):  # the client reads but does not ACK: its window shuts
+        if not r.cc.idle:
+            break
+        draw(srv, corner, step % 256)
+        r.read()
+    busy = 0
+    for step in range(60):  # 6 s of the corner drawn every 0.1 s
+        draw(srv, corner, step * 4)
+        srv.reactor.advance(0.1)
+        r.read()
+        busy += not r.cc.idle
+    assert busy == 60, busy  # something was always left to send: never idle
+    start = len(r.messages)
+    r.catch_up(srv)  # ACK: what was queued arrives, the clock stands still (no new upgrade)
+    quiet = Rect(0, 0, 160, 64)
+    assert any(t != MsgDisplay.MARK for t, _ in r.messages[start:])
+    assert not r.cc.lossy.intersects(quiet)
+    fb = srv.render.primary.pixels
+    assert np.array_equal(r.screen.fb[:64, :160, :3], fb[:64, :160, :3])

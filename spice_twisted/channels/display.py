@@ -156,6 +156,7 @@ class DisplayChannelClient(ChannelClient):
         self.glz_used = False  # it was ever a member: its GLZ window holds ids (render/glz_group.py)
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
+        self.upgraded_at = float("-inf")  # when the render service last pushed it an upgrade
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:

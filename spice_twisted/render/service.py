@@ -29,6 +29,10 @@ MAX_RECTS = 16
 TILE = 32  # the lossy bookkeeping's cell: when each was last drawn
 # An area a client holds lossy is sent again lossless once nothing drew on it for this long.
 LOSSLESS_AFTER = 0.5
+# A client with something still to send gets its upgrade too, at most once per this many
+# LOSSLESS_AFTERs: a display busy elsewhere (or a slow link) may never leave it idle, and its
+# quiet areas must still become exact. Older upgrades still queued are covered by the new one.
+BUSY_UPGRADE_AFTERS = 2
 
 
 class DrawableSink(Protocol):
@@ -38,6 +42,7 @@ class DrawableSink(Protocol):
     accepting: bool  # False while it only gathers damage for a later refresh (it fell behind)
     lossy: Region  # the areas its client holds lossy
     idle: bool  # nothing left to send
+    upgraded_at: float  # when the render service last pushed it a lossless upgrade
 
     def request_payload(self, drawable: Drawable) -> None: ...
     def lossless_codec_for(self, drawable: Drawable) -> str: ...
@@ -288,12 +293,14 @@ class RenderService:
         if self._surface_changed:
             self._schedule_upgrade()  # the coming frame starts every pipe over; look again after it
             return
-        quiet = self._quiet_region(self.reactor.seconds())
+        now = self.reactor.seconds()
+        quiet = self._quiet_region(now)
         if self._damage:  # drawn again by the coming frame: not quiet. The rest need not wait
             quiet = quiet.subtract(Region.from_damage(self._damage))  # (a busy source)
         wants = {}
+        busy_ok = now - BUSY_UPGRADE_AFTERS * self.lossless_after
         for sink in self.sinks:
-            if sink.lossy and sink.accepting and sink.idle:
+            if sink.lossy and sink.accepting and (sink.idle or sink.upgraded_at <= busy_ok):
                 want = sink.lossy.intersect(quiet)
                 if want:
                     wants[sink] = want
@@ -308,6 +315,7 @@ class RenderService:
                     if d.solid_colour() is None:
                         d.request(sink.lossless_codec_for(d))
                     sink.push_lossless(d)
+                    sink.upgraded_at = now
         self._schedule_upgrade()  # areas still drawn on, or clients still busy: later
 
     # --- the surface's life ------------------------------------------------------------
