@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .processes import terminate
+
 INSTALL_HINT = "ryll is not installed: run the README test command (pip install .[test])"
 
 
@@ -84,11 +86,5 @@ class RyllClient:
     def close(self) -> None:
         if getattr(self, "sock", None) is not None:
             self.sock.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
