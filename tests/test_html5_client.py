@@ -214,10 +214,8 @@ def test_pasted_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, compressi
     def paste(px, data):
         h, w = px.shape[:2]
         x, y = data.draw(st.integers(0, 480 - w)), data.draw(st.integers(0, 360 - h))
-        path = tmp_path / "paste.npy"
-        np.save(path, px)
         mark = conn.mark()
-        server.command(f"paste {path} {x} {y}", "paste")
+        server.paste(px, x, y)
         conn.wait_for(lambda k: k.mark() > mark, what="the pasted picture on the wire")
         wait_exact(server, v, f"a {w}x{h} paste at {x},{y}")
         pasted.append((w, h))
@@ -225,10 +223,8 @@ def test_pasted_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, compressi
     paste()
     assert len(pasted) >= 15
     # One colour goes as a solid DRAW_FILL, which spice-html5 draws too.
-    path = tmp_path / "solid.npy"
-    np.save(path, np.broadcast_to(np.array([7, 200, 93, 0], np.uint8), (40, 50, 4)).copy())
     mark = conn.mark()
-    server.command(f"paste {path} 11 13", "paste")
+    server.paste(np.broadcast_to(np.array([7, 200, 93, 0], np.uint8), (40, 50, 4)).copy(), 11, 13)
     conn.wait_for(lambda k: any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(mark)), what="a DRAW_FILL")
     wait_exact(server, v, "a solid 50x40 paste")
     assert_html5_wire(conn, compression, start)
@@ -293,17 +289,14 @@ def test_lossy_demo_converges_in_spice_html5(spawn, viewer):
     assert_no_server_errors(server)
 
 
-def test_default_setting_on_the_live_demo_gets_lz_quic_and_fills_exactly(spawn, viewer, tmp_path):
+def test_default_setting_on_the_live_demo_gets_lz_quic_and_fills_exactly(spawn, viewer):
     """Under the default auto_glz spice-html5 (no LZ4 cap, GLZ window 0) gets LZ_RGB for
     synthetic pictures, QUIC for photos and DRAW_FILL for one colour (a square pasted on
     the running demo), and draws all of it exactly: no GLZ, no LZ4, no raw bitmaps."""
     server = spawn.harness()
     v, conn = viewer(server)
     conn.wait_for(lambda k: len(k.draws()) >= 20, timeout=60, what="20 draws to spice-html5")
-    square = np.zeros((50, 70, 4), np.uint8)
-    square[...] = (40, 90, 200, 0)
-    np.save(tmp_path / "square.npy", square)
-    server.command(f"paste {tmp_path / 'square.npy'} 300 200", "paste")
+    server.paste(np.broadcast_to(np.array([40, 90, 200, 0], np.uint8), (50, 70, 4)).copy(), 300, 200)
     server.pause()
     wait_exact(server, v, "the paused demo with a pasted square")
     types = assert_html5_wire(conn, "default")

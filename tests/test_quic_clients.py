@@ -99,10 +99,8 @@ def test_hypothesis_pictures_through_spice_gtk(spawn, tap_for, tmp_path):
     def paste(px, data):
         h, w = px.shape[:2]
         x, y = data.draw(st.integers(0, 480 - w)), data.draw(st.integers(0, 360 - h))
-        path = tmp_path / "paste.npy"
-        np.save(path, px)
         mark = conn.mark()
-        server.command(f"paste {path} {x} {y}", "paste")
+        server.paste(px, x, y)
         # A picture of one colour goes as a DRAW_FILL, not an image.
         conn.wait_for(
             lambda k: k.draws(mark) or any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(mark)), what="the pasted picture's draw"
