@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 from support import html5, images
+from support.pasting import paste_pictures
 from support.processes import as_rgb, wait_match
 from support.tap import TapConnection, WireTap
 from test_codecs_quic import pictures
@@ -207,20 +206,8 @@ def test_pasted_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, compressi
     server = spawn.harness("--source", f"image:{tmp_path / 'ui.png'}", *_args(compression))
     v, conn = viewer(server)
     wait_exact(server, v, "the first screen")
-    start, pasted = conn.mark(), []
-
-    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(px=pictures(max_side=200), data=st.data())
-    def paste(px, data):
-        h, w = px.shape[:2]
-        x, y = data.draw(st.integers(0, 480 - w)), data.draw(st.integers(0, 360 - h))
-        mark = conn.mark()
-        server.paste(px, x, y)
-        conn.wait_for(lambda k: k.mark() > mark, what="the pasted picture on the wire")
-        wait_exact(server, v, f"a {w}x{h} paste at {x},{y}")
-        pasted.append((w, h))
-
-    paste()
+    start = conn.mark()
+    pasted = paste_pictures(server, conn, pictures(max_side=200), 15, lambda what: wait_exact(server, v, what))
     assert len(pasted) >= 15
     # One colour goes as a solid DRAW_FILL, which spice-html5 draws too.
     mark = conn.mark()
