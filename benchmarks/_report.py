@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -52,3 +55,13 @@ def write_between(path: Path, name: str, text: str) -> None:
     else:
         doc = doc.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(doc)
+
+
+def publish(path: Path, name: str, lines: list[str], write: bool = True) -> str:
+    """The section `name` (`lines` between its markers), put into the document at `path` by
+    `write_between` unless `write` is false (a --no-write run); returns its text."""
+    text = "\n".join([f"<!-- {name}:begin -->", *lines, f"<!-- {name}:end -->"])
+    if write:
+        write_between(path, name, text)
+        print(f"wrote {os.path.relpath(path, ROOT)}")
+    return text

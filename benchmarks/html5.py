@@ -26,11 +26,10 @@ for p in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
 
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, md_table  # noqa: E402
+from _report import command_line, md_table, publish  # noqa: E402
 from PIL import Image  # noqa: E402
 from support import html5, images  # noqa: E402
 from support.processes import HarnessServer, as_rgb  # noqa: E402
@@ -39,7 +38,7 @@ from support.tap import TapConnection, WireTap  # noqa: E402
 from spice_twisted.wire.enums import ImageType  # noqa: E402
 
 DOC = ROOT / "docs" / "codecs.md"
-BEGIN, END = "<!-- html5bench:begin -->", "<!-- html5bench:end -->"
+SECTION = "html5bench"
 SETTINGS = ("auto_glz", "quic", "lz", "off")
 
 
@@ -57,14 +56,6 @@ def pictures(tmp: Path) -> dict[str, Path]:
     return out
 
 
-def wait_exact(server: HarnessServer, v: html5.Html5Viewer, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while html5.mismatch(v.canvas(), as_rgb(server.framebuffer())) != 0:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"spice-html5 never matched the server:\n{v.diagnostics()}")
-        time.sleep(0.3)
-
-
 def measure(tmp: Path, server_args: list[str], draws: int | None) -> list[str]:
     server = HarnessServer(*server_args, tmp=tmp)
     tap = WireTap(server.port)
@@ -76,7 +67,7 @@ def measure(tmp: Path, server_args: list[str], draws: int | None) -> list[str]:
         if draws:
             conn.wait_for(lambda k: len(k.draws()) >= draws, timeout=180, what=f"{draws} draws")
             server.pause()
-        wait_exact(server, v)
+        v.wait_exact(lambda: as_rgb(server.framebuffer()), "the server's framebuffer", timeout=60)
         got = conn.draws()[:draws] if draws else conn.draws()
         area = sum((d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in got)
         nbytes = sum(len(d.payload) for d in got)
@@ -108,15 +99,10 @@ def main() -> None:
             rows.append([f"live demo, first {args.draws} draws", s, *measure(tmp, ["--image-compression", s], args.draws)])
             print(" | ".join(rows[-1]), flush=True)
     table = md_table(["content", "--image-compression", "bytes/pixel", "image bytes", "image types"], rows)
-    text = f"{BEGIN}\n{table}\n\nRaw is 4.0 bytes a pixel. Made by `{command_line('.venv/bin/python')}`.\n{END}"
+    text = publish(
+        DOC, SECTION, [table, "", f"Raw is 4.0 bytes a pixel. Made by `{command_line('.venv/bin/python')}`."], write=not args.no_write
+    )
     print(text)
-    if not args.no_write:
-        doc = DOC.read_text()
-        if BEGIN in doc and END in doc:
-            doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
-            DOC.write_text(doc)
-        else:
-            raise SystemExit(f"{DOC} has no {BEGIN} ... {END} block")
 
 
 if __name__ == "__main__":

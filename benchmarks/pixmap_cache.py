@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import command_line, cpu_model, md_table, write_between  # noqa: E402
+from _report import command_line, cpu_model, md_table, publish  # noqa: E402
 
 from spice_twisted.channels.pixmap_cache import MAX_ENTRIES, TOTAL_ENTRIES, ClientPixmapCache, PixmapCacheBudget  # noqa: E402
 
@@ -110,9 +110,10 @@ def main() -> None:
             ]
         )
         print(f"worst case, {clients} clients: before {before / 2**20:.1f} MiB; after {entries} entries {after / 2**20:.1f} MiB")
-    text = "\n".join(
+    publish(
+        DOC,
+        SECTION,
         [
-            f"<!-- {SECTION}:begin -->",
             "## Pixmap cache: the server's model per client",
             "",
             f"`{command_line()}` on {cpu_model()}. Models filled with a mix of {len(SIZES)} image sizes "
@@ -126,12 +127,9 @@ def main() -> None:
             f"times the clients) and after it (at most {MAX_ENTRIES:,} a client, {TOTAL_ENTRIES:,} in all; measured).",
             "",
             md_table(["clients", "entries before", "heap before", "entries after", "heap after", "per client before / after"], worst_rows),
-            f"<!-- {SECTION}:end -->",
-        ]
+        ],
+        write=not args.no_write,
     )
-    if not args.no_write:
-        write_between(DOC, SECTION, text)
-        print(f"wrote {DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

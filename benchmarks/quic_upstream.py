@@ -42,7 +42,7 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, load_average, md_table, write_between  # noqa: E402
+from _report import command_line, cpu_model, load_average, md_table, publish  # noqa: E402
 from support import images  # noqa: E402
 
 from spice_twisted.codecs._native import _quic  # noqa: E402
@@ -177,21 +177,19 @@ def main() -> None:
             rows.append([kind, f"{size / n:.2f}", f"{o:,.0f}", f"{u:,.0f}", f"{o / u:.2f}"])
             print(f"{kind:13s} {size / n:.2f} B/px  ours {o:.0f} MP/s  upstream {u:.0f} MP/s", flush=True)
     now = datetime.datetime.now(datetime.UTC)
-    text = "\n".join(
+    publish(
+        CODECS_DOC,
+        "quic-upstream",
         [
-            "<!-- quic-upstream:begin -->",
             md_table(["content (1024x768)", "bytes per pixel", "ours MP/s", "upstream MP/s", "ours / upstream"], rows),
             "",
             f"Identical bytes on {checked} encodes (every kind and size above, 400 random adversarial pictures, RGB32 and "
             f"RGBA). Measured by `{command_line()}` on {now:%Y-%m-%d}, {len(os.sched_getaffinity(0))} CPUs ({cpu_model()}, "
             f"{platform.system()}), shared with other work (load average {load} at the start); speeds are the fastest of "
             "repeats in thread CPU time, one thread.",
-            "<!-- quic-upstream:end -->",
-        ]
+        ],
+        write=not args.no_write,
     )
-    if not args.no_write:
-        write_between(CODECS_DOC, "quic-upstream", text)
-        print(f"wrote {CODECS_DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, load_average, md_table, write_between  # noqa: E402
+from _report import command_line, cpu_model, load_average, md_table, publish  # noqa: E402
 
 from spice_twisted.render.rect import Rect  # noqa: E402
 from spice_twisted.render.region import EXACT_RECTS, EXACT_WORK, GREEDY_RECTS, GRID, Region  # noqa: E402
@@ -345,9 +345,10 @@ def main() -> None:
         "drawables before / after",
         "px sent per damaged px before / after",
     ]
-    text = "\n".join(
+    publish(
+        DOC,
+        SECTION,
         [
-            f"<!-- {SECTION}:begin -->",
             "## Damage planning: from a frame's damage to its drawables",
             "",
             f"`{command_line(os.path.relpath(sys.executable))}` on {cpu_model()} (load average {load_average()} at the end; a shared machine, so compare "
@@ -386,12 +387,9 @@ def main() -> None:
             md_table(["damage", "rects in", "union ms", "rects out", "reading them ms"], cairo_rows) if cairo_rows else "(not measured)",
             "",
             why_grid(cairo),
-            f"<!-- {SECTION}:end -->",
-        ]
+        ],
+        write=not args.no_write,
     )
-    if not args.no_write:
-        write_between(DOC, SECTION, text)
-        print(f"wrote {DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

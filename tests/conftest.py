@@ -14,6 +14,8 @@ from support.admin import TOKEN, Api, write_token
 from support.certs import make_ca_and_server
 from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLinesProcess, ServerProcess, free_port
 from support.tap import WireTap
+from support.xvfb import Xvfb
+from support.xvfb import missing_tools as missing_x_tools
 
 # Every process this run starts carries its mark; the session fails if one outlives it.
 leftovers.mark_this_run()
@@ -123,3 +125,23 @@ def admin(spawn, tmp_path):
         c.wait_event("channel", channel="inputs", what="opened")
         clients.append(c)
     return srv, Api(port, TOKEN), clients
+
+
+@pytest.fixture
+def xvfb_factory(tmp_path: Path) -> Iterator[object]:
+    """xvfb_factory(solid=None, **Xvfb's keywords) -> a started Xvfb (its root filled with the
+    colour `solid`, if given); all stopped at the end. Missing X tools fail the test."""
+    missing = missing_x_tools()
+    if missing:
+        pytest.fail(f"X tools missing ({', '.join(missing)}): run scripts/setup.sh --test")
+    started: list[Xvfb] = []
+
+    def make(solid: str | None = None, **kw) -> Xvfb:
+        started.append(Xvfb(tmp_path, **kw))
+        if solid is not None:
+            started[-1].run("xsetroot", "-solid", solid)
+        return started[-1]
+
+    yield make
+    for x in started:
+        x.stop()

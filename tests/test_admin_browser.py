@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
+from support import chromium
 from support.admin import TOKEN, write_token
 from support.processes import ROOT, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL_HINT = "run the README test command (scripts/test.sh), which installs chromium, chromium-driver and selenium"
 SCREENSHOT_DOC = ROOT / "docs" / "images" / "admin-dashboard.png"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -48,36 +47,13 @@ def _wait(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    missing = chromium.missing_tools()
     if missing:
         pytest.fail(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as exc:
-        pytest.fail(f"selenium is not installed ({exc}): {INSTALL_HINT}")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--window-size=1400,900",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
+    # 1400x900: the size of the dashboard screenshot in docs/images.
+    driver = chromium.start(tmp_path, window=(1400, 900), extra_flags=["--disable-quic"], page_load_timeout=20)
     try:
         driver.set_window_size(1400, 900)
-        driver.set_page_load_timeout(20)
         yield driver
     finally:
         driver.quit()

@@ -15,16 +15,14 @@ no error, and no warning but its notes about messages it knowingly skips.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 from support import html5, images
+from support.pasting import paste_pictures
 from support.processes import as_rgb, wait_match
 from support.tap import TapConnection, WireTap
 from test_codecs_quic import pictures
@@ -46,6 +44,10 @@ HARMLESS_WARNINGS = (
     f"Unimplemented function {int(MsgDisplay.INVAL_ALL_PALETTES)}(",
     f"Unimplemented function {int(MsgDisplay.MARK)}(",
 )
+# spice-html5 has no code for the record channel the server lists (for spice-gtk's
+# microphone): it links the channel with a bare SpiceConn and logs this error; display and
+# inputs are not affected. Any other error fails the test.
+HARMLESS_ERRORS = ("Channel type record not implemented",)
 DISPLAY_INIT = CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)]
 
 
@@ -88,21 +90,14 @@ def viewer(tmp_path: Path) -> Iterator:
 def wait_exact(server, v: html5.Html5Viewer, what: str, timeout: float = 40.0) -> np.ndarray:
     """Until spice-html5's canvas equals the server's framebuffer (both re-read each time);
     returns that framebuffer as RGB."""
-    deadline = time.monotonic() + timeout
-    while True:
-        expect = as_rgb(server.framebuffer())
-        m = html5.mismatch(v.canvas(), expect)
-        if m == 0:
-            return expect
-        if time.monotonic() > deadline:
-            raise AssertionError(f"spice-html5 differs from the server ({what}): {m}\n{v.diagnostics()}")
-        time.sleep(0.3)
+    return v.wait_exact(lambda: as_rgb(server.framebuffer()), f"the server ({what})", timeout)
 
 
 def assert_html5_clean(v: html5.Html5Viewer) -> None:
     """spice-html5 connected, reported no error and warned about nothing it drew."""
     s = v.state()
-    assert s["connected"] and not s["errors"] and not s["log_err"], v.diagnostics()
+    bad_errors = [e for e in s["log_err"] if e not in HARMLESS_ERRORS]
+    assert s["connected"] and not s["errors"] and not bad_errors, v.diagnostics()
     bad = [w for w in s["log_warn"] if not w.startswith(HARMLESS_WARNINGS)]
     assert not bad, f"spice-html5 warned: {bad}"
 
@@ -211,28 +206,12 @@ def test_pasted_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, compressi
     server = spawn.harness("--source", f"image:{tmp_path / 'ui.png'}", *_args(compression))
     v, conn = viewer(server)
     wait_exact(server, v, "the first screen")
-    start, pasted = conn.mark(), []
-
-    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(px=pictures(max_side=200), data=st.data())
-    def paste(px, data):
-        h, w = px.shape[:2]
-        x, y = data.draw(st.integers(0, 480 - w)), data.draw(st.integers(0, 360 - h))
-        path = tmp_path / "paste.npy"
-        np.save(path, px)
-        mark = conn.mark()
-        server.command(f"paste {path} {x} {y}", "paste")
-        conn.wait_for(lambda k: k.mark() > mark, what="the pasted picture on the wire")
-        wait_exact(server, v, f"a {w}x{h} paste at {x},{y}")
-        pasted.append((w, h))
-
-    paste()
+    start = conn.mark()
+    pasted = paste_pictures(server, conn, pictures(max_side=200), 15, lambda what: wait_exact(server, v, what))
     assert len(pasted) >= 15
     # One colour goes as a solid DRAW_FILL, which spice-html5 draws too.
-    path = tmp_path / "solid.npy"
-    np.save(path, np.broadcast_to(np.array([7, 200, 93, 0], np.uint8), (40, 50, 4)).copy())
     mark = conn.mark()
-    server.command(f"paste {path} 11 13", "paste")
+    server.paste(np.broadcast_to(np.array([7, 200, 93, 0], np.uint8), (40, 50, 4)).copy(), 11, 13)
     conn.wait_for(lambda k: any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(mark)), what="a DRAW_FILL")
     wait_exact(server, v, "a solid 50x40 paste")
     assert_html5_wire(conn, compression, start)
@@ -293,5 +272,22 @@ def test_lossy_demo_converges_in_spice_html5(spawn, viewer):
     wait_exact(server, v, "the paused lossy demo, upgraded")
     types = encoded_types(conn)
     assert types.get(ImageType.JPEG, 0) >= 1 and types.get(QUIC, 0) >= 1 and BITMAP not in types, types
+    assert_html5_clean(v)
+    assert_no_server_errors(server)
+
+
+def test_default_setting_on_the_live_demo_gets_lz_quic_and_fills_exactly(spawn, viewer):
+    """Under the default auto_glz spice-html5 (no LZ4 cap, GLZ window 0) gets LZ_RGB for
+    synthetic pictures, QUIC for photos and DRAW_FILL for one colour (a square pasted on
+    the running demo), and draws all of it exactly: no GLZ, no LZ4, no raw bitmaps."""
+    server = spawn.harness()
+    v, conn = viewer(server)
+    conn.wait_for(lambda k: len(k.draws()) >= 20, timeout=60, what="20 draws to spice-html5")
+    server.paste(np.broadcast_to(np.array([40, 90, 200, 0], np.uint8), (50, 70, 4)).copy(), 300, 200)
+    server.pause()
+    wait_exact(server, v, "the paused demo with a pasted square")
+    types = assert_html5_wire(conn, "default")
+    assert LZ_RGB in types and BITMAP not in types, types
+    assert any(t == MsgDisplay.DRAW_FILL for t, _ in conn.snapshot())
     assert_html5_clean(v)
     assert_no_server_errors(server)

@@ -127,32 +127,25 @@ def test_pixel_count_and_rotated_screens():
     assert n.allows(2000, 1000) and not n.allows(2000, 1001) and n.allows(16384, 100)
 
 
-def test_an_x_display_grown_past_the_bound_is_served_in_part(spawn, tmp_path):
+def test_an_x_display_grown_past_the_bound_is_served_in_part(spawn, xvfb_factory):
     """xrandr grows the X screen past --max-surface: clients keep the size they had and see
     the screen's top-left part (equal to X's own pixels there); a size that fits is served whole."""
-    from support.xvfb import Xvfb, missing_tools
+    x = xvfb_factory(size=(1024, 768), max_size=(1600, 1200))
+    server = spawn.harness("--source", f"x11:{x.display}", "--max-surface", "1024x768", "--disable-ticketing")
+    (client,) = connect_clients(spawn, server, 1)
+    notes = NotifyReader(server.port)
+    x.spawn("xlogo", "-geometry", "300x300+600+400")  # across the served part's edge
+    x.set_size(1280, 1024)
+    wait_until(lambda: any("1280x1024, over --max-surface 1024x768" in t for t in notes.texts), 15, "the NOTIFY")
+    assert server.stats()["source_state"]["oversized"] == [1280, 1024]
+    assert "the X display" in server.stderr() and "serving its top-left 1024x768" in server.stderr()
 
-    if missing_tools():
-        pytest.fail(f"missing X tools {missing_tools()}: run scripts/setup.sh --test")
-    x = Xvfb(tmp_path, size=(1024, 768), max_size=(1600, 1200))
-    try:
-        server = spawn.harness("--source", f"x11:{x.display}", "--max-surface", "1024x768", "--disable-ticketing")
-        (client,) = connect_clients(spawn, server, 1)
-        notes = NotifyReader(server.port)
-        x.spawn("xlogo", "-geometry", "300x300+600+400")  # across the served part's edge
-        x.set_size(1280, 1024)
-        wait_until(lambda: any("1280x1024, over --max-surface 1024x768" in t for t in notes.texts), 15, "the NOTIFY")
-        assert server.stats()["source_state"]["oversized"] == [1280, 1024]
-        assert "the X display" in server.stderr() and "serving its top-left 1024x768" in server.stderr()
+    def top_left():
+        return x.root_image()[:768, :1024]
 
-        def top_left():
-            return x.root_image()[:768, :1024]
-
-        wait_match(top_left, [client], "X's top-left 1024x768")
-        x.set_size(800, 600)
-        client.wait_event("primary-create", width=800, height=600)
-        wait_match(x.root_image, [client], "X's whole 800x600 screen")
-        assert server.stats()["source_state"]["oversized"] is None
-        notes.close()
-    finally:
-        x.stop()
+    wait_match(top_left, [client], "X's top-left 1024x768")
+    x.set_size(800, 600)
+    client.wait_event("primary-create", width=800, height=600)
+    wait_match(x.root_image, [client], "X's whole 800x600 screen")
+    assert server.stats()["source_state"]["oversized"] is None
+    notes.close()

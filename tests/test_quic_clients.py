@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 from support import images
+from support.pasting import paste_pictures
 from support.processes import as_rgb, wait_match
 from support.tapped import connect
 from test_codecs_quic import pictures
 from test_pipeline_clients import assert_exact, display_stats, draw_for_a_while, encoded_types, switch
 
-from spice_twisted.wire.enums import ImageCompression, ImageType, MsgDisplay
+from spice_twisted.wire.enums import ImageCompression, ImageType
 
 QUIC = ImageType.QUIC
 
@@ -92,25 +91,14 @@ def test_hypothesis_pictures_through_spice_gtk(spawn, tap_for, tmp_path):
     rgb = images.photo(360, 480)[..., 2::-1].copy()
     Image.fromarray(rgb, "RGB").save(tmp_path / "photo.png")
     server, (client,), (conn,) = _serve_picture(spawn, tap_for, tmp_path / "photo.png", 1, "--image-compression", "quic")
-    start, pasted = conn.mark(), []
-
-    @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(px=pictures(max_side=300), data=st.data())
-    def paste(px, data):
-        h, w = px.shape[:2]
-        x, y = data.draw(st.integers(0, 480 - w)), data.draw(st.integers(0, 360 - h))
-        path = tmp_path / "paste.npy"
-        np.save(path, px)
-        mark = conn.mark()
-        server.command(f"paste {path} {x} {y}", "paste")
-        # A picture of one colour goes as a DRAW_FILL, not an image.
-        conn.wait_for(
-            lambda k: k.draws(mark) or any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(mark)), what="the pasted picture's draw"
-        )
-        wait_match(lambda: as_rgb(server.framebuffer()), [client], f"the server after a {w}x{h} paste at {x},{y}")
-        pasted.append((w, h))
-
-    paste()
+    start = conn.mark()
+    pasted = paste_pictures(
+        server,
+        conn,
+        pictures(max_side=300),
+        20,
+        lambda what: wait_match(lambda: as_rgb(server.framebuffer()), [client], f"the server after {what}"),
+    )
     assert len(pasted) >= 20
     types = encoded_types(conn, start)  # a paste the client's pixmap cache holds goes as FROM_CACHE
     assert set(types) == {QUIC} and types[QUIC] >= len(pasted) // 2, types

@@ -8,44 +8,32 @@ are read from the bytes that crossed the wire.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support.processes import as_rgb, wait_until
-from support.ryll import RyllClient, ryll_binary
+from support.ryll import INSTALL_HINT, RyllClient, ryll_binary
 from support.tap import WireTap
 
 from spice_twisted.wire.enums import DisplayCap, ImageType
 
-RYLL = shutil.which("ryll") or str(Path(sys.executable).parent / "ryll")
-
 
 @pytest.fixture
-def ryll(tmp_path):
-    procs: list[subprocess.Popen] = []
+def ryll(tmp_path: Path) -> Iterator[Callable[..., RyllClient]]:
+    """ryll(port, *args) -> a headless ryll connected to 127.0.0.1:port; all closed at the end."""
+    if ryll_binary() is None:
+        pytest.fail(INSTALL_HINT)
+    clients: list[RyllClient] = []
 
-    def start(port: int, *args: str) -> subprocess.Popen:
-        if not Path(RYLL).exists():
-            pytest.fail("ryll is not installed: run the README test command (pip install .[test])")
-        log = open(tmp_path / f"ryll-{len(procs)}.log", "wb")  # noqa: SIM115 (closed with the process)
-        p = subprocess.Popen(
-            [RYLL, "--headless", "--direct", f"127.0.0.1:{port}", *args], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
-        )
-        procs.append(p)
-        return p
+    def start(port: int, *args: str) -> RyllClient:
+        clients.append(RyllClient(port, tmp_path, *args))
+        return clients[-1]
 
     yield start
-    for p in procs:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    for c in clients:
+        c.close()
 
 
 @pytest.mark.parametrize("preferred, image_type", [("lz4", ImageType.LZ4), ("auto-glz", ImageType.GLZ_RGB)])
@@ -54,38 +42,32 @@ def test_ryll_gets_lz4_though_it_advertises_pref_compression(spawn, ryll, prefer
     too (its DISPLAY_INIT gives a GLZ window), from a dictionary generation of its own."""
     server = spawn.server("--source", "demo")
     with WireTap(server.port) as tap:
-        proc = ryll(tap.port, "--preferred-compression", preferred)
+        client = ryll(tap.port, "--preferred-compression", preferred)
         conn = tap.display(timeout=30)
         assert DisplayCap.PREF_COMPRESSION in conn.client_channel_caps and DisplayCap.LZ4_COMPRESSION in conn.client_channel_caps
         # The demo draws every second (its clock, the ball): images keep coming.
         wait_until(lambda: conn.image_types().get(image_type, 0) >= 3, timeout=30, what=f"{image_type.name} images to ryll")
         types = conn.image_types()
         assert ImageType.BITMAP not in types, types
-        assert proc.poll() is None  # still connected: it took every image it was sent
+        assert client.proc.poll() is None  # still connected: it took every image it was sent
 
 
-def test_ryll_decodes_the_shared_glz_dictionary_exactly_on_the_live_demo(spawn, tmp_path):
+def test_ryll_decodes_the_shared_glz_dictionary_exactly_on_the_live_demo(spawn, ryll):
     """Two ryll clients with their default preference (auto_glz) start together, so they share
     one GLZ generation; after the demo ran, each one's decoded surface (its control socket's
     screenshot) equals the server's framebuffer."""
-    if ryll_binary() is None:
-        pytest.fail("ryll is not installed: run the README test command (pip install .[test])")
     server = spawn.harness("--jpeg-wan-compression", "never", paused=True)
-    clients = [RyllClient(server.port, tmp_path) for _ in range(2)]
-    try:
-        wait_until(lambda: all(c.rgb() is not None for c in clients), 30, "both ryll clients showing the screen")
-        server.resume()
-        wait_until(lambda: server.stats()["render"]["glz"]["generations"], 15, "a GLZ generation")
-        gens = server.stats()["render"]["glz"]["generations"]
-        assert len(gens) == 1 and gens[0]["members"] == 2, gens
-        wait_until(lambda: server.stats()["render"]["glz"]["generations"][0]["images"] > 30, 30, "30 GLZ images")
-        server.pause()
-        want = as_rgb(server.framebuffer())
+    clients = [ryll(server.port) for _ in range(2)]
+    wait_until(lambda: all(c.rgb() is not None for c in clients), 30, "both ryll clients showing the screen")
+    server.resume()
+    wait_until(lambda: server.stats()["render"]["glz"]["generations"], 15, "a GLZ generation")
+    gens = server.stats()["render"]["glz"]["generations"]
+    assert len(gens) == 1 and gens[0]["members"] == 2, gens
+    wait_until(lambda: server.stats()["render"]["glz"]["generations"][0]["images"] > 30, 30, "30 GLZ images")
+    server.pause()
+    want = as_rgb(server.framebuffer())
 
-        def exact() -> bool:
-            return all((got := c.rgb()) is not None and got.shape == want.shape and bool(np.array_equal(got, want)) for c in clients)
+    def exact() -> bool:
+        return all((got := c.rgb()) is not None and got.shape == want.shape and bool(np.array_equal(got, want)) for c in clients)
 
-        wait_until(exact, 30, "both ryll surfaces equal to the server's framebuffer")
-    finally:
-        for c in clients:
-            c.close()
+    wait_until(exact, 30, "both ryll surfaces equal to the server's framebuffer")

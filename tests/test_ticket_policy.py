@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from support.admin import TOKEN, Api, write_token
 from support.processes import free_port, wait_match
-from support.xvfb import Xvfb, missing_tools
 from test_tls_policy import _client_ca, _link_result, _tls_socket
 
 from spice_twisted.wire.enums import LinkError
@@ -23,14 +22,8 @@ def _public_tls(spawn, certs, *args: str):
 
 
 @pytest.fixture
-def xvfb(tmp_path):
-    missing = missing_tools()
-    if missing:
-        pytest.fail(f"X tools missing ({', '.join(missing)}): run scripts/setup.sh --test")
-    x = Xvfb(tmp_path, size=(640, 480))
-    x.run("xsetroot", "-solid", "#336699")
-    yield x
-    x.stop()
+def xvfb(xvfb_factory):
+    return xvfb_factory(size=(640, 480), solid="#336699")
 
 
 # --- 7. a public TLS-only listener ---------------------------------------------------------------

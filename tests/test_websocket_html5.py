@@ -5,14 +5,13 @@ a spice-gtk client on the plain port of the same server shows the same picture."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from support.browser_spice import INSTALL_HINT, errors, missing_tools, page_url, read_canvas, serve_page, start_chromium
+from support import html5
 from support.processes import as_rgb, free_port, wait_match
 
 PASSWORD = "html5-pass"
@@ -20,38 +19,18 @@ PASSWORD = "html5-pass"
 
 @pytest.fixture
 def chromium_factory(tmp_path: Path) -> Iterator[Any]:
-    missing = missing_tools()
+    missing = html5.missing_tools(websockify=False)
     if missing:
-        pytest.fail(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
+        pytest.fail(f"{', '.join(missing)} not installed: {html5.INSTALL_HINT}")
     drivers: list[Any] = []
 
     def make(trust_cert: Path | None = None) -> Any:
-        drivers.append(start_chromium(tmp_path, trust_cert))
+        drivers.append(html5.chromium(tmp_path / f"chromium-{len(drivers)}", trust_cert))
         return drivers[-1]
 
     yield make
     for d in drivers:
         d.quit()
-
-
-def wait_canvas_equals(driver: Any, expect: np.ndarray, what: str, timeout: float = 90.0) -> np.ndarray:
-    """Until the browser's canvas equals `expect` (the server's framebuffer, which holds
-    still meanwhile); returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read_canvas(driver)
-        if got is not None and got.shape == expect.shape and np.array_equal(got, expect):
-            return got
-        if time.monotonic() > deadline:
-            state = (
-                "no canvas"
-                if got is None
-                else f"shape {got.shape}"
-                if got.shape != expect.shape
-                else f"{int(np.any(got != expect, axis=2).sum())} pixels differ"
-            )
-            raise AssertionError(f"spice-html5 canvas never equalled {what}: {state}; page errors {errors(driver)}")
-        time.sleep(0.3)
 
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
@@ -68,20 +47,20 @@ def test_spice_html5_on_the_spice_port_shows_the_exact_framebuffer(spawn, random
 
     driver = chromium_factory(certs["cert"] if scheme == "wss" else None)
     port = tls_port if scheme == "wss" else server.port
-    with serve_page(tmp_path) as base:
+    with html5.serve_page(tmp_path) as base:
         # The path is what spice-html5's own page appends by default; the port ignores it.
-        driver.get(page_url(base, f"{scheme}://127.0.0.1:{port}/websockify", PASSWORD))
-        framebuffer = as_rgb(server.framebuffer())  # the image source draws once
-        got = wait_canvas_equals(driver, framebuffer, "the server's framebuffer")
+        driver.get(html5.page_url(base, f"{scheme}://127.0.0.1:{port}/websockify", PASSWORD))
+        # The image source draws once: the framebuffer holds still.
+        got = html5.wait_exact(driver, lambda: as_rgb(server.framebuffer()), "the server's framebuffer", timeout=90)
         assert np.array_equal(got, rgb)  # and so the PNG the image source shows
 
         # Updates after the first screen travel too, to the browser and to spice-gtk.
         server.command("updates 5", "updates", timeout=60)
         framebuffer = as_rgb(server.framebuffer())
         assert not np.array_equal(framebuffer, rgb)
-        wait_canvas_equals(driver, framebuffer, "the framebuffer after 5 updates")
+        html5.wait_exact(driver, lambda: framebuffer, "the framebuffer after 5 updates", timeout=90)
         wait_match(lambda: framebuffer, [gtk], "the framebuffer after 5 updates", timeout=60)
 
     clients = server.stats()["clients"]
     assert len(clients) == 2, clients  # the browser and spice-gtk, each a client of its own
-    assert errors(driver) == []
+    assert html5.errors(driver) == []

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from support.processes import as_rgb, free_port, wait_match
 from support.rawclient import link_bytes
+from support.ws_frames import mask, masked_frame_head
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Pong, RejectConnection, Request, TextMessage
 
@@ -138,20 +139,6 @@ def html5_short_ticket(public_der: bytes, password: bytes) -> bytes:
         if full[0] == 0:
             return full[1:] + b"\0"
     raise AssertionError("no RSA result below 2**1016 in 10000 tries")
-
-
-def masked_frame_head(opcode: int, length: int, fin: bool = True, key: bytes = b"\x11\x22\x33\x44") -> bytes:
-    """A client frame's header claiming `length` payload bytes (RFC 6455 5.2)."""
-    first = (0x80 if fin else 0) | opcode
-    if length < 126:
-        return bytes([first, 0x80 | length]) + key
-    if length < 1 << 16:
-        return bytes([first, 0x80 | 126]) + struct.pack("!H", length) + key
-    return bytes([first, 0x80 | 127]) + struct.pack("!Q", length) + key
-
-
-def mask(data: bytes, key: bytes = b"\x11\x22\x33\x44", offset: int = 0) -> bytes:
-    return bytes(b ^ key[(i + offset) % 4] for i, b in enumerate(data))
 
 
 def raw_http(port: int, data: bytes, timeout: float = 20.0) -> bytes:

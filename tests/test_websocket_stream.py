@@ -3,11 +3,10 @@ hand-made frames do what a library would refuse to send."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.ws_frames import mask, masked_frame_head
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Ping, Pong, Request, TextMessage
 
@@ -28,16 +27,11 @@ def opened(max_message: int = 1024, subprotocols: tuple[str, ...] = ("binary",))
 
 
 def frame_head(opcode: int, length: int, fin: bool = True) -> bytes:
-    first = (0x80 if fin else 0) | opcode
-    if length < 126:
-        return bytes([first, 0x80 | length]) + KEY
-    if length < 1 << 16:
-        return bytes([first, 0x80 | 126]) + struct.pack("!H", length) + KEY
-    return bytes([first, 0x80 | 127]) + struct.pack("!Q", length) + KEY
+    return masked_frame_head(opcode, length, fin, KEY)
 
 
 def masked(data: bytes, offset: int = 0) -> bytes:
-    return bytes(b ^ KEY[(i + offset) % 4] for i, b in enumerate(data))
+    return mask(data, KEY, offset)
 
 
 def closed_with(stream_reply: bytes, client: WSConnection) -> int:

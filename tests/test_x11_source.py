@@ -16,18 +16,12 @@ import pytest
 from support import processes
 from support.processes import as_rgb, connect_clients, wait_until
 from support.rawclient import NotifyReader
-from support.xvfb import Xvfb, missing_tools
+from support.xvfb import Xvfb
 
 
 @pytest.fixture
-def xvfb(tmp_path: Path):
-    missing = missing_tools()
-    if missing:
-        pytest.fail(f"X tools missing ({', '.join(missing)}): run scripts/setup.sh --test")
-    x = Xvfb(tmp_path, size=(1024, 768))
-    x.run("xsetroot", "-solid", "#336699")
-    yield x
-    x.stop()
+def xvfb(xvfb_factory) -> Xvfb:
+    return xvfb_factory(size=(1024, 768), solid="#336699")
 
 
 def wait_match(x: Xvfb, clients, timeout: float = 25.0) -> np.ndarray:
@@ -295,15 +289,11 @@ def test_exit_on_x_loss(spawn, xvfb):
     assert "exiting (--exit-on-x-loss)" in server.log()
 
 
-def test_without_mit_shm_plain_getimage_serves_the_same_pixels(spawn, tmp_path):
-    x = Xvfb(tmp_path, size=(800, 600), max_size=(800, 600), args=("-extension", "MIT-SHM"))
-    try:
-        x.run("xsetroot", "-solid", "#225511")
-        server = spawn.harness("--source", f"x11:{x.display}", "--disable-ticketing")
-        clients = connect_clients(spawn, server)
-        x.spawn("xterm", "-geometry", "50x15+20+20", "-T", "plain", "-e", "sh", "-c", "seq 1 300; sleep 60")
-        window_id(x, "plain")
-        wait_match(x, clients)
-        assert server.stats()["source_state"]["capture"]["shm"] is False
-    finally:
-        x.stop()
+def test_without_mit_shm_plain_getimage_serves_the_same_pixels(spawn, xvfb_factory):
+    x = xvfb_factory(size=(800, 600), max_size=(800, 600), args=("-extension", "MIT-SHM"), solid="#225511")
+    server = spawn.harness("--source", f"x11:{x.display}", "--disable-ticketing")
+    clients = connect_clients(spawn, server)
+    x.spawn("xterm", "-geometry", "50x15+20+20", "-T", "plain", "-e", "sh", "-c", "seq 1 300; sleep 60")
+    window_id(x, "plain")
+    wait_match(x, clients)
+    assert server.stats()["source_state"]["capture"]["shm"] is False

@@ -10,28 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.processes import _env, free_port, wait_match
-from support.xvfb import Xvfb, missing_tools, parse_xwd
+from support.xvfb import parse_xwd
 
 xcffib = pytest.importorskip("xcffib")
 
 from spice_twisted.sources.x11_cursor import shape_from_argb  # noqa: E402
 from spice_twisted.sources.x11_input import E0, SCANCODE_NAMES, XInjector, build_keymap, evdev_keymap, server_keymap  # noqa: E402
-
-
-@pytest.fixture
-def xvfb_factory(tmp_path: Path):
-    started: list[Xvfb] = []
-    if missing_tools():
-        pytest.fail(f"X tools missing ({', '.join(missing_tools())}): run scripts/setup.sh --test")
-
-    def make(**kw) -> Xvfb:
-        x = Xvfb(tmp_path, **kw)
-        started.append(x)
-        return x
-
-    yield make
-    for x in started:
-        x.stop()
 
 
 def run_twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

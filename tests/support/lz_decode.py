@@ -9,16 +9,13 @@ the window does not hold (spice-gtk would block waiting for it), trailing bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
 LZ_MAGIC = 0x20205A4C
 LZ_VERSION = 0x00010001
 RGB32 = 8
-
-
-def _pixels_to_bgrx(px: np.ndarray, height: int, width: int) -> np.ndarray:
-    return px.astype("<u4").view(np.uint8).reshape(height, width, 4)
 
 
 class _Reader:
@@ -60,16 +57,20 @@ def _copy(out: np.ndarray, op: int, src: np.ndarray, start: int, n: int) -> None
         out[op : op + n] = src[start : start + n]
 
 
-def decode_lz(data: bytes) -> np.ndarray:
-    """LZ_RGB32 data -> (height, width, 4) uint8 BGRX with X = 0, top-down."""
-    if len(data) < 28:
-        raise ValueError("short LZ header")
-    magic, version, typ, width, height, stride, top_down = struct.unpack_from(">7I", data, 0)
+def _check_header(kind: str, magic: int, version: int, typ: int, width: int, height: int, stride: int) -> None:
     if (magic, version, typ) != (LZ_MAGIC, LZ_VERSION, RGB32) or stride != width * 4 or width < 1 or height < 1:
-        raise ValueError(f"bad LZ header {magic:#x} {version:#x} type {typ} {width}x{height} stride {stride}")
-    n = width * height
+        raise ValueError(f"bad {kind} header {magic:#x} {version:#x} type {typ} {width}x{height} stride {stride}")
+
+
+# match(reader, ctrl, out, op, length): reads the rest of a match's code and copies its
+# `length` words to out[op:]; the one part in which LZ and GLZ differ.
+Match = Callable[[_Reader, int, np.ndarray, int, int], None]
+
+
+def _decode_words(data: bytes, pos: int, n: int, match: Match) -> np.ndarray:
+    """The stream both formats share: runs of literal pixels and matches, to n pixel words."""
     out = np.zeros(n, np.uint32)
-    r, op = _Reader(data, 28), 0
+    r, op = _Reader(data, pos), 0
     while op < n:
         ctrl = r.byte()
         if ctrl < 32:
@@ -80,19 +81,43 @@ def decode_lz(data: bytes) -> np.ndarray:
             op += count
             continue
         length = r.length(ctrl >> 5)
-        code = r.byte()
-        ofs = ((ctrl & 31) << 8) + code
-        if code == 255 and (ctrl & 31) == 31:
-            ofs = 8191 + (r.byte() << 8) + r.byte()
-        start = op - (ofs + 1)
-        if start < 0 or op + length > n:
-            raise ValueError(f"match at {op} of {length} from {start} outside the image")
-        _copy(out, op, out, start, length)
+        if op + length > n:
+            raise ValueError(f"match at {op} of {length} past the image end")
+        match(r, ctrl, out, op, length)
         op += length
     if r.pos != len(data):
         raise ValueError(f"{len(data) - r.pos} trailing bytes")
-    img = _pixels_to_bgrx(out, height, width)
+    return out
+
+
+def _image(words: np.ndarray, height: int, width: int, top_down: int) -> np.ndarray:
+    """Pixel words -> (height, width, 4) BGRX, top-down."""
+    img = words.astype("<u4").view(np.uint8).reshape(height, width, 4)
     return img if top_down else img[::-1]
+
+
+def _lz_match(r: _Reader, ctrl: int, out: np.ndarray, op: int, length: int) -> None:
+    code = r.byte()
+    ofs = ((ctrl & 31) << 8) + code
+    if code == 255 and (ctrl & 31) == 31:
+        ofs = 8191 + (r.byte() << 8) + r.byte()
+    _copy_back(out, op, op - (ofs + 1), length)
+
+
+def _copy_back(out: np.ndarray, op: int, start: int, length: int) -> None:
+    """A match inside the image being decoded (its end already checked): from `start`, before op."""
+    if start < 0:
+        raise ValueError(f"match at {op} from {start}, before the image start")
+    _copy(out, op, out, start, length)
+
+
+def decode_lz(data: bytes) -> np.ndarray:
+    """LZ_RGB32 data -> (height, width, 4) uint8 BGRX with X = 0, top-down."""
+    if len(data) < 28:
+        raise ValueError("short LZ header")
+    magic, version, typ, width, height, stride, top_down = struct.unpack_from(">7I", data, 0)
+    _check_header("LZ", magic, version, typ, width, height, stride)
+    return _image(_decode_words(data, 28, width * height, _lz_match), height, width, top_down)
 
 
 class GlzWindow:
@@ -117,23 +142,11 @@ class GlzWindow:
             raise ValueError("short GLZ header")
         magic, version, tb, width, height, stride, image_id, win_head_dist = struct.unpack_from(">IIBIIIQI", data, 0)
         typ, top_down = tb & 15, tb >> 4
-        if (magic, version, typ) != (LZ_MAGIC, LZ_VERSION, RGB32) or stride != width * 4 or width < 1 or height < 1:
-            raise ValueError(f"bad GLZ header {magic:#x} {version:#x} type {typ} {width}x{height} stride {stride}")
+        _check_header("GLZ", magic, version, typ, width, height, stride)
         if self._ref(image_id) is not None:
             raise ValueError(f"image id {image_id} again")
-        n = width * height
-        out = np.zeros(n, np.uint32)
-        r, op = _Reader(data, 33), 0
-        while op < n:
-            ctrl = r.byte()
-            if ctrl < 32:
-                count = ctrl + 1
-                if op + count > n:
-                    raise ValueError("literals past the image end")
-                out[op : op + count] = r.literals(count)
-                op += count
-                continue
-            length = r.length(ctrl >> 5)
+
+        def match(r: _Reader, ctrl: int, out: np.ndarray, op: int, length: int) -> None:
             pixel_flag, pix = (ctrl >> 4) & 1, ctrl & 15
             pix += r.byte() << 4
             code = r.byte()
@@ -149,26 +162,19 @@ class GlzWindow:
                     dist += r.byte() << (8 * k)
                 if (code >> 5) & 1:
                     pix += r.byte() << 17
-            if op + length > n:
-                raise ValueError("match past the image end")
             if dist == 0:
-                start = op - (pix + 1)
-                if start < 0:
-                    raise ValueError("match before the image start")
-                _copy(out, op, out, start, length)
-            else:
-                ref = self._ref(image_id - dist)
-                if ref is None:
-                    raise ValueError(f"image {image_id} references image {image_id - dist}, not in the window")
-                if pix + length > len(ref):
-                    raise ValueError("match past the referenced image's end")
-                out[op : op + length] = ref[pix : pix + length]
-            op += length
-        if r.pos != len(data):
-            raise ValueError(f"{len(data) - r.pos} trailing bytes")
+                _copy_back(out, op, op - (pix + 1), length)
+                return
+            ref = self._ref(image_id - dist)
+            if ref is None:
+                raise ValueError(f"image {image_id} references image {image_id - dist}, not in the window")
+            if pix + length > len(ref):
+                raise ValueError("match past the referenced image's end")
+            out[op : op + length] = ref[pix : pix + length]
+
+        out = _decode_words(data, 33, width * height, match)
         self._add(image_id, out, win_head_dist)
-        img = _pixels_to_bgrx(out, height, width)
-        return image_id, (img if top_down else img[::-1])
+        return image_id, _image(out, height, width, top_down)
 
 
 class SpiceGtkGlzWindow(GlzWindow):

@@ -36,12 +36,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def terminate(proc: subprocess.Popen) -> None:
-    """SIGTERM (the server stops cleanly), then SIGKILL after 10 s."""
+def terminate(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM (the server stops cleanly), then SIGKILL after `timeout` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -171,6 +171,13 @@ class HarnessServer(JsonLinesProcess):
         path = self.tmp / f"server-{self.port}-{self._dumps}.raw"
         r = self.command(f"dump {path}", "dump")
         return np.fromfile(path, dtype=np.uint8).reshape(r["height"], r["width"], 4)
+
+    def paste(self, px: np.ndarray, x: int, y: int) -> None:
+        """Draw `px` ((h, w, 4) B, G, R, X) on the served screen at x, y (through a .npy file)."""
+        self._dumps += 1
+        path = self.tmp / f"paste-{self.port}-{self._dumps}.npy"
+        np.save(path, px)
+        self.command(f"paste {path} {x} {y}", "paste")
 
     def pause(self) -> None:
         self.command("pause", "pause")

@@ -3,7 +3,7 @@ independent decoder of our images.
 
 It runs headless with a control socket (NDJSON requests {"id", "method", "params"});
 its `screenshot` method returns the decoded primary surface as a PNG, which is how a test
-reads back what it drew.
+reads back what it drew; with -v its log names the image type of every DRAW_COPY it decoded.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .processes import terminate
+
+INSTALL_HINT = "ryll is not installed: run the README test command (pip install .[test])"
 
 
 def ryll_binary() -> str | None:
@@ -73,14 +77,14 @@ class RyllClient:
         png = Image.open(io.BytesIO(base64.b64decode(r["data_base64"])))
         return np.asarray(png.convert("RGB"))
 
+    def decoded_types(self) -> list[str]:
+        """The image type of every DRAW_COPY ryll decoded ("Quic", "Lz", ...), from its log;
+        only when started with -v."""
+        text = self.log_path.read_text(errors="replace")
+        return [line.split("type=Some(")[1].split(")")[0] for line in text.splitlines() if "draw_copy: surface=" in line]
+
     def close(self) -> None:
         if getattr(self, "sock", None) is not None:
             self.sock.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()

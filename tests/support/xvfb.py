@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .processes import terminate
+
 TOOLS = ("Xvfb", "xwd", "xdotool", "xrandr", "xsetroot", "xev", "xterm", "xmodmap")
 FIRST_DISPLAY = 90
 
@@ -150,21 +152,10 @@ class Xvfb:
 
     def stop(self) -> None:
         for p in self._children:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            terminate(p, 5)
         self._children.clear()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 def parse_xwd(raw: bytes) -> np.ndarray:
