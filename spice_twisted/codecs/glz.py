@@ -41,6 +41,7 @@ API (the policy -- which clients share an encoder, which ids each holds -- is th
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import numpy as np
@@ -96,6 +97,34 @@ class GlzEncoder:
     @property
     def last_oldest_ref(self) -> int | None:
         return self._dict.last_oldest_ref
+
+
+HEADER_BYTES = 33  # magic, version, type|top_down<<4, width, height, stride, id (u64), win_head_dist
+_ID_AT = 21  # the u64 id, then the u32 win_head_dist: the header's last 12 bytes, big-endian
+_ID_AND_DIST = struct.Struct(">QI")
+
+
+def rebased_header(data: bytes, base: int) -> bytes:
+    """The header of GLZ data `data` for a client whose image 0 is the dictionary's image
+    `base`: id - base, and win_head_dist at most that (spice-gtk frees up to id -
+    win_head_dist in 64-bit arithmetic: past its id it would wrap and free slots for ever).
+    References are relative (image distances, pixel offsets), so the rest is unchanged."""
+    image_id, dist = _ID_AND_DIST.unpack_from(data, _ID_AT)
+    if image_id < base:
+        raise ValueError(f"GLZ image {image_id} is older than the client's first, {base}")
+    own = image_id - base
+    return bytes(data[:_ID_AT]) + _ID_AND_DIST.pack(own, min(dist, own))
+
+
+def rebased(payload: Payload, base: int) -> Payload:
+    """`payload` (a GLZ one) as a client whose image 0 is the dictionary's image `base` gets
+    it: a copy with its header rebased (`rebased_header`). For ZLIB-GLZ, which deflates the
+    header too; plain GLZ sends the rebased header and the shared rest as two buffers."""
+    if base == 0:
+        return payload
+    data = payload.fields["data"].buf
+    out = rebased_header(data, base) + bytes(memoryview(data)[HEADER_BYTES:])
+    return Payload("glz", ImageType.GLZ_RGB, {"data": External(out)}, 4 + len(out))
 
 
 def zlib_glz(payload: Payload, level: int = ZLIB_LEVEL) -> Payload | None:

@@ -68,34 +68,57 @@ class GlzGeneration:
         self.dictionary_id = dictionary_id
         self.window_pixels = window_pixels
         self.encoder = glz.GlzEncoder(window_pixels)
-        self.members: list[GlzSink] = list(members)
+        self.members: list[GlzSink] = []
+        self.base: dict[GlzSink, int] = {}  # member -> the generation's id of its image 0
         self.next_id = 0
         self.images = 0  # encodes submitted: once per image, for all members
+        self.joined = 0  # members that joined after the generation's first image
         self.left = 0  # members that left
+        for m in members:
+            self.join(m)
 
     def __repr__(self) -> str:
         return f"<GLZ generation {self.number}: {len(self.members)} members, {self.next_id} images>"
 
+    def join(self, sink: GlzSink) -> None:
+        """`sink` gets every image of the generation from the next one on, as its ids 0, 1, ..."""
+        self.members.append(sink)
+        self.base[sink] = self.next_id
+        if self.next_id:
+            self.joined += 1
+
+    def remove(self, sink: GlzSink) -> None:
+        self.members.remove(sink)
+        self.base.pop(sink, None)
+
+    def zcodec_for(self, base: int) -> str:
+        """The payload key of the ZLIB-GLZ form for the members whose image 0 is `base`."""
+        return self.zcodec if base == 0 else f"{self.zcodec}@{base}"
+
     def submit(self, d: Drawable) -> None:
         """Encode `d` as this generation's next image (in the ordered lane), and its
-        ZLIB-GLZ form too where some member would take that."""
+        ZLIB-GLZ form too where some member would take that: one deflate per distinct
+        `base` among those members (the header, rebased per base, is deflated too)."""
         assert d.pixels is not None
         image_id, pixels, encoder = self.next_id, d.pixels, self.encoder
         self.next_id += 1
         self.images += 1
-        want_zlib = any(m.glz_wants_zlib() for m in self.members)
+        # The encode references no image some member was not sent: none below the newest
+        # member's first image.
+        min_ref = max(self.base[m] for m in self.members)
+        zbases = sorted({self.base[m] for m in self.members if m.glz_wants_zlib()})
         extra: dict[str, Any] = {}
 
         def job() -> Any:
-            payload = encoder.encode(pixels, image_id, 0)  # every member holds every id from 0
-            if want_zlib:
-                extra["z"] = glz.zlib_glz(payload)
+            payload = encoder.encode(pixels, image_id, min_ref)
+            for base in zbases:
+                extra[self.zcodec_for(base)] = glz.zlib_glz(glz.rebased(payload, base))
             return payload
 
         def then() -> None:
-            z = extra.get("z")
-            if z is not None:
-                self.payloads.put(d, self.zcodec, z)
+            for key, z in extra.items():
+                if z is not None:
+                    self.payloads.put(d, key, z)
 
         self.payloads.request(d, self.codec, job=job, then=then)
 
@@ -138,12 +161,20 @@ class GlzGroups:
             if cand is not None:
                 by_key.setdefault(cand[0], []).append((s, cand[1]))
         for dictionary_id, found in by_key.items():
+            window = min(min(w for _, w in found), glz.DEFAULT_WINDOW_PIXELS)
+            current = [g for g in self.generations if g.dictionary_id == dictionary_id and g.window_pixels <= window]
+            if current:  # join the newest: its images from the next one on, as ids from 0
+                gen = current[-1]
+                for s, _ in found:
+                    gen.join(s)
+                    s.glz, s.glz_used = gen, True
+                self.log.info("{n} join {gen} at its image {base}", n=len(found), gen=gen, base=gen.next_id)
+                continue
             if len(self.generations) >= MAX_GENERATIONS:
                 for s, _ in found:
                     s.glz_used = True  # never a member: LZ/LZ4 for its session
                 self.refused += len(found)
                 continue
-            window = min(min(w for _, w in found), glz.DEFAULT_WINDOW_PIXELS)
             gen = GlzGeneration(self.payloads, dictionary_id, window, [s for s, _ in found])
             for s, _ in found:
                 s.glz, s.glz_used = gen, True
@@ -158,7 +189,7 @@ class GlzGroups:
             return
         sink.glz = None
         if sink in gen.members:
-            gen.members.remove(sink)
+            gen.remove(sink)
             gen.left += 1
         self.departures[why] = self.departures.get(why, 0) + 1
         self.log.info("{cc} leaves {gen}: {why}", cc=sink, gen=gen, why=why)
@@ -167,7 +198,10 @@ class GlzGroups:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "generations": [{"number": g.number, "members": len(g.members), "images": g.images, "left": g.left} for g in self.generations],
+            "generations": [
+                {"number": g.number, "members": len(g.members), "images": g.images, "joined": g.joined, "left": g.left}
+                for g in self.generations
+            ],
             "started": self.started,
             "refused": self.refused,
             "departures": dict(self.departures),

@@ -342,4 +342,3 @@ class RenderService:
     def unsubscribe(self, sink: DrawableSink) -> None:
         if sink in self.sinks:
             self.sinks.remove(sink)
-
