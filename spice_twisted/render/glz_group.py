@@ -2,15 +2,24 @@
 
 A GLZ image may copy pixels from earlier images of a dictionary, which the client keeps
 in its GLZ window; spice-gtk blocks its display channel for good waiting for an image it
-was never sent, and it frees window images only while the ids it received are
-contiguous from 0 (decode-glz.c: its `tail_gap`). So the rules (DESIGN.md) become:
+was never sent, and it frees window images by slot from its own counter, so the GLZ ids
+one client receives must run 0, 1, 2, ... from its connection (decode-glz.c). References
+are relative (image distance = id - referenced id, pixel offsets in that image), and so
+is win_head_dist; only the header's id is absolute. So the rules (DESIGN.md) become:
 
 - A **generation** is one `GlzEncoder` with image ids from 0, and its **members**: the
   display clients that decode GLZ (a window in DISPLAY_INIT), whose setting allows GLZ,
-  and whose window has never held an image. Members are fixed when the generation
-  starts (at a commit, all such clients at once); a client that arrives later starts a
-  generation of its own with the other newcomers of that frame (its ids start at 0
-  too), so the ids each client gets are always 0, 1, 2, ... with no hole.
+  and whose window has never held an image. The first ones start it; a client that
+  comes later **joins** it (the newest generation of its `glz_dictionary_id` whose window
+  fits in its own) at the generation's next image: its `base`. It gets every image from
+  there on, each with its own header: id - base, and win_head_dist at most that
+  (`glz.rebased_header`; spice-gtk frees up to id - win_head_dist in 64 bits, so a
+  distance past its id would wrap). Every encode references no image below the newest
+  member's base (`min_ref_id`), so nobody is sent a reference to an image it lacks. That
+  costs the members already there some bytes once (the images after a join cannot
+  reference the window before it: docs/performance.md); it costs no encode.
+  A new generation starts only for a client no generation fits (another dictionary id,
+  a smaller window), at most MAX_GENERATIONS at once.
 - (2) An image GLZ-encoded for one member goes to every member: at commit a drawable is
   GLZ for the generation only if every member takes GLZ for that picture, and then it is
   pinned in every member's pipe (never covered, coalesced or drawn from the pixmap cache).
@@ -19,11 +28,14 @@ contiguous from 0 (decode-glz.c: its `tail_gap`). So the rules (DESIGN.md) becom
   drawable at commit, and a pinned one is never dropped while the pipe is a member.
 - A member that cannot keep up (its pipe reaches its bounds), changes its preference
   away from GLZ, or meets a resize **leaves**: its unsent GLZ images go out in its other
-  codec instead, and it gets LZ/LZ4 for the rest of its session (a second generation
-  would reuse ids its window holds). The others go on, unaffected.
+  codec instead, and it gets LZ/LZ4 for the rest of its session (its window holds ids;
+  re-entering would need its own next id as a base). The others go on, unaffected.
 
 The encodes of a generation run in the payload service's ordered lane, in commit order,
-once per image for all its members (`codec` is the generation's payload key).
+once per image for all its members (`codec` is the generation's payload key). ZLIB-GLZ
+deflates the header too, so its form is made once per distinct base among the members
+that take it (`zcodec_for(base)`), in the same job; plain GLZ is one payload for all,
+each late joiner's 33-byte header written before the shared rest (channels/display.py).
 """
 
 from __future__ import annotations
