@@ -266,3 +266,32 @@ def test_a_repeat_a_member_caches_is_not_a_glz_image(glz_calls):
         assert r.screen.cache_hits == 2
         _exact(srv, r)
     assert [len(v) for v in glz_calls.values()] == [1]
+
+
+def test_a_late_joiners_large_image_goes_out_with_its_own_header(glz_calls):
+    """An image larger than a write chunk: the late joiner's header, then the shared rest
+    in pieces (never joined into one copy per client); every client decodes it exactly."""
+    from support.inprocess import Canvas
+
+    from spice_twisted.channels.base import CHUNK
+
+    class Big(Canvas):
+        width, height = 400, 300
+
+    srv = make_server(Big())
+    first = Reader(*open_display(srv, GTK, glz_window=WINDOW))
+    first.catch_up(srv)
+    _paint(srv, 0)
+    first.catch_up(srv)
+    late = Reader(*open_display(srv, GTK, glz_window=WINDOW))
+    late.catch_up(srv)
+    noise = np.random.default_rng(5).integers(0, 256, (300, 400, 4), dtype=np.uint8)
+    srv.render.primary.pixels[:, :] = noise
+    srv.render.damage(Rect(0, 0, 400, 300))
+    srv.render.flush()
+    for r in (first, late):
+        r.catch_up(srv)
+        _exact(srv, r)
+    assert late.cc.glz is first.cc.glz and late.screen.glz_ids == [0] and first.screen.glz_ids == [0, 1]
+    assert max(len(b) for t, b in late.messages) > CHUNK
+    assert [len(v) for v in glz_calls.values()] == [2]
