@@ -110,14 +110,24 @@ def test_two_members_and_two_late_joiners_one_encode_per_image(spawn, tap_for):
 
 def test_zlib_glz_always_on_the_live_demo(spawn, tap_for):
     """`--zlib-glz-wan-compression always`: the members get ZLIB_GLZ_RGB (GLZ deflated once
-    more, where that saves bytes; GLZ where it does not), and spice-gtk decodes it exactly."""
+    more, where that saves bytes; GLZ where it does not), and spice-gtk decodes it exactly;
+    a late joiner too (its form deflated with its own header)."""
     server = spawn.harness("--zlib-glz-wan-compression", "always", paused=True)
     taps, clients, conns = connect(server, tap_for, 2)
     for c in clients:
         c.wait_quiet(0.3)
     server.resume()
     wait_until(lambda: all(display_stats(server, c.connection_id)["glz_generation"] is not None for c in conns), 15, "a GLZ generation")
-    time.sleep(2.0)
+    (gen,) = {display_stats(server, c.connection_id)["glz_generation"] for c in conns}
+    wait_until(lambda: _images(server, gen) >= 10, 30, "ten images of the generation")
+    late_tap, late = tap_for(server)
+    late.wait_event("mark")
+    late_conn = late_tap.display()
+    clients.append(late)
+    conns.append(late_conn)
+    wait_until(lambda: display_stats(server, late_conn.connection_id)["glz_base"] is not None, 15, "the late joiner entering")
+    base = display_stats(server, late_conn.connection_id)["glz_base"]
+    wait_until(lambda: _images(server, gen) >= base + 20, 30, "twenty images more")
     server.pause()
     wait_match(lambda: as_rgb(server.framebuffer()), clients, "the server's framebuffer", timeout=30)
     assert_exact(server, clients, conns)
@@ -126,3 +136,4 @@ def test_zlib_glz_always_on_the_live_demo(spawn, tap_for):
         assert types.get(ImageType.ZLIB_GLZ_RGB, 0) > 5, types
         s = conn.screen()
         assert s.glz_ids == list(range(len(s.glz_ids)))
+    assert len(conns[2].screen().glz_ids) == len(conns[0].screen().glz_ids) - base > 0
