@@ -173,15 +173,18 @@ class GlzGroups:
             if cand is not None:
                 by_key.setdefault(cand[0], []).append((s, cand[1]))
         for dictionary_id, found in by_key.items():
-            window = min(min(w for _, w in found), glz.DEFAULT_WINDOW_PIXELS)
-            current = [g for g in self.generations if g.dictionary_id == dictionary_id and g.window_pixels <= window]
-            if current:  # join the newest: its images from the next one on, as ids from 0
-                gen = current[-1]
-                for s, _ in found:
-                    gen.join(s)
-                    s.glz, s.glz_used = gen, True
-                self.log.info("{n} join {gen} at its image {base}", n=len(found), gen=gen, base=gen.next_id)
+            late = []
+            for s, w in found:  # join the newest that fits: its images from the next one on, as ids from 0
+                fits = [g for g in self.generations if g.dictionary_id == dictionary_id and g.window_pixels <= w]
+                if fits:
+                    fits[-1].join(s)
+                    s.glz, s.glz_used = fits[-1], True
+                    late.append(s)
+                    self.log.info("{cc} joins {gen} at its image {base}", cc=s, gen=fits[-1], base=fits[-1].next_id)
+            found = [(s, w) for s, w in found if s not in late]
+            if not found:
                 continue
+            window = min(min(w for _, w in found), glz.DEFAULT_WINDOW_PIXELS)
             if len(self.generations) >= MAX_GENERATIONS:
                 for s, _ in found:
                     s.glz_used = True  # never a member: LZ/LZ4 for its session
