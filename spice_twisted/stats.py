@@ -50,6 +50,7 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
             pipe_peak_bytes=pipe.peak_bytes,
             collapses=pipe.collapses,
             glz_generation=cc.glz.number if getattr(cc, "glz", None) is not None else None,
+            glz_base=cc.glz.base.get(cc) if getattr(cc, "glz", None) is not None else None,  # its image 0's id there
             lossy_allowed=cc.lossy_allowed,
             lossy_area=cc.lossy.area,  # pixels this client holds lossy now
             pixmap_cache=cache_stats(cc.pixmap_cache),

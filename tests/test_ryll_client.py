@@ -71,3 +71,32 @@ def test_ryll_decodes_the_shared_glz_dictionary_exactly_on_the_live_demo(spawn, 
         return all((got := c.rgb()) is not None and got.shape == want.shape and bool(np.array_equal(got, want)) for c in clients)
 
     wait_until(exact, 30, "both ryll surfaces equal to the server's framebuffer")
+
+
+def test_a_late_ryll_joins_the_glz_generation_exactly(spawn, ryll):
+    """Two ryll clients start a GLZ generation; a third connects while the demo runs and
+    enters it (its ids counted from its first image, one encode per image for all three);
+    after the demo ran on, all three decoded surfaces equal the server's framebuffer."""
+    server = spawn.harness("--jpeg-wan-compression", "never", paused=True)
+    clients = [ryll(server.port) for _ in range(2)]
+    wait_until(lambda: all(c.rgb() is not None for c in clients), 30, "both ryll clients showing the screen")
+    server.resume()
+
+    def generations() -> list:
+        return server.stats()["render"]["glz"]["generations"]
+
+    wait_until(lambda: generations() and generations()[0]["images"] > 20, 30, "20 GLZ images")
+    clients.append(ryll(server.port))
+    wait_until(lambda: generations()[0]["joined"] == 1, 30, "the late ryll entering the generation")
+    joined_at = generations()[0]["images"]
+    wait_until(lambda: generations()[0]["images"] > joined_at + 30, 30, "30 GLZ images more")
+    gens = generations()
+    assert len(gens) == 1 and gens[0]["members"] == 3, gens
+    server.pause()
+    want = as_rgb(server.framebuffer())
+
+    def exact() -> bool:
+        return all((got := c.rgb()) is not None and got.shape == want.shape and bool(np.array_equal(got, want)) for c in clients)
+
+    wait_until(exact, 30, "the three ryll surfaces equal to the server's framebuffer")
+    assert all(c.proc.poll() is None for c in clients)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..codecs import JPEG, LOSSY_CODECS
+from ..codecs import JPEG, LOSSY_CODECS, glz
 from ..codecs.choice import GLZ, LZ4_MIN_BPS, Decoders, allows_glz, choose_codec, decoders, lossy_allowed, zlib_glz_wanted
 from ..render.copy_bits import CopyBits
 from ..render.drawable import Drawable
@@ -35,7 +35,7 @@ from ..wire.enums import (
 from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
-from .base import ChannelClient, ChannelHost, Parts
+from .base import CHUNK, ChannelClient, ChannelHost, Parts
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
 from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 
@@ -419,10 +419,13 @@ class DisplayChannelClient(ChannelClient):
     def _marshal_glz(self, item: DrawItem) -> Parts | None:
         """An image of this member's GLZ generation: every member gets it, never from the
         pixmap cache (the client must hold it in its GLZ window; a repeat some member's
-        cache holds is not made a GLZ image at all), ZLIB-GLZ where wanted."""
+        cache holds is not made a GLZ image at all), ZLIB-GLZ where wanted. A member that
+        joined late gets the shared payload with its own header (its ids count from its
+        first image: render/glz_group.py)."""
         d, codec = item.drawable, item.codec
         assert codec is not None
         payload = d.payload(codec)
+        gen = self.glz
         if payload is None:
             if d.service.failed(d, codec):
                 self.leave_glz("a GLZ encode failed")  # the client would miss this id
@@ -432,16 +435,24 @@ class DisplayChannelClient(ChannelClient):
             return None
         self.pipe.waiting_on = None
         item.lossy = False
-        if self.glz_wants_zlib():
-            zcodec = "z" + codec
+        base = gen.base.get(self, 0) if gen is not None else 0
+        if self.glz_wants_zlib() and gen is not None:
+            zcodec = gen.zcodec_for(base)
             if d.payload(zcodec) is not None:
-                codec = zcodec
+                codec, base = zcodec, 0  # deflated with its header rebased already
         cache = self.pixmap_cache  # the client may cache it too, for a later FROM_CACHE
         key = d.content_key() if cache.takes(d.area) else None
         if key is not None and cache.lookup(key) is None and cache.id_free(key):
             item.inval = cache.add(key, d.area, False)
-            return draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
-        return draw_copy_parts(d, codec, d.id, 0)
+            parts = draw_copy_parts(d, codec, wire_id(key), ImageFlags.CACHE_ME)
+        else:
+            parts = draw_copy_parts(d, codec, d.id, 0)
+        if base:
+            head, data = parts
+            rest = memoryview(data)[glz.HEADER_BYTES :]
+            header = glz.rebased_header(data, base)
+            parts = [head, header + bytes(rest)] if len(rest) <= CHUNK else [head, header, rest]  # type: ignore[list-item]
+        return parts
 
     def _queue_inval(self, ids: list[int]) -> None:
         """INVAL_LIST next, before anything else in the pipe."""

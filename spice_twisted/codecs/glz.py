@@ -10,13 +10,15 @@ API (the policy -- which clients share an encoder, which ids each holds -- is th
     enc = GlzEncoder(window_pixels)       # one per dictionary generation
     payload = enc.encode(pixels, image_id, min_ref_id)
     wan = zlib_glz(payload)               # the ZLIB_GLZ_RGB form, or None where it saves nothing
+    head = rebased_header(data, base)     # the 33-byte header for a client whose image 0 is `base`
+    late = rebased(payload, base)         # a copy with that header (to deflate it for that client)
 
 - `image_id` must grow from call to call (ids are the GLZ stream's u64 image ids, below
   2^39); the encoder adds the image to its window after the encode.
 - `min_ref_id`: the encode references no image with an id below it (images at or above it
   that the window still holds may be referenced, and the image itself). Pass the lowest id
-  every client that will receive this payload holds; `min_ref_id = image_id` encodes with
-  no reference to other images (a client's first image, or after it missed one).
+  every client that will receive this payload holds (a group: its newest member's first
+  image); `min_ref_id = image_id` encodes with no reference to other images.
 - Window: the encoder holds at most `window_pixels` pixels of recent images (at least the
   current one). Each payload's header carries win_head_dist = image_id - oldest id held;
   a client then frees every image below that id, and no later payload references one.
@@ -27,12 +29,15 @@ API (the policy -- which clients share an encoder, which ids each holds -- is th
     gap: it frees images by slot (id modulo its array size) from its own counter, which
     starts at 0 at connect and is never reset during the session. Ids starting at 1000
     made spice-gtk free images it still needed and stop drawing (tried with the test
-    harness's `glz_everyone 0 0 1000`); ids from 0 decode exactly. So a group's members
-    must share one id history from 0, and a client leaving a group goes on with ITS next
-    id (a new `GlzEncoder` whose first id is that: its win_head_dist then frees the old
-    generation's images); an id must never repeat within a client's session.
-  A client joining late cannot enter an existing group's id space (its ids would not
-  start at 0): it needs a dictionary of its own from id 0.
+    harness's `glz_everyone 0 0 1000`); ids from 0 decode exactly. An id must never
+    repeat within a client's session.
+  * references are relative: a match carries the image distance (id - referenced id)
+    and a pixel offset in that image; win_head_dist is relative too. Only the header's
+    id is absolute. So one payload serves a client whose image 0 is the dictionary's
+    image `base`, with its header rebased (`rebased_header`: id - base, win_head_dist
+    at most that, since spice-gtk computes id - win_head_dist in 64 bits and a distance
+    past the id would wrap and free slots for ever), provided it was sent every image
+    from `base` on and the encode used `min_ref_id >= base`.
 - `encode` must not run concurrently on one encoder (one ordered lane): a second
   concurrent call raises RuntimeError. Different encoders run in parallel (no GIL held).
 - After each encode: `last_ref_pixels` (pixels copied from earlier images), and
@@ -41,6 +46,7 @@ API (the policy -- which clients share an encoder, which ids each holds -- is th
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import numpy as np
@@ -96,6 +102,34 @@ class GlzEncoder:
     @property
     def last_oldest_ref(self) -> int | None:
         return self._dict.last_oldest_ref
+
+
+HEADER_BYTES = 33  # magic, version, type|top_down<<4, width, height, stride, id (u64), win_head_dist
+_ID_AT = 21  # the u64 id, then the u32 win_head_dist: the header's last 12 bytes, big-endian
+_ID_AND_DIST = struct.Struct(">QI")
+
+
+def rebased_header(data: bytes, base: int) -> bytes:
+    """The header of GLZ data `data` for a client whose image 0 is the dictionary's image
+    `base`: id - base, and win_head_dist at most that (spice-gtk frees up to id -
+    win_head_dist in 64-bit arithmetic: past its id it would wrap and free slots for ever).
+    References are relative (image distances, pixel offsets), so the rest is unchanged."""
+    image_id, dist = _ID_AND_DIST.unpack_from(data, _ID_AT)
+    if image_id < base:
+        raise ValueError(f"GLZ image {image_id} is older than the client's first, {base}")
+    own = image_id - base
+    return bytes(data[:_ID_AT]) + _ID_AND_DIST.pack(own, min(dist, own))
+
+
+def rebased(payload: Payload, base: int) -> Payload:
+    """`payload` (a GLZ one) as a client whose image 0 is the dictionary's image `base` gets
+    it: a copy with its header rebased (`rebased_header`). For ZLIB-GLZ, which deflates the
+    header too; plain GLZ sends the rebased header and the shared rest as two buffers."""
+    if base == 0:
+        return payload
+    data = payload.fields["data"].buf
+    out = rebased_header(data, base) + bytes(memoryview(data)[HEADER_BYTES:])
+    return Payload("glz", ImageType.GLZ_RGB, {"data": External(out)}, 4 + len(out))
 
 
 def zlib_glz(payload: Payload, level: int = ZLIB_LEVEL) -> Payload | None:

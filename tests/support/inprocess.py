@@ -49,10 +49,11 @@ def connect_channel(srv: SpiceServer, channel: ChannelType, session: int = 0, ca
     return cc, t
 
 
-def open_display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0, glz_window: int = 0):
+def open_display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0, glz_window: int = 0, glz_dictionary: int | None = None):
     main, _ = connect_channel(srv, ChannelType.MAIN)
     cc, t = connect_channel(srv, ChannelType.DISPLAY, main.client.session_id, caps)
-    init = struct.pack("<BqBi", 1, cache_px, 1 if glz_window else 0, glz_window)
+    dictionary = (1 if glz_window else 0) if glz_dictionary is None else glz_dictionary
+    init = struct.pack("<BqBi", 1, cache_px, dictionary, glz_window)
     cc.dataReceived(struct.pack("<HI", MsgcDisplay.INIT, len(init)) + init)
     return cc, t
 

@@ -219,6 +219,8 @@ class SpiceGtkGlzWindow(GlzWindow):
         if last is None:
             return
         oldest = last[0] - last[2]
+        if oldest < 0:  # spice-gtk computes it in 64 bits: it would wrap and free slots for ever
+            raise AssertionError(f"GLZ image {last[0]} has win_head_dist {last[2]}: beyond id 0")
         if oldest - self.oldest >= n:  # every slot gets emptied
             self.slots = [None] * n
         else:
