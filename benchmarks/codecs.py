@@ -3,10 +3,12 @@
 For a fixed set of generated images (tests/support/images.py: text and UI, a photo,
 smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
 
-- every codec we have (bitmap, lz4, quic, jpeg at qualities 50, 85 = the default, 95):
+- every codec we have (bitmap, lz4, lz, glz and zlib-glz on the image alone, quic, jpeg at
+  qualities 50, 85 = the default, 95):
   bytes per megapixel on the wire (the image's payload after its descriptor), PSNR for
   JPEG (decoded by Pillow, another libjpeg than the encoder's), an exactness check for
-  the lossless ones (QUIC by our own C decoder; tests/test_quic_clients.py checks it
+  the lossless ones (QUIC by our own C decoder, LZ and GLZ by tests/support/lz_decode.py;
+  tests/test_quic_clients.py checks QUIC
   against spice-gtk), and encode megapixels per second (the fastest of repeated encodes on
   one thread); whether the QUIC encode releases the GIL;
 - `classify.lossy_pays`: its verdict, the graduality score, and its cost per call;
@@ -92,11 +94,36 @@ def fastest(fn: Callable[[], Any], budget: float = 0.2, min_reps: int = 7) -> fl
     return best
 
 
+def _glz_alone() -> Callable[[np.ndarray], Any]:
+    """GLZ on one image by itself: a dictionary whose encodes reference no earlier image
+    (min_ref_id = the image's own id), as a client's first image; ids grow per call."""
+    enc, ids = glz.GlzEncoder(), iter(range(1 << 30))
+
+    def encode(px: np.ndarray) -> Any:
+        i = next(ids)
+        return enc.encode(px, i, i)
+
+    return encode
+
+
+def _zlib_glz_alone() -> Callable[[np.ndarray], Any]:
+    """The same deflated again (ZLIB_GLZ_RGB; plain GLZ where deflate saves nothing)."""
+    g = _glz_alone()
+
+    def encode(px: np.ndarray) -> Any:
+        p = g(px)
+        return glz.zlib_glz(p) or p
+
+    return encode
+
+
 def codec_list() -> list[tuple[str, Callable[[np.ndarray], Any]]]:
     out: list[tuple[str, Callable[[np.ndarray], Any]]] = [
         ("bitmap", codecs.ENCODERS[codecs.BITMAP]),
         ("lz4", codecs.ENCODERS[codecs.LZ4]),
         ("lz", codecs.ENCODERS[codecs.LZ]),
+        ("glz", _glz_alone()),
+        ("zlib-glz", _zlib_glz_alone()),
         ("quic", codecs.ENCODERS[codecs.QUIC]),
     ]
     for q in QUALITIES:
@@ -113,6 +140,11 @@ def decoded(name: str, payload: Any, px: np.ndarray) -> np.ndarray:
         return lz4.decode(data.buf, w, h)
     if name == "lz":
         return decode_lz(data.buf)
+    if name in ("glz", "zlib-glz"):
+        buf = bytes(data.buf)
+        if "glz_data_size" in payload.fields:
+            buf = glz.unzlib_glz(buf, payload.fields["glz_data_size"])
+        return GlzWindow().decode(buf)[1]
     if name == "quic":
         return quic.decode(data.buf)
     return images.pillow_decode(data.buf)
