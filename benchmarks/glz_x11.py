@@ -23,7 +23,7 @@ Part `codecs` (one client): each workload under `--image-compression` lz, glz, a
 driving the same kind of Xvfb workloads (issue 17): scrolling text about 0.075 bytes per
 pixel changed (LZ/GLZ), a moving window about 0.13, photos about 1.5 (QUIC).
 
-Part `sharing`: the scroll workload under auto_glz at 1, 4 and 16 clients, (a) **shared**:
+Part `sharing`: the scroll and move workloads under auto_glz at 1, 4 and 16 clients, (a) **shared**:
 every client sends the same glz_dictionary_id and sends DISPLAY_INIT at the same moment,
 so they start one GLZ generation together (render/glz_group.py); (b) **per client**: each
 client sends its own glz_dictionary_id, so each gets a generation (a dictionary and an
@@ -71,6 +71,7 @@ GLZ_WINDOW = 4 * 1024 * 1024  # pixels, what spice-gtk's default glz-window-size
 TARGETS = {"scroll": ("LZ/GLZ", 0.075), "move": ("LZ/GLZ", 0.13), "photos": ("QUIC", 1.5)}
 SETTINGS = {"scroll": ("lz", "glz", "auto_glz"), "move": ("lz", "glz", "auto_glz"), "photos": ("quic", "lz", "glz", "auto_glz")}
 PHOTO_W, PHOTO_H, PHOTO_FPS, PHOTOS = 512, 384, 10, 40
+DUMP_IMAGES = 150
 
 
 # --- the server child (this script with --serve) ---------------------------------------------
@@ -102,7 +103,20 @@ def serve(argv: list[str]) -> None:
 
     real_encode, real_glz, real_zlib = codecs.encode, glz.GlzEncoder.encode, glz.zlib_glz
 
+    dump = os.environ.get("GLZ_X11_DUMP")  # a folder: keep the first DUMP_IMAGES encoded pictures (diagnosis)
+    dumped = [0]
+
+    def keep(codec: str, pixels: Any) -> None:
+        if dump and dumped[0] < DUMP_IMAGES:
+            import numpy as np
+
+            with lock:
+                dumped[0] += 1
+                n = dumped[0]
+            np.save(Path(dump) / f"{n:04d}-{codec}.npy", np.ascontiguousarray(pixels))
+
     def timed_encode(codec: str, pixels: Any) -> Any:
+        keep(codec, pixels)
         t = time.thread_time()
         try:
             return real_encode(codec, pixels)
@@ -110,6 +124,7 @@ def serve(argv: list[str]) -> None:
             count(codec, time.thread_time() - t, pixels.shape[0] * pixels.shape[1])
 
     def timed_glz(self: Any, pixels: Any, image_id: int, min_ref_id: int = 0) -> Any:
+        keep("glz", pixels)
         t = time.thread_time()
         try:
             return real_glz(self, pixels, image_id, min_ref_id)
@@ -307,7 +322,11 @@ async def measure(x: Any, workload: str, setting: str, n: int, per_client: bool,
     if per_client:
         argv += ["--max-generations", str(max(n, 4))]
     tag = f"{workload}-{setting}-{n}{'-pc' if per_client else ''}"
+    if args.dump:
+        (args.dump / tag).mkdir(parents=True, exist_ok=True)
+        os.environ["GLZ_X11_DUMP"] = str(args.dump / tag)  # the child saves what it encodes (benchmarks/lz_upstream.py)
     server = await start_child(argv, logdir / f"server-{tag}.log")
+    os.environ.pop("GLZ_X11_DUMP", None)
     Client = make_client_class()
     clients = [Client(1 + i if per_client else 1, decode=i in (0, n - 1)) for i in range(n)]
     try:
@@ -418,6 +437,11 @@ def codec_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def glz_images(r: dict[str, Any]) -> int:
+    """GLZ images the first client received in the window (the wire's count)."""
+    return r["types"].get("GLZ_RGB", 0) + r["types"].get("ZLIB_GLZ_RGB", 0)
+
+
 def sharing_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in results:
@@ -426,6 +450,7 @@ def sharing_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         others = sum(v["calls"] for k, v in enc.items() if k not in ("glz", "zlib_glz"))
         rows.append(
             [
+                r["workload"],
                 str(r["clients"]),
                 r["dictionaries"],
                 f"{r['bytes_per_client'] / r['seconds'] / 1024:,.0f}",
@@ -433,6 +458,7 @@ def sharing_rows(results: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r['server_cpu_s']:.2f}",
                 f"{100 * r['server_cpu_s'] / r['seconds']:.0f}",
                 f"{g['calls']:,.0f}",
+                f"{g['calls'] / glz_images(r):.1f}" if glz_images(r) else "-",
                 f"{g['cpu']:.2f}",
                 f"{others:,.0f}",
                 f"{len(r['generations'])} ({r['glz_members']} of {r['clients']} members)",
@@ -444,14 +470,14 @@ def sharing_rows(results: list[dict[str, Any]]) -> list[list[str]]:
 
 def sharing_findings(results: list[dict[str, Any]]) -> list[str]:
     out = []
-    by = {(r["clients"], r["dictionaries"]): r for r in results}
-    for n in sorted({r["clients"] for r in results}):
-        s, p = by.get((n, "shared")), by.get((n, "per client"))
+    by = {(r["workload"], r["clients"], r["dictionaries"]): r for r in results}
+    for w, n, _ in sorted(k for k in by if k[2] == "shared"):
+        s, p = by.get((w, n, "shared")), by.get((w, n, "per client"))
         if s is None or p is None or n == 1:
             continue
         gs, gp = s["encodes"].get("glz", {"calls": 0, "cpu": 0.0}), p["encodes"].get("glz", {"calls": 0, "cpu": 0.0})
         out.append(
-            f"- **{n} clients:** per-client dictionaries made {gp['calls']:,.0f} GLZ encodes ({gp['cpu']:.2f} s of encode CPU) "
+            f"- **{w}, {n} clients:** per-client dictionaries made {gp['calls']:,.0f} GLZ encodes ({gp['cpu']:.2f} s of encode CPU) "
             f"where the shared one made {gs['calls']:,.0f} ({gs['cpu']:.2f} s): {gp['calls'] / max(gs['calls'], 1):.1f}x the encodes; "
             f"server CPU {p['server_cpu_s']:.2f} s against {s['server_cpu_s']:.2f} s ({p['server_cpu_s'] / max(s['server_cpu_s'], 1e-9):.2f}x); "
             f"bytes per client {p['bytes_per_client'] / max(s['bytes_per_client'], 1):.2f}x, bytes per pixel changed "
@@ -513,7 +539,7 @@ def perf_section(codec_res: list[dict[str, Any]], share_res: list[dict[str, Any]
     if share_res:
         lines += [
             "",
-            "### One shared dictionary against one per client (scroll, auto_glz)",
+            "### One shared dictionary against one per client (auto_glz)",
             "",
             "**shared**: every client sends glz_dictionary_id 1 and their DISPLAY_INITs leave together, so they start one "
             "GLZ generation (one `GlzEncoder`, one encode per image for all). **per client**: each client sends its own "
@@ -525,6 +551,7 @@ def perf_section(codec_res: list[dict[str, Any]], share_res: list[dict[str, Any]
             "",
             md_table(
                 [
+                    "workload",
                     "clients",
                     "dictionaries",
                     "KiB/s per client",
@@ -532,6 +559,7 @@ def perf_section(codec_res: list[dict[str, Any]], share_res: list[dict[str, Any]
                     "server CPU s",
                     "server CPU %",
                     "GLZ encodes",
+                    "GLZ encodes per GLZ image a client got",
                     "GLZ encode CPU s",
                     "other encodes",
                     "generations",
@@ -568,9 +596,9 @@ def codecs_summary(codec_res: list[dict[str, Any]], share_res: list[dict[str, An
             + "."
         )
     if share_res:
-        by = {(r["clients"], r["dictionaries"]): r for r in share_res}
+        by = {(r["workload"], r["clients"], r["dictionaries"]): r for r in share_res}
         n = max(r["clients"] for r in share_res)
-        s, p = by.get((n, "shared")), by.get((n, "per client"))
+        s, p = by.get(("scroll", n, "shared")), by.get(("scroll", n, "per client"))
         if s and p:
             gs, gp = s["encodes"].get("glz", {"calls": 0}), p["encodes"].get("glz", {"calls": 0})
             lines.append(
@@ -589,16 +617,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--parts", default="codecs,sharing")
     p.add_argument("--size", default="1280x800")
     p.add_argument("--counts", default="1,4,16")
+    p.add_argument("--sharing-workloads", default="scroll,move", help="the workloads of part `sharing`")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--max-fps", type=float, default=30.0)
     p.add_argument("--quick", action="store_true", help="2 s windows, counts 1,4, GLZ settings only (a smoke run)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the docs")
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--dump", type=Path, metavar="DIR", help=f"save the first {DUMP_IMAGES} pictures each run encodes (DIR/<run>/*.npy)")
     args = p.parse_args()
     args.size = tuple(int(v) for v in args.size.split("x"))
     args.counts = [int(v) for v in args.counts.split(",") if v]
     args.parts = [v for v in args.parts.split(",") if v]
+    args.sharing_workloads = [v for v in args.sharing_workloads.split(",") if v]
     if args.quick:
         args.seconds, args.warmup, args.counts = 2.0, 0.5, [c for c in args.counts if c <= 4] or [1]
     return args
@@ -620,11 +651,12 @@ async def amain(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
                         codec_res.append(r)
                         show(r)
             if "sharing" in args.parts:
-                for n in args.counts:
-                    for per_client in (False, True) if n > 1 else (False,):
-                        r = await measure(x, "scroll", "auto_glz", n, per_client, args, tmpdir)
-                        share_res.append(r)
-                        show(r)
+                for workload in args.sharing_workloads:
+                    for n in args.counts:
+                        for per_client in (False, True) if n > 1 else (False,):
+                            r = await measure(x, workload, "auto_glz", n, per_client, args, tmpdir)
+                            share_res.append(r)
+                            show(r)
         finally:
             x.stop()
     return codec_res, share_res
