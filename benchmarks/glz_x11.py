@@ -31,6 +31,11 @@ encode per image) of its own: upstream's arrangement, run by the same server. Th
 then raises `glz_group.MAX_GENERATIONS` (4) to the client count, for this run only; the
 generations, members and refusals the server reports are printed with each run.
 
+`--dump DIR` makes each run's server child save the first DUMP_IMAGES pictures it encodes
+(DIR/<workload>-<setting>-<clients>/*.npy, through the GLZ_X11_DUMP variable) for
+benchmarks/lz_upstream.py, which runs upstream's encoders on them; a dumping run's CPU
+figures include the saving, so measure without it.
+
 Writes the "GLZ on X11 workloads" section of docs/performance.md (between
 <!-- glz-x11:begin --> and <!-- glz-x11:end -->) and a summary in docs/codecs.md (between
 <!-- glz-x11-summary:begin --> and <!-- glz-x11-summary:end -->). One run on a shared
@@ -38,7 +43,7 @@ machine (the clients and the X server share its cores with the server): read the
 one run, not the digits; nothing asserts them.
 
     .venv/bin/python benchmarks/glz_x11.py [--quick] [--parts codecs,sharing] [--seconds 4]
-        [--counts 1,4,16] [--size 1280x800] [--no-write] [--json PATH]
+        [--counts 1,4,16] [--sharing-workloads scroll,move] [--size 1280x800] [--no-write] [--json PATH] [--dump DIR]
 """
 
 from __future__ import annotations
@@ -586,6 +591,11 @@ def perf_section(codec_res: list[dict[str, Any]], share_res: list[dict[str, Any]
             "",
             *sharing_findings(share_res),
         ]
+    lines += [
+        "",
+        "Our LZ and GLZ encoders against upstream's on pictures these workloads produced (bytes and CPU per megapixel): "
+        "docs/codecs.md, from `benchmarks/lz_upstream.py`.",
+    ]
     lines.append("<!-- glz-x11:end -->")
     return "\n".join(lines)
 
