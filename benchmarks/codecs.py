@@ -3,10 +3,12 @@
 For a fixed set of generated images (tests/support/images.py: text and UI, a photo,
 smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
 
-- every codec we have (bitmap, lz4, quic, jpeg at qualities 50, 85 = the default, 95):
+- every codec we have (bitmap, lz4, lz, glz and zlib-glz on the image alone, quic, jpeg at
+  qualities 50, 85 = the default, 95):
   bytes per megapixel on the wire (the image's payload after its descriptor), PSNR for
   JPEG (decoded by Pillow, another libjpeg than the encoder's), an exactness check for
-  the lossless ones (QUIC by our own C decoder; tests/test_quic_clients.py checks it
+  the lossless ones (QUIC by our own C decoder, LZ and GLZ by tests/support/lz_decode.py;
+  tests/test_quic_clients.py checks QUIC
   against spice-gtk), and encode megapixels per second (the fastest of repeated encodes on
   one thread); whether the QUIC encode releases the GIL;
 - `classify.lossy_pays`: its verdict, the graduality score, and its cost per call;
@@ -92,11 +94,36 @@ def fastest(fn: Callable[[], Any], budget: float = 0.2, min_reps: int = 7) -> fl
     return best
 
 
+def _glz_alone() -> Callable[[np.ndarray], Any]:
+    """GLZ on one image by itself, as a client's first image: a fresh dictionary per call
+    (its set-up, about 20 us, is counted). A dictionary kept across the repeats would hold
+    earlier copies of the image: even with min_ref_id excluding them its hash table leads
+    into them, which costs photos up to 2x (a cache miss per candidate)."""
+
+    def encode(px: np.ndarray) -> Any:
+        return glz.GlzEncoder(px.shape[0] * px.shape[1]).encode(px, 0, 0)
+
+    return encode
+
+
+def _zlib_glz_alone() -> Callable[[np.ndarray], Any]:
+    """The same deflated again (ZLIB_GLZ_RGB; plain GLZ where deflate saves nothing)."""
+    g = _glz_alone()
+
+    def encode(px: np.ndarray) -> Any:
+        p = g(px)
+        return glz.zlib_glz(p) or p
+
+    return encode
+
+
 def codec_list() -> list[tuple[str, Callable[[np.ndarray], Any]]]:
     out: list[tuple[str, Callable[[np.ndarray], Any]]] = [
         ("bitmap", codecs.ENCODERS[codecs.BITMAP]),
         ("lz4", codecs.ENCODERS[codecs.LZ4]),
         ("lz", codecs.ENCODERS[codecs.LZ]),
+        ("glz", _glz_alone()),
+        ("zlib-glz", _zlib_glz_alone()),
         ("quic", codecs.ENCODERS[codecs.QUIC]),
     ]
     for q in QUALITIES:
@@ -113,6 +140,11 @@ def decoded(name: str, payload: Any, px: np.ndarray) -> np.ndarray:
         return lz4.decode(data.buf, w, h)
     if name == "lz":
         return decode_lz(data.buf)
+    if name in ("glz", "zlib-glz"):
+        buf = bytes(data.buf)
+        if "glz_data_size" in payload.fields:
+            buf = glz.unzlib_glz(buf, payload.fields["glz_data_size"])
+        return GlzWindow().decode(buf)[1]
     if name == "quic":
         return quic.decode(data.buf)
     return images.pillow_decode(data.buf)
@@ -548,7 +580,10 @@ def perf_section(rows: list[dict[str, Any]], sz: dict[str, Any], b: dict[str, An
         "JPEG decoded by Pillow (over B, G, R), and encode speed on one thread (the fastest of repeats, the least disturbed by other work; in megapixels per "
         f"second). `lossy_pays` is codecs/classify.py's verdict (graduality below {classify.PHOTO_SCORE}, at least "
         f"{classify.MIN_PIXELS} pixels and {classify.MIN_SIDE} a side); its cost is per call. JPEG quality "
-        f"{jpeg.DEFAULT_QUALITY} is the default (`--jpeg-quality`). Why each codec and when it is sent: docs/codecs.md.",
+        f"{jpeg.DEFAULT_QUALITY} is the default (`--jpeg-quality`). glz and zlib-glz here encode each image alone, "
+        "referencing no earlier image (a client's first image; ZLIB-GLZ at zlib level 1, plain GLZ where deflate saves "
+        'nothing); what GLZ gains on content that repeats earlier images is in docs/codecs.md and in "GLZ on X11 '
+        'workloads" below. Why each codec and when it is sent: docs/codecs.md.',
         "",
         f"- Date: {now:%Y-%m-%d %H:%M} UTC",
         f"- Machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()}, {platform.system()} {platform.release()}; "
