@@ -359,6 +359,10 @@ class PortRouter(Protocol):
     def getHost(self) -> Any:
         return self.transport.getHost()
 
+    def getHandle(self) -> Any:
+        """The socket (for socket options such as the playback channel's send buffer)."""
+        return self.transport.getHandle()
+
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.transport.registerProducer(producer, streaming)
 
