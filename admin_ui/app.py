@@ -24,6 +24,7 @@ from spice_twisted.stats import client_stats, server_stats
 from spice_twisted.wire.ticket import check_password
 
 from .http import BODY_LIMIT, LOGIN_BODY_LIMIT
+from .metrics import CONTENT_TYPE_LATEST, metrics_registry, render_metrics
 from .openapi import openapi_document
 from .tokens import LOGIN_COOKIE, SESSION_COOKIE, Sessions
 from .vv import connection_file
@@ -68,9 +69,13 @@ class AdminApp:
     app = Klein()
     log = Logger()
 
-    def __init__(self, server: Any, token: str) -> None:
+    def __init__(self, server: Any, token: str, metrics_token: str | None = None) -> None:
         self.server = server
         self.sessions = Sessions(token)
+        # --metrics-token-file: a second token that reads /metrics and nothing else, so a
+        # Prometheus scrape config never holds the token that can disconnect clients.
+        self.metrics_token = metrics_token
+        self.metrics = metrics_registry(server)
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")), autoescape=select_autoescape(default=True))
         self.static_files = _load_static()
 
@@ -300,6 +305,28 @@ class AdminApp:
     @app.route("/api/", branch=True)
     def api_unknown(self, request: Any) -> bytes:
         return self._json(request, {"error": "no such API route", "status": 404}, 404)
+
+    # --- Prometheus ---------------------------------------------------------------------
+    @app.route("/metrics", methods=["GET"])
+    def metrics_page(self, request: Any) -> bytes:
+        """The stats object in Prometheus's text format; the admin token (Bearer or a
+        browser session) or the metrics token."""
+        header = request.getHeader(b"authorization")
+        if header and self.metrics_token is not None:
+            scheme, _, token = header.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.metrics_token.encode()):
+                return self._metrics_body(request)
+        try:
+            self._auth(request, mutating=False)
+        except ApiError as e:
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="spice-twisted"')
+            return self._json(request, {"error": e.message, "status": e.status}, e.status)
+        return self._metrics_body(request)
+
+    def _metrics_body(self, request: Any) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
+        request.setHeader(b"Cache-Control", b"no-store")
+        return render_metrics(self.metrics)
 
     # --- browser pages ------------------------------------------------------------------
     @app.route("/static/<name>", methods=["GET", "HEAD"])

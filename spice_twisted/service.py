@@ -166,7 +166,7 @@ class AdminService(service.MultiService):
         self.generated = token is None
         if token is None:
             token, self.token_path = generate_token_file(self.port)
-        self.app = AdminApp(server, token)
+        self.app = AdminApp(server, token, options.get("metrics-token"))
         site = AdminSite(
             self.app.resource(),
             requestFactory=AdminRequest,
