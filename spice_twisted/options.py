@@ -218,6 +218,7 @@ class Options(usage.Options):
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
+        ["html5-dir", None, None, "spice-html5's files for the admin site's /watch page (default: /usr/share/spice-html5)."],
         ["metrics-token-file", None, None, "File holding a token that reads the admin site's /metrics and nothing else."],
         ["admin-access-log", None, None, "Write an access log of the admin site to this file (default: none)."],
         [
