@@ -360,6 +360,15 @@ class AdminApp:
             .encode()
         )
 
+    @app.route("/ws", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    def ws_later(self, request: Any) -> bytes:
+        """`/ws` reaches here only when it is not a connection's first request (a first one
+        goes to the SPICE link machinery in connections.py, below HTTP)."""
+        request.setResponseCode(400)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Connection", b"close")
+        return b"/ws is SPICE over WebSocket: open it as the first request of a new connection\n"
+
     @app.route("/watch/spice-html5/<path:path>", methods=["GET", "HEAD"])
     def watch_html5(self, request: Any, path: str) -> bytes:
         found = self.html5.get(path)

@@ -186,6 +186,8 @@ class AdminService(service.MultiService):
             total=options["admin-max-connections"],
             per_address=options["admin-max-connections-per-address"],
             refuse=lambda host, kind, fmt: server.guard.refuse(host, kind, fmt),
+            # /ws: SPICE over WebSocket on the admin port, marked TLS when the site is HTTPS.
+            spice_router=SpiceFactory(server, secure=not (is_loopback(listen) and not options.get("admin-tls"))).buildProtocol,
         )
         if is_loopback(listen) and not options.get("admin-tls"):
             internet.TCPServer(self.port, self.connections, interface=listen).setServiceParent(self)

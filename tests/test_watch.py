@@ -8,6 +8,7 @@ drag paints in the demo; without spice-html5 the page says how to install it."""
 from __future__ import annotations
 
 import base64
+import http.client
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -79,10 +80,10 @@ def state_of(driver: Any) -> str | None:
     return driver.execute_script("return window.watchState || null;")
 
 
-def open_watch(driver: Any, admin_port: int, password: str | None = None, view_only: bool = False) -> None:
+def open_watch(driver: Any, admin_port: int, password: str | None = None, view_only: bool = False, query: str = "") -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(f"http://127.0.0.1:{admin_port}/watch" + ("?view=1" if view_only else ""))
+    driver.get(f"http://127.0.0.1:{admin_port}/watch" + ("?view=1" if view_only else query))
     wait_until(lambda: state_of(driver) == "ready", timeout=30, what="the watch page's script loaded")
     assert driver.find_element(By.ID, "view-only").is_selected() is view_only
     if password is not None:
@@ -192,3 +193,35 @@ def test_watch_without_spice_html5_says_how_to_install(spawn, tmp_path):
         assert e.code == 404
     else:
         raise AssertionError("main.js served without spice-html5")
+
+
+def test_spice_over_the_admin_sites_ws_path(spawn, random_image, tmp_path, chromium):
+    """Item 1's /ws: spice-html5 reaches the SPICE link through the admin port alone, beside
+    a spice-gtk client on the SPICE port; the admin site still answers HTTP on that port."""
+    path, rgb = random_image
+    (tmp_path / "pw").write_text(PASSWORD)
+    server, admin_port = admin_server(spawn, tmp_path, "--source", f"image:{path}", "--password-file", str(tmp_path / "pw"))
+    gtk = spawn.client("--port", str(server.port), "--password", PASSWORD)
+    gtk.wait_event("mark", timeout=60)
+    driver = chromium()
+    open_watch(driver, admin_port, PASSWORD, query="?via=ws")
+    framebuffer = as_rgb(server.framebuffer())
+    wait_canvas_equals(driver, framebuffer, "the server's framebuffer over /ws")
+    server.command("updates 5", "updates", timeout=60)
+    framebuffer = as_rgb(server.framebuffer())
+    wait_canvas_equals(driver, framebuffer, "the framebuffer after 5 updates over /ws")
+    clients = server.stats()["clients"]
+    assert len(clients) == 2
+    # Still the admin site on that port: the API, and /ws only as a connection's first request.
+    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    conn.request("GET", "/api/openapi.json")
+    assert conn.getresponse().read() and True
+    conn.request("GET", "/ws")
+    later = conn.getresponse()
+    assert later.status == 400 and b"first request" in later.read()
+    conn.close()
+    # A wrong password over /ws is refused like on the SPICE port.
+    other = chromium()
+    open_watch(other, admin_port, "not-the-password", query="?via=ws")
+    wait_until(lambda: state_of(other) == "error", timeout=60, what="an error for the wrong password over /ws")
+    assert len(server.stats()["clients"]) == 2

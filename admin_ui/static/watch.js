@@ -21,6 +21,10 @@ function swallow(e) {
 for (const type of INPUT_EVENTS) screen.addEventListener(type, swallow, {capture: true, passive: false});
 
 function spiceUri() {
+  // ?via=ws: through this site's own /ws (one port, for a reverse proxy in front).
+  if (new URLSearchParams(location.search).get('via') === 'ws') {
+    return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  }
   const host = location.hostname.includes(':') && !location.hostname.startsWith('[') ? `[${location.hostname}]` : location.hostname;
   const port = root.dataset.port, tlsPort = root.dataset.tlsPort;
   // A page over HTTPS may only open wss://; over HTTP the plain port is preferred.
