@@ -40,10 +40,10 @@ def chromium(tmp_path: Path) -> Iterator[Any]:
         pytest.fail(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
     drivers: list[Any] = []
 
-    def make() -> Any:
+    def make(trust_cert: Path | None = None) -> Any:
         profile = tmp_path / f"browser-{len(drivers)}"
         profile.mkdir()
-        drivers.append(start_chromium(profile))
+        drivers.append(start_chromium(profile, trust_cert))
         return drivers[-1]
 
     yield make
@@ -80,10 +80,12 @@ def state_of(driver: Any) -> str | None:
     return driver.execute_script("return window.watchState || null;")
 
 
-def open_watch(driver: Any, admin_port: int, password: str | None = None, view_only: bool = False, query: str = "") -> None:
+def open_watch(
+    driver: Any, admin_port: int, password: str | None = None, view_only: bool = False, query: str = "", scheme: str = "http"
+) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(f"http://127.0.0.1:{admin_port}/watch" + ("?view=1" if view_only else query))
+    driver.get(f"{scheme}://127.0.0.1:{admin_port}/watch" + ("?view=1" if view_only else query))
     wait_until(lambda: state_of(driver) == "ready", timeout=30, what="the watch page's script loaded")
     assert driver.find_element(By.ID, "view-only").is_selected() is view_only
     if password is not None:
@@ -165,11 +167,14 @@ def test_view_only_watcher_sends_nothing_and_a_driver_paints(spawn, tmp_path, ch
     drv, view = sorted(wait_until(inputs_synced, timeout=60, what="both browsers' inputs channels"), key=lambda c: not c["primary"])
     assert drv["primary"] and not view["primary"]
 
-    # The view-only watcher drags and types first, then the driver drags.
+    # The view-only watcher drags and types first, then the driver drags and types.
     drag(viewer, 40, 20)
-    viewer.find_element("id", "spice-screen").send_keys("viewer keys")
+    viewer.find_element("id", "spice_surface_0").send_keys("viewer")
     drag(driver, 30, 25)
     wait_until(lambda: server.stats()["source_state"]["strokes"] >= 1, timeout=60, what="the driver's stroke in the demo")
+    driver.find_element("id", "spice_surface_0").send_keys("hello")
+    wait_until(lambda: "hello" in server.stats()["source_state"]["typed"], timeout=60, what="the driver's keys in the demo")
+    assert "viewer" not in server.stats()["source_state"]["typed"]
 
     clients = {c["id"]: c for c in server.stats()["clients"]}
     seen = clients[view["id"]]
@@ -225,3 +230,34 @@ def test_spice_over_the_admin_sites_ws_path(spawn, random_image, tmp_path, chrom
     open_watch(other, admin_port, "not-the-password", query="?via=ws")
     wait_until(lambda: state_of(other) == "error", timeout=60, what="an error for the wrong password over /ws")
     assert len(server.stats()["clients"]) == 2
+
+
+@pytest.mark.parametrize("via", ["tls-port", "admin-ws"])
+def test_watch_over_https_uses_wss(spawn, random_image, certs, tmp_path, chromium, via):
+    """Served over HTTPS, the page opens wss:// (a page over HTTPS may not open ws://): to the
+    SPICE TLS port, or with ?via=ws to the admin port's own /ws inside its TLS."""
+    path, rgb = random_image
+    (tmp_path / "pw").write_text(PASSWORD)
+    tls_port = free_port()
+    server, admin_port = admin_server(
+        spawn,
+        tmp_path,
+        "--source",
+        f"image:{path}",
+        "--password-file",
+        str(tmp_path / "pw"),
+        "--tls-port",
+        str(tls_port),
+        "--cert",
+        str(certs["cert"]),
+        "--key",
+        str(certs["key"]),
+        "--admin-tls",
+    )
+    driver = chromium(certs["cert"])  # trusts that one key, nothing else
+    open_watch(driver, admin_port, PASSWORD, query="?via=ws" if via == "admin-ws" else "", scheme="https")
+    wait_canvas_equals(driver, rgb, "the picture over wss://")
+    expect = f"wss://127.0.0.1:{admin_port}/ws" if via == "admin-ws" else f"wss://127.0.0.1:{tls_port}/"
+    assert driver.execute_script("return window.watchUri;") == expect
+    channels = [ch for c in server.stats()["clients"] for ch in c["channels"]]
+    assert channels and all(ch["tls"] for ch in channels)

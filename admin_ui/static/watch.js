@@ -51,6 +51,7 @@ function connect(event) {
   stop();
   const uri = spiceUri();
   if (!uri) { showError('This page is served over HTTPS but the server has no TLS port: it cannot connect.'); return; }
+  window.watchUri = uri;  // where it connects, for a look from the console (and the tests)
   const pw = document.getElementById('password');
   viewOnly = document.getElementById('view-only').checked;
   errorBox.hidden = true;
@@ -68,7 +69,6 @@ function connect(event) {
         statusBox.textContent = viewOnly ? 'connected, view only' : 'connected';
         statusBox.hidden = false;
         window.watchState = 'connected';
-        screen.focus();
       },
     });
   } catch (e) {
