@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from support.admin import TOKEN, write_token
 from support.browser_spice import INSTALL_HINT, missing_tools, start_chromium
-from support.processes import as_rgb, free_port, wait_until
+from support.processes import as_rgb, free_port, wait_match, wait_until
 
 PASSWORD = "watch-pass"
 
@@ -261,3 +261,41 @@ def test_watch_over_https_uses_wss(spawn, random_image, certs, tmp_path, chromiu
     assert driver.execute_script("return window.watchUri;") == expect
     channels = [ch for c in server.stats()["clients"] for ch in c["channels"]]
     assert channels and all(ch["tls"] for ch in channels)
+
+
+def test_three_watchers_beside_two_spice_gtk_clients_show_the_same_pixels(spawn, random_image, tmp_path, chromium):
+    """The issue's picture: three browsers on /watch (two on the SPICE port, one through the
+    admin port's /ws, one of them view-only) and two spice-gtk clients show the server's
+    framebuffer exactly, before and after updates, and /metrics counts all five."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path, rgb = random_image
+    (tmp_path / "pw").write_text(PASSWORD)
+    # Three browsers on one address open up to 6 admin connections each while loading the page.
+    more = ["--admin-max-connections-per-address", "32"]
+    server, admin_port = admin_server(spawn, tmp_path, "--source", f"image:{path}", "--password-file", str(tmp_path / "pw"), *more)
+    gtks = []
+    for _ in range(2):
+        gtks.append(spawn.client("--port", str(server.port), "--password", PASSWORD))
+        gtks[-1].wait_event("mark", timeout=60)
+    browsers = [chromium() for _ in range(3)]
+    for driver, how in zip(browsers, [{}, {"view_only": True}, {"query": "?via=ws"}], strict=True):
+        open_watch(driver, admin_port, PASSWORD, **how)
+    framebuffer = as_rgb(server.framebuffer())
+    assert np.array_equal(framebuffer, rgb)
+    for i, driver in enumerate(browsers):
+        wait_canvas_equals(driver, framebuffer, f"the framebuffer in browser {i}")
+    wait_match(lambda: framebuffer, gtks, "the framebuffer", timeout=60)
+
+    server.command("updates 20", "updates", timeout=60)
+    framebuffer = as_rgb(server.framebuffer())
+    for i, driver in enumerate(browsers):
+        wait_canvas_equals(driver, framebuffer, f"the framebuffer after updates in browser {i}")
+    wait_match(lambda: framebuffer, gtks, "the framebuffer after updates", timeout=60)
+
+    req = urllib.request.Request(f"http://127.0.0.1:{admin_port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    assert families["spice_clients"].samples[0].value == 5
+    displays = [s for s in families["spice_channel_updates_sent"].samples if s.labels["channel"] == "display"]
+    assert len(displays) == 5 and all(s.value > 0 for s in displays)
