@@ -24,9 +24,11 @@ from spice_twisted.stats import client_stats, server_stats
 from spice_twisted.wire.ticket import check_password
 
 from .http import BODY_LIMIT, LOGIN_BODY_LIMIT
+from .metrics import CONTENT_TYPE_LATEST, metrics_registry, render_metrics
 from .openapi import openapi_document
 from .tokens import LOGIN_COOKIE, SESSION_COOKIE, Sessions
 from .vv import connection_file
+from .watch import Html5Files, find_html5
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The only files under /static/: served from memory, no directory listing, no path lookups.
@@ -68,9 +70,14 @@ class AdminApp:
     app = Klein()
     log = Logger()
 
-    def __init__(self, server: Any, token: str) -> None:
+    def __init__(self, server: Any, token: str, metrics_token: str | None = None, html5: Html5Files | None = None) -> None:
         self.server = server
+        self.html5 = html5 if html5 is not None else find_html5()
         self.sessions = Sessions(token)
+        # --metrics-token-file: a second token that reads /metrics and nothing else, so a
+        # Prometheus scrape config never holds the token that can disconnect clients.
+        self.metrics_token = metrics_token
+        self.metrics = metrics_registry(server)
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")), autoescape=select_autoescape(default=True))
         self.static_files = _load_static()
 
@@ -300,6 +307,77 @@ class AdminApp:
     @app.route("/api/", branch=True)
     def api_unknown(self, request: Any) -> bytes:
         return self._json(request, {"error": "no such API route", "status": 404}, 404)
+
+    # --- Prometheus ---------------------------------------------------------------------
+    @app.route("/metrics", methods=["GET"])
+    def metrics_page(self, request: Any) -> bytes:
+        """The stats object in Prometheus's text format; the admin token (Bearer or a
+        browser session) or the metrics token."""
+        header = request.getHeader(b"authorization")
+        if header and self.metrics_token is not None:
+            scheme, _, token = header.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.metrics_token.encode()):
+                return self._metrics_body(request)
+        try:
+            self._auth(request, mutating=False)
+        except ApiError as e:
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="spice-twisted"')
+            return self._json(request, {"error": e.message, "status": e.status}, e.status)
+        return self._metrics_body(request)
+
+    def _metrics_body(self, request: Any) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
+        request.setHeader(b"Cache-Control", b"no-store")
+        return render_metrics(self.metrics)
+
+    # --- the watch page: a browser client (spice-html5) on the SPICE port -----------------
+    # Public like the SPICE port itself: what protects the display is the SPICE ticket,
+    # which the page asks for and sends only inside the SPICE link.
+    WATCH_CSP = (
+        b"default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; "
+        b"media-src 'self' blob:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    )
+
+    @app.route("/watch", methods=["GET"])
+    def watch(self, request: Any) -> bytes:
+        ep = self.server.endpoints
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Security-Policy", self.WATCH_CSP)
+        request.setHeader(b"X-Frame-Options", b"DENY")
+        request.setHeader(b"Cache-Control", b"no-store")
+        view_only = request.args.get(b"view", [b"0"])[0] in (b"1", b"true", b"yes")
+        return (
+            self.env.get_template("watch.html")
+            .render(
+                name=getattr(self.server, "name", None) or "spice-twisted",
+                port=ep.get("port") or None,
+                tls_port=ep.get("tls_port") or None,
+                needs_password=self.server.ticket.enabled,
+                view_only=view_only,
+                html5=self.html5.available,
+                problem=self.html5.problem,
+            )
+            .encode()
+        )
+
+    @app.route("/ws", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    def ws_later(self, request: Any) -> bytes:
+        """`/ws` reaches here only when it is not a connection's first request (a first one
+        goes to the SPICE link machinery in connections.py, below HTTP)."""
+        request.setResponseCode(400)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Connection", b"close")
+        return b"/ws is SPICE over WebSocket: open it as the first request of a new connection\n"
+
+    @app.route("/watch/spice-html5/<path:path>", methods=["GET", "HEAD"])
+    def watch_html5(self, request: Any, path: str) -> bytes:
+        found = self.html5.get(path)
+        if found is None:
+            return self.not_found(request)
+        data, ctype = found
+        request.setHeader(b"Content-Type", ctype)
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return data
 
     # --- browser pages ------------------------------------------------------------------
     @app.route("/static/<name>", methods=["GET", "HEAD"])

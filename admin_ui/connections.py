@@ -14,6 +14,14 @@ one address used up the process's file descriptors, SPICE clients' included. Her
 
 `AdminRequest` (http.py) reports through its transport, which is the wrapper below, when
 a request has arrived whole and when its response is done.
+
+`/ws` (issue 19): a connection whose first request line is `GET /ws` (or `GET /ws?...`)
+is not HTTP for the admin site but SPICE over WebSocket, for deployments behind one
+reverse proxy. It is handed whole, the request included, to the same `PortRouter` and
+`LinkProtocol` a SPICE port builds (`spice_router`), which answer the upgrade with
+wsproto and run the link and the channel exactly as on the SPICE port: the SPICE guard's
+per-address limit, the link timeout, the ticket. The admin request deadline and the admin
+connection limits stop there (the SPICE guard's per-address limit counts it instead).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 from spice_twisted.ratelimit import ConnectionCounter, address_key
 
@@ -33,6 +41,7 @@ REQUEST_TIMEOUT = 10.0  # seconds for a whole request to arrive (browsers send i
 MAX_CONNECTIONS = 64  # admin connections at once, all addresses together
 MAX_CONNECTIONS_PER_ADDRESS = 16  # a browser opens up to 6 per site; a few tabs and curl beside
 ABORT_GRACE = 2.0  # after a polite close, a peer that does not read is cut off this much later
+WS_STARTS = (b"GET /ws ", b"GET /ws?")  # the first request line of a SPICE-over-WebSocket connection
 
 Refuse = Callable[[str, str, str], Any]  # (host, kind, message format) -> logged or counted
 
@@ -49,10 +58,20 @@ class AdminConnection(ProtocolWrapper):
         self._started = False  # bytes of a request arrived since the deadline was set
         self._deadline: Any = None
         self._abort: Any = None
+        self._sniffed: bytes | None = None  # the first bytes, while HTTP or /ws is undecided
+        self._spice = False  # handed to the SPICE link machinery (/ws)
 
     def makeConnection(self, transport: Any) -> None:
         self._arm()
-        super().makeConnection(transport)
+        if self.factory.spice_router is None:
+            super().makeConnection(transport)
+            return
+        # As ProtocolWrapper does, but the wrapped protocol (HTTP, or SPICE for /ws) is
+        # connected once the first request line says which.
+        directlyProvides(self, providedBy(transport))
+        Protocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        self._sniffed = b""
 
     # --- called by AdminRequest -----------------------------------------------------------
     def request_received(self) -> None:
@@ -85,12 +104,44 @@ class AdminConnection(ProtocolWrapper):
 
     def dataReceived(self, data: bytes) -> None:
         self._started = True
+        if self._sniffed is not None:
+            data, self._sniffed = self._sniffed + data, None
+            if len(data) < len(WS_STARTS[0]) and any(start.startswith(data) for start in WS_STARTS):
+                self._sniffed = data
+                return
+            if data.startswith(WS_STARTS):
+                self._to_spice(data)
+                return
+            self.wrappedProtocol.makeConnection(self)
         super().dataReceived(data)
+
+    def _to_spice(self, data: bytes) -> None:
+        """SPICE over WebSocket: the SPICE port's own machinery takes the connection."""
+        self._cancel()  # the link timeout bounds it from here
+        router = self.factory.spice_router(self.transport.getPeer())
+        if router is None:  # over the SPICE guard's per-address limit
+            self.transport.abortConnection()
+            return
+        # From here it is a SPICE connection: the SPICE guard counts it, the admin site's
+        # connection limits no longer do (a browser client holds five or six of them).
+        self.factory.unregisterProtocol(self)
+        self._spice = True
+        self.wrappedProtocol = router
+        router.makeConnection(self)
+        router.dataReceived(data)
 
     def connectionLost(self, reason: Any) -> None:
         self._cancel()
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
+        if self._sniffed is not None:  # nothing was connected to the wrapped protocol
+            self.disconnecting = 1
+            self.factory.unregisterProtocol(self)
+            return
+        if self._spice:  # unregistered already
+            self.disconnecting = 1
+            self.wrappedProtocol.connectionLost(reason)
+            return
         super().connectionLost(reason)
 
 
@@ -118,8 +169,10 @@ class AdminConnections(WrappingFactory):
         total: int = MAX_CONNECTIONS,
         per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
         refuse: Refuse | None = None,
+        spice_router: Callable[[Any], Protocol | None] | None = None,
     ) -> None:
         super().__init__(site)
+        self.spice_router = spice_router  # builds a SPICE port's PortRouter for /ws (None: no /ws)
         self.reactor, self.request_timeout, self.total = reactor, request_timeout, total
         self.addresses = ConnectionCounter(per_address)
         self.refuse = refuse or (lambda host, kind, fmt: self.log.warn(fmt, host=host))

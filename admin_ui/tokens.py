@@ -18,7 +18,7 @@ def read_token_file(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         token = f.read().strip()
     if len(token) < 16:
-        raise ValueError(f"admin token in {path} is shorter than 16 characters")
+        raise ValueError(f"the token in {path} is shorter than 16 characters")
     return token
 
 

@@ -218,6 +218,8 @@ class Options(usage.Options):
         ["tls-ca", None, None, "CA certificate (PEM) for clients, put into .vv connection files."],
         ["admin-port", None, 8080, "Admin site and REST API port on the --listen address (0 = off).", _port],
         ["admin-token-file", None, None, "File holding the admin token (default: generate one into a 0600 file)."],
+        ["html5-dir", None, None, "spice-html5's files for the admin site's /watch page (default: /usr/share/spice-html5)."],
+        ["metrics-token-file", None, None, "File holding a token that reads the admin site's /metrics and nothing else."],
         ["admin-access-log", None, None, "Write an access log of the admin site to this file (default: none)."],
         [
             "admin-request-timeout",
@@ -502,6 +504,18 @@ class Options(usage.Options):
                     self["admin-token"] = read_token_file(self["admin-token-file"])
                 except (OSError, ValueError) as exc:
                     raise usage.UsageError(f"--admin-token-file: {exc}") from None
+            if self["metrics-token-file"]:
+                from admin_ui.tokens import read_token_file
+
+                self._private_file("metrics-token-file", self["metrics-token-file"], refuse=True)
+                try:
+                    self["metrics-token"] = read_token_file(self["metrics-token-file"])
+                except (OSError, ValueError) as exc:
+                    raise usage.UsageError(f"--metrics-token-file: {exc}") from None
+                if self["metrics-token"] == self.get("admin-token"):
+                    raise usage.UsageError("--metrics-token-file holds the admin token: give Prometheus a token of its own")
+        elif self["metrics-token-file"]:
+            raise usage.UsageError("--metrics-token-file needs the admin site (--admin-port), which serves /metrics")
         elif self["admin-tls"]:
             raise usage.UsageError("--admin-tls needs the admin site (--admin-port)")
         self._channel_security()

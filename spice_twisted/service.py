@@ -14,6 +14,7 @@ from admin_ui.app import AdminApp
 from admin_ui.connections import AdminConnections
 from admin_ui.http import IDLE_TIMEOUT, AdminRequest, redacted_access_log
 from admin_ui.tokens import generate_token_file
+from admin_ui.watch import find_html5
 
 from .audit import AuditFileObserver
 from .channels.link import SpiceFactory
@@ -166,7 +167,9 @@ class AdminService(service.MultiService):
         self.generated = token is None
         if token is None:
             token, self.token_path = generate_token_file(self.port)
-        self.app = AdminApp(server, token)
+        self.app = AdminApp(server, token, options.get("metrics-token"), find_html5(options.get("html5-dir")))
+        if not self.app.html5.available:
+            self.log.info("the admin site's /watch page is off: {problem}", problem=self.app.html5.problem)
         site = AdminSite(
             self.app.resource(),
             requestFactory=AdminRequest,
@@ -183,6 +186,8 @@ class AdminService(service.MultiService):
             total=options["admin-max-connections"],
             per_address=options["admin-max-connections-per-address"],
             refuse=lambda host, kind, fmt: server.guard.refuse(host, kind, fmt),
+            # /ws: SPICE over WebSocket on the admin port, marked TLS when the site is HTTPS.
+            spice_router=SpiceFactory(server, secure=not (is_loopback(listen) and not options.get("admin-tls"))).buildProtocol,
         )
         if is_loopback(listen) and not options.get("admin-tls"):
             internet.TCPServer(self.port, self.connections, interface=listen).setServiceParent(self)
