@@ -53,6 +53,10 @@ def test_a_vm_announcing_a_huge_surface_is_not_served(spawn):
         state = server.stats()["source_state"]
         assert state["oversized"] == [16384, 16384] and state["size"] is None and state["state"] == "oversized", state
         assert "over --max-surface 8192x4320" in server.stderr()
+        # a client that links while the VM is oversized is told too (the source's standing notice)
+        late = NotifyReader(server.port)
+        wait_until(lambda: any("16384x16384" in t for t in late.texts), 20, "the NOTIFY to a client linking later")
+        late.close()
         # the client keeps its 800x600 screen, now saying why
         wait_until(
             lambda: (fb := as_rgb(client.framebuffer())).shape[:2] == (600, 800) and (fb[3, 3] == WAITING_BG).all(), 15, "the message"

@@ -111,6 +111,9 @@ class MainChannelClient(ChannelClient):
             self.send("UUID", {"uuid": srv.uuid.bytes})
         if self.client.view_only:
             self.notify(VIEW_ONLY_NOTICE, severity=0)
+        notice = getattr(getattr(srv, "source", None), "notice", None)
+        if notice:  # news of the source that still holds (a VM unavailable, its screen too large)
+            self.notify(notice)
         link = self.link
         if link is not None:
             self._unsubscribe = link.subscribe(self._verdict_changed)

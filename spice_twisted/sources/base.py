@@ -84,6 +84,9 @@ class DisplaySource:
     # Set by the server before start(): how a source tells clients what they should know
     # (every client's main channel gets a NOTIFY) and reports lock LEDs it owns (X's).
     notify_clients: Callable[[str], None] | None = None
+    # What a client that links now is told too (a NOTIFY after MAIN_INIT), while it holds: the
+    # last news given by notify_clients that is still true (a VM unavailable, oversized).
+    notice: str | None = None
     report_locks: Callable[[int], None] | None = None
 
     def client_gone(self, origin: InputOrigin) -> None:

@@ -328,7 +328,7 @@ class VmSource(DisplaySource):
             )
             if back and self.notify_clients is not None:
                 self.notify_clients(f"the VM at {self.upstream} is back")
-            self.state, self.reason = "connected", ""
+            self.state, self.reason, self.notice = "connected", "", None
         self._delay = FIRST_RETRY
 
     def _oversized(self, width: int, height: int) -> None:
@@ -344,8 +344,9 @@ class VmSource(DisplaySource):
         self.oversized = (width, height)
         w, h = self.render.width, self.render.height
         self.log.warn("{why}: not shown; clients keep a {w}x{h} screen saying so", why=why, w=w, h=h)
+        self.notice = f"{why}: not shown until it fits"
         if self.notify_clients is not None:
-            self.notify_clients(f"{why}: not shown until it fits")
+            self.notify_clients(self.notice)
         frame = message_frame(
             w, h, [f"the VM's screen is {width}x{height}", f"over --max-surface {self.max_surface}: not shown"], WAITING_BG
         )
@@ -422,11 +423,12 @@ class VmSource(DisplaySource):
             )
         else:
             self.log.warn("VM at {up} is not there: {reason}; {retry}", up=self.upstream, reason=reason, retry=retry)
+        if state == "refused":
+            self.notice = f"the VM at {self.upstream} refused spice-twisted's password; waiting for the VM"
+        else:
+            self.notice = f"the VM at {self.upstream} is unavailable ({reason}); waiting for the VM"
         if self.notify_clients is not None:
-            if state == "refused":
-                self.notify_clients(f"the VM at {self.upstream} refused spice-twisted's password; waiting for the VM")
-            else:
-                self.notify_clients(f"the VM at {self.upstream} is unavailable ({reason}); waiting for the VM")
+            self.notify_clients(self.notice)
         self._show_waiting()
 
     def _show_waiting(self) -> None:
