@@ -161,11 +161,10 @@ static void load_pixels(uint32_t *dst, const uint8_t *src, size_t w, size_t h, P
 
 static inline uint32_t hash3(const uint32_t *p, unsigned bits)
 {
-    uint32_t h = p[0] * 0x9E3779B1u;
-    h = (h ^ (h >> 15)) + p[1] * 0x85EBCA77u;
-    h = (h ^ (h >> 13)) + p[2] * 0xC2B2AE3Du;
-    h ^= h >> 16;
-    return (h * 0x27D4EB2Fu) >> (32 - bits);
+    /* three independent 64-bit products (they run in parallel), summed; the top bits */
+    uint64_t h = p[0] * UINT64_C(0x9E3779B97F4A7C15) + p[1] * UINT64_C(0xC2B2AE3D27D4EB4F) +
+                 p[2] * UINT64_C(0x165667B19E3779F9);
+    return (uint32_t)(h >> (64 - bits));
 }
 
 /* Three equal pixels: a run, which the run candidate finds; kept out of the hash table,
