@@ -395,6 +395,10 @@ typedef struct {
     /* the last encode's counts, for tests and benchmarks */
     size_t last_ref_pixels;
     uint64_t last_oldest_ref;
+    /* The last encode ended referencing the image just before it, at `motion` pixels from
+     * its own offsets: where the next image starts looking (a scroll or a drag goes on). */
+    int has_motion;
+    int64_t motion;
 } GlzDict;
 
 static GlzImage *ring_at(GlzDict *d, size_t k) { return &d->ring[(d->head + k) % d->cap]; }
@@ -480,6 +484,11 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
      * earlier image (a window redrawn, a scroll) goes on matching there after a change. */
     GlzImage *cont = NULL;
     int64_t cont_shift = 0; /* offset in cont = i + cont_shift */
+    GlzImage *newest = d->count ? ring_at(d, d->count - 1) : NULL;
+    if (newest && d->has_motion && newest->id >= min_ref && newest->id < id && id - newest->id <= GLZ_MAX_IMAGE_DIST) {
+        cont = newest;
+        cont_shift = d->motion;
+    }
     while (i < n) {
         size_t best = 0, best_d = 0, left = n - i;
         GlzImage *best_img = NULL;
@@ -542,6 +551,8 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
         }
     }
     put_literals(o, px, lit, n);
+    d->has_motion = cont != NULL && cont == newest;
+    d->motion = cont_shift;
 }
 
 static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
