@@ -4,10 +4,10 @@
  * The byte formats are the ones spice-gtk decodes (spice-common lz.c for LZ, spice-gtk
  * decode-glz.c for GLZ); see docs/codecs.md. Everything here is our own code: the matcher
  * looks at a few candidates per pixel (the previous pixel: a run; the pixel one row up;
- * for LZ the last match's distance and up to four earlier positions whose three pixels
- * hash alike, newest first, through a hash chain; for GLZ the newest such position, in
- * this image or an earlier one, and where the last reference to an earlier image points
- * now) and keeps the longest. A candidate is extended only where its pixel at the current
+ * the last match's distance back in this image; for LZ up to four earlier positions whose
+ * three pixels hash alike, newest first, through a hash chain; for GLZ the newest such
+ * position, in this image or an earlier one, and where the last reference to an earlier
+ * image points now, from the alignment the previous image ended on) and keeps the longest. A candidate is extended only where its pixel at the current
  * best length matches (one compare turns most away); extend compares four pixels at once.
  *
  * Pixels are compared on B,G,R only (the X byte is not sent: RGB32 decoders write 0 there).
@@ -478,7 +478,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
 
     d->last_ref_pixels = 0;
     d->last_oldest_ref = GLZ_NONE;
-    size_t i = 0, lit = 0;
+    size_t i = 0, lit = 0, rep = 0; /* rep: the last distance back inside this image */
     const uint64_t self_tag = id << GLZ_OFF_BITS;
     /* The alignment of the last reference to an earlier image: content that repeats an
      * earlier image (a window redrawn, a scroll) goes on matching there after a change. */
@@ -507,6 +507,10 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
         if (i >= w && w > 1 && best < left && may_beat(px, i, w, best)) {
             size_t l = extend(px + i, px + i - w, left);
             if (l > best + 1) { best = l; best_d = w; best_img = NULL; }
+        }
+        if (rep && i >= rep && best < left && may_beat(px, i, rep, best)) {
+            size_t l = extend(px + i, px + i - rep, left);
+            if (l > best + (best_img ? 1 : 0)) { best = l; best_d = rep; best_img = NULL; }
         }
         if (best < left && keyed(px, i, n)) {
             uint32_t hv = hash3(px + i - 1, GLZ_HASH_BITS);
@@ -542,6 +546,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 if (best_img->id < d->last_oldest_ref) d->last_oldest_ref = best_img->id;
             } else {
                 put_glz_match(o, 0, best_d - 1, best);
+                if (best_d != 1 && best_d != w) rep = best_d;
             }
             size_t end = i + best;
             if (best_img || best_d != 1) remember_glz(table, px, self_tag, i + 1, end < n - 1 ? end : n - 1);
