@@ -3,8 +3,12 @@
  *
  * The byte formats are the ones spice-gtk decodes (spice-common lz.c for LZ, spice-gtk
  * decode-glz.c for GLZ); see docs/codecs.md. Everything here is our own code: the matcher
- * looks at three candidates per pixel (the previous pixel: a run; the pixel one row up;
- * the newest earlier position whose next three pixels hash alike) and keeps the longest.
+ * looks at a few candidates per pixel (the previous pixel: a run; the pixel one row up;
+ * the last match's distance back in this image; for LZ up to four earlier positions whose
+ * three pixels hash alike, newest first, through a hash chain; for GLZ the newest such
+ * position, in this image or an earlier one, and where the last reference to an earlier
+ * image points now, from the alignment the previous image ended on) and keeps the longest. A candidate is extended only where its pixel at the current
+ * best length matches (one compare turns most away); extend compares four pixels at once.
  *
  * Pixels are compared on B,G,R only (the X byte is not sent: RGB32 decoders write 0 there).
  * The encode loops run without the GIL.
@@ -14,6 +18,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "lz_format.h"
 
@@ -154,11 +161,10 @@ static void load_pixels(uint32_t *dst, const uint8_t *src, size_t w, size_t h, P
 
 static inline uint32_t hash3(const uint32_t *p, unsigned bits)
 {
-    uint32_t h = p[0] * 0x9E3779B1u;
-    h = (h ^ (h >> 15)) + p[1] * 0x85EBCA77u;
-    h = (h ^ (h >> 13)) + p[2] * 0xC2B2AE3Du;
-    h ^= h >> 16;
-    return (h * 0x27D4EB2Fu) >> (32 - bits);
+    /* three independent 64-bit products (they run in parallel), summed; the top bits */
+    uint64_t h = p[0] * UINT64_C(0x9E3779B97F4A7C15) + p[1] * UINT64_C(0xC2B2AE3D27D4EB4F) +
+                 p[2] * UINT64_C(0x165667B19E3779F9);
+    return (uint32_t)(h >> (64 - bits));
 }
 
 /* Three equal pixels: a run, which the run candidate finds; kept out of the hash table,
@@ -173,19 +179,66 @@ static inline int keyed(const uint32_t *px, size_t k, size_t n) { return k >= 1 
  * does: the pixels passed over go out as literals all the same. */
 static inline size_t skip_after(size_t literals) { return literals < 128 ? 1 : (literals < 1024 ? 2 : 4); }
 
+/* How many words from a equal those from b, at most max: four at a time where SSE2 is
+ * there (every x86-64), reading only inside both ranges. a and b may overlap (a run). */
 static inline size_t extend(const uint32_t *a, const uint32_t *b, size_t max)
 {
     size_t n = 0;
+#if defined(__SSE2__)
+    while (n + 4 <= max) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(a + n));
+        __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + n));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(x, y));
+        if (m != 0xffffu) return n + ((unsigned)__builtin_ctz(~m) >> 2);
+        n += 4;
+    }
+#endif
     while (n < max && a[n] == b[n]) n++;
     return n;
 }
 
+/* Where a candidate at distance d could beat a match of `best` pixels, its pixel at
+ * `best` must match: one compare turns most candidates away before extend runs. */
+static inline int may_beat(const uint32_t *px, size_t i, size_t d, size_t best) { return px[i + best] == px[i + best - d]; }
+
 /* ------------------------------------------------------------------ LZ */
 
 #define LZ_HASH_BITS 16
+#define LZ_TABLE_SLOTS (1u << LZ_HASH_BITS)
 
-/* Encodes n = w*h pixels as LZ_RGB32 (top-down) into o. table: 1 << LZ_HASH_BITS entries. */
-static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint32_t *table)
+/* Each keyed position k also remembers the position its hash slot held before it, in
+ * chain[k % LZ_CHAIN_SLOTS]: a ring longer than the farthest distance, so a position
+ * still in reach was written when it was keyed and not since. Following it a few steps
+ * finds older repeats that line up better than the newest one (a diagonal gradient
+ * repeats exactly a few rows up, not one row up). */
+#define LZ_CHAIN_SLOTS (1u << 17)
+#define LZ_CHAIN_DEPTH 4 /* candidates per position: 3 rows up and more on the gradient */
+#define LZ_NICE 32       /* a match this long ends the search: longer looks find little more */
+_Static_assert(LZ_CHAIN_SLOTS > LZ_MAX_FAR + 1, "the chain ring must outlast the farthest distance");
+
+static inline void key_lz(uint32_t *table, uint32_t *chain, const uint32_t *px, size_t k)
+{
+    uint32_t hv = hash3(px + k - 1, LZ_HASH_BITS);
+    chain[k % LZ_CHAIN_SLOTS] = table[hv];
+    table[hv] = (uint32_t)k;
+}
+
+/* Keys positions from..to-1 (all >= 1, to <= n - 1: each has k - 1..k + 1 inside). */
+static void remember_lz(uint32_t *table, uint32_t *chain, const uint32_t *px, size_t from, size_t to)
+{
+    for (size_t k = from; k < to; k++) {
+        if (!uniform3(px + k - 1)) {
+            key_lz(table, chain, px, k);
+        } else if (k + 9 < to && px[k + 9] == px[k]) {
+            /* inside a run: every position whose next pixel still repeats is unkeyed too */
+            k += extend(px + k + 2, px + k + 1, to - k - 2);
+        }
+    }
+}
+
+/* Encodes n = w*h pixels as LZ_RGB32 (top-down) into o. table: LZ_TABLE_SLOTS entries,
+ * chain: LZ_CHAIN_SLOTS (need no clearing). */
+static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint32_t *table, uint32_t *chain)
 {
     size_t n = w * h;
     put32(o, LZ_MAGIC);
@@ -196,35 +249,46 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
     put32(o, (uint32_t)(w * 4));
     put32(o, 1); /* top_down */
 
-    memset(table, 0xff, sizeof(uint32_t) << LZ_HASH_BITS);
-    size_t i = 0, lit = 0;
+    memset(table, 0xff, sizeof(uint32_t) * LZ_TABLE_SLOTS);
+    size_t i = 0, lit = 0, rep = 0;
     while (i < n) {
         size_t best = 0, best_d = 0, left = n - i;
         if (i > 0 && px[i] == px[i - 1]) {
             best = 1 + extend(px + i + 1, px + i, left - 1);
             best_d = 1;
         }
-        if (i >= w && w > 1 && w - 1 <= LZ_MAX_FAR && best < left) {
+        if (i >= w && w > 1 && w - 1 <= LZ_MAX_FAR && best < left && may_beat(px, i, w, best)) {
             size_t l = extend(px + i, px + i - w, left);
             if (l > best) { best = l; best_d = w; }
         }
+        if (rep && i >= rep && best < left && may_beat(px, i, rep, best)) {
+            size_t l = extend(px + i, px + i - rep, left);
+            if (l > best) { best = l; best_d = rep; }
+        }
         if (best < left && keyed(px, i, n)) {
-            uint32_t hv = hash3(px + i - 1, LZ_HASH_BITS);
-            uint32_t c = table[hv];
-            table[hv] = (uint32_t)i;
-            if (c != UINT32_MAX && i - c - 1 <= LZ_MAX_FAR) {
-                size_t l = extend(px + i, px + c, left);
-                if (l > best) { best = l; best_d = i - c; }
+            uint32_t c = table[hash3(px + i - 1, LZ_HASH_BITS)];
+            key_lz(table, chain, px, i);
+            /* deep in literals (a photo, noise) repeats are rare: the newest candidate only */
+            int depth_max = i - lit < 128 ? LZ_CHAIN_DEPTH : 1;
+            for (int depth = 0; depth < depth_max && best < LZ_NICE && c != UINT32_MAX && i - c - 1 <= LZ_MAX_FAR; depth++) {
+                if (may_beat(px, i, i - c, best)) {
+                    size_t l = extend(px + i, px + c, left);
+                    if (l > best) {
+                        best = l;
+                        best_d = i - c;
+                    }
+                    if (best >= LZ_NICE || best == left) break;
+                }
+                c = chain[c % LZ_CHAIN_SLOTS];
             }
         }
         if (best >= 2) {
             put_literals(o, px, lit, i);
             put_lz_match(o, best_d, best);
+            if (best_d != 1 && best_d != w) rep = best_d;
             size_t end = i + best;
             /* remember the match's positions for later matches (inside a run, none is keyed) */
-            if (best_d != 1)
-                for (size_t k = i + 1; k < end; k++)
-                    if (keyed(px, k, n)) table[hash3(px + k - 1, LZ_HASH_BITS)] = (uint32_t)k;
+            if (best_d != 1) remember_lz(table, chain, px, i + 1, end < n - 1 ? end : n - 1);
             i = lit = end;
         } else {
             i += skip_after(i - lit);
@@ -288,20 +352,22 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "LZ images hold less than 1 GiB (what clients accept)");
         return NULL;
     }
-    uint32_t *px = malloc(n * sizeof(uint32_t));
-    uint32_t *table = malloc(sizeof(uint32_t) << LZ_HASH_BITS);
+    /* one block for the pixels, the table and the chain: fewer, larger allocations keep
+     * malloc from mapping and faulting in fresh pages on every call */
+    uint32_t *px = malloc((n + LZ_TABLE_SLOTS + LZ_CHAIN_SLOTS) * sizeof(uint32_t));
+    uint32_t *table = px ? px + n : NULL, *chain = px ? table + LZ_TABLE_SLOTS : NULL;
     Out o = {malloc(out_bound(n)), 0, out_bound(n)};
-    if (!px || !table || !o.buf) {
-        free(px), free(table), free(o.buf);
+    if (!px || !o.buf) {
+        free(px), free(o.buf);
         PyBuffer_Release(&p.view);
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
     load_pixels(px, p.base, p.w, p.h, p.row_stride);
-    lz_encode_rgb32(&o, px, p.w, p.h, table);
+    lz_encode_rgb32(&o, px, p.w, p.h, table, chain);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&p.view);
-    free(px), free(table);
+    free(px);
     return finish(&o);
 }
 
@@ -329,6 +395,10 @@ typedef struct {
     /* the last encode's counts, for tests and benchmarks */
     size_t last_ref_pixels;
     uint64_t last_oldest_ref;
+    /* The last encode ended referencing the image just before it, at `motion` pixels from
+     * its own offsets: where the next image starts looking (a scroll or a drag goes on). */
+    int has_motion;
+    int64_t motion;
 } GlzDict;
 
 static GlzImage *ring_at(GlzDict *d, size_t k) { return &d->ring[(d->head + k) % d->cap]; }
@@ -377,6 +447,18 @@ static int dict_push(GlzDict *d, uint64_t id, uint32_t *px, size_t n)
     return 0;
 }
 
+/* Keys positions from..to-1 (all >= 1, to <= n - 1), skipping long runs as remember_lz does. */
+static void remember_glz(uint64_t *table, const uint32_t *px, uint64_t self_tag, size_t from, size_t to)
+{
+    for (size_t k = from; k < to; k++) {
+        if (!uniform3(px + k - 1)) {
+            table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
+        } else if (k + 9 < to && px[k + 9] == px[k]) {
+            k += extend(px + k + 2, px + k + 1, to - k - 2);
+        }
+    }
+}
+
 /* Encodes px (n = w*h) as image `id` of the dictionary, referencing only this image and the
  * dictionary's images with ids >= min_ref (all of which are older than id). */
 static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, size_t h, uint64_t id,
@@ -396,12 +478,17 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
 
     d->last_ref_pixels = 0;
     d->last_oldest_ref = GLZ_NONE;
-    size_t i = 0, lit = 0;
+    size_t i = 0, lit = 0, rep = 0; /* rep: the last distance back inside this image */
     const uint64_t self_tag = id << GLZ_OFF_BITS;
     /* The alignment of the last reference to an earlier image: content that repeats an
      * earlier image (a window redrawn, a scroll) goes on matching there after a change. */
     GlzImage *cont = NULL;
     int64_t cont_shift = 0; /* offset in cont = i + cont_shift */
+    GlzImage *newest = d->count ? ring_at(d, d->count - 1) : NULL;
+    if (newest && d->has_motion && newest->id >= min_ref && newest->id < id && id - newest->id <= GLZ_MAX_IMAGE_DIST) {
+        cont = newest;
+        cont_shift = d->motion;
+    }
     while (i < n) {
         size_t best = 0, best_d = 0, left = n - i;
         GlzImage *best_img = NULL;
@@ -413,13 +500,17 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 if (l >= 3) { best = l; best_d = (size_t)off; best_img = cont; }
             }
         }
-        if (i > 0 && px[i] == px[i - 1] && best < left) {
+        if (i > 0 && px[i] == px[i - 1] && best < left && may_beat(px, i, 1, best)) {
             size_t l = 1 + extend(px + i + 1, px + i, left - 1);
             if (l > best + 1) { best = l; best_d = 1; best_img = NULL; }
         }
-        if (i >= w && w > 1 && best < left) {
+        if (i >= w && w > 1 && best < left && may_beat(px, i, w, best)) {
             size_t l = extend(px + i, px + i - w, left);
             if (l > best + 1) { best = l; best_d = w; best_img = NULL; }
+        }
+        if (rep && i >= rep && best < left && may_beat(px, i, rep, best)) {
+            size_t l = extend(px + i, px + i - rep, left);
+            if (l > best + (best_img ? 1 : 0)) { best = l; best_d = rep; best_img = NULL; }
         }
         if (best < left && keyed(px, i, n)) {
             uint32_t hv = hash3(px + i - 1, GLZ_HASH_BITS);
@@ -429,7 +520,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 uint64_t cid = c >> GLZ_OFF_BITS;
                 size_t coff = (size_t)(c & ((UINT64_C(1) << GLZ_OFF_BITS) - 1));
                 if (cid == id) {
-                    if (coff < i) {
+                    if (coff < i && may_beat(px, i, i - coff, best)) {
                         size_t l = extend(px + i, px + coff, left);
                         if (l > best + (best_img ? 1 : 0)) { best = l; best_d = i - coff; best_img = NULL; }
                     }
@@ -437,7 +528,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                     GlzImage *g = dict_find(d, cid);
                     if (g && coff < g->n) {
                         size_t max = g->n - coff < left ? g->n - coff : left;
-                        size_t l = extend(px + i, g->px + coff, max);
+                        size_t l = best < max && px[i + best] == g->px[coff + best] ? extend(px + i, g->px + coff, max) : 0;
                         /* a reference to another image costs a byte or two more, and
                          * up to 7 bytes: 3 pixels at least keep the output bound */
                         if (l >= 3 && l > best + 1) { best = l; best_d = coff; best_img = g; }
@@ -455,17 +546,18 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 if (best_img->id < d->last_oldest_ref) d->last_oldest_ref = best_img->id;
             } else {
                 put_glz_match(o, 0, best_d - 1, best);
+                if (best_d != 1 && best_d != w) rep = best_d;
             }
             size_t end = i + best;
-            if (best_img || best_d != 1)
-                for (size_t k = i + 1; k < end; k++)
-                    if (keyed(px, k, n)) table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
+            if (best_img || best_d != 1) remember_glz(table, px, self_tag, i + 1, end < n - 1 ? end : n - 1);
             i = lit = end;
         } else {
             i += skip_after(i - lit);
         }
     }
     put_literals(o, px, lit, n);
+    d->has_motion = cont != NULL && cont == newest;
+    d->motion = cont_shift;
 }
 
 static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
