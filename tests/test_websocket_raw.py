@@ -297,7 +297,10 @@ def test_message_over_the_bound_is_refused_with_1009(served) -> None:
             sent += len(filler)
     except (BrokenPipeError, ConnectionResetError):
         pass
-    assert ws.wait_closed() == 1009
+    # The close frame (1009) is sent, but the client is still sending: the server's close with
+    # unread data makes its kernel send a reset, which may discard that frame before the
+    # client reads it. The server's log says why it closed either way.
+    assert ws.wait_closed() in (1009, None)
     assert f"WebSocket message over {MAX_MESSAGE} bytes" in server.stderr()
     gtk_still_served(server, gtk, 2)
 
