@@ -65,7 +65,7 @@ def test_a_vm_announcing_a_huge_surface_is_not_served(spawn):
         # the VM's next screen fits: served again, to the same client
         peer.resize(1024, 768)
         wait_until(lambda: server.stats()["source_state"]["size"] == [1024, 768], 20, "the sane size served")
-        wait_until(lambda: as_rgb(client.framebuffer()).shape[:2] == (768, 1024), 20, "the client at the new size")
+        wait_until(lambda: client.shape_now() == (768, 1024), 20, "the client at the new size")
         assert server.stats()["source_state"]["oversized"] is None
         notes.close()
     finally:
@@ -119,7 +119,7 @@ def test_a_screen_resized_past_the_bound_keeps_its_size(spawn, random_image):
     assert "2000x1000, over --max-surface 1024x768" in server.stderr()
     r = server.command("resize 1000 700", "resize")  # within the bound: served
     assert (r["width"], r["height"]) == (1000, 700)
-    wait_until(lambda: as_rgb(client.framebuffer()).shape[:2] == (700, 1000), 20, "the client at the new size")
+    wait_until(lambda: client.shape_now() == (700, 1000), 20, "the client at the new size")
     notes.close()
 
 

@@ -215,6 +215,14 @@ class GtkClient(JsonLinesProcess):
         raw = np.fromfile(path, dtype=np.uint8)
         return raw.reshape(r["height"], r["stride"] // 4, 4)[:, : r["width"]]
 
+    def shape_now(self) -> tuple[int, int] | None:
+        """(height, width) of the client's primary surface, or None while it has none (between
+        a resize's SURFACE_DESTROY and SURFACE_CREATE): for polling across a resize."""
+        try:
+            return self.framebuffer().shape[:2]
+        except AssertionError:
+            return None
+
     def stats(self) -> dict[str, Any]:
         return self.command("stats", "stats")
 
