@@ -273,14 +273,20 @@ def main() -> None:
         if options["source"] != "demo":
             raise SystemExit("--fps only applies to --source demo")
         options["source-object"] = DemoSource(fps=fps)
-    log.startLogging(sys.stderr, setStdout=False)
     FRAMES.install()
+    serve(options, Control)
+
+
+def serve(options: Options, control: type[Control]) -> None:
+    """Build the service as `twistd spice` does, say "ready" on stdout, take `control` lines
+    on stdin, run the reactor (the benchmarks' server children all end here)."""
+    log.startLogging(sys.stderr, setStdout=False)
     top = make_service(options, reactor)
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     sys.stdout.write(json.dumps({"event": "ready", "pid": os.getpid(), "rusage": rusage()}) + "\n")
     sys.stdout.flush()
-    stdio.StandardIO(Control(top))
+    stdio.StandardIO(control(top))
     reactor.run()
 
 

@@ -83,14 +83,11 @@ DUMP_IMAGES = 150
 def serve(argv: list[str]) -> None:
     """`twistd spice` as _server.py builds it, with every encode counted at the codec boundary."""
     import _server
-    from twisted.internet import reactor, stdio
-    from twisted.python import log
 
     from spice_twisted import codecs
     from spice_twisted.codecs import glz
     from spice_twisted.options import Options
     from spice_twisted.render import glz_group
-    from spice_twisted.service import make_service
 
     if "--max-generations" in argv:
         i = argv.index("--max-generations")
@@ -160,14 +157,7 @@ def serve(argv: list[str]) -> None:
 
     options = Options()
     options.parseOptions(argv)
-    log.startLogging(sys.stderr, setStdout=False)
-    top = make_service(options, reactor)
-    top.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    sys.stdout.write(json.dumps({"event": "ready", "pid": os.getpid(), "rusage": _server.rusage()}) + "\n")
-    sys.stdout.flush()
-    stdio.StandardIO(Control(top))
-    reactor.run()
+    _server.serve(options, Control)
 
 
 # --- workloads ---------------------------------------------------------------------------------

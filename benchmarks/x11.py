@@ -64,12 +64,9 @@ TICKET = [b""]  # what the light clients send as the ticket (andris needs one)
 def serve(argv: list[str]) -> None:
     """`twistd spice` as _server.py builds it, with every encode's CPU time counted."""
     import _server
-    from twisted.internet import reactor, stdio
-    from twisted.python import log
 
     from spice_twisted import codecs
     from spice_twisted.options import Options
-    from spice_twisted.service import make_service
 
     lock = threading.Lock()
     encode_cpu = [0.0, 0]
@@ -107,14 +104,7 @@ def serve(argv: list[str]) -> None:
 
     options = Options()
     options.parseOptions(argv)
-    log.startLogging(sys.stderr, setStdout=False)
-    top = make_service(options, reactor)
-    top.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    sys.stdout.write(json.dumps({"event": "ready", "pid": os.getpid(), "rusage": _server.rusage()}) + "\n")
-    sys.stdout.flush()
-    stdio.StandardIO(Control(top))
-    reactor.run()
+    _server.serve(options, Control)
 
 
 # --- workloads on the X display ----------------------------------------------------------------
@@ -264,7 +254,7 @@ def make_client_class() -> Any:
     import fanout
 
     from spice_twisted.wire.client_link import link_message
-    from spice_twisted.wire.enums import ChannelType, DisplayCap, MsgDisplay
+    from spice_twisted.wire.enums import ChannelType, DisplayCap, ImageType, MsgDisplay
 
     class CapsChannel(fanout.Channel):
         def __init__(self, *a: Any, caps: tuple[int, ...] = (), **kw: Any) -> None:
@@ -284,7 +274,7 @@ def make_client_class() -> Any:
         """fanout's client; display caps say whether it decodes LZ4; counts all draw messages."""
 
         def __init__(self, lz4: bool) -> None:
-            super().__init__()
+            super().__init__(lz4, ImageType.LZ4 if lz4 else ImageType.BITMAP)  # (`expect` is fanout's check, not used here)
             self.lz4 = lz4
 
         def on_display(self, msg_type: int, body: bytes) -> None:
