@@ -280,21 +280,6 @@ def make_client_class() -> Any:
 
 
 # --- one measurement ---------------------------------------------------------------------------
-async def start_child(argv: list[str], log_path: Path) -> Any:
-    import fanout
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
-    with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, env=env, cwd=str(ROOT), limit=16 << 20
-        )
-    child = fanout.ServerChild(proc, log_path)
-    ready = await child._read(30.0)
-    if ready.get("event") != "ready":
-        raise RuntimeError(f"server did not start: {ready}")
-    return child
-
-
 def enc_delta(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     out = {}
     for k, v in b.items():
@@ -322,7 +307,9 @@ async def measure(x: Any, workload: str, setting: str, n: int, per_client: bool,
     if args.dump:
         (args.dump / tag).mkdir(parents=True, exist_ok=True)
         os.environ["GLZ_X11_DUMP"] = str(args.dump / tag)  # the child saves what it encodes (benchmarks/lz_upstream.py)
-    server = await start_child(argv, logdir / f"server-{tag}.log")
+    import x11
+
+    server = await x11.start_child(argv, logdir / f"server-{tag}.log", limit=16 << 20)
     os.environ.pop("GLZ_X11_DUMP", None)
     Client = make_client_class()
     clients = [Client(1 + i if per_client else 1, decode=i in (0, n - 1)) for i in range(n)]

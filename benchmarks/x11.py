@@ -316,13 +316,15 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def start_child(argv: list[str], log_path: Path) -> Any:
+async def start_child(argv: list[str], log_path: Path, limit: int = 1 << 16) -> Any:
+    """A benchmark server child (`argv`), its stderr to `log_path`; returns once it is ready.
+    `limit`: the longest stdout line it may write (a stats reply can be large)."""
     import fanout
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, env=env, cwd=str(ROOT)
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, env=env, cwd=str(ROOT), limit=limit
         )
     child = fanout.ServerChild(proc, log_path)
     ready = await child._read(30.0)
