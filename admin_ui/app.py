@@ -371,18 +371,15 @@ class AdminApp:
 
     @app.route("/watch/spice-html5/<path:path>", methods=["GET", "HEAD"])
     def watch_html5(self, request: Any, path: str) -> bytes:
-        found = self.html5.get(path)
-        if found is None:
-            return self.not_found(request)
-        data, ctype = found
-        request.setHeader(b"Content-Type", ctype)
-        request.setHeader(b"Cache-Control", b"no-cache")
-        return data
+        return self._file(request, self.html5.get(path))
 
     # --- browser pages ------------------------------------------------------------------
     @app.route("/static/<name>", methods=["GET", "HEAD"])
     def static(self, request: Any, name: str) -> bytes:
-        found = self.static_files.get(name)
+        return self._file(request, self.static_files.get(name))
+
+    def _file(self, request: Any, found: tuple[bytes, bytes] | None) -> bytes:
+        """A file held in memory ((data, content type)), or 404."""
         if found is None:
             return self.not_found(request)
         data, ctype = found
