@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..inputs import InputOrigin
     from ..render.cursor import CursorService
     from ..render.service import RenderService
+    from .desktop_agent import DesktopAgent
 
 
 def rgb_to_xrgb(rgb: np.ndarray) -> np.ndarray:
@@ -96,6 +97,11 @@ class DisplaySource:
         """From start(): the render service refuses any resize past our bound (the backstop
         behind the source's own check)."""
         render.max_surface = self.max_surface
+
+    def desktop_agent(self) -> DesktopAgent | None:
+        """Clipboard and resize for the server's built-in agent (sources/desktop_agent.py);
+        None: this source has neither."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What the source wants shown in stats."""
