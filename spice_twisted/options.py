@@ -343,7 +343,13 @@ class Options(usage.Options):
             _non_negative_float,
         ],
         ["log-window", None, Limits.log_window, "Log one line per address and kind of refusal per this many seconds.", _non_negative_float],
-        ["audio-source", None, None, "Play this 16-bit PCM WAV file in a loop to every client (default: the source's own sounds)."],
+        [
+            "audio-source",
+            None,
+            None,
+            "FILE.wav (a 16-bit PCM WAV file, looped), pulse[:MONITOR] / pipewire[:TARGET] (the desktop's sound, through "
+            "parec / pw-record), or none (default: the source's own sounds; for x11, the desktop's when a sound server is there).",
+        ],
         ["record-to", None, None, "Write what the primary client records (its microphone) to this WAV file."],
         ["playback-compression", None, True, "on: Opus for clients that offer it; off: raw PCM to everyone (QEMU's name).", _on_off],
     ]
@@ -552,10 +558,10 @@ class Options(usage.Options):
     def _audio(self) -> None:
         self["audio-source-object"] = None
         if self["audio-source"]:
-            from .sources.audio import WavLoop
+            from .sources.audio import audio_source
 
             try:
-                self["audio-source-object"] = WavLoop(self["audio-source"])
+                self["audio-source-object"] = audio_source(self["audio-source"])
             except ValueError as exc:
                 raise usage.UsageError(f"--audio-source: {exc}") from None
         if self["record-to"]:

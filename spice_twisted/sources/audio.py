@@ -179,3 +179,25 @@ class DemoSounds(PacedAudioSource):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "tone": self.tone}
+
+
+class NoSound(AudioSource):
+    """`--audio-source none`: silence, whatever the display source would play."""
+
+    name = "none"
+
+    def start(self, playback: PlaybackService, reactor: Any) -> None:
+        pass
+
+
+def audio_source(spec: str) -> AudioSource:
+    """What `--audio-source SPEC` names: none, pulse[:MONITOR], pipewire[:TARGET] or a WAV
+    file. Raises ValueError with a message for the user."""
+    if spec == "none":
+        return NoSound()
+    from .audio_monitor import MonitorSource, parse_spec
+
+    monitor = parse_spec(spec)
+    if monitor is not None:
+        return MonitorSource(*monitor)
+    return WavLoop(spec)

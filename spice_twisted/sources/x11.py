@@ -18,6 +18,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from ..render.handoff import FrameHandoff
+from .audio_monitor import desktop_sound
 from .base import DisplaySource, message_frame
 from .x11_capture import CaptureThread
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, display_name, lost
@@ -71,6 +72,9 @@ class X11Source(DisplaySource):
         self._watch: task.LoopingCall | None = None
         self._lost_logged = False
         self.oversized: tuple[int, int] | None = None  # the X screen's size while past --max-surface
+        # The desktop's sound (a PulseAudio/PipeWire monitor) when a sound server is there;
+        # the server plays it (unless --audio-source says otherwise).
+        self.sounds = desktop_sound(self.log)
 
     # --- life ------------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
