@@ -183,6 +183,8 @@ class SpiceServer:
             self.audio_source = source
         if record_to:
             self.record = RecordService(WavSink(record_to))
+        elif self.audio_source is not None and (sink := self.audio_source.record_sink()) is not None:
+            self.record = RecordService(sink)  # a VM's microphone: the primary's goes upstream
         if compression:
             from .audio.opus import opus_encoder_factory
 

@@ -14,6 +14,9 @@ from .playback import CHANNELS, FREQUENCY, SAMPLE_BYTES
 
 
 class RecordSink(Protocol):
+    """Where the primary's samples go. A sink that wants them only at times (a VM that is
+    recording) has `bind(service)` and calls `service.set_wanted(...)`."""
+
     def write(self, pcm: bytes) -> None: ...
     def close(self) -> None: ...
 
@@ -58,10 +61,21 @@ class RecordService:
         self.active: Recorder | None = None
         self.bytes = 0
         self.ignored = 0  # messages of data from a record channel that is not the active one
+        self.wanted = True  # False: the sink wants nothing now, so no client is asked to record
+        self._primary: Any = None
+        bind = getattr(sink, "bind", None)
+        if bind is not None:
+            self.wanted = False
+            bind(self)
 
     @property
     def enabled(self) -> bool:
         return self.sink is not None
+
+    def set_wanted(self, wanted: bool) -> None:
+        """The sink starts (or stops) wanting samples: the primary is asked (or told to stop)."""
+        self.wanted = wanted
+        self.primary_changed(self._primary)
 
     def attach(self, rec: Recorder, primary: Any) -> None:
         self.recorders.append(rec)
@@ -76,9 +90,10 @@ class RecordService:
 
     def primary_changed(self, primary: Any) -> None:
         """Give the recording to the primary's record channel (if it has one)."""
+        self._primary = primary
         if not self.enabled:
             return
-        want = next((r for r in self.recorders if r.client is primary), None)
+        want = next((r for r in self.recorders if r.client is primary), None) if self.wanted else None
         if want is self.active:
             return
         old, self.active = self.active, want

@@ -20,6 +20,7 @@ import numpy as np
 from twisted.internet import task
 
 from ..audio.playback import CHANNELS, FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, FREQUENCY, PlaybackService
+from ..audio.record import RecordSink
 
 TICK = 0.02  # seconds between two turns of a paced source (two frames a turn)
 MAX_CATCH_UP = 20  # frames produced in one tick at most (200 ms)
@@ -38,6 +39,11 @@ class AudioSource:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    def record_sink(self) -> RecordSink | None:
+        """Where the primary client's microphone goes when no --record-to is given (a VM
+        upstream), or None: nobody is asked to record."""
+        return None
 
 
 class PacedAudioSource(AudioSource):

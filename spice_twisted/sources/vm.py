@@ -35,6 +35,7 @@ from ..render.cursor import CursorShape, arrow_cursor
 from ..render.rect import Rect
 from . import vm_protocol as proto
 from .base import DisplaySource, message_frame
+from .vm_audio import VmSound
 
 if TYPE_CHECKING:
     from ..inputs import InputOrigin
@@ -128,7 +129,7 @@ class HelperProtocol(protocol.ProcessProtocol):
     def connectionMade(self) -> None:
         self.source._helper_started(self)
 
-    def send(self, msg: proto.Message) -> None:
+    def send(self, msg: proto.Message | proto.AudioMessage) -> None:
         if self.transport is not None:
             self.transport.write(proto.encode(msg))
 
@@ -205,6 +206,7 @@ class VmSource(DisplaySource):
         self._buttons: dict[int, int] = {}  # session id -> button mask held
         self._last_pointer = (0, 0)
         self._lock_key_typed = False
+        self.sounds = VmSound(lambda: self.helper if self.state == "connected" else None)  # vm_audio.py
 
     @classmethod
     def from_uri(cls, spec: str) -> VmSource:
@@ -259,6 +261,7 @@ class VmSource(DisplaySource):
             return
         self.helper = None
         self.helper_pid = 0
+        self.sounds.upstream_gone()
         if self._stopping:
             self._close_shm()
             return
@@ -277,8 +280,11 @@ class VmSource(DisplaySource):
         self._delay = min(self._delay * 2, self.retry_max)
 
     # --- what the helper says ------------------------------------------------------------
-    def _message(self, helper: HelperProtocol, msg: proto.Message) -> None:
+    def _message(self, helper: HelperProtocol, msg: proto.Message | proto.AudioMessage) -> None:
         if helper is not self.helper:
+            return
+        if isinstance(msg, proto.AudioMessage):
+            self.sounds.message(msg)
             return
         if isinstance(msg, proto.Damage):
             self._damage(msg.rects)

@@ -98,6 +98,7 @@ class Helper:
         GLib.io_add_watch(self.wake, GLib.PRIORITY_DEFAULT_IDLE, GLib.IO_IN, self.on_wake)
         self.done = False
         self.connected = False
+        self.recording = None  # the upstream's record channel while it wants our microphone
 
     # --- the source's frames ---------------------------------------------------------
     def on_stdin(self, fd, condition) -> bool:
@@ -129,6 +130,9 @@ class Helper:
     def command(self, msg) -> None:
         if isinstance(msg, proto.Connect):
             self.connect(msg)
+            return
+        if isinstance(msg, proto.RecordData):
+            self.record_data(msg.pcm)
             return
         if not self.inputs_ready:
             # spice-gtk drops input on an inputs channel not open yet (just after a
@@ -164,12 +168,13 @@ class Helper:
             s.props.password = c.password
         if c.ca_file:
             s.props.ca_file = c.ca_file
-        s.props.enable_audio = False
+        s.props.enable_audio = True  # playback and record channels (no audio backend: see on_audio_channel_new)
         s.props.enable_usbredir = False
         s.props.enable_smartcard = False
         self.upstream = f"{c.host}:{c.port or c.tls_port}"
         self.max_pixels, self.max_side = c.max_pixels, c.max_side
         signal(s, "channel-new", self.on_channel_new)
+        signal(s, "channel-new", self.on_audio_channel_new)
         signal(s, "disconnected", lambda _s: self.finish(proto.StateChanged(proto.State.LOST, "disconnected")))
         self.session = s
         write_frame(proto.StateChanged(proto.State.CONNECTING, self.upstream))
@@ -203,7 +208,7 @@ class Helper:
             signal(ch, "cursor-move", lambda _ch, x, y: write_frame(proto.CursorMove(x, y)))
             signal(ch, "cursor-hide", lambda _ch: write_frame(proto.CursorHide()))
         else:
-            return  # playback, record, ports, webdav...: not ours (yet)
+            return  # ports, webdav...: not ours (playback and record: on_audio_channel_new)
         ch.connect()
 
     def on_channel_event(self, ch, event) -> None:
@@ -322,6 +327,45 @@ class Helper:
         for i in range(0, len(rects), 1024):
             write_frame(proto.Damage(tuple(rects[i : i + 1024])))
         return False
+
+    # --- sound ---------------------------------------------------------------------------
+    # The channels' signals fire without an audio backend (we never call spice_audio_get):
+    # the upstream's PCM goes to the source, which plays it to every client of ours, and the
+    # source's (the primary client's) microphone goes upstream while the upstream records.
+    def on_audio_channel_new(self, session, ch) -> None:
+        if isinstance(ch, Spice.PlaybackChannel):
+            signal(ch, "playback-start", lambda _ch, fmt, channels, rate: write_frame(proto.PlaybackStart(channels, rate)))
+            signal(ch, "playback-data", self.on_playback_data)
+            signal(ch, "playback-stop", lambda _ch: write_frame(proto.PlaybackStop()))
+        elif isinstance(ch, Spice.RecordChannel):
+            signal(ch, "record-start", self.on_record_start)
+            signal(ch, "record-stop", self.on_record_stop)
+        else:
+            return
+        ch.connect()
+
+    def on_playback_data(self, ch, data, size) -> None:
+        pcm = ctypes.string_at(data, size) if isinstance(data, int) else bytes(data)[:size]
+        pcm = pcm[: len(pcm) & ~1]
+        for i in range(0, len(pcm), proto.MAX_PCM):
+            write_frame(proto.PlaybackData(pcm[i : i + proto.MAX_PCM]))
+
+    def on_record_start(self, ch, fmt, channels, rate) -> None:
+        if channels not in (1, 2) or not 8000 <= rate <= 192000:
+            return  # not a format the source converts to: the upstream hears nothing
+        self.recording = ch
+        write_frame(proto.RecordStart(channels, rate))
+
+    def on_record_stop(self, ch) -> None:
+        self.recording = None
+        write_frame(proto.RecordStop())
+
+    def record_data(self, pcm) -> None:
+        ch = self.recording
+        if ch is None or not pcm:
+            return
+        buf = ctypes.create_string_buffer(pcm, len(pcm))
+        ch.send_data(ctypes.addressof(buf), len(pcm), int(GLib.get_monotonic_time() // 1000) & 0xFFFFFFFF)
 
     def finish(self, state) -> None:
         """Report how this connection ended (once) and leave."""
