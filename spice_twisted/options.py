@@ -350,7 +350,12 @@ class Options(usage.Options):
             "FILE.wav (a 16-bit PCM WAV file, looped), pulse[:MONITOR] / pipewire[:TARGET] (the desktop's sound, through "
             "parec / pw-record), or none (default: the source's own sounds; for x11, the desktop's when a sound server is there).",
         ],
-        ["record-to", None, None, "Write what the primary client records (its microphone) to this WAV file."],
+        [
+            "record-to",
+            None,
+            None,
+            "What the primary client records (its microphone): FILE.wav, or pulse[:SINK] / pipewire[:TARGET] (played there).",
+        ],
         ["playback-compression", None, True, "on: Opus for clients that offer it; off: raw PCM to everyone (QEMU's name).", _on_off],
     ]
     optFlags = [
@@ -564,7 +569,14 @@ class Options(usage.Options):
                 self["audio-source-object"] = audio_source(self["audio-source"])
             except ValueError as exc:
                 raise usage.UsageError(f"--audio-source: {exc}") from None
-        if self["record-to"]:
+        if self["record-to"] and self["record-to"].partition(":")[0] in ("pulse", "pipewire"):
+            from .sources.audio_monitor import check_player
+
+            try:
+                check_player(self["record-to"])
+            except ValueError as exc:
+                raise usage.UsageError(f"--record-to: {exc}") from None
+        elif self["record-to"]:
             try:
                 with open(self["record-to"], "ab"):
                     pass

@@ -13,7 +13,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from .audio.playback import PlaybackService
-from .audio.record import RecordService, WavSink
+from .audio.record import RecordService
 from .audit import audit
 from .channel_security import ChannelSecurity
 from .channels.base import ChannelClient
@@ -32,7 +32,7 @@ from .ratelimit import address_key
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
-from .sources.audio import AudioSource
+from .sources.audio import AudioSource, open_record_sink
 from .sources.base import DisplaySource
 from .wire.enums import ChannelType, CommonCap, DisplayCap, InputsCap, LinkError, MouseMode, PlaybackCap, RecordCap
 from .wire.link import LinkRequest
@@ -182,7 +182,7 @@ class SpiceServer:
         if source is not None:
             self.audio_source = source
         if record_to:
-            self.record = RecordService(WavSink(record_to))
+            self.record = RecordService(open_record_sink(record_to, self.reactor))
         elif self.audio_source is not None and (sink := self.audio_source.record_sink()) is not None:
             self.record = RecordService(sink)  # a VM's microphone: the primary's goes upstream
         if compression:

@@ -207,3 +207,15 @@ def audio_source(spec: str) -> AudioSource:
     if monitor is not None:
         return MonitorSource(*monitor)
     return WavLoop(spec)
+
+
+def open_record_sink(spec: str, reactor: Any) -> RecordSink:
+    """What `--record-to SPEC` names: pulse[:SINK], pipewire[:TARGET] or a WAV file."""
+    from .audio_monitor import PlayerSink, parse_spec
+
+    monitor = parse_spec(spec)
+    if monitor is not None:
+        return PlayerSink(*monitor, reactor)
+    from ..audio.record import WavSink
+
+    return WavSink(spec)

@@ -215,3 +215,123 @@ class MonitorSource(AudioSource):
             "recorder_starts": self.starts,
             "recorder_pid": (self.recorder.transport.pid if self.recorder is not None and self.recorder.transport else None),
         }
+
+
+# --- the primary's microphone into the desktop: `--record-to pulse[:SINK]` / `pipewire[:TARGET]`
+def player_argv(kind: str, device: str) -> list[str]:
+    """The player's command line: raw s16le stereo 48 kHz from its stdin."""
+    if kind == "pulse":
+        argv = ["pacat", "--playback", "--raw", "--format=s16le", f"--rate={FREQUENCY}", f"--channels={CHANNELS}"]
+        argv += [f"--latency-msec={LATENCY_MS * 2}", "--client-name=spice-twisted", "--stream-name=the SPICE primary client's microphone"]
+        return [*argv, f"--device={device or '@DEFAULT_SINK@'}"]
+    argv = ["pw-play", "--format=s16", f"--rate={FREQUENCY}", f"--channels={CHANNELS}", f"--latency={LATENCY_MS * 2}ms"]
+    return [*argv, *(["--target", device] if device else []), "-"]
+
+
+class _Player(protocol.ProcessProtocol):
+    def __init__(self, sink: PlayerSink) -> None:
+        self.sink = sink
+        self.err = b""
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        self.err = (self.err + data)[-STDERR_KEEP:]
+
+    def processEnded(self, reason: Any) -> None:
+        self.sink._ended(self, reason.value)
+
+
+class PlayerSink:
+    """A record sink: the primary's samples played into a sink (e.g. a null sink whose
+    monitor desktop programs use as their microphone) by `pacat` / `pw-play`, a child
+    process started with the server and again at the next samples after it ends. A player that does
+    not keep up (its stdin pipe full) pauses us, and samples meanwhile are dropped:
+    memory stays bounded and late sound is no use to anyone."""
+
+    log = Logger()
+
+    def __init__(self, kind: str, device: str, reactor: Any) -> None:
+        self.kind, self.device, self.reactor = kind, device, reactor
+        self.name = f"{kind}:{device}" if device else kind
+        self.path = self.name  # what the stats show as record_to
+        self.argv = player_argv(kind, device)
+        self.player: _Player | None = None
+        self.paused = False
+        self.bytes = 0
+        self.dropped = 0
+        self.starts = 0
+        self._closed = False
+        # Started with the server, not at the first samples: a player still connecting to
+        # its sound server when they come would take them late, or drop them.
+        reactor.callWhenRunning(self._spawn)
+
+    def write(self, pcm: bytes) -> None:
+        if self._closed:
+            return
+        if self.player is None:
+            self._spawn()
+        if self.player is None or self.paused:
+            self.dropped += len(pcm)
+            return
+        self.player.transport.write(pcm)
+        self.bytes += len(pcm)
+
+    def _spawn(self) -> None:
+        tool = shutil.which(self.argv[0])
+        if tool is None or self._closed or self.player is not None:
+            return
+        argv = [tool, *self.argv[1:]]
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+        self.starts += 1
+        self.paused = False
+        player = _Player(self)
+        self.reactor.spawnProcess(player, argv[0], argv, env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
+        player.transport.registerProducer(self, True)
+        self.player = player
+        self.log.info("recording: the primary client's microphone plays into {name} through {tool}", name=self.name, tool=self.argv[0])
+
+    def _ended(self, player: _Player, why: BaseException) -> None:
+        if player is not self.player:
+            return
+        self.player = None
+        if not self._closed:
+            lines = [ln.strip() for ln in player.err.decode(errors="replace").splitlines() if ln.strip()]
+            code = getattr(why, "exitCode", None)
+            self.log.warn(
+                "recording into {name}: {tool} ended (exit code {code}){tail}; started again with the next samples",
+                name=self.name,
+                tool=self.argv[0],
+                code=code,
+                tail=": " + lines[-1] if lines else "",
+            )
+
+    # IPushProducer: the player's stdin pipe is full (pause) or drained (resume).
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def close(self) -> None:
+        self._closed = True
+        if self.player is not None:
+            try:
+                self.player.transport.closeStdin()  # it plays what it has and leaves
+            except Exception:
+                pass
+
+
+def check_player(spec: str) -> tuple[str, str]:
+    """`--record-to pulse[:SINK]` / `pipewire[:TARGET]` -> (kind, device); ValueError if its
+    player is not installed (the user asked for it: say so at start, not at the first sample)."""
+    kind_device = parse_spec(spec)
+    assert kind_device is not None
+    tool = player_argv(*kind_device)[0]
+    if shutil.which(tool) is None:
+        package = "pulseaudio-utils" if kind_device[0] == "pulse" else "pipewire-bin"
+        raise ValueError(f"{tool} is not installed (apt-get install {package})")
+    return kind_device
