@@ -173,6 +173,29 @@ def openapi_document() -> dict[str, Any]:
                                 "changes": {"type": "integer"},
                             },
                         },
+                        "playback": {
+                            "type": "object",
+                            "nullable": True,
+                            "description": "its playback channel (null without one): the mode it hears, frames sent and dropped",
+                            "properties": {
+                                "mode": {"type": "string", "enum": ["raw", "opus"]},
+                                "frames_sent": {"type": "integer"},
+                                "frames_dropped": {"type": "integer", "description": "10 ms frames dropped: it read too slowly"},
+                                "frames_queued": {"type": "integer"},
+                                "queued_ms": {"type": "integer", "description": "sound waiting in its pipe"},
+                                "latency_ms": {"type": "integer", "nullable": True, "description": "what it was told to buffer"},
+                            },
+                        },
+                        "record": {
+                            "type": "object",
+                            "nullable": True,
+                            "description": "its record channel (null without one); recording: it is the one heard",
+                            "properties": {
+                                "mode": {"type": "string"},
+                                "recording": {"type": "boolean"},
+                                "bytes_received": {"type": "integer"},
+                            },
+                        },
                     },
                     "required": ["id", "address", "primary", "view_only", "channels"],
                 }

@@ -100,6 +100,7 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "rtt_ms": min(rtts) if rtts else None,
         "link": client.link.stats(),  # bandwidth, round trip and WAN verdict (link_estimate.py)
         "playback": next((c["audio"] for c in channels if c["channel"] == "playback"), None),
+        "record": next((c["audio"] for c in channels if c["channel"] == "record"), None),
     }
 
 

@@ -58,6 +58,14 @@ function renderServer(s) {
   if (document.activeElement !== box) box.checked = s.allow_multiple_clients;
 }
 
+// Sound: the playback mode, frames sent and dropped, what waits in the pipe; and whether it records.
+function audioText(c) {
+  const p = c.playback;
+  if (!p) return "-";
+  const rec = c.record && c.record.recording ? ", recording" : "";
+  return `${p.mode}: ${p.frames_sent} sent, ${p.frames_dropped} dropped, ${p.queued_ms} ms queued${rec}`;
+}
+
 function renderClients(clients) {
   const tbody = document.querySelector("#clients tbody");
   tbody.replaceChildren();
@@ -79,6 +87,7 @@ function renderClients(clients) {
     cell(tr, c.bytes_per_second);
     cell(tr, c.rtt_ms === null ? "-" : c.rtt_ms.toFixed(2) + " ms");
     cell(tr, c.link ? `${c.image_mode} (${c.link.wan ? "WAN" : "LAN"}${c.link.bandwidth_bps === null ? "" : ", " + (c.link.bandwidth_bps / 1e6).toFixed(1) + " Mbit/s"})` : c.image_mode);
+    cell(tr, audioText(c)).className = "audio";
     cell(tr, c.coalesced);
     const chartTd = cell(tr, "");
     const canvas = document.createElement("canvas");

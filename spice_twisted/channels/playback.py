@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from ..audio.playback import CHANNELS, FREQUENCY, AudioFrame, PlaybackService
+from ..audio.playback import CHANNELS, FRAME_SECONDS, FREQUENCY, AudioFrame, PlaybackService
 from ..wire.enums import AudioDataMode, AudioFmt, ChannelType, MsgPlayback, PlaybackCap
 from ..wire.link import LinkRequest
 from .base import ChannelClient, ChannelHost, Parts
@@ -110,6 +110,7 @@ class PlaybackChannelClient(ChannelClient):
             "frames_sent": self.frames_sent,
             "frames_dropped": self.frames_dropped,
             "frames_queued": self.frames_queued,
+            "queued_ms": round(self.frames_queued * FRAME_SECONDS * 1000),  # the sound waiting here, not yet sent
             "latency_ms": LATENCY_MS if PlaybackCap.LATENCY in self.request.channel_caps else None,
         }
 
