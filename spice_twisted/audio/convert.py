@@ -40,8 +40,8 @@ class Converter:
 
     def _resample(self, x: np.ndarray) -> np.ndarray:
         # Positions 0..n on the input with the previous chunk's last sample as position 0.
-        if self._last is None:
-            self._last = x[0]
+        if self._last is None:  # the stream's first sample: position 1, after itself as _last
+            self._last, self._pos = x[0], 1.0
         xs = np.vstack([self._last[None, :], x])
         step = self.rate / self.out_rate
         pos = np.arange(self._pos, len(xs) - 1, step)

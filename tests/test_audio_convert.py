@@ -1,0 +1,91 @@
+"""Units of the sound plumbing that have no socket: the VM helper's sound frames (hostile
+ones refused) and the re-framing of a stream in another format into our 10 ms frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spice_twisted.audio.convert import Converter, Reframer
+from spice_twisted.audio.playback import FRAME_BYTES
+from spice_twisted.sources import vm_protocol as p
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        p.PlaybackStart(2, 48000),
+        p.PlaybackStart(1, 44100),
+        p.PlaybackData(b"\x01\x02" * 960),
+        p.PlaybackStop(),
+        p.RecordStart(2, 48000),
+        p.RecordStop(),
+    ],
+)
+def test_the_helpers_sound_frames_round_trip(msg) -> None:
+    assert p.Decoder(p.HELPER_TYPES).receive_data(p.encode(msg)) == [msg]
+
+
+def test_the_sources_microphone_frame_round_trips_and_each_side_takes_only_its_own() -> None:
+    mic = p.RecordData(b"\x00\x10" * 100)
+    assert p.Decoder(p.SOURCE_TYPES).receive_data(p.encode(mic)) == [mic]
+    with pytest.raises(p.ProtocolError, match="unexpected frame type 96"):
+        p.Decoder(p.HELPER_TYPES).receive_data(p.encode(mic))
+    with pytest.raises(p.ProtocolError, match="unexpected frame type 33"):
+        p.Decoder(p.SOURCE_TYPES).receive_data(p.encode(p.PlaybackData(b"ab")))
+
+
+@pytest.mark.parametrize(
+    "frame, error",
+    [
+        (p.HEADER.pack(32, 5) + bytes([3]) + (48000).to_bytes(4, "little"), "3 channels"),
+        (p.HEADER.pack(32, 5) + bytes([2]) + (400).to_bytes(4, "little"), "at 400 Hz"),
+        (p.HEADER.pack(32, 4) + bytes(4), "expected 5"),
+        (p.HEADER.pack(33, 3) + b"abc", "not 16-bit PCM"),
+        (p.HEADER.pack(33, p.MAX_PCM + 2) + bytes(p.MAX_PCM + 2), "not 16-bit PCM"),
+        (p.HEADER.pack(34, 1) + b"x", "expected none"),
+    ],
+)
+def test_bad_sound_frames_are_refused(frame: bytes, error: str) -> None:
+    with pytest.raises(p.ProtocolError, match=error):
+        p.Decoder(p.HELPER_TYPES).receive_data(frame)
+    with pytest.raises(ValueError):
+        p.encode(p.PlaybackData(b"abc"))
+
+
+def test_48k_stereo_passes_untouched_in_whole_frames_whatever_the_chunks() -> None:
+    pcm = np.random.default_rng(1).integers(-30000, 30000, size=48000 * 2).astype("<i2").tobytes()
+    r, out, i = Reframer(2, 48000), [], 0
+    for n in np.random.default_rng(2).integers(1, 5000, size=1000):  # torn samples too
+        out += r.feed(pcm[i : i + int(n)])
+        i += int(n)
+        if i >= len(pcm):
+            break
+    assert all(len(f) == FRAME_BYTES for f in out)
+    assert b"".join(out) == pcm[: len(out) * FRAME_BYTES] and len(out) == len(pcm) // FRAME_BYTES
+    assert r.flush() is None  # 1 s is exactly 100 frames
+
+
+def test_another_rate_and_mono_become_48k_stereo_with_no_click_between_chunks() -> None:
+    rate = 44100
+    t = np.arange(rate) / rate
+    mono = np.round(10000 * np.sin(2 * np.pi * 1000 * t)).astype("<i2").tobytes()
+    whole = b"".join(Reframer(1, rate).feed(mono))
+    r, chunked, i = Reframer(1, rate), b"", 0
+    for n in np.random.default_rng(3).integers(1, 3000, size=1000):
+        chunked += b"".join(r.feed(mono[i : i + int(n)]))
+        i += int(n)
+        if i >= len(mono):
+            break
+    a, b = (np.frombuffer(x, dtype="<i2").astype(np.int32) for x in (chunked, whole))
+    assert len(a) == len(b) and np.abs(a - b).max() <= 1  # the chunking changes nothing (but float rounding)
+    y = np.frombuffer(whole, dtype="<i2").reshape(-1, 2)
+    assert (y[:, 0] == y[:, 1]).all() and abs(len(y) - 48000) <= 480
+    ref = 10000 * np.sin(2 * np.pi * 1000 * np.arange(len(y)) / 48000)
+    assert np.abs(y[:, 0] - ref).max() < 40  # linear interpolation of a 1 kHz sine at 44.1 kHz
+
+
+def test_the_microphone_converts_to_what_the_vm_asked() -> None:
+    stereo = np.stack([np.arange(0, 9600, 2), np.arange(1, 9601, 2)], axis=1).astype("<i2").tobytes()
+    out = np.frombuffer(Converter(2, 48000, 1, 24000).convert(stereo), dtype="<i2")
+    assert len(out) == 2400 and abs(int(out[100]) - 400) <= 2  # mono (the mean), every other sample
