@@ -160,6 +160,8 @@ def audio_stats(server: SpiceServer) -> dict[str, Any]:
     return {
         "source": src.describe() if src is not None else None,
         "playing": pb.active,
+        "volume": pb.volume,  # per channel, 0-0xFFFF; None: never set (a VM's is passed on)
+        "mute": pb.mute,
         "frames": pb.frames,
         "encodes": dict(pb.encodes),  # per mode: at most one per frame
         "opus_available": pb.opus_available,

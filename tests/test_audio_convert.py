@@ -20,6 +20,8 @@ from spice_twisted.sources import vm_protocol as p
         p.PlaybackStop(),
         p.RecordStart(2, 48000),
         p.RecordStop(),
+        p.PlaybackVolume((0, 0xFFFF)),
+        p.PlaybackMute(True),
     ],
 )
 def test_the_helpers_sound_frames_round_trip(msg) -> None:
@@ -44,6 +46,9 @@ def test_the_sources_microphone_frame_round_trips_and_each_side_takes_only_its_o
         (p.HEADER.pack(33, 3) + b"abc", "not 16-bit PCM"),
         (p.HEADER.pack(33, p.MAX_PCM + 2) + bytes(p.MAX_PCM + 2), "not 16-bit PCM"),
         (p.HEADER.pack(34, 1) + b"x", "expected none"),
+        (p.HEADER.pack(37, 4) + bytes([2, 0, 0, 0]), "do not hold"),
+        (p.HEADER.pack(37, 35) + bytes([17]) + bytes(34), "do not hold"),
+        (p.HEADER.pack(38, 1) + bytes([2]), "out of range"),
     ],
 )
 def test_bad_sound_frames_are_refused(frame: bytes, error: str) -> None:

@@ -197,6 +197,10 @@ def test_the_primary_clients_microphone_reaches_the_vm(spawn, recording_vm, tmp_
     # A key starts the guest's recording: our primary client is asked to record (and only it).
     recording_vm.qmp("send-key", keys=[{"type": "qcode", "data": "spc"}])
     primary.wait_event("record-start", timeout=60)
+    # The AC97's mixer starts muted (its reset value): the VM's MUTE reaches our clients too.
+    wait_until(lambda: primary.command("audio", "audio")["mute"] is True, timeout=30, what="the VM's mute passed on")
+    assert server.stats()["audio"]["mute"] is True
+    assert len(server.stats()["audio"]["volume"]) == 2  # the VM's levels, one per channel
     other = spawn.client("--port", str(server.port), "--audio")
     other.wait_for(lambda e: e.get("event") == "channel" and e.get("channel") == "record" and e.get("what") == "opened", timeout=30)
     t = np.arange(48000) / 48000

@@ -103,6 +103,10 @@ class VmSound(AudioSource):
                 self.playback.frame(frame)
         elif isinstance(msg, proto.PlaybackStop):
             self._end_stream()
+        elif isinstance(msg, proto.PlaybackVolume) and self.playback is not None:
+            self.playback.set_volume(list(msg.levels))  # every client's VOLUME follows the VM's
+        elif isinstance(msg, proto.PlaybackMute) and self.playback is not None:
+            self.playback.set_mute(msg.mute)
         elif isinstance(msg, proto.RecordStart):
             self.microphone.upstream_start(msg.channels, msg.rate)
         elif isinstance(msg, proto.RecordStop):

@@ -337,6 +337,8 @@ class Helper:
             signal(ch, "playback-start", lambda _ch, fmt, channels, rate: write_frame(proto.PlaybackStart(channels, rate)))
             signal(ch, "playback-data", self.on_playback_data)
             signal(ch, "playback-stop", lambda _ch: write_frame(proto.PlaybackStop()))
+            signal(ch, "notify::volume", self.on_playback_volume)
+            signal(ch, "notify::mute", lambda _ch, _p: write_frame(proto.PlaybackMute(bool(_ch.props.mute))))
         elif isinstance(ch, Spice.RecordChannel):
             signal(ch, "record-start", self.on_record_start)
             signal(ch, "record-stop", self.on_record_stop)
@@ -349,6 +351,15 @@ class Helper:
         pcm = pcm[: len(pcm) & ~1]
         for i in range(0, len(pcm), proto.MAX_PCM):
             write_frame(proto.PlaybackData(pcm[i : i + proto.MAX_PCM]))
+
+    def on_playback_volume(self, ch, pspec) -> None:
+        """ "volume" is a pointer to "nchannels" guint16 levels."""
+        n = min(int(ch.props.nchannels), proto.MAX_LEVELS)
+        address = ch.get_property("volume")
+        if not n or not address:
+            return
+        levels = (ctypes.c_uint16 * n).from_address(address)
+        write_frame(proto.PlaybackVolume(tuple(int(v) for v in levels)))
 
     def on_record_start(self, ch, fmt, channels, rate) -> None:
         if channels not in (1, 2) or not 8000 <= rate <= 192000:

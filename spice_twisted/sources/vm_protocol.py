@@ -492,7 +492,22 @@ class RecordData:
     pcm: bytes = field(repr=False)
 
 
-AudioMessage = PlaybackStart | PlaybackData | PlaybackStop | RecordStart | RecordStop | RecordData
+@dataclass(frozen=True)
+class PlaybackVolume:
+    """The upstream's playback volume, a level (0-0xFFFF) per channel."""
+
+    TYPE: ClassVar[int] = 37
+    levels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PlaybackMute:
+    TYPE: ClassVar[int] = 38
+    mute: bool
+
+
+MAX_LEVELS = 16
+AudioMessage = PlaybackStart | PlaybackData | PlaybackStop | RecordStart | RecordStop | RecordData | PlaybackVolume | PlaybackMute
 
 
 def _audio_payload(msg: AudioMessage) -> bytes:
@@ -502,7 +517,23 @@ def _audio_payload(msg: AudioMessage) -> bytes:
         if len(msg.pcm) > MAX_PCM or len(msg.pcm) % 2:
             raise ValueError(f"{type(msg).__name__}: {len(msg.pcm)} bytes is not 16-bit PCM of at most {MAX_PCM} bytes")
         return msg.pcm
+    if isinstance(msg, PlaybackVolume):
+        if len(msg.levels) > MAX_LEVELS:
+            raise ValueError(f"PlaybackVolume: {len(msg.levels)} levels, at most {MAX_LEVELS}")
+        return struct.pack(f"<B{len(msg.levels)}H", len(msg.levels), *msg.levels)
+    if isinstance(msg, PlaybackMute):
+        return bytes([int(msg.mute)])
     return b""
+
+
+def _decode_volume(p: bytes, cls: type) -> PlaybackVolume:
+    if not p or p[0] > MAX_LEVELS or len(p) != 1 + 2 * p[0]:
+        raise ProtocolError(f"PlaybackVolume: {len(p)} bytes do not hold a count and its levels")
+    return PlaybackVolume(struct.unpack_from(f"<{p[0]}H", p, 1))
+
+
+def _decode_mute(p: bytes, cls: type) -> PlaybackMute:
+    return PlaybackMute(_flag(_one_byte(p, "PlaybackMute", range(2)), "PlaybackMute"))
 
 
 def _decode_format(p: bytes, cls: type) -> PlaybackStart | RecordStart:
@@ -531,8 +562,11 @@ _AUDIO_TYPES: dict[int, tuple[type, object]] = {
     RecordStart.TYPE: (RecordStart, _decode_format),
     RecordStop.TYPE: (RecordStop, _decode_nothing),
     RecordData.TYPE: (RecordData, _decode_pcm),
+    PlaybackVolume.TYPE: (PlaybackVolume, _decode_volume),
+    PlaybackMute.TYPE: (PlaybackMute, _decode_mute),
 }
 for _kind, (_cls, _dec) in _AUDIO_TYPES.items():
     _DECODERS[_kind] = lambda p, _cls=_cls, _dec=_dec: _dec(p, _cls)  # type: ignore[operator]
 HELPER_TYPES = HELPER_TYPES | {PlaybackStart.TYPE, PlaybackData.TYPE, PlaybackStop.TYPE, RecordStart.TYPE, RecordStop.TYPE}
+HELPER_TYPES = HELPER_TYPES | {PlaybackVolume.TYPE, PlaybackMute.TYPE}
 SOURCE_TYPES = SOURCE_TYPES | {RecordData.TYPE}
