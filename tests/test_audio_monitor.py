@@ -208,3 +208,15 @@ def test_the_primary_clients_microphone_plays_into_a_sink(spawn, pulse, tmp_path
     assert best > 0.99, f"correlation with the tone the primary sent: {best:.4f}"
     assert other.command("audio", "audio")["record_starts"] == 0
     assert server.stats()["audio"]["record_to"] == f"pulse:{MIC}"
+
+
+def test_x11_without_a_sound_server_says_why_and_plays_nothing(spawn, xvfb_factory, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PULSE_SERVER", raising=False)
+    (tmp_path / "runtime").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))  # no pulse/native, no pipewire-0 in it
+    xvfb = xvfb_factory()
+    server = spawn.server("--source", f"x11:{xvfb.display}", "--disable-ticketing")  # twistd: its log from the start
+    c = spawn.client("--port", str(server.port), "--audio")
+    c.wait_event("channel", channel="playback", what="opened", timeout=30)
+    assert "x11: the desktop's sound is not played: no PulseAudio or PipeWire server" in server.log()
+    assert "desktop sound: recording" not in server.log() and c.command("audio", "audio")["starts"] == []

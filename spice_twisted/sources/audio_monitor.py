@@ -73,8 +73,8 @@ def desktop_sound(log: Logger) -> MonitorSource | None:
     kind = desktop_server()
     if kind is None:
         log.info(
-            "no desktop sound: no PulseAudio or PipeWire server found for this user (or parec/pw-record missing: "
-            "apt-get install pulseaudio-utils); clients hear nothing. --audio-source pulse[:MONITOR] names one."
+            "x11: the desktop's sound is not played: no PulseAudio or PipeWire server found for this user (or "
+            "parec/pw-record missing: apt-get install pulseaudio-utils); --audio-source pulse[:MONITOR] names one"
         )
         return None
     return MonitorSource(kind, "")
