@@ -94,3 +94,41 @@ def test_the_microphone_converts_to_what_the_vm_asked() -> None:
     stereo = np.stack([np.arange(0, 9600, 2), np.arange(1, 9601, 2)], axis=1).astype("<i2").tobytes()
     out = np.frombuffer(Converter(2, 48000, 1, 24000).convert(stereo), dtype="<i2")
     assert len(out) == 2400 and abs(int(out[100]) - 400) <= 2  # mono (the mean), every other sample
+
+
+def _through(skipper_chunks: list[bytes]) -> bytes:
+    from spice_twisted.sources.audio_monitor import WavHeaderSkipper
+
+    s, out = WavHeaderSkipper(), b""
+    for c in skipper_chunks:
+        out += c if s.done else s.feed(c)
+    return out
+
+
+def test_a_wav_header_before_the_samples_is_dropped_wherever_the_reads_cut_it() -> None:
+    import io
+    import wave
+
+    pcm = np.random.default_rng(4).integers(-30000, 30000, size=4000).astype("<i2").tobytes()
+    f = io.BytesIO()
+    with wave.open(f, "wb") as w:  # what libsndfile writes has the same layout: RIFF, fmt, data
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(pcm)
+    stream = f.getvalue()
+    for cut in (1, 3, 4, 5, 40, 43, 44, 45, 1000):
+        assert _through([stream[i : i + cut] for i in range(0, len(stream), cut)]) == pcm
+    # raw samples (a recorder with --raw) pass untouched, even ones that begin like "RIF"
+    assert _through([pcm[:2], pcm[2:]]) == pcm
+    assert _through([b"RI", b"Fx" + pcm]) == b"RIFx" + pcm
+
+
+def test_the_stream_header_for_pw_play_is_a_wav_header() -> None:
+    import io
+    import wave
+
+    from spice_twisted.sources.audio_monitor import wav_stream_header
+
+    with wave.open(io.BytesIO(wav_stream_header() + bytes(16))) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 48000)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,47 @@ def desktop_sound(log: Logger) -> MonitorSource | None:
     return MonitorSource(kind, "")
 
 
+class WavHeaderSkipper:
+    """Drops a WAV header at the start of a stream, if there is one. pw-cat before PipeWire's
+    --raw option writes stdout through libsndfile, as a WAV whose sizes it cannot fill in
+    (a pipe does not seek): the samples start after the "data" chunk's header. A stream
+    that does not start with RIFF is raw already. At most MAX bytes are held looking."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._held = b""
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        held = self._held + data
+        if len(held) < 4 and b"RIFF".startswith(held):
+            self._held = held
+            return b""
+        if not held.startswith(b"RIFF"):
+            self.done = True
+            return held
+        at = held.find(b"data", 12)
+        if at >= 0 and len(held) >= at + 8:
+            self.done = True
+            return held[at + 8 :]
+        if len(held) > self.MAX:  # not a header we understand: play from here rather than hold more
+            self.done = True
+            return held[len(held) & 1 :]
+        self._held = held
+        return b""
+
+
+def wav_stream_header(channels: int = CHANNELS, rate: int = FREQUENCY) -> bytes:
+    """A 16-bit PCM WAV header for a stream of unknown length (sizes at their maximum): what
+    pw-play, reading stdin through libsndfile, needs to know the samples' format."""
+    block = channels * 2
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, 16)
+    return (
+        b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF)
+    )
+
+
 class _Recorder(protocol.ProcessProtocol):
     def __init__(self, source: MonitorSource) -> None:
         self.source = source
@@ -123,6 +165,7 @@ class MonitorSource(AudioSource):
         self.silent_frames = 0  # zeros in a row
         self.starts = 0
         self._buf = bytearray()
+        self._header: WavHeaderSkipper | None = None
         self._delay = FIRST_RETRY
         self._timer: Any = None
         self._stopping = False
@@ -156,6 +199,7 @@ class MonitorSource(AudioSource):
             argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
         self.starts += 1
         self._buf.clear()
+        self._header = WavHeaderSkipper() if self.kind == "pipewire" else None
         self.recorder = _Recorder(self)
         self.reactor.spawnProcess(self.recorder, argv[0], argv, env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
         self.recorder.transport.closeStdin()
@@ -166,6 +210,10 @@ class MonitorSource(AudioSource):
         if self.state != "playing":
             self.state, self.reason, self._delay = "playing", "", FIRST_RETRY
             self.log.info("desktop sound: recording {name} through {tool}", name=self.name, tool=self.argv[0])
+        if self._header is not None:  # pw-record (PipeWire 0.3.x) writes a WAV header to a pipe
+            data = self._header.feed(data)
+            if self._header.done:
+                self._header = None
         buf = self._buf
         buf += data
         n = len(buf) // FRAME_BYTES
@@ -288,6 +336,8 @@ class PlayerSink:
         player = _Player(self)
         self.reactor.spawnProcess(player, argv[0], argv, env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
         player.transport.registerProducer(self, True)
+        if self.kind == "pipewire":
+            player.transport.write(wav_stream_header())
         self.player = player
         self.log.info("recording: the primary client's microphone plays into {name} through {tool}", name=self.name, tool=self.argv[0])
 
