@@ -23,6 +23,8 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   busy SECONDS [SIZE]  for SECONDS, 30 times a second, a SIZE x SIZE square (default 128) of
                     random pixels at a new place (incompressible: a display that keeps any
                     slow link backlogged); replies at once; `busy 0` stops it
+  agent_resize W H  the source's desktop agent is asked for a W x H desktop (as a client's
+                    monitor config would); replies when the call returns
   rss               this process's VmRSS in kB
   timers            the reactor's pending delayed calls, counted by the class of their owner
 """
@@ -142,6 +144,13 @@ class Control(LineReceiver):
         elif cmd == "dump":
             srv.render.primary.pixels.tofile(args[0])
             self.reply(reply="dump", width=srv.render.width, height=srv.render.height)
+        elif cmd == "agent_resize":
+            agent = srv.source.desktop_agent()
+            if agent is None or not agent.can_resize:
+                self.reply(reply="agent_resize", error="the source cannot resize")
+            else:
+                agent.resize(int(args[0]), int(args[1]))
+                self.reply(reply="agent_resize")
         elif cmd == "pause":
             srv.source.paused = True
             self.reply(reply="pause")
