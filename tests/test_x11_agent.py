@@ -140,6 +140,7 @@ def test_a_png_copied_in_x_reaches_the_sink_and_the_owner_leaving_clears_it(desk
     owner = xclip_in(xvnc, tmp_path, png, "CLIPBOARD", PNG)
     got = desk.until(lambda: desk.calls_for("CLIPBOARD"), what="the PNG reported")
     assert got == [{PNG: png}]
+    assert desk.agent.clipboard.counters["incr_in"] == 1
     owner.terminate()
     owner.wait(5)
     desk.until(lambda: len(desk.calls_for("CLIPBOARD")) == 2, what="the owner's exit reported")
@@ -269,3 +270,4 @@ def test_a_resize_reaches_a_spice_gtk_client_with_exact_pixels(spawn, xvnc):
         assert root.shape == (h, w, 3)
         wait_until(lambda w=w, h=h: server.framebuffer().shape[:2] == (h, w), 10, "the server's surface resized")
     assert server.stats()["source_state"]["agent"]["resizes"] == 2
+
