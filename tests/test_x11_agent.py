@@ -270,4 +270,3 @@ def test_a_resize_reaches_a_spice_gtk_client_with_exact_pixels(spawn, xvnc):
         assert root.shape == (h, w, 3)
         wait_until(lambda w=w, h=h: server.framebuffer().shape[:2] == (h, w), 10, "the server's surface resized")
     assert server.stats()["source_state"]["agent"]["resizes"] == 2
-
