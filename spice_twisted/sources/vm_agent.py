@@ -75,8 +75,8 @@ class VmAgent(DesktopAgent):
             self.resizes += 1
 
     def _send(self, msg: proto.SetClipboard | proto.SetDisplaySize) -> bool:
-        helper = self.source.helper
-        if helper is None or self.source.state != "connected":
+        helper = self.source.helper  # the VM's agent may come before its first picture
+        if helper is None or not self.flags:
             return False
         helper.send(msg)  # type: ignore[arg-type]
         return True

@@ -428,7 +428,7 @@ class AgentBridge:
             return False
         self.ours.pop(sel, None)
         self.drop_fetch(sel)
-        offered = list((ctypes.c_uint32 * ntypes).from_address(types)) if types and ntypes else []
+        offered = _uint32s(types, ntypes)
         want = [k for k in proto.CLIP_KINDS if k in offered]
         if not want:
             write_frame(proto.VmClipboard(proto.CLIP_SELECTIONS[sel], {}))
@@ -445,7 +445,7 @@ class AgentBridge:
         want, got, _timer = fetch
         want.pop(0)
         if data and size and sum(map(len, got.values())) + size <= proto.MAX_CLIPBOARD:
-            got[proto.CLIP_KINDS[kind]] = ctypes.string_at(data, size)
+            got[proto.CLIP_KINDS[kind]] = _bytes(data, size)
         if want:
             main.clipboard_selection_request(sel, want[0])
         else:
@@ -472,6 +472,22 @@ class AgentBridge:
         if sel < len(proto.CLIP_SELECTIONS):
             self.drop_fetch(sel)
             write_frame(proto.VmClipboard(proto.CLIP_SELECTIONS[sel], {}))
+
+
+def _uint32s(types, n) -> list:
+    """A signal's (gpointer, count) of guint32: a list through spice-gtk's annotations, an
+    address without them."""
+    if not types or not n:
+        return []
+    if isinstance(types, int):
+        return list((ctypes.c_uint32 * n).from_address(types))
+    return [int(t) for t in list(types)[:n]]
+
+
+def _bytes(data, size) -> bytes:
+    if isinstance(data, int):
+        return ctypes.string_at(data, size)
+    return bytes(data)[:size]
 
 
 def main() -> int:
