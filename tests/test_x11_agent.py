@@ -10,8 +10,10 @@ exact pixels (read back by xwd).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import time
@@ -270,3 +272,38 @@ def test_a_resize_reaches_a_spice_gtk_client_with_exact_pixels(spawn, xvnc):
         assert root.shape == (h, w, 3)
         wait_until(lambda w=w, h=h: server.framebuffer().shape[:2] == (h, w), 10, "the server's surface resized")
     assert server.stats()["source_state"]["agent"]["resizes"] == 2
+
+
+# --- in the real server ---------------------------------------------------------------------
+def server_calls(server) -> list:
+    out = []
+    for sel, contents in server.command("agent_calls", "agent_calls")["calls"]:
+        out.append((sel, None if contents is None else {k: base64.b64decode(v) for k, v in contents.items()}))
+    return out
+
+
+def test_the_x11_source_serves_the_clipboard_from_its_reactor_and_after_x_comes_back(spawn, xvnc, tmp_path):
+    server = spawn.harness("--source", f"x11:{xvnc.display}", "--disable-ticketing")
+    server.command("agent_record", "agent_record")
+    state = server.command("agent_state", "agent_state")
+    assert state == {"reply": "agent_state", "clipboard_types": sorted([PNG, TEXT]), "can_resize": True}
+    wait_until(lambda: server.stats()["source_state"]["agent"].get("clipboard"), 20, "the agent's X connection")
+    owner = xclip_in(xvnc, tmp_path, b"copied in X", "CLIPBOARD")
+    wait_until(lambda: server_calls(server), 20, "the X copy reported")
+    assert server_calls(server) == [("CLIPBOARD", {TEXT: b"copied in X"})]
+    owner.terminate()
+    owner.wait(5)
+    wait_until(lambda: len(server_calls(server)) == 2, 20, "the X owner's exit reported")
+    path = tmp_path / "copy.json"
+    path.write_text(json.dumps({TEXT: base64.b64encode(b"a client's copy").decode()}))
+    server.command(f"agent_set_clipboard CLIPBOARD {path}", "agent_set_clipboard")
+    assert xvnc.run("xclip", "-o", "-selection", "clipboard").stdout == "a client's copy"
+    # X dies and comes back: the client's copy is owned again on the new connection
+    xvnc.kill()
+    xvnc.restart()
+    wait_until(
+        lambda: xvnc.run("xclip", "-o", "-selection", "clipboard", check=False).stdout == "a client's copy",
+        30,
+        "the client's copy owned again",
+    )
+    assert len(server_calls(server)) == 2  # and never reported back as the desktop's
