@@ -104,7 +104,7 @@ class X11Agent(DesktopAgent):
             self.x = None
 
     def _lost(self, why: str) -> None:
-        self.log.info("X display {d}: the clipboard connection ended ({why})", d=self.display, why=why)
+        self.log.debug("X display {d}: the agent stops until X is back ({why})", d=self.display, why=why)
         self.detach()
 
     def _x_call(self, fn: Any, *args: Any) -> Any:

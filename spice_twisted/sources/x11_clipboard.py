@@ -431,14 +431,14 @@ class XEventReader:
             except xcffib.Error:
                 continue  # an X error for an earlier request (a requestor gone: BadWindow)
             except xcffib.ConnectionException as exc:
-                self._lose(f"the X connection was lost ({exc})")
+                self._lose(f"its X connection closed: {exc}")
                 return
             if ev is None:
                 break
             try:
                 self.handle(ev)
             except xcffib.ConnectionException as exc:
-                self._lose(f"the X connection was lost ({exc})")
+                self._lose(f"its X connection closed: {exc}")
                 return
             except xcffib.Error as exc:  # an X error answering one event: that event only
                 self.log.info("an X error while handling {ev}: {exc!r}", ev=type(ev).__name__, exc=exc)
@@ -447,7 +447,7 @@ class XEventReader:
                 self.conn.flush()
                 self.conn.invalid()
             except xcffib.ConnectionException as exc:
-                self._lose(f"the X connection was lost ({exc})")
+                self._lose(f"its X connection closed: {exc}")
 
     def _lose(self, why: str) -> None:
         if not self.closed:
@@ -455,4 +455,4 @@ class XEventReader:
             self.on_lost(why)
 
     def connectionLost(self, reason: Any) -> None:
-        self._lose("the X connection was closed")
+        self._lose("its X connection closed")
