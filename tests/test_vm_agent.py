@@ -14,6 +14,8 @@ import json
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.processes import wait_until
 from support.spice_peer import (
     VD_CLIPBOARD,
@@ -157,3 +159,22 @@ def test_agent_frames_round_trip_and_bounds():
         proto.Decoder(proto.SOURCE_TYPES).receive_data(proto.HEADER.pack(proto.SetDisplaySize.TYPE, 8) + struct.pack("<II", 0, 5))
     with pytest.raises(ValueError):
         proto.encode(proto.SetClipboard("CLIPBOARD", {TEXT: b"z" * (proto.MAX_CLIPBOARD + 1)}))
+
+
+@given(
+    st.sampled_from(proto.CLIP_SELECTIONS),
+    st.dictionaries(st.sampled_from(sorted(proto.CLIP_KINDS.values())), st.binary(max_size=3000), max_size=2),
+    st.lists(st.integers(0, 400), max_size=10),
+)
+@settings(max_examples=150, deadline=None)
+def test_clipboard_frames_round_trip_split_anywhere(selection, contents, cuts):
+    msgs = [proto.VmClipboard(selection, contents), proto.AgentState(proto.AgentFlags.CONNECTED)]
+    data = b"".join(map(proto.encode, msgs))
+    dec, got, at = proto.Decoder(proto.HELPER_TYPES), [], 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+        got += dec.receive_data(data[at:cut])
+        at = max(at, cut)
+    assert got == msgs
+    assert proto.Decoder(proto.SOURCE_TYPES).receive_data(proto.encode(proto.SetClipboard(selection, contents))) == [
+        proto.SetClipboard(selection, contents)
+    ]
