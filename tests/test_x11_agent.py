@@ -233,7 +233,7 @@ def test_a_hung_selection_owner_times_out_without_blocking(desk, xvnc):
     assert waited >= 1.5  # the timer, not a refusal, ended it
     # the reactor went on all along: its 0.1 s beat never stopped for more than a moment
     gaps = np.diff([t for t in ticks if t >= t0])
-    assert len(gaps) > 10 and gaps.max() < 1.0, gaps.max()
+    assert len(gaps) > 10 and gaps.max() < 1.5, gaps.max()  # blocked, it would wait the 2 s out (or forever)
     # and the clipboard still works the other way
     desk.agent.set_clipboard("CLIPBOARD", {TEXT: b"after the hang"})
     assert desk.run("xclip", "-o", "-selection", "clipboard") == b"after the hang"
