@@ -6,7 +6,9 @@ capture thread (x11_capture.py) connects, reads what X reports damaged and hands
 it to the reactor through `FrameHandoff`; input goes back through XTEST on a second
 connection owned by the reactor thread (x11_input.py). A watch every half second
 tells the thread whether anyone is connected (nothing is read otherwise) and
-releases what clients that went away still held down.
+releases what clients that went away still held down. The clipboard and RandR resize
+for the server's agent are `X11Agent` (x11_agent.py), on a third connection the
+capture thread opens and the reactor reads.
 """
 
 from __future__ import annotations
