@@ -6,7 +6,9 @@ capture thread (x11_capture.py) connects, reads what X reports damaged and hands
 it to the reactor through `FrameHandoff`; input goes back through XTEST on a second
 connection owned by the reactor thread (x11_input.py). A watch every half second
 tells the thread whether anyone is connected (nothing is read otherwise) and
-releases what clients that went away still held down.
+releases what clients that went away still held down. The clipboard and RandR resize
+for the server's agent are `X11Agent` (x11_agent.py), on a third connection the
+capture thread opens and the reactor reads.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from twisted.logger import Logger
 
 from ..render.handoff import FrameHandoff
 from .base import DisplaySource, message_frame
+from .x11_agent import X11Agent
 from .x11_capture import CaptureThread
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, display_name, lost
 from .x11_input import XInjector
@@ -71,6 +74,7 @@ class X11Source(DisplaySource):
         self._watch: task.LoopingCall | None = None
         self._lost_logged = False
         self.oversized: tuple[int, int] | None = None  # the X screen's size while past --max-surface
+        self.agent = X11Agent(self.display, bool(self.extensions.get("RANDR")))
 
     # --- life ------------------------------------------------------------------------------
     def start(self, render: RenderService, cursor: CursorService) -> None:
@@ -100,6 +104,10 @@ class X11Source(DisplaySource):
         if self.capture is not None:
             self.capture.stop()
         self._drop_input()
+        self.agent.detach()
+
+    def desktop_agent(self) -> X11Agent:
+        return self.agent
 
     def watch(self) -> None:
         """Who watches decides whether X is read."""
@@ -141,9 +149,18 @@ class X11Source(DisplaySource):
         if self.report_locks is not None:
             self.report_locks(locks)
 
+    def x_agent_connected(self, x: XDisplay) -> None:
+        """The agent's connection, made by the capture thread with the input one."""
+        if self.capture is None or self.capture.stopping:
+            x.close()
+            return
+        self.agent.bound = self.max_surface
+        self.agent.attach(x, self.reactor)
+
     def x_lost(self, reason: str) -> None:
         self.available = False
         self._drop_input()
+        self.agent.detach()
         if self.exit_on_loss:
             self.log.error("{reason}: exiting (--exit-on-x-loss)", reason=reason)
             if self.reactor.running:
@@ -244,4 +261,5 @@ class X11Source(DisplaySource):
             d["capture"] = self.capture.stats.as_dict()
         if self.input is not None:
             d["input"] = {"sent": self.input.sent, "unmapped": self.input.unmapped}
+        d["agent"] = self.agent.describe()
         return d

@@ -16,6 +16,9 @@ wake-up pipe; X tells it what changed:
 - XKB: lock LEDs changed (IndicatorStateNotify) or a new keyboard (NewKeyboardNotify,
   MappingNotify): the keymap is rebuilt.
 
+On each (re)connection the thread also opens the connections the reactor uses: input
+(XTEST) and the agent's (selections, RandR resize; x11_agent.py).
+
 While no client is connected the thread is *inactive*: it reads nothing (damage piles
 up in the X server, for free) and blocks without a timeout. On becoming active it
 reads the whole screen once. When the connection drops, it publishes a "display
@@ -296,6 +299,9 @@ class CaptureThread:
             inp.close()
             raise
         self.post(self.events.x_connected, inp, keymap, how, bits, locks, self.stats.shm)
+        # The agent's connection (clipboard, resize), read by the reactor: made here too.
+        if getattr(self.events, "x_agent_connected", None) is not None:
+            self.post(self.events.x_agent_connected, connect(self.display))
 
         ev = _Pending()
         if not self.capturing:  # one read now: whoever joins later starts from this, not black
