@@ -58,13 +58,15 @@ function bytes(n) {
 
 // A line chart of one column of a client's rows over the kept window (time runs right).
 function chart(rows, column, kind, label) {
-  const w = 150, h = 34;
+  const w = 140, h = 34;
   const el = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, class: `chart ${kind}`, role: "img" });
   const pts = rows.filter(r => r[column] !== null);
   const max = Math.max(1e-9, ...pts.map(r => r[column]));
   const last = rows.length ? rows[rows.length - 1][0] : 0;
+  // The x axis spans the samples there are (at least a minute, at most what is kept).
+  const span = Math.min(historyKeep, Math.max(60, rows.length ? last - rows[0][0] + 1 : 0));
   const coords = pts.map(r => {
-    const x = w - 1 - ((last - r[0]) / Math.max(1, historyKeep - 1)) * (w - 2);
+    const x = w - 1 - ((last - r[0]) / Math.max(1, span - 1)) * (w - 2);
     const y = h - 2 - (r[column] / max) * (h - 12);
     return `${x.toFixed(1)},${y.toFixed(1)}`;
   });
@@ -133,10 +135,10 @@ function renderClients(clients) {
     cell(tr, c.view_only ? "yes" : "no", "view-only");
     cell(tr, c.codec || "-", "codec");
     cell(tr, c.link ? `${c.image_mode} (${c.link.wan ? "WAN" : "LAN"}${c.link.bandwidth_bps === null ? "" : ", " + (c.link.bandwidth_bps / 1e6).toFixed(1) + " Mbit/s"})` : c.image_mode, "mode");
-    cell(tr, c.channels.map(ch => `${ch.channel}: ${ch.pipe_items} / ${ch.pipe_bytes}`).join("\n"), "channels");
     cell(tr, "", "bandwidth").appendChild(chart(rows, 2, "bandwidth", rate));
     cell(tr, "", "rtt").appendChild(chart(rows, 3, "rtt", v => v.toFixed(1) + " ms"));
-    cell(tr, `${c.pipe_items} / ${bytes(c.pipe_bytes)}`, "pipe");
+    cell(tr, `${c.pipe_items} / ${bytes(c.pipe_bytes)}`, "pipe").title =
+      c.channels.map(ch => `${ch.channel}: ${ch.pipe_items} items, ${ch.pipe_bytes} bytes`).join("\n");
     cell(tr, c.coalesced, "drops");
     const actions = cell(tr, "");
     actions.appendChild(button(c.view_only ? "Let drive" : "View-only", "toggle-view-only", () =>
