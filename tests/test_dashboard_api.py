@@ -18,6 +18,7 @@ from PIL import Image
 from support.admin import TOKEN, Api, write_token
 from support.processes import as_rgb, free_port, wait_until
 from support.rawclient import link
+from test_ryll_client import ryll  # noqa: F401 (a fixture)
 
 from spice_twisted.wire.enums import LinkError
 
@@ -180,3 +181,27 @@ def test_thumbnail_is_one_encode_for_every_viewer_and_shows_the_display(spawn, t
     centre = shown[50:100, 80:160].reshape(-1, 3).mean(axis=0)  # the block, in thumbnail pixels
     assert centre[1] > 180 and centre[0] < 60, centre
     assert api.ok("GET", "/api/dashboard")["thumbnail"]["encodes"] == 2
+
+
+def test_ryll_is_neither_spice_gtk_nor_spice_html5(spawn, tmp_path, ryll):  # noqa: F811
+    """ryll sends spice-gtk's main caps but also PREF_COMPRESSION on its display channel (a
+    server cap spice-gtk never sends): its kind is "other", in the API and in /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv, port = server_with_admin(spawn, tmp_path)
+    api = Api(port, TOKEN)
+    gtk = spawn.client("--port", str(srv.port), "--password", PASSWORD)
+    gtk.wait_event("mark", timeout=60)
+    api.ok("POST", "/api/ticket", {"password": None})  # ryll links without a ticket
+    ryll(srv.port)
+
+    def kinds() -> list[str] | None:
+        clients = api.ok("GET", "/api/clients")
+        ready = len(clients) == 2 and all(any(ch["channel"] == "display" for ch in c["channels"]) for c in clients)
+        return [c["kind"] for c in clients] if ready else None
+
+    assert wait_until(kinds, timeout=60, what="ryll's display channel") == ["spice-gtk", "other"]
+    status, _, text = fetch(port, "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    assert {s.labels["kind"]: s.value for s in families["spice_clients_by_kind"].samples} == {"spice-gtk": 1, "spice-html5": 0, "other": 1}
+    assert sorted(s.labels["kind"] for s in families["spice_client_info"].samples) == ["other", "spice-gtk"]
