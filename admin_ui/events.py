@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import globalLogPublisher
@@ -23,6 +24,12 @@ KEEP = 200
 SHOWN = frozenset({"session_start", "session_end", "auth_failure", "admin", "admin_login_refused", "refused", "refused_summary"})
 
 
+def _reactor_later(fn: Callable[..., Any], *args: Any) -> None:
+    from twisted.internet import reactor
+
+    reactor.callFromThread(fn, *args)  # type: ignore[attr-defined]
+
+
 def shown(record: dict[str, Any]) -> bool:
     if record["event"] == "link":
         return record.get("result") != "OK"  # a refused link; the OK ones are per channel
@@ -33,18 +40,23 @@ class RecentEvents:
     """A bounded, numbered tail of the audit events. It observes the global log publisher
     through a weak reference, so an AdminApp that is dropped takes its observer with it."""
 
-    def __init__(self, keep: int = KEEP, publisher: Any = globalLogPublisher) -> None:
+    def __init__(self, keep: int = KEEP, publisher: Any = globalLogPublisher, later: Callable[..., Any] | None = None) -> None:
         self.events: deque[dict[str, Any]] = deque(maxlen=keep)
         self.seq = 0
         self._publisher = publisher
         me = weakref.ref(self)
+        # Never off the publisher while it loops over its observers (the next one would miss
+        # the event): from the reactor's next turn. callFromThread: events come from any thread.
+        later = later or _reactor_later
+        gone: list[bool] = []
 
         def observer(event: dict[str, Any]) -> None:
             tail = me()
-            if tail is None:
-                publisher.removeObserver(observer)
-            else:
+            if tail is not None:
                 tail.observe(event)
+            elif not gone:
+                gone.append(True)
+                later(publisher.removeObserver, observer)
 
         self._observer = observer
         publisher.addObserver(observer)

@@ -49,7 +49,7 @@ def encode_jpeg(bgrx: np.ndarray, size: tuple[int, int], quality: int = QUALITY)
     if img.size != size:
         img = img.resize(size, Image.Resampling.BOX)
     out = io.BytesIO()
-    img.save(out, "JPEG", quality=quality)
+    img.save(out, "JPEG", quality=quality, subsampling=0)  # 4:4:4: sharp colour edges (text, window borders)
     return out.getvalue()
 
 

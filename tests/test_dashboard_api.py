@@ -205,3 +205,47 @@ def test_ryll_is_neither_spice_gtk_nor_spice_html5(spawn, tmp_path, ryll):  # no
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     assert {s.labels["kind"]: s.value for s in families["spice_clients_by_kind"].samples} == {"spice-gtk": 1, "spice-html5": 0, "other": 1}
     assert sorted(s.labels["kind"] for s in families["spice_client_info"].samples) == ["other", "spice-gtk"]
+
+
+def test_recent_events_are_bounded_filtered_and_leave_with_their_owner():
+    """In process, on a log publisher of its own: the per-channel audit lines are left out,
+    at most `keep` events are kept, `since` returns the newer ones, and a dropped
+    RecentEvents takes its observer off the publisher."""
+    import gc
+
+    from twisted.logger import LogPublisher
+
+    from admin_ui.events import RecentEvents
+    from spice_twisted.audit import NAMESPACE
+
+    pub = LogPublisher()
+
+    def emit(event: str, **fields: Any) -> None:
+        pub({"log_namespace": NAMESPACE, "log_time": time.time(), "audit_event": event, "audit_fields": fields})
+
+    later: list[Any] = []
+    tail = RecentEvents(keep=5, publisher=pub, later=lambda fn, *args: later.append((fn, args)))
+    others: list[dict] = []
+    pub.addObserver(others.append)  # an observer after it misses nothing
+    emit("connect", peer="127.0.0.1:1")  # per channel: not shown
+    emit("link", peer="127.0.0.1:1", result="OK")
+    emit("disconnect", peer="127.0.0.1:1", reason="x")
+    pub({"log_namespace": "other", "log_format": "not audit"})
+    assert tail.since(0) == [] and tail.seq == 0
+    emit("link", peer="127.0.0.1:2", result="PERMISSION_DENIED", reason="wrong or expired ticket")
+    for i in range(7):
+        emit("session_start", session=f"{i:#x}", peer="127.0.0.1:3")
+    got = tail.since(0)
+    assert [e["seq"] for e in got] == [4, 5, 6, 7, 8] and tail.seq == 8
+    assert [e["session"] for e in got] == ["0x2", "0x3", "0x4", "0x5", "0x6"]
+    assert [e["seq"] for e in tail.since(6)] == [7, 8]
+    assert got[-1]["event"] == "session_start" and got[-1]["time"].endswith("Z")
+
+    del tail, got
+    gc.collect()
+    emit("session_start", session="0x9", peer="127.0.0.1:3")  # the observer finds its owner gone
+    emit("session_start", session="0xa", peer="127.0.0.1:3")
+    assert len(later) == 1 and [e["audit_fields"].get("session") for e in others[-2:]] == ["0x9", "0xa"]
+    fn, args = later[0]
+    fn(*args)  # the next reactor turn: off the publisher
+    assert pub._observers == [others.append]
