@@ -207,6 +207,7 @@ class AdminService(service.MultiService):
             )
 
     def stopService(self) -> Any:
+        self.app.stop()
         if self.generated and self.token_path and os.path.exists(self.token_path):
             os.unlink(self.token_path)  # a generated token lives as long as the server
         return super().stopService()
