@@ -29,7 +29,7 @@ from .pipe import Pipe, PipeItem
 
 if TYPE_CHECKING:
     from ..link_estimate import LinkEstimate
-    from ..server import Client
+    from .interfaces import ClientView
 
 CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
 CLOSE_GRACE = 10.0  # seconds a polite close may wait for the peer to read what is left
@@ -57,7 +57,7 @@ class ChannelClient(TwistedProtocol):
     ack_window = 20
     log = Logger()
 
-    def __init__(self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool) -> None:
+    def __init__(self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool) -> None:
         self.host, self.client, self.request, self.secure = host, client, request, secure
         self.reactor = host.reactor
         self.channel_id = request.channel_id

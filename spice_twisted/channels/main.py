@@ -37,7 +37,7 @@ from .base import ChannelClient, ChannelHost, Parts
 from .pipe import PipeItem
 
 if TYPE_CHECKING:
-    from ..server import Client
+    from .interfaces import ClientView
 
 AGENT_TOKENS = 10
 PROBE_TIMEOUT = 30.0  # seconds for the three PONGs of one network test
@@ -68,15 +68,15 @@ class MainSession(Protocol):
 
     def mm_time(self) -> int: ...
     def channel_list(self) -> list[tuple[int, int]]: ...
-    def request_mouse_mode(self, mode: MouseMode | None, client: Client) -> None: ...
-    def main_channel_closed(self, client: Client) -> None: ...
+    def request_mouse_mode(self, mode: MouseMode | None, client: ClientView) -> None: ...
+    def main_channel_closed(self, client: ClientView) -> None: ...
 
 
 class MainChannelClient(ChannelClient):
     channel_type = ChannelType.MAIN
 
     def __init__(
-        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, session: MainSession
+        self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool, session: MainSession
     ) -> None:
         self.session = session
         super().__init__(host, client, request, mini_header, secure)

@@ -10,12 +10,12 @@ the same object into every pipe. Pipes never make the producer wait.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from .copy_bits import CopyBits
+from .counters import RenderCounters
 from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
 from .glz_group import GlzGroups
@@ -51,26 +51,6 @@ class DrawableSink(Protocol):
     def absorb(self, rect: Rect) -> None: ...
     def push_copy(self, op: CopyBits) -> None: ...
     def surface_changed(self, surface: Surface) -> None: ...
-
-
-@dataclass
-class RenderCounters:
-    """What the producer did; what each pipe did with it is counted by the pipes."""
-
-    encodes: dict[str, int] = field(default_factory=dict)
-    drawables: int = 0  # committed by frames (snapshots are counted apart)
-    frames: int = 0
-    snapshots: int = 0
-    sends: int = 0  # drawables written to any pipe
-    coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed)
-    encode_errors: int = 0
-    resizes: int = 0
-    copies: int = 0  # COPY_BITS moves committed
-    upgrades: int = 0  # lossless drawables made for areas clients held lossy
-    fills: int = 0  # of the drawables, those of one colour: DRAW_FILL, nothing to encode
-
-    def encoded(self, codec: str) -> None:
-        self.encodes[codec] = self.encodes.get(codec, 0) + 1
 
 
 class RenderService:
