@@ -20,7 +20,7 @@ from .audit import AuditFileObserver
 from .channels.link import SpiceFactory
 from .codecs import jpeg
 from .connect import ConnectInfo
-from .options import is_loopback
+from .option_checks import is_loopback
 from .server import SpiceServer
 from .stats import summary_line
 from .tls import server_context, tls_listener_factory
