@@ -270,6 +270,10 @@ class SpiceServer:
         """The multimedia clock (ms) that clients schedule stream frames against."""
         return int((time.monotonic() - self.started) * 1000) & 0xFFFFFFFF
 
+    def source_notice(self) -> str | None:
+        """What the source has to say to every client that joins (a VM unavailable, ...)."""
+        return self.source.notice
+
     # --- link decisions ---------------------------------------------------------------
     def common_caps(self) -> frozenset[int]:
         caps = {CommonCap.AUTH_SELECTION, CommonCap.AUTH_SPICE}

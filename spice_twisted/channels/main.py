@@ -67,6 +67,7 @@ class MainSession(Protocol):
     mouse_mode: MouseMode
 
     def mm_time(self) -> int: ...
+    def source_notice(self) -> str | None: ...  # news of the source that still holds
     def channel_list(self) -> list[tuple[int, int]]: ...
     def request_mouse_mode(self, mode: MouseMode | None, client: ClientView) -> None: ...
     def main_channel_closed(self, client: ClientView) -> None: ...
@@ -89,7 +90,7 @@ class MainChannelClient(ChannelClient):
 
     @property
     def link(self) -> LinkEstimate | None:
-        return getattr(self.client, "link", None)
+        return self.client.link
 
     def on_connected(self) -> None:
         srv = self.session
@@ -111,7 +112,7 @@ class MainChannelClient(ChannelClient):
             self.send("UUID", {"uuid": srv.uuid.bytes})
         if self.client.view_only:
             self.notify(VIEW_ONLY_NOTICE, severity=0)
-        notice = getattr(getattr(srv, "source", None), "notice", None)
+        notice = srv.source_notice()
         if notice:  # news of the source that still holds (a VM unavailable, its screen too large)
             self.notify(notice)
         link = self.link
