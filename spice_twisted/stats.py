@@ -15,7 +15,8 @@ from .channels.pixmap_cache import ClientPixmapCache
 
 if TYPE_CHECKING:
     from .channels.base import ChannelClient
-    from .server import Client, SpiceServer
+    from .server import SpiceServer
+    from .session import Client
 
 
 def channel_stats(cc: ChannelClient) -> dict[str, Any]:
