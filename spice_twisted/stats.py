@@ -17,7 +17,8 @@ from .wire.enums import ChannelType, CommonCap, DisplayCap, MainCap
 
 if TYPE_CHECKING:
     from .channels.base import ChannelClient
-    from .server import Client, SpiceServer
+    from .server import SpiceServer
+    from .session import Client
 
 
 def channel_stats(cc: ChannelClient) -> dict[str, Any]:

@@ -11,15 +11,26 @@ the VM away) this offers nothing: no clipboard types, no resize.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from twisted.logger import Logger
 
+from ..render.surface import SurfaceBound
 from . import vm_protocol as proto
 from .desktop_agent import PNG, SELECTIONS, TEXT, AgentSink, Contents, DesktopAgent
 
-if TYPE_CHECKING:
-    from .vm import VmSource
+
+class HelperLink(Protocol):
+    def send(self, msg: proto.SetClipboard | proto.SetDisplaySize) -> None: ...
+
+
+class AgentHost(Protocol):
+    """What the agent needs of the VM source (not the source itself: no import cycle)."""
+
+    max_surface: SurfaceBound
+
+    @property
+    def helper(self) -> HelperLink | None: ...
 
 F = proto.AgentFlags
 
@@ -27,7 +38,7 @@ F = proto.AgentFlags
 class VmAgent(DesktopAgent):
     log = Logger()
 
-    def __init__(self, source: VmSource) -> None:
+    def __init__(self, source: AgentHost) -> None:
         self.source = source
         self.sink: AgentSink | None = None
         self.flags = 0  # what the VM's agent can do (vm_protocol.AgentFlags), 0 without one
@@ -78,7 +89,7 @@ class VmAgent(DesktopAgent):
         helper = self.source.helper  # the VM's agent may come before its first picture
         if helper is None or not self.flags:
             return False
-        helper.send(msg)  # type: ignore[arg-type]
+        helper.send(msg)
         return True
 
     # --- the helper's frames ----------------------------------------------------------------

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from twisted.internet import task
 from twisted.logger import Logger
 
 from ..render.handoff import FrameHandoff
-from .base import DisplaySource, message_frame
+from .base import DisplaySource
 from .x11_agent import X11Agent
 from .x11_capture import CaptureThread
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, display_name, lost
@@ -35,11 +34,6 @@ if TYPE_CHECKING:
 
 WATCH_INTERVAL = 0.5  # how often the reactor checks who is connected
 RETRY_SECONDS = 3.0
-
-
-def unavailable_frame(width: int, height: int, display: str, retry: float) -> np.ndarray:
-    """A plain frame saying the display is gone, (h, w, 4) B G R X."""
-    return message_frame(width, height, [f"X display {display} is unavailable", f"retrying every {retry:g} s"], (40, 44, 52))
 
 
 class X11Source(DisplaySource):

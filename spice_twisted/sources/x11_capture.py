@@ -46,6 +46,7 @@ import xcffib.xproto
 
 from ..render.rect import Rect
 from ..render.region import Region
+from .base import message_frame
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, lost
 from .x11_cursor import KEEP, CursorReader
 from .x11_input import indicator_bits, lock_state, server_keymap
@@ -64,6 +65,11 @@ PLAIN_BAND = 1 << 20  # plain GetImage reads at most this many bytes per request
 ZPIXMAP = xcffib.xproto.ImageFormat.ZPixmap
 ALL_PLANES = 0xFFFFFFFF
 XKB_NEW_KEYBOARD, XKB_MAP, XKB_INDICATOR_STATE = 0, 1, 4
+
+
+def unavailable_frame(width: int, height: int, display: str, retry: float) -> np.ndarray:
+    """A plain frame saying the display is gone, (h, w, 4) B G R X."""
+    return message_frame(width, height, [f"X display {display} is unavailable", f"retrying every {retry:g} s"], (40, 44, 52))
 
 
 class CaptureStats:
@@ -219,8 +225,6 @@ class CaptureThread:
 
     def _unavailable(self, reason: str) -> None:
         """Clients keep their connection and see a frame that says what is going on."""
-        from .x11 import unavailable_frame
-
         w, h = self.size
         self.handoff.publish(Rect(0, 0, w, h), unavailable_frame(w, h, self.display, self.retry))
         self.handoff.cursor_hide()
