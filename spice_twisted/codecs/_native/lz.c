@@ -4,11 +4,15 @@
  * The byte formats are the ones spice-gtk decodes (spice-common lz.c for LZ, spice-gtk
  * decode-glz.c for GLZ); see docs/codecs.md. Everything here is our own code: the matcher
  * looks at a few candidates per pixel (the previous pixel: a run; the pixel one row up;
- * the last match's distance back in this image; for LZ up to four earlier positions whose
- * three pixels hash alike, newest first, through a hash chain; for GLZ the newest such
- * position, in this image or an earlier one, and where the last reference to an earlier
- * image points now, from the alignment the previous image ended on) and keeps the longest. A candidate is extended only where its pixel at the current
- * best length matches (one compare turns most away); extend compares four pixels at once.
+ * the last match's distance back in this image; up to four earlier positions whose three
+ * pixels hash alike, newest first, through a hash chain; for GLZ also where the last
+ * reference to an earlier image points now, from the alignment the previous image ended
+ * on) and keeps the longest (GLZ: the one that saves the most bytes, as its codes differ
+ * in size). LZ's chain runs through its image;
+ * GLZ's through the image being encoded and on to the newest such position in the
+ * window (earlier images keep no links: their pages are what a window costs). A
+ * candidate is extended only where its pixel at the current best length matches (one
+ * compare turns most away); extend compares four pixels at once.
  *
  * Pixels are compared on B,G,R only (the X byte is not sent: RGB32 decoders write 0 there).
  * The encode loops run without the GIL.
@@ -383,11 +387,12 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
 #define GLZ_NICE LZ_NICE
 
 /* Every pixel the dictionary has seen has a global position: an image's pixels follow the
- * previous image's. The hash table holds global positions, and each image keeps, for each
- * of its keyed positions, how far back the previous position with the same hash is: one
- * hash chain through the whole window (as LZ has through its image), in this image and
- * back into earlier ones. A link is a distance, never an absolute position, so a link to
- * an image gone from the window is seen as such (it points before the oldest held). */
+ * previous image's. The hash table holds global positions (minus an epoch, in 32 bits).
+ * The image being encoded keeps, for each of its keyed positions, how far back the
+ * previous position with the same hash is: a hash chain through this image as LZ has,
+ * whose last link may lead into an earlier image (that candidate is tried too). Earlier
+ * images keep no links: 4 more bytes a pixel of window, faulted in anew for every image,
+ * cost more CPU than their candidates saved bytes on our workloads. */
 typedef struct {
     uint64_t id;
     uint64_t base;   /* global position of pixel 0 */
