@@ -315,6 +315,28 @@ def test_glz_a_window_dragged_over_a_desktop_decodes_exactly():
         assert np.array_equal(got, bgr(frame)), i
 
 
+def test_glz_goes_on_past_4_billion_pixels():
+    """The dictionary's hash table holds positions in 32 bits past an epoch, moved up (and
+    the table rebased) before the window's positions would pass 2^32 -- after 4 billion
+    pixels, minutes of a busy display: images that reference the ones before them decode
+    exactly on both sides of that move. (The dictionary starts just short of it.)"""
+    side = 512
+    tile = images.text_ui(side, side)
+    frames = [np.ascontiguousarray(np.roll(tile, 16 * k, axis=0)) for k in range(4)]
+    d = load("_lz").GlzDictionary(2 * side * side, first_position=2**32 - 5 * side * side)
+    client = GlzWindow()
+    for i in range(12):
+        px = frames[i % 4]
+        _, got = client.decode(d.encode(px, i))
+        assert np.array_equal(got, bgr(px)), i
+        if i:
+            assert d.last_ref_pixels > 0.9 * side * side, i  # the one before, scrolled
+    # and a picture alone (no earlier image allowed) finds its own repeats as in a new
+    # dictionary: the table's positions past 2^32 still say where they are
+    alone = d.encode(tile, 12, min_ref_id=12)
+    assert len(alone) == len(load("_lz").GlzDictionary(2 * side * side).encode(tile, 0))
+
+
 def test_glz_ids_must_grow():
     enc = glz.GlzEncoder(1000)
     px = np.zeros((2, 2, 4), np.uint8)
@@ -324,8 +346,9 @@ def test_glz_ids_must_grow():
             enc.encode(px, bad)
     enc.encode(px, 6)
     assert enc.last_id == 6
-    with pytest.raises(ValueError):
-        glz.GlzEncoder(0)
+    for bad_window in (0, 2**30 + 1):  # the window and an image stay below 2^32 positions
+        with pytest.raises(ValueError):
+            glz.GlzEncoder(bad_window)
 
 
 def test_glz_encodes_without_the_gil_and_one_at_a_time():

@@ -657,9 +657,10 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, uint32_t *c
 
 static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"window_pixels", NULL};
+    static char *kwlist[] = {"window_pixels", "first_position", NULL};
     Py_ssize_t window;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n", kwlist, &window)) return NULL;
+    unsigned long long first = 0; /* the first image's global position: tests start near 2^32 */
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|K", kwlist, &window, &first)) return NULL;
     if (window < 1 || (size_t)window > GLZ_MAX_WINDOW) {
         PyErr_SetString(PyExc_ValueError, "window_pixels must be positive and at most 2^30");
         return NULL;
@@ -669,6 +670,7 @@ static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     d->window = (size_t)window;
     d->last_id = GLZ_NONE;
     d->last_oldest_ref = GLZ_NONE;
+    d->next_base = first; /* (the epoch stays 0: the table reaches 2^32 after a few images) */
     d->table = malloc(sizeof(uint32_t) << GLZ_HASH_BITS);
     if (!d->table) {
         Py_DECREF(d);
@@ -830,7 +832,7 @@ static PyTypeObject GlzDictType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "spice_twisted.codecs._native._lz.GlzDictionary",
     .tp_basicsize = sizeof(GlzDict),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "GlzDictionary(window_pixels): the recent images a GLZ stream may reference",
+    .tp_doc = "GlzDictionary(window_pixels, first_position=0): the recent images a GLZ stream may reference",
     .tp_new = glz_new,
     .tp_dealloc = (destructor)glz_dealloc,
     .tp_methods = glz_methods,
