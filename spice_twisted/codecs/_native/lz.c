@@ -383,7 +383,7 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
 #define GLZ_NONE UINT64_MAX
 #define GLZ_NONE32 UINT32_MAX
 #define GLZ_MAX_WINDOW ((size_t)1 << 30) /* pixels: the window and an image stay below 2^32 */
-#define GLZ_CHAIN_DEPTH LZ_CHAIN_DEPTH /* the same search as LZ's, through the whole window */
+#define GLZ_CHAIN_DEPTH LZ_CHAIN_DEPTH /* the same search as LZ's */
 #define GLZ_NICE LZ_NICE
 
 /* Every pixel the dictionary has seen has a global position: an image's pixels follow the
@@ -398,7 +398,8 @@ typedef struct {
     uint64_t base;   /* global position of pixel 0 */
     uint32_t *px; /* n B,G,R words */
     size_t n;
-    size_t cap; /* pixels the block has room for (a little more than n: see glz_block) */
+    size_t cap; /* pixels the block has room for (a little more than n: a next image of about
+                 * its size may take the block over when this one leaves the window) */
 } GlzImage;
 
 typedef struct {
@@ -418,9 +419,8 @@ typedef struct {
     uint32_t *spare; /* the block of the last image dropped, for a next one of about its size */
     size_t spare_cap;
     uint32_t *links; /* the chain links of the image being encoded */
-    size_t links_cap;
-    uint8_t *out; /* the output buffer */
-    size_t out_cap;
+    uint8_t *out;    /* the output buffer */
+    size_t links_cap, out_cap; /* bytes */
     int busy;
     /* the last encode's counts, for tests and benchmarks */
     size_t last_ref_pixels;
@@ -445,7 +445,7 @@ static void dict_drop_oldest(GlzDict *d)
     d->count--;
 }
 
-/* Adds image id (pixels and chain in px, allocated as one block), at global position base. */
+/* Adds image id (its pixels in px, a block with room for cap), at global position base. */
 static int dict_push(GlzDict *d, uint64_t id, uint64_t base, uint32_t *px, size_t n, size_t cap)
 {
     if (d->count == d->cap) {
@@ -490,6 +490,19 @@ static void remember_glz(uint32_t *table, uint32_t *chain, const uint32_t *px, u
             k += extend(px + k + 2, px + k + 1, to - k - 2);
         }
     }
+}
+
+/* A buffer kept from one encode to the next, made ready for `need` bytes: reused where it
+ * is large enough and not far larger (one huge image must not pin its buffers for good),
+ * else allocated anew with room for a bit more. Returns it, or NULL (out of memory). */
+static void *kept_buffer(void *buf, size_t *cap, size_t need)
+{
+    if (buf && *cap >= need && *cap / 4 <= need + ((size_t)1 << 20)) return buf;
+    free(buf);
+    *cap = need + need / 8;
+    buf = malloc(*cap);
+    if (!buf) *cap = 0;
+    return buf;
 }
 
 /* Moves the epoch up where global positions up to `end` would not fit 32 bits past it: to
@@ -661,6 +674,10 @@ static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Py_ssize_t window;
     unsigned long long first = 0; /* the first image's global position: tests start near 2^32 */
     if (!PyArg_ParseTupleAndKeywords(args, kw, "n|K", kwlist, &window, &first)) return NULL;
+    if (first > (UINT64_C(1) << 62)) {
+        PyErr_SetString(PyExc_ValueError, "first_position must be at most 2^62");
+        return NULL;
+    }
     if (window < 1 || (size_t)window > GLZ_MAX_WINDOW) {
         PyErr_SetString(PyExc_ValueError, "window_pixels must be positive and at most 2^30");
         return NULL;
@@ -727,18 +744,8 @@ static PyObject *glz_encode_busy(GlzDict *d, PyObject *obj, unsigned long long i
         cap = n + n / 8;
         px = malloc(cap * sizeof(uint32_t));
     }
-    if (px && d->out_cap < out_bound(n)) {
-        free(d->out);
-        d->out_cap = out_bound(n) + out_bound(n) / 8;
-        d->out = malloc(d->out_cap);
-        if (!d->out) d->out_cap = 0;
-    }
-    if (px && d->links_cap < n) {
-        free(d->links);
-        d->links_cap = cap;
-        d->links = malloc(cap * sizeof(uint32_t));
-        if (!d->links) d->links_cap = 0;
-    }
+    d->out = kept_buffer(d->out, &d->out_cap, out_bound(n));
+    d->links = kept_buffer(d->links, &d->links_cap, n * sizeof(uint32_t));
     if (!px || !d->out || !d->links) {
         free(px);
         PyBuffer_Release(&p.view);
