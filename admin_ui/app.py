@@ -17,15 +17,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from klein import Klein
+from twisted.internet import task
 from twisted.logger import Logger
 
 from spice_twisted.audit import audit
-from spice_twisted.stats import client_stats, server_stats
+from spice_twisted.stats import HISTORY_EVERY, HISTORY_FIELDS, History, client_stats, server_stats
 from spice_twisted.wire.ticket import check_password
 
+from .events import RecentEvents
 from .http import BODY_LIMIT, LOGIN_BODY_LIMIT
 from .metrics import CONTENT_TYPE_LATEST, metrics_registry, render_metrics
 from .openapi import openapi_document
+from .thumbnail import Thumbnail, thumbnail_size
 from .tokens import LOGIN_COOKIE, SESSION_COOKIE, Sessions
 from .vv import connection_file
 from .watch import Html5Files, find_html5
@@ -59,6 +62,18 @@ def _bool_field(body: dict[str, Any], name: str) -> bool:
     return v
 
 
+def _count_arg(request: Any, name: str) -> int:
+    """A non-negative integer query argument (0 when absent), or a 400."""
+    raw = request.args.get(name.encode(), [b"0"])[0]
+    try:
+        value = int(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        value = -1
+    if not 0 <= value < 2**53:
+        raise ApiError(400, f"'{name}' must be a whole number from 0")
+    return value
+
+
 def _utf8(text: str) -> bytes | None:
     try:
         return text.encode()
@@ -80,6 +95,27 @@ class AdminApp:
         self.metrics = metrics_registry(server)
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")), autoescape=select_autoescape(default=True))
         self.static_files = _load_static()
+        # The live dashboard: each client's last minutes, the last audit events, the picture.
+        self.history = History()
+        self.events = RecentEvents()
+        self.thumbnail = Thumbnail(server.render, server.reactor) if server is not None else None
+        self._sampler: task.LoopingCall | None = None
+        if server is not None:
+            self._sampler = task.LoopingCall(self._sample)
+            self._sampler.clock = server.reactor
+            self._sampler.start(HISTORY_EVERY, now=False)
+
+    def _sample(self) -> None:
+        try:
+            self.history.sample(self.server)
+        except Exception:  # a bug here must not end the sampling for good
+            self.log.failure("dashboard history sample failed")
+
+    def stop(self) -> None:
+        """Stop sampling and listening (the admin service stops)."""
+        if self._sampler is not None and self._sampler.running:
+            self._sampler.stop()
+        self.events.close()
 
     # --- plumbing -------------------------------------------------------------------------
     def resource(self) -> Any:
@@ -186,6 +222,25 @@ class AdminApp:
     def clients_json(self) -> list[dict[str, Any]]:
         return [client_stats(self.server, c) for c in self.server.clients.values()]
 
+    def dashboard_json(self, since: int, events_since: int) -> dict[str, Any]:
+        """Everything the live dashboard draws, in one poll: history samples and events
+        newer than the ones the page has (`since`, `events_since`)."""
+        assert self.thumbnail is not None
+        version = "-".join(str(v) for v in self.thumbnail.version())
+        return {
+            "server": self.server_json(),
+            "clients": self.clients_json(),
+            "history": {
+                "seq": self.history.seq,
+                "every": HISTORY_EVERY,
+                "keep": self.history.keep,
+                "fields": list(HISTORY_FIELDS),
+                "clients": self.history.since(since),
+            },
+            "events": {"seq": self.events.seq, "items": self.events.since(events_since)},
+            "thumbnail": {"url": f"/api/thumbnail.jpg?v={version}", "encodes": self.thumbnail.encodes},
+        }
+
     # --- REST API -----------------------------------------------------------------------
     @app.route("/api/server", methods=["GET"])
     def api_server(self, request: Any) -> bytes:
@@ -223,6 +278,31 @@ class AdminApp:
             return {"disconnected": client.session_id}
 
         return self._api(request, disconnect, mutating=True)
+
+    @app.route("/api/dashboard", methods=["GET"])
+    def api_dashboard(self, request: Any) -> bytes:
+        return self._api(request, lambda: self.dashboard_json(_count_arg(request, "since"), _count_arg(request, "events_since")))
+
+    @app.route("/api/thumbnail.jpg", methods=["GET"])
+    def api_thumbnail(self, request: Any) -> Any:
+        """The display as a small JPEG, made at most once a second for all who ask."""
+        try:
+            self._auth(request, mutating=False)
+        except ApiError as e:
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="spice-twisted"')
+            return self._json(request, {"error": e.message, "status": e.status}, e.status)
+        assert self.thumbnail is not None
+
+        def send(pic: Any) -> bytes:
+            request.setHeader(b"ETag", pic.etag.encode())
+            request.setHeader(b"Cache-Control", b"private, max-age=0, must-revalidate")
+            if request.getHeader(b"if-none-match") == pic.etag.encode():
+                request.setResponseCode(304)
+                return b""
+            request.setHeader(b"Content-Type", b"image/jpeg")
+            return pic.data
+
+        return self.thumbnail.get().addCallback(send)
 
     @app.route("/api/settings", methods=["GET"])
     def api_settings(self, request: Any) -> bytes:
@@ -455,4 +535,13 @@ class AdminApp:
         if session is None:
             request.redirect(b"/login")
             return b""
-        return self._html(request, "dashboard.html", server=self.server_json(), clients=self.clients_json(), csrf=session.csrf)
+        thumb_w, thumb_h = thumbnail_size(self.server.render.width, self.server.render.height)
+        return self._html(
+            request,
+            "dashboard.html",
+            server=self.server_json(),
+            clients=self.clients_json(),
+            csrf=session.csrf,
+            thumb_w=thumb_w,
+            thumb_h=thumb_h,
+        )

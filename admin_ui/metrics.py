@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from spice_twisted.stats import server_stats
+from spice_twisted.stats import KINDS, server_stats
 
 __all__ = ["CONTENT_TYPE_LATEST", "SpiceCollector", "metrics_registry", "render_metrics"]
 
@@ -111,8 +111,12 @@ class SpiceCollector(Collector):
         channels = GaugeMetricFamily("spice_channels", "Open channels, by type.", labels=["channel"])
         per_type: dict[str, int] = {}
         info = GaugeMetricFamily(
-            "spice_client_info", "One per client: its address, codec and image mode.", labels=["client", "address", "codec", "image_mode"]
+            "spice_client_info",
+            "One per client: its address, kind (spice-gtk, spice-html5, other), codec and image mode.",
+            labels=["client", "address", "kind", "codec", "image_mode"],
         )
+        kinds = GaugeMetricFamily("spice_clients_by_kind", "Connected clients by kind (judged from their link's caps).", labels=["kind"])
+        per_kind = dict.fromkeys(KINDS, 0)
         primary = GaugeMetricFamily("spice_client_primary", "1 for the client that drives the display.", labels=CLIENT)
         view_only = GaugeMetricFamily("spice_client_view_only", "1 for a client whose input is ignored.", labels=CLIENT)
         inputs = CounterMetricFamily("spice_client_input_events", "Input events received from a client.", labels=CLIENT)
@@ -122,7 +126,8 @@ class SpiceCollector(Collector):
         audio_dropped = CounterMetricFamily("spice_client_audio_frames_dropped", "Audio frames dropped for a slow client.", labels=CLIENT)
         for c in s["clients"]:
             cid = f"{c['id']:#x}"
-            info.add_metric([cid, c["address"] or "", c["codec"] or "", c["image_mode"]], 1)
+            info.add_metric([cid, c["address"] or "", c["kind"], c["codec"] or "", c["image_mode"]], 1)
+            per_kind[c["kind"]] = per_kind.get(c["kind"], 0) + 1
             primary.add_metric([cid], 1 if c["primary"] else 0)
             view_only.add_metric([cid], 1 if c["view_only"] else 0)
             inputs.add_metric([cid], c["input_events"])
@@ -150,6 +155,9 @@ class SpiceCollector(Collector):
         for name, n in sorted(per_type.items()):
             channels.add_metric([name], n)
         yield channels
+        for kind, n in per_kind.items():
+            kinds.add_metric([kind], n)
+        yield kinds
         yield info
         yield primary
         yield view_only

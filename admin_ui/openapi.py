@@ -102,6 +102,34 @@ def openapi_document() -> dict[str, Any]:
                     errors=mutating,
                 ),
             },
+            "/api/dashboard": {
+                "get": {
+                    **_op(
+                        "What the live dashboard draws in one poll: the server, the clients (with their kind), each client's "
+                        "samples of the last minutes newer than `since`, the audit events newer than `events_since`, and the "
+                        "thumbnail's current address.",
+                        obj,
+                        errors=(400,),
+                    ),
+                    "parameters": [
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}}
+                        for n in ("since", "events_since")
+                    ],
+                }
+            },
+            "/api/thumbnail.jpg": {
+                "get": {
+                    "summary": "The shared display as a small JPEG (made at most once a second, for every viewer at once).",
+                    "responses": {
+                        "200": {
+                            "description": "the picture",
+                            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        "304": {"description": "unchanged (If-None-Match)"},
+                        "401": ERROR,
+                    },
+                }
+            },
             "/api/connection.vv": {
                 "get": {
                     "summary": "A remote-viewer connection file for this server (password included with ?password=1).",
@@ -138,6 +166,12 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "id": {"type": "integer"},
                         "address": {"type": "string"},
+                        "kind": {
+                            "type": "string",
+                            "enum": ["spice-gtk", "spice-html5", "other"],
+                            "description": "which client program, judged from its link's caps (and WebSocket)",
+                        },
+                        "websocket": {"type": "boolean", "description": "its main channel runs over WebSocket"},
                         "primary": {"type": "boolean"},
                         "view_only": {"type": "boolean"},
                         "view_only_ticket": {

@@ -23,14 +23,18 @@ smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
 - LZ against LZ4 on the same images, and GLZ (one dictionary) on sequences that repeat
   earlier content: a scrolling text window, a window moved across the screen (`lz_glz`,
   written to docs/codecs.md between <!-- lz-glz:begin --> and <!-- lz-glz:end -->;
-  `--lz-only` runs just that part).
+  `--lz-only` runs just that part);
+- what LZ_PLT (palette LZ) would save against LZ_RGB32 on the generated images and, with
+  `--frames DIR`, on the Xvfb pictures benchmarks/glz_x11.py --dump saved (an estimate:
+  `lz_plt`; `--plt` runs just that part, written between <!-- lz-plt:begin --> and
+  <!-- lz-plt:end --> in docs/codecs.md).
 
 Writes the "Codecs" section of docs/performance.md (between <!-- codecs:begin --> and
 <!-- codecs:end -->) and the binding table in docs/codecs.md (between
 <!-- jpeg-bindings:begin --> and <!-- jpeg-bindings:end -->). One run on a shared
 machine: read ratios, not digits; nothing asserts them.
 
-    .venv/bin/python benchmarks/codecs.py [--no-write] [--quick] [--lz-only]
+    .venv/bin/python benchmarks/codecs.py [--no-write] [--quick] [--lz-only] [--plt [--frames DIR]]
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import datetime  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import struct  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -541,6 +546,117 @@ def lz_glz_section(r: dict[str, Any], load: str) -> str:
     )
 
 
+def _lz_stream_cost(data: bytes, unit_bytes: int) -> int:
+    """The bytes of an LZ_RGB32 stream's parse were its literals `unit_bytes` each (its
+    matches and control bytes as they are): what a palette LZ of the same matches takes."""
+    width, height = struct.unpack_from(">II", data, 12)
+    n, pos, op, cost = width * height, 28, 0, 0
+    while op < n:
+        ctrl = data[pos]
+        pos += 1
+        if ctrl < 32:
+            op += ctrl + 1
+            pos += 3 * (ctrl + 1)
+            cost += 1 + unit_bytes * (ctrl + 1)
+            continue
+        start, length = pos - 1, ctrl >> 5
+        if length == 7:
+            while True:
+                b = data[pos]
+                pos += 1
+                length += b
+                if b != 255:
+                    break
+        code = data[pos]
+        pos += 1
+        if code == 255 and ctrl & 31 == 31:
+            pos += 2
+        op += length
+        cost += pos - start
+    return cost
+
+
+def lz_plt(frames_dir: str | None) -> list[dict[str, Any]]:
+    """What LZ_PLT (palette LZ) would save against LZ_RGB32. A picture of at most 256
+    colours (PLT8: a byte per pixel), 16 (PLT4: two pixels a byte) or 2 (PLT1: eight a
+    byte) goes as palette indices, rows padded to whole bytes. Estimated, not encoded: our
+    LZ matcher runs over the index bytes (each byte given to it as a pixel) and its parse
+    is priced with 1-byte literals, plus the palette (4 bytes a colour) and its 12-byte
+    header; LZ_PLT's matches code like LZ_RGB32's (their lengths are biased by 2, which
+    we ignore)."""
+    sets: list[tuple[str, list[np.ndarray]]] = [
+        (f"{KIND_NAMES[k]} 1024x768", [images.KINDS[k](768, 1024)]) for k in ("text_ui", "mostly_flat", "gradient", "photo")
+    ]
+    if frames_dir:
+        for d in sorted(Path(frames_dir).iterdir()):
+            if d.is_dir() and d.name.endswith("-1") and not d.name.startswith("photos"):
+                sets.append((f"Xvfb {d.name}", [np.load(f) for f in sorted(d.glob("*.npy"))]))
+
+    def units(idx: np.ndarray) -> int:
+        a = np.zeros((*idx.shape, 4), np.uint8)
+        a[..., 0] = idx
+        return _lz_stream_cost(lz.encode(a).fields["data"].buf, 1)
+
+    out = []
+    for name, pics in sets:
+        tot = {"rgb32": 0, "plt8": 0, "best": 0}
+        fits = 0
+        for px in pics:
+            px = np.ascontiguousarray(px)
+            h, w = px.shape[:2]
+            rgb = lz.encode(px).fields["data"].buf
+            tot["rgb32"] += len(rgb)
+            colours, idx = np.unique(px.view("<u4").reshape(h, w) & 0xFFFFFF, return_inverse=True)
+            if len(colours) > 256:
+                tot["plt8"] += len(rgb)
+                tot["best"] += len(rgb)
+                continue
+            fits += 1
+            idx = idx.reshape(h, w).astype(np.uint8)
+            head = len(rgb) - _lz_stream_cost(rgb, 3) + 12 + 4 * len(colours)  # the LZ header, the palette's
+            plt8 = head + units(idx)
+            best = plt8
+            if len(colours) <= 16:
+                even = np.pad(idx, ((0, 0), (0, w % 2)))
+                best = min(best, head + units(even[:, 0::2] << 4 | even[:, 1::2]))
+            if len(colours) <= 2:
+                best = min(best, head + units(np.packbits(idx, axis=1)))
+            tot["plt8"] += plt8
+            tot["best"] += best
+        out.append({"name": name, "pictures": len(pics), "fits": fits, **tot})
+        print(
+            f"{name}: {fits}/{len(pics)} pictures of <= 256 colours; LZ_PLT8/LZ_RGB32 {tot['plt8'] / tot['rgb32']:.3f}, best palette form {tot['best'] / tot['rgb32']:.3f}",
+            flush=True,
+        )
+    return out
+
+
+def lz_plt_section(rows: list[dict[str, Any]], load: str) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return "\n".join(
+        [
+            "<!-- lz-plt:begin -->",
+            md_table(
+                ["pictures", "of <= 256 colours", "LZ_RGB32 bytes", "LZ_PLT8 / LZ_RGB32", "best of PLT8, PLT4, PLT1 / LZ_RGB32"],
+                [
+                    [
+                        r["name"],
+                        f"{r['fits']} of {r['pictures']}",
+                        f"{r['rgb32']:,}",
+                        f"{r['plt8'] / r['rgb32']:.3f}",
+                        f"{r['best'] / r['rgb32']:.3f}",
+                    ]
+                    for r in rows
+                ],
+            ),
+            "",
+            f"Estimated by `{command_line()}` on {now:%Y-%m-%d %H:%M} UTC (load average {load}); "
+            "the Xvfb pictures are those benchmarks/glz_x11.py --dump saved (docs/performance.md).",
+            "<!-- lz-plt:end -->",
+        ]
+    )
+
+
 def fmt_psnr(v: dict[str, Any]) -> str:
     return "exact" if v["exact"] else f"{v['psnr']:.1f}"
 
@@ -687,8 +803,16 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write the docs")
     p.add_argument("--lz-only", action="store_true", help="only LZ against LZ4 and GLZ on sequences (docs/codecs.md)")
+    p.add_argument("--plt", action="store_true", help="only what LZ_PLT would save against LZ_RGB32 (docs/codecs.md)")
+    p.add_argument("--frames", help="with --plt: the pictures benchmarks/glz_x11.py --dump saved")
     args = p.parse_args()
     load = load_average()
+    if args.plt:
+        pr = lz_plt(args.frames)
+        if not args.no_write:
+            write_between(CODECS_DOC, "lz-plt", lz_plt_section(pr, load))
+            print(f"wrote {CODECS_DOC.relative_to(ROOT)}")
+        return
     if args.lz_only:
         r = lz_glz(args.quick)
         if not args.no_write:

@@ -11,6 +11,7 @@ if [ "${1:-}" = "--test" ]; then
   apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver
     x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86
     spice-html5 websockify  # spice-html5 in Chromium, bridged to TCP by websockify
+    tigervnc-standalone-server xclip  # Xvnc: an X server RandR can resize (the agent's tests); xclip: X selections
     pulseaudio pulseaudio-utils)  # a private sound server and parec/pacat for the desktop-sound tests
   extra="[test]"
 fi

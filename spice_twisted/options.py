@@ -4,39 +4,28 @@ Long options must be written in full: Twisted (through getopt) would take any un
 prefix, so `--password` silently became `--password-file`. Names from QEMU's -spice
 (`--addr`, `--x509-*`) and from x11spice (`--viewonly`, `--generate-password`) are
 accepted beside ours, and a flag QEMU writes as NAME=on|off takes those forms too. Errors print one line that starts with `twistd spice:`.
+
+This module parses; `postOptions` then runs, in order, the checks of option_checks.py and
+the builders of build.py (the ticket, limits, TLS context, source), mixed into `Options`.
 """
 
 from __future__ import annotations
 
 import difflib
-import getpass
-import ipaddress
 import os
-import secrets
-import socket
-import stat
 import sys
-import time
-from typing import Any
 
 from twisted.python import usage
 
-from .channel_security import ChannelSecurity, channel_name
-from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
+from .build import OptionBuild
+from .channel_security import channel_name
+from .limits import Limits, parse_message_limit, parse_rate, parse_size
+from .option_checks import PROG, OptionChecks, is_loopback
 from .render.surface import DEFAULT_MAX_SURFACE, parse_max_surface
 from .sources import make_source
-from .sources.vm import VmSource
 from .wire.enums import MAX_PASSWORD_LENGTH
-from .wire.ticket import Ticket, check_password
 
-PROG = "twistd spice"
 DEFAULT_GENERATED_LENGTH = 16
-# Letters and digits that cannot be mistaken for each other when read off a screen.
-PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-# QEMU's -spice x509-dir file names.
-X509_DIR_FILES = {"x509-cacert-file": "ca-cert.pem", "x509-cert-file": "server-cert.pem", "x509-key-file": "server-key.pem"}
-# alias -> our option: the same option under QEMU's or x11spice's name.
-ALIASES = {"addr": "listen", "x509-cert-file": "cert", "x509-key-file": "key", "x509-cacert-file": "tls-ca", "viewonly": "view-only"}
 PASSWORD_REFUSED = (
     "--password is not accepted: every user of this machine can read a command line (ps) for as long "
     "as the server runs. Use --password-file FILE, --password-file - for standard input "
@@ -156,19 +145,6 @@ def _password_length(value: str) -> int:
     return n
 
 
-def is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def generate_password(length: int) -> bytes:
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length)).encode("ascii")
-
-
 class _NamedCoerce(usage.CoerceParameter):
     """Twisted's parameter coercion, with the option's name in its error."""
 
@@ -179,7 +155,7 @@ class _NamedCoerce(usage.CoerceParameter):
             raise usage.UsageError(f"--{parameterName}: {e}") from None
 
 
-class Options(usage.Options):
+class Options(usage.Options, OptionChecks, OptionBuild):
     synopsis = "[options]"
     longdesc = "Serve one display to many SPICE clients (remote-viewer, spicy, spice-html5)."
 
@@ -477,7 +453,7 @@ class Options(usage.Options):
         hint = f"; did you mean {' or '.join('--' + n for n in meant[:3])}?" if meant else ""
         return f"unknown option {shown}{hint} (long options must be written in full)"
 
-    # --- checks -------------------------------------------------------------------------
+    # --- checks (option_checks.py) and what the options become (build.py), in order -----
     def postOptions(self) -> None:
         if self["password"] is not None:
             raise usage.UsageError(PASSWORD_REFUSED)
@@ -559,296 +535,3 @@ class Options(usage.Options):
         self._check_ports_free()
         if self["generate-password"]:
             self._print_generated_password()
-
-    def _audio(self) -> None:
-        self["audio-source-object"] = None
-        if self["audio-source"]:
-            from .sources.audio import audio_source
-
-            try:
-                self["audio-source-object"] = audio_source(self["audio-source"])
-            except ValueError as exc:
-                raise usage.UsageError(f"--audio-source: {exc}") from None
-        if self["record-to"] and self["record-to"].partition(":")[0] in ("pulse", "pipewire"):
-            from .sources.audio_monitor import check_player
-
-            try:
-                check_player(self["record-to"])
-            except ValueError as exc:
-                raise usage.UsageError(f"--record-to: {exc}") from None
-        elif self["record-to"]:
-            try:
-                with open(self["record-to"], "ab"):
-                    pass
-            except OSError as exc:
-                raise usage.UsageError(f"--record-to: {exc.strerror}: {self['record-to']}") from None
-
-    def _ticket_policy(self) -> bool:
-        """Whether this server needs a ticket (and so the admin API may not clear it).
-
-        Anyone who can reach a public address may connect, and TLS encrypts without saying
-        who connects: a public listener needs a ticket, or client certificates
-        (--tls-client-ca) when only the TLS port is open. A source that takes input into a
-        real desktop (x11, a VM) needs a ticket even on loopback: every user of this machine
-        could otherwise type into it. --disable-ticketing says no ticket, knowingly.
-        """
-        if self["disable-ticketing"]:
-            return False
-        source = self["source"]
-        desktop = source == "x11" or source.startswith(("x11:", "spice://"))
-        public = not is_loopback(self["listen"])
-        unauthenticated = bool(self["port"]) or not self["tls-client-ca"]
-        if self["ticket"].enabled:
-            return desktop or (public and unauthenticated)
-        choices = "a ticket (--password-file, --generate-password)"
-        if desktop:
-            raise usage.UsageError(
-                f"--source {source} takes keyboard and mouse input into a real desktop, which without a "
-                f"password every user of this machine could type into: give it {choices}, "
-                "or pass --disable-ticketing to allow it anyway"
-            )
-        if public and self["port"]:
-            tls_note = f" (the TLS port does not protect plain port {self['port']}: use --port 0 for TLS only)" if self["tls-port"] else ""
-            raise usage.UsageError(
-                f"refusing to listen on non-loopback address {self['listen']} with no ticket: plain port {self['port']} "
-                f"would let anyone who reaches it connect; give {choices}{tls_note}, or pass --disable-ticketing to allow it anyway"
-            )
-        if public and unauthenticated:
-            raise usage.UsageError(
-                f"refusing to listen on non-loopback address {self['listen']} with no ticket: TLS encrypts but does not say "
-                f"who connects; give {choices} or client certificates (--tls-client-ca), "
-                "or pass --disable-ticketing to allow it anyway"
-            )
-        return False
-
-    def _merge_aliases(self) -> None:
-        """QEMU's and x11spice's names set our option; both given must agree."""
-        for alias, ours in ALIASES.items():
-            if alias not in self.given:
-                continue
-            if ours in self.given and self[ours] != self[alias]:
-                raise usage.UsageError(f"--{alias} and --{ours} are the same option: give it once")
-            self[ours] = self[alias]
-
-    def _named(self, ours: str) -> str:
-        """The name the user gave an option under (for messages)."""
-        for alias, target in ALIASES.items():
-            if target == ours and alias in self.given and ours not in self.given:
-                return alias
-        return ours
-
-    def _x509_dir(self) -> None:
-        """--x509-dir DIR: QEMU's file names in DIR, for the files not named on their own."""
-        directory = self["x509-dir"]
-        if not directory:
-            return
-        if not os.path.isdir(directory):
-            raise usage.UsageError(f"--x509-dir: no such directory: {directory}")
-        for qemu_name, filename in X509_DIR_FILES.items():
-            ours = ALIASES[qemu_name]
-            if self[ours]:
-                continue  # a file given on its own wins, as in QEMU
-            path = os.path.join(directory, filename)
-            if os.path.isfile(path):
-                self[ours] = path
-            elif ours != "tls-ca":  # without ca-cert.pem clients need the CA from elsewhere
-                raise usage.UsageError(f"--x509-dir: no {filename} in {directory} (it needs server-cert.pem and server-key.pem)")
-
-    def _tls_context(self) -> Any:
-        if not (self["cert"] and self["key"]):
-            for name in ("tls-ciphers", "tls-client-ca"):
-                if self[name]:
-                    raise usage.UsageError(f"--{name} needs --tls-port with --cert and --key")
-            return None
-        from .tls import server_context
-
-        if self["tls-ciphers"]:
-            try:
-                server_context(self["cert"], self["key"], ciphers=self["tls-ciphers"])
-            except ValueError as exc:
-                if "cipher" in str(exc):
-                    raise usage.UsageError(f"--tls-ciphers {self['tls-ciphers']}: {exc}") from None
-            except Exception:  # noqa: BLE001, S110  (a bad certificate: reported below)
-                pass
-        try:
-            ctx = server_context(self["cert"], self["key"], ciphers=self["tls-ciphers"], client_ca=self["tls-client-ca"])
-            # The admin site never asks for client certificates (browsers rarely have them).
-            self["admin-tls-context"] = (
-                server_context(self["cert"], self["key"], ciphers=self["tls-ciphers"]) if self["tls-client-ca"] else ctx
-            )
-            return ctx
-        except Exception as exc:  # noqa: BLE001  (OpenSSL's errors have no common base worth naming)
-            ca = f" and --tls-client-ca {self['tls-client-ca']}" if self["tls-client-ca"] else ""
-            raise usage.UsageError(
-                f"cannot use --{self._named('cert')} {self['cert']} with --{self._named('key')} {self['key']}{ca}: {exc}"
-            ) from None
-
-    def _channel_security(self) -> None:
-        tls, plain = set(self["tls-channels"]), set(self["plaintext-channels"])
-        if tls and not self["tls-port"]:
-            raise usage.UsageError("--tls-channel needs a --tls-port to send those channels to")
-        if plain and not self["port"]:
-            raise usage.UsageError("--plaintext-channel needs a plain --port to send those channels to")
-        try:
-            self["channel-security"] = ChannelSecurity(frozenset(tls), frozenset(plain))
-        except ValueError as exc:
-            raise usage.UsageError(str(exc)) from None
-
-    def _limits(self) -> Limits:
-        rate = self["link-rate"]
-        if isinstance(rate, str):  # the default, as written in the help
-            rate = parse_rate(rate)
-        messages = dict(DEFAULT_MESSAGE_LIMITS)
-        messages.update(self["max-messages"])
-        return Limits(
-            message=messages,
-            max_connection_buffer=self["max-connection-buffer"],
-            max_buffered_total=self["max-buffered-total"],
-            message_timeout=self["message-timeout"],
-            link_timeout=self["link-timeout"],
-            max_clients=self["max-clients"],
-            max_clients_per_address=self["max-clients-per-address"],
-            ping_timeout=self["ping-timeout"],
-            max_channels_per_client=self["max-channels-per-client"],
-            max_connections_per_address=self["max-connections-per-address"],
-            link_rate=rate[0],
-            link_burst=rate[1],
-            ticket_backoff=self["ticket-backoff"],
-            log_window=self["log-window"],
-        )
-
-    def _private_file(self, option: str, path: str, refuse: bool) -> None:
-        """A secret readable by every user is refused (or, for `refuse=False`, noted)."""
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            return  # reading it reports the error
-        if not stat.S_ISREG(mode):
-            return
-        if mode & (stat.S_IROTH | stat.S_IWOTH):
-            what = f"--{option}: {path} can be read by every user of this machine (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}"
-            if refuse:
-                raise usage.UsageError(what)
-            self["warnings"].append(what)
-        elif mode & stat.S_IRGRP:
-            self["warnings"].append(f"--{option}: {path} can be read by its group (mode {stat.S_IMODE(mode):04o})")
-
-    def _view_ticket(self) -> Ticket | None:
-        path = self["view-only-password-file"]
-        if not path:
-            return None
-        if not self["ticket"].enabled:
-            raise usage.UsageError("--view-only-password-file needs a full ticket beside it (--password-file or --generate-password)")
-        self._private_file("view-only-password-file", path, refuse=False)
-        try:
-            with open(path, "rb") as f:
-                password = f.read().rstrip(b"\r\n")
-        except OSError as exc:
-            raise usage.UsageError(f"--view-only-password-file: {exc.strerror}: {path}") from None
-        if not password:
-            raise usage.UsageError(f"--view-only-password-file: {path} is empty")
-        try:
-            check_password(password)
-        except ValueError as exc:
-            raise usage.UsageError(f"--view-only-password-file: {exc}") from None
-        if password == self["ticket"].password:
-            raise usage.UsageError("--view-only-password-file: it holds the full password: give view-only clients a password of their own")
-        return Ticket(password, self["ticket"].expires)
-
-    def _source_secrets(self) -> None:
-        """--source-password-file and --source-ca-file: what a spice:// source connects with."""
-        given = [n for n in ("source-password-file", "source-ca-file") if self[n]]
-        source = self["source-object"]
-        if not given:
-            return
-        if not isinstance(source, VmSource):
-            raise usage.UsageError(f"--{given[0]} needs --source spice://HOST:PORT")
-        if self["source-ca-file"]:
-            if not os.path.isfile(self["source-ca-file"]):
-                raise usage.UsageError(f"--source-ca-file: no such file: {self['source-ca-file']}")
-            source.ca_file = os.path.abspath(self["source-ca-file"])
-        path = self["source-password-file"]
-        if not path:
-            return
-        if path == "-" and self["password-file"] == "-":
-            raise usage.UsageError("--password-file - and --source-password-file - both read standard input: give one a file")
-        password = self._read_password("source-password-file", path)
-        try:
-            check_password(password)
-            password.decode("utf-8")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise usage.UsageError(f"--source-password-file: {exc}") from None
-        source.password = password
-
-    def _check_ports_free(self) -> None:
-        """A port already in use reads as a message here, not as a traceback at start."""
-        for name in ("port", "tls-port", "admin-port"):
-            port = self[name]
-            if not port:
-                continue
-            try:
-                infos = socket.getaddrinfo(self["listen"], port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise usage.UsageError(f"--{self._named('listen')} {self['listen']}: {exc.strerror}") from None
-            family, kind, proto, _, addr = infos[0]
-            with socket.socket(family, kind, proto) as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind(addr)
-                except OSError as exc:
-                    raise usage.UsageError(f"--{name} {port}: cannot listen on {self['listen']}: {exc.strerror}") from None
-
-    def _read_password(self, option: str, path: str) -> bytes:
-        """A password from a private file, or the first line of standard input for `-`."""
-        if path == "-":
-            password, where = self._read_stdin_password(), "standard input"
-        else:
-            self._private_file(option, path, refuse=False)
-            try:
-                with open(path, "rb") as f:
-                    password = f.read().rstrip(b"\r\n")
-            except OSError as exc:
-                raise usage.UsageError(f"--{option}: {exc.strerror}: {path}") from None
-            where = path
-        if not password:
-            raise usage.UsageError(f"--{option}: {where} is empty")
-        return password
-
-    def _ticket(self) -> Ticket:
-        expires = time.time() + self["ticket-expires"] if self["ticket-expires"] else None
-        if self["generate-password"]:
-            self["ticket-source"] = "generated"
-            return Ticket(generate_password(self["generate-password"]), expires)
-        path = self["password-file"]
-        if not path:
-            if self["ticket-expires"]:
-                raise usage.UsageError("--ticket-expires needs --password-file or --generate-password")
-            self["ticket-source"] = "none"
-            return Ticket(None)
-        self["ticket-source"] = "stdin" if path == "-" else "file"
-        password = self._read_password("password-file", path)
-        try:
-            check_password(password)
-        except ValueError as exc:
-            raise usage.UsageError(f"--password-file: {exc}") from None
-        return Ticket(password, expires)
-
-    @staticmethod
-    def _read_stdin_password() -> bytes:
-        """One line of standard input (as x11spice); at a terminal, asked for without echo."""
-        if sys.stdin is None:
-            return b""
-        if sys.stdin.isatty():
-            try:
-                return getpass.getpass("SPICE password: ").encode()
-            except EOFError:
-                return b""
-        return sys.stdin.buffer.readline(MAX_PASSWORD_LENGTH + 3).rstrip(b"\r\n")
-
-    def _print_generated_password(self) -> None:
-        # Straight to the terminal, before twistd starts logging (and so before it takes over
-        # standard output and error): the password never reaches a log file or observer.
-        stream = sys.__stderr__ or sys.stderr
-        stream.write(f"{PROG}: generated a password; it is shown here once and never logged\n")
-        stream.write(f"PASSWORD={self['ticket'].password.decode('ascii')}\n")
-        stream.flush()

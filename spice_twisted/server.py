@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid as uuidlib
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import task
@@ -27,11 +25,10 @@ from .channels.record import RecordChannelClient
 from .guard import Guard
 from .inputs import InputOrigin, InputRouter
 from .limits import Limits
-from .link_estimate import LinkEstimate
-from .ratelimit import address_key
 from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
+from .session import Client, ClientRegistry
 from .sources.audio import AudioSource, open_record_sink
 from .sources.base import DisplaySource
 from .wire.enums import ChannelType, CommonCap, DisplayCap, InputsCap, LinkError, MouseMode, PlaybackCap, RecordCap
@@ -49,32 +46,6 @@ CHANNEL_CLASSES: dict[ChannelType, type[ChannelClient]] = {
 
 # A view-only client that tries to drive hears why nothing happens at most this often (seconds).
 VIEW_ONLY_INPUT_NOTICE_EVERY = 30.0
-
-# Stroke colours for the demo, one per client in order of arrival (RGB).
-PALETTE = [(230, 40, 40), (30, 160, 60), (40, 90, 230), (200, 140, 0), (160, 40, 200), (0, 170, 170), (240, 100, 160), (90, 90, 90)]
-
-
-@dataclass
-class Client:
-    """One remote client: a session id and the channel clients that joined it."""
-
-    session_id: int
-    address: str
-    host: str = ""  # the peer's host, which the per-address client limit counts by
-    connected_since: float = field(default_factory=time.time)
-    main: MainChannelClient | None = None
-    channels: list[ChannelClient] = field(default_factory=list)
-    colour: tuple[int, int, int] = (0, 0, 0)
-    view_only: bool = False
-    view_only_locked: bool = False  # authenticated with the view-only password: stays view-only
-    live: bool = False  # its main channel answered a PING: it reads what we send
-    view_only_told: float | None = None  # monotonic: when it was last told its input is ignored
-    input_events: int = 0
-    input_dropped: int = 0
-    pointer: tuple[int, int] = (0, 0)
-    # Bandwidth, round trip and the WAN verdict (main channel's network test and pings, the
-    # display channel's send rate); `link.subscribe(fn)` hears verdict changes.
-    link: LinkEstimate = field(default_factory=LinkEstimate)
 
 
 class SpiceServer:
@@ -123,14 +94,13 @@ class SpiceServer:
             zlib_glz_wan_compression=zlib_glz_wan_compression,
         )
         self.cursor = CursorService()
-        self.inputs = InputRouter(self)
+        self.sessions = ClientRegistry()
+        self.clients: dict[int, Client] = self.sessions.clients  # by session id, oldest first
+        self.inputs = InputRouter(source, self.cursor, self.sessions, self.render, policy=self)
         # Sound: the playback stream every client hears, and the primary's microphone.
         self.playback = PlaybackService(self.mm_time)
         self.record = RecordService(None)
         self.audio_source: AudioSource | None = getattr(source, "sounds", None)
-        self._clients_seen = 0
-        # Insertion order is seniority: the first client in the dict is the primary.
-        self.clients: dict[int, Client] = {}
         self.supported_mouse_modes = MouseMode.SERVER | (MouseMode.CLIENT if source.accepts_absolute else 0)
         # Client mode (absolute positions) when the source takes them: no pointer lag for anyone.
         self.mouse_mode = MouseMode.CLIENT if source.accepts_absolute else MouseMode.SERVER
@@ -153,11 +123,10 @@ class SpiceServer:
         self.source.start(self.render, self.cursor)
         if self.audio_source is not None:
             self.audio_source.start(self.playback, self.reactor)
-        self._every(1.0, self.tick_second)
-        if self.stats_interval:
-            self._every(self.stats_interval, self.log_stats)
+        self.every(1.0, self.tick_second)
 
-    def _every(self, interval: float, fn: Any) -> None:
+    def every(self, interval: float, fn: Any) -> None:
+        """Call `fn` every `interval` seconds from now until the server stops."""
         loop = task.LoopingCall(fn)
         loop.clock = self.reactor
         loop.start(interval, now=False)
@@ -189,11 +158,6 @@ class SpiceServer:
             from .audio.opus import opus_encoder_factory
 
             self.playback.make_opus = opus_encoder_factory()
-
-    def log_stats(self) -> None:
-        from .stats import summary_line
-
-        self.log.info("stats: {line}", line=summary_line(self))
 
     def tick_second(self) -> None:
         self.check_stalled()
@@ -236,7 +200,7 @@ class SpiceServer:
     @property
     def primary(self) -> Client | None:
         """The longest-connected client: single-user things (agent, recording) belong to it."""
-        return next(iter(self.clients.values()), None)
+        return self.sessions.primary
 
     def set_ticket(self, password: bytes | None, expires_in: float | None, by: str | None = None) -> None:
         """Set (or clear, with None) the password; expires_in seconds from now (0 = now)."""
@@ -308,6 +272,10 @@ class SpiceServer:
         """The multimedia clock (ms) that clients schedule stream frames against."""
         return int((time.monotonic() - self.started) * 1000) & 0xFFFFFFFF
 
+    def source_notice(self) -> str | None:
+        """What the source has to say to every client that joins (a VM unavailable, ...)."""
+        return self.source.notice
+
     # --- link decisions ---------------------------------------------------------------
     def common_caps(self) -> frozenset[int]:
         caps = {CommonCap.AUTH_SELECTION, CommonCap.AUTH_SPICE}
@@ -375,8 +343,7 @@ class SpiceServer:
         if not self.allow_multiple_clients:
             return None, None
         per_address = self.limits.max_clients_per_address
-        key = address_key(host) if host else None
-        same = [c for c in self.clients.values() if key is not None and address_key(c.host) == key]
+        same = self.sessions.from_address(host)
         if per_address and len(same) >= per_address:
             refusal = (LinkError.ERROR, f"{len(same)} clients from {host} connected already (--max-clients-per-address)")
             pool = same
@@ -413,12 +380,6 @@ class SpiceServer:
         self.link_refusals[error.name] += 1
 
     # --- clients and channels -----------------------------------------------------------
-    def _new_session_id(self) -> int:
-        while True:
-            sid = secrets.randbits(32)
-            if sid and sid not in self.clients:
-                return sid
-
     def create_channel_client(
         self, request: LinkRequest, mini_header: bool, secure: bool, peer: str, view_only_ticket: bool = False, host: str = ""
     ) -> ChannelClient:
@@ -436,7 +397,7 @@ class SpiceServer:
                 )
             sid = request.connection_id
             if not sid or sid in self.clients:
-                sid = self._new_session_id()
+                sid = self.sessions.new_session_id()
             if not self.allow_multiple_clients:
                 for old in list(self.clients.values()):
                     self.disconnect_client(old, "replaced by a new client", why="replaced by a new client (multiple clients off)")
@@ -445,12 +406,11 @@ class SpiceServer:
                 sid,
                 peer,
                 host=host,
-                colour=PALETTE[self._clients_seen % len(PALETTE)],
+                colour=self.sessions.next_colour(),
                 view_only=view_only,
                 view_only_locked=view_only_ticket,
             )
-            self._clients_seen += 1
-            self.clients[sid] = client
+            self.sessions.add(client)
             vo = " (view-only password)" if view_only_ticket else " (view-only)" if client.view_only else ""
             self.log.info("client {sid:#x} connected from {peer}{vo}", sid=sid, peer=peer, vo=vo)
             audit("session_start", session=f"{sid:#x}", peer=peer, view_only=client.view_only, view_only_ticket=view_only_ticket)
@@ -490,7 +450,7 @@ class SpiceServer:
 
     def _forget(self, client: Client, why: str) -> None:
         was_primary = self.primary is client
-        if self.clients.pop(client.session_id, None) is None:
+        if not self.sessions.remove(client):
             return
         self.log.info("client {sid:#x} disconnected: {why}", sid=client.session_id, why=why)
         audit("session_end", session=f"{client.session_id:#x}", reason=why)

@@ -20,8 +20,9 @@ from .audit import AuditFileObserver
 from .channels.link import SpiceFactory
 from .codecs import jpeg
 from .connect import ConnectInfo
-from .options import is_loopback
+from .option_checks import is_loopback
 from .server import SpiceServer
+from .stats import summary_line
 from .tls import server_context, tls_listener_factory
 
 
@@ -42,7 +43,13 @@ class SpiceService(service.Service):
         for line in self.warnings:
             self.log.warn("{line}", line=line)
         self.server.start()
+        if self.server.stats_interval:
+            self.server.every(self.server.stats_interval, self.log_stats)
         self.server.watch_ticket_expiry()
+
+    def log_stats(self) -> None:
+        """--stats-interval: one summary line (stats.py reads the server; the server does not import it)."""
+        self.log.info("stats: {line}", line=summary_line(self.server))
 
     def stopService(self) -> Any:
         self.server.stop_watching_ticket()
@@ -207,6 +214,7 @@ class AdminService(service.MultiService):
             )
 
     def stopService(self) -> Any:
+        self.app.stop()
         if self.generated and self.token_path and os.path.exists(self.token_path):
             os.unlink(self.token_path)  # a generated token lives as long as the server
         return super().stopService()

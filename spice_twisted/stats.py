@@ -8,14 +8,17 @@ functions turn them into plain dicts that the admin site, the JSON API and the
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .channels.pipe import DisplayPipe
 from .channels.pixmap_cache import ClientPixmapCache
+from .wire.enums import ChannelType, CommonCap, DisplayCap, MainCap
 
 if TYPE_CHECKING:
     from .channels.base import ChannelClient
-    from .server import Client, SpiceServer
+    from .server import SpiceServer
+    from .session import Client
 
 
 def channel_stats(cc: ChannelClient) -> dict[str, Any]:
@@ -74,12 +77,46 @@ def cache_stats(cache: ClientPixmapCache) -> dict[str, Any]:
     }
 
 
+# What each known client sends in its link (PROTOCOL-NOTES.md, "Clients"): spice-html5 0.2.2
+# offers exactly AGENT_CONNECTED_TOKENS on its main channel and only AUTH_SELECTION and
+# MINI_HEADER as common caps; spice-gtk 0.39+ offers all four main caps and never a
+# PREF_COMPRESSION display cap (a server cap that ryll and the Go client send anyway).
+HTML5_MAIN_CAPS = frozenset({MainCap.AGENT_CONNECTED_TOKENS})
+HTML5_COMMON_CAPS = frozenset({CommonCap.AUTH_SELECTION, CommonCap.MINI_HEADER})
+GTK_MAIN_CAPS = frozenset(MainCap)
+KINDS = ("spice-gtk", "spice-html5", "other")
+
+
+def over_websocket(cc: ChannelClient) -> bool:
+    """The channel runs inside WebSocket (its transport is a PortRouter that upgraded)."""
+    return getattr(getattr(cc, "transport", None), "websocket", None) is not None
+
+
+def client_kind(client: Client) -> str:
+    """Which program the client is, from what its links say (caps, WebSocket): "spice-gtk",
+    "spice-html5" or "other". A guess from behaviour, for the dashboard and /metrics: it
+    decides nothing (what a client is sent comes from codecs.choice.decoders())."""
+    main = client.main
+    if main is None:
+        return "other"
+    common, caps = frozenset(main.request.common_caps), frozenset(main.request.channel_caps)
+    if caps == HTML5_MAIN_CAPS and common <= HTML5_COMMON_CAPS:
+        return "spice-html5"  # over WebSocket here, or through websockify
+    if caps >= GTK_MAIN_CAPS and not over_websocket(main):
+        display = [cc for cc in client.channels if cc.channel_type == ChannelType.DISPLAY]
+        if not any(DisplayCap.PREF_COMPRESSION in cc.request.channel_caps for cc in display):
+            return "spice-gtk"
+    return "other"
+
+
 def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
     channels = [channel_stats(cc) for cc in client.channels]
     rtts = [c["rtt_ms"] for c in channels if c["rtt_ms"] is not None]
     return {
         "id": client.session_id,
         "address": client.address,
+        "kind": client_kind(client),
+        "websocket": client.main is not None and over_websocket(client.main),
         "connected_since": client.connected_since,
         "connected_for": round(time.time() - client.connected_since, 3),
         "primary": server.primary is client,
@@ -102,6 +139,45 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "playback": next((c["audio"] for c in channels if c["channel"] == "playback"), None),
         "record": next((c["audio"] for c in channels if c["channel"] == "record"), None),
     }
+
+
+HISTORY_EVERY = 1.0  # seconds between samples
+HISTORY_KEEP = 300  # samples per client: the last five minutes
+HISTORY_FIELDS = ("seq", "time", "bytes_per_second", "rtt_ms", "pipe_bytes", "coalesced")
+
+
+class History:
+    """The last minutes of each connected client's send rate, round trip, pipe depth and
+    dropped updates, for the dashboard's charts. Sampled every HISTORY_EVERY seconds by
+    the admin site whether or not anyone watches, so a dashboard opened now shows the
+    minutes before; bounded by HISTORY_KEEP samples a client, and a client's samples go
+    with it. `seq` numbers the samples so a poller asks only for what is new."""
+
+    def __init__(self, keep: int = HISTORY_KEEP) -> None:
+        self.keep = keep
+        self.seq = 0
+        self.samples: dict[int, deque[tuple[Any, ...]]] = {}
+
+    def sample(self, server: SpiceServer) -> None:
+        self.seq += 1
+        now = round(time.time(), 3)
+        for sid, client in server.clients.items():
+            rtts = [cc.rtt for cc in client.channels if cc.rtt is not None]
+            row = (
+                self.seq,
+                now,
+                sum(cc.bytes_per_second for cc in client.channels),
+                round(min(rtts) * 1000, 3) if rtts else None,
+                sum(cc.pipe_bytes for cc in client.channels),
+                sum(getattr(cc, "coalesced", 0) for cc in client.channels),
+            )
+            self.samples.setdefault(sid, deque(maxlen=self.keep)).append(row)
+        for sid in [sid for sid in self.samples if sid not in server.clients]:
+            del self.samples[sid]
+
+    def since(self, seq: int) -> dict[str, list[tuple[Any, ...]]]:
+        """Each client's samples newer than `seq` (all it has for 0), by client id."""
+        return {str(sid): [row for row in rows if row[0] > seq] for sid, rows in self.samples.items()}
 
 
 def server_stats(server: SpiceServer) -> dict[str, Any]:

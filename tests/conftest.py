@@ -16,6 +16,8 @@ from support.processes import SYSTEM_PYTHON, GtkClient, HarnessServer, JsonLines
 from support.tap import WireTap
 from support.xvfb import Xvfb
 from support.xvfb import missing_tools as missing_x_tools
+from support.xvnc import Xvnc
+from support.xvnc import missing_tools as missing_xvnc_tools
 
 # Every process this run starts carries its mark; the session fails if one outlives it.
 leftovers.mark_this_run()
@@ -145,3 +147,15 @@ def xvfb_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for x in started:
         x.stop()
+
+
+@pytest.fixture
+def xvnc(tmp_path: Path) -> Iterator[Xvnc]:
+    """A started 800x600 Xvnc: an X server whose size RandR can change (Xvfb's cannot grow);
+    its root black. Missing tools fail the test."""
+    missing = missing_xvnc_tools()
+    if missing:
+        pytest.fail(f"X tools missing ({', '.join(missing)}): run scripts/setup.sh --test")
+    x = Xvnc(tmp_path)
+    yield x
+    x.stop()

@@ -10,7 +10,16 @@ import requests
 from support.admin import TOKEN, Api, write_token
 from support.processes import free_port, wait_until
 
-POLLS = ["/api/server", "/api/clients", "/api/settings", "/static/dashboard.js", "/static/admin.css", "/api/openapi.json", "/login"]
+POLLS = [
+    "/api/server",
+    "/api/clients",
+    "/api/dashboard",
+    "/api/settings",
+    "/static/dashboard.js",
+    "/static/admin.css",
+    "/api/openapi.json",
+    "/login",
+]
 
 
 def _poll(port: int, n: int = 20) -> None:

@@ -31,24 +31,24 @@ def test_the_helpers_sound_frames_round_trip(msg) -> None:
 def test_the_sources_microphone_frame_round_trips_and_each_side_takes_only_its_own() -> None:
     mic = p.RecordData(b"\x00\x10" * 100)
     assert p.Decoder(p.SOURCE_TYPES).receive_data(p.encode(mic)) == [mic]
-    with pytest.raises(p.ProtocolError, match="unexpected frame type 96"):
+    with pytest.raises(p.ProtocolError, match="unexpected frame type 112"):
         p.Decoder(p.HELPER_TYPES).receive_data(p.encode(mic))
-    with pytest.raises(p.ProtocolError, match="unexpected frame type 33"):
+    with pytest.raises(p.ProtocolError, match="unexpected frame type 49"):
         p.Decoder(p.SOURCE_TYPES).receive_data(p.encode(p.PlaybackData(b"ab")))
 
 
 @pytest.mark.parametrize(
     "frame, error",
     [
-        (p.HEADER.pack(32, 5) + bytes([3]) + (48000).to_bytes(4, "little"), "3 channels"),
-        (p.HEADER.pack(32, 5) + bytes([2]) + (400).to_bytes(4, "little"), "at 400 Hz"),
-        (p.HEADER.pack(32, 4) + bytes(4), "expected 5"),
-        (p.HEADER.pack(33, 3) + b"abc", "not 16-bit PCM"),
-        (p.HEADER.pack(33, p.MAX_PCM + 2) + bytes(p.MAX_PCM + 2), "not 16-bit PCM"),
-        (p.HEADER.pack(34, 1) + b"x", "expected none"),
-        (p.HEADER.pack(37, 4) + bytes([2, 0, 0, 0]), "do not hold"),
-        (p.HEADER.pack(37, 35) + bytes([17]) + bytes(34), "do not hold"),
-        (p.HEADER.pack(38, 1) + bytes([2]), "out of range"),
+        (p.HEADER.pack(48, 5) + bytes([3]) + (48000).to_bytes(4, "little"), "3 channels"),
+        (p.HEADER.pack(48, 5) + bytes([2]) + (400).to_bytes(4, "little"), "at 400 Hz"),
+        (p.HEADER.pack(48, 4) + bytes(4), "expected 5"),
+        (p.HEADER.pack(49, 3) + b"abc", "not 16-bit PCM"),
+        (p.HEADER.pack(49, p.MAX_PCM + 2) + bytes(p.MAX_PCM + 2), "not 16-bit PCM"),
+        (p.HEADER.pack(50, 1) + b"x", "expected none"),
+        (p.HEADER.pack(53, 4) + bytes([2, 0, 0, 0]), "do not hold"),
+        (p.HEADER.pack(53, 35) + bytes([17]) + bytes(34), "do not hold"),
+        (p.HEADER.pack(54, 1) + bytes([2]), "out of range"),
     ],
 )
 def test_bad_sound_frames_are_refused(frame: bytes, error: str) -> None:

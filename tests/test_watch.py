@@ -3,7 +3,7 @@ served by the admin site from the system's copy, our page connecting to the SPIC
 WebSocket. The canvas read back equals the server's framebuffer; a wrong password shows an
 error (not a hang); a view-only watcher's mouse and keys never reach the server (its inputs
 channel receives nothing and the demo paints no stroke for it) while a driving browser's
-drag paints in the demo; without spice-html5 the page says how to install it."""
+drag and keys paint in the demo, which a spice-gtk client beside them shows exactly; without spice-html5 the page says how to install it."""
 
 from __future__ import annotations
 
@@ -167,6 +167,10 @@ def test_view_only_watcher_sends_nothing_and_a_driver_paints(spawn, tmp_path, ch
     drv, view = sorted(wait_until(inputs_synced, timeout=60, what="both browsers' inputs channels"), key=lambda c: not c["primary"])
     assert drv["primary"] and not view["primary"]
 
+    # A spice-gtk client watches beside them: it must see what the driving browser does.
+    gtk = spawn.client("--port", str(server.port))
+    gtk.wait_event("mark", timeout=60)
+
     # The view-only watcher drags and types first, then the driver drags and types.
     drag(viewer, 40, 20)
     viewer.find_element("id", "spice_surface_0").send_keys("viewer")
@@ -175,6 +179,9 @@ def test_view_only_watcher_sends_nothing_and_a_driver_paints(spawn, tmp_path, ch
     driver.find_element("id", "spice_surface_0").send_keys("hello")
     wait_until(lambda: "hello" in server.stats()["source_state"]["typed"], timeout=60, what="the driver's keys in the demo")
     assert "viewer" not in server.stats()["source_state"]["typed"]
+    server.pause()  # the ball and clock stand still: spice-gtk shows the stroke and the keys
+    wait_match(lambda: as_rgb(server.framebuffer()), [gtk], "the demo after the browser's stroke and keys", timeout=60)
+    server.resume()
 
     clients = {c["id"]: c for c in server.stats()["clients"]}
     seen = clients[view["id"]]

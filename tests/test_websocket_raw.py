@@ -19,149 +19,15 @@ from typing import Any
 import pytest
 from support.processes import as_rgb, free_port, wait_match
 from support.rawclient import link_bytes
+from support.ws_client import WsClient, html5_short_ticket, raw_http
 from support.ws_frames import mask, masked_frame_head
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Pong, RejectConnection, Request, TextMessage
+from wsproto.events import TextMessage
 
-from spice_twisted.wire.client_link import ticket_message
 from spice_twisted.wire.enums import ChannelType, MsgcDisplay, MsgMain
-from spice_twisted.wire.messages import CLIENT, LINK_HEADER, LINK_REPLY, SERVER, decode_body, encode_body
-from spice_twisted.wire.schema import decode
-from spice_twisted.wire.ticket import encrypt_ticket
+from spice_twisted.wire.messages import CLIENT, SERVER, decode_body, encode_body
 
 PASSWORD = b"ws-pass"
 MAX_MESSAGE = 64 * 1024  # the server's default --max-connection-buffer
-
-
-class Closed(Exception):
-    """The server closed the WebSocket: `code` is its close code (None for a bare TCP close)."""
-
-    def __init__(self, code: int | None) -> None:
-        super().__init__(f"closed with {code}")
-        self.code = code
-
-
-class WsClient:
-    """A WebSocket client of the SPICE port with a byte-stream view of what the server sends."""
-
-    def __init__(
-        self, port: int, *, tls: ssl.SSLContext | None = None, subprotocols: tuple[str, ...] = ("binary",), rcvbuf: int = 0
-    ) -> None:
-        sock = socket.socket()
-        if rcvbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.settimeout(20)
-        sock.connect(("127.0.0.1", port))
-        self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.stream = bytearray()
-        self.accepted: AcceptConnection | None = None
-        self.pongs: list[bytes] = []
-        self.close_code: int | None = None
-        self.closed = False
-        self.sock.sendall(self.ws.send(Request(host="127.0.0.1", target="/", subprotocols=list(subprotocols))))
-        while self.accepted is None:
-            self._pump()
-
-    def _pump(self) -> None:
-        if self.closed:
-            raise Closed(self.close_code)
-        data = self.sock.recv(65536)
-        if not data:
-            self.closed = True
-            raise Closed(self.close_code)
-        self.ws.receive_data(data)
-        for ev in self.ws.events():
-            if isinstance(ev, AcceptConnection):
-                self.accepted = ev
-            elif isinstance(ev, RejectConnection):
-                raise AssertionError(f"handshake refused: {ev.status_code}")
-            elif isinstance(ev, BytesMessage):
-                self.stream += ev.data
-            elif isinstance(ev, Pong):
-                self.pongs.append(bytes(ev.payload))
-            elif isinstance(ev, CloseConnection):
-                self.close_code, self.closed = ev.code, True  # what came before it is still read
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(self.ws.send(Message(data=data)))
-
-    def recv_exact(self, n: int) -> bytes:
-        while len(self.stream) < n:
-            self._pump()
-        out = bytes(self.stream[:n])
-        del self.stream[:n]
-        return out
-
-    def link(self, password: bytes = PASSWORD, channel: int = ChannelType.MAIN, short_ticket: bool = False, session: int = 0) -> int:
-        """A whole SPICE link over this WebSocket; the link result."""
-        self.send(link_bytes(channel, session))
-        return self.finish_link(password, short_ticket)
-
-    def finish_link(self, password: bytes = PASSWORD, short_ticket: bool = False) -> int:
-        hdr = decode(LINK_HEADER, self.recv_exact(LINK_HEADER.size))
-        reply = decode(LINK_REPLY, self.recv_exact(hdr["size"])[: LINK_REPLY.size])
-        assert reply["error"] == 0, reply
-        if short_ticket:
-            self.send(struct.pack("<I", 1) + html5_short_ticket(reply["pub_key"], password))
-        else:
-            self.send(ticket_message(reply["pub_key"], password))
-        (result,) = struct.unpack("<I", self.recv_exact(4))
-        return result
-
-    def read_message(self) -> tuple[int, bytes]:
-        """One SPICE message (mini header)."""
-        msg_type, size = struct.unpack("<HI", self.recv_exact(6))
-        return msg_type, self.recv_exact(size)
-
-    def wait_closed(self, timeout: float = 20.0) -> int | None:
-        """Read until the server closes; its close code (None if it only closed TCP)."""
-        self.sock.settimeout(timeout)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                self._pump()
-        except Closed as exc:
-            return exc.code
-        except (ConnectionResetError, BrokenPipeError):
-            return self.close_code
-        raise AssertionError(f"server did not close in {timeout}s")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def html5_short_ticket(public_der: bytes, password: bytes) -> bytes:
-    """The ticket spice-html5 sends when its RSA result starts with a zero byte: the other
-    127 bytes, then a zero (its hex round trip drops the leading zero)."""
-    for _ in range(10_000):
-        full = encrypt_ticket(public_der, password)
-        if full[0] == 0:
-            return full[1:] + b"\0"
-    raise AssertionError("no RSA result below 2**1016 in 10000 tries")
-
-
-def raw_http(port: int, data: bytes, timeout: float = 20.0) -> bytes:
-    """Send `data` (ignoring a reset once the server closed), read everything until EOF."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        try:
-            sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                return out
-            out += chunk
-        return out
-    finally:
-        sock.close()
 
 
 @pytest.fixture
@@ -188,7 +54,7 @@ def test_websocket_client_links_and_runs_beside_spice_gtk(served) -> None:
     server, gtk = served
     ws = WsClient(server.port)
     assert ws.accepted is not None and ws.accepted.subprotocol == "binary"
-    assert ws.link() == 0
+    assert ws.link(PASSWORD) == 0
     msg_type, _ = ws.read_message()
     while msg_type != MsgMain.INIT:
         msg_type, _ = ws.read_message()
@@ -204,7 +70,7 @@ def test_ticket_one_byte_short_links(served, over: str) -> None:
     server, _ = served
     if over == "websocket":
         ws = WsClient(server.port)
-        assert ws.link(short_ticket=True) == 0
+        assert ws.link(PASSWORD, short_ticket=True) == 0
         ws.close()
         ws = WsClient(server.port)
         assert ws.link(password=b"wrong", short_ticket=True) != 0
@@ -238,7 +104,7 @@ def test_fragmented_messages_and_a_ping_between_fragments_are_fine(served) -> No
     for byte in range(0, len(wire), 7):  # and across TCP segments
         ws.sock.sendall(wire[byte : byte + 7])
         time.sleep(0.01)
-    assert ws.finish_link() == 0
+    assert ws.finish_link(PASSWORD) == 0
     ws.recv_exact(6)
     assert ws.pongs == [b"ping"]
     ws.close()
@@ -273,7 +139,7 @@ def test_unfinished_handshake_is_closed_by_the_link_timeout(served) -> None:
 def test_text_message_is_refused_with_1003(served) -> None:
     server, gtk = served
     ws = WsClient(server.port)
-    assert ws.link() == 0
+    assert ws.link(PASSWORD) == 0
     ws.sock.sendall(ws.ws.send(TextMessage(data="hello")))
     assert ws.wait_closed() == 1003
     assert "text message" in server.stderr()
@@ -285,7 +151,7 @@ def test_message_over_the_bound_is_refused_with_1009(served) -> None:
     nothing to refuse: the WebSocket bound closes it once past --max-connection-buffer."""
     server, gtk = served
     ws = WsClient(server.port)
-    assert ws.link() == 0
+    assert ws.link(PASSWORD) == 0
     key = b"\x05\x06\x07\x08"
     ack = struct.pack("<HI", 2, 0)  # MsgcCommon.ACK, no body
     ws.sock.sendall(masked_frame_head(0x2, 1 << 40, key=key))
@@ -308,7 +174,7 @@ def test_message_over_the_bound_is_refused_with_1009(served) -> None:
 def test_client_vanishing_mid_frame_is_cleaned_up(served) -> None:
     server, gtk = served
     ws = WsClient(server.port)
-    assert ws.link() == 0
+    assert ws.link(PASSWORD) == 0
     assert wait_clients(server, 2)
     ws.sock.sendall(masked_frame_head(0x2, 1000) + os.urandom(10))
     ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -323,13 +189,13 @@ def test_backpressure_reaches_a_websocket_display_channel(served) -> None:
     spice-gtk on the same server keeps up."""
     server, gtk = served
     main = WsClient(server.port)
-    assert main.link() == 0
+    assert main.link(PASSWORD) == 0
     msg_type, body = main.read_message()
     while msg_type != MsgMain.INIT:
         msg_type, body = main.read_message()
     session = decode_body(SERVER[(ChannelType.MAIN, MsgMain.INIT)], body)["session_id"]
     display = WsClient(server.port, rcvbuf=4096)
-    assert display.link(channel=ChannelType.DISPLAY, session=session) == 0
+    assert display.link(PASSWORD, channel=ChannelType.DISPLAY, session=session) == 0
     init = {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0}
     body = encode_body(CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)], init)
     display.send(struct.pack("<HI", MsgcDisplay.INIT, len(body)) + body)

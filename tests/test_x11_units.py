@@ -185,7 +185,8 @@ def test_xwd_reader_matches_a_known_picture(xvfb_factory):
 
 
 def test_unavailable_frame_and_lock_hook():
-    from spice_twisted.sources.x11 import X11Source, unavailable_frame
+    from spice_twisted.sources.x11 import X11Source
+    from spice_twisted.sources.x11_capture import unavailable_frame
 
     frame = unavailable_frame(320, 200, ":5", 3.0)
     assert frame.shape == (200, 320, 4) and frame.dtype == np.uint8

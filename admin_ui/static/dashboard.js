@@ -1,9 +1,13 @@
-// Live dashboard: polls the JSON API once a second and draws pipe depth charts.
-// Everything is built with textContent, so nothing from the server is parsed as HTML.
+// Live dashboard: one poll of /api/dashboard a second draws the server facts, the display's
+// thumbnail, each client's row with small SVG charts of its last minutes, and the events.
+// Everything is built with textContent and DOM calls, so nothing from the server is parsed
+// as HTML; the charts are SVG elements made here (no chart library, nothing from a CDN).
 "use strict";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const history = new Map(); // client id -> array of pipe_bytes samples
-const HISTORY = 60;
+const SVG = "http://www.w3.org/2000/svg";
+const MAX_EVENTS = 200;
+const series = new Map(); // client id -> rows [seq, time, bytes/s, rtt ms, pipe bytes, coalesced]
+let historySeq = 0, historyKeep = 300, historyEvery = 1, eventsSeq = 0, thumbUrl = null;
 
 async function api(method, path, body) {
   const opts = { method, headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" };
@@ -19,7 +23,13 @@ async function api(method, path, body) {
 
 function status(text) { document.getElementById("status").textContent = text; }
 
-function cell(tr, text) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
 
 function button(label, cls, onclick) {
   const b = document.createElement("button");
@@ -28,18 +38,48 @@ function button(label, cls, onclick) {
   return b;
 }
 
-function drawChart(canvas, samples) {
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height;
-  ctx.clearRect(0, 0, w, h);
-  const max = Math.max(1, ...samples);
-  ctx.strokeStyle = "#2a6"; ctx.lineWidth = 1.5; ctx.beginPath();
-  samples.forEach((v, i) => {
-    const x = (i / (HISTORY - 1)) * (w - 2) + 1, y = h - 1 - (v / max) * (h - 4);
-    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+function svg(name, attrs) {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+function rate(bps) {
+  if (bps >= 1e6) return (bps / 1e6).toFixed(1) + " MB/s";
+  if (bps >= 1e3) return (bps / 1e3).toFixed(1) + " kB/s";
+  return Math.round(bps) + " B/s";
+}
+
+function bytes(n) {
+  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
+  if (n >= 1 << 10) return (n / (1 << 10)).toFixed(1) + " KiB";
+  return n + " B";
+}
+
+// A line chart of one column of a client's rows over the kept window (time runs right).
+function chart(rows, column, kind, label) {
+  const w = 140, h = 34;
+  const el = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, class: `chart ${kind}`, role: "img" });
+  const pts = rows.filter(r => r[column] !== null);
+  const max = Math.max(1e-9, ...pts.map(r => r[column]));
+  const last = rows.length ? rows[rows.length - 1][0] : 0;
+  // The x axis spans the samples there are (at least a minute, at most what is kept).
+  const span = Math.min(historyKeep, Math.max(60, rows.length ? last - rows[0][0] + 1 : 0));
+  const coords = pts.map(r => {
+    const x = w - 1 - ((last - r[0]) / Math.max(1, span - 1)) * (w - 2);
+    const y = h - 2 - (r[column] / max) * (h - 12);
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
   });
-  ctx.stroke();
-  ctx.fillStyle = "#555"; ctx.font = "9px sans-serif"; ctx.fillText(max + " B", 2, 9);
+  el.dataset.points = String(coords.length);
+  el.appendChild(svg("rect", { x: 0, y: 0, width: w, height: h, class: "chart-bg" }));
+  if (coords.length) el.appendChild(svg("polyline", { points: coords.join(" "), class: "chart-line" }));
+  const text = svg("text", { x: 2, y: 9, class: "chart-label" });
+  text.textContent = pts.length ? `${label(pts[pts.length - 1][column])} (max ${label(max)})` : "-";
+  el.appendChild(text);
+  const title = svg("title", {});
+  title.textContent = `last ${Math.round((historyKeep * historyEvery) / 60)} minutes`;
+  el.appendChild(title);
+  return el;
 }
 
 function renderServer(s) {
@@ -58,6 +98,24 @@ function renderServer(s) {
   if (document.activeElement !== box) box.checked = s.allow_multiple_clients;
 }
 
+function renderThumbnail(t, s) {
+  if (t.url === thumbUrl) return;
+  thumbUrl = t.url;
+  document.getElementById("thumbnail").src = t.url;
+  document.getElementById("thumbnail-note").textContent = `${s.width}x${s.height}, ${new Date().toLocaleTimeString()}`;
+}
+
+function addHistory(h) {
+  historyKeep = h.keep; historyEvery = h.every; historySeq = Math.max(historySeq, h.seq);
+  for (const [id, rows] of Object.entries(h.clients)) {
+    const kept = series.get(Number(id)) || [];
+    // Two polls may overlap (a button's refresh beside the timer's): keep each sample once.
+    for (const r of rows) if (!kept.length || r[0] > kept[kept.length - 1][0]) kept.push(r);
+    while (kept.length && kept[0][0] <= historySeq - historyKeep) kept.shift();
+    series.set(Number(id), kept);
+  }
+}
+
 // Sound: the playback mode, frames sent and dropped, what waits in the pipe; and whether it records.
 function audioText(c) {
   const p = c.playback;
@@ -73,27 +131,24 @@ function renderClients(clients) {
   const seen = new Set();
   for (const c of clients) {
     seen.add(c.id);
-    const h = history.get(c.id) || [];
-    h.push(c.pipe_bytes); while (h.length > HISTORY) h.shift();
-    history.set(c.id, h);
+    const rows = series.get(c.id) || [];
     const tr = document.createElement("tr");
     tr.dataset.id = c.id;
+    tr.dataset.kind = c.kind;
     cell(tr, "0x" + c.id.toString(16));
-    cell(tr, c.address);
+    cell(tr, c.address, "address");
+    cell(tr, c.kind + (c.websocket ? " (WebSocket)" : ""), "kind");
     cell(tr, new Date(c.connected_since * 1000).toLocaleTimeString());
     cell(tr, c.primary ? "yes" : "");
-    cell(tr, c.view_only ? "yes" : "no").className = "view-only";
-    cell(tr, c.channels.map(ch => `${ch.channel}: ${ch.pipe_items} / ${ch.pipe_bytes}`).join("\n")).className = "channels";
-    cell(tr, c.bytes_per_second);
-    cell(tr, c.rtt_ms === null ? "-" : c.rtt_ms.toFixed(2) + " ms");
-    cell(tr, c.link ? `${c.image_mode} (${c.link.wan ? "WAN" : "LAN"}${c.link.bandwidth_bps === null ? "" : ", " + (c.link.bandwidth_bps / 1e6).toFixed(1) + " Mbit/s"})` : c.image_mode);
-    cell(tr, audioText(c)).className = "audio";
-    cell(tr, c.coalesced);
-    const chartTd = cell(tr, "");
-    const canvas = document.createElement("canvas");
-    canvas.width = 160; canvas.height = 36; canvas.className = "chart";
-    chartTd.appendChild(canvas);
-    drawChart(canvas, h);
+    cell(tr, c.view_only ? "yes" : "no", "view-only");
+    cell(tr, c.codec || "-", "codec");
+    cell(tr, c.link ? `${c.image_mode} (${c.link.wan ? "WAN" : "LAN"}${c.link.bandwidth_bps === null ? "" : ", " + (c.link.bandwidth_bps / 1e6).toFixed(1) + " Mbit/s"})` : c.image_mode, "mode");
+    cell(tr, audioText(c), "audio");
+    cell(tr, "", "bandwidth").appendChild(chart(rows, 2, "bandwidth", rate));
+    cell(tr, "", "rtt").appendChild(chart(rows, 3, "rtt", v => v.toFixed(1) + " ms"));
+    cell(tr, `${c.pipe_items} / ${bytes(c.pipe_bytes)}`, "pipe").title =
+      c.channels.map(ch => `${ch.channel}: ${ch.pipe_items} items, ${ch.pipe_bytes} bytes`).join("\n");
+    cell(tr, c.coalesced, "drops");
     const actions = cell(tr, "");
     actions.appendChild(button(c.view_only ? "Let drive" : "View-only", "toggle-view-only", () =>
       api("PATCH", `/api/clients/${c.id}`, { view_only: !c.view_only }).then(refresh).catch(e => status(e.message))));
@@ -101,14 +156,54 @@ function renderClients(clients) {
       api("POST", `/api/clients/${c.id}/disconnect`).then(() => { status(`disconnected 0x${c.id.toString(16)}`); refresh(); }).catch(e => status(e.message))));
     tbody.appendChild(tr);
   }
-  for (const id of history.keys()) if (!seen.has(id)) history.delete(id);
+  for (const id of series.keys()) if (!seen.has(id)) series.delete(id);
+}
+
+function describe(e) {
+  const via = e.websocket ? " over WebSocket" : "";
+  switch (e.event) {
+    case "session_start": return `client ${e.session} connected from ${e.peer}${e.view_only ? " (view-only)" : ""}`;
+    case "session_end": return `client ${e.session} disconnected: ${e.reason}`;
+    case "auth_failure": return `failed ticket from ${e.peer} (${e.channel}): ${e.reason}`;
+    case "link": return `link from ${e.peer}${via} refused (${e.result}): ${e.reason || ""}`;
+    case "admin_login_refused": return `admin login refused from ${e.peer}: ${e.reason}`;
+    case "refused": return `${e.kind} from ${e.peer} refused (limit ${e.limit})`;
+    case "refused_summary": return `${e.count} ${e.kind} refusals from ${e.peer} in ${e.window} s`;
+    case "admin": {
+      const what = e.action + (e.session ? ` ${e.session}` : "") + (e.view_only !== undefined ? ` = ${e.view_only}` : "") +
+        (e.allow !== undefined ? ` = ${e.allow}` : "");
+      return `admin: ${what} by ${e.by}`;
+    }
+    default: return e.event;
+  }
+}
+
+function renderEvents(ev) {
+  const list = document.getElementById("events");
+  for (const e of ev.items) {
+    if (e.seq <= eventsSeq) continue; // shown by an overlapping poll already
+    eventsSeq = e.seq;
+    const li = document.createElement("li");
+    li.className = "event ev-" + e.event;
+    li.dataset.event = e.event;
+    const when = document.createElement("time");
+    when.textContent = new Date(e.unix_time * 1000).toLocaleTimeString();
+    li.appendChild(when);
+    li.appendChild(document.createTextNode(" " + describe(e)));
+    list.prepend(li);
+  }
+  eventsSeq = Math.max(eventsSeq, ev.seq);
+  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
 }
 
 async function refresh() {
   try {
-    const [s, clients] = await Promise.all([api("GET", "/api/server"), api("GET", "/api/clients")]);
-    renderServer(s);
-    renderClients(clients);
+    const d = await api("GET", `/api/dashboard?since=${historySeq}&events_since=${eventsSeq}`);
+    renderServer(d.server);
+    renderThumbnail(d.thumbnail, d.server);
+    addHistory(d.history);
+    renderClients(d.clients);
+    renderEvents(d.events);
   } catch (e) {
     status("update failed: " + e.message);
   }

@@ -28,8 +28,10 @@ from ..wire.link import LinkRequest
 from .pipe import Pipe, PipeItem
 
 if TYPE_CHECKING:
+    from ..guard import Guard
+    from ..limits import Limits
     from ..link_estimate import LinkEstimate
-    from ..server import Client
+    from .interfaces import ClientView
 
 CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
 CLOSE_GRACE = 10.0  # seconds a polite close may wait for the peer to read what is left
@@ -40,10 +42,13 @@ Parts = list[bytes]
 
 
 class ChannelHost(Protocol):
-    """What every channel client needs from the server."""
+    """What every channel client needs from the server, and all it gets (`SpiceServer` is
+    one); what a channel type needs beyond it is passed to its constructor by name."""
 
     reactor: Any
-    ping_interval: float
+    ping_interval: float  # seconds between PINGs (round trip, liveness)
+    limits: Limits  # the message size limits of every channel
+    guard: Guard | None  # unfinished-message deadlines and input budgets (None: no guard)
 
     def channel_closed(self, cc: ChannelClient) -> None: ...
 
@@ -57,17 +62,13 @@ class ChannelClient(TwistedProtocol):
     ack_window = 20
     log = Logger()
 
-    def __init__(self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool) -> None:
+    def __init__(self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool) -> None:
         self.host, self.client, self.request, self.secure = host, client, request, secure
         self.reactor = host.reactor
         self.channel_id = request.channel_id
-        # Message size limits (per channel and per type) from the server's Limits, if it has them.
-        limits = getattr(host, "limits", None)
-        if limits is not None:
-            max_body, type_limits = limits.channel_limits(self.channel_type, 6 if mini_header else 18)
-            self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks, max_body=max_body, type_limits=type_limits)
-        else:
-            self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks)
+        # Message size limits (per channel and per type) from the server's Limits.
+        max_body, type_limits = host.limits.channel_limits(self.channel_type, 6 if mini_header else 18)
+        self.core = ChannelCore(self.channel_type, mini_header, self.handles_acks, max_body=max_body, type_limits=type_limits)
         self._input_watch: Any = None  # unfinished-message deadline and budget (limits.InputWatch)
         self.pipe: Pipe = self.make_pipe()
         self._partial: tuple[PipeItem, Parts, int, int] | None = None  # a large message being written
@@ -120,7 +121,7 @@ class ChannelClient(TwistedProtocol):
     # --- connection lifecycle ----------------------------------------------------------
     def connectionMade(self) -> None:
         self.connected = True
-        guard = getattr(self.host, "guard", None)
+        guard = self.host.guard
         if guard is not None:
             self._input_watch = guard.watch(self.abort)
         self.transport.registerProducer(self, True)

@@ -17,7 +17,7 @@ from .base import ChannelClient, ChannelHost
 from .pipe import PipeItem
 
 if TYPE_CHECKING:
-    from ..server import Client
+    from .interfaces import ClientView
 
 _MOVE = message(ChannelType.CURSOR, "MOVE")
 
@@ -29,7 +29,7 @@ class CursorChannelClient(ChannelClient):
     handles_acks = True
 
     def __init__(
-        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, cursor: CursorService
+        self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool, cursor: CursorService
     ) -> None:
         self.cursor = cursor
         super().__init__(host, client, request, mini_header, secure)

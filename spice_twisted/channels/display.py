@@ -42,7 +42,7 @@ from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 if TYPE_CHECKING:
     from ..render.glz_group import GlzGeneration
     from ..render.service import RenderService
-    from ..server import Client
+    from .interfaces import ClientView
 
 DISPLAY_INIT_TIMEOUT = 5.0
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
@@ -142,7 +142,7 @@ class DisplayChannelClient(ChannelClient):
     def __init__(
         self,
         host: ChannelHost,
-        client: Client,
+        client: ClientView,
         request: LinkRequest,
         mini_header: bool,
         secure: bool,

@@ -18,7 +18,7 @@ from .base import ChannelClient, ChannelHost
 
 if TYPE_CHECKING:
     from ..inputs import InputRouter
-    from ..server import Client
+    from .interfaces import ClientView
 
 MOTION_ACK_BUNCH = 4
 KEY_BATCH = 2048
@@ -28,7 +28,7 @@ class InputsChannelClient(ChannelClient):
     channel_type = ChannelType.INPUTS
 
     def __init__(
-        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, inputs: InputRouter
+        self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool, inputs: InputRouter
     ) -> None:
         self.inputs = inputs
         super().__init__(host, client, request, mini_header, secure)

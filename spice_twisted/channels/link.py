@@ -5,6 +5,7 @@ client the server creates for it."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.internet.protocol import Factory, Protocol
@@ -19,8 +20,11 @@ from ..wire.ticket import LinkKey
 from .websocket import WebSocketStream
 
 if TYPE_CHECKING:
-    from ..server import SpiceServer
+    from ..guard import Guard
+    from ..limits import Limits
+    from ..wire.link import LinkRequest
     from .base import ChannelClient
+    from .keypool import LinkKeyPool
 
 LINK_TIMEOUT = 30.0  # the default of --link-timeout
 WEBSOCKET_START = b"GET "  # an HTTP upgrade request; SPICE starts with b"REDQ"
@@ -34,11 +38,34 @@ def _channel_name(channel_type: int) -> str:
         return str(channel_type)
 
 
+class LinkPolicy(TypingProtocol):
+    """The server's side of the link stage, and all the link stage gets (`SpiceServer` is one):
+    its decisions (may this link go on, which ticket, which caps), the guard that bounds
+    what an address may cost, the pool of RSA keys, and the channel client it hands over to."""
+
+    reactor: Any
+    limits: Limits
+    guard: Guard
+    link_keys: LinkKeyPool
+
+    def common_caps(self) -> frozenset[int]: ...
+    def channel_caps(self, request: LinkRequest) -> frozenset[int]: ...
+    def link_refusal(
+        self, request: LinkRequest, secure: bool, view_only: bool | None = False, host: str = ""
+    ) -> tuple[LinkError, str] | None: ...
+    def authenticate(self, password: bytes | None) -> str | None: ...
+    def stats_link_refused(self, error: LinkError) -> None: ...
+    def create_channel_client(
+        self, request: LinkRequest, mini_header: bool, secure: bool, peer: str, view_only_ticket: bool = False, host: str = ""
+    ) -> ChannelClient: ...
+
+
 class LinkProtocol(Protocol):
     log = Logger()
 
-    def __init__(self, server: SpiceServer, secure: bool) -> None:
-        self.server, self.secure = server, secure
+    def __init__(self, policy: LinkPolicy, secure: bool) -> None:
+        self.policy, self.secure = policy, secure
+        self.guard, self.reactor = policy.guard, policy.reactor
         self.link = ServerLink()
         self.key: LinkKey | None = None
         self.channel: ChannelClient | None = None
@@ -60,15 +87,15 @@ class LinkProtocol(Protocol):
 
     @property
     def limits(self) -> Any:
-        return self.server.limits
+        return self.policy.limits
 
     def connectionMade(self) -> None:
         self.host = host_of(self.transport.getPeer())
-        self.conn = self.server.guard.next_conn()
+        self.conn = self.guard.next_conn()
         audit("connect", conn=self.conn, peer=self.peer, tls=self.secure)
         timeout = self.limits.link_timeout
         if timeout:
-            self._timeout = self.server.reactor.callLater(timeout, self._link_timeout)
+            self._timeout = self.reactor.callLater(timeout, self._link_timeout)
 
     def _link_timeout(self) -> None:
         self._timeout = None
@@ -101,11 +128,11 @@ class LinkProtocol(Protocol):
                 self._refuse(ev.error, ev.reason, ev.reply)
             elif isinstance(ev, LinkRequested):
                 # The ticket is not known yet: a full one may make room where view-only ones cannot.
-                refusal = self.server.link_refusal(ev.request, self.secure, None, self.host)
+                refusal = self.policy.link_refusal(ev.request, self.secure, None, self.host)
                 if refusal is not None:
                     self._refuse(refusal[0], refusal[1], self.link.reject(refusal[0]))
                     return
-                if not self.server.guard.allow_link(self.host):
+                if not self.guard.allow_link(self.host):
                     # An RSA key costs milliseconds of CPU: an address gets only so many a second.
                     self._refuse(
                         LinkError.ERROR,
@@ -114,21 +141,21 @@ class LinkProtocol(Protocol):
                         "link-rate",
                     )
                     return
-                self.key = self.server.link_keys.take()
-                reply, more = self.link.accept(self.key.public_der, self.server.common_caps(), self.server.channel_caps(ev.request))
+                self.key = self.policy.link_keys.take()
+                reply, more = self.link.accept(self.key.public_der, self.policy.common_caps(), self.policy.channel_caps(ev.request))
                 self.transport.write(reply)
                 self._handle(more)
             elif isinstance(ev, TicketReceived):
                 self._ticket(ev.encrypted)
 
     def _ticket(self, encrypted: bytes) -> None:
-        wait = self.server.guard.ticket_wait(self.host)
+        wait = self.guard.ticket_wait(self.host)
         if wait is None:
             self.key = None
             audit("auth_failure", conn=self.conn, peer=self.peer, channel=self._channel(), reason="backoff")
             self._result_refused(LinkError.PERMISSION_DENIED, "too many wrong tickets from this address: refused unchecked", "backoff")
         elif wait > 0:
-            self._checking = self.server.reactor.callLater(wait, self._check_ticket, encrypted)
+            self._checking = self.reactor.callLater(wait, self._check_ticket, encrypted)
         else:
             self._check_ticket(encrypted)
 
@@ -140,16 +167,16 @@ class LinkProtocol(Protocol):
         self._checking = None
         password = self.key.decrypt_ticket(encrypted)
         self.key = None
-        level = self.server.authenticate(password)
+        level = self.policy.authenticate(password)
         del password
         if level is None:
-            self.server.guard.ticket_failed(self.host)
+            self.guard.ticket_failed(self.host)
             audit("auth_failure", conn=self.conn, peer=self.peer, channel=self._channel(), reason="wrong or expired ticket")
             self._result_refused(LinkError.PERMISSION_DENIED, "wrong or expired ticket", "ticket")
             return
-        self.server.guard.ticket_ok(self.host)
+        self.guard.ticket_ok(self.host)
         self.view_only_ticket = level == "view-only"
-        refusal = self.server.link_refusal(self.link.request, self.secure, self.view_only_ticket, self.host)
+        refusal = self.policy.link_refusal(self.link.request, self.secure, self.view_only_ticket, self.host)
         if refusal is not None:
             self._result_refused(refusal[0], refusal[1])
             return
@@ -162,7 +189,7 @@ class LinkProtocol(Protocol):
         # channel's first messages unread in OpenSSL's buffer until the next ping.
         # The link timeout keeps running until the channel has really started.
         self._early = bytearray(done.leftover)
-        self._starting = self.server.reactor.callLater(0, self._start_channel, done)
+        self._starting = self.reactor.callLater(0, self._start_channel, done)
 
     def _result_refused(self, error: LinkError, reason: str, kind: str = "link") -> None:
         result, _ = self.link.result(error)
@@ -175,14 +202,14 @@ class LinkProtocol(Protocol):
         # The session may have gone in between (its main channel closed in this very turn):
         # then this link is refused like any link to an unknown session. Its result was OK
         # already, so there is nothing left to tell the client but the close.
-        refusal = self.server.link_refusal(request, self.secure, self.view_only_ticket, self.host)
+        refusal = self.policy.link_refusal(request, self.secure, self.view_only_ticket, self.host)
         if refusal is not None:
             self._refuse(refusal[0], f"{refusal[1]} (it went away before this channel started)", b"")
             return
         self._cancel_timeout()
         early, self._early = bytes(self._early), None
         try:
-            self.channel = self.server.create_channel_client(
+            self.channel = self.policy.create_channel_client(
                 request, done.mini_header, self.secure, self.peer, view_only_ticket=self.view_only_ticket, host=self.host
             )
         except Exception:
@@ -206,8 +233,8 @@ class LinkProtocol(Protocol):
 
     def _refuse(self, error: LinkError, reason: str, reply: bytes, kind: str = "link") -> None:
         self._end = f"link refused ({error.name})"
-        self.server.stats_link_refused(error)
-        self.server.guard.refuse(
+        self.policy.stats_link_refused(error)
+        self.guard.refuse(
             self.host,
             f"{kind}:{error.name}",
             "link from {peer} refused ({error}): {reason}",
@@ -233,9 +260,7 @@ class LinkProtocol(Protocol):
 
     def _abort(self, reason: str) -> None:
         self._end = reason
-        self.server.guard.refuse(
-            self.host, "link-abort", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason
-        )
+        self.guard.refuse(self.host, "link-abort", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason)
         self._cancel_timeout()
         self.transport.abortConnection()
 
@@ -249,9 +274,7 @@ class LinkProtocol(Protocol):
             return
         self._end = reason
         if error:
-            self.server.guard.refuse(
-                self.host, "websocket", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason
-            )
+            self.guard.refuse(self.host, "websocket", "link from {peer}: closing: {reason}", log=self.log, peer=self.peer, reason=reason)
 
     def connectionLost(self, reason: Any = None) -> None:
         self._cancel_timeout()
@@ -262,7 +285,7 @@ class LinkProtocol(Protocol):
         self._early = None
         self.link.discard()
         if self.host:
-            self.server.guard.release(self.host)
+            self.guard.release(self.host)
         if self.channel is not None:
             cc = self.channel
             cc.connectionLost(reason)
@@ -325,7 +348,7 @@ class PortRouter(Protocol):
         """Flush what is written (our close frame or HTTP error), then close; a peer that
         reads nothing is aborted after CLOSE_GRACE seconds."""
         self.transport.loseConnection()
-        self._grace = self.inner.server.reactor.callLater(CLOSE_GRACE, self.transport.abortConnection)
+        self._grace = self.inner.reactor.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     def connectionLost(self, reason: Any = None) -> None:
         if self._grace is not None and self._grace.active():
@@ -384,14 +407,14 @@ class SpiceFactory(Factory):
 
     noisy = False
 
-    def __init__(self, server: SpiceServer, secure: bool) -> None:
-        self.server, self.secure = server, secure
+    def __init__(self, policy: LinkPolicy, secure: bool) -> None:
+        self.policy, self.secure = policy, secure
 
     def buildProtocol(self, addr: Any) -> PortRouter | None:
         # Per-address connection limit, before any work (on the TLS port: before the handshake).
-        if not self.server.guard.admit(host_of(addr), self.secure):
+        if not self.policy.guard.admit(host_of(addr), self.secure):
             return None
-        p = LinkProtocol(self.server, self.secure)
+        p = LinkProtocol(self.policy, self.secure)
         p.factory = self
         router = PortRouter(p)
         router.factory = self

@@ -37,7 +37,7 @@ from .base import ChannelClient, ChannelHost, Parts
 from .pipe import PipeItem
 
 if TYPE_CHECKING:
-    from ..server import Client
+    from .interfaces import ClientView
 
 AGENT_TOKENS = 10
 PROBE_TIMEOUT = 30.0  # seconds for the three PONGs of one network test
@@ -67,16 +67,17 @@ class MainSession(Protocol):
     mouse_mode: MouseMode
 
     def mm_time(self) -> int: ...
+    def source_notice(self) -> str | None: ...  # news of the source that still holds
     def channel_list(self) -> list[tuple[int, int]]: ...
-    def request_mouse_mode(self, mode: MouseMode | None, client: Client) -> None: ...
-    def main_channel_closed(self, client: Client) -> None: ...
+    def request_mouse_mode(self, mode: MouseMode | None, client: ClientView) -> None: ...
+    def main_channel_closed(self, client: ClientView) -> None: ...
 
 
 class MainChannelClient(ChannelClient):
     channel_type = ChannelType.MAIN
 
     def __init__(
-        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, session: MainSession
+        self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool, session: MainSession
     ) -> None:
         self.session = session
         super().__init__(host, client, request, mini_header, secure)
@@ -89,7 +90,7 @@ class MainChannelClient(ChannelClient):
 
     @property
     def link(self) -> LinkEstimate | None:
-        return getattr(self.client, "link", None)
+        return self.client.link
 
     def on_connected(self) -> None:
         srv = self.session
@@ -111,7 +112,7 @@ class MainChannelClient(ChannelClient):
             self.send("UUID", {"uuid": srv.uuid.bytes})
         if self.client.view_only:
             self.notify(VIEW_ONLY_NOTICE, severity=0)
-        notice = getattr(getattr(srv, "source", None), "notice", None)
+        notice = srv.source_notice()
         if notice:  # news of the source that still holds (a VM unavailable, its screen too large)
             self.notify(notice)
         link = self.link

@@ -20,7 +20,7 @@ from .base import ChannelClient, ChannelHost, Parts
 from .pipe import PipeItem
 
 if TYPE_CHECKING:
-    from ..server import Client
+    from .interfaces import ClientView
 
 MAX_QUEUED_FRAMES = 20  # 200 ms of sound: more would only play late
 LATENCY_MS = 100  # what we tell a client with PLAYBACK_CAP_LATENCY to buffer
@@ -44,7 +44,7 @@ class PlaybackChannelClient(ChannelClient):
     channel_type = ChannelType.PLAYBACK
 
     def __init__(
-        self, host: ChannelHost, client: Client, request: LinkRequest, mini_header: bool, secure: bool, playback: PlaybackService
+        self, host: ChannelHost, client: ClientView, request: LinkRequest, mini_header: bool, secure: bool, playback: PlaybackService
     ) -> None:
         self.playback = playback
         caps = request.channel_caps

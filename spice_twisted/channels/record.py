@@ -17,12 +17,12 @@ from ..wire.link import LinkRequest
 from .base import ChannelClient, ChannelHost
 
 if TYPE_CHECKING:
-    from ..server import Client
+    from .interfaces import ClientView
 
 
 class RecordSession(Protocol):
     @property
-    def primary(self) -> Client | None: ...
+    def primary(self) -> ClientView | None: ...
 
 
 class RecordChannelClient(ChannelClient):
@@ -31,7 +31,7 @@ class RecordChannelClient(ChannelClient):
     def __init__(
         self,
         host: ChannelHost,
-        client: Client,
+        client: ClientView,
         request: LinkRequest,
         mini_header: bool,
         secure: bool,

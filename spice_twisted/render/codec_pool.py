@@ -29,8 +29,8 @@ from .. import codecs
 from ..codecs.glz import INLINE_PIXELS as GLZ_INLINE_PIXELS
 
 if TYPE_CHECKING:
+    from .counters import RenderCounters
     from .drawable import Drawable
-    from .service import RenderCounters
 
 # The answer of one encode: the payload, or None when it failed or was skipped.
 Done = Callable[["codecs.Payload | None"], None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import xxhash
@@ -20,16 +20,26 @@ import xxhash
 from ..codecs import Payload, classify
 from .rect import Rect
 
-if TYPE_CHECKING:
-    from .payloads import PayloadService
-
 _ids = itertools.count(1)
+
+
+class PayloadKeeper(Protocol):
+    """What a drawable asks of the payload service (render/payloads.py's `PayloadService`),
+    declared here so the service may name `Drawable` without the two importing each other."""
+
+    def payload(self, d: Drawable, codec: str) -> Payload | None: ...
+    def nbytes(self, d: Drawable, codec: str) -> int: ...
+    def request(self, d: Drawable, codec: str) -> None: ...
+    def when_ready(self, d: Drawable, codec: str, callback: Callable[[], None]) -> None: ...
+    def dropped(self, d: Drawable, pipe_id: int) -> None: ...
+    def dropped_by(self, d: Drawable) -> frozenset[int]: ...
+    def forget(self, d: Drawable) -> None: ...
 
 
 class Drawable:
     __slots__ = ("id", "surface_id", "generation", "rect", "pixels", "refs", "service", "_key", "_photo", "_solid")
 
-    def __init__(self, surface_id: int, generation: int, rect: Rect, pixels: np.ndarray, service: PayloadService) -> None:
+    def __init__(self, surface_id: int, generation: int, rect: Rect, pixels: np.ndarray, service: PayloadKeeper) -> None:
         self.id = next(_ids)
         self.surface_id = surface_id
         self.generation = generation  # which primary surface (a resize starts a new one)

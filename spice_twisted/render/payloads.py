@@ -20,8 +20,8 @@ from .. import codecs
 from .codec_pool import CodecPool, OrderedLane
 
 if TYPE_CHECKING:
+    from .counters import RenderCounters
     from .drawable import Drawable
-    from .service import RenderCounters
 
 Parts = list[bytes]
 

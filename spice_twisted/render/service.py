@@ -10,15 +10,14 @@ the same object into every pipe. Pipes never make the producer wait.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from .copy_bits import CopyBits
+from .counters import RenderCounters
 from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
 from .glz_group import GlzGroups
+from .lossy_upgrade import LossyUpgrade
 from .payloads import PayloadService
 from .rect import Rect
 from .region import Region
@@ -26,13 +25,6 @@ from .surface import Surface, SurfaceBound, SurfaceTooLarge
 
 # A frame's damage becomes at most this many drawables (merged where merging wastes little).
 MAX_RECTS = 16
-TILE = 32  # the lossy bookkeeping's cell: when each was last drawn
-# An area a client holds lossy is sent again lossless once nothing drew on it for this long.
-LOSSLESS_AFTER = 0.5
-# A client with something still to send gets its upgrade too, at most once per this many
-# LOSSLESS_AFTERs: a display busy elsewhere (or a slow link) may never leave it idle, and its
-# quiet areas must still become exact. Older upgrades still queued are covered by the new one.
-BUSY_UPGRADE_AFTERS = 2
 
 
 class DrawableSink(Protocol):
@@ -51,26 +43,6 @@ class DrawableSink(Protocol):
     def absorb(self, rect: Rect) -> None: ...
     def push_copy(self, op: CopyBits) -> None: ...
     def surface_changed(self, surface: Surface) -> None: ...
-
-
-@dataclass
-class RenderCounters:
-    """What the producer did; what each pipe did with it is counted by the pipes."""
-
-    encodes: dict[str, int] = field(default_factory=dict)
-    drawables: int = 0  # committed by frames (snapshots are counted apart)
-    frames: int = 0
-    snapshots: int = 0
-    sends: int = 0  # drawables written to any pipe
-    coalesced: int = 0  # drawables dropped unsent from a pipe (covered or collapsed)
-    encode_errors: int = 0
-    resizes: int = 0
-    copies: int = 0  # COPY_BITS moves committed
-    upgrades: int = 0  # lossless drawables made for areas clients held lossy
-    fills: int = 0  # of the drawables, those of one colour: DRAW_FILL, nothing to encode
-
-    def encoded(self, codec: str) -> None:
-        self.encodes[codec] = self.encodes.get(codec, 0) + 1
 
 
 class RenderService:
@@ -96,9 +68,7 @@ class RenderService:
         self._paint_hooks: list[Callable[[], None]] = []
         self._snapshots: dict[Rect, Drawable] = {}
         self._surface_changed = False  # a resize the pipes learn of at the next frame
-        self._drawn_at = self._new_grid()  # when each TILE cell was last drawn (reactor time)
-        self._upgrade_call: Any = None
-        self.lossless_after = LOSSLESS_AFTER
+        self.upgrades = LossyUpgrade(self, reactor)  # lossy areas sent again lossless once quiet
         self.max_surface: SurfaceBound | None = None
         self.pacer = FramePacer(reactor, max_fps, self._frame)
 
@@ -250,73 +220,31 @@ class RenderService:
             d.release()
         self._snapshots.clear()
 
-    # --- lossy areas made exact ---------------------------------------------------------
-    def _new_grid(self) -> np.ndarray:
-        s = self.primary
-        return np.full((-(-s.height // TILE), -(-s.width // TILE)), -np.inf)
-
-    def _mark_drawn(self, rects: list[Rect]) -> None:
-        now = self.reactor.seconds()
-        for r in rects:
-            self._drawn_at[r.top // TILE : -(-r.bottom // TILE), r.left // TILE : -(-r.right // TILE)] = now
-
-    def _quiet_region(self, now: float) -> Region:
-        """The cells nothing drew on for `lossless_after` seconds."""
-        rects = []
-        for row, line in enumerate(now - self._drawn_at >= self.lossless_after):
-            edges = np.flatnonzero(np.diff(np.concatenate(([False], line, [False])).astype(np.int8)))
-            for start, stop in zip(edges[::2], edges[1::2], strict=True):
-                rects.append(Rect(int(start) * TILE, row * TILE, int(stop) * TILE, (row + 1) * TILE).intersect(self.primary.rect))
-        return Region.from_rects(rects)
+    # --- lossy areas made exact (render/lossy_upgrade.py) -------------------------------
+    @property
+    def lossless_after(self) -> float:
+        return self.upgrades.lossless_after
 
     def set_lossless_after(self, seconds: float) -> None:
         """How long an area must stay quiet before lossy clients get it lossless."""
-        self.lossless_after = seconds
-        if self._upgrade_call is not None:
-            self._upgrade_call.cancel()
-            self._upgrade_call = None
-        self._schedule_upgrade()
+        self.upgrades.set_lossless_after(seconds)
 
     def lossy_sent(self) -> None:
-        """A pipe wrote something lossy. Its client may have joined a still display, where
-        no frame will ever schedule the upgrade: schedule it here."""
-        self._schedule_upgrade()
+        """A pipe wrote something lossy (its client may have joined a still display)."""
+        self.upgrades.schedule()
+
+    def _mark_drawn(self, rects: list[Rect]) -> None:
+        self.upgrades.mark_drawn(rects)
 
     def _schedule_upgrade(self) -> None:
-        if self._upgrade_call is None and any(s.lossy for s in self.sinks):
-            self._upgrade_call = self.reactor.callLater(self.lossless_after, self._upgrade_lossy)
+        self.upgrades.schedule()
 
-    def _upgrade_lossy(self) -> None:
-        """Send lossless what clients hold lossy where the display went quiet: one snapshot
-        (so one encode per codec) for every client that holds the area lossy."""
-        self._upgrade_call = None
+    def pending(self) -> Region | None:
+        """The damage the coming frame will draw; None while a resize is pending (the frame
+        starts every pipe over)."""
         if self._surface_changed:
-            self._schedule_upgrade()  # the coming frame starts every pipe over; look again after it
-            return
-        now = self.reactor.seconds()
-        quiet = self._quiet_region(now)
-        if self._damage:  # drawn again by the coming frame: not quiet. The rest need not wait
-            quiet = quiet.subtract(Region.from_damage(self._damage))  # (a busy source)
-        wants = {}
-        busy_ok = now - BUSY_UPGRADE_AFTERS * self.lossless_after
-        for sink in self.sinks:
-            if sink.lossy and sink.accepting and (sink.idle or sink.upgraded_at <= busy_ok):
-                want = sink.lossy.intersect(quiet)
-                if want:
-                    wants[sink] = want
-        union = Region()
-        for want in wants.values():
-            union.add(want)
-        for r in union.simplify(self.max_rects) if union else []:
-            d = self.snapshot(r)
-            self.counters.upgrades += 1
-            for sink, want in wants.items():
-                if want.intersects(r):
-                    if d.solid_colour() is None:
-                        d.request(sink.lossless_codec_for(d))
-                    sink.push_lossless(d)
-                    sink.upgraded_at = now
-        self._schedule_upgrade()  # areas still drawn on, or clients still busy: later
+            return None
+        return Region.from_damage(self._damage) if self._damage else Region()
 
     # --- the surface's life ------------------------------------------------------------
     def resize(self, width: int, height: int) -> None:
@@ -333,7 +261,7 @@ class RenderService:
         self._damage = []
         self._clear_snapshots()
         self._surface_changed = True
-        self._drawn_at = self._new_grid()
+        self.upgrades.reset()
         self.pacer.request()
 
     def subscribe(self, sink: DrawableSink) -> None:

@@ -35,6 +35,7 @@ from ..render.cursor import CursorShape, arrow_cursor
 from ..render.rect import Rect
 from . import vm_protocol as proto
 from .base import DisplaySource, message_frame
+from .vm_agent import VmAgent
 from .vm_audio import VmSound
 
 if TYPE_CHECKING:
@@ -206,6 +207,7 @@ class VmSource(DisplaySource):
         self._buttons: dict[int, int] = {}  # session id -> button mask held
         self._last_pointer = (0, 0)
         self._lock_key_typed = False
+        self.agent = VmAgent(self)  # the VM's own agent, through the helper
         self.sounds = VmSound(lambda: self.helper if self.state == "connected" else None)  # vm_audio.py
 
     @classmethod
@@ -302,6 +304,8 @@ class VmSource(DisplaySource):
             self.upstream_locks = msg.modifiers
             if self.report_locks is not None:
                 self.report_locks(msg.modifiers)
+        elif isinstance(msg, proto.AgentState | proto.VmClipboard):
+            self.agent.message(msg)
         elif isinstance(msg, proto.MouseMode):
             self.upstream_mouse = msg.mode
 
@@ -409,6 +413,7 @@ class VmSource(DisplaySource):
     # --- not served ----------------------------------------------------------------------
     def _lost(self, state: str, reason: str) -> None:
         """The VM is not served (any more): tell clients and the log once per change."""
+        self.agent.gone()
         self._surface = None
         self._pending = []
         self._drop_view()
@@ -457,6 +462,9 @@ class VmSource(DisplaySource):
         if self._shm_fd >= 0:
             os.close(self._shm_fd)
             self._shm_fd = -1
+
+    def desktop_agent(self) -> VmAgent:
+        return self.agent
 
     # --- input from clients --------------------------------------------------------------
     def _send(self, msg: proto.Message) -> bool:
@@ -542,4 +550,5 @@ class VmSource(DisplaySource):
             "input": {"sent": self.input_sent, "dropped": self.input_dropped},
             "released_for_departed": self.released,
             "cursor_shapes": len(self._shapes),
+            "agent": self.agent.describe(),
         }

@@ -7,8 +7,9 @@ Twisted reactor, and spice-gtk (the reference decoder of every SPICE image codec
 and video stream) decodes what the VM sends. Standard library and gi only: the
 system Python has neither numpy nor Twisted.
 
-  fd 0  frames from the source (vm_protocol): Connect first, then input
-  fd 1  frames to the source: state, surface size, damage, cursor, LEDs, mouse mode
+  fd 0  frames from the source (vm_protocol): Connect first, then input, clipboard, size
+  fd 1  frames to the source: state, surface size, damage, cursor, LEDs, mouse mode,
+        the VM agent's presence and its clipboard
   fd 2  spice-gtk's own warnings (the source keeps the last lines for a crash report)
   fd 3  a memfd the decoded primary surface is copied into (B G R X, stride width*4);
         this process grows it to fit and the source maps it read-only
@@ -98,6 +99,7 @@ class Helper:
         GLib.io_add_watch(self.wake, GLib.PRIORITY_DEFAULT_IDLE, GLib.IO_IN, self.on_wake)
         self.done = False
         self.connected = False
+        self.agent = AgentBridge()
         self.recording = None  # the upstream's record channel while it wants our microphone
 
     # --- the source's frames ---------------------------------------------------------
@@ -133,6 +135,8 @@ class Helper:
             return
         if isinstance(msg, proto.RecordData):
             self.record_data(msg.pcm)
+            return
+        if self.agent.command(msg):
             return
         if not self.inputs_ready:
             # spice-gtk drops input on an inputs channel not open yet (just after a
@@ -193,6 +197,7 @@ class Helper:
         if isinstance(ch, Spice.MainChannel):
             self.main = ch
             signal(ch, "notify::mouse-mode", self.on_mouse_mode)
+            self.agent.watch(ch)
         elif isinstance(ch, Spice.DisplayChannel):
             if ch.props.channel_id != 0:
                 return  # one monitor
@@ -389,6 +394,155 @@ class Helper:
             except OSError:
                 pass
         self.loop.quit()
+
+
+# --- the agent: clipboard and display size, passed through to the VM's own agent ------
+# spice-gtk speaks VDAgent to the upstream; this block turns its main channel's clipboard
+# signals into eager VmClipboard frames (every type we take is requested at once on a grab)
+# and SetClipboard / SetDisplaySize frames into clipboard_selection_grab/notify and
+# update_display + send_monitor_config. VDAgent's clipboard type numbers are the frames'
+# (1 UTF-8 text, 2 PNG), its selection numbers too (0 CLIPBOARD, 1 PRIMARY).
+VD_CAP_MONITORS_CONFIG, VD_CAP_CLIPBOARD_BY_DEMAND, VD_CAP_CLIPBOARD_SELECTION = 1, 5, 6
+AGENT_FETCH_TIMEOUT_S = 5  # the VM's agent takes this long at most to hand over a selection
+
+
+class AgentBridge:
+    def __init__(self) -> None:
+        self.main = None
+        self.flags = 0
+        self.ours = {}  # selection number -> contents we grabbed it with (for the VM's requests)
+        self.fetches = {}  # selection number -> [types still wanted, contents so far, timer id]
+
+    def watch(self, main) -> None:
+        self.main = main
+        signal(main, "notify::agent-connected", lambda _m, _p: self.report_state())
+        signal(main, "main-agent-update", lambda _m: self.report_state())
+        signal(main, "main-clipboard-selection-grab", self.on_grab)
+        signal(main, "main-clipboard-selection", self.on_data)
+        signal(main, "main-clipboard-selection-release", self.on_release)
+        signal(main, "main-clipboard-selection-request", self.on_request)
+
+    def report_state(self) -> None:
+        main = self.main
+        flags = 0
+        if main.props.agent_connected:
+            flags = proto.AgentFlags.CONNECTED
+            if main.agent_test_capability(VD_CAP_CLIPBOARD_BY_DEMAND):
+                flags |= proto.AgentFlags.CLIPBOARD
+            if main.agent_test_capability(VD_CAP_CLIPBOARD_SELECTION):
+                flags |= proto.AgentFlags.PRIMARY
+            if main.agent_test_capability(VD_CAP_MONITORS_CONFIG):
+                flags |= proto.AgentFlags.MONITORS
+        if flags != self.flags:
+            self.flags = flags
+            if not flags:
+                self.ours.clear()
+                for sel in list(self.fetches):
+                    self.drop_fetch(sel)
+            write_frame(proto.AgentState(flags))
+
+    def command(self, msg) -> bool:
+        """A frame for the agent (True), else False."""
+        if isinstance(msg, proto.SetClipboard):
+            self.set_clipboard(msg)
+        elif isinstance(msg, proto.SetDisplaySize):
+            if self.main is not None and self.flags & proto.AgentFlags.MONITORS:
+                self.main.update_display_enabled(0, True, False)
+                self.main.update_display(0, 0, 0, msg.width, msg.height, False)
+                self.main.send_monitor_config()
+        else:
+            return False
+        return True
+
+    def set_clipboard(self, msg) -> None:
+        if self.main is None or not self.flags & proto.AgentFlags.CLIPBOARD:
+            return
+        sel = proto.CLIP_SELECTIONS.index(msg.selection)
+        if sel and not self.flags & proto.AgentFlags.PRIMARY:
+            return
+        self.drop_fetch(sel)
+        if msg.contents:
+            self.ours[sel] = msg.contents
+            kinds = [k for k, mime in proto.CLIP_KINDS.items() if mime in msg.contents]
+            self.main.clipboard_selection_grab(sel, kinds)
+        elif self.ours.pop(sel, None) is not None:
+            self.main.clipboard_selection_release(sel)
+
+    def on_request(self, main, sel, kind) -> bool:
+        """The VM pastes what we grabbed for."""
+        mime = proto.CLIP_KINDS.get(kind)
+        contents = self.ours.get(sel, {})
+        if mime not in contents:
+            return False
+        main.clipboard_selection_notify(sel, kind, contents[mime])
+        return True
+
+    def on_grab(self, main, sel, types, ntypes) -> bool:
+        """The VM copied: ask for every type we take, report once all are in."""
+        if sel >= len(proto.CLIP_SELECTIONS):
+            return False
+        self.ours.pop(sel, None)
+        self.drop_fetch(sel)
+        offered = _uint32s(types, ntypes)
+        want = [k for k in proto.CLIP_KINDS if k in offered]
+        if not want:
+            write_frame(proto.VmClipboard(proto.CLIP_SELECTIONS[sel], {}))
+            return True
+        timer = GLib.timeout_add_seconds(AGENT_FETCH_TIMEOUT_S, self.on_fetch_timeout, sel)
+        self.fetches[sel] = [want, {}, timer]
+        main.clipboard_selection_request(sel, want[0])
+        return True
+
+    def on_data(self, main, sel, kind, data, size) -> None:
+        fetch = self.fetches.get(sel)
+        if fetch is None or not fetch[0] or fetch[0][0] != kind:
+            return
+        want, got, _timer = fetch
+        want.pop(0)
+        if data and size and sum(map(len, got.values())) + size <= proto.MAX_CLIPBOARD:
+            got[proto.CLIP_KINDS[kind]] = _bytes(data, size)
+        if want:
+            main.clipboard_selection_request(sel, want[0])
+        else:
+            self.finish_fetch(sel)
+
+    def on_fetch_timeout(self, sel) -> bool:
+        fetch = self.fetches.get(sel)
+        if fetch is not None:
+            fetch[2] = 0
+            self.finish_fetch(sel)
+        return False
+
+    def finish_fetch(self, sel) -> None:
+        _want, got, _timer = self.fetches.get(sel)
+        self.drop_fetch(sel)
+        write_frame(proto.VmClipboard(proto.CLIP_SELECTIONS[sel], got))
+
+    def drop_fetch(self, sel) -> None:
+        fetch = self.fetches.pop(sel, None)
+        if fetch is not None and fetch[2]:
+            GLib.source_remove(fetch[2])
+
+    def on_release(self, main, sel) -> None:
+        if sel < len(proto.CLIP_SELECTIONS):
+            self.drop_fetch(sel)
+            write_frame(proto.VmClipboard(proto.CLIP_SELECTIONS[sel], {}))
+
+
+def _uint32s(types, n) -> list:
+    """A signal's (gpointer, count) of guint32: a list through spice-gtk's annotations, an
+    address without them."""
+    if not types or not n:
+        return []
+    if isinstance(types, int):
+        return list((ctypes.c_uint32 * n).from_address(types))
+    return [int(t) for t in list(types)[:n]]
+
+
+def _bytes(data, size) -> bytes:
+    if isinstance(data, int):
+        return ctypes.string_at(data, size)
+    return bytes(data)[:size]
 
 
 def main() -> int:

@@ -9,7 +9,8 @@ A frame is a 5-byte header, type (u8) and payload length (u32, little-endian),
 then the payload. `Decoder.receive_data(bytes)` returns the typed messages every
 complete frame held; a malformed frame raises `ProtocolError` (and every later
 call raises it again): a peer speaking nonsense is cut off, never half-understood.
-The decoder keeps at most one partial frame (<= MAX_PAYLOAD + 5 bytes).
+The decoder keeps at most one partial frame (<= MAX_PAYLOAD + 5 bytes; a clipboard
+frame, at most MAX_CLIPBOARD + 69).
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def _text(value: str) -> bytes:
 def encode(msg: Message | AudioMessage) -> bytes:
     """One frame for `msg`. Raises ValueError for a message no decoder would accept."""
     payload = _audio_payload(msg) if isinstance(msg, AudioMessage) else _payload(msg)
-    if len(payload) > MAX_PAYLOAD:
+    if len(payload) > _MAX_LENGTH.get(msg.TYPE, MAX_PAYLOAD):
         raise ValueError(f"{type(msg).__name__}: payload of {len(payload)} bytes is over {MAX_PAYLOAD}")
     return HEADER.pack(msg.TYPE, len(payload)) + payload
 
@@ -256,6 +257,8 @@ def _payload(msg: Message) -> bytes:
         return _POINTER.pack(msg.dx, msg.dy, msg.buttons)
     if isinstance(msg, Button):
         return _BUTTON.pack(msg.button, int(msg.pressed), msg.buttons)
+    if hasattr(msg, "payload"):  # the agent's frames encode themselves (their block below)
+        return msg.payload()
     raise TypeError(f"not a message: {msg!r}")
 
 
@@ -404,6 +407,7 @@ _DECODERS = {
     Button.TYPE: _decode_button,
     SetLocks.TYPE: lambda p: SetLocks(_one_byte(p, "SetLocks", range(8))),
 }
+_MAX_LENGTH: dict[int, int] = {}  # frame types allowed past MAX_PAYLOAD
 HELPER_TYPES = frozenset(range(1, 10))  # what the helper may send
 SOURCE_TYPES = frozenset(range(64, 70))  # what the source may send
 
@@ -430,8 +434,8 @@ class Decoder:
                 kind, length = HEADER.unpack_from(self._buf)
                 if kind not in _DECODERS or (self._accept is not None and kind not in self._accept):
                     raise ProtocolError(f"unknown or unexpected frame type {kind}")
-                if length > MAX_PAYLOAD:
-                    raise ProtocolError(f"frame type {kind}: length {length} is over {MAX_PAYLOAD}")
+                if length > _MAX_LENGTH.get(kind, MAX_PAYLOAD):
+                    raise ProtocolError(f"frame type {kind}: length {length} is over {_MAX_LENGTH.get(kind, MAX_PAYLOAD)}")
                 end = HEADER.size + length
                 if len(self._buf) < end:
                     break
@@ -445,8 +449,131 @@ class Decoder:
         return out
 
 
+# --- the agent: clipboard and display size, passed through to the VM's own agent --------
+# (frames 32+ from the helper, 96+ from the source; a selection's contents may be as large
+# as MAX_CLIPBOARD, so these frames have their own bound)
+MAX_CLIPBOARD = 16 * 1024 * 1024  # as sources/desktop_agent.py (not imported: stdlib only here)
+CLIP_SELECTIONS = ("CLIPBOARD", "PRIMARY")  # index = the byte on the wire (as VDAgent numbers them)
+CLIP_KINDS = {1: "text/plain;charset=utf-8", 2: "image/png"}  # byte -> MIME type
+_CLIP_KIND_BYTES = {v: k for k, v in CLIP_KINDS.items()}
+_CLIP_HEAD = struct.Struct("<BB")  # selection, count
+_CLIP_ITEM = struct.Struct("<BI")  # kind, length
+
+
+class AgentFlags:
+    CONNECTED = 1  # the upstream has an agent
+    CLIPBOARD = 2  # it takes and gives clipboard contents (by demand)
+    PRIMARY = 4  # it knows selections other than CLIPBOARD
+    MONITORS = 8  # it follows a monitor config (resize)
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """The upstream's agent came or went, with what it can do (AgentFlags)."""
+
+    TYPE: ClassVar[int] = 32
+    flags: int
+
+    def payload(self) -> bytes:
+        return bytes([self.flags & 15])
+
+
+@dataclass(frozen=True)
+class VmClipboard:
+    """The VM's `selection` now holds `contents` (MIME type -> bytes; empty: released)."""
+
+    TYPE: ClassVar[int] = 33
+    selection: str
+    contents: dict[str, bytes] = field(default_factory=dict)
+
+    def payload(self) -> bytes:
+        return _clip_payload(self.selection, self.contents)
+
+
+@dataclass(frozen=True)
+class SetClipboard:
+    """A client's copy for the VM: it should own `selection` with `contents` (empty: release)."""
+
+    TYPE: ClassVar[int] = 96
+    selection: str
+    contents: dict[str, bytes] = field(default_factory=dict)
+
+    def payload(self) -> bytes:
+        return _clip_payload(self.selection, self.contents)
+
+
+@dataclass(frozen=True)
+class SetDisplaySize:
+    """The controlling client asks for this size of the VM's first monitor."""
+
+    TYPE: ClassVar[int] = 97
+    width: int
+    height: int
+
+    def payload(self) -> bytes:
+        return _U32X2.pack(self.width, self.height)
+
+
+def _clip_payload(selection: str, contents: dict[str, bytes]) -> bytes:
+    if selection not in CLIP_SELECTIONS:
+        raise ValueError(f"clipboard: unknown selection {selection!r}")
+    if sum(len(v) for v in contents.values()) > MAX_CLIPBOARD:
+        raise ValueError("clipboard: contents over MAX_CLIPBOARD")
+    out = [_CLIP_HEAD.pack(CLIP_SELECTIONS.index(selection), len(contents))]
+    for mime, data in contents.items():
+        out += [_CLIP_ITEM.pack(_CLIP_KIND_BYTES[mime], len(data)), data]
+    return b"".join(out)
+
+
+def _decode_clip(p: bytes, name: str) -> tuple[str, dict[str, bytes]]:
+    if len(p) < _CLIP_HEAD.size:
+        raise ProtocolError(f"{name}: short header")
+    sel, count = _CLIP_HEAD.unpack_from(p)
+    if sel >= len(CLIP_SELECTIONS) or count > len(CLIP_KINDS):
+        raise ProtocolError(f"{name}: selection {sel} / count {count} out of range")
+    contents: dict[str, bytes] = {}
+    at = _CLIP_HEAD.size
+    for _ in range(count):
+        if len(p) < at + _CLIP_ITEM.size:
+            raise ProtocolError(f"{name}: short item header")
+        kind, length = _CLIP_ITEM.unpack_from(p, at)
+        at += _CLIP_ITEM.size
+        mime = CLIP_KINDS.get(kind)
+        if mime is None or mime in contents or len(p) < at + length:
+            raise ProtocolError(f"{name}: item of kind {kind}, {length} bytes does not fit")
+        contents[mime] = bytes(p[at : at + length])
+        at += length
+    if at != len(p):
+        raise ProtocolError(f"{name}: {len(p) - at} bytes after the last item")
+    return CLIP_SELECTIONS[sel], contents
+
+
+def _decode_agent_state(p: bytes) -> AgentState:
+    return AgentState(_one_byte(p, "AgentState", range(16)))
+
+
+def _decode_display_size(p: bytes) -> SetDisplaySize:
+    w, h = _exact(p, _U32X2, "SetDisplaySize")
+    if not (0 < w <= MAX_SURFACE_SIDE and 0 < h <= MAX_SURFACE_SIDE):
+        raise ProtocolError(f"SetDisplaySize: size {w}x{h} out of range")
+    return SetDisplaySize(w, h)
+
+
+_DECODERS.update(
+    {
+        AgentState.TYPE: _decode_agent_state,
+        VmClipboard.TYPE: lambda p: VmClipboard(*_decode_clip(p, "VmClipboard")),
+        SetClipboard.TYPE: lambda p: SetClipboard(*_decode_clip(p, "SetClipboard")),
+        SetDisplaySize.TYPE: _decode_display_size,
+    }
+)
+_MAX_LENGTH[VmClipboard.TYPE] = _MAX_LENGTH[SetClipboard.TYPE] = MAX_CLIPBOARD + 64
+HELPER_TYPES |= frozenset({AgentState.TYPE, VmClipboard.TYPE})
+SOURCE_TYPES |= frozenset({SetClipboard.TYPE, SetDisplaySize.TYPE})
+
+
 # --- sound: the upstream's playback to the source, the primary's microphone upstream -----
-# Kept in one block (types 32-39 from the helper, 96-103 from the source): PCM is 16-bit
+# Kept in one block (types 48-55 from the helper, 112-119 from the source): PCM is 16-bit
 # signed little-endian, interleaved, as spice-gtk's playback-data gives and send_data takes.
 MAX_PCM = 64 * 1024  # a frame of PCM at most (spice-gtk hands over ~10-20 ms at a time)
 _FORMAT = struct.Struct("<BI")  # channels, rate
@@ -456,39 +583,39 @@ _FORMAT = struct.Struct("<BI")  # channels, rate
 class PlaybackStart:
     """The upstream started a stream: `channels` (1, 2) at `rate` Hz follow in PlaybackData."""
 
-    TYPE: ClassVar[int] = 32
+    TYPE: ClassVar[int] = 48
     channels: int
     rate: int
 
 
 @dataclass(frozen=True)
 class PlaybackData:
-    TYPE: ClassVar[int] = 33
+    TYPE: ClassVar[int] = 49
     pcm: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
 class PlaybackStop:
-    TYPE: ClassVar[int] = 34
+    TYPE: ClassVar[int] = 50
 
 
 @dataclass(frozen=True)
 class RecordStart:
     """The upstream wants the microphone: RecordData in this format until RecordStop."""
 
-    TYPE: ClassVar[int] = 35
+    TYPE: ClassVar[int] = 51
     channels: int
     rate: int
 
 
 @dataclass(frozen=True)
 class RecordStop:
-    TYPE: ClassVar[int] = 36
+    TYPE: ClassVar[int] = 52
 
 
 @dataclass(frozen=True)
 class RecordData:
-    TYPE: ClassVar[int] = 96
+    TYPE: ClassVar[int] = 112
     pcm: bytes = field(repr=False)
 
 
@@ -496,13 +623,13 @@ class RecordData:
 class PlaybackVolume:
     """The upstream's playback volume, a level (0-0xFFFF) per channel."""
 
-    TYPE: ClassVar[int] = 37
+    TYPE: ClassVar[int] = 53
     levels: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class PlaybackMute:
-    TYPE: ClassVar[int] = 38
+    TYPE: ClassVar[int] = 54
     mute: bool
 
 
@@ -567,6 +694,6 @@ _AUDIO_TYPES: dict[int, tuple[type, object]] = {
 }
 for _kind, (_cls, _dec) in _AUDIO_TYPES.items():
     _DECODERS[_kind] = lambda p, _cls=_cls, _dec=_dec: _dec(p, _cls)  # type: ignore[operator]
-HELPER_TYPES = HELPER_TYPES | {PlaybackStart.TYPE, PlaybackData.TYPE, PlaybackStop.TYPE, RecordStart.TYPE, RecordStop.TYPE}
-HELPER_TYPES = HELPER_TYPES | {PlaybackVolume.TYPE, PlaybackMute.TYPE}
-SOURCE_TYPES = SOURCE_TYPES | {RecordData.TYPE}
+HELPER_TYPES |= frozenset({PlaybackStart.TYPE, PlaybackData.TYPE, PlaybackStop.TYPE, RecordStart.TYPE, RecordStop.TYPE})
+HELPER_TYPES |= frozenset({PlaybackVolume.TYPE, PlaybackMute.TYPE})
+SOURCE_TYPES |= frozenset({RecordData.TYPE})

@@ -6,20 +6,22 @@ capture thread (x11_capture.py) connects, reads what X reports damaged and hands
 it to the reactor through `FrameHandoff`; input goes back through XTEST on a second
 connection owned by the reactor thread (x11_input.py). A watch every half second
 tells the thread whether anyone is connected (nothing is read otherwise) and
-releases what clients that went away still held down.
+releases what clients that went away still held down. The clipboard and RandR resize
+for the server's agent are `X11Agent` (x11_agent.py), on a third connection the
+capture thread opens and the reactor reads.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from twisted.internet import task
 from twisted.logger import Logger
 
 from ..render.handoff import FrameHandoff
 from .audio_monitor import desktop_sound
-from .base import DisplaySource, message_frame
+from .base import DisplaySource
+from .x11_agent import X11Agent
 from .x11_capture import CaptureThread
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, display_name, lost
 from .x11_input import XInjector
@@ -33,11 +35,6 @@ if TYPE_CHECKING:
 
 WATCH_INTERVAL = 0.5  # how often the reactor checks who is connected
 RETRY_SECONDS = 3.0
-
-
-def unavailable_frame(width: int, height: int, display: str, retry: float) -> np.ndarray:
-    """A plain frame saying the display is gone, (h, w, 4) B G R X."""
-    return message_frame(width, height, [f"X display {display} is unavailable", f"retrying every {retry:g} s"], (40, 44, 52))
 
 
 class X11Source(DisplaySource):
@@ -72,6 +69,7 @@ class X11Source(DisplaySource):
         self._watch: task.LoopingCall | None = None
         self._lost_logged = False
         self.oversized: tuple[int, int] | None = None  # the X screen's size while past --max-surface
+        self.agent = X11Agent(self.display, bool(self.extensions.get("RANDR")))
         # The desktop's sound (a PulseAudio/PipeWire monitor) when a sound server is there;
         # the server plays it (unless --audio-source says otherwise).
         self.sounds = desktop_sound(self.log)
@@ -104,6 +102,10 @@ class X11Source(DisplaySource):
         if self.capture is not None:
             self.capture.stop()
         self._drop_input()
+        self.agent.detach()
+
+    def desktop_agent(self) -> X11Agent:
+        return self.agent
 
     def watch(self) -> None:
         """Who watches decides whether X is read."""
@@ -145,9 +147,18 @@ class X11Source(DisplaySource):
         if self.report_locks is not None:
             self.report_locks(locks)
 
+    def x_agent_connected(self, x: XDisplay) -> None:
+        """The agent's connection, made by the capture thread with the input one."""
+        if self.capture is None or self.capture.stopping:
+            x.close()
+            return
+        self.agent.bound = self.max_surface
+        self.agent.attach(x, self.reactor)
+
     def x_lost(self, reason: str) -> None:
         self.available = False
         self._drop_input()
+        self.agent.detach()
         if self.exit_on_loss:
             self.log.error("{reason}: exiting (--exit-on-x-loss)", reason=reason)
             if self.reactor.running:
@@ -248,4 +259,5 @@ class X11Source(DisplaySource):
             d["capture"] = self.capture.stats.as_dict()
         if self.input is not None:
             d["input"] = {"sent": self.input.sent, "unmapped": self.input.unmapped}
+        d["agent"] = self.agent.describe()
         return d

@@ -16,6 +16,9 @@ wake-up pipe; X tells it what changed:
 - XKB: lock LEDs changed (IndicatorStateNotify) or a new keyboard (NewKeyboardNotify,
   MappingNotify): the keymap is rebuilt.
 
+On each (re)connection the thread also opens the connections the reactor uses: input
+(XTEST) and the agent's (selections, RandR resize; x11_agent.py).
+
 While no client is connected the thread is *inactive*: it reads nothing (damage piles
 up in the X server, for free) and blocks without a timeout. On becoming active it
 reads the whole screen once. When the connection drops, it publishes a "display
@@ -43,6 +46,7 @@ import xcffib.xproto
 
 from ..render.rect import Rect
 from ..render.region import Region
+from .base import message_frame
 from .x11_conn import XDisplay, XUnavailable, XUnsuitable, connect, lost
 from .x11_cursor import KEEP, CursorReader
 from .x11_input import indicator_bits, lock_state, server_keymap
@@ -61,6 +65,11 @@ PLAIN_BAND = 1 << 20  # plain GetImage reads at most this many bytes per request
 ZPIXMAP = xcffib.xproto.ImageFormat.ZPixmap
 ALL_PLANES = 0xFFFFFFFF
 XKB_NEW_KEYBOARD, XKB_MAP, XKB_INDICATOR_STATE = 0, 1, 4
+
+
+def unavailable_frame(width: int, height: int, display: str, retry: float) -> np.ndarray:
+    """A plain frame saying the display is gone, (h, w, 4) B G R X."""
+    return message_frame(width, height, [f"X display {display} is unavailable", f"retrying every {retry:g} s"], (40, 44, 52))
 
 
 class CaptureStats:
@@ -216,8 +225,6 @@ class CaptureThread:
 
     def _unavailable(self, reason: str) -> None:
         """Clients keep their connection and see a frame that says what is going on."""
-        from .x11 import unavailable_frame
-
         w, h = self.size
         self.handoff.publish(Rect(0, 0, w, h), unavailable_frame(w, h, self.display, self.retry))
         self.handoff.cursor_hide()
@@ -296,6 +303,9 @@ class CaptureThread:
             inp.close()
             raise
         self.post(self.events.x_connected, inp, keymap, how, bits, locks, self.stats.shm)
+        # The agent's connection (clipboard, resize), read by the reactor: made here too.
+        if getattr(self.events, "x_agent_connected", None) is not None:
+            self.post(self.events.x_agent_connected, connect(self.display))
 
         ev = _Pending()
         if not self.capturing:  # one read now: whoever joins later starts from this, not black

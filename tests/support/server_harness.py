@@ -23,12 +23,21 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   busy SECONDS [SIZE]  for SECONDS, 30 times a second, a SIZE x SIZE square (default 128) of
                     random pixels at a new place (incompressible: a display that keeps any
                     slow link backlogged); replies at once; `busy 0` stops it
+  agent_resize W H  the source's desktop agent is asked for a W x H desktop (as a client's
+                    monitor config would); replies when the call returns
+  agent_record      the source's desktop agent reports to a recording sink (which passes
+                    every call on to the sink the server gave it, if any)
+  agent_calls       {"calls": [[selection, {mime: base64} or null], ...]} recorded so far
+  agent_set_clipboard SEL PATH  the desktop's SEL becomes the JSON {mime: base64} in PATH
+                    ("-": released), as a client's copy allowed by the policy would
+  agent_state       {"clipboard_types": [...], "can_resize": bool} of the source's agent
   rss               this process's VmRSS in kB
   timers            the reactor's pending delayed calls, counted by the class of their owner
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import threading
@@ -115,6 +124,18 @@ def vm_rss_kb() -> int:
     return 0
 
 
+class AgentRecorder:
+    """A sink for the source's desktop agent that keeps every call (a test's boundary)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, []
+
+    def desktop_clipboard(self, selection, contents) -> None:
+        self.calls.append([selection, None if contents is None else {k: base64.b64encode(v).decode() for k, v in contents.items()}])
+        if self.inner is not None:
+            self.inner.desktop_clipboard(selection, contents)
+
+
 class Control(LineReceiver):
     delimiter = b"\n"
 
@@ -142,6 +163,30 @@ class Control(LineReceiver):
         elif cmd == "dump":
             srv.render.primary.pixels.tofile(args[0])
             self.reply(reply="dump", width=srv.render.width, height=srv.render.height)
+        elif cmd == "agent_record":
+            agent = srv.source.desktop_agent()
+            self.agent_recorder = AgentRecorder(getattr(agent, "sink", None))
+            agent.start_agent(self.agent_recorder)
+            self.reply(reply="agent_record")
+        elif cmd == "agent_calls":
+            self.reply(reply="agent_calls", calls=self.agent_recorder.calls)
+        elif cmd == "agent_set_clipboard":
+            contents = None
+            if args[1] != "-":
+                with open(args[1]) as f:
+                    contents = {k: base64.b64decode(v) for k, v in json.load(f).items()}
+            srv.source.desktop_agent().set_clipboard(args[0], contents)
+            self.reply(reply="agent_set_clipboard")
+        elif cmd == "agent_state":
+            agent = srv.source.desktop_agent()
+            self.reply(reply="agent_state", clipboard_types=sorted(agent.clipboard_types), can_resize=agent.can_resize)
+        elif cmd == "agent_resize":
+            agent = srv.source.desktop_agent()
+            if agent is None or not agent.can_resize:
+                self.reply(reply="agent_resize", error="the source cannot resize")
+            else:
+                agent.resize(int(args[0]), int(args[1]))
+                self.reply(reply="agent_resize")
         elif cmd == "pause":
             srv.source.paused = True
             self.reply(reply="pause")

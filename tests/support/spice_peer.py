@@ -8,6 +8,13 @@ not a stand-in for any of our own components. It speaks just enough SPICE for sp
 the link (any ticket is accepted), a main channel that lists one display channel, and
 on that display channel a primary surface and what the test sends (COPY_BITS, MARK).
 Built from the project's sans-IO wire modules; one thread per connection.
+
+With `agent=True` it also plays a VM's agent (spice-vdagent in a guest) on the main
+channel: agent_connected in MAIN_INIT, AGENT_DATA both ways carrying VDAgent messages
+(chunked at 2048 bytes, reassembled), tokens, ANNOUNCE_CAPABILITIES, the clipboard with
+selections (it answers every CLIPBOARD_REQUEST from what it was told to copy) and
+MONITORS_CONFIG (recorded, answered with a REPLY). Written here from the protocol's
+published layout (struct), since the project's own agent wire module lands separately.
 """
 
 from __future__ import annotations
@@ -15,14 +22,26 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 
-from spice_twisted.wire.enums import ChannelType, ClipType, CommonCap, LinkError, MsgcMain, SurfaceFlags, SurfaceFormat
+from spice_twisted.wire.enums import ChannelType, ClipType, CommonCap, LinkError, MsgcMain, MsgMain, SurfaceFlags, SurfaceFormat
 from spice_twisted.wire.framer import HeaderWriter
 from spice_twisted.wire.link import LinkDone, LinkFailed, LinkRequested, ServerLink, TicketReceived
 from spice_twisted.wire.messages import encode_body, message
 from spice_twisted.wire.ticket import LinkKey
 
 SESSION_ID = 0x5EED
+
+# VDAgent (spice-protocol's vd_agent.h), as much as the agent side here speaks
+VD_PROTOCOL = 1
+VD_HEADER = struct.Struct("<IIQI")  # protocol, type, opaque, size
+VD_CHUNK = 2048  # at most this many bytes of agent data per AGENT_DATA message
+VD_MONITORS_CONFIG, VD_REPLY, VD_CLIPBOARD, VD_ANNOUNCE_CAPABILITIES = 2, 3, 4, 6
+VD_CLIPBOARD_GRAB, VD_CLIPBOARD_REQUEST, VD_CLIPBOARD_RELEASE = 7, 8, 9
+VD_CAP_MONITORS_CONFIG, VD_CAP_REPLY, VD_CAP_CLIPBOARD_BY_DEMAND, VD_CAP_CLIPBOARD_SELECTION = 1, 2, 5, 6
+VD_SUCCESS = 1
+VD_UTF8_TEXT, VD_PNG = 1, 2
+AGENT_CAPS = (1 << VD_CAP_MONITORS_CONFIG) | (1 << VD_CAP_REPLY) | (1 << VD_CAP_CLIPBOARD_BY_DEMAND) | (1 << VD_CAP_CLIPBOARD_SELECTION)
 
 
 class _Conn:
@@ -72,8 +91,14 @@ class _Conn:
 class SpicePeer:
     """Listens on 127.0.0.1 (`port`); the display channel, once linked, is `display`."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, agent: bool = False) -> None:
         self.width, self.height = width, height
+        self.agent = agent
+        self.main: _Conn | None = None
+        self.agent_messages: list[tuple[int, bytes]] = []  # (VDAgent type, body) from the client
+        self.agent_started = threading.Event()
+        self.copied: dict[int, dict[int, bytes]] = {}  # selection -> VDAgent type -> bytes ("in the VM")
+        self._agent_buf = bytearray()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.display: _Conn | None = None
@@ -146,15 +171,78 @@ class SpicePeer:
             "display_channels_hint": 1,
             "supported_mouse_modes": 1,
             "current_mouse_mode": 1,
-            "agent_connected": 0,
-            "agent_tokens": 0,
+            "agent_connected": int(self.agent),
+            "agent_tokens": 16 if self.agent else 0,
             "multi_media_time": 0,
             "ram_hint": 0,
         }
         conn.send(ChannelType.MAIN, "INIT", init)
-        for msg_type, _body in conn.read_messages(leftover):
+        self.main = conn
+        for msg_type, body in conn.read_messages(leftover):
             if msg_type == MsgcMain.ATTACH_CHANNELS:
                 conn.send(ChannelType.MAIN, "CHANNELS_LIST", {"channels": [{"type": ChannelType.DISPLAY, "id": 0}]})
+            elif msg_type == MsgcMain.AGENT_START and self.agent:
+                self.agent_started.set()
+            elif msg_type == MsgcMain.AGENT_DATA and self.agent:
+                conn.send_raw(conn.headers.frame(MsgMain.AGENT_TOKEN, struct.pack("<I", 1)))  # one back per message
+                self._agent_data(body)
+
+    # --- the agent ------------------------------------------------------------------------
+    def _agent_data(self, chunk: bytes) -> None:
+        """Chunks of VDAgent messages from the client: whole messages are handled."""
+        buf = self._agent_buf
+        buf += chunk
+        while len(buf) >= VD_HEADER.size:
+            _proto, kind, _opaque, size = VD_HEADER.unpack_from(buf)
+            if len(buf) < VD_HEADER.size + size:
+                return
+            body = bytes(buf[VD_HEADER.size : VD_HEADER.size + size])
+            del buf[: VD_HEADER.size + size]
+            self.agent_messages.append((kind, body))
+            self._agent_message(kind, body)
+
+    def _agent_message(self, kind: int, body: bytes) -> None:
+        if kind == VD_ANNOUNCE_CAPABILITIES:
+            (request,) = struct.unpack_from("<I", body)
+            if request:
+                self.agent_send(VD_ANNOUNCE_CAPABILITIES, struct.pack("<II", 0, AGENT_CAPS))
+        elif kind == VD_MONITORS_CONFIG:
+            self.agent_send(VD_REPLY, struct.pack("<II", VD_MONITORS_CONFIG, VD_SUCCESS))
+        elif kind == VD_CLIPBOARD_REQUEST:
+            sel, want = body[0], struct.unpack_from("<I", body, 4)[0]
+            data = self.copied.get(sel, {}).get(want)
+            if data is not None:
+                self.agent_send(VD_CLIPBOARD, bytes([sel, 0, 0, 0]) + struct.pack("<I", want) + data)
+
+    def agent_send(self, kind: int, body: bytes) -> None:
+        """One VDAgent message to the client, in AGENT_DATA chunks of at most 2048 bytes."""
+        assert self.main is not None
+        data = VD_HEADER.pack(VD_PROTOCOL, kind, 0, len(body)) + body
+        for i in range(0, len(data), VD_CHUNK):
+            self.main.send_raw(self.main.headers.frame(MsgMain.AGENT_DATA, data[i : i + VD_CHUNK]))
+
+    def copy(self, selection: int, contents: dict[int, bytes]) -> None:
+        """The guest copies: its agent grabs `selection` with these types."""
+        self.copied[selection] = contents
+        self.agent_send(VD_CLIPBOARD_GRAB, bytes([selection, 0, 0, 0]) + struct.pack(f"<{len(contents)}I", *contents))
+
+    def release(self, selection: int) -> None:
+        self.copied.pop(selection, None)
+        self.agent_send(VD_CLIPBOARD_RELEASE, bytes([selection, 0, 0, 0]))
+
+    def agent_disconnect(self) -> None:
+        assert self.main is not None
+        self.main.send(ChannelType.MAIN, "AGENT_DISCONNECTED", {"error_code": 0})
+
+    def wait_agent(self, kind: int, pred=lambda body: True, timeout: float = 20.0, start: int = 0) -> bytes:
+        """The body of the first VDAgent message of `kind` (from index `start`) that `pred` likes."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for k, body in self.agent_messages[start:]:
+                if k == kind and pred(body):
+                    return body
+            time.sleep(0.05)
+        raise AssertionError(f"no VDAgent message {kind} from the client; got {[k for k, _ in self.agent_messages]}")
 
     def _display(self, conn: _Conn, leftover: bytes) -> None:
         self.surface(conn, self.width, self.height)

@@ -4,11 +4,15 @@
  * The byte formats are the ones spice-gtk decodes (spice-common lz.c for LZ, spice-gtk
  * decode-glz.c for GLZ); see docs/codecs.md. Everything here is our own code: the matcher
  * looks at a few candidates per pixel (the previous pixel: a run; the pixel one row up;
- * the last match's distance back in this image; for LZ up to four earlier positions whose
- * three pixels hash alike, newest first, through a hash chain; for GLZ the newest such
- * position, in this image or an earlier one, and where the last reference to an earlier
- * image points now, from the alignment the previous image ended on) and keeps the longest. A candidate is extended only where its pixel at the current
- * best length matches (one compare turns most away); extend compares four pixels at once.
+ * the last match's distance back in this image; up to four earlier positions whose three
+ * pixels hash alike, newest first, through a hash chain; for GLZ also where the last
+ * reference to an earlier image points now, from the alignment the previous image ended
+ * on) and keeps the longest (GLZ: the one that saves the most bytes, as its codes differ
+ * in size). LZ's chain runs through its image;
+ * GLZ's through the image being encoded and on to the newest such position in the
+ * window (earlier images keep no links: their pages are what a window costs). A
+ * candidate is extended only where its pixel at the current best length matches (one
+ * compare turns most away); extend compares four pixels at once.
  *
  * Pixels are compared on B,G,R only (the X byte is not sent: RGB32 decoders write 0 there).
  * The encode loops run without the GIL.
@@ -373,15 +377,29 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
 
 /* ------------------------------------------------------------------ GLZ dictionary */
 
-#define GLZ_HASH_BITS 18
+#define GLZ_HASH_BITS 17
 #define GLZ_OFF_BITS 25 /* pixel offsets below 2^25: the format's longest */
 #define GLZ_MAX_ID ((UINT64_C(1) << (64 - GLZ_OFF_BITS)) - 1)
 #define GLZ_NONE UINT64_MAX
+#define GLZ_NONE32 UINT32_MAX
+#define GLZ_MAX_WINDOW ((size_t)1 << 30) /* pixels: the window and an image stay below 2^32 */
+#define GLZ_CHAIN_DEPTH LZ_CHAIN_DEPTH /* the same search as LZ's */
+#define GLZ_NICE LZ_NICE
 
+/* Every pixel the dictionary has seen has a global position: an image's pixels follow the
+ * previous image's. The hash table holds global positions (minus an epoch, in 32 bits).
+ * The image being encoded keeps, for each of its keyed positions, how far back the
+ * previous position with the same hash is: a hash chain through this image as LZ has,
+ * whose last link may lead into an earlier image (that candidate is tried too). Earlier
+ * images keep no links: 4 more bytes a pixel of window, faulted in anew for every image,
+ * cost more CPU than their candidates saved bytes on our workloads. */
 typedef struct {
     uint64_t id;
-    uint32_t *px; /* w*h B,G,R words */
+    uint64_t base;   /* global position of pixel 0 */
+    uint32_t *px; /* n B,G,R words */
     size_t n;
+    size_t cap; /* pixels the block has room for (a little more than n: a next image of about
+                 * its size may take the block over when this one leaves the window) */
 } GlzImage;
 
 typedef struct {
@@ -389,8 +407,20 @@ typedef struct {
     GlzImage *ring; /* images by id, oldest first, circular */
     size_t cap, head, count;
     size_t pixels, window;
-    uint64_t last_id; /* GLZ_NONE before the first */
-    uint64_t *table;  /* (id << 25 | offset) of the newest position with that hash */
+    uint64_t last_id;   /* GLZ_NONE before the first */
+    uint64_t next_base; /* global position of the next image's pixel 0 */
+    /* The newest keyed position with each hash, as its global position minus epoch (32
+     * bits keep the table in cache), or GLZ_NONE32. The epoch moves up (rebase_table) before
+     * the positions of the window and the image being encoded would pass 32 bits. */
+    uint32_t *table;
+    uint64_t epoch;
+    /* Memory kept from one encode to the next: fresh pages cost a page fault each (a fifth
+     * of the encode time when every image had a new block). */
+    uint32_t *spare; /* the block of the last image dropped, for a next one of about its size */
+    size_t spare_cap;
+    uint32_t *links; /* the chain links of the image being encoded */
+    uint8_t *out;    /* the output buffer */
+    size_t links_cap, out_cap; /* bytes */
     int busy;
     /* the last encode's counts, for tests and benchmarks */
     size_t last_ref_pixels;
@@ -403,30 +433,20 @@ typedef struct {
 
 static GlzImage *ring_at(GlzDict *d, size_t k) { return &d->ring[(d->head + k) % d->cap]; }
 
-static GlzImage *dict_find(GlzDict *d, uint64_t id)
-{
-    size_t lo = 0, hi = d->count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        GlzImage *m = ring_at(d, mid);
-        if (m->id == id) return m;
-        if (m->id < id) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
 static void dict_drop_oldest(GlzDict *d)
 {
     GlzImage *g = ring_at(d, 0);
     d->pixels -= g->n;
-    free(g->px);
+    free(d->spare);
+    d->spare = g->px;
+    d->spare_cap = g->cap;
     g->px = NULL;
     d->head = (d->head + 1) % d->cap;
     d->count--;
 }
 
-static int dict_push(GlzDict *d, uint64_t id, uint32_t *px, size_t n)
+/* Adds image id (its pixels in px, a block with room for cap), at global position base. */
+static int dict_push(GlzDict *d, uint64_t id, uint64_t base, uint32_t *px, size_t n, size_t cap)
 {
     if (d->count == d->cap) {
         size_t ncap = d->cap ? d->cap * 2 : 64;
@@ -440,32 +460,94 @@ static int dict_push(GlzDict *d, uint64_t id, uint32_t *px, size_t n)
     }
     GlzImage *g = &d->ring[(d->head + d->count) % d->cap];
     g->id = id;
+    g->base = base;
     g->px = px;
     g->n = n;
+    g->cap = cap;
     d->count++;
     d->pixels += n;
     return 0;
 }
 
-/* Keys positions from..to-1 (all >= 1, to <= n - 1), skipping long runs as remember_lz does. */
-static void remember_glz(uint64_t *table, const uint32_t *px, uint64_t self_tag, size_t from, size_t to)
+/* Keys position k (g: its global position minus the epoch): the table's slot now holds g,
+ * and g's link says how far back the slot's previous position is (0 where there is none). */
+static inline void key_glz(uint32_t *table, uint32_t *chain, const uint32_t *px, size_t k, uint32_t g)
+{
+    uint32_t hv = hash3(px + k - 1, GLZ_HASH_BITS);
+    uint32_t prev = table[hv];
+    chain[k] = prev != GLZ_NONE32 ? g - prev : 0;
+    table[hv] = g;
+}
+
+/* Keys positions from..to-1 (all >= 1, to <= n - 1), skipping long runs as remember_lz does.
+ * base: the image's global position minus the epoch. */
+static void remember_glz(uint32_t *table, uint32_t *chain, const uint32_t *px, uint32_t base, size_t from, size_t to)
 {
     for (size_t k = from; k < to; k++) {
         if (!uniform3(px + k - 1)) {
-            table[hash3(px + k - 1, GLZ_HASH_BITS)] = self_tag | k;
+            key_glz(table, chain, px, k, base + (uint32_t)k);
         } else if (k + 9 < to && px[k + 9] == px[k]) {
             k += extend(px + k + 2, px + k + 1, to - k - 2);
         }
     }
 }
 
-/* Encodes px (n = w*h) as image `id` of the dictionary, referencing only this image and the
- * dictionary's images with ids >= min_ref (all of which are older than id). */
-static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, size_t h, uint64_t id,
-                             uint64_t min_ref, uint32_t win_head_dist)
+/* A buffer kept from one encode to the next, made ready for `need` bytes: reused where it
+ * is large enough and not far larger (one huge image must not pin its buffers for good),
+ * else allocated anew with room for a bit more. Returns it, or NULL (out of memory). */
+static void *kept_buffer(void *buf, size_t *cap, size_t need)
+{
+    if (buf && *cap >= need && *cap / 4 <= need + ((size_t)1 << 20)) return buf;
+    free(buf);
+    *cap = need + need / 8;
+    buf = malloc(*cap);
+    if (!buf) *cap = 0;
+    return buf;
+}
+
+/* Moves the epoch up where global positions up to `end` would not fit 32 bits past it: to
+ * the oldest image held (positions before it can no longer be referenced), or, should
+ * that not be enough (images whose encode failed leave gaps), to `base`, the image about
+ * to be encoded, forgetting the rest. Runs once every few billion pixels. */
+static void rebase_table(GlzDict *d, uint64_t base, uint64_t end)
+{
+    if (end - d->epoch < GLZ_NONE32) return;
+    uint64_t to = d->count ? ring_at(d, 0)->base : base;
+    if (end - to >= GLZ_NONE32) to = base;
+    for (size_t k = 0; k < ((size_t)1 << GLZ_HASH_BITS); k++) {
+        uint32_t t = d->table[k];
+        if (t == GLZ_NONE32) continue;
+        uint64_t g = d->epoch + t;
+        d->table[k] = g >= to ? (uint32_t)(g - to) : GLZ_NONE32;
+    }
+    d->epoch = to;
+}
+
+/* Bytes of a GLZ match (put_glz_match's layout). */
+static inline size_t glz_match_cost(uint32_t image_dist, size_t pix, size_t len)
+{
+    size_t c = 2 + (len >= 7 ? 1 + (len - 7) / 255 : 0);
+    if (pix < GLZ_PIX_SHORT) return c + 1 + (image_dist < (1u << 6) ? 0 : image_dist < (1u << 14) ? 1 : image_dist < (1u << 22) ? 2 : 3);
+    return c + 1 + (image_dist == 0 ? 0 : image_dist < (1u << 8) ? 1 : image_dist < (1u << 16) ? 2 : 3) + (pix >= GLZ_PIX_MEDIUM);
+}
+
+/* What a match saves against sending its pixels as literals (3 bytes each): the measure
+ * by which candidates of different lengths and code sizes are compared. */
+static inline long glz_gain(uint32_t image_dist, size_t pix, size_t len)
+{
+    return 3 * (long)len - (long)glz_match_cost(image_dist, pix, len);
+}
+
+/* Encodes px (n = w*h; its chain links in chain) as image `id` of the dictionary, at global
+ * position base, referencing only this image and the dictionary's images with ids >=
+ * min_ref (all of which are older than id). */
+static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, uint32_t *chain, size_t w, size_t h, uint64_t id,
+                             uint64_t base, uint64_t min_ref, uint32_t win_head_dist)
 {
     size_t n = w * h;
-    uint64_t *table = d->table;
+    uint32_t *table = d->table;
+    const uint64_t epoch = d->epoch;
+    const uint32_t base32 = (uint32_t)(base - epoch);
     put32(o, LZ_MAGIC);
     put32(o, LZ_VERSION);
     put(o, (uint8_t)(LZ_TYPE_RGB32 | (1 << 4))); /* type, top_down */
@@ -478,65 +560,91 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
 
     d->last_ref_pixels = 0;
     d->last_oldest_ref = GLZ_NONE;
+    /* The images this encode may reference: ring[lo..count-1], from global position lo_base. */
+    size_t lo = 0;
+    while (lo < d->count && (ring_at(d, lo)->id < min_ref || id - ring_at(d, lo)->id > GLZ_MAX_IMAGE_DIST)) lo++;
+    const uint64_t lo_base = lo < d->count ? ring_at(d, lo)->base : base;
+
     size_t i = 0, lit = 0, rep = 0; /* rep: the last distance back inside this image */
-    const uint64_t self_tag = id << GLZ_OFF_BITS;
     /* The alignment of the last reference to an earlier image: content that repeats an
      * earlier image (a window redrawn, a scroll) goes on matching there after a change. */
     GlzImage *cont = NULL;
     int64_t cont_shift = 0; /* offset in cont = i + cont_shift */
     GlzImage *newest = d->count ? ring_at(d, d->count - 1) : NULL;
-    if (newest && d->has_motion && newest->id >= min_ref && newest->id < id && id - newest->id <= GLZ_MAX_IMAGE_DIST) {
+    if (newest && d->has_motion && lo < d->count && newest->id < id) {
         cont = newest;
         cont_shift = d->motion;
     }
     while (i < n) {
         size_t best = 0, best_d = 0, left = n - i;
+        long best_gain = 0;
         GlzImage *best_img = NULL;
         if (cont) {
             int64_t off = (int64_t)i + cont_shift;
             if (off >= 0 && (size_t)off < cont->n) {
                 size_t room = cont->n - (size_t)off;
                 size_t l = extend(px + i, cont->px + off, room < left ? room : left);
-                if (l >= 3) { best = l; best_d = (size_t)off; best_img = cont; }
-            }
-        }
-        if (i > 0 && px[i] == px[i - 1] && best < left && may_beat(px, i, 1, best)) {
-            size_t l = 1 + extend(px + i + 1, px + i, left - 1);
-            if (l > best + 1) { best = l; best_d = 1; best_img = NULL; }
-        }
-        if (i >= w && w > 1 && best < left && may_beat(px, i, w, best)) {
-            size_t l = extend(px + i, px + i - w, left);
-            if (l > best + 1) { best = l; best_d = w; best_img = NULL; }
-        }
-        if (rep && i >= rep && best < left && may_beat(px, i, rep, best)) {
-            size_t l = extend(px + i, px + i - rep, left);
-            if (l > best + (best_img ? 1 : 0)) { best = l; best_d = rep; best_img = NULL; }
-        }
-        if (best < left && keyed(px, i, n)) {
-            uint32_t hv = hash3(px + i - 1, GLZ_HASH_BITS);
-            uint64_t c = table[hv];
-            table[hv] = self_tag | i;
-            if (c != GLZ_NONE) {
-                uint64_t cid = c >> GLZ_OFF_BITS;
-                size_t coff = (size_t)(c & ((UINT64_C(1) << GLZ_OFF_BITS) - 1));
-                if (cid == id) {
-                    if (coff < i && may_beat(px, i, i - coff, best)) {
-                        size_t l = extend(px + i, px + coff, left);
-                        if (l > best + (best_img ? 1 : 0)) { best = l; best_d = i - coff; best_img = NULL; }
-                    }
-                } else if (cid >= min_ref && cid < id && id - cid <= GLZ_MAX_IMAGE_DIST) {
-                    GlzImage *g = dict_find(d, cid);
-                    if (g && coff < g->n) {
-                        size_t max = g->n - coff < left ? g->n - coff : left;
-                        size_t l = best < max && px[i + best] == g->px[coff + best] ? extend(px + i, g->px + coff, max) : 0;
-                        /* a reference to another image costs a byte or two more, and
-                         * up to 7 bytes: 3 pixels at least keep the output bound */
-                        if (l >= 3 && l > best + 1) { best = l; best_d = coff; best_img = g; }
-                    }
+                if (l >= 3) {
+                    best = l, best_d = (size_t)off, best_img = cont;
+                    best_gain = glz_gain((uint32_t)(id - cont->id), best_d, l);
                 }
             }
         }
-        if (best >= 2) {
+        /* inside this image: run, the row above, the last distance (cheapest codes first) */
+        if (i > 0 && px[i] == px[i - 1] && best < left && may_beat(px, i, 1, best)) {
+            size_t l = 1 + extend(px + i + 1, px + i, left - 1);
+            long g = glz_gain(0, 0, l);
+            if (g > best_gain) best = l, best_d = 1, best_img = NULL, best_gain = g;
+        }
+        if (i >= w && w > 1 && best < left && may_beat(px, i, w, best)) {
+            size_t l = extend(px + i, px + i - w, left);
+            long g = glz_gain(0, w - 1, l);
+            if (g > best_gain) best = l, best_d = w, best_img = NULL, best_gain = g;
+        }
+        if (rep && i >= rep && best < left && may_beat(px, i, rep, best)) {
+            size_t l = extend(px + i, px + i - rep, left);
+            long g = glz_gain(0, rep - 1, l);
+            if (g > best_gain) best = l, best_d = rep, best_img = NULL, best_gain = g;
+        }
+        if (best < left && keyed(px, i, n)) {
+            uint32_t hv = hash3(px + i - 1, GLZ_HASH_BITS);
+            uint32_t t = table[hv];
+            uint64_t c = t != GLZ_NONE32 ? epoch + t : GLZ_NONE;
+            key_glz(table, chain, px, i, base32 + (uint32_t)i);
+            /* deep in literals (a photo, noise) repeats are rare: the newest candidate only */
+            int depth_max = i - lit < 128 ? GLZ_CHAIN_DEPTH : 1;
+            size_t at = d->count; /* candidates before this image lie in ring[at - 1] or before */
+            for (int depth = 0; depth < depth_max && best < GLZ_NICE && c != GLZ_NONE && c >= lo_base; depth++) {
+                size_t coff;
+                if (c >= base) {
+                    coff = (size_t)(c - base);
+                    if (may_beat(px, i, i - coff, best)) {
+                        size_t l = extend(px + i, px + coff, left);
+                        long g = glz_gain(0, i - coff - 1, l);
+                        if (g > best_gain) best = l, best_d = i - coff, best_img = NULL, best_gain = g;
+                    }
+                } else {
+                    while (at > lo && ring_at(d, at - 1)->base > c) at--;
+                    if (at == lo) break;
+                    GlzImage *g = ring_at(d, at - 1);
+                    coff = (size_t)(c - g->base);
+                    if (coff >= g->n) break; /* an image whose encode failed: not in the window */
+                    size_t max = g->n - coff < left ? g->n - coff : left;
+                    if (best < max && px[i + best] == g->px[coff + best]) {
+                        size_t l = extend(px + i, g->px + coff, max);
+                        long gn = glz_gain((uint32_t)(id - g->id), coff, l);
+                        /* 3 pixels at least: a reference to another image takes up to 7 bytes */
+                        if (l >= 3 && gn > best_gain) best = l, best_d = coff, best_img = g, best_gain = gn;
+                    }
+                    break; /* earlier images keep no links */
+                }
+                if (best >= left) break;
+                uint32_t link = chain[coff];
+                if (!link) break;
+                c -= link;
+            }
+        }
+        if (best >= 2 && best_gain > 0) {
             put_literals(o, px, lit, i);
             if (best_img) {
                 cont = best_img;
@@ -549,7 +657,7 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
                 if (best_d != 1 && best_d != w) rep = best_d;
             }
             size_t end = i + best;
-            if (best_img || best_d != 1) remember_glz(table, px, self_tag, i + 1, end < n - 1 ? end : n - 1);
+            if (best_img || best_d != 1) remember_glz(table, chain, px, base32, i + 1, end < n - 1 ? end : n - 1);
             i = lit = end;
         } else {
             i += skip_after(i - lit);
@@ -562,11 +670,16 @@ static void glz_encode_rgb32(GlzDict *d, Out *o, const uint32_t *px, size_t w, s
 
 static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"window_pixels", NULL};
+    static char *kwlist[] = {"window_pixels", "first_position", NULL};
     Py_ssize_t window;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n", kwlist, &window)) return NULL;
-    if (window < 1) {
-        PyErr_SetString(PyExc_ValueError, "window_pixels must be positive");
+    unsigned long long first = 0; /* the first image's global position: tests start near 2^32 */
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|K", kwlist, &window, &first)) return NULL;
+    if (first > (UINT64_C(1) << 62)) {
+        PyErr_SetString(PyExc_ValueError, "first_position must be at most 2^62");
+        return NULL;
+    }
+    if (window < 1 || (size_t)window > GLZ_MAX_WINDOW) {
+        PyErr_SetString(PyExc_ValueError, "window_pixels must be positive and at most 2^30");
         return NULL;
     }
     GlzDict *d = (GlzDict *)type->tp_alloc(type, 0);
@@ -574,12 +687,13 @@ static PyObject *glz_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     d->window = (size_t)window;
     d->last_id = GLZ_NONE;
     d->last_oldest_ref = GLZ_NONE;
-    d->table = malloc(sizeof(uint64_t) << GLZ_HASH_BITS);
+    d->next_base = first; /* (the epoch stays 0: the table reaches 2^32 after a few images) */
+    d->table = malloc(sizeof(uint32_t) << GLZ_HASH_BITS);
     if (!d->table) {
         Py_DECREF(d);
         return PyErr_NoMemory();
     }
-    memset(d->table, 0xff, sizeof(uint64_t) << GLZ_HASH_BITS);
+    memset(d->table, 0xff, sizeof(uint32_t) << GLZ_HASH_BITS);
     return (PyObject *)d;
 }
 
@@ -588,6 +702,9 @@ static void glz_dealloc(GlzDict *d)
     while (d->count) dict_drop_oldest(d);
     free(d->ring);
     free(d->table);
+    free(d->spare);
+    free(d->out);
+    free(d->links);
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
 
@@ -608,13 +725,6 @@ static PyObject *glz_encode_busy(GlzDict *d, PyObject *obj, unsigned long long i
         PyErr_SetString(PyExc_ValueError, "GLZ images hold fewer than 2^25 pixels");
         return NULL;
     }
-    uint32_t *px = malloc(n * sizeof(uint32_t));
-    Out o = {malloc(out_bound(n)), 0, out_bound(n)};
-    if (!px || !o.buf) {
-        free(px), free(o.buf);
-        PyBuffer_Release(&p.view);
-        return PyErr_NoMemory();
-    }
     /* Make room first: the window holds this image and as many of the newest before it
      * as fit. The client may release every image below the oldest one kept. */
     while (d->count && d->pixels + n > d->window) dict_drop_oldest(d);
@@ -623,17 +733,41 @@ static PyObject *glz_encode_busy(GlzDict *d, PyObject *obj, unsigned long long i
         while (d->count && id - ring_at(d, 0)->id > UINT32_MAX) dict_drop_oldest(d);
         oldest = d->count ? ring_at(d, 0)->id : id;
     }
+    /* the pixels: the last dropped image's block where it is
+     * large enough and not twice too large, else a new one with room for a bit more */
+    uint32_t *px;
+    size_t cap;
+    if (d->spare && d->spare_cap >= n && d->spare_cap / 2 <= n) {
+        px = d->spare, cap = d->spare_cap;
+        d->spare = NULL, d->spare_cap = 0;
+    } else {
+        cap = n + n / 8;
+        px = malloc(cap * sizeof(uint32_t));
+    }
+    d->out = kept_buffer(d->out, &d->out_cap, out_bound(n));
+    d->links = kept_buffer(d->links, &d->links_cap, n * sizeof(uint32_t));
+    if (!px || !d->out || !d->links) {
+        free(px);
+        PyBuffer_Release(&p.view);
+        return PyErr_NoMemory();
+    }
+    Out o = {d->out, 0, d->out_cap};
+    /* the image's global positions are its own even if it never enters the window: the
+     * table may point into it, and no later image may take those positions */
+    uint64_t base = d->next_base;
+    d->next_base += n;
+    rebase_table(d, base, base + n);
     Py_BEGIN_ALLOW_THREADS
     load_pixels(px, p.base, p.w, p.h, p.row_stride);
-    glz_encode_rgb32(d, &o, px, p.w, p.h, id, min_ref, (uint32_t)(id - oldest));
+    glz_encode_rgb32(d, &o, px, d->links, p.w, p.h, id, base, min_ref, (uint32_t)(id - oldest));
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&p.view);
-    if (dict_push(d, id, px, n) < 0) {
-        free(px), free(o.buf);
+    if (dict_push(d, id, base, px, n, cap) < 0) {
+        free(px);
         return PyErr_NoMemory();
     }
     d->last_id = id;
-    return finish(&o);
+    return PyBytes_FromStringAndSize((const char *)o.buf, (Py_ssize_t)o.len);
 }
 
 static PyObject *glz_encode(GlzDict *d, PyObject *args, PyObject *kw)
@@ -705,7 +839,7 @@ static PyTypeObject GlzDictType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "spice_twisted.codecs._native._lz.GlzDictionary",
     .tp_basicsize = sizeof(GlzDict),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "GlzDictionary(window_pixels): the recent images a GLZ stream may reference",
+    .tp_doc = "GlzDictionary(window_pixels, first_position=0): the recent images a GLZ stream may reference",
     .tp_new = glz_new,
     .tp_dealloc = (destructor)glz_dealloc,
     .tp_methods = glz_methods,
