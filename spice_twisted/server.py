@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -46,6 +47,9 @@ CHANNEL_CLASSES: dict[ChannelType, type[ChannelClient]] = {
 
 # A view-only client that tries to drive hears why nothing happens at most this often (seconds).
 VIEW_ONLY_INPUT_NOTICE_EVERY = 30.0
+
+if TYPE_CHECKING:
+    from .audio.opus import OpusDecoder
 
 
 class SpiceServer:
@@ -99,6 +103,7 @@ class SpiceServer:
         self.inputs = InputRouter(source, self.cursor, self.sessions, self.render, policy=self)
         # Sound: the playback stream every client hears, and the primary's microphone.
         self.playback = PlaybackService(self.mm_time)
+        self.record_opus: Callable[[], OpusDecoder] | None = None  # None: clients record raw PCM only
         self.record = RecordService(None)
         self.audio_source: AudioSource | None = getattr(source, "sounds", None)
         self.supported_mouse_modes = MouseMode.SERVER | (MouseMode.CLIENT if source.accepts_absolute else 0)
@@ -154,9 +159,12 @@ class SpiceServer:
             self.record = RecordService(open_record_sink(record_to, self.reactor))
         elif self.audio_source is not None and (sink := self.audio_source.record_sink()) is not None:
             self.record = RecordService(sink)  # a VM's microphone: the primary's goes upstream
-        if compression:
-            from .audio.opus import opus_encoder_factory
+        from .audio.opus import opus_decoder_factory, opus_encoder_factory
 
+        # A microphone in Opus costs us one decode per 10 ms and saves the client's uplink
+        # 192 kB/s, whatever --playback-compression says of the downlink.
+        self.record_opus = opus_decoder_factory()
+        if compression:
             self.playback.make_opus = opus_encoder_factory()
 
     def tick_second(self) -> None:
@@ -291,7 +299,7 @@ class SpiceServer:
         if request.channel_type == ChannelType.PLAYBACK:
             return frozenset({PlaybackCap.VOLUME, PlaybackCap.LATENCY} | ({PlaybackCap.OPUS} if self.playback.opus_available else set()))
         if request.channel_type == ChannelType.RECORD:
-            return frozenset({RecordCap.VOLUME})  # raw PCM only: no RECORD_CAP_OPUS
+            return frozenset({RecordCap.VOLUME} | ({RecordCap.OPUS} if self.record_opus is not None else set()))
         return frozenset()
 
     def channel_list(self) -> list[tuple[int, int]]:
@@ -435,7 +443,7 @@ class SpiceServer:
         if ctype == ChannelType.PLAYBACK:
             return PlaybackChannelClient(self, client, request, mini, secure, playback=self.playback)
         if ctype == ChannelType.RECORD:
-            return RecordChannelClient(self, client, request, mini, secure, record=self.record, session=self)
+            return RecordChannelClient(self, client, request, mini, secure, record=self.record, session=self, opus=self.record_opus)
         return CursorChannelClient(self, client, request, mini, secure, cursor=self.cursor)
 
     def channel_closed(self, cc: ChannelClient) -> None:

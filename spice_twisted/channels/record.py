@@ -1,15 +1,18 @@
 """The record channel: the client's microphone, heard only while its client is the primary.
 
 The record service decides (START when this client becomes the primary, STOP when it
-stops being it). DATA carries raw 16-bit PCM; MODE says which mode it is in, and a
-client that records in another mode than raw (we never offer RECORD_CAP_OPUS) is told
-why and its samples are not used.
+stops being it). DATA carries raw 16-bit PCM, or Opus packets when RECORD_CAP_OPUS was offered
+(PyAV decodes them: audio/opus.py) and the client's MODE says Opus; a client that records
+in any other mode is told why and its samples are not used. An Opus packet that does not
+decode closes the channel (bad input: that client only).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..audio.opus import OpusDecoder
 from ..audio.playback import CHANNELS, FREQUENCY
 from ..audio.record import RecordService
 from ..wire.enums import AudioDataMode, AudioFmt, ChannelType
@@ -37,8 +40,11 @@ class RecordChannelClient(ChannelClient):
         secure: bool,
         record: RecordService,
         session: RecordSession,
+        opus: Callable[[], OpusDecoder] | None = None,
     ) -> None:
         self.record, self.session = record, session
+        self.make_opus = opus  # None: RECORD_CAP_OPUS was not offered
+        self.decoder: OpusDecoder | None = None
         self.recording = False
         self.mode = AudioDataMode.RAW
         self.bytes_received = 0
@@ -61,7 +67,9 @@ class RecordChannelClient(ChannelClient):
 
     def handle_MODE(self, fields: dict[str, Any]) -> None:
         mode = fields["mode"]
-        if mode != AudioDataMode.RAW:
+        if mode == AudioDataMode.OPUS and self.make_opus is not None:
+            self.decoder = self.make_opus()  # a fresh stream: a fresh decoder
+        elif mode != AudioDataMode.RAW:
             self.notify(f"record mode {mode} is not supported: send raw PCM", severity=1)
         self.mode = AudioDataMode(mode) if mode in AudioDataMode._value2member_map_ else AudioDataMode.INVALID
 
@@ -73,6 +81,13 @@ class RecordChannelClient(ChannelClient):
         self.bytes_received += len(data)
         if self.mode == AudioDataMode.RAW:
             self.record.samples(self, data)
+        elif self.mode == AudioDataMode.OPUS and self.decoder is not None:
+            try:
+                pcm = self.decoder.decode(data)
+            except ValueError as exc:
+                self.abort(f"record DATA: {exc}")
+                return
+            self.record.samples(self, pcm)
 
     def on_disconnected(self) -> None:
         self.record.detach(self, self.session.primary)
