@@ -35,7 +35,7 @@ from ..wire.enums import (
 from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
-from .base import CHUNK, ChannelClient, ChannelHost, Parts
+from .base import ChannelClient, ChannelHost, Parts
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
 from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 
@@ -91,7 +91,10 @@ def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_
                 "mask_bitmap": None,
             },
         )
-        return [head] if tail is None else [head, tail]
+        if tail is None:
+            return [head]
+        assert codec is not None
+        return [head, *drawable.service.pieces(drawable, codec, tail)]  # the payload's shared pieces
 
     return drawable.service.prefix(drawable, (codec, image_id, image_flags), build)
 
@@ -324,16 +327,18 @@ class DisplayChannelClient(ChannelClient):
         self.pipe.absorb(rect)
 
     def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None:
-        """`codec` is a GLZ generation's payload key where this member gets it as GLZ."""
+        """`codec` is a GLZ generation's payload key where this member gets it as GLZ.
+        Only the enqueue happens here, inside the frame: the marshal and the write come in
+        this client's send turn (spice_twisted/turns.py)."""
         self.note_work()
         self.pipe.push(drawable, codec)
-        self.drain()
+        self.render.sends.wake(self)
 
     def push_lossless(self, drawable: Drawable) -> None:
         """An area this client holds lossy, again in its lossless codec."""
         self.note_work()
         self.pipe.push(drawable, self.lossless_codec_for(drawable))
-        self.drain()
+        self.render.sends.wake(self)
 
     @property
     def idle(self) -> bool:
@@ -342,7 +347,7 @@ class DisplayChannelClient(ChannelClient):
     def push_copy(self, op: CopyBits) -> None:
         self.note_work()
         self.pipe.push_copy(op)
-        self.drain()
+        self.render.sends.wake(self)
 
     def surface_changed(self, surface: Surface) -> None:
         """A new primary: what the pipe held is for the old one; start over on the new one."""
@@ -448,10 +453,9 @@ class DisplayChannelClient(ChannelClient):
         else:
             parts = draw_copy_parts(d, codec, d.id, 0)
         if base:
-            head, data = parts
-            rest = memoryview(data)[glz.HEADER_BYTES :]
-            header = glz.rebased_header(data, base)
-            parts = [head, header + bytes(rest)] if len(rest) <= CHUNK else [head, header, rest]  # type: ignore[list-item]
+            # Only the first piece changes (its header): a copy of one piece for a late joiner.
+            head, first, *more = parts
+            parts = [head, glz.rebased_header(first, base) + first[glz.HEADER_BYTES :], *more]
         return parts
 
     def _queue_inval(self, ids: list[int]) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..turns import SendTurns
 from .copy_bits import CopyBits
 from .drawable import Drawable
 from .frames import DEFAULT_MAX_FPS, FramePacer
@@ -101,6 +102,8 @@ class RenderService:
         self.lossless_after = LOSSLESS_AFTER
         self.max_surface: SurfaceBound | None = None
         self.pacer = FramePacer(reactor, max_fps, self._frame)
+        # The pipes' marshal-and-write, after the frame, a bounded visit per client per turn.
+        self.sends = SendTurns(reactor)
 
     @property
     def width(self) -> int:
@@ -176,8 +179,9 @@ class RenderService:
             self.pacer.request()
 
     def flush(self) -> None:
-        """Run the pending frame now instead of at its time."""
+        """Run the pending frame now instead of at its time, and the send turns it woke."""
         self.pacer.run_now()
+        self.sends.run_now()
 
     def _frame(self) -> None:
         self._in_frame = True
