@@ -846,7 +846,8 @@ async def measure_x11(
     wl = x11_workload(x, workload, size)
     wl.start()
     opts = ["--max-fps", str(args.x11_max_fps), "--image-compression", compression, "--disable-ticketing", "--ping-interval", "600"]
-    opts += ["--max-clients", str(max(n, 16))]
+    # 64 clients from one address: no per-address connection or link-rate limit here
+    opts += ["--max-clients", str(max(n, 64)), "--max-connections-per-address", "0", "--link-rate", "0"]
     opts += ["--tls-port", str(tls_port), "--cert", str(certs["cert"]), "--key", str(certs["key"])]
     server = await ServerChild.start(
         port, None, logdir / f"server-x11-{workload}-{codec}-{'tls' if tls else 'tcp'}-n{n}.log", opts, source=f"x11:{x.display}"
