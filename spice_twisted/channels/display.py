@@ -340,6 +340,12 @@ class DisplayChannelClient(ChannelClient):
         self.pipe.push(drawable, self.lossless_codec_for(drawable))
         self.render.sends.wake(self)
 
+    def encode_ready(self) -> None:
+        """The payload this pipe waits for is in. Every pipe waiting for it hears so in the
+        same callback: each sends in its own send turn, not all inside that callback."""
+        self.awaiting_encode = False
+        self.render.sends.wake(self)
+
     @property
     def idle(self) -> bool:
         return not self.pipe and self._partial is None
