@@ -160,6 +160,8 @@ class DisplayChannelClient(ChannelClient):
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         self.upgraded_at = float("-inf")  # when the render service last pushed it an upgrade
+        self._codec_key: tuple[Any, ...] | None = None  # what `codec` was chosen from, and the choice
+        self._codec = ""
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:
@@ -188,8 +190,14 @@ class DisplayChannelClient(ChannelClient):
     @property
     def codec(self) -> str:
         """The lossless codec this client gets for a synthetic picture (and for lossless
-        upgrades): what the setting gives a picture that is not photo-like."""
-        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=self.fast_link)
+        upgrades): what the setting gives a picture that is not photo-like. Asked a few
+        times per message per client: chosen again only when what it depends on changed."""
+        lan = self.fast_link
+        key = (self.settings.image_compression, self.glz_window, self.preferred, lan)
+        if key != self._codec_key:
+            self._codec_key = key
+            self._codec = choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=lan)
+        return self._codec
 
     @property
     def lossy_allowed(self) -> bool:
