@@ -162,6 +162,8 @@ class DisplayChannelClient(ChannelClient):
         self.upgraded_at = float("-inf")  # when the render service last pushed it an upgrade
         self._codec_key: tuple[Any, ...] | None = None  # what `codec` was chosen from, and the choice
         self._codec = ""
+        self._decoders_key: tuple[int, int | None] | None = None
+        self._decoders = Decoders(lz4=False, glz=False)
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:
@@ -174,7 +176,10 @@ class DisplayChannelClient(ChannelClient):
     @property
     def decoders(self) -> Decoders:
         """What this client decodes: its caps, DISPLAY_INIT and preference (codecs.choice)."""
-        return decoders(self.request.channel_caps, self.glz_window, self.preferred)
+        key = (self.glz_window, self.preferred)  # the caps never change
+        if key != self._decoders_key:
+            self._decoders_key, self._decoders = key, decoders(self.request.channel_caps, self.glz_window, self.preferred)
+        return self._decoders
 
     @property
     def decodes_lz4(self) -> bool:
