@@ -1048,6 +1048,48 @@ X11_TLS_HEADER = [
 ]
 
 
+def profiled(out: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(what, profile) of every profiled row of a run: the demo's and the X11 part's."""
+    found = [(f"demo {r['mode']}, {r['clients']} clients", r["profile"]) for r in out.get("fanout", []) if r.get("profile")]
+    found += [
+        (f"{r['workload']} {r['codec']} {r['transport']}, {r['clients']} clients", r["profile"])
+        for r in out.get("x11", [])
+        if r.get("profile")
+    ]
+    return found
+
+
+def profile_lines(out: dict[str, Any], before: dict[str, Any] | None, args: argparse.Namespace) -> list[str]:
+    """The top of each cProfile (the reactor thread, by own time), before and after."""
+    runs = ([("before", before)] if before is not None else []) + [("after", out)]
+    lines = []
+    for when, run in runs:
+        for what, prof in profiled(run):
+            if not lines:
+                lines += [
+                    "### Where the reactor's time goes (cProfile, top entries by own time)",
+                    "",
+                    f"cProfile of the server's reactor thread for a further {args.seconds:g} s (demo) or "
+                    f"{args.x11_seconds:g} s (X11) window after the measured one (`--profile N`); "
+                    "profiling slows Python code several times, so compare the shares, not the seconds.",
+                    "",
+                ]
+            top = prof["top"][:12]
+            lines += [
+                f"{when}, {what} ({prof['total']:.2f} s profiled):",
+                "",
+                md_table(
+                    ["own s", "share", "calls", "function"],
+                    [
+                        [f"{f['tottime']:.3f}", f"{100 * f['tottime'] / prof['total']:.0f}%", str(f["ncalls"]), f"`{f['function']}`"]
+                        for f in top
+                    ],
+                ),
+                "",
+            ]
+    return lines
+
+
 def x11_section(out: dict[str, Any], before: dict[str, Any] | None, args: argparse.Namespace, loads: list[str]) -> str:
     rows, demo = out["x11"], out["fanout"]
     w, h = args.x11_size
@@ -1109,6 +1151,7 @@ def x11_section(out: dict[str, Any], before: dict[str, Any] | None, args: argpar
     ]
     if before is not None:
         lines += ["Before:", "", md_table(X11_HEADER, x11_table_rows(before["x11"])), ""]
+    lines += profile_lines(out, before, args)
     odd = [
         f"{r['workload']} {r['codec']} {r['transport']} N={r['clients']}: {r['disconnects']} disconnected" for r in rows if r["disconnects"]
     ]
