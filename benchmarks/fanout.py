@@ -1829,7 +1829,7 @@ def main() -> None:
         if out["x11"]:
             before = json.loads(args.before.read_text()) if args.before else None
             write_section(X11, x11_section(out, before, args, spread(out["x11_loads"] + out["fanout_loads"])))
-        if out["fanout"]:
+        if out["fanout"] and not out["x11"]:  # with part x11, the demo rows are that section's baseline
             write_section(FANOUT, fanout_section(out["fanout"], args, spread(out["fanout_loads"])), keep=ARCHIVE)
         if out["stalled"]:
             write_section(STALLED, stalled_section(out["stalled"], args, spread(out["stalled_loads"])))
