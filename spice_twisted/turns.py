@@ -61,6 +61,13 @@ class SendTurns:
         if self._ready and self._call is None:
             self._call = self.reactor.callLater(0, self._turn)
 
+    def stop(self) -> None:
+        """Forget every pending visit (the service stops)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._ready.clear()
+
     def run_now(self, max_turns: int = 1000) -> None:
         """Run the pending turns now (a harness's or test's flush), at most `max_turns`."""
         for _ in range(max_turns):

@@ -118,6 +118,7 @@ class RenderService:
 
     def stop(self) -> None:
         self.pacer.stop()
+        self.sends.stop()
         self.payloads.stop()
 
     # --- the producer ------------------------------------------------------------------
