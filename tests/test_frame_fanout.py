@@ -105,3 +105,30 @@ def test_each_client_is_sent_to_in_its_own_turn_and_a_full_one_delays_nobody():
     slow.cc.resumeProducing()  # its socket drained
     slow.catch_up(srv)
     assert np.array_equal(slow.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_send_turns_visit_in_wake_order_and_a_busy_worker_goes_after_the_others():
+    from twisted.internet.task import Clock
+
+    from spice_twisted.turns import SendTurns
+
+    clock = Clock()
+    turns = SendTurns(clock, budget=0.0)  # one visit per reactor turn
+    visits: list[str] = []
+
+    class Worker:
+        def __init__(self, name: str, steps: int) -> None:
+            self.name, self.steps = name, steps
+
+        def run_turn(self) -> bool:
+            visits.append(self.name)
+            self.steps -= 1
+            return self.steps > 0
+
+    busy, a, b = Worker("busy", 3), Worker("a", 1), Worker("b", 1)
+    for w in (busy, a, b, a):  # woken twice, visited once
+        turns.wake(w)
+    assert visits == []  # nothing runs where the work was made
+    clock.advance(0)
+    assert visits == ["busy", "a", "b", "busy", "busy"]
+    assert turns.turns == 5 and len(turns) == 0
