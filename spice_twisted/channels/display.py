@@ -163,6 +163,8 @@ class DisplayChannelClient(ChannelClient):
         self._codec_key: tuple[Any, ...] | None = None  # what `codec` was chosen from, and the choice
         self._codec = ""
         self._decoders_key: tuple[int, int | None] | None = None
+        self._codecs_key: tuple[Any, ...] | None = None  # codecs_now()'s, likewise
+        self._codecs = ("", "")
         self._decoders = Decoders(lz4=False, glz=False)
         super().__init__(host, client, request, mini_header, secure)
 
@@ -262,17 +264,27 @@ class DisplayChannelClient(ChannelClient):
             if isinstance(it, DrawItem) and it.pinned:
                 it.codec = None
 
-    def request_payload(self, drawable: Drawable) -> None:
-        """At commit: start the encode this client will need, unless the picture is one
-        colour (a DRAW_FILL needs none) or its pixmap cache already holds it (a repeat
-        then costs no encode at all)."""
-        if drawable.solid_colour() is not None:
-            return
-        codec = self.codec_for(drawable)
+    def codecs_now(self) -> tuple[str, str]:
+        """(codec for a picture that is not photo-like, codec for a photo-like one): what
+        `codec_for` gives now, read once a frame by the render service for all its drawables."""
+        lan, lossy = self.fast_link, self.lossy_allowed
+        key = (self.settings.image_compression, self.glz_window, self.preferred, lan, lossy)
+        if key != self._codecs_key:
+            photo = (
+                JPEG if lossy else choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=lan)
+            )
+            self._codecs_key, self._codecs = key, (self.codec, photo)
+        return self._codecs
+
+    def request_payload(self, drawable: Drawable, codec: str) -> bool:
+        """At commit: start the encode in `codec` this client will need, unless its pixmap
+        cache already holds the picture (a repeat then costs no encode at all). True if it
+        asked."""
         cache = self.pixmap_cache
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), codec in LOSSY_CODECS):
-            return  # should it be evicted before this is sent, marshal asks then
+            return False  # should it be evicted before this is sent, marshal asks then
         drawable.request(codec)
+        return True
 
     @property
     def coalesced(self) -> int:
