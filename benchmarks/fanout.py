@@ -1283,9 +1283,8 @@ def fanout_findings(results: list[dict[str, Any]], args: argparse.Namespace) -> 
             per_extra = (b["frame_ms"] - a["frame_ms"]) / max(1, b["clients"] - a["clients"])
             out.append(
                 f"**{m}: reactor time per commit** was {a['frame_ms']:.3f} ms at N={a['clients']} and {b['frame_ms']:.3f} ms at "
-                f"N={b['clients']}: about {1e3 * per_extra:.0f} us more per extra client (marshalling the per-client prefix and "
-                "writing header + prefix + shared payload into each transport happens inside the commit, for every pipe "
-                "that is ready)."
+                f"N={b['clients']}: about {1e3 * per_extra:.0f} us more per extra client (the enqueue into each pipe: since issue 18 "
+                "the marshal and the write of each client run after the commit, in its send turn)."
             )
     raw_rows = {r["clients"]: r for r in results if r["mode"] == "raw"}
     common = [n for n in sorted(V1_CPU_PER_UPDATE_US) if n in raw_rows]
@@ -1404,7 +1403,7 @@ def fanout_section(results: list[dict[str, Any]], args: argparse.Namespace, load
         f"LZ4 images. After every client has its first full frame and {args.warmup:g} s of warm-up, a {args.seconds:g} s "
         "window is measured: the server process's CPU time (user + system, all threads), its reactor thread's own CPU "
         "time (`time.thread_time` read on the reactor), the reactor time spent in `RenderService._frame` per frame (timed "
-        "inside the child: the commit, inline encodes, and the push into every pipe with the writes that follow at once), "
+        "inside the child: the commit, inline encodes and the push into every pipe; before issue 18 also the writes that followed at once), "
         "the updates the clients received, and the server's counters (`render.encodes` per codec, `encodes_threaded`, "
         "`render.draws_sent`, the display channels' `coalesced`). Then the source is paused and each client's framebuffer "
         "is compared with the server's surface. Each (mode, N) gets a fresh server.",
