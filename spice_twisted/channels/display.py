@@ -165,6 +165,7 @@ class DisplayChannelClient(ChannelClient):
         self._decoders_key: tuple[int, int | None] | None = None
         self._codecs_key: tuple[Any, ...] | None = None  # codecs_now()'s, likewise
         self._codecs = ("", "")
+        self._glz_takes: dict[tuple[Any, ...], bool] = {}  # glz_takes()'s choice, by what it depends on
         self._decoders = Decoders(lz4=False, glz=False)
         super().__init__(host, client, request, mini_header, secure)
 
@@ -249,7 +250,14 @@ class DisplayChannelClient(ChannelClient):
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), False) is not None:
             return False  # a repeat it holds: FROM_CACHE costs less than any image
         lan = self.fast_link
-        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True) == GLZ
+        key = (self.settings.image_compression, self.glz_window, self.preferred, lan, photo)
+        takes = self._glz_takes.get(key)
+        if takes is None:
+            if len(self._glz_takes) > 16:
+                self._glz_takes.clear()
+            chosen = choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True)
+            takes = self._glz_takes[key] = chosen == GLZ
+        return takes
 
     def glz_wants_zlib(self) -> bool:
         return zlib_glz_wanted(self.settings.zlib_glz_wan_compression, self.client.link.is_wan)
