@@ -1071,20 +1071,18 @@ def profile_lines(out: dict[str, Any], before: dict[str, Any] | None, args: argp
                     "",
                     f"cProfile of the server's reactor thread for a further {args.seconds:g} s (demo) or "
                     f"{args.x11_seconds:g} s (X11) window after the measured one (`--profile N`); "
-                    "profiling slows Python code several times, so compare the shares, not the seconds.",
+                    "profiling slows Python code several times, so compare the shares, not the seconds. The reactor's "
+                    "idle wait (`epoll.poll`) is left out.",
                     "",
                 ]
-            top = prof["top"][:12]
+            idle = sum(f["tottime"] for f in prof["top"] if "'poll' of 'select.epoll'" in f["function"])
+            busy = prof["total"] - idle
+            top = [f for f in prof["top"] if "'poll' of 'select.epoll'" not in f["function"]][:10]
+            rows = [[f"{f['tottime']:.3f}", f"{100 * f['tottime'] / busy:.0f}%", str(f["ncalls"]), f"`{f['function']}`"] for f in top]
             lines += [
-                f"{when}, {what} ({prof['total']:.2f} s profiled):",
+                f"{when}, {what} ({prof['total']:.2f} s profiled, {busy:.2f} s of it not waiting in epoll):",
                 "",
-                md_table(
-                    ["own s", "share", "calls", "function"],
-                    [
-                        [f"{f['tottime']:.3f}", f"{100 * f['tottime'] / prof['total']:.0f}%", str(f["ncalls"]), f"`{f['function']}`"]
-                        for f in top
-                    ],
-                ),
+                md_table(["own s", "share of the busy time", "calls", "function"], rows),
                 "",
             ]
     return lines
