@@ -22,8 +22,8 @@ stdout:
     quit                 stop the reactor
 
 The frame timer: `RenderService._frame` (one commit: paint hooks, damage -> drawables,
-inline encodes and encode submissions, the push into every pipe and the writes that
-follow at once) is wrapped before the service is built, so every frame's reactor time
+inline encodes and encode submissions, the push into every pipe; the marshal and write
+of each client follow in send turns, outside it) is wrapped before the service is built, so every frame's reactor time
 is summed with `time.perf_counter`, counted, and its maximum kept.
 
 --inline CODEC=PIXELS (repeatable) overrides codecs.INLINE_PIXELS in this process, to

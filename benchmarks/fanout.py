@@ -50,6 +50,7 @@ import asyncio  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -58,6 +59,7 @@ import socket  # noqa: E402
 import statistics  # noqa: E402
 import struct  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
@@ -87,26 +89,31 @@ from spice_twisted.wire.schema import decode  # noqa: E402
 
 SERVER_SCRIPT = Path(__file__).with_name("_server.py")
 DOC = ROOT / "docs" / "performance.md"
-FANOUT, STALLED, ARCHIVE = "fanout", "fanout-stalled", "fanout-v1"
+FANOUT, STALLED, ARCHIVE, X11 = "fanout", "fanout-stalled", "fanout-v1", "fanout-x11"
 
 MSG_SET_ACK = SERVER[(None, MsgCommon.SET_ACK)]
 MSG_PING = SERVER[(None, MsgCommon.PING)]
 MSG_DRAW_COPY = SERVER[(ChannelType.DISPLAY, MsgDisplay.DRAW_COPY)]
+MSG_DRAW_FILL = SERVER[(ChannelType.DISPLAY, MsgDisplay.DRAW_FILL)]
+MSG_COPY_BITS = SERVER[(ChannelType.DISPLAY, MsgDisplay.COPY_BITS)]
 MSG_SURFACE_CREATE = SERVER[(ChannelType.DISPLAY, MsgDisplay.SURFACE_CREATE)]
 MSGC_ACK_SYNC = CLIENT[(None, MsgcCommon.ACK_SYNC)]
 MSGC_ACK = CLIENT[(None, MsgcCommon.ACK)]
 MSGC_PONG = CLIENT[(None, MsgcCommon.PONG)]
 MSGC_ATTACH = CLIENT[(ChannelType.MAIN, MsgcMain.ATTACH_CHANNELS)]
 MSGC_DISPLAY_INIT = CLIENT[(ChannelType.DISPLAY, MsgcDisplay.INIT)]
-DISPLAY_INIT = {"pixmap_cache_id": 1, "pixmap_cache_size": 20 << 20, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0}
+# No pixmap cache: these clients decode every image (a cache would send repeats as FROM_CACHE).
+DISPLAY_INIT = {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0}
 
 # mode -> (the client advertises LZ4, --image-compression, the image type its DRAW_COPYs must carry)
 MODES: dict[str, tuple[bool, str, ImageType]] = {
-    "raw": (False, "auto", ImageType.BITMAP),
-    "lz4": (True, "auto", ImageType.LZ4),
+    # (auto would give photo-like pictures QUIC, which these clients do not decode)
+    "raw": (False, "off", ImageType.BITMAP),
+    "lz4": (True, "lz4", ImageType.LZ4),
     "off": (True, "off", ImageType.BITMAP),
 }
 INLINE: list[str] = []  # --inline CODEC=PIXELS, passed to every server child
+SERVER_ROOT = [ROOT]  # --server-root: the checkout the server children run (an older commit, for before/after)
 CODEC_OF = {ImageType.BITMAP: "bitmap", ImageType.LZ4: "lz4"}
 
 
@@ -291,6 +298,17 @@ class BenchClient:
             except (ValueError, AssertionError, lz4.block.LZ4BlockError) as e:
                 if len(self.errors) < 5:
                     self.errors.append(str(e))
+        elif msg_type == MsgDisplay.COPY_BITS and self.fb is not None:  # a move of pixels the client holds
+            f = decode_body(MSG_COPY_BITS, body)
+            b, x, y = f["box"], f["src_pos"]["x"], f["src_pos"]["y"]
+            h, w = b["bottom"] - b["top"], b["right"] - b["left"]
+            self.fb[b["top"] : b["bottom"], b["left"] : b["right"]] = self.fb[y : y + h, x : x + w].copy()
+        elif msg_type == MsgDisplay.DRAW_FILL:  # a drawable of one colour
+            self.draws += 1
+            f = decode_body(MSG_DRAW_FILL, body)
+            box = f["box"]
+            if self.fb is not None:
+                self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = np.frombuffer(struct.pack("<I", f["color"]), np.uint8)
         elif msg_type == MsgDisplay.SURFACE_CREATE:
             f = decode_body(MSG_SURFACE_CREATE, body)
             self.fb = np.zeros((f["height"], f["width"], 4), np.uint8)
@@ -395,17 +413,17 @@ class ServerChild:
         self.ready: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, port: int, fps: float, log_path: Path, options: list[str]) -> ServerChild:
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    async def start(cls, port: int, fps: float | None, log_path: Path, options: list[str], source: str = "demo") -> ServerChild:
+        root = SERVER_ROOT[0]
+        env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
         # Every benchmark client comes from 127.0.0.1: no per-address client limit.
-        argv = ["--port", str(port), "--listen", "127.0.0.1", "--source", "demo", "--stats-interval", "0", "--admin-port", "0"]
+        argv = ["--port", str(port), "--listen", "127.0.0.1", "--source", source, "--stats-interval", "0", "--admin-port", "0"]
         argv += ["--max-clients-per-address", "0", *options]
         with open(log_path, "wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(SERVER_SCRIPT),
-                "--fps",
-                str(fps),
+                str(root / "benchmarks" / SERVER_SCRIPT.name),
+                *(["--fps", str(fps)] if fps is not None else []),
                 *[a for spec in INLINE for a in ("--inline", spec)],
                 "--",
                 *argv,
@@ -413,7 +431,7 @@ class ServerChild:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env=env,
-                cwd=str(ROOT),
+                cwd=str(root),
                 limit=16 << 20,  # a reply carries the stats of every client
             )
         child = cls(proc, log_path)
@@ -721,6 +739,426 @@ async def measure_stalled(stalled: int, mode: str, args: argparse.Namespace, log
     }
 
 
+# --- part 3: a real X display at 1920x1080 ------------------------------------------------------
+X11_GLZ_WINDOW = 4 * 1024 * 1024  # pixels: what spice-gtk's default glz-window-size comes to
+DRAG_W, DRAG_H = 640, 480
+# codec -> (--image-compression, the GLZ window the clients announce)
+X11_CODECS: dict[str, tuple[str, int]] = {"lz4": ("lz4", 0), "glz": ("auto_glz", X11_GLZ_WINDOW)}
+
+
+def x11_workload(x: Any, name: str, size: tuple[int, int]) -> Any:
+    """`drag`: a 640x480 window (xlogo) dragged over a text-covered desktop at 30 moves/s;
+    `repaint`: the whole screen repainted 30 times a second (benchmarks/x11.py's)."""
+    import x11
+
+    if name == "repaint":
+        return x11.Workload(x, "repaint", size)
+
+    class Drag(x11.Workload):
+        def start(self) -> None:
+            w, h = self.size
+            self.x.run("xsetroot", "-solid", "#3a5f7f")
+            self.x.spawn(
+                "xterm",
+                "-geometry",
+                f"{w // 7}x{h // 14}+0+0",
+                "-T",
+                "bench-text",
+                "-e",
+                "sh",
+                "-c",
+                "ls -lR /usr/share | head -3000; sleep 3600",
+            )
+            self.x.spawn("xlogo", "-geometry", f"{DRAG_W}x{DRAG_H}+100+100", "-name", "bench-logo")
+            self._wait_window("bench-text")
+            wid = int(self._wait_window("bench-logo"))
+            time.sleep(0.5)
+            self.x.run("xdotool", "windowraise", str(wid))
+            self._thread = threading.Thread(target=self._drag, args=(wid,), daemon=True)
+            time.sleep(1.0)
+            self._thread.start()
+
+        def _drag(self, wid: int) -> None:
+            import xcffib.xproto
+
+            conn = self._conn()
+            w, h = self.size
+            cw = xcffib.xproto.ConfigWindow
+            t0 = time.monotonic()
+            while not self._stop.wait(1 / 30):
+                a = (time.monotonic() - t0) * 1.2
+                px, py = int((w - DRAG_W) / 2 * (1 + math.cos(a))), int((h - DRAG_H) / 2 * (1 + math.sin(a)))
+                conn.core.ConfigureWindow(wid, cw.X | cw.Y, [px, py])
+                conn.flush()
+                self.events += 1
+            conn.disconnect()
+
+    return Drag(x, "drag", size)
+
+
+class X11Client(BenchClient):
+    """A light client of a real display: links MAIN and DISPLAY (plain or TLS), ACKs and
+    answers pings, counts draw messages and bytes; decodes nothing (its CPU is the
+    benchmark process's, which shares the machine with the server)."""
+
+    def __init__(self, glz_window: int, tls: Any) -> None:
+        super().__init__(True, ImageType.LZ4)
+        self.glz_window = glz_window
+        self.tls = tls  # an ssl.SSLContext, or None
+
+    def on_display(self, msg_type: int, body: bytes) -> None:
+        if (msg_type >= 302 or msg_type == MsgDisplay.COPY_BITS) and msg_type not in (
+            MsgDisplay.SURFACE_CREATE,
+            MsgDisplay.SURFACE_DESTROY,
+        ):
+            self.draws += 1
+        elif msg_type == MsgDisplay.MARK and not self.first_frame.done():
+            self.first_frame.set_result(None)
+
+    async def connect(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        extra = {"ssl": self.tls, "server_hostname": "localhost"} if self.tls is not None else {}
+        _, self.main = await loop.create_connection(lambda: Channel(ChannelType.MAIN, 0, self.on_main), "127.0.0.1", port, **extra)
+        await self.main.linked
+        session_id = await self.session
+        self.main.send(MSGC_ATTACH)
+        _, self.display = await loop.create_connection(
+            lambda: Channel(ChannelType.DISPLAY, session_id, self.on_display, self.caps), "127.0.0.1", port, **extra
+        )
+        await self.display.linked
+        init = dict(DISPLAY_INIT, pixmap_cache_size=20 << 20, glz_dictionary_id=1 if self.glz_window else 0)
+        init["glz_dictionary_window_size"] = self.glz_window  # as spice-gtk: a cache, and a GLZ window where GLZ is wanted
+        self.display.send(MSGC_DISPLAY_INIT, init)
+
+    @property
+    def bytes(self) -> int:
+        return self.display.bytes if self.display is not None else 0
+
+
+async def measure_x11(
+    x: Any, certs: dict[str, Path], workload: str, n: int, tls: bool, codec: str, args: argparse.Namespace, logdir: Path
+) -> dict[str, Any]:
+    import ssl
+
+    compression, glz_window = X11_CODECS[codec]
+    port, tls_port = free_port(), free_port()
+    size = x.size()
+    wl = x11_workload(x, workload, size)
+    wl.start()
+    opts = ["--max-fps", str(args.x11_max_fps), "--image-compression", compression, "--disable-ticketing", "--ping-interval", "600"]
+    # 64 clients from one address: no per-address connection or link-rate limit here
+    opts += ["--max-clients", str(max(n, 64)), "--max-connections-per-address", "0", "--link-rate", "0"]
+    opts += ["--tls-port", str(tls_port), "--cert", str(certs["cert"]), "--key", str(certs["key"])]
+    server = await ServerChild.start(
+        port, None, logdir / f"server-x11-{workload}-{codec}-{'tls' if tls else 'tcp'}-n{n}.log", opts, source=f"x11:{x.display}"
+    )
+    ctx = None
+    if tls:
+        ctx = ssl.create_default_context(cafile=str(certs["ca"]))
+    clients = [X11Client(glz_window, ctx) for _ in range(n)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.connect(tls_port if tls else port) for c in clients)), 180.0)
+        await asyncio.wait_for(asyncio.gather(*(c.first_frame for c in clients)), 120.0)
+        await asyncio.sleep(args.warmup)
+        s0 = await server.command("sample")
+        c0, p0, t0 = [(c.draws, c.bytes) for c in clients], parent_cpu(), time.monotonic()
+        await asyncio.sleep(args.x11_seconds)
+        s1 = await server.command("sample")
+        c1, p1, t1 = [(c.draws, c.bytes) for c in clients], parent_cpu(), time.monotonic()
+        profile = None
+        if n in args.profile and workload in args.x11_profile:
+            await server.command("profile_start")
+            await asyncio.sleep(args.x11_seconds)
+            profile = await server.command(f"profile_stop {args.profile_top}")
+        disconnected = sum(c.disconnected() for c in clients)
+    finally:
+        for c in clients:
+            c.close()
+        await asyncio.sleep(0.2)
+        await server.stop()
+        wl.stop()
+    secs = s1["wall"] - s0["wall"]
+    frames, frame_s = frame_delta(s0, s1)
+    r0, r1 = s0["stats"]["render"], s1["stats"]["render"]
+    produced = (r1["drawables"] - r0["drawables"]) + (r1["snapshots"] - r0["snapshots"]) + (r1["copies"] - r0["copies"])
+    draws = [b[0] - a[0] for a, b in zip(c0, c1, strict=True)]
+    nbytes = [b[1] - a[1] for a, b in zip(c0, c1, strict=True)]
+    reactor = s1["reactor_cpu"] - s0["reactor_cpu"]
+    return {
+        "workload": workload,
+        "codec": codec,
+        "transport": "tls" if tls else "tcp",
+        "clients": n,
+        "seconds": secs,
+        "server_cpu_pct": 100.0 * (s1["rusage"]["cpu"] - s0["rusage"]["cpu"]) / secs,
+        "reactor_cpu_pct": 100.0 * reactor / secs,
+        "client_cpu_pct": 100.0 * (p1 - p0) / (t1 - t0),
+        "frames": frames,
+        "fps": frames / secs,
+        "frame_ms": 1e3 * frame_s / frames if frames else float("nan"),
+        "reactor_ms_per_frame": 1e3 * reactor / frames if frames else float("nan"),
+        "frame_max_ms": 1e3 * s1["frame_timer"]["max"],
+        "produced": produced,
+        "draws_per_s_client": sum(draws) / n / secs,
+        "draws_per_s_min": min(draws) / secs,
+        "delivered_min": min(draws) / produced if produced else float("nan"),
+        "kib_per_s_client": sum(nbytes) / n / secs / 1024.0,
+        "encodes": sum(encodes_delta(r0, r1).values()),
+        "disconnects": disconnected,
+        "stalled_disconnects": s1["stats"]["stalled_disconnects"],
+        "server_log_problems": server.log_problems(),
+        "profile": profile,
+    }
+
+
+async def run_x11(args: argparse.Namespace, tmp: Path, loads: list[str]) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.certs import make_ca_and_server
+    from support.xvfb import Xvfb
+
+    certs = make_ca_and_server(tmp)
+    rows = []
+    x = Xvfb(tmp, size=args.x11_size, max_size=args.x11_size)
+    try:
+        for workload in args.x11_workloads:
+            for codec in args.x11_codecs:
+                for tls in args.x11_transports:
+                    for n in args.x11_counts:
+                        loads.append(load_average().split()[0])
+                        t = time.monotonic()
+                        r = await measure_x11(x, certs, workload, n, tls == "tls", codec, args, tmp)
+                        rows.append(r)
+                        print(
+                            f"x11 {workload:7s} {codec:4s} {tls:3s} N={n:<3d} srv {r['server_cpu_pct']:5.1f}% reactor {r['reactor_cpu_pct']:5.1f}% "
+                            f"fps {r['fps']:4.1f} frame {r['frame_ms']:6.2f} ms reactor/frame {r['reactor_ms_per_frame']:6.2f} ms "
+                            f"draws/s/client {r['draws_per_s_client']:6.1f} (min {r['draws_per_s_min']:6.1f}, {r['delivered_min']:.2f} of produced) "
+                            f"KiB/s/client {r['kib_per_s_client']:7.0f} client CPU {r['client_cpu_pct']:.0f}% disc {r['disconnects']} "
+                            f"(run {time.monotonic() - t:.0f} s)"
+                            + (f" log: {r['server_log_problems'][:2]}" if r["server_log_problems"] else ""),
+                            flush=True,
+                        )
+    finally:
+        x.stop()
+    return rows
+
+
+def x11_by(rows: list[dict[str, Any]], workload: str, codec: str, transport: str, n: int) -> dict[str, Any] | None:
+    return next((r for r in rows if (r["workload"], r["codec"], r["transport"], r["clients"]) == (workload, codec, transport, n)), None)
+
+
+def x11_ratio_rows(rows: list[dict[str, Any]], demo: list[dict[str, Any]]) -> list[list[str]]:
+    """The goals of issue 18 as ratios within this run, one line per (workload, codec, transport)."""
+    out = []
+    for m in sorted({r["mode"] for r in demo}):
+        one, sixteen = by(demo, m, 1), by(demo, m, 16)
+        if one and sixteen:
+            out.append(
+                [
+                    f"demo, {m}, tcp",
+                    f"{sixteen['server_cpu_pct'] / one['server_cpu_pct']:.2f}",
+                    f"{sixteen['frame_ms'] / one['frame_ms']:.2f}",
+                    "-",
+                    "-",
+                ]
+            )
+    keys = sorted({(r["workload"], r["codec"], r["transport"]) for r in rows})
+    for w, c, t in keys:
+        one, sixteen, sixty4 = (x11_by(rows, w, c, t, n) for n in (1, 16, 64))
+        if one is None:
+            continue
+        cpu = f"{sixteen['server_cpu_pct'] / one['server_cpu_pct']:.2f}" if sixteen else "-"
+        frame = f"{sixteen['frame_ms'] / one['frame_ms']:.2f}" if sixteen else "-"
+        reactor = f"{sixteen['reactor_ms_per_frame'] / one['reactor_ms_per_frame']:.2f}" if sixteen else "-"
+        keep = f"{sixty4['draws_per_s_min'] / one['draws_per_s_client']:.2f}" if sixty4 and one["draws_per_s_client"] else "-"
+        out.append([f"{w}, {c}, {t}", cpu, frame, reactor, keep])
+    return out
+
+
+def x11_tls_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """What a TLS client costs against a plain one: extra server CPU per client, same run."""
+    out = []
+    for w, c in sorted({(r["workload"], r["codec"]) for r in rows}):
+        for n in sorted({r["clients"] for r in rows}):
+            a, b = x11_by(rows, w, c, "tcp", n), x11_by(rows, w, c, "tls", n)
+            if a and b:
+                mib = b["kib_per_s_client"] * n / 1024.0
+                extra = (b["server_cpu_pct"] - a["server_cpu_pct"]) / n
+                per_mib = 10.0 * (b["server_cpu_pct"] - a["server_cpu_pct"]) / mib if mib else float("nan")
+                out.append([w, c, str(n), f"{a['server_cpu_pct']:.1f}", f"{b['server_cpu_pct']:.1f}", f"{extra:.2f}", f"{per_mib:.1f}"])
+    return out
+
+
+X11_HEADER = [
+    "workload",
+    "codec",
+    "transport",
+    "clients",
+    "server CPU %",
+    "reactor CPU %",
+    "frames/s",
+    "ms in the frame",
+    "reactor ms per frame (all)",
+    "slowest frame ms",
+    "draws/s per client",
+    "slowest client draws/s",
+    "slowest client / produced",
+    "KiB/s per client",
+    "client process CPU %",
+]
+
+
+def x11_table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            r["workload"],
+            r["codec"],
+            r["transport"],
+            str(r["clients"]),
+            f"{r['server_cpu_pct']:.1f}",
+            f"{r['reactor_cpu_pct']:.1f}",
+            f"{r['fps']:.1f}",
+            f"{r['frame_ms']:.2f}",
+            f"{r['reactor_ms_per_frame']:.2f}",
+            f"{r['frame_max_ms']:.1f}",
+            f"{r['draws_per_s_client']:.1f}",
+            f"{r['draws_per_s_min']:.1f}",
+            f"{r['delivered_min']:.2f}",
+            f"{r['kib_per_s_client']:.0f}",
+            f"{r['client_cpu_pct']:.0f}",
+        ]
+        for r in rows
+    ]
+
+
+X11_RATIO_HEADER = [
+    "run",
+    "server CPU, 16 clients / 1",
+    "ms in the frame, 16 / 1",
+    "reactor ms per frame (all), 16 / 1",
+    "slowest of 64 clients' draws/s / one client's",
+]
+X11_TLS_HEADER = [
+    "workload",
+    "codec",
+    "clients",
+    "server CPU % plain",
+    "server CPU % TLS",
+    "TLS extra CPU % per client",
+    "TLS extra CPU % per MiB/s sent",
+]
+
+
+def profiled(out: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(what, profile) of every profiled row of a run: the demo's and the X11 part's."""
+    found = [(f"demo {r['mode']}, {r['clients']} clients", r["profile"]) for r in out.get("fanout", []) if r.get("profile")]
+    found += [
+        (f"{r['workload']} {r['codec']} {r['transport']}, {r['clients']} clients", r["profile"])
+        for r in out.get("x11", [])
+        if r.get("profile")
+    ]
+    return found
+
+
+def profile_lines(out: dict[str, Any], before: dict[str, Any] | None, args: argparse.Namespace) -> list[str]:
+    """The top of each cProfile (the reactor thread, by own time), before and after."""
+    runs = ([("before", before)] if before is not None else []) + [("after", out)]
+    lines = []
+    for when, run in runs:
+        for what, prof in profiled(run):
+            if not lines:
+                lines += [
+                    "### Where the reactor's time goes (cProfile, top entries by own time)",
+                    "",
+                    f"cProfile of the server's reactor thread for a further {args.seconds:g} s (demo) or "
+                    f"{args.x11_seconds:g} s (X11) window after the measured one (`--profile N`); "
+                    "profiling slows Python code several times, so compare the shares, not the seconds. The reactor's "
+                    "idle wait (`epoll.poll`) is left out.",
+                    "",
+                ]
+            idle = sum(f["tottime"] for f in prof["top"] if "'poll' of 'select.epoll'" in f["function"])
+            busy = prof["total"] - idle
+            top = [f for f in prof["top"] if "'poll' of 'select.epoll'" not in f["function"]][:10]
+            rows = [[f"{f['tottime']:.3f}", f"{100 * f['tottime'] / busy:.0f}%", str(f["ncalls"]), f"`{f['function']}`"] for f in top]
+            lines += [
+                f"{when}, {what} ({prof['total']:.2f} s profiled, {busy:.2f} s of it not waiting in epoll):",
+                "",
+                md_table(["own s", "share of the busy time", "calls", "function"], rows),
+                "",
+            ]
+    return lines
+
+
+def x11_section(out: dict[str, Any], before: dict[str, Any] | None, args: argparse.Namespace, loads: list[str]) -> str:
+    rows, demo = out["x11"], out["fanout"]
+    w, h = args.x11_size
+    lines = [
+        f"<!-- {X11}:begin -->",
+        "## Fan-out on a real display (1920x1080)",
+        "",
+        f"An Xvfb of {w}x{h} served by `twistd spice --source x11:` (benchmarks/_server.py in a child process, "
+        f"`--max-fps {args.x11_max_fps:g}`) to N light clients in the benchmark process (main + display channel, ACKs, "
+        "pongs; they count draw messages and bytes and decode nothing), over plain TCP or TLS (the TLS port, "
+        "TLS 1.3), with LZ4 (`--image-compression lz4`) or GLZ (`auto_glz`, the clients announce a GLZ window of 4 Mi "
+        f"pixels, as spice-gtk does). Workloads: **drag**, a {DRAG_W}x{DRAG_H} window (xlogo) dragged over a "
+        "text-covered desktop at 30 moves/s (COPY_BITS for the moved window plus the exposed areas), and **repaint**, "
+        f"the whole screen repainted 30 times a second with two desktop-like pictures in turn. {args.x11_seconds:g} s "
+        "windows after the first full frame and a warm-up; each row is a fresh server. Columns: server CPU (all "
+        "threads: capture, codec pool, reactor), the reactor thread's own CPU, frames/s the server made, ms in the "
+        "frame (`RenderService._frame`: paint hooks, damage to drawables, encodes submitted and the pushes into every "
+        "pipe; before this change it also held every client's marshal and write), reactor ms per frame (all the "
+        "reactor thread's CPU divided by frames, so the send turns are in it), draws/s per client (DRAW_COPY, "
+        "DRAW_FILL and COPY_BITS received) and the slowest client's, and bytes per client.",
+        "",
+        *run_header(loads),
+        "- Reproduce: `.venv/bin/python benchmarks/fanout.py --parts fanout,x11 --modes lz4 --counts 1,16` "
+        "(`--x11-counts`, `--x11-workloads`, `--x11-codecs`, `--x11-transports`, `--x11-seconds`, `--profile 16`; "
+        "`--server-root DIR --json before.json` runs an older checkout's server, `--before before.json` puts it here).",
+        "",
+        "The clients share the 2 cores with the server: at 64 clients their process takes a core of its own, so the "
+        "64-client rows measure the machine as much as the server. Read the ratios within one run.",
+        "",
+        "### Goals (issue 18), as ratios within one run",
+        "",
+        "Goals: server CPU 16 / 1 <= 1.5 on the demo and the drag; reactor ms per frame 16 / 1 <= 1.5; "
+        "the slowest of 64 clients keeps >= 0.9 of one client's draws.",
+        "",
+    ]
+    if before is not None:
+        lines += [
+            "Before (the code of this section's 'before' run):",
+            "",
+            md_table(X11_RATIO_HEADER, x11_ratio_rows(before["x11"], before["fanout"])),
+            "",
+            "After:",
+            "",
+        ]
+    lines += [md_table(X11_RATIO_HEADER, x11_ratio_rows(rows, demo)), ""]
+    lines += [
+        "### What a TLS client costs",
+        "",
+        "Twisted's TLS transport joins each write and encrypts it per connection (16 KiB records), so every TLS client "
+        "costs its own AES pass over everything it is sent, where a plain client costs a copy into the kernel. Same "
+        "run, same workload, TLS rows against plain rows:",
+        "",
+        md_table(X11_TLS_HEADER, x11_tls_rows(rows)),
+        "",
+        "### Measured",
+        "",
+        md_table(X11_HEADER, x11_table_rows(rows)),
+        "",
+    ]
+    if before is not None:
+        lines += ["Before:", "", md_table(X11_HEADER, x11_table_rows(before["x11"])), ""]
+    lines += profile_lines(out, before, args)
+    odd = [
+        f"{r['workload']} {r['codec']} {r['transport']} N={r['clients']}: {r['disconnects']} disconnected" for r in rows if r["disconnects"]
+    ]
+    if odd:
+        lines += ["Irregularities: " + "; ".join(odd), ""]
+    lines.append(f"<!-- {X11}:end -->")
+    return "\n".join(lines)
+
+
 # --- output ---------------------------------------------------------------------------------
 COLUMNS = [
     ("mode", "mode", "{}"),
@@ -843,9 +1281,8 @@ def fanout_findings(results: list[dict[str, Any]], args: argparse.Namespace) -> 
             per_extra = (b["frame_ms"] - a["frame_ms"]) / max(1, b["clients"] - a["clients"])
             out.append(
                 f"**{m}: reactor time per commit** was {a['frame_ms']:.3f} ms at N={a['clients']} and {b['frame_ms']:.3f} ms at "
-                f"N={b['clients']}: about {1e3 * per_extra:.0f} us more per extra client (marshalling the per-client prefix and "
-                "writing header + prefix + shared payload into each transport happens inside the commit, for every pipe "
-                "that is ready)."
+                f"N={b['clients']}: about {1e3 * per_extra:.0f} us more per extra client (the enqueue into each pipe: since issue 18 "
+                "the marshal and the write of each client run after the commit, in its send turn)."
             )
     raw_rows = {r["clients"]: r for r in results if r["mode"] == "raw"}
     common = [n for n in sorted(V1_CPU_PER_UPDATE_US) if n in raw_rows]
@@ -964,7 +1401,7 @@ def fanout_section(results: list[dict[str, Any]], args: argparse.Namespace, load
         f"LZ4 images. After every client has its first full frame and {args.warmup:g} s of warm-up, a {args.seconds:g} s "
         "window is measured: the server process's CPU time (user + system, all threads), its reactor thread's own CPU "
         "time (`time.thread_time` read on the reactor), the reactor time spent in `RenderService._frame` per frame (timed "
-        "inside the child: the commit, inline encodes, and the push into every pipe with the writes that follow at once), "
+        "inside the child: the commit, inline encodes and the push into every pipe; before issue 18 also the writes that followed at once), "
         "the updates the clients received, and the server's counters (`render.encodes` per codec, `encodes_threaded`, "
         "`render.draws_sent`, the display channels' `coalesced`). Then the source is paused and each client's framebuffer "
         "is compared with the server's surface. Each (mode, N) gets a fresh server.",
@@ -1265,15 +1702,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-stalled", action="store_true", help="after the stalled run, cProfile the server through a second one (printed only)"
     )
     p.add_argument("--profile-top", type=int, default=15, help="functions to show per profile (default: %(default)s)")
+    p.add_argument("--x11-size", default="1920x1080", help="part x11: the Xvfb screen (default: %(default)s)")
+    p.add_argument("--x11-counts", default="1,4,16,64", help="part x11: client counts (default: %(default)s)")
+    p.add_argument("--x11-workloads", default="drag,repaint", help="part x11: drag and/or repaint (default: %(default)s)")
+    p.add_argument("--x11-codecs", default="lz4,glz", help=f"part x11: of {', '.join(X11_CODECS)} (default: %(default)s)")
+    p.add_argument("--x11-transports", default="tcp,tls", help="part x11: tcp and/or tls (default: %(default)s)")
+    p.add_argument("--x11-seconds", type=float, default=3.0, help="part x11: measurement window (default: %(default)s)")
+    p.add_argument("--x11-max-fps", type=float, default=30.0, help="part x11: the server's --max-fps (default: %(default)s)")
+    p.add_argument("--x11-profile", default="drag", help="part x11: workloads profiled at the --profile counts (default: %(default)s)")
+    p.add_argument("--server-root", type=Path, help="run the server children from this checkout (an older commit: before/after)")
+    p.add_argument("--before", type=Path, metavar="JSON", help="a --json of the same run on the code before: the x11 section shows both")
     args = p.parse_args(argv)
+    if args.server_root is not None:
+        SERVER_ROOT[0] = args.server_root.resolve()
+    args.x11_size = tuple(int(v) for v in args.x11_size.split("x"))
+    args.x11_counts = [int(v) for v in args.x11_counts.split(",") if v]
+    args.x11_workloads = [w for w in args.x11_workloads.split(",") if w]
+    args.x11_codecs = [c for c in args.x11_codecs.split(",") if c]
+    args.x11_transports = [t for t in args.x11_transports.split(",") if t]
+    args.x11_profile = {w for w in args.x11_profile.split(",") if w}
     INLINE[:] = args.inline
     args.parts = [x for x in args.parts.split(",") if x]
     args.modes = [x for x in args.modes.split(",") if x]
     args.stalled_modes = [x for x in args.stalled_modes.split(",") if x]
     args.counts = [int(x) for x in args.counts.split(",") if x]
     args.profile = {int(x) for x in args.profile.split(",") if x}
-    if not set(args.parts) <= {"fanout", "stalled"}:
-        p.error("--parts takes fanout and/or stalled")
+    if not set(args.parts) <= {"fanout", "stalled", "x11"}:
+        p.error("--parts takes fanout, stalled and/or x11")
     if not set(args.modes) | set(args.stalled_modes) <= set(MODES):
         p.error(f"modes are {', '.join(MODES)}")
     if not args.counts or min(args.counts) < 1:
@@ -1327,10 +1782,12 @@ async def run_stalled(args: argparse.Namespace, tmp: Path, loads: list[str]) -> 
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"fanout": [], "stalled": [], "fanout_loads": [], "stalled_loads": []}
+    out: dict[str, Any] = {"fanout": [], "stalled": [], "x11": [], "fanout_loads": [], "stalled_loads": [], "x11_loads": []}
     with tempfile.TemporaryDirectory(prefix="spice-fanout-") as tmp:
         if "fanout" in args.parts:
             out["fanout"] = await run_fanout(args, Path(tmp), out["fanout_loads"])
+        if "x11" in args.parts:
+            out["x11"] = await run_x11(args, Path(tmp), out["x11_loads"])
         if "stalled" in args.parts:
             out["stalled"] = await run_stalled(args, Path(tmp), out["stalled_loads"])
     return out
@@ -1355,10 +1812,21 @@ def main() -> None:
                 print(f"\ncProfile of the server's reactor thread, {r['mode']} with {r['stalled']} stalled ({prof['total']:.2f} s):")
                 for row in prof["top"]:
                     print(f"  {row['tottime']:7.3f} s  {row['ncalls']:>8}  {row['function']}")
+    if out["x11"]:
+        print()
+        print(md_table(X11_HEADER, x11_table_rows(out["x11"])))
+        print()
+        print(md_table(X11_RATIO_HEADER, x11_ratio_rows(out["x11"], out["fanout"])))
+        for r in out["x11"]:
+            if r["profile"]:
+                print_profile({**r, "mode": f"x11 {r['workload']} {r['codec']} {r['transport']}"})
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     if not args.no_write:
-        if out["fanout"]:
+        if out["x11"]:
+            before = json.loads(args.before.read_text()) if args.before else None
+            write_section(X11, x11_section(out, before, args, spread(out["x11_loads"] + out["fanout_loads"])))
+        if out["fanout"] and not out["x11"]:  # with part x11, the demo rows are that section's baseline
             write_section(FANOUT, fanout_section(out["fanout"], args, spread(out["fanout_loads"])), keep=ARCHIVE)
         if out["stalled"]:
             write_section(STALLED, stalled_section(out["stalled"], args, spread(out["stalled_loads"])))

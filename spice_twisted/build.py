@@ -36,7 +36,7 @@ class OptionBuild:
     def _audio(self) -> None:
         self["audio-source-object"] = None
         if self["audio-source"]:
-            from .sources.audio import audio_source
+            from .sources.audio_spec import audio_source
 
             try:
                 self["audio-source-object"] = audio_source(self["audio-source"])

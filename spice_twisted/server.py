@@ -30,7 +30,8 @@ from .render.cursor import CursorService
 from .render.frames import DEFAULT_MAX_FPS
 from .render.service import RenderService
 from .session import Client, ClientRegistry
-from .sources.audio import AudioSource, open_record_sink
+from .sources.audio import AudioSource
+from .sources.audio_spec import open_record_sink
 from .sources.base import DisplaySource
 from .wire.enums import ChannelType, CommonCap, DisplayCap, InputsCap, LinkError, MouseMode, PlaybackCap, RecordCap
 from .wire.link import LinkRequest

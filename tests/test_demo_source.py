@@ -62,10 +62,14 @@ def _demo_with_sink():
         lossy = Region()
         idle = True
 
-        def request_payload(self, d):
-            d.request(self.codec)
+        def codecs_now(self):
+            return self.codec, self.codec
 
-        def push_drawable(self, d):
+        def request_payload(self, d, codec):
+            d.request(codec)
+            return True
+
+        def push_drawable(self, d, codec=None):
             seen.append(d.rect)
 
         def push_copy(self, op):

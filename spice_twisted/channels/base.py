@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..limits import MAX_CONTROL_BACKLOG
+from ..render.payloads import PIECE_BYTES
 from ..wire.channel import AckCredit, ChannelCore, Pong, ProbePong, ProtocolError, Received
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
     from ..link_estimate import LinkEstimate
     from .interfaces import ClientView
 
-CHUNK = 256 * 1024  # messages larger than this are written a piece at a time
+CHUNK = PIECE_BYTES  # messages larger than this are written a part at a time
+BATCH_BYTES = 256 * 1024  # a plain transport gets the messages ready in writes of about this size
+VISIT_MESSAGES = 64  # a send turn's visit writes at most this many messages ...
+VISIT_BYTES = 1 << 20  # ... or bytes, then the next ready client's turn comes
 CLOSE_GRACE = 10.0  # seconds a polite close may wait for the peer to read what is left
 TURN_BUDGET = 0.02  # seconds of one reactor turn a channel may spend on what it received
 _DONE = object()
@@ -77,6 +81,9 @@ class ChannelClient(TwistedProtocol):
         self.last_progress = time.monotonic()  # when the peer last proved it reads
         self.connected = False
         self.bytes_sent = 0
+        self.writes = 0  # calls into the transport (writeSequence of a batch, or a part)
+        self._draining = False  # drain() is running (a write may call it again)
+        self._drain_again = False
         self.draws_sent = 0
         self.bytes_per_second = 0
         self._bytes_at_sample = 0
@@ -314,43 +321,101 @@ class ChannelClient(TwistedProtocol):
         (the subclass calls `encode_ready()` when it is)."""
         return [item.data]
 
-    def drain(self) -> None:
-        """Write pipe items while the transport and the ACK window allow.
+    def run_turn(self) -> bool:
+        """A send turn's visit (spice_twisted/turns.py): at most VISIT_MESSAGES messages or
+        VISIT_BYTES bytes; True while more is ready to go."""
+        return self.drain(VISIT_MESSAGES, VISIT_BYTES)
 
-        A large message goes out in CHUNK-sized writes, each only when the transport wants
-        more, so a frame shared by many pipes is never copied whole into every connection's
-        buffer. The ACK window counts a message when its header is written.
+    def drain(self, max_messages: int | None = None, max_bytes: int | None = None) -> bool:
+        """Write pipe items while the transport and the ACK window allow (and the limits,
+        if given: a send turn's share). True if a limit stopped it with more ready.
+
+        On a plain transport the messages ready go out in one writeSequence per BATCH_BYTES
+        (header, per-client prefix, the shared payload's bytes: references, not copies).
+        Over TLS each message is its own write, so each ends a TLS record (tls.py). A large
+        message goes out a part at a time, each only when the transport wants more, so a
+        frame shared by many pipes is never buffered whole for every connection. The ACK
+        window counts a message when its header is written. A write may call
+        pauseProducing/resumeProducing (and so drain) re-entrantly: the inner call only
+        asks this loop to look again, so the order of the writes cannot change.
         """
-        while self.connected and not self.paused:
-            if self._partial is not None:
-                self._write_chunk()
-                continue
-            if self.waiting_for_ack:
-                return
-            item = self.pipe.head()
-            if item is None:
-                return
-            parts = self.marshal(item)
-            if parts is None:
-                self.awaiting_encode = True
-                return
-            if self.pipe.head() is not item:  # marshal replaced the head (a refresh expanded)
-                continue
-            self.pipe.popleft()
-            if not parts:  # nothing to send after all (its encode failed)
-                self.item_dropped(item)
-                continue
-            size = sum(len(p) for p in parts)
-            header = self.core.header(item.msg_type, size)
-            self.bytes_sent += len(header) + size
-            if self.link_meter is not None and self.handles_acks:
-                self._count_unacked(len(header) + size)
-            if size <= CHUNK:
+        if self._draining:
+            self._drain_again = True
+            return False
+        self._draining = True
+        try:
+            while True:
+                self._drain_again = False
+                more = self._drain(max_messages, max_bytes)
+                if not self._drain_again or more:
+                    return more
+        finally:
+            self._draining = False
+
+    def _drain(self, max_messages: int | None, max_bytes: int | None) -> bool:
+        batch: list[bytes] = []
+        batched = messages = nbytes = 0
+        batching = not self.secure
+        try:
+            while self.connected and not self.paused:
+                if self._partial is not None:
+                    if batch:
+                        self._write_batch(batch)
+                        batch, batched = [], 0
+                        continue
+                    self._write_chunk()
+                    continue
+                if self.waiting_for_ack:
+                    return False
+                item = self.pipe.head()
+                if item is None:
+                    return False
+                if (max_messages is not None and messages >= max_messages) or (max_bytes is not None and nbytes >= max_bytes):
+                    return True
+                parts = self.marshal(item)
+                if parts is None:
+                    self.awaiting_encode = True
+                    return False
+                if self.pipe.head() is not item:  # marshal replaced the head (a refresh expanded)
+                    continue
+                self.pipe.popleft()
+                if not parts:  # nothing to send after all (its encode failed)
+                    self.item_dropped(item)
+                    continue
+                size = sum(len(p) for p in parts)
+                header = self.core.header(item.msg_type, size)
+                self.bytes_sent += len(header) + size
+                messages += 1
+                nbytes += len(header) + size
+                if self.link_meter is not None and self.handles_acks:
+                    self._count_unacked(len(header) + size)
+                if size > CHUNK:
+                    if batch:
+                        self._write_batch(batch)
+                        batch, batched = [], 0
+                    self._partial = (item, parts, 0, 0)  # before the write, see _write_chunk
+                    self.writes += 1
+                    self.transport.write(header)
+                    continue
                 self.item_sent(item)  # counted before the write, which may re-enter drain
-                self.transport.writeSequence([header, *parts])
-            else:
-                self._partial = (item, parts, 0, 0)  # before the write, see _write_chunk
-                self.transport.write(header)
+                if not batching:
+                    self.writes += 1
+                    self.transport.writeSequence([header, *parts])
+                    continue
+                batch.append(header)
+                batch.extend(parts)
+                batched += len(header) + size
+                if batched >= BATCH_BYTES:
+                    self._write_batch(batch)  # may pause us: the loop looks
+                    batch, batched = [], 0
+            return False
+        finally:
+            if batch and self.connected:
+                self._write_batch(batch)
+
+    def _write_batch(self, batch: list[bytes]) -> None:
+        self.writes += 1
+        self.transport.writeSequence(batch)
 
     def _write_chunk(self) -> None:
         # State first: transport.write may call pauseProducing/resumeProducing (and so
@@ -368,6 +433,7 @@ class ChannelClient(TwistedProtocol):
             self._partial = (item, parts, index + 1, 0)
         else:
             self._partial = None
+        self.writes += 1
         self.transport.write(bytes(piece) if not isinstance(piece, bytes) else piece)
         if self._partial is None:
             self.item_sent(item)

@@ -35,7 +35,7 @@ from ..wire.enums import (
 from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
-from .base import CHUNK, ChannelClient, ChannelHost, Parts
+from .base import ChannelClient, ChannelHost, Parts
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
 from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 
@@ -91,7 +91,10 @@ def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_
                 "mask_bitmap": None,
             },
         )
-        return [head] if tail is None else [head, tail]
+        if tail is None:
+            return [head]
+        assert codec is not None
+        return [head, *drawable.service.pieces(drawable, codec, tail)]  # the payload's shared pieces
 
     return drawable.service.prefix(drawable, (codec, image_id, image_flags), build)
 
@@ -157,6 +160,13 @@ class DisplayChannelClient(ChannelClient):
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         self.upgraded_at = float("-inf")  # when the render service last pushed it an upgrade
+        self._codec_key: tuple[Any, ...] | None = None  # what `codec` was chosen from, and the choice
+        self._codec = ""
+        self._decoders_key: tuple[int, int | None] | None = None
+        self._codecs_key: tuple[Any, ...] | None = None  # codecs_now()'s, likewise
+        self._codecs = ("", "")
+        self._glz_takes: dict[tuple[Any, ...], bool] = {}  # glz_takes()'s choice, by what it depends on
+        self._decoders = Decoders(lz4=False, glz=False)
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:
@@ -169,7 +179,10 @@ class DisplayChannelClient(ChannelClient):
     @property
     def decoders(self) -> Decoders:
         """What this client decodes: its caps, DISPLAY_INIT and preference (codecs.choice)."""
-        return decoders(self.request.channel_caps, self.glz_window, self.preferred)
+        key = (self.glz_window, self.preferred)  # the caps never change
+        if key != self._decoders_key:
+            self._decoders_key, self._decoders = key, decoders(self.request.channel_caps, self.glz_window, self.preferred)
+        return self._decoders
 
     @property
     def decodes_lz4(self) -> bool:
@@ -185,8 +198,14 @@ class DisplayChannelClient(ChannelClient):
     @property
     def codec(self) -> str:
         """The lossless codec this client gets for a synthetic picture (and for lossless
-        upgrades): what the setting gives a picture that is not photo-like."""
-        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=self.fast_link)
+        upgrades): what the setting gives a picture that is not photo-like. Asked a few
+        times per message per client: chosen again only when what it depends on changed."""
+        lan = self.fast_link
+        key = (self.settings.image_compression, self.glz_window, self.preferred, lan)
+        if key != self._codec_key:
+            self._codec_key = key
+            self._codec = choose_codec(self.settings.image_compression, self.decoders, self.preferred, lan=lan)
+        return self._codec
 
     @property
     def lossy_allowed(self) -> bool:
@@ -231,7 +250,14 @@ class DisplayChannelClient(ChannelClient):
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), False) is not None:
             return False  # a repeat it holds: FROM_CACHE costs less than any image
         lan = self.fast_link
-        return choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True) == GLZ
+        key = (self.settings.image_compression, self.glz_window, self.preferred, lan, photo)
+        takes = self._glz_takes.get(key)
+        if takes is None:
+            if len(self._glz_takes) > 16:
+                self._glz_takes.clear()
+            chosen = choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=photo, lan=lan, glz_ok=True)
+            takes = self._glz_takes[key] = chosen == GLZ
+        return takes
 
     def glz_wants_zlib(self) -> bool:
         return zlib_glz_wanted(self.settings.zlib_glz_wan_compression, self.client.link.is_wan)
@@ -246,17 +272,27 @@ class DisplayChannelClient(ChannelClient):
             if isinstance(it, DrawItem) and it.pinned:
                 it.codec = None
 
-    def request_payload(self, drawable: Drawable) -> None:
-        """At commit: start the encode this client will need, unless the picture is one
-        colour (a DRAW_FILL needs none) or its pixmap cache already holds it (a repeat
-        then costs no encode at all)."""
-        if drawable.solid_colour() is not None:
-            return
-        codec = self.codec_for(drawable)
+    def codecs_now(self) -> tuple[str, str]:
+        """(codec for a picture that is not photo-like, codec for a photo-like one): what
+        `codec_for` gives now, read once a frame by the render service for all its drawables."""
+        lan, lossy = self.fast_link, self.lossy_allowed
+        key = (self.settings.image_compression, self.glz_window, self.preferred, lan, lossy)
+        if key != self._codecs_key:
+            photo = (
+                JPEG if lossy else choose_codec(self.settings.image_compression, self.decoders, self.preferred, photo_like=True, lan=lan)
+            )
+            self._codecs_key, self._codecs = key, (self.codec, photo)
+        return self._codecs
+
+    def request_payload(self, drawable: Drawable, codec: str) -> bool:
+        """At commit: start the encode in `codec` this client will need, unless its pixmap
+        cache already holds the picture (a repeat then costs no encode at all). True if it
+        asked."""
         cache = self.pixmap_cache
         if cache.takes(drawable.area) and cache.drawable_from(drawable.content_key(), codec in LOSSY_CODECS):
-            return  # should it be evicted before this is sent, marshal asks then
+            return False  # should it be evicted before this is sent, marshal asks then
         drawable.request(codec)
+        return True
 
     @property
     def coalesced(self) -> int:
@@ -324,16 +360,24 @@ class DisplayChannelClient(ChannelClient):
         self.pipe.absorb(rect)
 
     def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None:
-        """`codec` is a GLZ generation's payload key where this member gets it as GLZ."""
+        """`codec` is a GLZ generation's payload key where this member gets it as GLZ.
+        Only the enqueue happens here, inside the frame: the marshal and the write come in
+        this client's send turn (spice_twisted/turns.py)."""
         self.note_work()
         self.pipe.push(drawable, codec)
-        self.drain()
+        self.render.sends.wake(self)
 
     def push_lossless(self, drawable: Drawable) -> None:
         """An area this client holds lossy, again in its lossless codec."""
         self.note_work()
         self.pipe.push(drawable, self.lossless_codec_for(drawable))
-        self.drain()
+        self.render.sends.wake(self)
+
+    def encode_ready(self) -> None:
+        """The payload this pipe waits for is in. Every pipe waiting for it hears so in the
+        same callback: each sends in its own send turn, not all inside that callback."""
+        self.awaiting_encode = False
+        self.render.sends.wake(self)
 
     @property
     def idle(self) -> bool:
@@ -342,7 +386,7 @@ class DisplayChannelClient(ChannelClient):
     def push_copy(self, op: CopyBits) -> None:
         self.note_work()
         self.pipe.push_copy(op)
-        self.drain()
+        self.render.sends.wake(self)
 
     def surface_changed(self, surface: Surface) -> None:
         """A new primary: what the pipe held is for the old one; start over on the new one."""
@@ -448,10 +492,9 @@ class DisplayChannelClient(ChannelClient):
         else:
             parts = draw_copy_parts(d, codec, d.id, 0)
         if base:
-            head, data = parts
-            rest = memoryview(data)[glz.HEADER_BYTES :]
-            header = glz.rebased_header(data, base)
-            parts = [head, header + bytes(rest)] if len(rest) <= CHUNK else [head, header, rest]  # type: ignore[list-item]
+            # Only the first piece changes (its header): a copy of one piece for a late joiner.
+            head, first, *more = parts
+            parts = [head, glz.rebased_header(first, base) + first[glz.HEADER_BYTES :], *more]
         return parts
 
     def _queue_inval(self, ids: list[int]) -> None:

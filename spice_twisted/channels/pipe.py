@@ -93,6 +93,8 @@ class RefreshItem(PipeItem):
         self._adds = 0
 
     def add(self, area: Rect | Region) -> None:
+        if isinstance(area, Rect) and self.region.contains_rect(area):
+            return  # already shown by it (a pipe behind a full-screen repaint: every frame)
         self.region.add(area)
         self._adds += 1
         # Counting the region's rects walks its bands: do it every 32 adds, not every add.

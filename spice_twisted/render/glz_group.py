@@ -154,11 +154,13 @@ class GlzGroups:
         out: dict[Any, str] = {}
         if d.solid_colour() is not None:
             return out
+        taking = set(sinks)  # (a list's `in` per member made this quadratic in the clients)
+        dropped = d.dropped_by
         for gen in list(self.generations):
-            for m in [m for m in gen.members if m not in sinks]:
+            for m in [m for m in gen.members if m not in taking]:
                 m.leave_glz("it fell behind")  # (its pipe leaves before it collapses; a safety net)
             members = gen.members
-            if any(m.pipe.id in d.dropped_by for m in members):
+            if dropped and any(m.pipe.id in dropped for m in members):
                 continue  # rule (1); cannot happen at commit (no pipe has seen `d`), kept as a guard
             if members and all(m.glz_takes(d) for m in members):
                 gen.submit(d)

@@ -24,10 +24,14 @@ if TYPE_CHECKING:
     from .drawable import Drawable
 
 Parts = list[bytes]
+# A payload larger than this is cut into pieces of this size once, shared by every pipe:
+# a channel writes a large message a piece at a time, and Twisted's TCP transport takes
+# only bytes (a slice of a bytes object, or bytes() of a memoryview, would be a copy per client).
+PIECE_BYTES = 256 * 1024
 
 
 class _Entry:
-    __slots__ = ("payloads", "failed", "waiters", "dropped_by", "prefixes")
+    __slots__ = ("payloads", "failed", "waiters", "dropped_by", "prefixes", "pieces")
 
     def __init__(self) -> None:
         self.payloads: dict[str, codecs.Payload] = {}
@@ -35,6 +39,7 @@ class _Entry:
         self.waiters: dict[str, list[Callable[[], None]]] = {}  # codecs being encoded, and who waits
         self.dropped_by: set[int] = set()  # ids of the pipes that dropped it unsent
         self.prefixes: dict[tuple[Any, ...], Parts] = {}  # marshalled per-client parts, by their values
+        self.pieces: dict[str, Parts] = {}  # each codec's payload bytes as the pieces every pipe writes
 
 
 class PayloadService:
@@ -131,6 +136,20 @@ class PayloadService:
         if parts is None:
             parts = prefixes[key] = build()
         return parts
+
+    def pieces(self, d: Drawable, codec: str, data: Any) -> Parts:
+        """`data` (a codec's payload buffer) as bytes pieces of at most PIECE_BYTES, made
+        once per (drawable, codec) and written by every pipe as they are."""
+        e = self._entry(d)
+        pieces = e.pieces.get(codec)
+        if pieces is None:
+            if isinstance(data, bytes) and len(data) <= PIECE_BYTES:
+                pieces = [data]
+            else:
+                view = memoryview(data).cast("B")
+                pieces = [bytes(view[i : i + PIECE_BYTES]) for i in range(0, len(view), PIECE_BYTES)] or [b""]
+            e.pieces[codec] = pieces
+        return pieces
 
     # --- drops and lifetime ------------------------------------------------------------
     def dropped(self, d: Drawable, pipe_id: int) -> None:

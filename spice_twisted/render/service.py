@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..turns import SendTurns
 from .copy_bits import CopyBits
 from .counters import RenderCounters
 from .drawable import Drawable
@@ -36,7 +37,8 @@ class DrawableSink(Protocol):
     idle: bool  # nothing left to send
     upgraded_at: float  # when the render service last pushed it a lossless upgrade
 
-    def request_payload(self, drawable: Drawable) -> None: ...
+    def codecs_now(self) -> tuple[str, str]: ...  # (for a picture, for a photo-like one), read once a frame
+    def request_payload(self, drawable: Drawable, codec: str) -> bool: ...
     def lossless_codec_for(self, drawable: Drawable) -> str: ...
     def push_drawable(self, drawable: Drawable, codec: str | None = None) -> None: ...
     def push_lossless(self, drawable: Drawable) -> None: ...
@@ -71,6 +73,8 @@ class RenderService:
         self.upgrades = LossyUpgrade(self, reactor)  # lossy areas sent again lossless once quiet
         self.max_surface: SurfaceBound | None = None
         self.pacer = FramePacer(reactor, max_fps, self._frame)
+        # The pipes' marshal-and-write, after the frame, a bounded visit per client per turn.
+        self.sends = SendTurns(reactor)
 
     @property
     def width(self) -> int:
@@ -85,6 +89,7 @@ class RenderService:
 
     def stop(self) -> None:
         self.pacer.stop()
+        self.sends.stop()
         self.payloads.stop()
 
     # --- the producer ------------------------------------------------------------------
@@ -146,8 +151,9 @@ class RenderService:
             self.pacer.request()
 
     def flush(self) -> None:
-        """Run the pending frame now instead of at its time."""
+        """Run the pending frame now instead of at its time, and the send turns it woke."""
         self.pacer.run_now()
+        self.sends.run_now()
 
     def _frame(self) -> None:
         self._in_frame = True
@@ -176,8 +182,13 @@ class RenderService:
             return  # nobody to tell; a client that joins later starts from a refresh
         # A pipe that fell behind takes only the area (its refresh is taken later): no pixels
         # are copied or encoded for it, and none at all while every pipe is behind.
-        behind = [s for s in self.sinks if not s.accepting]
-        taking = [s for s in self.sinks if s.accepting]
+        # Per client the frame does only what it must: read its state once, enqueue each
+        # drawable; its marshal and write come in its send turn (spice_twisted/turns.py).
+        taking: list[DrawableSink] = []
+        behind: list[DrawableSink] = []
+        for s in self.sinks:
+            (taking if s.accepting else behind).append(s)
+        choices = {s: s.codecs_now() for s in taking}
         rects = region.simplify(self.max_rects)
         self._mark_drawn(rects)
         for r in rects:
@@ -187,18 +198,20 @@ class RenderService:
                 continue
             d = Drawable(self.primary.id, self.generation, r, self.primary.crop(r), self.payloads)
             self.counters.drawables += 1
-            if d.solid_colour() is not None:
-                self.counters.fills += 1
             d.hold()  # the frame's own reference, while it is handed out
             glz = self.glz.assign(d, taking)  # the GLZ members that get it from their dictionary
+            if d.solid_colour() is not None:
+                self.counters.fills += 1  # a DRAW_FILL: nothing to encode
+            else:
+                photo = d.photo_like()
+                requested: set[str] = set()  # one encode per codec: whoever asks first
+                for sink in taking:
+                    if sink not in glz:
+                        codec = choices[sink][photo]
+                        if codec not in requested and sink.request_payload(d, codec):
+                            requested.add(codec)
             for sink in taking:
-                if sink not in glz:
-                    sink.request_payload(d)  # one encode per codec, whoever asks first
-            for sink in taking:
-                if sink in glz:
-                    sink.push_drawable(d, glz[sink])
-                else:
-                    sink.push_drawable(d)
+                sink.push_drawable(d, glz.get(sink))
             d.release()
         self._schedule_upgrade()
 

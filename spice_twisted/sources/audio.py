@@ -194,28 +194,3 @@ class NoSound(AudioSource):
 
     def start(self, playback: PlaybackService, reactor: Any) -> None:
         pass
-
-
-def audio_source(spec: str) -> AudioSource:
-    """What `--audio-source SPEC` names: none, pulse[:MONITOR], pipewire[:TARGET] or a WAV
-    file. Raises ValueError with a message for the user."""
-    if spec == "none":
-        return NoSound()
-    from .audio_monitor import MonitorSource, parse_spec
-
-    monitor = parse_spec(spec)
-    if monitor is not None:
-        return MonitorSource(*monitor)
-    return WavLoop(spec)
-
-
-def open_record_sink(spec: str, reactor: Any) -> RecordSink:
-    """What `--record-to SPEC` names: pulse[:SINK], pipewire[:TARGET] or a WAV file."""
-    from .audio_monitor import PlayerSink, parse_spec
-
-    monitor = parse_spec(spec)
-    if monitor is not None:
-        return PlayerSink(*monitor, reactor)
-    from ..audio.record import WavSink
-
-    return WavSink(spec)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .enums import ChannelType
+from .enums import ChannelType, MsgcCommon
 from .framer import DEFAULT_MAX_CLIENT_BODY, Framer, HeaderWriter
 from .messages import Message, decode_body, encode_body, lookup, message
 from .schema import External, WireError, encode_split
@@ -59,6 +59,7 @@ class ProbePong:
 Event = Received | AckCredit | Pong | ProbePong
 
 _SET_ACK = message(None, "SET_ACK")
+_ACK_ID = int(MsgcCommon.ACK)
 _PING = message(None, "PING")
 PINGS_REMEMBERED = 4
 PROBES_REMEMBERED = 4
@@ -114,6 +115,11 @@ class ChannelCore:
         events: list[Event] = []
         for msg_type, body in frames:
             self.messages_received += 1
+            if msg_type == _ACK_ID and not body:  # the commonest message: one per window, no fields
+                if self.ack_client_generation == self.ack_generation:
+                    self.unacked = max(0, self.unacked - self.ack_window)
+                    events.append(AckCredit())
+                continue
             msg = lookup(self.channel_type, msg_type, from_server=False)
             if msg is None:
                 raise ProtocolError(f"unknown message type {msg_type} on {self.channel_type.name}")
