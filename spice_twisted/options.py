@@ -21,6 +21,7 @@ from typing import Any
 
 from twisted.python import usage
 
+from .agent_options import AGENT_FLAGS, AGENT_PARAMETERS, agent_policy
 from .channel_security import ChannelSecurity, channel_name
 from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
 from .render.surface import DEFAULT_MAX_SURFACE, parse_max_surface
@@ -346,6 +347,7 @@ class Options(usage.Options):
         ["audio-source", None, None, "Play this 16-bit PCM WAV file in a loop to every client (default: the source's own sounds)."],
         ["record-to", None, None, "Write what the primary client records (its microphone) to this WAV file."],
         ["playback-compression", None, True, "on: Opus for clients that offer it; off: raw PCM to everyone (QEMU's name).", _on_off],
+        *AGENT_PARAMETERS,
     ]
     optFlags = [
         [
@@ -359,6 +361,7 @@ class Options(usage.Options):
         ["viewonly", None, "Same as --view-only (x11spice's name)."],
         ["exit-on-x-loss", None, "With --source x11: exit when the X display goes away (default: retry and serve it again)."],
         ["admin-tls", None, "Serve the admin site over HTTPS on a loopback address too (needs --cert and --key)."],
+        *AGENT_FLAGS,
     ]
 
     def __init__(self) -> None:
@@ -540,6 +543,7 @@ class Options(usage.Options):
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
         self._audio()
+        self["agent-policy"] = agent_policy(self)
         if self["exit-on-x-loss"]:
             if not hasattr(self["source-object"], "exit_on_loss"):
                 raise usage.UsageError("--exit-on-x-loss needs --source x11")

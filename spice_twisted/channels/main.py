@@ -1,5 +1,6 @@
-"""The main channel: session setup (INIT), the channel list, mouse modes, the network test;
-no guest agent.
+"""The main channel: session setup (INIT), the channel list, mouse modes, the network test,
+and the transport of the server's built-in agent (channels/agent.py: AGENT_START, AGENT_DATA
+and AGENT_TOKEN go to it; INIT says the agent is connected).
 
 The network test (upstream's, see link_estimate.py) runs when the channel starts: three
 probe PINGs queued together after INIT, the last one padded with NET_TEST_BYTES of zeros
@@ -30,13 +31,16 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..link_estimate import NET_TEST_BYTES, NET_TEST_STAGES, LinkEstimate, NetTest
+from ..wire.agent import AgentError
 from ..wire.channel import ProbePong
-from ..wire.enums import ChannelType, MainCap, MouseMode
+from ..wire.enums import ChannelType, MainCap, MouseMode, MsgMain
 from ..wire.link import LinkRequest
+from .agent import ClientAgent
 from .base import ChannelClient, ChannelHost, Parts
 from .pipe import PipeItem
 
 if TYPE_CHECKING:
+    from ..agent_policy import AgentHub
     from ..server import Client
 
 AGENT_TOKENS = 10
@@ -68,6 +72,9 @@ class MainSession(Protocol):
 
     def mm_time(self) -> int: ...
     def channel_list(self) -> list[tuple[int, int]]: ...
+
+    @property
+    def agent_hub(self) -> AgentHub | None: ...
     def request_mouse_mode(self, mode: MouseMode | None, client: Client) -> None: ...
     def main_channel_closed(self, client: Client) -> None: ...
 
@@ -86,6 +93,8 @@ class MainChannelClient(ChannelClient):
         self._unsubscribe: Any = None
         self._waiting_since: float | None = None  # monotonic: when the wait for a PONG began
         self._last_answer = time.monotonic()  # the last PONG (or the start)
+        hub = getattr(session, "agent_hub", None)
+        self.agent = ClientAgent(hub, client, self, AGENT_TOKENS) if hub is not None else None
 
     @property
     def link(self) -> LinkEstimate | None:
@@ -100,7 +109,7 @@ class MainChannelClient(ChannelClient):
                 "display_channels_hint": 1,
                 "supported_mouse_modes": srv.supported_mouse_modes,
                 "current_mouse_mode": srv.mouse_mode,
-                "agent_connected": 0,
+                "agent_connected": int(self.agent is not None),
                 "agent_tokens": AGENT_TOKENS,
                 "multi_media_time": srv.mm_time(),
                 "ram_hint": 64 << 20,
@@ -237,14 +246,32 @@ class MainChannelClient(ChannelClient):
     def send_mouse_mode(self) -> None:
         self.send("MOUSE_MODE", {"supported_modes": self.session.supported_mouse_modes, "current_mode": self.session.mouse_mode})
 
-    # No guest agent: the client may still try to talk to one; upstream drops this too.
+    # --- the built-in agent (channels/agent.py) ------------------------------------------
+    def _agent_call(self, fn: Any, *args: Any) -> None:
+        if self.agent is None or self.agent.closed:
+            return  # no agent: the client may still try to talk to one; dropped, as upstream
+        try:
+            fn(*args)
+        except AgentError as exc:
+            self.agent.close()
+            self.abort(f"agent: {exc}")
+
     def handle_AGENT_START(self, fields: dict[str, Any]) -> None:
-        self.log.debug("{cc}: agent start ignored (no agent)", cc=self)
+        self._agent_call(lambda n: self.agent.start(n), fields["num_tokens"])  # type: ignore[union-attr]
 
     def handle_AGENT_DATA(self, fields: dict[str, Any]) -> None:
-        self.log.debug("{cc}: agent data dropped (no agent)", cc=self)
+        self._agent_call(lambda d: self.agent.data(d), fields["data"])  # type: ignore[union-attr]
+
+    def handle_AGENT_TOKEN(self, fields: dict[str, Any]) -> None:
+        self._agent_call(lambda n: self.agent.token(n), fields["num_tokens"])  # type: ignore[union-attr]
+
+    def item_sent(self, item: PipeItem) -> None:
+        if item.msg_type == MsgMain.AGENT_DATA and self.agent is not None:
+            self.agent.chunk_written()
 
     def on_disconnected(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
         self.net_test = None
         self.core.forget_probes()
         self._cancel_probe_timer()
