@@ -7,6 +7,7 @@ Usage: python server_harness.py [--paused] -- <twistd spice options>
 
 Commands (one a line; each answers with {"reply": <command>, ...}):
   stats / dump PATH / pause / resume / allow_multiple_clients 0|1 / view_only SID 0|1 / quit
+  primary SID       hand control to client SID (SpiceServer.set_primary, as the admin does)
   resize W H        the source serves a W x H screen (image sources); replies the new size
   count_codecs      wrap every codecs.ENCODERS entry with a counting wrapper (once)
   codec_calls       {"calls": {codec: encodes}, "pixels": {codec: pixels encoded}} since count_codecs
@@ -154,6 +155,9 @@ class Control(LineReceiver):
         elif cmd == "view_only":
             srv.set_view_only(int(args[0]), args[1] == "1")
             self.reply(reply="view_only")
+        elif cmd == "primary":  # hand control to a client (as the admin API does)
+            srv.set_primary(int(args[0]))
+            self.reply(reply="primary", primary=srv.primary.session_id if srv.primary else None)
         elif cmd == "resize":
             srv.source.resize(int(args[0]), int(args[1]))
             self.reply(reply="resize", width=srv.render.width, height=srv.render.height)
