@@ -540,8 +540,8 @@ class DemoSource(DisplaySource, DesktopAgent):
 
     def copy_log(self, origin: InputOrigin) -> None:
         """Ctrl+C: the log's lines become the desktop's clipboard, offered to every client."""
+        self._log(f"client {origin.session_id:#x} copied the log")
         lines = (self.log.lines + self.log.pending)[-LINES:]
-        self._log(f"client {origin.session_id:#x} copied the log ({len(lines)} lines)")
         if self.agent_sink is not None:
             self.agent_sink.desktop_clipboard("CLIPBOARD", {TEXT: "\n".join(lines).encode()})
 

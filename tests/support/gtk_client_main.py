@@ -28,7 +28,8 @@ Agent (the server's built-in agent, SpiceMainChannel; see the agent block below)
   monitor W H               update_display(0, 0, 0, W, H) + send_monitor_config
   send_file PATH            file_copy_async; a file-done event says how it ended
 Events: clip-grab (sel, types), clip-data (sel, type, size, text), clip-release (sel),
-clip-request (sel, type, answered), agent (connected), file-done (ok, error).
+clip-request (sel, type, answered), agent (connected), file-done (ok, error: the whole
+operation), file-task (name, error: one file, the agent's status in spice-gtk's words).
 Audio (with --audio; see the audio block below):
   audio                     report playback: starts, stops, frames, bytes, sha256 of all PCM
   audio_dump PATH           write every PCM byte received so far to PATH
@@ -335,6 +336,13 @@ def audio_command(parts):
 clip = {"held": {}}  # selection -> the bytes this client offers
 
 
+def on_new_file_transfer(main, task):
+    def finished(task, error):
+        emit(event="file-task", name=task.props.file.get_basename(), error=error.message if error else None)
+
+    signal(task, "finished", finished)
+
+
 def on_agent_connected(main, pspec):
     emit(event="agent", connected=main.props.agent_connected)
 
@@ -379,6 +387,7 @@ def agent_channel_new(main):
     signal(main, "main-clipboard-selection", on_clip_data)
     signal(main, "main-clipboard-selection-request", on_clip_request)
     signal(main, "main-clipboard-selection-release", on_clip_release)
+    signal(main, "new-file-transfer", on_new_file_transfer)
 
 
 def agent_command(line, parts):
@@ -411,7 +420,7 @@ def agent_command(line, parts):
     elif parts[0] == "send_file":
         from gi.repository import Gio
 
-        def done(ch, result, path=parts[1]):
+        def done(ch, result, user_data, path=parts[1]):
             try:
                 ok, error = ch.file_copy_finish(result), None
             except GLib.Error as exc:
