@@ -220,3 +220,16 @@ def test_outgoing_queue_never_exceeds_its_bound_or_the_tokens(ops: list[tuple[st
     while (c := link.next_chunk()) is not None:
         got += c
     assert expect.startswith(got)  # in order, nothing lost or duplicated
+
+
+@given(head=st.binary(max_size=3000), tail=st.binary(max_size=6000))
+def test_a_shared_tail_goes_out_as_if_joined(head: bytes, tail: bytes) -> None:
+    link = AgentLink(grant=10, max_clipboard=1 << 20, max_queued=100_000)
+    link.start(tokens=100)
+    link.send(AgentMsg.CLIPBOARD, head, tail)
+    got = b""
+    while (c := link.next_chunk()) is not None:
+        assert len(c) <= VD_AGENT_MAX_DATA_SIZE
+        got += c
+    assert got == header(AgentMsg.CLIPBOARD, len(head) + len(tail)) + head + tail
+    assert link.queued_bytes == 0

@@ -235,14 +235,16 @@ class ClientAgent:
         )
 
     def send_clipboard(self, sel: int, clip_type: int, data: bytes) -> None:
-        body = encode_message(AgentMsg.CLIPBOARD, {"selection": sel, "clip_type": clip_type, "data": data}, self.selection_prefix)
-        self._queue(AgentMsg.CLIPBOARD, body)
+        """The contents follow the message's fields as a tail: every client's queue holds
+        the one shared copy."""
+        head = encode_message(AgentMsg.CLIPBOARD, {"selection": sel, "clip_type": clip_type, "data": b""}, self.selection_prefix)
+        self._queue(AgentMsg.CLIPBOARD, head, data)
 
-    def _queue(self, msg_type: int, body: bytes) -> None:
+    def _queue(self, msg_type: int, body: bytes, tail: bytes = b"") -> None:
         if self.closed:
             return
         try:
-            self.link.send(msg_type, body)
+            self.link.send(msg_type, body, tail)
         except AgentError as exc:
             self.close()
             self.channel.abort(f"agent: {exc}")

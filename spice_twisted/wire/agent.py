@@ -185,8 +185,19 @@ class AgentStream:
 @dataclass
 class _Outgoing:
     msg_type: int
-    data: bytes  # shared with whoever gave it (a clipboard held for every client): not copied
-    offset: int = 0  # bytes of header + data already cut into chunks
+    head: bytes  # the message's own fields
+    tail: bytes  # a large payload after them, shared with whoever gave it (a clipboard held
+    # for every client): sliced into chunks, never joined to the head or copied whole
+    offset: int = 0  # bytes of header + head + tail already cut into chunks
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + len(self.tail)
+
+    def piece(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of head + tail."""
+        h = len(self.head)
+        return self.head[start:end] + self.tail[max(start - h, 0) : max(end - h, 0)]
 
 
 class AgentLink:
@@ -242,11 +253,13 @@ class AgentLink:
             raise AgentError("AGENT_TOKEN before AGENT_START")
         self._our_tokens = min(self._our_tokens + tokens, 0xFFFFFFFF)
 
-    def send(self, msg_type: int, data: bytes) -> None:
-        size = HEADER_SIZE + len(data)
+    def send(self, msg_type: int, data: bytes, tail: bytes = b"") -> None:
+        """Queue a message whose data is `data` + `tail` (the tail is not copied)."""
+        out = _Outgoing(msg_type, data, tail)
+        size = HEADER_SIZE + out.size
         if self.queued_bytes + size > self.max_queued:
             raise AgentError(f"{self.queued_bytes} bytes of agent messages wait for the client's tokens (it returns none)")
-        self._queue.append(_Outgoing(msg_type, data))
+        self._queue.append(out)
         self.queued_bytes += size
 
     @property
@@ -257,12 +270,12 @@ class AgentLink:
         if not self._queue or self._our_tokens <= 0:
             return None
         out = self._queue[0]
-        total = HEADER_SIZE + len(out.data)
+        total = HEADER_SIZE + out.size
         if out.offset == 0:
-            piece = header(out.msg_type, len(out.data)) + out.data[: VD_AGENT_MAX_DATA_SIZE - HEADER_SIZE]
+            piece = header(out.msg_type, out.size) + out.piece(0, VD_AGENT_MAX_DATA_SIZE - HEADER_SIZE)
         else:
             start = out.offset - HEADER_SIZE
-            piece = out.data[start : start + VD_AGENT_MAX_DATA_SIZE]
+            piece = out.piece(start, start + VD_AGENT_MAX_DATA_SIZE)
         out.offset += len(piece)
         self.queued_bytes -= len(piece)
         if out.offset >= total:
