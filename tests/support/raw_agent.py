@@ -9,10 +9,9 @@ import threading
 import time
 from typing import Any
 
-from support.rawclient import _main_session, recv_exact
-
 from spice_twisted.wire.agent import AgentStream, caps_message, chunks, decode_message, encode_message
 from spice_twisted.wire.enums import AgentMsg, MsgcCommon, MsgcMain, MsgCommon, MsgMain
+from support.rawclient import _main_session, recv_exact
 
 
 class RawAgent:
