@@ -211,3 +211,21 @@ def test_file_transfer_is_off_by_default(spawn, tmp_path):
     f.write_bytes(b"hello")
     task, done = send_file(a, f)
     assert not done["ok"] and "disabled" in task["error"].lower(), (task, done)
+
+
+def test_the_admin_hands_control_and_sees_the_policy(admin):
+    srv, api, (a, b) = admin
+    ids = [c["id"] for c in api.ok("GET", "/api/clients")]
+    policy = api.ok("GET", "/api/server")["agent"]["policy"]
+    assert policy["resize"].startswith("primary") and (policy["clipboard_drivers"], policy["clipboard_view_only"]) == ("both", "copy-out")
+    wait_until(lambda: all(c["agent"]["started"] for c in api.ok("GET", "/api/clients")), what="both agents started")
+    # Hand control to the second client: its window size goes, the first one's no longer.
+    assert api.ok("POST", f"/api/clients/{ids[1]}/primary")["primary"] is True
+    assert [c["id"] for c in api.ok("GET", "/api/clients") if c["primary"]] == [ids[1]]
+    a.command("monitor 900 640", "monitor")
+    wait_until(lambda: api.ok("GET", "/api/server")["agent"]["refused"].get("resize") == 1, what="the old primary refused")
+    b.command("monitor 860 620", "monitor")
+    for c in (a, b):
+        c.wait_for(lambda e: e.get("event") == "primary-create" and (e["width"], e["height"]) == (860, 620), timeout=30)
+    assert api.ok("PATCH", f"/api/clients/{ids[0]}", {"view_only": True})["agent"]["clipboard"] == "copy-out"
+    assert api.call("POST", "/api/clients/1/primary")[0] == 404  # no such client
