@@ -193,7 +193,7 @@ class AgentHub:
             types=sorted(contents),
             bytes=len(data),
         )
-        self.desktop.set_clipboard(SELECTIONS[ClipboardSelection(sel)], contents)
+        self._desktop_call("take the clipboard", self.desktop.set_clipboard, SELECTIONS[ClipboardSelection(sel)], contents)
         for a in self._others(sel, sid):
             a.send_grab(sel, self._types(contents))
 
@@ -245,7 +245,16 @@ class AgentHub:
         self.counters.resizes += 1
         audit("resize", session=f"{client.session_id:#x}", width=size[0], height=size[1])
         self.log.info("client {sid:#x} asks for a {w}x{h} desktop", sid=client.session_id, w=size[0], h=size[1])
-        self.desktop.resize(*size)
+        return self._desktop_call("resize", self.desktop.resize, *size)
+
+    def _desktop_call(self, what: str, fn: Callable[..., None], *args: Any) -> bool:
+        """A source's failure to follow a client (its X server refused a mode, ...) is its
+        own: logged, and the client's message still handled."""
+        try:
+            fn(*args)
+        except Exception:
+            self.log.failure("the source failed to {what}", what=what)
+            return False
         return True
 
     def primary_changed(self) -> None:

@@ -229,8 +229,11 @@ class AgentLink:
         self._our_tokens = tokens
 
     def receive(self, body: bytes) -> list[AgentMessage]:
+        """The whole messages completed by one AGENT_DATA body. Before AGENT_START there is
+        no agent for the client yet: the body is dropped (as upstream drops data for an
+        agent that is not there), nothing is buffered."""
         if not self.started:
-            raise AgentError("AGENT_DATA before AGENT_START")
+            return []
         if self._client_tokens <= 0:
             raise AgentError(f"AGENT_DATA without a token (granted {self.grant}, none returned yet)")
         self._client_tokens -= 1
@@ -250,7 +253,7 @@ class AgentLink:
 
     def credit(self, tokens: int) -> None:
         if not self.started:
-            raise AgentError("AGENT_TOKEN before AGENT_START")
+            return  # (dropped, like data before AGENT_START)
         self._our_tokens = min(self._our_tokens + tokens, 0xFFFFFFFF)
 
     def send(self, msg_type: int, data: bytes, tail: bytes = b"") -> None:
