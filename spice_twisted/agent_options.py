@@ -34,9 +34,10 @@ AGENT_PARAMETERS: list[list[Any]] = [
     ["file-xfer-max-size", None, DEFAULT_MAX_SIZE, "Largest file a client may send (bytes, or with K or M).", parse_size],
 ]
 AGENT_FLAGS: list[list[Any]] = [
-    ["disable-copy-paste", None, "Same as --clipboard none (QEMU's name)."],
-    ["disable-agent-file-xfer", None, "No file transfer, even with --file-xfer-dir (QEMU's name)."],
+    ["disable-copy-paste", None, "Same as --clipboard none (QEMU's name; =on/=off as QEMU writes it)."],
+    ["disable-agent-file-xfer", None, "No file transfer, even with --file-xfer-dir (QEMU's name; =on/=off as QEMU writes it)."],
 ]
+AGENT_SWITCHES = {"disable-copy-paste", "disable-agent-file-xfer"}  # QEMU's NAME=on|off forms taken too
 
 
 def agent_policy(opts: Any) -> AgentPolicy:

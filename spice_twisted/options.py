@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.python import usage
 
-from .agent_options import AGENT_FLAGS, AGENT_PARAMETERS, agent_policy
+from .agent_options import AGENT_FLAGS, AGENT_PARAMETERS, AGENT_SWITCHES, agent_policy
 from .channel_security import ChannelSecurity, channel_name
 from .limits import DEFAULT_MESSAGE_LIMITS, Limits, parse_message_limit, parse_rate, parse_size
 from .render.surface import DEFAULT_MAX_SURFACE, parse_max_surface
@@ -45,7 +45,7 @@ PASSWORD_REFUSED = (
 )
 REFUSED = {"password"}  # never suggested for a mistyped name
 # Our flags that QEMU's -spice has as NAME=on|off: --NAME=on and --NAME=off are taken too.
-QEMU_SWITCHES = {"disable-ticketing"}
+QEMU_SWITCHES = {"disable-ticketing", *AGENT_SWITCHES}
 SWITCH_VALUES = {"on": True, "off": False}
 
 

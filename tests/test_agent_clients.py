@@ -9,8 +9,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from support.processes import as_rgb, assert_clients_match, connect_clients, wait_until
+import pytest
+from support.processes import as_rgb, assert_clients_match, connect_clients, free_port, wait_until
+from twisted.python import usage
 
+from spice_twisted.agent_policy import ClipboardMode
+from spice_twisted.options import Options
 from spice_twisted.sources.demo import TEXT_BOX, DemoSource
 from spice_twisted.wire.enums import AgentCap
 
@@ -229,3 +233,21 @@ def test_the_admin_hands_control_and_sees_the_policy(admin):
         c.wait_for(lambda e: e.get("event") == "primary-create" and (e["width"], e["height"]) == (860, 620), timeout=30)
     assert api.ok("PATCH", f"/api/clients/{ids[0]}", {"view_only": True})["agent"]["clipboard"] == "copy-out"
     assert api.call("POST", "/api/clients/1/primary")[0] == 404  # no such client
+
+
+def test_agent_options(tmp_path):
+    def policy(*argv: str):
+        o = Options()
+        o.parseOptions(["--port", str(free_port()), "--admin-port", "0", *argv])
+        return o["agent-policy"]
+
+    assert policy().clipboard == ClipboardMode.BOTH and policy().file_xfer_dir is None
+    assert policy("--clipboard", "copy-out").clipboard == ClipboardMode.COPY_OUT
+    assert policy("--disable-copy-paste=on").clipboard == ClipboardMode.NONE
+    assert policy("--disable-copy-paste=off").clipboard == ClipboardMode.BOTH
+    p = policy("--file-xfer-dir", str(tmp_path), "--file-xfer-max-size", "64K")
+    assert (p.file_xfer_dir, p.file_xfer_max_size) == (str(tmp_path), 65536)
+    assert policy("--file-xfer-dir", str(tmp_path), "--disable-agent-file-xfer").file_xfer_dir is None
+    for bad, why in ((["--clipboard", "all"], "none, copy-out or both"), (["--file-xfer-dir", str(tmp_path / "nope")], "not a directory")):
+        with pytest.raises(usage.UsageError, match=why):
+            policy(*bad)

@@ -1,4 +1,5 @@
-"""`demo`: a built-in 1024x768 desktop that keeps changing and answers input.
+"""`demo`: a built-in desktop (1024x768 until a client asks for another size) that keeps
+changing and answers input.
 
 Layers, bottom to top (the surface is always their composition, `compose()`):
 1. the desktop (`desktop`): a backdrop drawn once with Pillow, the strokes clients paint
@@ -15,6 +16,12 @@ Moving the window is a `copy_bits` of its rect plus a repaint of only what the m
 exposed; scrolling the log is a `copy_bits` of the panel plus the new line. Repeated
 pictures (slides, icons) are always drawn into exactly their own rects, so a repeat is
 pixel-identical to its last showing. Only what changed is marked damaged.
+
+The demo is its own desktop for the server's built-in agent (sources/desktop_agent.py):
+text a client copies is its clipboard (Ctrl+V types it into the text line), Ctrl+C offers
+the log's lines as the clipboard to every client, and it takes the size the primary
+client's window asks for (a new layout: the clock and dock at the right, the text line at
+the bottom, at least MIN_WIDTH x MIN_HEIGHT).
 
 Input changes state; the pixels are painted once a frame (the render service's paint
 hook), so a flood of key presses or pointer motion costs one text redraw, one window move
