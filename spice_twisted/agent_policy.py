@@ -164,6 +164,12 @@ class AgentHub:
         for a in self._others(sel, None):
             a.send_grab(sel, self._types(contents))
 
+    def desktop_changed(self) -> None:
+        """The desktop's abilities changed: every client hears our capabilities again
+        (spice-gtk takes a second ANNOUNCE_CAPABILITIES as the new set)."""
+        for a in list(self.agents.values()):
+            a.announce()
+
     # --- a client's side ------------------------------------------------------------------
     def client_grab(self, agent: ClientAgent, sel: int, types: list[int]) -> None:
         """A client copied: ask it for the contents now (eager), if it may paste."""

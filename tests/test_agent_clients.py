@@ -251,3 +251,19 @@ def test_agent_options(tmp_path):
     for bad, why in ((["--clipboard", "all"], "none, copy-out or both"), (["--file-xfer-dir", str(tmp_path / "nope")], "not a directory")):
         with pytest.raises(usage.UsageError, match=why):
             policy(*bad)
+
+
+def test_clients_hear_when_the_desktop_can_do_less_or_more(spawn):
+    """A source whose abilities change (a VM's own agent leaving) calls desktop_changed():
+    spice-gtk gets our capabilities again and stops (then starts) offering the clipboard."""
+    server = spawn.harness(paused=True)
+    (a,) = connect_clients(spawn, server, 1)
+    clip = 1 << AgentCap.CLIPBOARD_BY_DEMAND
+    wait_until(lambda: a.command("agent", "agent")["caps0"] & clip, what="clipboard caps")
+    server.command("desktop_abilities 0 0", "desktop_abilities")
+    caps = wait_until(lambda: (c := a.command("agent", "agent")["caps0"]) and not c & clip and c, what="caps without the clipboard")
+    assert not caps >> AgentCap.MONITORS_CONFIG & 1
+    server.command("desktop_abilities 1 1", "desktop_abilities")
+    wait_until(lambda: a.command("agent", "agent")["caps0"] & clip, what="clipboard caps again")
+    a.command("clip_copy 0 back again", "clip_copy")
+    a.wait_event("clip-request", sel=0, type=1, answered=True)

@@ -133,6 +133,11 @@ class ClientAgent:
         sel = fields.get("selection", ClipboardSelection.CLIPBOARD)
         return sel if sel in SELECTIONS and self.clipboard else None
 
+    def announce(self) -> None:
+        """Our capabilities again (what the desktop can do changed)."""
+        if self.ready:
+            self._queue(AgentMsg.ANNOUNCE_CAPABILITIES, caps_message(self.our_caps(), request=False))
+
     def on_ANNOUNCE_CAPABILITIES(self, fields: dict[str, Any]) -> None:
         self.client_caps = caps_of(fields)
         if fields["request"]:
