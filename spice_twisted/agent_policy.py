@@ -110,6 +110,7 @@ class AgentHub:
         self.counters = AgentCounters()
         self.max_clipboard = MAX_CLIPBOARD
         self.last_size: tuple[int, int] | None = None
+        self.was_available = self.available
 
     def start(self) -> None:
         self.desktop.start_agent(self)
@@ -118,6 +119,14 @@ class AgentHub:
     @property
     def clipboard_types(self) -> list[ClipboardType]:
         return [t for t in PREFERENCE if MIME_OF[t] in self.desktop.clipboard_types]
+
+    @property
+    def available(self) -> bool:
+        """Whether clients are told an agent is there: the desktop takes or gives a
+        clipboard, or resizes, or files may be sent. (A source with none of them, an
+        image without --file-xfer-dir or a VM whose own agent is not running, shows
+        "agent: no", as upstream does without a guest agent.)"""
+        return bool(self.clipboard_types) or self.desktop.can_resize or bool(self.policy.file_xfer_dir)
 
     def clipboard_mode(self, agent: ClientAgent) -> ClipboardMode:
         if not self.clipboard_types:
@@ -166,9 +175,17 @@ class AgentHub:
 
     def desktop_changed(self) -> None:
         """The desktop's abilities changed: every client hears our capabilities again
-        (spice-gtk takes a second ANNOUNCE_CAPABILITIES as the new set)."""
+        (spice-gtk takes a second ANNOUNCE_CAPABILITIES as the new set), or, when the agent
+        comes or goes altogether, AGENT_CONNECTED_TOKENS / AGENT_DISCONNECTED."""
+        now = self.available
+        changed, self.was_available = now != self.was_available, now
+        if not now:
+            self.offers.clear()
         for a in list(self.agents.values()):
-            a.announce()
+            if changed:
+                a.set_connected(now)
+            else:
+                a.announce()
 
     # --- a client's side ------------------------------------------------------------------
     def client_grab(self, agent: ClientAgent, sel: int, types: list[int]) -> None:
@@ -282,6 +299,7 @@ class AgentHub:
     def describe(self) -> dict[str, Any]:
         c = self.counters
         return {
+            "connected": self.available,
             "policy": self.policy.describe(),
             "clipboard_types": sorted(self.desktop.clipboard_types),
             "can_resize": self.desktop.can_resize,

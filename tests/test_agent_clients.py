@@ -254,16 +254,33 @@ def test_agent_options(tmp_path):
 
 
 def test_clients_hear_when_the_desktop_can_do_less_or_more(spawn):
-    """A source whose abilities change (a VM's own agent leaving) calls desktop_changed():
-    spice-gtk gets our capabilities again and stops (then starts) offering the clipboard."""
+    """A source whose abilities change (a VM's own agent coming and going) calls
+    desktop_changed(): spice-gtk gets our capabilities again, or the agent goes
+    (AGENT_DISCONNECTED: "agent: no") and comes back (AGENT_CONNECTED_TOKENS)."""
     server = spawn.harness(paused=True)
     (a,) = connect_clients(spawn, server, 1)
     clip = 1 << AgentCap.CLIPBOARD_BY_DEMAND
     wait_until(lambda: a.command("agent", "agent")["caps0"] & clip, what="clipboard caps")
-    server.command("desktop_abilities 0 0", "desktop_abilities")
-    caps = wait_until(lambda: (c := a.command("agent", "agent")["caps0"]) and not c & clip and c, what="caps without the clipboard")
-    assert not caps >> AgentCap.MONITORS_CONFIG & 1
+    server.command("desktop_abilities 0 1", "desktop_abilities")  # resize only: caps again
+    wait_until(lambda: not a.command("agent", "agent")["caps0"] & clip, what="caps without the clipboard")
+    assert a.command("agent", "agent")["caps0"] >> AgentCap.MONITORS_CONFIG & 1
+    server.command("desktop_abilities 0 0", "desktop_abilities")  # nothing left: no agent
+    a.wait_event("agent", connected=False)
     server.command("desktop_abilities 1 1", "desktop_abilities")
+    start = len(a.events)
+    a.wait_for(lambda e: e.get("event") == "agent" and e["connected"], start=start)
     wait_until(lambda: a.command("agent", "agent")["caps0"] & clip, what="clipboard caps again")
     a.command("clip_copy 0 back again", "clip_copy")
     a.wait_event("clip-request", sel=0, type=1, answered=True)
+
+
+def test_a_source_without_agent_abilities_shows_no_agent(spawn, random_image, tmp_path):
+    path, _ = random_image
+    server = spawn.harness("--source", f"image:{path}", paused=True)
+    (a,) = connect_clients(spawn, server, 1)
+    assert a.command("agent", "agent")["connected"] is False
+    # With --file-xfer-dir the agent is there for files alone.
+    server2 = spawn.harness("--source", f"image:{path}", "--file-xfer-dir", str(tmp_path), paused=True)
+    (b,) = connect_clients(spawn, server2, 1)
+    caps = wait_until(lambda: b.command("agent", "agent")["caps0"], what="caps")
+    assert {c for c in range(32) if caps >> c & 1} == {AgentCap.REPLY, AgentCap.FILE_XFER_DETAILED_ERRORS}

@@ -46,10 +46,13 @@ class AgentChannel(Protocol):
 class ClientAgent:
     log = Logger()
 
-    def __init__(self, hub: AgentHub, client: Any, channel: AgentChannel, grant: int) -> None:
+    def __init__(self, hub: AgentHub, client: Any, channel: AgentChannel, grant: int, connected_tokens: bool = True) -> None:
         self.hub = hub
         self.client = client
         self.channel = channel
+        self.grant = grant
+        self.connected_tokens = connected_tokens  # the client has MAIN_CAP_AGENT_CONNECTED_TOKENS
+        self.connected = hub.available  # what MAIN_INIT's agent_connected says
         self.link = AgentLink(grant, hub.max_clipboard, MAX_QUEUED)
         self.files = FileReceiver(hub.policy.file_xfer_dir, hub.policy.file_xfer_max_size)
         self.client_caps: frozenset[int] = frozenset()
@@ -82,10 +85,33 @@ class ClientAgent:
         return AgentCap.CLIPBOARD_BY_DEMAND in self.our_caps()
 
     # --- from the main channel -------------------------------------------------------------
-    def start(self, tokens: int) -> None:
-        self.link.start(tokens)
+    def attach(self) -> None:
+        """The main channel is up: the hub knows this client from now on."""
         self.hub.attach(self)
+
+    def start(self, tokens: int) -> None:
+        if not self.connected:
+            return  # no agent to start (MAIN_INIT or AGENT_DISCONNECTED said so): dropped
+        self.link.start(tokens)
         self._queue(AgentMsg.ANNOUNCE_CAPABILITIES, caps_message(self.our_caps(), request=True))
+
+    def set_connected(self, connected: bool) -> None:
+        """The agent comes (AGENT_CONNECTED_TOKENS, or AGENT_CONNECTED for a client without
+        that cap) or goes (AGENT_DISCONNECTED): either way this client's agent state starts
+        over, its transfers are dropped, and the client sends AGENT_START again."""
+        if connected == self.connected or self.closed:
+            return
+        self.connected = connected
+        for t in self.files.drop_all():
+            self.hub.file_refused(self, t.name, "the agent went away", "cancelled")
+        self.link = AgentLink(self.grant, self.hub.max_clipboard, MAX_QUEUED)
+        self.client_caps, self.ready, self.requested = frozenset(), False, {}
+        if not connected:
+            self.channel.send("AGENT_DISCONNECTED", {"error_code": 0})
+        elif self.connected_tokens:
+            self.channel.send("AGENT_CONNECTED_TOKENS", {"num_tokens": self.grant})
+        else:
+            self.channel.send("AGENT_CONNECTED")
 
     def data(self, body: bytes) -> None:
         for msg in self.link.receive(body):
@@ -277,6 +303,7 @@ class ClientAgent:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "connected": self.connected,
             "started": self.link.started,
             "client_caps": sorted(self.client_caps),
             "received": self.link.received_messages,

@@ -1,6 +1,7 @@
 """The main channel: session setup (INIT), the channel list, mouse modes, the network test,
 and the transport of the server's built-in agent (channels/agent.py: AGENT_START, AGENT_DATA
-and AGENT_TOKEN go to it; INIT says the agent is connected).
+and AGENT_TOKEN go to it; INIT says whether the agent is connected: whether the source can
+do anything with it, or files may be sent).
 
 The network test (upstream's, see link_estimate.py) runs when the channel starts: three
 probe PINGs queued together after INIT, the last one padded with NET_TEST_BYTES of zeros
@@ -94,7 +95,8 @@ class MainChannelClient(ChannelClient):
         self._waiting_since: float | None = None  # monotonic: when the wait for a PONG began
         self._last_answer = time.monotonic()  # the last PONG (or the start)
         hub = getattr(session, "agent_hub", None)
-        self.agent = ClientAgent(hub, client, self, AGENT_TOKENS) if hub is not None else None
+        tokens_cap = MainCap.AGENT_CONNECTED_TOKENS in request.channel_caps
+        self.agent = ClientAgent(hub, client, self, AGENT_TOKENS, tokens_cap) if hub is not None else None
 
     @property
     def link(self) -> LinkEstimate | None:
@@ -109,12 +111,14 @@ class MainChannelClient(ChannelClient):
                 "display_channels_hint": 1,
                 "supported_mouse_modes": srv.supported_mouse_modes,
                 "current_mouse_mode": srv.mouse_mode,
-                "agent_connected": int(self.agent is not None),
+                "agent_connected": int(self.agent is not None and self.agent.connected),
                 "agent_tokens": AGENT_TOKENS,
                 "multi_media_time": srv.mm_time(),
                 "ram_hint": 64 << 20,
             },
         )
+        if self.agent is not None:
+            self.agent.attach()
         if MainCap.NAME_AND_UUID in self.request.channel_caps:
             self.send("NAME", {"name": srv.name.encode() + b"\0"})
             self.send("UUID", {"uuid": srv.uuid.bytes})
