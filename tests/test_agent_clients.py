@@ -266,8 +266,8 @@ def test_clients_hear_when_the_desktop_can_do_less_or_more(spawn):
     assert a.command("agent", "agent")["caps0"] >> AgentCap.MONITORS_CONFIG & 1
     server.command("desktop_abilities 0 0", "desktop_abilities")  # nothing left: no agent
     a.wait_event("agent", connected=False)
-    server.command("desktop_abilities 1 1", "desktop_abilities")
     start = len(a.events)
+    server.command("desktop_abilities 1 1", "desktop_abilities")
     a.wait_for(lambda e: e.get("event") == "agent" and e["connected"], start=start)
     wait_until(lambda: a.command("agent", "agent")["caps0"] & clip, what="clipboard caps again")
     a.command("clip_copy 0 back again", "clip_copy")

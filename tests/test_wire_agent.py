@@ -233,3 +233,18 @@ def test_a_shared_tail_goes_out_as_if_joined(head: bytes, tail: bytes) -> None:
         got += c
     assert got == header(AgentMsg.CLIPBOARD, len(head) + len(tail)) + head + tail
     assert link.queued_bytes == 0
+
+
+def test_a_newer_message_of_the_same_key_replaces_a_waiting_one() -> None:
+    """A flood of clipboard grabs waits as one per selection for a client without tokens."""
+    link = AgentLink(grant=10, max_clipboard=1 << 20, max_queued=10_000)
+    link.start(tokens=1)
+    link.send(AgentMsg.CLIPBOARD, bytes(3000))  # starts going out: never replaced
+    assert link.next_chunk() is not None
+    for i in range(100_000):
+        link.send(AgentMsg.CLIPBOARD_GRAB, struct.pack("<I", i), key=("owner", 0))
+        link.send(AgentMsg.CLIPBOARD_GRAB, struct.pack("<I", i), key=("owner", 1))
+    assert link.queued_bytes == (3000 + HEADER_SIZE - 2048) + 2 * (HEADER_SIZE + 4)
+    link.credit(10)
+    out = b"".join(iter(link.next_chunk, None))
+    assert out.endswith(header(AgentMsg.CLIPBOARD_GRAB, 4) + struct.pack("<I", 99_999))

@@ -249,14 +249,16 @@ class ClientAgent:
 
     # --- sending -----------------------------------------------------------------------------
     def send_grab(self, sel: int, types: list[int]) -> None:
+        """(A grab or release of `sel` still waiting for this client is replaced: only the
+        newest state of a selection matters.)"""
         if self.ready and self.clipboard and (sel == ClipboardSelection.CLIPBOARD or self.selection_prefix):
-            self._queue(
-                AgentMsg.CLIPBOARD_GRAB, encode_message(AgentMsg.CLIPBOARD_GRAB, {"selection": sel, "types": types}, self.selection_prefix)
-            )
+            body = encode_message(AgentMsg.CLIPBOARD_GRAB, {"selection": sel, "types": types}, self.selection_prefix)
+            self._queue(AgentMsg.CLIPBOARD_GRAB, body, key=("owner", sel))
 
     def send_release(self, sel: int) -> None:
         if self.ready and self.clipboard and (sel == ClipboardSelection.CLIPBOARD or self.selection_prefix):
-            self._queue(AgentMsg.CLIPBOARD_RELEASE, encode_message(AgentMsg.CLIPBOARD_RELEASE, {"selection": sel}, self.selection_prefix))
+            body = encode_message(AgentMsg.CLIPBOARD_RELEASE, {"selection": sel}, self.selection_prefix)
+            self._queue(AgentMsg.CLIPBOARD_RELEASE, body, key=("owner", sel))
 
     def send_request(self, sel: int, clip_type: int) -> None:
         self.requested[sel] = clip_type
@@ -271,11 +273,11 @@ class ClientAgent:
         head = encode_message(AgentMsg.CLIPBOARD, {"selection": sel, "clip_type": clip_type, "data": b""}, self.selection_prefix)
         self._queue(AgentMsg.CLIPBOARD, head, data)
 
-    def _queue(self, msg_type: int, body: bytes, tail: bytes = b"") -> None:
+    def _queue(self, msg_type: int, body: bytes, tail: bytes = b"", key: Any = None) -> None:
         if self.closed:
             return
         try:
-            self.link.send(msg_type, body, tail)
+            self.link.send(msg_type, body, tail, key)
         except AgentError as exc:
             self.close()
             self.channel.abort(f"agent: {exc}")

@@ -189,6 +189,7 @@ class _Outgoing:
     tail: bytes  # a large payload after them, shared with whoever gave it (a clipboard held
     # for every client): sliced into chunks, never joined to the head or copied whole
     offset: int = 0  # bytes of header + head + tail already cut into chunks
+    key: Any = None  # a later message with the same key replaces this one while it waits
 
     @property
     def size(self) -> int:
@@ -256,9 +257,17 @@ class AgentLink:
             return  # (dropped, like data before AGENT_START)
         self._our_tokens = min(self._our_tokens + tokens, 0xFFFFFFFF)
 
-    def send(self, msg_type: int, data: bytes, tail: bytes = b"") -> None:
-        """Queue a message whose data is `data` + `tail` (the tail is not copied)."""
-        out = _Outgoing(msg_type, data, tail)
+    def send(self, msg_type: int, data: bytes, tail: bytes = b"", key: Any = None) -> None:
+        """Queue a message whose data is `data` + `tail` (the tail is not copied). With a
+        `key`, it replaces a message of the same key that has not started going out (a
+        newer clipboard grab makes the older one moot): a flood of them waits as one."""
+        out = _Outgoing(msg_type, data, tail, key=key)
+        if key is not None:
+            for i, old in enumerate(self._queue):
+                if old.key == key and old.offset == 0:
+                    self.queued_bytes -= HEADER_SIZE + old.size
+                    del self._queue[i]
+                    break
         size = HEADER_SIZE + out.size
         if self.queued_bytes + size > self.max_queued:
             raise AgentError(f"{self.queued_bytes} bytes of agent messages wait for the client's tokens (it returns none)")
