@@ -284,3 +284,14 @@ def test_a_source_without_agent_abilities_shows_no_agent(spawn, random_image, tm
     (b,) = connect_clients(spawn, server2, 1)
     caps = wait_until(lambda: b.command("agent", "agent")["caps0"], what="caps")
     assert {c for c in range(32) if caps >> c & 1} == {AgentCap.REPLY, AgentCap.FILE_XFER_DETAILED_ERRORS}
+
+
+def test_clipboard_copy_out_lets_nothing_in(spawn):
+    server = spawn.harness("--clipboard", "copy-out", paused=True)
+    a, b = connect_clients(spawn, server, 2)
+    wait_until(lambda: a.command("agent", "agent")["caps0"], what="caps")
+    a.command("clip_copy 0 not for the desktop", "clip_copy")
+    wait_until(lambda: server.stats()["agent"]["refused"].get("paste") == 1, what="the paste refused")
+    assert not events(a, "clip-request") and not events(b, "clip-grab")
+    press_ctrl(b, 0x2E)  # ... but the desktop's own clipboard goes out to both
+    assert "copied the log" in paste(a) and "copied the log" in paste(b)
