@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.processes import as_rgb, assert_clients_match, connect_clients, free_port, wait_until
+from support.processes import as_rgb, connect_clients, free_port, wait_match, wait_until
 from twisted.python import usage
 
 from spice_twisted.agent_policy import ClipboardMode
@@ -135,7 +135,7 @@ def test_a_resize_by_the_primary_reaches_every_client_and_others_cannot(spawn):
     a.command("monitor 800 600", "monitor")
     for c in (a, b):
         c.wait_for(lambda e: e.get("event") == "primary-create" and (e["width"], e["height"]) == (800, 600), timeout=30)
-    fb = assert_clients_match(server, [a, b])
+    fb = wait_match(lambda: as_rgb(server.framebuffer()), [a, b], "the server's 800x600 framebuffer")
     assert fb.shape[:2] == (600, 800)
     # B is not the primary: its size is refused (the REPLY says error) and nothing changes.
     b.command("monitor 1100 700", "monitor")
@@ -146,7 +146,7 @@ def test_a_resize_by_the_primary_reaches_every_client_and_others_cannot(spawn):
     b.command("monitor 1100 700", "monitor")
     for c in (a, b):
         c.wait_for(lambda e: e.get("event") == "primary-create" and (e["width"], e["height"]) == (1100, 700), timeout=30)
-    fb = assert_clients_match(server, [a, b])
+    fb = wait_match(lambda: as_rgb(server.framebuffer()), [a, b], "the server's 1100x700 framebuffer")
     assert fb.shape[:2] == (700, 1100)
     assert server.stats()["agent"]["resizes"] == 2
 
