@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .wire.enums import FileXferStatus
+from .wire.enums import FILE_XFER_ERROR_GLIB_IO, G_IO_ERROR_INVALID_FILENAME, FileXferStatus
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024
 MAX_ACTIVE = 8  # transfers one client may have open at once
@@ -30,6 +30,10 @@ MAX_NAME_BYTES = 200
 GROUP = "vdagent-file-xfer"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPES = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+# VDAgentFileXferStatusError for a name we cannot use: spice-gtk says "Invalid filename".
+BAD_NAME = bytes([FILE_XFER_ERROR_GLIB_IO]) + G_IO_ERROR_INVALID_FILENAME.to_bytes(4, "little")
 
 
 class XferRefused(Exception):
@@ -54,7 +58,7 @@ def parse_start(text: bytes) -> tuple[str, int]:
     try:
         return values["name"], int(values["size"])
     except (KeyError, ValueError):
-        raise XferRefused(FileXferStatus.ERROR, "no name or size in FILE_XFER_START") from None
+        raise XferRefused(FileXferStatus.ERROR, "no name or size in FILE_XFER_START", BAD_NAME) from None
 
 
 def safe_name(name: str) -> str:
@@ -170,7 +174,7 @@ class FileReceiver:
                     continue
                 self.received += 1
                 return final
-            raise XferRefused(FileXferStatus.ERROR, f"no free name for {t.name}")
+            raise XferRefused(FileXferStatus.ERROR, f"no free name for {t.name}", BAD_NAME)
         except OSError as exc:
             raise XferRefused(FileXferStatus.ERROR, f"saving failed: {exc.strerror}") from None
         finally:

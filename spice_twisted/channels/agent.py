@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger
 
+from ..agent_policy import ClipboardMode
 from ..file_xfer import FileReceiver, XferRefused
 from ..wire.agent import AgentError, AgentLink, AgentMessage, caps_message, caps_of, decode_message, encode_message
 from ..wire.enums import (
-    FILE_XFER_ERROR_GLIB_IO,
-    G_IO_ERROR_INVALID_FILENAME,
     AgentCap,
     AgentMsg,
     AgentReply,
@@ -64,8 +63,6 @@ class ClientAgent:
 
     # --- what we announce ----------------------------------------------------------------
     def our_caps(self) -> frozenset[int]:
-        from ..agent_policy import ClipboardMode
-
         caps = {AgentCap.REPLY, AgentCap.FILE_XFER_DETAILED_ERRORS}
         if self.hub.policy.clipboard != ClipboardMode.NONE and self.hub.clipboard_types:
             caps |= {AgentCap.CLIPBOARD_BY_DEMAND, AgentCap.CLIPBOARD_SELECTION}
@@ -227,20 +224,17 @@ class ClientAgent:
         """The client cancelled (or failed) a transfer: its part file goes."""
         t = self.files.drop(fields["id"])
         if t is not None:
-            status = (
-                FileXferStatus(fields["result"]).name if fields["result"] in FileXferStatus._value2member_map_ else str(fields["result"])
-            )
-            self.hub.file_refused(self, t.name, "the client cancelled", status.lower())
+            result = fields["result"]
+            status = FileXferStatus(result).name.lower() if result in FileXferStatus._value2member_map_ else str(result)
+            self.hub.file_refused(self, t.name, "the client cancelled", status)
 
     def _saved(self, xid: int, name: str, size: int, path: str) -> None:
         self._xfer_status(xid, FileXferStatus.SUCCESS)
         self.hub.file_received(self, name, size, path)
 
     def _refused(self, xid: int, name: str | None, exc: XferRefused) -> None:
-        detail = exc.detail
-        if exc.status == FileXferStatus.ERROR and not detail:
-            detail = bytes([FILE_XFER_ERROR_GLIB_IO]) + (G_IO_ERROR_INVALID_FILENAME if "name" in exc.reason else 0).to_bytes(4, "little")
-        self._xfer_status(xid, exc.status, detail if AgentCap.FILE_XFER_DETAILED_ERRORS in self.client_caps else b"")
+        detail = exc.detail if AgentCap.FILE_XFER_DETAILED_ERRORS in self.client_caps else b""
+        self._xfer_status(xid, exc.status, detail)
         self.hub.file_refused(self, name, exc.reason, exc.status.name.lower())
         self.log.info("{c}: file transfer {xid} refused: {why}", c=self, xid=xid, why=exc.reason)
 
