@@ -233,6 +233,15 @@ def test_the_admin_hands_control_and_sees_the_policy(admin):
         c.wait_for(lambda e: e.get("event") == "primary-create" and (e["width"], e["height"]) == (860, 620), timeout=30)
     assert api.ok("PATCH", f"/api/clients/{ids[0]}", {"view_only": True})["agent"]["clipboard"] == "copy-out"
     assert api.call("POST", "/api/clients/1/primary")[0] == 404  # no such client
+    # The dashboard's Server box shows the policy (the template with the real /api/server).
+    from admin_ui.app import AdminApp
+
+    page = (
+        AdminApp(server=None, token="t")
+        .env.get_template("dashboard.html")
+        .render(server=api.ok("GET", "/api/server"), clients=[], csrf="x")
+    )
+    assert "resize: primary client only (not when view-only); clipboard: both for drivers, copy-out for view-only; files: off" in page
 
 
 def test_agent_options(tmp_path):
