@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger
 
-from ..agent_policy import ClipboardMode
 from ..file_xfer import FileReceiver, XferRefused
 from ..wire.agent import AgentError, AgentLink, AgentMessage, caps_message, caps_of, decode_message, encode_message
 from ..wire.enums import (
@@ -64,7 +63,7 @@ class ClientAgent:
     # --- what we announce ----------------------------------------------------------------
     def our_caps(self) -> frozenset[int]:
         caps = {AgentCap.REPLY, AgentCap.FILE_XFER_DETAILED_ERRORS}
-        if self.hub.policy.clipboard != ClipboardMode.NONE and self.hub.clipboard_types:
+        if self.hub.policy.clipboard != "none" and self.hub.clipboard_types:  # (a ClipboardMode, a str)
             caps |= {AgentCap.CLIPBOARD_BY_DEMAND, AgentCap.CLIPBOARD_SELECTION}
         if self.hub.desktop.can_resize:
             caps.add(AgentCap.MONITORS_CONFIG)
