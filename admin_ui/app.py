@@ -304,6 +304,17 @@ class AdminApp:
 
         return self.thumbnail.get().addCallback(send)
 
+    @app.route("/api/clients/<client_id>/primary", methods=["POST"])
+    def api_client_primary(self, request: Any, client_id: str) -> bytes:
+        """Hand control to a client: it owns the desktop's size (and the recording) now."""
+
+        def hand_over() -> dict[str, Any]:
+            client = self._client(client_id)
+            self.server.set_primary(client.session_id, by=self._who(request))
+            return client_stats(self.server, client)
+
+        return self._api(request, hand_over, mutating=True)
+
     @app.route("/api/settings", methods=["GET"])
     def api_settings(self, request: Any) -> bytes:
         return self._api(request, lambda: {"allow_multiple_clients": self.server.allow_multiple_clients})

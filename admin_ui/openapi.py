@@ -66,6 +66,14 @@ def openapi_document() -> dict[str, Any]:
                     errors=(404, 403),
                 ),
             },
+            "/api/clients/{client_id}/primary": {
+                "post": _op(
+                    "Hand control to a client: it becomes the primary (its window size sets the desktop's; the recording).",
+                    client,
+                    client_id=True,
+                    errors=(404, 403),
+                ),
+            },
             "/api/settings": {
                 "get": _op("Run-time settings.", obj),
                 "patch": _op(
@@ -229,6 +237,11 @@ def openapi_document() -> dict[str, Any]:
                                 "recording": {"type": "boolean"},
                                 "bytes_received": {"type": "integer"},
                             },
+                        },
+                        "agent": {
+                            "type": "object",
+                            "nullable": True,
+                            "description": "its side of the built-in agent: caps, messages, its clipboard mode (none, copy-out, both)",
                         },
                     },
                     "required": ["id", "address", "primary", "view_only", "channels"],

@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FINDINGS = HERE / "findings"
-NAMES = ["framer", "decode", "core", "link", "link-protocol", "websocket", "channels"]
+NAMES = ["framer", "decode", "core", "link", "link-protocol", "websocket", "channels", "agent"]
 
 
 def _quiet_logs() -> None:

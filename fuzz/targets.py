@@ -17,6 +17,9 @@ unexpected exception through, which the runner reports with the input that cause
 - channels: a real SpiceServer with two clients of four channels each over memory
   transports: hostile streams into any channel, ACKs, clock steps, vanishing peers;
   the other connections must be untouched and every bound must hold.
+- agent: the same server with a source that takes the clipboard and resizes: AGENT_START,
+  then agent messages (valid, cut, lying, random) in AGENT_DATA pieces cut anywhere, and
+  AGENT_TOKENs; the agent's buffer and queue stay bounded, the other client untouched.
 """
 
 from __future__ import annotations
@@ -34,13 +37,17 @@ from wsproto.connection import ConnectionState
 from wsproto.events import Message, Ping, Request, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
+from spice_twisted.channels.agent import MAX_QUEUED as AGENT_MAX_QUEUED
 from spice_twisted.channels.link import LinkProtocol, PortRouter
 from spice_twisted.limits import MAX_CONTROL_BACKLOG, Limits
 from spice_twisted.server import SpiceServer
 from spice_twisted.sources.base import DisplaySource
+from spice_twisted.sources.desktop_agent import TEXT, DesktopAgent
+from spice_twisted.wire.agent import encode_message
+from spice_twisted.wire.agent import header as agent_header
 from spice_twisted.wire.channel import ChannelCore, ProtocolError
 from spice_twisted.wire.client_link import link_message, ticket_message
-from spice_twisted.wire.enums import ChannelType, CommonCap, LinkError, MsgcCommon
+from spice_twisted.wire.enums import AgentMsg, ChannelType, CommonCap, LinkError, MsgcCommon, MsgcMain
 from spice_twisted.wire.framer import Framer
 from spice_twisted.wire.link import IllegalTransition, LinkFailed, LinkRequested, ServerLink, State, TicketReceived
 from spice_twisted.wire.messages import CLIENT, LINK_HEADER, LINK_REPLY, decode_body
@@ -179,6 +186,17 @@ class Canvas(DisplaySource):
         self.render = render
 
 
+class AgentCanvas(Canvas, DesktopAgent):
+    """A canvas whose desktop takes text and any size within the surface bound."""
+
+    clipboard_types = frozenset({TEXT})
+    can_resize = True
+
+    def resize(self, width: int, height: int) -> None:
+        if self.max_surface.allows(width, height) and width * height <= 1 << 20:
+            self.render.resize(width, height)
+
+
 class FixedKeys:
     """A stand-in for LinkKeyPool: one key for every link (a fresh key costs ~10 ms)."""
 
@@ -200,9 +218,9 @@ class FixedKeys:
     def stop(self) -> None: ...
 
 
-def make_server(ch: Chooser | None = None, **limits: Any) -> SpiceServer:
+def make_server(ch: Chooser | None = None, source: DisplaySource | None = None, **limits: Any) -> SpiceServer:
     lim = Limits(message_timeout=5.0, link_timeout=10.0, max_buffered_total=64 * 1024, **limits)
-    srv = SpiceServer(Canvas(), Ticket(PASSWORD), Clock(), limits=lim, view_ticket=Ticket(VIEW_PASSWORD))
+    srv = SpiceServer(source or Canvas(), Ticket(PASSWORD), Clock(), limits=lim, view_ticket=Ticket(VIEW_PASSWORD))
     srv.link_keys = FixedKeys()  # type: ignore[assignment]
     srv.source.start(srv.render, srv.cursor)
     return srv
@@ -385,6 +403,86 @@ def target_channels(ch: Chooser) -> None:
     _check_server(srv)
 
 
+def _agent_fields(ch: Chooser, kind: AgentMsg) -> dict[str, Any] | None:
+    """Valid (often extreme) fields for one agent message we take, or None."""
+    small = lambda: ch.int(0, 5000) if ch.int(0, 3) else ch.int(0, 2**32 - 1)  # noqa: E731
+    if kind == AgentMsg.MONITORS_CONFIG:
+        mons = [{"height": small(), "width": small(), "depth": 32, "x": 0, "y": 0} for _ in range(ch.int(0, 3))]
+        return {"num_of_monitors": len(mons), "flags": ch.int(0, 3), "monitors": mons, "physical_sizes": ch.bytes(8)}
+    if kind == AgentMsg.CLIPBOARD_GRAB:
+        return {"types": [ch.int(0, 7) for _ in range(ch.int(0, 4))]}
+    if kind == AgentMsg.CLIPBOARD:
+        return {"clip_type": ch.int(0, 3), "data": ch.bytes(200)}
+    if kind == AgentMsg.CLIPBOARD_REQUEST:
+        return {"clip_type": ch.int(0, 3)}
+    if kind in (AgentMsg.CLIPBOARD_RELEASE, AgentMsg.CLIENT_DISCONNECTED):
+        return {}
+    if kind == AgentMsg.FILE_XFER_START:
+        text = b"[vdagent-file-xfer]\nname=" + ch.bytes(20) + b"\nsize=%d\n" % ch.int(0, 1 << 30)
+        return {"id": ch.int(0, 3), "data": text if ch.int(0, 3) else ch.bytes(40)}
+    if kind == AgentMsg.FILE_XFER_DATA:
+        data = ch.bytes(100)
+        return {"id": ch.int(0, 3), "size": len(data), "data": data}
+    if kind == AgentMsg.FILE_XFER_STATUS:
+        return {"id": ch.int(0, 3), "result": ch.int(0, 8), "data": b""}
+    if kind == AgentMsg.ANNOUNCE_CAPABILITIES:
+        return {"request": ch.int(0, 1), "caps": [small() for _ in range(ch.int(0, 2))]}
+    return None
+
+
+def _agent_stream(ch: Chooser) -> bytes:
+    """A few agent messages: encoded from valid fields, random bodies, or lying headers."""
+    out = b""
+    for _ in range(ch.int(0, 4)):
+        kind = ch.int(1, 17)
+        how = ch.int(0, 3)
+        fields = _agent_fields(ch, AgentMsg(kind)) if how == 0 and kind in AgentMsg._value2member_map_ else None
+        if fields is not None:
+            data = encode_message(AgentMsg(kind), fields, bool(ch.int(0, 1)))
+        elif how == 2:  # a header that lies about its size (more or less than follows)
+            out += agent_header(kind, ch.int(0, 1 << 25)) + ch.bytes(40)
+            continue
+        elif how == 3:
+            out += ch.bytes(60)
+            continue
+        else:
+            data = ch.bytes(80)
+        out += agent_header(kind, len(data)) + data
+    return out
+
+
+def target_agent(ch: Chooser) -> None:
+    srv = make_server(source=AgentCanvas())
+    clock: Clock = srv.reactor
+    victim, attacker = _Client(srv), _Client(srv)
+    for c in (victim, attacker):
+        c.conns[ChannelType.MAIN].feed(struct.pack("<HII", MsgcMain.AGENT_START, 4, 0xFFFFFFFF if ch.int(0, 1) else ch.int(0, 3)))
+    main = attacker.conns[ChannelType.MAIN]
+    agent = main.protocol.agent
+    for _ in range(ch.int(1, 5)):
+        if ch.int(0, 4) == 0:
+            main.feed(struct.pack("<HII", MsgcMain.AGENT_TOKEN, 4, ch.int(0, 5)))
+        data = _agent_stream(ch)
+        pos = 0
+        while pos < len(data) and not main.lost:
+            n = ch.int(1, 2100 if ch.int(0, 9) == 0 else 2048)
+            piece = data[pos : pos + n]
+            main.feed(struct.pack("<HI", MsgcMain.AGENT_DATA, len(piece)) + piece)
+            pos += n
+            check(agent.link.stream.buffered <= agent.link.stream.max_clipboard + 8, "agent buffer past its bound")
+            check(agent.link.queued_bytes <= AGENT_MAX_QUEUED, "agent queue past its bound")
+        if ch.int(0, 2) == 0:
+            main.read()
+        clock.advance(ch.int(0, 8) / 4)
+        _check_server(srv)
+    for c in [*attacker.conns.values(), *victim.conns.values()]:
+        c.settle()
+    for ctype, conn in victim.conns.items():
+        check(not conn.lost and not conn.transport.disconnecting, f"victim's {ctype.name} channel was closed")
+    check(victim.session in srv.clients, "victim's session was dropped")
+    _check_server(srv)
+
+
 TARGETS: dict[str, Callable[[Chooser], None]] = {
     "framer": target_framer,
     "decode": target_decode,
@@ -393,4 +491,5 @@ TARGETS: dict[str, Callable[[Chooser], None]] = {
     "link-protocol": target_link_protocol,
     "websocket": target_websocket,
     "channels": target_channels,
+    "agent": target_agent,
 }

@@ -17,6 +17,7 @@ import sys
 
 from twisted.python import usage
 
+from .agent_options import AGENT_FLAGS, AGENT_PARAMETERS, AGENT_SWITCHES, agent_policy
 from .build import OptionBuild
 from .channel_security import channel_name
 from .limits import Limits, parse_message_limit, parse_rate, parse_size
@@ -33,7 +34,7 @@ PASSWORD_REFUSED = (
 )
 REFUSED = {"password"}  # never suggested for a mistyped name
 # Our flags that QEMU's -spice has as NAME=on|off: --NAME=on and --NAME=off are taken too.
-QEMU_SWITCHES = {"disable-ticketing"}
+QEMU_SWITCHES = {"disable-ticketing", *AGENT_SWITCHES}
 SWITCH_VALUES = {"on": True, "off": False}
 
 
@@ -333,6 +334,7 @@ class Options(usage.Options, OptionChecks, OptionBuild):
             "What the primary client records (its microphone): FILE.wav, or pulse[:SINK] / pipewire[:TARGET] (played there).",
         ],
         ["playback-compression", None, True, "on: Opus for clients that offer it; off: raw PCM to everyone (QEMU's name).", _on_off],
+        *AGENT_PARAMETERS,
     ]
     optFlags = [
         [
@@ -346,6 +348,7 @@ class Options(usage.Options, OptionChecks, OptionBuild):
         ["viewonly", None, "Same as --view-only (x11spice's name)."],
         ["exit-on-x-loss", None, "With --source x11: exit when the X display goes away (default: retry and serve it again)."],
         ["admin-tls", None, "Serve the admin site over HTTPS on a loopback address too (needs --cert and --key)."],
+        *AGENT_FLAGS,
     ]
 
     def __init__(self) -> None:
@@ -527,6 +530,7 @@ class Options(usage.Options, OptionChecks, OptionBuild):
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
         self._audio()
+        self["agent-policy"] = agent_policy(self)
         if self["exit-on-x-loss"]:
             if not hasattr(self["source-object"], "exit_on_loss"):
                 raise usage.UsageError("--exit-on-x-loss needs --source x11")

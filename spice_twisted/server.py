@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import task
 from twisted.logger import Logger
 
+from .agent_policy import AgentHub, AgentPolicy
 from .audio.playback import PlaybackService
 from .audio.record import RecordService
 from .audit import audit
@@ -76,6 +77,7 @@ class SpiceServer:
         limits: Limits | None = None,
         channel_security: ChannelSecurity | None = None,
         view_ticket: Ticket | None = None,
+        agent_policy: AgentPolicy | None = None,
     ) -> None:
         self.source = source
         self.ticket = ticket
@@ -107,6 +109,8 @@ class SpiceServer:
         self.record_opus: Callable[[], OpusDecoder] | None = None  # None: clients record raw PCM only
         self.record = RecordService(None)
         self.audio_source: AudioSource | None = getattr(source, "sounds", None)
+        # The built-in agent (clipboard, resize, files) and its multi-client policy.
+        self.agent_hub = AgentHub(agent_policy or AgentPolicy(), source.desktop_agent(), lambda: self.primary)
         self.supported_mouse_modes = MouseMode.SERVER | (MouseMode.CLIENT if source.accepts_absolute else 0)
         # Client mode (absolute positions) when the source takes them: no pointer lag for anyone.
         self.mouse_mode = MouseMode.CLIENT if source.accepts_absolute else MouseMode.SERVER
@@ -127,6 +131,7 @@ class SpiceServer:
         self.source.notify_clients = self.notify_all
         self.source.report_locks = self.inputs.source_locks
         self.source.start(self.render, self.cursor)
+        self.agent_hub.start()
         if self.audio_source is not None:
             self.audio_source.start(self.playback, self.reactor)
         self.every(1.0, self.tick_second)
@@ -270,6 +275,20 @@ class SpiceServer:
         audit("admin", action="view_only", session=f"{session_id:#x}", view_only=bool(view_only), by=by or "local")
         what = "is view-only now" if view_only else "may drive now (view-only off)"
         self.log.info("client {sid:#x} {what}{by}", sid=session_id, what=what, by=f" (by {by})" if by else "")
+
+    def set_primary(self, session_id: int, by: str | None = None) -> None:
+        """Hand control to another client: it becomes the primary (resize, the recording),
+        the others keep their order of seniority behind it."""
+        client = self.clients[session_id]
+        if client is self.primary:
+            return
+        self.sessions.promote(session_id)
+        audit("admin", action="primary", session=f"{session_id:#x}", by=by or "local")
+        self.log.info("client {sid:#x} is now the primary{by}", sid=session_id, by=f" (by {by})" if by else "")
+        self.record.primary_changed(client)
+        self.agent_hub.primary_changed()
+        if client.main is not None and client.main.connected:
+            client.main.notify("you have control now (the primary client): your window size sets the desktop's", severity=0)
 
     def set_allow_multiple_clients(self, allow: bool, by: str | None = None) -> None:
         self.allow_multiple_clients = bool(allow)
@@ -468,6 +487,7 @@ class SpiceServer:
             self.log.info("client {sid:#x} is now the primary", sid=self.primary.session_id)
         if was_primary:
             self.record.primary_changed(self.primary)  # the recording moves with the primary
+            self.agent_hub.primary_changed()
 
     def notify_all(self, text: str) -> None:
         """A NOTIFY to every connected client (the source's news: a display lost, back)."""

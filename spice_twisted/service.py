@@ -98,6 +98,7 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
         limits=options.get("limits"),
         channel_security=options.get("channel-security"),
         view_ticket=options.get("view-ticket"),
+        agent_policy=options.get("agent-policy"),
     )
     server.new_clients_view_only = bool(options["view-only"])
     server.configure_audio(options.get("audio-source-object"), options.get("record-to"), options.get("playback-compression", True))

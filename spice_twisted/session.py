@@ -70,6 +70,15 @@ class ClientRegistry:
         """The longest-connected client."""
         return next(iter(self.clients.values()), None)
 
+    def promote(self, session_id: int) -> None:
+        """Hand control to `session_id`: it goes first, the others keep their order (in
+        place: the server and the input router hold this very dict)."""
+        client = self.clients.pop(session_id)
+        rest = list(self.clients.items())
+        self.clients.clear()
+        self.clients[session_id] = client
+        self.clients.update(rest)
+
     def new_session_id(self) -> int:
         """A random, non-zero session id no connected client has (ids are not guessable)."""
         while True:

@@ -138,6 +138,7 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "link": client.link.stats(),  # bandwidth, round trip and WAN verdict (link_estimate.py)
         "playback": next((c["audio"] for c in channels if c["channel"] == "playback"), None),
         "record": next((c["audio"] for c in channels if c["channel"] == "record"), None),
+        "agent": client.main.agent.describe() if client.main is not None and client.main.agent is not None else None,
     }
 
 
@@ -228,6 +229,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline, "taken": server.link_keys.taken},
         "guard": server.guard.stats(),
         "audio": audio_stats(server),
+        "agent": server.agent_hub.describe(),  # the multi-client policy and what it did
     }
 
 

@@ -1,5 +1,7 @@
-"""The main channel: session setup (INIT), the channel list, mouse modes, the network test;
-no guest agent.
+"""The main channel: session setup (INIT), the channel list, mouse modes, the network test,
+and the transport of the server's built-in agent (channels/agent.py: AGENT_START, AGENT_DATA
+and AGENT_TOKEN go to it; INIT says whether the agent is connected: whether the source can
+do anything with it, or files may be sent).
 
 The network test (upstream's, see link_estimate.py) runs when the channel starts: three
 probe PINGs queued together after INIT, the last one padded with NET_TEST_BYTES of zeros
@@ -30,13 +32,16 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..link_estimate import NET_TEST_BYTES, NET_TEST_STAGES, LinkEstimate, NetTest
+from ..wire.agent import AgentError
 from ..wire.channel import ProbePong
-from ..wire.enums import ChannelType, MainCap, MouseMode
+from ..wire.enums import ChannelType, MainCap, MouseMode, MsgMain
 from ..wire.link import LinkRequest
+from .agent import ClientAgent
 from .base import ChannelClient, ChannelHost, Parts
 from .pipe import PipeItem
 
 if TYPE_CHECKING:
+    from ..agent_policy import AgentHub
     from .interfaces import ClientView
 
 AGENT_TOKENS = 10
@@ -69,6 +74,9 @@ class MainSession(Protocol):
     def mm_time(self) -> int: ...
     def source_notice(self) -> str | None: ...  # news of the source that still holds
     def channel_list(self) -> list[tuple[int, int]]: ...
+
+    @property
+    def agent_hub(self) -> AgentHub | None: ...
     def request_mouse_mode(self, mode: MouseMode | None, client: ClientView) -> None: ...
     def main_channel_closed(self, client: ClientView) -> None: ...
 
@@ -87,6 +95,9 @@ class MainChannelClient(ChannelClient):
         self._unsubscribe: Any = None
         self._waiting_since: float | None = None  # monotonic: when the wait for a PONG began
         self._last_answer = time.monotonic()  # the last PONG (or the start)
+        hub = getattr(session, "agent_hub", None)
+        tokens_cap = MainCap.AGENT_CONNECTED_TOKENS in request.channel_caps
+        self.agent = ClientAgent(hub, client, self, AGENT_TOKENS, tokens_cap) if hub is not None else None
 
     @property
     def link(self) -> LinkEstimate | None:
@@ -101,12 +112,14 @@ class MainChannelClient(ChannelClient):
                 "display_channels_hint": 1,
                 "supported_mouse_modes": srv.supported_mouse_modes,
                 "current_mouse_mode": srv.mouse_mode,
-                "agent_connected": 0,
+                "agent_connected": int(self.agent is not None and self.agent.connected),
                 "agent_tokens": AGENT_TOKENS,
                 "multi_media_time": srv.mm_time(),
                 "ram_hint": 64 << 20,
             },
         )
+        if self.agent is not None:
+            self.agent.attach()
         if MainCap.NAME_AND_UUID in self.request.channel_caps:
             self.send("NAME", {"name": srv.name.encode() + b"\0"})
             self.send("UUID", {"uuid": srv.uuid.bytes})
@@ -238,14 +251,32 @@ class MainChannelClient(ChannelClient):
     def send_mouse_mode(self) -> None:
         self.send("MOUSE_MODE", {"supported_modes": self.session.supported_mouse_modes, "current_mode": self.session.mouse_mode})
 
-    # No guest agent: the client may still try to talk to one; upstream drops this too.
+    # --- the built-in agent (channels/agent.py) ------------------------------------------
+    def _agent_call(self, fn: Any, *args: Any) -> None:
+        if self.agent is None or self.agent.closed:
+            return  # no agent: the client may still try to talk to one; dropped, as upstream
+        try:
+            fn(*args)
+        except AgentError as exc:
+            self.agent.close()
+            self.abort(f"agent: {exc}")
+
     def handle_AGENT_START(self, fields: dict[str, Any]) -> None:
-        self.log.debug("{cc}: agent start ignored (no agent)", cc=self)
+        self._agent_call(lambda n: self.agent.start(n), fields["num_tokens"])  # type: ignore[union-attr]
 
     def handle_AGENT_DATA(self, fields: dict[str, Any]) -> None:
-        self.log.debug("{cc}: agent data dropped (no agent)", cc=self)
+        self._agent_call(lambda d: self.agent.data(d), fields["data"])  # type: ignore[union-attr]
+
+    def handle_AGENT_TOKEN(self, fields: dict[str, Any]) -> None:
+        self._agent_call(lambda n: self.agent.token(n), fields["num_tokens"])  # type: ignore[union-attr]
+
+    def item_sent(self, item: PipeItem) -> None:
+        if item.msg_type == MsgMain.AGENT_DATA and self.agent is not None:
+            self.agent.chunk_written()
 
     def on_disconnected(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
         self.net_test = None
         self.core.forget_probes()
         self._cancel_probe_timer()

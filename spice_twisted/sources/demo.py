@@ -1,4 +1,5 @@
-"""`demo`: a built-in 1024x768 desktop that keeps changing and answers input.
+"""`demo`: a built-in desktop (1024x768 until a client asks for another size) that keeps
+changing and answers input.
 
 Layers, bottom to top (the surface is always their composition, `compose()`):
 1. the desktop (`desktop`): a backdrop drawn once with Pillow, the strokes clients paint
@@ -16,6 +17,12 @@ exposed; scrolling the log is a `copy_bits` of the panel plus the new line. Repe
 pictures (slides, icons) are always drawn into exactly their own rects, so a repeat is
 pixel-identical to its last showing. Only what changed is marked damaged.
 
+The demo is its own desktop for the server's built-in agent (sources/desktop_agent.py):
+text a client copies is its clipboard (Ctrl+V types it into the text line), Ctrl+C offers
+the log's lines as the clipboard to every client, and it takes the size the primary
+client's window asks for (a new layout: the clock and dock at the right, the text line at
+the bottom, at least MIN_WIDTH x MIN_HEIGHT).
+
 Input changes state; the pixels are painted once a frame (the render service's paint
 hook), so a flood of key presses or pointer motion costs one text redraw, one window move
 and one vectorised stroke paint per frame, not one per event. Within a frame the window
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +48,7 @@ from .base import DisplaySource, rgb_to_xrgb
 from .demo_log import LINE_H, LINES, LogModel, line_pixels, panel_pixels
 from .demo_pictures import ICON, SLIDES, font, icon, slide
 from .demo_window import LOG, SLIDE, WIN_H, WIN_W, DemoWindow, subtract
+from .desktop_agent import TEXT, AgentSink, Contents, DesktopAgent
 
 if TYPE_CHECKING:
     from ..inputs import InputOrigin
@@ -47,16 +56,50 @@ if TYPE_CHECKING:
     from ..render.service import RenderService
 
 WIDTH, HEIGHT = 1024, 768
+MIN_WIDTH, MIN_HEIGHT = 640, 480  # the smallest desktop a client may ask for: the window fits
 BAR_H = 36
-CLOCK_BOX = Rect(WIDTH - 200, 0, WIDTH, BAR_H)
-TEXT_BOX = Rect(60, 690, 964, 736)
 BALL = 48
 BRUSH = 3  # stroke half-width in pixels
 MAX_TEXT = 70
 WELCOME = Rect(40, 40, 40 + WIN_W, 40 + WIN_H)  # where the window starts: clear of y >= 450, where tests draw
-ICONS = [Rect(660 + 70 * i, 80, 660 + 70 * i + ICON, 80 + ICON) for i in range(5)]  # the dock row
-WIDGETS = [TEXT_BOX, *ICONS]  # above the strokes
 BALL_START = (700.0, 300.0)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the widgets are on a desktop of one size: the clock and the dock at the right,
+    the text line at the bottom (a resize lays them out again)."""
+
+    width: int
+    height: int
+
+    @property
+    def rect(self) -> Rect:
+        return Rect(0, 0, self.width, self.height)
+
+    @property
+    def clock_box(self) -> Rect:
+        return Rect(self.width - 200, 0, self.width, BAR_H)
+
+    @property
+    def text_box(self) -> Rect:
+        return Rect(60, self.height - 78, self.width - 60, self.height - 32)
+
+    @property
+    def icons(self) -> list[Rect]:
+        x0 = self.width - 364
+        return [Rect(x0 + 70 * i, 80, x0 + 70 * i + ICON, 80 + ICON) for i in range(5)]  # the dock row
+
+    @property
+    def widgets(self) -> list[Rect]:
+        return [self.text_box, *self.icons]  # above the strokes
+
+
+DEFAULT_LAYOUT = Layout(WIDTH, HEIGHT)
+CLOCK_BOX = DEFAULT_LAYOUT.clock_box
+TEXT_BOX = DEFAULT_LAYOUT.text_box
+ICONS = DEFAULT_LAYOUT.icons
+WIDGETS = DEFAULT_LAYOUT.widgets
 
 # US layout, set-1 scancodes -> (plain, shifted)
 _ROWS = [
@@ -70,6 +113,8 @@ KEYMAP: dict[int, tuple[str, str]] = {
 }
 KEYMAP[0x39] = (" ", " ")
 SHIFT_KEYS = {0x2A, 0x36}
+CTRL_KEYS = {0x1D, 0x11D}
+KEY_C, KEY_V = 0x2E, 0x2F  # Ctrl+C copies the log to the clipboard, Ctrl+V pastes into the text line
 TONE_KEY = 0x42  # F8 toggles the demo's steady tone; a click chimes (sources/audio.py)
 BACKSPACE, ENTER = 0x0E, 0x1C
 
@@ -88,32 +133,39 @@ def _ibeam_cursor() -> CursorShape:
     return CursorShape.from_rgba(np.asarray(img), 4, 10)
 
 
-def draw_backdrop() -> np.ndarray:
+def draw_backdrop(layout: Layout = DEFAULT_LAYOUT) -> np.ndarray:
     """The desktop before anything happens on it (B, G, R, X): gradient, title bar, icons, text line frame."""
-    y = np.linspace(0.0, 1.0, HEIGHT, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, WIDTH, dtype=np.float32)[None, :]
-    rgb = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
+    y = np.linspace(0.0, 1.0, layout.height, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, layout.width, dtype=np.float32)[None, :]
+    rgb = np.empty((layout.height, layout.width, 3), dtype=np.uint8)
     rgb[..., 0] = (30 + 40 * y + 20 * x).astype(np.uint8)
     rgb[..., 1] = (60 + 80 * y).astype(np.uint8)
     rgb[..., 2] = (110 + 100 * (1 - y) + 20 * x).astype(np.uint8)
     img = Image.fromarray(rgb, "RGB")
     d = ImageDraw.Draw(img)
-    d.rectangle([0, 0, WIDTH, BAR_H], fill=(24, 26, 32))
+    d.rectangle([0, 0, layout.width, BAR_H], fill=(24, 26, 32))
     d.text((12, 7), "spice-twisted demo desktop", fill=(230, 230, 235), font=font(20))
-    t = TEXT_BOX
+    t = layout.text_box
     d.rectangle([t.left, t.top, t.right - 1, t.bottom - 1], fill=(250, 250, 250), outline=(30, 30, 40), width=2)
     out = rgb_to_xrgb(np.asarray(img))
-    for r in ICONS:
+    for r in layout.icons:
         out[r.top : r.bottom, r.left : r.right] = icon(False)
     return out
 
 
-class DemoSource(DisplaySource):
+class DemoSource(DisplaySource, DesktopAgent):
     name = "demo"
     accepts_absolute = True
+    # The built-in agent (sources/desktop_agent.py): text both ways, and any size asked for.
+    clipboard_types = frozenset({TEXT})
+    can_resize = True
 
     def __init__(self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = (), ca_file: str | None = None) -> None:
         self.width, self.height = WIDTH, HEIGHT
+        self.layout = DEFAULT_LAYOUT
+        self.agent_sink: AgentSink | None = None
+        self.clipboard: dict[str, str] = {}  # selection -> text a client copied
+        self.pastes = 0
         self.fps = fps
         self.log_every = max(1, round(fps))  # ticks between log lines: about a second
         self.slide_every = max(1, round(fps / 2))  # ticks between slides: about half a second
@@ -136,6 +188,7 @@ class DemoSource(DisplaySource):
         self.caps = False
         self._drawing: dict[int, tuple[int, int]] = {}
         self._shift: dict[int, bool] = {}
+        self._ctrl: dict[int, bool] = {}
         self._held_on_title: set[int] = set()  # pressed on the bar while another client drags
         self._hover: dict[int, int] = {}  # session -> the icon under its pointer
         self._lit: set[int] = set()  # icons painted highlighted
@@ -147,11 +200,11 @@ class DemoSource(DisplaySource):
         """Say on the desktop where it is served (the server's real spice:// URLs, and the CA
         a TLS viewer checks the server with); before start."""
         self.urls, self.ca_file = list(urls), ca_file
-        self.backdrop = draw_backdrop()
+        self.backdrop = draw_backdrop(self.layout)
         self.desktop = self.backdrop.copy()  # layer 1: backdrop + strokes + widgets
-        t = TEXT_BOX
+        t = self.layout.text_box
         self.desktop[t.top : t.bottom, t.left : t.right] = self._text_pixels()
-        self.window = DemoWindow(self.urls, WELCOME.left, WELCOME.top, Rect(0, BAR_H, WIDTH, HEIGHT), ca_file)
+        self.window = DemoWindow(self.urls, WELCOME.left, WELCOME.top, Rect(0, BAR_H, self.width, self.height), ca_file)
 
     @property
     def canvas(self) -> np.ndarray:
@@ -170,12 +223,12 @@ class DemoSource(DisplaySource):
         return np.where(mask[..., None], sprite.astype(np.int16), np.int16(-1))  # -1 = transparent
 
     def _clock_pixels(self, text: str) -> np.ndarray:
-        img = Image.new("RGB", (CLOCK_BOX.width, CLOCK_BOX.height), (24, 26, 32))
+        img = Image.new("RGB", (self.layout.clock_box.width, self.layout.clock_box.height), (24, 26, 32))
         ImageDraw.Draw(img).text((20, 7), text, fill=(150, 220, 150), font=font(20))
         return rgb_to_xrgb(np.asarray(img))
 
     def _text_pixels(self) -> np.ndarray:
-        t = TEXT_BOX
+        t = self.layout.text_box
         img = Image.new("RGB", (t.width, t.height), (250, 250, 250))
         d = ImageDraw.Draw(img)
         d.rectangle([0, 0, t.width - 1, t.height - 1], outline=(30, 30, 40), width=2)
@@ -229,13 +282,13 @@ class DemoSource(DisplaySource):
         if text == self._shown_time and not force:
             return None
         self._shown_time = text
-        r = CLOCK_BOX
+        r = self.layout.clock_box
         self.desktop[r.top : r.bottom, r.left : r.right] = self._clock_pixels(text)
         return r
 
     def _visible(self, r: Rect) -> list[Rect]:
         """The parts of r the window does not cover: where a change below it shows."""
-        return subtract(r.intersect(Rect(0, 0, WIDTH, HEIGHT)), self.window.rect)
+        return subtract(r.intersect(self.layout.rect), self.window.rect)
 
     def _show(self, r: Rect) -> None:
         """Recompose `r` on the surface and mark what of it is visible damaged."""
@@ -259,7 +312,7 @@ class DemoSource(DisplaySource):
             return
         self.frames += 1
         old = self._ball_rect()
-        for i, limit in ((0, WIDTH - BALL), (1, HEIGHT - BALL)):
+        for i, limit in ((0, self.width - BALL), (1, self.height - BALL)):
             self.pos[i] += self.vel[i]
             lo = BAR_H if i == 1 else 0
             if not lo <= self.pos[i] <= limit:
@@ -290,12 +343,12 @@ class DemoSource(DisplaySource):
             self._paint_in_window(SLIDE, slide(self.slide))
         if self._text_dirty:
             self._text_dirty = False
-            t = TEXT_BOX
+            t = self.layout.text_box
             self.desktop[t.top : t.bottom, t.left : t.right] = self._text_pixels()
             self._show(t)
         lit = set(self._hover.values())
         for i in sorted(lit ^ self._lit):
-            r = ICONS[i]
+            r = self.layout.icons[i]
             self.desktop[r.top : r.bottom, r.left : r.right] = icon(i in lit)
             self._show(r)
         self._lit = lit
@@ -304,7 +357,7 @@ class DemoSource(DisplaySource):
         for colour, segs in segments.items():
             # Into the desktop layer; each segment's visible box was marked damaged when it
             # arrived. The surface then gets the layers over all of them.
-            box = box.union(_paint_segments((self.desktop,), np.array(segs, dtype=np.int64), colour, WIDGETS))
+            box = box.union(_paint_segments((self.desktop,), np.array(segs, dtype=np.int64), colour, self.layout.widgets))
         box = box.intersect(self.render.primary.rect)
         if not box.empty():
             self.render.primary.pixels[box.top : box.bottom, box.left : box.right] = self.compose(box)
@@ -364,7 +417,7 @@ class DemoSource(DisplaySource):
 
     def _hover_at(self, session: int, x: int, y: int) -> None:
         p = _point(x, y)
-        over = None if self.window.rect.contains(p) else next((i for i, r in enumerate(ICONS) if r.contains(p)), None)
+        over = None if self.window.rect.contains(p) else next((i for i, r in enumerate(self.layout.icons) if r.contains(p)), None)
         if over == self._hover.get(session):
             return
         if over is None:
@@ -380,7 +433,7 @@ class DemoSource(DisplaySource):
             self._want_frame()  # the window follows once a frame, however many motions
             return
         if self.cursor is not None:
-            over_text = TEXT_BOX.contains(_point(x, y)) and not self.window.rect.contains(_point(x, y))
+            over_text = self.layout.text_box.contains(_point(x, y)) and not self.window.rect.contains(_point(x, y))
             self.cursor.set_shape(self.ibeam if over_text else self.arrow)
         self._hover_at(sid, x, y)
         if sid in self._held_on_title:
@@ -430,7 +483,13 @@ class DemoSource(DisplaySource):
         if key in SHIFT_KEYS:
             self._shift[origin.session_id] = pressed
             return
+        if key in CTRL_KEYS:
+            self._ctrl[origin.session_id] = pressed
+            return
         if not pressed:
+            return
+        if self._ctrl.get(origin.session_id) and key in (KEY_C, KEY_V):
+            self.copy_log(origin) if key == KEY_C else self.paste(origin)
             return
         if key == TONE_KEY:
             self._log(f"client {origin.session_id:#x}: tone {'on' if self.sounds.toggle_tone() else 'off'} (F8)")
@@ -456,6 +515,76 @@ class DemoSource(DisplaySource):
     def locks(self, modifiers: int) -> None:
         self.caps = bool(modifiers & 4)
 
+    # --- the built-in agent (sources/desktop_agent.py) ----------------------------------------
+    def desktop_agent(self) -> DesktopAgent:
+        return self
+
+    def start_agent(self, sink: AgentSink) -> None:
+        self.agent_sink = sink
+
+    def set_clipboard(self, selection: str, contents: Contents | None) -> None:
+        """A client copied: the demo's clipboard holds its text (Ctrl+V types it in)."""
+        data = (contents or {}).get(TEXT)
+        if data is None:
+            self.clipboard.pop(selection, None)
+            return
+        text = data.decode("utf-8", "replace")
+        self.clipboard[selection] = text
+        if selection == "CLIPBOARD":
+            self._log(f"clipboard: {len(text)} characters from a client (Ctrl+V pastes them)")
+
+    def paste(self, origin: InputOrigin) -> None:
+        """Ctrl+V: the clipboard's first line, printable characters only, into the text line."""
+        text = self.clipboard.get("CLIPBOARD", "")
+        line = "".join(ch for ch in text.split("\n", 1)[0] if ch.isprintable())
+        if not line:
+            return
+        self.pastes += 1
+        self.typed = (self.typed + line)[-MAX_TEXT:]
+        if not self._text_dirty:
+            self._text_dirty = True
+            self._want_frame()
+
+    def copy_log(self, origin: InputOrigin) -> None:
+        """Ctrl+C: the log's lines become the desktop's clipboard, offered to every client."""
+        self._log(f"client {origin.session_id:#x} copied the log")
+        lines = (self.log.lines + self.log.pending)[-LINES:]
+        if self.agent_sink is not None:
+            self.agent_sink.desktop_clipboard("CLIPBOARD", {TEXT: "\n".join(lines).encode()})
+
+    def resize(self, width: int, height: int) -> None:
+        """The controlling client's window size: the desktop is laid out again at that size
+        (at least MIN_WIDTH x MIN_HEIGHT, at most --max-surface) on a new primary surface.
+        The strokes go; the window, the ball and the log stay."""
+        w, h = max(MIN_WIDTH, width), max(MIN_HEIGHT, height)
+        if self.render is None or (w, h) == (self.width, self.height):
+            return
+        if not self.max_surface.allows(w, h):
+            why = self.max_surface.refusal("the new desktop", w, h)
+            if self.notify_clients is not None:
+                self.notify_clients(f"{why}; the desktop stays {self.width}x{self.height}")
+            return
+        self.width, self.height = w, h
+        self.layout = Layout(w, h)
+        self.backdrop = draw_backdrop(self.layout)
+        self.desktop = self.backdrop.copy()
+        t = self.layout.text_box
+        self.desktop[t.top : t.bottom, t.left : t.right] = self._text_pixels()
+        self._text_dirty = False
+        self._lit = set()  # the backdrop's icons are unlit: the next paint lights the hovered ones
+        self._segments.clear()
+        self._drawing.clear()
+        self.window.bounds = Rect(0, BAR_H, w, h)
+        self.window.x, self.window.y = self.window.clamp(self.window.x, self.window.y)
+        if self.window.target is not None:
+            self.window.target = self.window.clamp(*self.window.target)
+        self.pos = [min(max(self.pos[0], 0.0), w - BALL), min(max(self.pos[1], float(BAR_H)), h - BALL)]
+        self._paint_clock(force=True)
+        self.render.resize(w, h)
+        self.render.primary.pixels[:] = self.compose(self.render.primary.rect)
+        self.render.damage(self.render.primary.rect)
+        self._log(f"the desktop is {w}x{h} now")
+
     def describe(self) -> dict[str, Any]:
         w = self.window
         return {
@@ -468,6 +597,8 @@ class DemoSource(DisplaySource):
             "dragging": w.drag.owner if w.drag is not None else None,
             "log_lines": self.log.added,
             "slide": self.slide,
+            "size": [self.width, self.height],
+            "pastes": self.pastes,
         }
 
 

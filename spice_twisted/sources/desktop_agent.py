@@ -28,6 +28,10 @@ class AgentSink(Protocol):
     def desktop_clipboard(self, selection: str, contents: Contents | None) -> None:
         """The desktop's `selection` now holds `contents` (None: it was cleared or released)."""
 
+    def desktop_changed(self) -> None:
+        """What the desktop can do changed (`clipboard_types`, `can_resize`: a VM whose own
+        agent connected or left): every client is told the agent's capabilities again."""
+
 
 class DesktopAgent:
     """The defaults: no clipboard, no resize. A source that can do more overrides them and

@@ -377,6 +377,86 @@ class NotifyVisibility(IntEnum):
     HIGH = 2
 
 
+# --- the agent protocol carried in MAIN AGENT_DATA (spice-protocol vd_agent.h) -------------
+VD_AGENT_PROTOCOL = 1
+VD_AGENT_MAX_DATA_SIZE = 2048  # bytes of one AGENT_DATA message body, header included
+
+
+class AgentMsg(IntEnum):
+    MOUSE_STATE = 1
+    MONITORS_CONFIG = 2
+    REPLY = 3
+    CLIPBOARD = 4
+    DISPLAY_CONFIG = 5
+    ANNOUNCE_CAPABILITIES = 6
+    CLIPBOARD_GRAB = 7
+    CLIPBOARD_REQUEST = 8
+    CLIPBOARD_RELEASE = 9
+    FILE_XFER_START = 10
+    FILE_XFER_STATUS = 11
+    FILE_XFER_DATA = 12
+    CLIENT_DISCONNECTED = 13
+    MAX_CLIPBOARD = 14
+    AUDIO_VOLUME_SYNC = 15
+    GRAPHICS_DEVICE_INFO = 16
+
+
+class AgentCap(IntEnum):
+    MOUSE_STATE = 0
+    MONITORS_CONFIG = 1
+    REPLY = 2
+    CLIPBOARD = 3
+    DISPLAY_CONFIG = 4
+    CLIPBOARD_BY_DEMAND = 5
+    CLIPBOARD_SELECTION = 6
+    SPARSE_MONITORS_CONFIG = 7
+    GUEST_LINEEND_LF = 8
+    GUEST_LINEEND_CRLF = 9
+    MAX_CLIPBOARD = 10
+    AUDIO_VOLUME_SYNC = 11
+    MONITORS_CONFIG_POSITION = 12
+    FILE_XFER_DISABLED = 13
+    FILE_XFER_DETAILED_ERRORS = 14
+    GRAPHICS_DEVICE_INFO = 15
+    CLIPBOARD_NO_RELEASE_ON_REGRAB = 16
+    CLIPBOARD_GRAB_SERIAL = 17
+
+
+class ClipboardType(IntEnum):
+    NONE = 0
+    UTF8_TEXT = 1
+    IMAGE_PNG = 2
+    IMAGE_BMP = 3
+    IMAGE_TIFF = 4
+    IMAGE_JPG = 5
+    FILE_LIST = 6
+
+
+class ClipboardSelection(IntEnum):
+    CLIPBOARD = 0
+    PRIMARY = 1
+    SECONDARY = 2
+
+
+class FileXferStatus(IntEnum):
+    CAN_SEND_DATA = 0
+    CANCELLED = 1
+    ERROR = 2
+    SUCCESS = 3
+    NOT_ENOUGH_SPACE = 4
+    SESSION_LOCKED = 5
+    VDAGENT_NOT_CONNECTED = 6
+    DISABLED = 7
+
+
+class AgentReply(IntEnum):
+    SUCCESS = 1
+    ERROR = 2
+
+
+FILE_XFER_ERROR_GLIB_IO = 0  # VDAgentFileXferStatusError.error_type: error_code is a GIOErrorEnum
+G_IO_ERROR_INVALID_FILENAME = 10  # GIOErrorEnum value spice-gtk words as "Invalid filename"
+
 MESSAGE_IDS_SERVER: dict[ChannelType, type[IntEnum]] = {
     ChannelType.MAIN: MsgMain,
     ChannelType.DISPLAY: MsgDisplay,

@@ -17,6 +17,19 @@ commands from stdin, one per line:
                             (SpiceImageCompression: 1 off, 7 LZ4; the server must have
                             DISPLAY_CAP_PREF_COMPRESSION, else spice-gtk sends nothing)
   quit                      disconnect and exit
+Agent (the server's built-in agent, SpiceMainChannel; see the agent block below):
+  agent                     report agent-connected and the agent's caps (agent-caps-0)
+  clip_copy SEL TEXT...     hold TEXT (UTF-8, the rest of the line) and grab selection SEL
+                            (0 CLIPBOARD, 1 PRIMARY) for UTF8_TEXT; the agent's request for
+                            it is answered with clipboard_selection_notify
+  clip_request SEL TYPE     ask the agent for SEL's contents of TYPE (1 UTF8_TEXT): a
+                            clip-data event follows (main-clipboard-selection)
+  clip_release SEL          release selection SEL
+  monitor W H               update_display(0, 0, 0, W, H) + send_monitor_config
+  send_file PATH            file_copy_async; a file-done event says how it ended
+Events: clip-grab (sel, types), clip-data (sel, type, size, text), clip-release (sel),
+clip-request (sel, type, answered), agent (connected), file-done (ok, error: the whole
+operation), file-task (name, error: one file, the agent's status in spice-gtk's words).
 Audio (with --audio; see the audio block below):
   audio                     report playback: starts, stops, frames, bytes, sha256 of all PCM
   audio_dump PATH           write every PCM byte received so far to PATH
@@ -104,6 +117,7 @@ def on_channel_new(session, ch):
     signal(ch, "channel-event", on_channel_event)
     if isinstance(ch, Spice.MainChannel):
         signal(ch, "notify::mouse-mode", on_mouse_mode)
+        agent_channel_new(ch)
     if isinstance(ch, Spice.InputsChannel):
         signal(ch, "inputs-modifiers", on_modifiers)
     if isinstance(ch, Spice.CursorChannel):
@@ -188,6 +202,8 @@ def command(line):
         change(int(parts[1], 0))
         emit(reply="compression", ok=True, compression=int(parts[1], 0))
     elif audio_command(parts):
+        pass
+    elif agent_command(line, parts):
         pass
     elif parts[0] == "quit":
         session.disconnect()
@@ -311,6 +327,108 @@ def audio_command(parts):
             return True
 
         GLib.timeout_add(int(parts[2]), send_one)
+    else:
+        return False
+    return True
+
+
+# --- agent (clipboard, monitors config, file transfer) -------------------------------------
+clip = {"held": {}}  # selection -> the bytes this client offers
+
+
+def on_new_file_transfer(main, task):
+    def finished(task, error):
+        emit(event="file-task", name=task.props.file.get_basename(), error=error.message if error else None)
+
+    signal(task, "finished", finished)
+
+
+def on_agent_connected(main, pspec):
+    emit(event="agent", connected=main.props.agent_connected)
+
+
+def on_clip_grab(main, selection, types, ntypes):
+    got = _array(types, ntypes, ctypes.c_uint32)
+    emit(event="clip-grab", sel=selection, types=got)
+    return True
+
+
+def _array(value, n, item=ctypes.c_uint8):
+    """A signal's array argument: PyGObject gives a list (or bytes) where spice-gtk annotates
+    its length, else an address."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray)):
+        return list(value)
+    return list((item * n).from_address(value)) if n else []
+
+
+def on_clip_data(main, selection, clip_type, data, size):
+    raw = bytes(_array(data, size))[:size]
+    emit(event="clip-data", sel=selection, type=clip_type, size=size, text=raw.decode("utf-8", "replace"))
+
+
+def on_clip_request(main, selection, clip_type):
+    data = clip["held"].get(selection)
+    emit(event="clip-request", sel=selection, type=clip_type, answered=data is not None)
+    if data is None:
+        return False
+    main.clipboard_selection_notify(selection, clip_type, list(data))
+    return True
+
+
+def on_clip_release(main, selection):
+    emit(event="clip-release", sel=selection)
+
+
+def agent_channel_new(main):
+    signal(main, "notify::agent-connected", on_agent_connected)
+    signal(main, "main-clipboard-selection-grab", on_clip_grab)
+    signal(main, "main-clipboard-selection", on_clip_data)
+    signal(main, "main-clipboard-selection-request", on_clip_request)
+    signal(main, "main-clipboard-selection-release", on_clip_release)
+    signal(main, "new-file-transfer", on_new_file_transfer)
+
+
+def agent_command(line, parts):
+    """True if `parts` was an agent command (and it was answered)."""
+    main = state["channels"].get("main")
+    if parts[0] == "agent":
+        emit(
+            reply="agent",
+            connected=main.props.agent_connected if main else None,
+            caps0=main.props.agent_caps_0 if main else None,
+        )
+    elif parts[0] == "clip_copy":
+        sel = int(parts[1])
+        text = line.split(None, 2)[2] if len(parts) > 2 else ""
+        clip["held"][sel] = text.encode()
+        main.clipboard_selection_grab(sel, [1])
+        emit(reply="clip_copy", ok=True, size=len(clip["held"][sel]))
+    elif parts[0] == "clip_request":
+        main.clipboard_selection_request(int(parts[1]), int(parts[2]))
+        emit(reply="clip_request", ok=True)
+    elif parts[0] == "clip_release":
+        clip["held"].pop(int(parts[1]), None)
+        main.clipboard_selection_release(int(parts[1]))
+        emit(reply="clip_release", ok=True)
+    elif parts[0] == "monitor":
+        w, h = int(parts[1]), int(parts[2])
+        main.update_display_enabled(0, True, False)
+        main.update_display(0, 0, 0, w, h, False)
+        emit(reply="monitor", ok=bool(main.send_monitor_config()))
+    elif parts[0] == "send_file":
+        from gi.repository import Gio
+
+        def done(ch, result, user_data, path=parts[1]):
+            try:
+                ok, error = ch.file_copy_finish(result), None
+            except GLib.Error as exc:
+                ok, error = False, exc.message
+            emit(event="file-done", path=path, ok=bool(ok), error=error)
+
+        main.file_copy_async([Gio.File.new_for_path(parts[1])], Gio.FileCopyFlags.NONE, None, None, None, done, None)
+        emit(reply="send_file", ok=True)
     else:
         return False
     return True

@@ -7,6 +7,9 @@ Usage: python server_harness.py [--paused] -- <twistd spice options>
 
 Commands (one a line; each answers with {"reply": <command>, ...}):
   stats / dump PATH / pause / resume / allow_multiple_clients 0|1 / view_only SID 0|1 / quit
+  primary SID       hand control to client SID (SpiceServer.set_primary, as the admin does)
+  desktop_abilities CLIP RESIZE   the source's DesktopAgent takes text (CLIP=1) / resizes
+                    (RESIZE=1) or not, then AgentSink.desktop_changed()
   resize W H        the source serves a W x H screen (image sources); replies the new size
   count_codecs      wrap every codecs.ENCODERS entry with a counting wrapper (once)
   codec_calls       {"calls": {codec: encodes}, "pixels": {codec: pixels encoded}} since count_codecs
@@ -199,6 +202,16 @@ class Control(LineReceiver):
         elif cmd == "view_only":
             srv.set_view_only(int(args[0]), args[1] == "1")
             self.reply(reply="view_only")
+        elif cmd == "primary":  # hand control to a client (as the admin API does)
+            srv.set_primary(int(args[0]))
+            self.reply(reply="primary", primary=srv.primary.session_id if srv.primary else None)
+        elif cmd == "desktop_abilities":  # CLIP RESIZE (0/1): as a VM whose own agent came or went
+            from spice_twisted.sources.desktop_agent import TEXT
+
+            srv.source.clipboard_types = frozenset({TEXT}) if args[0] == "1" else frozenset()
+            srv.source.can_resize = args[1] == "1"
+            srv.agent_hub.desktop_changed()
+            self.reply(reply="desktop_abilities")
         elif cmd == "resize":
             srv.source.resize(int(args[0]), int(args[1]))
             self.reply(reply="resize", width=srv.render.width, height=srv.render.height)
