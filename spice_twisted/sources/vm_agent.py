@@ -96,11 +96,14 @@ class VmAgent(DesktopAgent):
     # --- the helper's frames ----------------------------------------------------------------
     def message(self, msg: proto.AgentState | proto.VmClipboard) -> None:
         if isinstance(msg, proto.AgentState):
-            if msg.flags != self.flags:
+            changed = msg.flags != self.flags
+            if changed:
                 self.log.info("the VM's agent: {what}", what=describe_flags(msg.flags))
             self.flags = msg.flags
             if not self.flags & F.CLIPBOARD:
                 self._clear()
+            if changed and self.sink is not None:
+                self.sink.desktop_changed()  # clients learn the agent came, went or changed
         elif msg.selection in self.selections():
             self.from_vm += 1
             if msg.contents:
