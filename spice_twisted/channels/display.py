@@ -36,6 +36,7 @@ from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
 from .base import CHUNK, ChannelClient, ChannelHost, Parts
+from .display_streams import ClientStreams, StreamFrameItem
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
 from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 
@@ -157,6 +158,7 @@ class DisplayChannelClient(ChannelClient):
         self.pixmap_cache = ClientPixmapCache(0, 0)  # none until DISPLAY_INIT gives its size
         self.lossy = Region()  # the areas of the surface this client holds lossy
         self.upgraded_at = float("-inf")  # when the render service last pushed it an upgrade
+        self.streams = ClientStreams(self)  # the video streams it plays (channels/display_streams.py)
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:
@@ -360,6 +362,8 @@ class DisplayChannelClient(ChannelClient):
             return []  # the drain loop sees the new head and marshals that
         if isinstance(item, CopyItem):
             return [copy_bits_body(item.op)]
+        if isinstance(item, StreamFrameItem):
+            return self.streams.marshal(item)
         if not isinstance(item, DrawItem):
             return [item.data]
         return self._marshal_draw(item)
@@ -477,15 +481,20 @@ class DisplayChannelClient(ChannelClient):
             moved = self.lossy.intersect(op.src).translate(*op.offset)
             self.lossy.remove(op.dest)
             self.lossy.add(moved)
+        elif isinstance(item, StreamFrameItem):
+            self.streams.sent(item)
 
     def item_dropped(self, item: PipeItem) -> None:
         if isinstance(item, DrawItem):
             item.drawable.dropped(self.pipe.id)
+        elif isinstance(item, StreamFrameItem):
+            self.streams.dropped(item)
 
     def on_disconnected(self) -> None:
         if self._init_timer.active():
             self._init_timer.cancel()
         self.leave_glz("disconnected")
         self.render.unsubscribe(self)
+        self.streams.close()
         self.pipe.reset()
         self.pixmap_cache.close()

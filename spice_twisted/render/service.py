@@ -22,6 +22,7 @@ from .glz_group import GlzGroups
 from .payloads import PayloadService
 from .rect import Rect
 from .region import Region
+from .streams import Streams
 from .surface import Surface, SurfaceBound, SurfaceTooLarge
 
 # A frame's damage becomes at most this many drawables (merged where merging wastes little).
@@ -101,6 +102,7 @@ class RenderService:
         self.lossless_after = LOSSLESS_AFTER
         self.max_surface: SurfaceBound | None = None
         self.pacer = FramePacer(reactor, max_fps, self._frame)
+        self.streams = Streams(self)  # video areas sent as streams (render/streams.py)
 
     @property
     def width(self) -> int:
@@ -115,6 +117,7 @@ class RenderService:
 
     def stop(self) -> None:
         self.pacer.stop()
+        self.streams.stop()
         self.payloads.stop()
 
     # --- the producer ------------------------------------------------------------------
@@ -210,6 +213,7 @@ class RenderService:
         taking = [s for s in self.sinks if s.accepting]
         rects = region.simplify(self.max_rects)
         self._mark_drawn(rects)
+        rects = self.streams.commit(rects, taking, behind)  # stream areas go as stream frames
         for r in rects:
             for sink in behind:
                 sink.absorb(r)
@@ -327,6 +331,7 @@ class RenderService:
         and keeps the surface it has: sources check first, this is the backstop."""
         if self.max_surface is not None and not self.max_surface.allows(width, height):
             raise SurfaceTooLarge(self.max_surface.refusal("the new surface", width, height))
+        self.streams.reset()
         self.generation += 1
         self.counters.resizes += 1
         self.primary = Surface(0, width, height)
@@ -338,6 +343,7 @@ class RenderService:
 
     def subscribe(self, sink: DrawableSink) -> None:
         self.sinks.append(sink)
+        self.streams.joined(sink)
 
     def unsubscribe(self, sink: DrawableSink) -> None:
         if sink in self.sinks:

@@ -1,0 +1,232 @@
+"""Video streams: an area redrawn at a steady rate becomes a SPICE stream, encoded once per tier.
+
+Detection runs on what every frame commits (the simplified damage): a rect of at least
+`MIN_AREA` pixels committed `DETECT_UPDATES` times within `DETECT_WINDOW` seconds (8
+updates a second or more) whose pixels are photo-like (codecs.classify) starts a
+stream over that rect. From then on damage inside the rect is not sent as images:
+each frame that touched it makes one frame `Drawable` of the whole rect, encoded once
+per tier some client is on (codecs/video.py, on the codec pool) and handed to every
+display client that plays streams; the rest of the damage goes on as drawables.
+Clients that play no streams get the frame as an ordinary drawable.
+
+A stream ends when its rect saw no damage for `END_AFTER` seconds, when a steady rect
+overlapping it appears (the video moved or changed size), or when the surface is
+replaced. Every client that played it holds the area lossy (channels/display_streams.py
+adds it to the client's lossy region as each frame is written), so the render service's
+lossless upgrade sends the area exact once it is quiet: every client converges.
+
+A client that joins while a stream plays gets STREAM_CREATE at once and the newest
+frame (every MJPEG frame is a key frame).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..codecs import classify
+from ..codecs.video import RATE_DIVISOR
+from .drawable import Drawable
+from .rect import Rect
+from .region import Region
+
+if TYPE_CHECKING:
+    from .service import RenderService
+
+DETECT_WINDOW = 0.5  # seconds of history detection looks at
+DETECT_UPDATES = 4  # commits of the same rect within DETECT_WINDOW: >= 8 updates a second
+MIN_AREA = 128 * 96  # smaller areas (a clock, a spinner, a cursor trail) stay images
+END_AFTER = 0.5  # seconds without damage that end a stream
+MAX_STREAMS = 8  # at once; ids are below 64 (spice-gtk's table)
+MAX_CANDIDATES = 64  # rects whose history detection keeps (bounded memory)
+
+
+@dataclass(eq=False)
+class Stream:
+    """One stream of the primary surface: its id on the wire, its rect, its newest frame."""
+
+    id: int
+    surface_id: int
+    generation: int
+    rect: Rect
+    started_at: float
+    last_damage: float
+    frames: int = 0  # frames made (the low tier takes every RATE_DIVISOR-th)
+    last: Drawable | None = None  # the newest frame, held for clients that join
+    ended: bool = False
+
+
+class StreamPlayer(Protocol):
+    """A display client's stream side, its `streams` attribute (channels/display_streams.py).
+    A sink without one plays no streams: it gets each frame as an ordinary drawable."""
+
+    def tier(self, stream: Stream) -> str | None:
+        """The tier codec this client gets `stream` in, or None: it plays no streams."""
+        ...
+
+    def start(self, stream: Stream) -> None: ...
+    def frame(self, stream: Stream, frame: Drawable, codec: str) -> None: ...
+    def end(self, stream: Stream) -> None: ...
+
+
+@dataclass
+class StreamCounters:
+    started: int = 0
+    ended: int = 0
+    frames: int = 0  # frame drawables made (each encoded once per tier in use)
+    tiers: dict[str, int] = field(default_factory=dict)  # frames handed to clients, by tier
+
+
+def _player(sink: Any) -> StreamPlayer | None:
+    return getattr(sink, "streams", None)
+
+
+class Streams:
+    def __init__(self, service: RenderService) -> None:
+        self.service = service
+        self.reactor = service.reactor
+        self.enabled = True
+        self.active: dict[int, Stream] = {}
+        self.counters = StreamCounters()
+        self._seen: dict[Rect, deque[float]] = {}
+        self._ids = itertools.cycle(range(64))
+        self._end_call: Any = None
+
+    # --- from the render service's commit ----------------------------------------------
+    def commit(self, rects: list[Rect], taking: Sequence[Any], behind: Sequence[Any]) -> list[Rect]:
+        """Detect streams in this frame's rects and send the frames of the active ones;
+        returns the rects still to send as drawables."""
+        if not self.enabled:
+            return rects
+        now = self.reactor.seconds()
+        self._detect(rects, now)
+        if not self.active:
+            return rects
+        out: list[Rect] = []
+        due: set[Stream] = set()
+        for r in rects:
+            hit = [s for s in self.active.values() if not s.rect.intersect(r).empty()]
+            if not hit:
+                out.append(r)
+                continue
+            due.update(hit)
+            rest = Region(r)
+            for s in hit:
+                rest = rest.subtract(s.rect)
+            out.extend(rest.rects())
+        for s in due:
+            s.last_damage = now
+            self._frame(s, taking, behind)
+        return out
+
+    def _detect(self, rects: list[Rect], now: float) -> None:
+        seen = self._seen
+        horizon = now - DETECT_WINDOW
+        for r in rects:
+            if r.area < MIN_AREA or any(s.rect.contains(r) for s in self.active.values()):
+                continue
+            times = seen.get(r)
+            if times is None:
+                if len(seen) >= MAX_CANDIDATES:
+                    continue
+                times = seen[r] = deque(maxlen=DETECT_UPDATES)
+            times.append(now)
+            if len(times) >= DETECT_UPDATES and times[0] >= horizon and len(self.active) < MAX_STREAMS:
+                surface = self.service.primary
+                if classify.lossy_pays(surface.crop(r)):
+                    del seen[r]
+                    self._start(r, now)
+        for r in [r for r, t in seen.items() if t[-1] < horizon]:
+            del seen[r]
+
+    def _start(self, rect: Rect, now: float) -> None:
+        for s in [s for s in self.active.values() if not s.rect.intersect(rect).empty()]:
+            self.end(s)  # the video moved or changed size: its old stream goes
+        used = set(self.active)
+        sid = next(i for i in self._ids if i not in used)
+        surface = self.service.primary
+        s = Stream(sid, surface.id, self.service.generation, rect, now, now)
+        self.active[sid] = s
+        self.counters.started += 1
+        for sink in list(self.service.sinks):
+            player = _player(sink)
+            if player is not None and player.tier(s) is not None:
+                player.start(s)
+        self._schedule_end()
+
+    def _frame(self, s: Stream, taking: Sequence[Any], behind: Sequence[Any]) -> None:
+        service = self.service
+        d = Drawable(s.surface_id, s.generation, s.rect, service.primary.crop(s.rect), service.payloads)
+        d.hold()  # the stream's own reference: the newest frame, for clients that join
+        if s.last is not None:
+            s.last.release()
+        s.last = d
+        s.frames += 1
+        self.counters.frames += 1
+        for sink in behind:
+            sink.absorb(s.rect)
+        for sink in taking:
+            player = _player(sink)
+            tier = player.tier(s) if player is not None else None
+            if tier is None:  # plays no streams: the frame is an ordinary image for it
+                sink.request_payload(d)
+                sink.push_drawable(d)
+            elif (s.frames - 1) % RATE_DIVISOR.get(tier, 1) == 0:
+                d.request(tier)  # once per tier, whoever asks first
+                self.counters.tiers[tier] = self.counters.tiers.get(tier, 0) + 1
+                player.frame(s, d, tier)
+
+    # --- clients that join; the end of streams --------------------------------------------
+    def joined(self, sink: Any) -> None:
+        """A display client started: every active stream at once, with its newest frame."""
+        player = _player(sink)
+        if player is None:
+            return
+        for s in list(self.active.values()):
+            tier = player.tier(s)
+            if tier is None:
+                continue
+            player.start(s)
+            if s.last is not None and s.last.pixels is not None:
+                s.last.request(tier)
+                player.frame(s, s.last, tier)
+
+    def end(self, s: Stream) -> None:
+        if s.ended:
+            return
+        s.ended = True
+        self.active.pop(s.id, None)
+        self.counters.ended += 1
+        for sink in list(self.service.sinks):
+            player = _player(sink)
+            if player is not None:
+                player.end(s)
+        if s.last is not None:
+            s.last.release()
+            s.last = None
+
+    def reset(self) -> None:
+        """The surface is replaced: every stream ends (before the clients' SURFACE_DESTROY)."""
+        for s in list(self.active.values()):
+            self.end(s)
+        self._seen.clear()
+
+    def _schedule_end(self) -> None:
+        if self._end_call is None and self.active:
+            self._end_call = self.reactor.callLater(END_AFTER, self._end_quiet)
+
+    def _end_quiet(self) -> None:
+        self._end_call = None
+        now = self.reactor.seconds()
+        for s in list(self.active.values()):
+            if now - s.last_damage >= END_AFTER:
+                self.end(s)
+        self._schedule_end()
+
+    def stop(self) -> None:
+        if self._end_call is not None and self._end_call.active():
+            self._end_call.cancel()
+        self._end_call = None

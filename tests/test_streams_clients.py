@@ -1,0 +1,107 @@
+"""Video streams with real spice-gtk clients, each through a wire tap (render/streams.py).
+
+The demo's video window (a generated plasma, sources/demo_video.py) is redrawn at the
+demo's tick rate: the render service makes it a stream. The taps show STREAM_CREATE over
+the video's rect and STREAM_DATA frames; each client's decoded picture of the area is
+compared by PSNR with the plasma frames the server drew (a frame is a function of its
+number, so the test recomputes them); encodes are counted at the codec boundary
+(codecs.ENCODERS, wrapped by the harness); after the video stops every client is exact.
+"""
+
+from __future__ import annotations
+
+from support.images import psnr
+from support.processes import as_rgb, wait_match, wait_until
+from support.tapped import connect
+
+from spice_twisted.render.rect import Rect
+from spice_twisted.sources.demo_video import VIDEO, Plasma
+from spice_twisted.wire.enums import ChannelType, MsgDisplay
+from spice_twisted.wire.messages import decode_body, message
+
+STREAM_CREATE = message(ChannelType.DISPLAY, "STREAM_CREATE")
+STREAM_DATA = message(ChannelType.DISPLAY, "STREAM_DATA")
+AREA = (slice(VIDEO.top, VIDEO.bottom), slice(VIDEO.left, VIDEO.right))
+
+
+def _frames(conn, start: int = 0) -> list[bytes]:
+    """The MJPEG data of every STREAM_DATA the tap saw from server message `start` on."""
+    return [decode_body(STREAM_DATA, body)["data"] for t, body in conn.snapshot(start) if t == MsgDisplay.STREAM_DATA]
+
+
+def _creates(conn, start: int = 0) -> list[dict]:
+    return [decode_body(STREAM_CREATE, body) for t, body in conn.snapshot(start) if t == MsgDisplay.STREAM_CREATE]
+
+
+def _best_psnr(client, server, plasma: Plasma) -> float:
+    """How close the client's video area is to the nearest of the frames the server drew
+    lately (the client plays a little behind: frames are stamped ahead of the clock)."""
+    shown = client.framebuffer()[AREA]
+    n = server.stats()["source_state"]["video_frames"]
+    return max(psnr(shown, plasma.frame(k)) for k in range(max(0, n - 12), n + 1))
+
+
+def _start_video(server, conns) -> None:
+    server.command("count_codecs", "count_codecs")
+    server.command("video on", "video")
+    for conn in conns:
+        conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 10, 30, "STREAM_CREATE and 10 frames")
+
+
+def test_the_demo_video_plays_as_an_mjpeg_stream_shared_by_three_clients_and_ends_exact(spawn, tap_for):
+    server = spawn.harness()  # the demo, its video off
+    taps, clients, conns = connect(server, tap_for, 3)
+    marks = [c.mark() for c in conns]
+    _start_video(server, conns)
+    for conn in conns:
+        (create,) = _creates(conn)
+        assert create["dest"] == {"top": VIDEO.top, "left": VIDEO.left, "bottom": VIDEO.bottom, "right": VIDEO.right}
+        assert create["codec_type"] == 1 and create["flags"] == 1  # MJPEG, top-down rows
+        assert (create["stream_width"], create["stream_height"]) == (VIDEO.width, VIDEO.height)
+        assert all(f[:2] == b"\xff\xd8" for f in _frames(conn))  # JFIF frames
+    # While it plays, the video's rect is no longer sent as images.
+    later = [c.mark() for c in conns]
+    wait_until(lambda: all(len(_frames(c, m)) >= 10 for c, m in zip(conns, later, strict=True)), 30, "10 more frames each")
+    for conn, m in zip(conns, later, strict=True):
+        assert not [d for d in conn.draws(m) if VIDEO.contains(Rect(*d.box))], "the video's area went as an image while streaming"
+    # Decoded by spice-gtk, the picture stays near the source's frames.
+    plasma = Plasma()
+    for c in clients:
+        assert wait_until(lambda c=c: (q := _best_psnr(c, server, plasma)) >= 30 and q, 30, "the client's video at >= 30 dB")
+    # Encoded once for the three: at the codec boundary, at most one MJPEG encode per frame
+    # made, while the clients received about three times as many.
+    received = [_frames(c) for c in conns]
+    calls = server.command("codec_calls", "codec_calls")["calls"]  # after: it counts at least those
+    distinct = {f for frames in received for f in frames}
+    assert len(distinct) <= calls["mjpeg"] + calls.get("mjpeg_low", 0)
+    assert sum(len(f) for f in received) >= 2 * calls["mjpeg"], (calls, [len(f) for f in received])
+    assert set(received[0]) & set(received[1]) & set(received[2])  # the very same bytes to all
+    # The video stops: the stream ends and every client converges to the exact picture.
+    server.command("video off", "video")
+    for conn in conns:
+        conn.wait_for(lambda k: MsgDisplay.STREAM_DESTROY in [t for t, _ in k.snapshot()], 30, "STREAM_DESTROY")
+    server.pause()  # the ball and clock stand still: the final picture
+    server.command("flush", "flush")
+    wait_match(lambda: as_rgb(server.framebuffer()), clients, "the server's framebuffer", timeout=30)
+    for conn, m in zip(conns, marks, strict=True):
+        assert MsgDisplay.STREAM_CREATE in [t for t, _ in conn.snapshot(m)]
+
+
+def test_a_client_joining_mid_video_gets_the_stream_at_once(spawn, tap_for):
+    server = spawn.harness()
+    _, _, first = connect(server, tap_for, 1)
+    _start_video(server, first)
+    _, late, (conn,) = connect(server, tap_for, 1)
+    types = [t for t, _ in conn.snapshot()]
+    mark = types.index(MsgDisplay.MARK)
+    # Right after its first screen: STREAM_CREATE, then a frame, before any other drawing.
+    create = types.index(MsgDisplay.STREAM_CREATE)
+    assert create > mark
+    conn.wait_for(lambda k: _frames(k), 15, "its first frame")
+    types = [t for t, _ in conn.snapshot()]
+    first_data = types.index(MsgDisplay.STREAM_DATA)
+    assert first_data > create
+    between = [t for t in types[mark + 1 : first_data] if t not in (MsgDisplay.STREAM_CREATE,)]
+    assert len(between) <= 8, [MsgDisplay(t).name if t in MsgDisplay._value2member_map_ else t for t in between]
+    plasma = Plasma()
+    assert wait_until(lambda: (q := _best_psnr(late[0], server, plasma)) >= 30 and q, 30, "the late client's video at >= 30 dB")
