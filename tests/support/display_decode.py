@@ -28,6 +28,9 @@ COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
 DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
 INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
+STREAM_CREATE = message(ChannelType.DISPLAY, "STREAM_CREATE")
+STREAM_DATA = message(ChannelType.DISPLAY, "STREAM_DATA")
+STREAM_DESTROY = message(ChannelType.DISPLAY, "STREAM_DESTROY")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
 LOSSY_TYPES = {ImageType.JPEG, ImageType.JPEG_ALPHA}
 
@@ -57,7 +60,7 @@ def image_pixels(image: dict) -> np.ndarray:
 
 
 class Screen:
-    """Follows SURFACE_CREATE, DRAW_COPY and COPY_BITS messages; counts image types seen."""
+    """Follows SURFACE_CREATE, DRAW_COPY, COPY_BITS and MJPEG stream messages; counts image types seen."""
 
     def __init__(self) -> None:
         self.fb: np.ndarray | None = None
@@ -72,6 +75,8 @@ class Screen:
         self.glz_ids: list[int] = []  # the GLZ image ids received, in order
         self.surfaces: list[tuple[int, int]] = []
         self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
+        self.streams: dict[int, dict] = {}  # the live streams' STREAM_CREATE fields, by id
+        self.stream_frames = 0
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
@@ -100,6 +105,31 @@ class Screen:
                     del self.cache[res["id"]]
             elif msg_type == MsgDisplay.INVAL_ALL_PIXMAPS:
                 self.cache.clear()
+            elif msg_type == MsgDisplay.STREAM_CREATE:
+                f = decode_body(STREAM_CREATE, body)
+                assert f["id"] not in self.streams, f"STREAM_CREATE of live stream {f['id']}"
+                assert f["codec_type"] == 1 and f["flags"] == 1, f  # MJPEG, top-down
+                self.streams[f["id"]] = f
+            elif msg_type == MsgDisplay.STREAM_DATA:
+                f = decode_body(STREAM_DATA, body)
+                assert f["id"] in self.streams, f"STREAM_DATA of unknown stream {f['id']}"
+                assert f["multi_media_time"] != 0
+                dest = self.streams[f["id"]]["dest"]
+                px = image_pixels(
+                    {
+                        "type": ImageType.JPEG,
+                        "data": f["data"],
+                        "width": dest["right"] - dest["left"],
+                        "height": dest["bottom"] - dest["top"],
+                    }
+                )
+                assert self.fb is not None
+                self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
+                self.stream_frames += 1
+            elif msg_type == MsgDisplay.STREAM_DESTROY:
+                sid = decode_body(STREAM_DESTROY, body)["id"]
+                assert sid in self.streams, f"STREAM_DESTROY of unknown stream {sid}"
+                del self.streams[sid]
             elif msg_type == MsgDisplay.COPY_BITS:
                 f = decode_body(COPY_BITS, body)
                 box, src = f["box"], f["src_pos"]

@@ -1,0 +1,182 @@
+"""Video streams in-process (render/streams.py, channels/display_streams.py): what becomes a
+stream and what does not, one encode per tier for every client, the end of a stream and the
+lossless picture after it, a client joining mid-stream, a replaced surface.
+
+Real server objects on a fake clock; each reader decodes what it was sent independently
+(tests/support/display_decode.py: MJPEG frames and JPEG images with Pillow). Encodes are
+counted at the codec boundary (codecs.ENCODERS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from support.images import photo, psnr, text_ui
+from support.inprocess import Reader, make_server, noise, open_display
+
+from spice_twisted import codecs
+from spice_twisted.render import streams
+from spice_twisted.render.rect import Rect
+from spice_twisted.wire.enums import DisplayCap, MsgDisplay
+
+PLAYS = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG}  # what spice-gtk and spice-html5 advertise
+VIDEO = Rect(20, 5, 180, 95)  # 160x90: above streams.MIN_AREA on the 200x100 canvas
+STEP = 0.05  # 20 updates a second
+
+
+def _counting(monkeypatch) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for name, fn in list(codecs.ENCODERS.items()):
+
+        def counted(px, _fn=fn, _name=name):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _fn(px)
+
+        monkeypatch.setitem(codecs.ENCODERS, name, counted)
+    return calls
+
+
+def _play(srv, readers, frames: int, rect: Rect = VIDEO, first: int = 0, content=photo) -> None:
+    """`frames` new pictures in `rect`, one every STEP seconds, every reader reading along."""
+    for i in range(first, first + frames):
+        srv.render.primary.pixels[rect.top : rect.bottom, rect.left : rect.right] = content(rect.height, rect.width, i)
+        srv.render.damage(rect)
+        srv.render.flush()
+        for r in readers:
+            r.catch_up(srv)
+        srv.reactor.advance(STEP)
+
+
+def _types(r: Reader, start: int = 0) -> list[int]:
+    return [t for t, _ in r.messages[start:]]
+
+
+def _area(px: np.ndarray, rect: Rect = VIDEO) -> np.ndarray:
+    return px[rect.top : rect.bottom, rect.left : rect.right]
+
+
+def _server_and_readers(n: int, caps=PLAYS):
+    srv = make_server()
+    noise(srv)
+    readers = [Reader(*open_display(srv, caps)) for _ in range(n)]
+    for r in readers:
+        r.catch_up(srv)
+    return srv, readers
+
+
+def test_a_steady_photo_area_becomes_one_stream_encoded_once_for_every_client_and_ends_exact(monkeypatch):
+    srv, readers = _server_and_readers(2)
+    plain = Reader(*open_display(srv, set()))  # advertises no MJPEG: plays no streams
+    plain.catch_up(srv)
+    everyone = [*readers, plain]
+    calls = _counting(monkeypatch)
+    marks = [len(r.messages) for r in everyone]
+    _play(srv, everyone, streams.DETECT_UPDATES - 1)
+    assert not any(MsgDisplay.STREAM_CREATE in _types(r) for r in everyone)  # not steady yet: images
+    _play(srv, everyone, 8, first=streams.DETECT_UPDATES - 1)
+    for r, m in zip(readers, marks[:2], strict=True):
+        types = _types(r, m)
+        assert types.count(MsgDisplay.STREAM_CREATE) == 1
+        after = types[types.index(MsgDisplay.STREAM_CREATE) :]
+        assert after.count(MsgDisplay.STREAM_DATA) == 8 and MsgDisplay.DRAW_COPY not in after  # frames, no images
+        assert r.screen.stream_frames == 8
+        assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 30
+    assert MsgDisplay.STREAM_CREATE not in _types(plain) and plain.screen.stream_frames == 0
+    assert np.array_equal(plain.screen.fb[..., :3], srv.render.primary.pixels[..., :3])  # images, exact
+    assert calls["mjpeg"] == 8  # one encode a frame, not one a client
+    assert srv.render.streams.counters.started == 1 and len(srv.render.streams.active) == 1
+    # The updates stop: STREAM_DESTROY, then the area lossless; every client exact.
+    srv.reactor.advance(streams.END_AFTER)
+    for r in readers:
+        r.catch_up(srv)
+        assert MsgDisplay.STREAM_DESTROY in _types(r) and not r.screen.streams
+    srv.reactor.advance(srv.render.lossless_after + STEP)
+    for r in everyone:
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+        assert not r.cc.lossy
+
+
+def test_small_or_synthetic_areas_redrawn_as_fast_stay_images():
+    srv, readers = _server_and_readers(1)
+    small = Rect(10, 10, 74, 74)  # 64x64 photo: under MIN_AREA
+    _play(srv, readers, 12, small)
+    _play(srv, readers, 12, VIDEO, content=text_ui)  # large, steady, but text: lossless pays
+    assert MsgDisplay.STREAM_CREATE not in _types(readers[0])
+    assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_a_slower_area_stays_images():
+    srv, readers = _server_and_readers(1)
+    for i in range(12):  # 5 updates a second
+        _play(srv, readers, 1, first=i)
+        srv.reactor.advance(0.2 - STEP)
+    assert MsgDisplay.STREAM_CREATE not in _types(readers[0])
+
+
+def test_a_client_joining_mid_stream_gets_it_at_once():
+    srv, readers = _server_and_readers(1)
+    _play(srv, readers, 6)
+    late = Reader(*open_display(srv, PLAYS))
+    late.catch_up(srv)
+    types = _types(late)
+    mark = types.index(MsgDisplay.MARK)
+    assert types[mark + 1 : mark + 3] == [MsgDisplay.STREAM_CREATE, MsgDisplay.STREAM_DATA]  # the newest frame
+    _play(srv, [*readers, late], 2, first=6)
+    assert late.screen.stream_frames == 3
+    assert psnr(_area(late.screen.fb), _area(srv.render.primary.pixels)) >= 30
+
+
+def test_the_video_moved_ends_its_stream_and_starts_one_where_it_is():
+    srv, readers = _server_and_readers(1)
+    _play(srv, readers, 6)
+    moved = VIDEO.translate(10, 0)
+    _play(srv, readers, 6, moved, first=6)
+    types = _types(readers[0])
+    assert types.count(MsgDisplay.STREAM_CREATE) == 2 and types.count(MsgDisplay.STREAM_DESTROY) == 1
+    assert types.index(MsgDisplay.STREAM_DESTROY) < len(types) - 1 - types[::-1].index(MsgDisplay.STREAM_CREATE)
+    (live,) = readers[0].screen.streams.values()
+    assert live["dest"] == moved.wire()
+    srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
+    readers[0].catch_up(srv)
+    assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_a_wan_client_gets_the_low_tier_at_half_the_rate_from_its_own_shared_encode(monkeypatch):
+    srv, readers = _server_and_readers(3)
+    readers[2].cc.client.link.is_wan = True  # the link estimate's verdict (tests/test_lossy_clients.py measures it)
+    calls = _counting(monkeypatch)
+    _play(srv, readers, 4 + 8)
+    full = [r.screen.stream_frames for r in readers[:2]]
+    assert full == [9, 9]  # the frame that started it and 8 more
+    assert readers[2].screen.stream_frames == 5  # every other one
+    assert calls["mjpeg"] == 9 and calls["mjpeg_low"] == 5
+    assert psnr(_area(readers[2].screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def test_a_new_surface_ends_the_streams_before_it_is_destroyed():
+    srv, readers = _server_and_readers(1)
+    _play(srv, readers, 6)
+    srv.render.resize(160, 120)
+    srv.render.flush()
+    readers[0].catch_up(srv)
+    types = _types(readers[0])
+    assert types.index(MsgDisplay.STREAM_DESTROY) < types.index(MsgDisplay.SURFACE_DESTROY)
+    assert not srv.render.streams.active and not readers[0].screen.streams
+
+
+def test_a_client_that_leaves_mid_stream_lets_its_frames_go():
+    srv, readers = _server_and_readers(2)
+    _play(srv, readers, 6)
+    gone = readers[1]
+    gone.cc.pauseProducing()  # its socket full: what comes now stays in its pipe
+    srv.render.primary.pixels[VIDEO.top : VIDEO.bottom, VIDEO.left : VIDEO.right] = photo(VIDEO.height, VIDEO.width, 99)
+    srv.render.damage(VIDEO)
+    srv.render.flush()
+    assert any(type(it).__name__ == "StreamFrameItem" for it in gone.cc.pipe)  # a frame queued for it
+    gone.cc.connectionLost(None)
+    readers[0].catch_up(srv)
+    srv.reactor.advance(streams.END_AFTER + STEP)
+    readers[0].catch_up(srv)
+    srv.render.request_frame()
+    srv.render.flush()  # the next frame lets the upgrade's snapshot go too
+    assert len(srv.render.payloads) == 0  # no frame (nor its payload) held by anyone
