@@ -105,3 +105,31 @@ def test_a_client_joining_mid_video_gets_the_stream_at_once(spawn, tap_for):
     assert len(between) <= 8, [MsgDisplay(t).name if t in MsgDisplay._value2member_map_ else t for t in between]
     plasma = Plasma()
     assert wait_until(lambda: (q := _best_psnr(late[0], server, plasma)) >= 30 and q, 30, "the late client's video at >= 30 dB")
+
+
+def _chroma(jfif: bytes) -> str:
+    """The JFIF's luma sampling factors ("444", "422", "420"): which tier encoded it."""
+    i = jfif.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width, components
+    h, v = jfif[i + 11] >> 4, jfif[i + 11] & 15
+    return {(1, 1): "444", (2, 1): "422", (2, 2): "420"}[(h, v)]
+
+
+def test_a_client_on_a_slow_link_plays_the_low_tier_while_the_others_keep_the_full_one(spawn, tap_for):
+    server = spawn.harness()
+    slow_tap, slow = tap_for(server)
+    slow_tap.shape(rate=250_000, delay=0.05)  # 2 Mbit/s, 50 ms: judged WAN by the server's own measure
+    slow.wait_event("mark")
+    slow_conn = slow_tap.display()
+    wait_until(lambda: any(c["link"]["wan"] for c in server.stats()["clients"]), 30, "the slow client judged WAN")
+    _, fast, fast_conns = connect(server, tap_for, 2)
+    _start_video(server, [slow_conn, *fast_conns])
+    wait_until(lambda: all(len(_frames(c)) >= 20 for c in fast_conns), 30, "20 frames each on the fast links")
+    for conn in fast_conns:
+        assert {_chroma(f) for f in _frames(conn)} == {"444"}  # the full tier
+    assert {_chroma(f) for f in _frames(slow_conn)} == {"422"}  # the low tier
+    assert len(_frames(slow_conn)) < min(len(_frames(c)) for c in fast_conns)  # half the frames, or fewer
+    assert not set(_frames(slow_conn)) & set(_frames(fast_conns[0]))
+    calls = server.command("codec_calls", "codec_calls")["calls"]
+    assert calls["mjpeg_low"] >= 1 and calls["mjpeg"] >= 20
+    plasma = Plasma()
+    assert wait_until(lambda: (q := _best_psnr(slow, server, plasma)) >= 28 and q, 30, "the slow client's video at >= 28 dB")
