@@ -55,6 +55,9 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
             lossy_area=cc.lossy.area,  # pixels this client holds lossy now
             pixmap_cache=cache_stats(cc.pixmap_cache),
         )
+        streams = getattr(cc, "streams", None)
+        if streams is not None:  # channels/display_streams.py
+            out["streams"] = {"playing": sorted(streams.shown), "frames_sent": streams.frames_sent, "low_tier": streams.low}
     return out
 
 
@@ -131,6 +134,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "copies": r.copies,
             "lossless_upgrades": r.upgrades,
             "glz": server.render.glz.stats(),
+            "streams": stream_stats(server),
             "lossless_after": server.render.lossless_after,
             "max_fps": 1.0 / server.render.pacer.interval,
             "image_compression": server.display_settings.image_compression,
@@ -151,6 +155,21 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "link_keys": {"ready": len(server.link_keys.keys), "made_inline": server.link_keys.made_inline, "taken": server.link_keys.taken},
         "guard": server.guard.stats(),
         "audio": audio_stats(server),
+    }
+
+
+def stream_stats(server: SpiceServer) -> dict[str, Any]:
+    """The video streams (render/streams.py): those playing now and what they cost."""
+    st = server.render.streams
+    c = st.counters
+    active = [{"id": s.id, "rect": list(s.rect), "frames": s.frames} for s in st.active.values()]
+    return {
+        "enabled": st.enabled,
+        "active": active,
+        "started": c.started,
+        "ended": c.ended,
+        "frames": c.frames,
+        "tier_frames": dict(c.tiers),
     }
 
 

@@ -133,3 +133,14 @@ def test_a_client_on_a_slow_link_plays_the_low_tier_while_the_others_keep_the_fu
     assert calls["mjpeg_low"] >= 1 and calls["mjpeg"] >= 20
     plasma = Plasma()
     assert wait_until(lambda: (q := _best_psnr(slow, server, plasma)) >= 28 and q, 30, "the slow client's video at >= 28 dB")
+
+
+def test_stats_show_the_stream_and_who_plays_it(spawn, tap_for):
+    server = spawn.harness()
+    _, _, conns = connect(server, tap_for, 1)
+    _start_video(server, conns)
+    st = server.stats()
+    (active,) = st["render"]["streams"]["active"]
+    assert active["rect"] == list(VIDEO) and st["render"]["streams"]["started"] == 1
+    (display,) = [ch for c in st["clients"] for ch in c["channels"] if ch["channel"] == "display"]
+    assert display["streams"]["playing"] == [active["id"]] and display["streams"]["frames_sent"] >= 10

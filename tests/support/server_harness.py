@@ -20,7 +20,6 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   copy L T R B X Y  move the area (L T R B) so its top left lands at (X, Y): a COPY_BITS
   lossless_after S  areas clients hold lossy go lossless once quiet for S seconds (0.5)
   video on|off      the demo's video window (sources/demo_video.py)
-  streams           {"active": [{id, rect, frames}], started, ended, frames, tiers}
   paste PATH X Y    draw the picture in PATH (a .npy of H x W x 4 B G R X) at (X, Y), one frame
   busy SECONDS [SIZE]  for SECONDS, 30 times a second, a SIZE x SIZE square (default 128) of
                     random pixels at a new place (incompressible: a display that keeps any
@@ -150,10 +149,6 @@ class Control(LineReceiver):
         elif cmd == "video":  # the demo's video window on or off (sources/demo_video.py)
             srv.source.set_video(args[0] == "on")
             self.reply(reply="video", on=srv.source.video)
-        elif cmd == "streams":  # the render service's streams: active ones and counters
-            st = srv.render.streams
-            active = [{"id": s.id, "rect": list(s.rect), "frames": s.frames} for s in st.active.values()]
-            self.reply(reply="streams", active=active, **vars(st.counters))
         elif cmd == "resume":
             srv.source.paused = False
             self.reply(reply="resume")
