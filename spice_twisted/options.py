@@ -143,6 +143,14 @@ def _jpeg_wan_compression(value: str) -> str:
     return value
 
 
+def _streaming_video(value: str) -> str:
+    from .render.streams import MODES
+
+    if value not in MODES:
+        raise ValueError(f"{value!r}: use one of {', '.join(MODES)}")
+    return value
+
+
 def _password_length(value: str) -> int:
     """--generate-password's optional LEN ('' when given bare)."""
     if value == "":
@@ -255,6 +263,14 @@ class Options(usage.Options):
             "auto",
             "Lossy (JPEG) images: auto (for clients whose link is judged WAN), never, or always.",
             _jpeg_wan_compression,
+        ],
+        [
+            "streaming-video",
+            None,
+            "filter",
+            "Video streams: filter (areas redrawn 8+ times a second with photo-like content go as MJPEG streams),"
+            " all (any such area, whatever its content) or off (images only).",
+            _streaming_video,
         ],
         [
             "zlib-glz-wan-compression",

@@ -164,7 +164,7 @@ def stream_stats(server: SpiceServer) -> dict[str, Any]:
     c = st.counters
     active = [{"id": s.id, "rect": list(s.rect), "frames": s.frames} for s in st.active.values()]
     return {
-        "enabled": st.enabled,
+        "mode": st.mode,  # --streaming-video
         "active": active,
         "started": c.started,
         "ended": c.ended,

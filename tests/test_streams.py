@@ -180,3 +180,17 @@ def test_a_client_that_leaves_mid_stream_lets_its_frames_go():
     srv.render.request_frame()
     srv.render.flush()  # the next frame lets the upgrade's snapshot go too
     assert len(srv.render.payloads) == 0  # no frame (nor its payload) held by anyone
+
+
+def test_streaming_video_all_streams_any_steady_area_and_off_ends_them():
+    srv, readers = _server_and_readers(1)
+    srv.render.streams.set_mode("all")
+    _play(srv, readers, 6, content=text_ui)  # steady, though not photo-like
+    assert _types(readers[0]).count(MsgDisplay.STREAM_CREATE) == 1
+    srv.render.streams.set_mode("off")
+    readers[0].catch_up(srv)
+    assert MsgDisplay.STREAM_DESTROY in _types(readers[0]) and not readers[0].screen.streams
+    mark = len(readers[0].messages)
+    _play(srv, readers, 6, content=text_ui, first=6)
+    assert not {MsgDisplay.STREAM_CREATE, MsgDisplay.STREAM_DATA} & set(_types(readers[0], mark))
+    assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])

@@ -144,3 +144,17 @@ def test_stats_show_the_stream_and_who_plays_it(spawn, tap_for):
     assert active["rect"] == list(VIDEO) and st["render"]["streams"]["started"] == 1
     (display,) = [ch for c in st["clients"] for ch in c["channels"] if ch["channel"] == "display"]
     assert display["streams"]["playing"] == [active["id"]] and display["streams"]["frames_sent"] >= 10
+
+
+def test_streaming_video_off_sends_the_video_as_images(spawn, tap_for):
+    server = spawn.harness("--source", "demo:video", "--streaming-video", "off")
+    _, _, (conn,) = connect(server, tap_for, 1)
+    conn.wait_for(lambda k: sum(VIDEO.contains(Rect(*d.box)) for d in k.draws()) >= 10, 30, "10 images of the video's area")
+    assert server.stats()["source_state"]["video"] and server.stats()["render"]["streams"]["mode"] == "off"
+    assert not {MsgDisplay.STREAM_CREATE, MsgDisplay.STREAM_DATA} & {t for t, _ in conn.snapshot()}
+
+
+def test_demo_video_source_streams_from_the_start(spawn, tap_for):
+    server = spawn.harness("--source", "demo:video")
+    _, _, (conn,) = connect(server, tap_for, 1)
+    conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 5, 30, "the stream")

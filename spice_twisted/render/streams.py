@@ -42,6 +42,9 @@ MIN_AREA = 128 * 96  # smaller areas (a clock, a spinner, a cursor trail) stay i
 END_AFTER = 0.5  # seconds without damage that end a stream
 MAX_STREAMS = 8  # at once; ids are below 64 (spice-gtk's table)
 MAX_CANDIDATES = 64  # rects whose history detection keeps (bounded memory)
+# --streaming-video, as QEMU's -spice streaming-video: filter (steady and photo-like),
+# all (steady, whatever the content), off.
+MODES = ("filter", "all", "off")
 
 
 @dataclass(eq=False)
@@ -89,6 +92,7 @@ class Streams:
         self.service = service
         self.reactor = service.reactor
         self.enabled = True
+        self.mode = "filter"
         self.active: dict[int, Stream] = {}
         self.counters = StreamCounters()
         self._seen: dict[Rect, deque[float]] = {}
@@ -136,7 +140,7 @@ class Streams:
             times.append(now)
             if len(times) >= DETECT_UPDATES and times[0] >= horizon and len(self.active) < MAX_STREAMS:
                 surface = self.service.primary
-                if classify.lossy_pays(surface.crop(r)):
+                if self.mode == "all" or classify.lossy_pays(surface.crop(r)):
                     del seen[r]
                     self._start(r, now)
         for r in [r for r, t in seen.items() if t[-1] < horizon]:
@@ -213,6 +217,15 @@ class Streams:
         for s in list(self.active.values()):
             self.end(s)
         self._seen.clear()
+
+    def set_mode(self, mode: str) -> None:
+        """--streaming-video; off ends the streams playing now."""
+        if mode not in MODES:
+            raise ValueError(f"streaming-video {mode!r}: use one of {', '.join(MODES)}")
+        self.mode = mode
+        self.enabled = mode != "off"
+        if not self.enabled:
+            self.reset()
 
     def _schedule_end(self) -> None:
         if self._end_call is None and self.active:
