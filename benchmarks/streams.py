@@ -1,0 +1,113 @@
+"""Video stream frames: bytes, encode time and decoded quality of each MJPEG tier.
+
+For the demo's plasma (sources/demo_video.py) and a generated photo panned a pixel a frame,
+at 320x180 (the demo's video), 640x360 and 1280x720: per tier (codecs/video.py: `mjpeg`, `mjpeg_low`) and for the
+chroma choices we weighed, the bytes per frame and per second at 25 fps (the low tier
+sends every other frame), the encode time (fastest of repeats, one thread), and PSNR as
+the clients decode it: spice-gtk's MJPEG decoder uses libjpeg's fast DCT without fancy
+upsampling (emulated with simplejpeg's fastdct/fastupsample), a browser (spice-html5)
+decodes like Pillow. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
+and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
+
+    .venv/bin/python benchmarks/streams.py [--no-write]
+
+Not here yet (issue 22): the server's CPU and bytes per second with 1 and 16 clients,
+streams on and off, and input-to-display latency on a shaped link.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import simplejpeg  # noqa: E402
+from _report import command_line, cpu_model, load_average, md_table, publish  # noqa: E402
+from support.images import photo, pillow_decode, psnr  # noqa: E402
+
+from spice_twisted.codecs import video  # noqa: E402
+from spice_twisted.sources.demo_video import Plasma  # noqa: E402
+
+FPS = 25
+# (name, quality, subsampling, frame divisor): the tiers, then the choices we weighed.
+VARIANTS = [
+    ("mjpeg (full tier)", video.FULL_QUALITY, video.FULL_SUBSAMPLING, 1),
+    ("mjpeg_low (low tier)", video.LOW_QUALITY, video.LOW_SUBSAMPLING, 2),
+    ("q80 4:2:0 (libjpeg's default chroma)", 80, "420", 1),
+    ("q80 4:2:2", 80, "422", 1),
+]
+
+
+def fastest(fn, reps: int = 7) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def frames(kind: str, w: int, h: int, n: int = 6) -> list[np.ndarray]:
+    if kind == "plasma":
+        p = Plasma(w, h)
+        return [p.frame(k * 3) for k in range(n)]
+    big = photo(h, w + n, 5)
+    return [np.ascontiguousarray(big[:, k : k + w]) for k in range(n)]
+
+
+def measure() -> list[list[str]]:
+    rows = []
+    for kind in ("plasma", "photo"):
+        for w, h in ((320, 180), (640, 360), (1280, 720)):
+            fs = frames(kind, w, h)
+            for name, q, ss, div in VARIANTS:
+                sizes, gtk, browser, secs = [], [], [], []
+                for f in fs:
+                    data = simplejpeg.encode_jpeg(f, quality=q, colorspace="BGRX", colorsubsampling=ss)
+                    sizes.append(len(data))
+                    secs.append(
+                        fastest(lambda f=f, q=q, ss=ss: simplejpeg.encode_jpeg(f, quality=q, colorspace="BGRX", colorsubsampling=ss), 3)
+                    )
+                    fast = simplejpeg.decode_jpeg(data, colorspace="BGRX", fastdct=True, fastupsample=True)
+                    gtk.append(psnr(fast, f))
+                    browser.append(psnr(pillow_decode(data), f))
+                per_frame = float(np.mean(sizes))
+                rows.append(
+                    [
+                        f"{kind} {w}x{h}",
+                        name,
+                        f"{per_frame / 1024:.1f}",
+                        f"{per_frame * FPS / div * 8 / 1e6:.2f}",
+                        f"{min(secs) * 1000:.2f}",
+                        f"{np.mean(gtk):.1f}",
+                        f"{np.mean(browser):.1f}",
+                    ]
+                )
+                print(" | ".join(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    rows = measure()
+    header = ["content", "encoding", "KiB/frame", f"Mbit/s at {FPS} fps", "encode ms", "PSNR spice-gtk", "PSNR browser"]
+    lines = [
+        f"Measured by `{command_line()}` on {cpu_model()} (load {load_average()}); one thread, fastest of repeats.",
+        "",
+        md_table(header, rows),
+    ]
+    publish(ROOT / "docs" / "codecs.md", "mjpeg", lines, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
