@@ -194,3 +194,45 @@ def test_streaming_video_all_streams_any_steady_area_and_off_ends_them():
     _play(srv, readers, 6, content=text_ui, first=6)
     assert not {MsgDisplay.STREAM_CREATE, MsgDisplay.STREAM_DATA} & set(_types(readers[0], mark))
     assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+VP8_CAPS = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8}
+
+
+def _vp8_frames(r: Reader, start: int = 0) -> list[bytes]:
+    from spice_twisted.wire.enums import ChannelType
+    from spice_twisted.wire.messages import decode_body, message
+
+    data = message(ChannelType.DISPLAY, "STREAM_DATA")
+    return [decode_body(data, b)["data"] for t, b in r.messages[start:] if t == MsgDisplay.STREAM_DATA]
+
+
+def test_vp8_clients_share_one_stateful_encode_and_a_late_one_starts_at_a_key_frame():
+    from spice_twisted.codecs.video import is_key_frame
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("vp8", "mjpeg")
+    noise(srv)
+    vp8 = [Reader(*open_display(srv, VP8_CAPS)) for _ in range(2)]
+    mjpeg = Reader(*open_display(srv, PLAYS))  # no VP8: the next codec on the list
+    for r in (*vp8, mjpeg):
+        r.catch_up(srv)
+    _play(srv, [*vp8, mjpeg], 8)
+    from spice_twisted.wire.enums import ChannelType
+    from spice_twisted.wire.messages import decode_body, message
+
+    create = message(ChannelType.DISPLAY, "STREAM_CREATE")
+    codec_of = lambda r: [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE]  # noqa: E731
+    assert [codec_of(r) for r in (*vp8, mjpeg)] == [[2], [2], [1]]
+    a, b = (_vp8_frames(r) for r in vp8)
+    assert a == b and len(a) == 5  # the same bytes to both: one encode per frame
+    assert is_key_frame(a[0]) and not any(is_key_frame(f) for f in a[1:])
+    late = Reader(*open_display(srv, VP8_CAPS))
+    late.catch_up(srv)
+    assert MsgDisplay.STREAM_CREATE in _types(late)
+    _play(srv, [*vp8, mjpeg, late], 3, first=8)
+    mine = _vp8_frames(late)
+    assert len(mine) == 3 and is_key_frame(mine[0])  # asked for when it joined
+    assert _vp8_frames(vp8[0])[-3:] == mine  # and shared: the others got the same key frame
+    for r in (*vp8, late):  # decoded (FFmpeg's VP8 decoder), near the source
+        assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28

@@ -61,6 +61,7 @@ class DisplaySettings:
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
     pixmap_caches: PixmapCacheBudget = field(default_factory=PixmapCacheBudget)  # every client's model
+    video_codecs: tuple[str, ...] = ("mjpeg",)  # --video-codecs: stream codecs in order of preference
 
 
 def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_flags: int) -> list[bytes]:

@@ -6,13 +6,19 @@ STREAM_DATA: a 12-byte head of its own (the frame's multimedia time is this clie
 and the tier's one shared MJPEG payload, never copied per client. A newer frame drops
 the older unsent ones of its stream, so a slow client skips frames instead of queueing
 them, and a pipe behind a refresh takes only the area (the refresh shows it).
+
+Which codec: the first of `--video-codecs` (DisplaySettings.video_codecs) the client
+decodes; MJPEG needs CODEC_MJPEG, VP8 MULTI_CODEC and CODEC_VP8. A stream keeps its codec
+on a client for its life. VP8 frames refer to earlier ones: none is dropped, a client
+that joins waits for the key frame the streams ask for, and one that falls behind (its
+pipe behind a refresh) waits for another.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..codecs.video import MJPEG, MJPEG_LOW, WIRE_CODEC
+from ..codecs.video import MJPEG, MJPEG_LOW, STATEFUL, VP8, WIRE_CODEC
 from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags
 from ..wire.messages import message
 from ..wire.schema import encode_split
@@ -52,17 +58,36 @@ class ClientStreams:
         self.shown: dict[int, Stream] = {}  # streams created on the client, by id
         self.frames_sent = 0
         self.low = False  # on the low tier
+        self.codecs: dict[int, str] = {}  # each shown stream's codec (MJPEG tiers: MJPEG)
+        self.awaiting_key: set[int] = set()  # VP8 streams it can only take a key frame of now
+
+    def _codec(self) -> str | None:
+        """The first of the server's video codecs this client decodes, or None."""
+        caps = self.cc.request.channel_caps
+        for codec in getattr(self.cc.settings, "video_codecs", (MJPEG,)):
+            if codec == MJPEG and DisplayCap.CODEC_MJPEG in caps:
+                return MJPEG
+            if codec == VP8 and {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_VP8} <= caps:
+                return VP8
+        return None
 
     def tier(self, stream: Stream) -> str | None:
-        """MJPEG for a client that advertises it (spice-gtk always, spice-html5 too); the
-        low tier while its link is judged WAN or its pipe is backed up."""
-        if not self.cc.connected or DisplayCap.CODEC_MJPEG not in self.cc.request.channel_caps:
+        """The stream's codec on this client; for MJPEG the low tier while its link is
+        judged WAN or its pipe is backed up."""
+        if not self.cc.connected:
             return None
+        codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec()
+        if codec is None or codec in STATEFUL:
+            return codec
         self.low = self.cc.client.link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
         return MJPEG_LOW if self.low else MJPEG
 
     def start(self, s: Stream) -> None:
+        codec = self._codec()
+        if codec is None:
+            return
         self.shown[s.id] = s
+        self.codecs[s.id] = codec
         r = s.rect
         self.cc.send(
             "STREAM_CREATE",
@@ -70,7 +95,7 @@ class ClientStreams:
                 "surface_id": s.surface_id,
                 "id": s.id,
                 "flags": StreamFlags.TOP_DOWN,
-                "codec_type": WIRE_CODEC[MJPEG],
+                "codec_type": WIRE_CODEC[codec],
                 "stamp": int(s.started_at * 1000),
                 "stream_width": r.width,
                 "stream_height": r.height,
@@ -81,12 +106,22 @@ class ClientStreams:
             },
         )
 
-    def frame(self, s: Stream, d: Drawable, codec: str) -> None:
-        cc, pipe = self.cc, self.cc.pipe
+    def frame(self, s: Stream, d: Drawable, codec: str, key: bool) -> None:
+        pipe = self.cc.pipe
         if self.shown.get(s.id) is not s:
             return
+        stateful = codec in STATEFUL
         if pipe.refresh is not None:  # behind a refresh: it shows the area as it is then
             pipe.absorb(s.rect)
+            if stateful:
+                self.awaiting_key.add(s.id)  # it misses this frame: only a key frame may follow
+                s.need_key(codec)
+            return
+        if stateful:
+            if s.id in self.awaiting_key and not key:
+                return
+            self.awaiting_key.discard(s.id)
+            self._queue(s, d, codec)
             return
         seen = 0
         for it in reversed(pipe.items):
@@ -97,14 +132,19 @@ class ClientStreams:
                 break
             if isinstance(it, StreamFrameItem) and it.stream is s and it is not pipe.waiting_on:
                 self._drop(it)  # a newer frame of its stream replaces it
+        self._queue(s, d, codec)
+
+    def _queue(self, s: Stream, d: Drawable, codec: str) -> None:
         d.hold()
-        cc.note_work()
-        pipe.append(StreamFrameItem(STREAM_DATA.id, s, d, codec))
-        cc.drain()
+        self.cc.note_work()
+        self.cc.pipe.append(StreamFrameItem(STREAM_DATA.id, s, d, codec))
+        self.cc.drain()
 
     def end(self, s: Stream) -> None:
         if self.shown.get(s.id) is s:
             del self.shown[s.id]
+            self.codecs.pop(s.id, None)
+            self.awaiting_key.discard(s.id)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
 
     def _drop(self, item: StreamFrameItem) -> None:
@@ -128,6 +168,8 @@ class ClientStreams:
             d.when_ready(codec, self.cc.encode_ready)
             return None
         pipe.waiting_on = None
+        if not payload.nbytes - 4:  # the encoder dropped this frame (VP8 rate control): nothing to send
+            return []
         head, tail = encode_split(STREAM_DATA.layout, {"id": s.id, "multi_media_time": self._mm_time(), "data": payload.fields["data"]})
         return [head] if tail is None else [head, tail]
 
@@ -152,3 +194,4 @@ class ClientStreams:
             if isinstance(it, StreamFrameItem):
                 self._drop(it)
         self.shown.clear()
+        self.codecs.clear()

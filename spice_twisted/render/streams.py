@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..codecs import classify
-from ..codecs.video import RATE_DIVISOR
+from ..codecs.video import RATE_DIVISOR, STATEFUL, Vp8Encoder
 from .drawable import Drawable
 from .rect import Rect
 from .region import Region
@@ -60,6 +60,12 @@ class Stream:
     frames: int = 0  # frames made (the low tier takes every RATE_DIVISOR-th)
     last: Drawable | None = None  # the newest frame, held for clients that join
     ended: bool = False
+    encoders: dict[str, Any] = field(default_factory=dict)  # a stateful codec's encoder (VP8)
+    key_due: set[str] = field(default_factory=set)  # stateful codecs whose next frame must be a key frame
+
+    def need_key(self, codec: str) -> None:
+        """A client joined this stateful codec, or skipped frames: the next frame is a key frame."""
+        self.key_due.add(codec)
 
 
 class StreamPlayer(Protocol):
@@ -71,7 +77,7 @@ class StreamPlayer(Protocol):
         ...
 
     def start(self, stream: Stream) -> None: ...
-    def frame(self, stream: Stream, frame: Drawable, codec: str) -> None: ...
+    def frame(self, stream: Stream, frame: Drawable, codec: str, key: bool) -> None: ...
     def end(self, stream: Stream) -> None: ...
 
 
@@ -172,6 +178,7 @@ class Streams:
         self.counters.frames += 1
         for sink in behind:
             sink.absorb(s.rect)
+        keys: dict[str, bool] = {}  # the tiers requested for this frame, and which are key frames
         for sink in taking:
             player = _player(sink)
             tier = player.tier(s) if player is not None else None
@@ -179,9 +186,26 @@ class Streams:
                 sink.request_payload(d)
                 sink.push_drawable(d)
             elif (s.frames - 1) % RATE_DIVISOR.get(tier, 1) == 0:
-                d.request(tier)  # once per tier, whoever asks first
+                if tier not in keys:
+                    keys[tier] = self._request(s, d, tier)  # once per tier, whoever asks first
                 self.counters.tiers[tier] = self.counters.tiers.get(tier, 0) + 1
-                player.frame(s, d, tier)
+                player.frame(s, d, tier, keys[tier])
+
+    def _request(self, s: Stream, d: Drawable, tier: str) -> bool:
+        """Start the tier's encode of frame `d`; whether it is a key frame (a stateful codec's
+        frames are encoded in order by the stream's own encoder, in the ordered lane)."""
+        if tier not in STATEFUL:
+            d.request(tier)
+            return True  # every MJPEG frame stands alone
+        enc = s.encoders.get(tier)
+        if enc is None:
+            enc = s.encoders[tier] = Vp8Encoder(s.rect.width, s.rect.height)
+        key = tier in s.key_due or enc.frames == 0
+        s.key_due.discard(tier)
+        pixels = d.pixels
+        assert pixels is not None
+        self.service.payloads.request(d, tier, job=lambda: enc.encode(pixels, key))
+        return key
 
     # --- clients that join; the end of streams --------------------------------------------
     def joined(self, sink: Any) -> None:
@@ -194,9 +218,11 @@ class Streams:
             if tier is None:
                 continue
             player.start(s)
-            if s.last is not None and s.last.pixels is not None:
+            if tier in STATEFUL:
+                s.need_key(tier)  # its first frame: the next one, a key frame for everyone on it
+            elif s.last is not None and s.last.pixels is not None:
                 s.last.request(tier)
-                player.frame(s, s.last, tier)
+                player.frame(s, s.last, tier, True)
 
     def end(self, s: Stream) -> None:
         if s.ended:

@@ -108,21 +108,28 @@ class Screen:
             elif msg_type == MsgDisplay.STREAM_CREATE:
                 f = decode_body(STREAM_CREATE, body)
                 assert f["id"] not in self.streams, f"STREAM_CREATE of live stream {f['id']}"
-                assert f["codec_type"] == 1 and f["flags"] == 1, f  # MJPEG, top-down
+                assert f["codec_type"] in (1, 2) and f["flags"] == 1, f  # MJPEG or VP8, top-down
                 self.streams[f["id"]] = f
+                if f["codec_type"] == 2:
+                    import av  # FFmpeg's VP8 decoder, not the encoder's libvpx
+
+                    f["decoder"] = av.CodecContext.create("vp8", "r")
             elif msg_type == MsgDisplay.STREAM_DATA:
                 f = decode_body(STREAM_DATA, body)
                 assert f["id"] in self.streams, f"STREAM_DATA of unknown stream {f['id']}"
                 assert f["multi_media_time"] != 0
-                dest = self.streams[f["id"]]["dest"]
-                px = image_pixels(
-                    {
-                        "type": ImageType.JPEG,
-                        "data": f["data"],
-                        "width": dest["right"] - dest["left"],
-                        "height": dest["bottom"] - dest["top"],
-                    }
-                )
+                stream = self.streams[f["id"]]
+                dest = stream["dest"]
+                w, h = dest["right"] - dest["left"], dest["bottom"] - dest["top"]
+                if stream["codec_type"] == 2:
+                    import av
+
+                    (frame,) = stream["decoder"].decode(av.Packet(f["data"]))
+                    px = frame.to_ndarray(format="bgra")
+                    px[..., 3] = 0
+                    assert px.shape[:2] == (h, w)
+                else:
+                    px = image_pixels({"type": ImageType.JPEG, "data": f["data"], "width": w, "height": h})
                 assert self.fb is not None
                 self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
                 self.stream_frames += 1

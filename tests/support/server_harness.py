@@ -40,7 +40,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import log
 
 from spice_twisted import codecs
-from spice_twisted.codecs import glz
+from spice_twisted.codecs import glz, video
 from spice_twisted.options import Options
 from spice_twisted.render.rect import Rect
 from spice_twisted.service import make_service
@@ -71,6 +71,18 @@ def install_codec_counters() -> None:
         with _codec_lock:
             codec_calls.setdefault(name, 0)
             codec_pixels.setdefault(name, 0)
+    # VP8 is not either: its boundary is Vp8Encoder.encode, one call per frame of a stream.
+    real_vp8 = video.Vp8Encoder.encode
+    if not getattr(real_vp8, "counting", False):
+
+        def counted_vp8(self, pixels, key, _real=real_vp8):
+            with _codec_lock:
+                codec_calls["vp8"] = codec_calls.get("vp8", 0) + 1
+                codec_pixels["vp8"] = codec_pixels.get("vp8", 0) + pixels.shape[0] * pixels.shape[1]
+            return _real(self, pixels, key)
+
+        counted_vp8.counting = True  # type: ignore[attr-defined]
+        video.Vp8Encoder.encode = counted_vp8  # type: ignore[method-assign]
     # GLZ is not a stateless encoder: its boundary is GlzEncoder.encode, one call per image
     # of a dictionary generation, whatever the number of its members ("glz", and per
     # generation "glz:<n>" by the encoder's id).
