@@ -6,7 +6,8 @@ chroma choices we weighed, the bytes per frame and per second at 25 fps (the low
 sends every other frame), the encode time (fastest of repeats, one thread), and PSNR as
 the clients decode it: spice-gtk's MJPEG decoder uses libjpeg's fast DCT without fancy
 upsampling (emulated with simplejpeg's fastdct/fastupsample), a browser (spice-html5)
-decodes like Pillow. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
+decodes like Pillow. VP8 (codecs.video.Vp8Encoder, libvpx realtime through PyAV): the
+inter frames' bytes, the encode time, PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
 and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
 
     .venv/bin/python benchmarks/streams.py [--no-write]
@@ -58,8 +59,8 @@ def fastest(fn, reps: int = 7) -> float:
 def frames(kind: str, w: int, h: int, n: int = 6) -> list[np.ndarray]:
     if kind == "plasma":
         p = Plasma(w, h)
-        return [p.frame(k * 3) for k in range(n)]
-    big = photo(h, w + n, 5)
+        return [p.frame(k) for k in range(n)]
+    big = photo(h, w + n, 5)  # panned a pixel a frame
     return [np.ascontiguousarray(big[:, k : k + w]) for k in range(n)]
 
 
@@ -92,7 +93,39 @@ def measure() -> list[list[str]]:
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
+            rows.append(vp8_row(kind, w, h))
+            print(" | ".join(rows[-1]), flush=True)
     return rows
+
+
+def vp8_row(kind: str, w: int, h: int, n: int = 24) -> list[str]:
+    """VP8 over `n` frames (a key frame, then inter frames): the inter frames' mean bytes,
+    the mean encode time per frame, PSNR decoded by FFmpeg's VP8 decoder (GStreamer's
+    vp8dec in spice-gtk is libvpx: the same format, its own colour conversion)."""
+    import av
+
+    enc = video.Vp8Encoder(w, h, FPS)
+    dec = av.CodecContext.create("vp8", "r")
+    sizes, quality, secs = [], [], []
+    for f in frames(kind, w, h, n):
+        t = time.process_time()  # CPU: a loaded machine's wall time says little here
+        payload = enc.encode(f, False)
+        secs.append(time.process_time() - t)
+        data = bytes(payload.fields["data"].buf)
+        sizes.append(len(data))
+        (out,) = dec.decode(av.Packet(data))
+        quality.append(psnr(out.to_ndarray(format="bgra"), f))
+    per_frame = float(np.mean(sizes[1:]))
+    rate = enc.ctx.bit_rate / 1e6
+    return [
+        f"{kind} {w}x{h}",
+        f"vp8 (target {rate:.1f} Mbit/s)",
+        f"{per_frame / 1024:.1f}",
+        f"{per_frame * FPS * 8 / 1e6:.2f}",
+        f"{np.median(secs) * 1000:.2f} (CPU)",
+        f"{np.mean(quality[4:]):.1f} (FFmpeg)",
+        "-",
+    ]
 
 
 def main() -> None:
