@@ -57,7 +57,12 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
         )
         streams = getattr(cc, "streams", None)
         if streams is not None:  # channels/display_streams.py
-            out["streams"] = {"playing": sorted(streams.shown), "frames_sent": streams.frames_sent, "low_tier": streams.low}
+            out["streams"] = {
+                "playing": sorted(streams.shown),
+                "frames_sent": streams.frames_sent,
+                "low_tier": streams.low,
+                "reports": streams.reports,  # STREAM_REPORTs it sent us
+            }
     return out
 
 

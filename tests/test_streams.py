@@ -236,3 +236,56 @@ def test_vp8_clients_share_one_stateful_encode_and_a_late_one_starts_at_a_key_fr
     assert _vp8_frames(vp8[0])[-3:] == mine  # and shared: the others got the same key frame
     for r in (*vp8, late):  # decoded (FFmpeg's VP8 decoder), near the source
         assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def _report(r: Reader, srv, frames: int, drops: int, delay: int = 10) -> None:
+    """The client's STREAM_REPORT for the stream it was asked to report on."""
+    import struct
+
+    from spice_twisted.wire.enums import ChannelType, MsgcDisplay
+    from spice_twisted.wire.messages import decode_body, message
+
+    activate = message(ChannelType.DISPLAY, "STREAM_ACTIVATE_REPORT")
+    (req,) = [decode_body(activate, b) for t, b in r.messages if t == MsgDisplay.STREAM_ACTIVATE_REPORT][-1:]
+    body = struct.pack("<6IiI", req["stream_id"], req["unique_id"], 0, 0, frames, drops, delay, 0xFFFFFFFF)
+    r.cc.dataReceived(struct.pack("<HI", MsgcDisplay.STREAM_REPORT, len(body)) + body)
+    r.catch_up(srv)
+
+
+def test_stream_reports_move_a_late_client_to_the_low_tier_and_one_that_cannot_decode_to_images(monkeypatch):
+    caps = {*PLAYS, DisplayCap.STREAM_REPORT}
+    srv, readers = _server_and_readers(3, caps)
+    _play(srv, readers, 6)
+    for r in readers:
+        types = _types(r)
+        assert types[types.index(MsgDisplay.STREAM_CREATE) + 1] == MsgDisplay.STREAM_ACTIVATE_REPORT
+    calls = _counting(monkeypatch)
+    _report(readers[1], srv, 20, 5, -80)  # a quarter of its frames dropped, the last one late
+    _report(readers[2], srv, 0, 0xFFFFFFFF)  # it cannot decode MJPEG
+    assert MsgDisplay.STREAM_DESTROY in _types(readers[2])
+    marks = [len(r.messages) for r in readers]
+    _play(srv, readers, 6, first=6)
+    assert calls["mjpeg"] == 6 and calls["mjpeg_low"] == 3  # the late one: every other frame
+    assert [_types(r, m).count(MsgDisplay.STREAM_DATA) for r, m in zip(readers, marks, strict=True)] == [6, 3, 0]
+    assert _types(readers[2], marks[2]).count(MsgDisplay.DRAW_COPY) >= 6  # images instead, exact
+    assert np.array_equal(_area(readers[2].screen.fb)[..., :3], _area(srv.render.primary.pixels)[..., :3])
+    assert MsgDisplay.STREAM_CREATE not in _types(readers[2], marks[2])
+
+
+def test_a_client_that_cannot_decode_vp8_gets_the_stream_again_as_mjpeg():
+    from spice_twisted.wire.enums import ChannelType
+    from spice_twisted.wire.messages import decode_body, message
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("vp8", "mjpeg")
+    noise(srv)
+    r = Reader(*open_display(srv, {*VP8_CAPS, DisplayCap.STREAM_REPORT}))
+    r.catch_up(srv)
+    _play(srv, [r], 6)
+    _report(r, srv, 0, 0xFFFFFFFF)
+    mark = len(r.messages)
+    _play(srv, [r], 3, first=6)
+    create = message(ChannelType.DISPLAY, "STREAM_CREATE")
+    assert [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE] == [2, 1]
+    assert _types(r, mark).count(MsgDisplay.STREAM_DATA) == 3 and r.screen.stream_frames >= 3
+    assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 30

@@ -17,7 +17,7 @@ from support.tapped import connect
 
 from spice_twisted.render.rect import Rect
 from spice_twisted.sources.demo_video import VIDEO, Plasma
-from spice_twisted.wire.enums import ChannelType, DisplayCap, MsgDisplay
+from spice_twisted.wire.enums import ChannelType, DisplayCap, MsgcDisplay, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
 STREAM_CREATE = message(ChannelType.DISPLAY, "STREAM_CREATE")
@@ -145,6 +145,15 @@ def test_stats_show_the_stream_and_who_plays_it(spawn, tap_for):
     assert active["rect"] == list(VIDEO) and st["render"]["streams"]["started"] == 1
     (display,) = [ch for c in st["clients"] for ch in c["channels"] if ch["channel"] == "display"]
     assert display["streams"]["playing"] == [active["id"]] and display["streams"]["frames_sent"] >= 10
+    # spice-gtk advertises STREAM_REPORT: asked to (STREAM_ACTIVATE_REPORT), it reports.
+    assert MsgDisplay.STREAM_ACTIVATE_REPORT in [t for t, _ in conns[0].snapshot()]
+    conns[0].wait_for(lambda k: any(t == MsgcDisplay.STREAM_REPORT for t, _ in k.client_messages), 30, "a STREAM_REPORT")
+    wait_until(lambda: _display_stats(server)["streams"]["reports"] >= 1, 15, "the report counted")
+
+
+def _display_stats(server) -> dict:
+    (display,) = [ch for c in server.stats()["clients"] for ch in c["channels"] if ch["channel"] == "display"]
+    return display
 
 
 def test_streaming_video_off_sends_the_video_as_images(spawn, tap_for):

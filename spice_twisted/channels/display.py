@@ -289,6 +289,9 @@ class DisplayChannelClient(ChannelClient):
             self.leave_glz("its preferred compression gives no GLZ")
         self.log.info("{cc}: client prefers {name} compression: sending {codec}", cc=self, name=name, codec=self.codec)
 
+    def handle_STREAM_REPORT(self, fields: dict[str, Any]) -> None:
+        self.streams.report(fields)  # channels/display_streams.py
+
     def start_stream(self) -> None:
         if self.streaming or not self.connected:
             return

@@ -12,10 +12,17 @@ decodes; MJPEG needs CODEC_MJPEG, VP8 MULTI_CODEC and CODEC_VP8. A stream keeps 
 on a client for its life. VP8 frames refer to earlier ones: none is dropped, a client
 that joins waits for the key frame the streams ask for, and one that falls behind (its
 pipe behind a refresh) waits for another.
+
+A client that advertises STREAM_REPORT is asked for reports on each stream
+(STREAM_ACTIVATE_REPORT). A report of late or dropped frames puts it on the low tier for
+a while; a report that it cannot decode the stream (no frames, 0xffffffff drops) ends the
+stream on it and it gets the area as images from then on.
 """
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..codecs.video import MJPEG, MJPEG_LOW, STATEFUL, VP8, WIRE_CODEC
@@ -37,6 +44,18 @@ PLAY_AHEAD_MS = 100
 # A client whose pipe holds more than this many bytes when a frame comes is behind: it
 # gets the low tier (half the frames, lower quality) until its pipe drains.
 LOW_TIER_BACKLOG = 1 << 20
+# STREAM_ACTIVATE_REPORT: a report every this many frames, or this often.
+REPORT_FRAMES, REPORT_TIMEOUT_MS = 20, 1000
+# A report of late frames keeps the client on the low tier this long.
+LATE_HOLD = 5.0
+LATE_MS = 50  # a last frame later than this, or over a tenth of the frames dropped, is "late"
+CANNOT_DECODE = 0xFFFFFFFF
+_report_ids = itertools.count(1)
+
+
+def _family(codec: str) -> str:
+    """The stream codec of a tier (both MJPEG tiers are MJPEG on the wire)."""
+    return MJPEG if codec == MJPEG_LOW else codec
 
 
 class StreamFrameItem(PipeItem):
@@ -60,11 +79,17 @@ class ClientStreams:
         self.low = False  # on the low tier
         self.codecs: dict[int, str] = {}  # each shown stream's codec (MJPEG tiers: MJPEG)
         self.awaiting_key: set[int] = set()  # VP8 streams it can only take a key frame of now
+        self.report_ids: dict[int, int] = {}  # stream id -> the unique id its reports must carry
+        self.undecodable: set[str] = set()  # codecs the client reported it cannot decode
+        self.late_until = 0.0  # its reports said frames came late: low tier until then
+        self.reports = 0
 
     def _codec(self) -> str | None:
         """The first of the server's video codecs this client decodes, or None."""
         caps = self.cc.request.channel_caps
         for codec in getattr(self.cc.settings, "video_codecs", (MJPEG,)):
+            if codec in self.undecodable:
+                continue
             if codec == MJPEG and DisplayCap.CODEC_MJPEG in caps:
                 return MJPEG
             if codec == VP8 and {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_VP8} <= caps:
@@ -79,7 +104,8 @@ class ClientStreams:
         codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec()
         if codec is None or codec in STATEFUL:
             return codec
-        self.low = self.cc.client.link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
+        late = time.monotonic() < self.late_until
+        self.low = late or self.cc.client.link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
         return MJPEG_LOW if self.low else MJPEG
 
     def start(self, s: Stream) -> None:
@@ -105,12 +131,23 @@ class ClientStreams:
                 "clip_type": ClipType.NONE,
             },
         )
+        if DisplayCap.STREAM_REPORT in self.cc.request.channel_caps:
+            uid = self.report_ids[s.id] = next(_report_ids) & 0xFFFFFFFF
+            fields = {"stream_id": s.id, "unique_id": uid, "max_window_size": REPORT_FRAMES, "timeout_ms": REPORT_TIMEOUT_MS}
+            self.cc.send("STREAM_ACTIVATE_REPORT", fields)
 
     def frame(self, s: Stream, d: Drawable, codec: str, key: bool) -> None:
         pipe = self.cc.pipe
-        if self.shown.get(s.id) is not s:
-            return
         stateful = codec in STATEFUL
+        if self.shown.get(s.id) is not s:
+            if s.ended:
+                return
+            self.start(s)  # again, in the codec it decodes after one it reported it cannot
+            if self.shown.get(s.id) is not s:
+                return
+            if stateful and not key:
+                self.awaiting_key.add(s.id)
+                s.need_key(codec)
         if pipe.refresh is not None:  # behind a refresh: it shows the area as it is then
             pipe.absorb(s.rect)
             if stateful:
@@ -145,7 +182,25 @@ class ClientStreams:
             del self.shown[s.id]
             self.codecs.pop(s.id, None)
             self.awaiting_key.discard(s.id)
+            self.report_ids.pop(s.id, None)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
+
+    def report(self, fields: dict[str, Any]) -> None:
+        """A STREAM_REPORT. One for a stream it no longer plays, or with another unique id
+        (an earlier stream of the same id), is stale: ignored."""
+        sid = fields["stream_id"]
+        s = self.shown.get(sid)
+        if s is None or self.report_ids.get(sid) != fields["unique_id"]:
+            return
+        self.reports += 1
+        codec = self.codecs.get(sid, MJPEG)
+        if fields["num_frames"] == 0 and fields["num_drops"] == CANNOT_DECODE:
+            self.cc.log.warn("{cc}: the client cannot decode {codec} streams: images instead", cc=self.cc, codec=codec)
+            self.undecodable.add(codec)
+            self.end(s)  # from the next frame on it gets the area as images (or another codec)
+            return
+        if fields["num_drops"] * 10 > fields["num_frames"] or fields["last_frame_delay"] < -LATE_MS:
+            self.late_until = time.monotonic() + LATE_HOLD
 
     def _drop(self, item: StreamFrameItem) -> None:
         pipe = self.cc.pipe
@@ -158,8 +213,8 @@ class ClientStreams:
         """STREAM_DATA once the tier's payload is in; nothing for a stream that ended."""
         s, d, codec = item.stream, item.frame, item.codec
         pipe = self.cc.pipe
-        if self.shown.get(s.id) is not s:
-            return []
+        if self.shown.get(s.id) is not s or _family(codec) != self.codecs.get(s.id):
+            return []  # ended, or restarted in another codec since it was queued
         payload = d.payload(codec)
         if payload is None:
             if d.service.failed(d, codec):
