@@ -10,6 +10,8 @@ number, so the test recomputes them); encodes are counted at the codec boundary
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.images import psnr
 from support.processes import as_rgb, wait_match, wait_until
@@ -197,3 +199,28 @@ def test_spice_gtk_plays_a_vp8_stream_shared_by_two_clients(spawn, tap_for):
     conn.wait_for(lambda k: _frames(k), 15, "the late client's first frame")
     assert is_key_frame(_frames(conn)[0])
     assert wait_until(lambda: (q := _best_psnr(late[0], server, plasma)) >= 24 and q, 30, "the late client's VP8 video at >= 24 dB")
+
+
+def test_a_video_player_in_xvfb_becomes_a_stream_and_its_area_ends_exact(spawn, tap_for, xvfb_factory):
+    """--source x11: an X program drawing a plasma window at 20 frames a second (as a video
+    player without GPU output does) is detected from the X damage and sent as a stream;
+    killed, the area converges to the X root window exactly."""
+    import sys
+
+    xvfb = xvfb_factory(size=(1024, 768), solid="#336699")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
+    _, clients, (conn,) = connect(server, tap_for, 1)
+    player = xvfb.spawn(sys.executable, str(Path(__file__).parent / "support" / "x11_video_player.py"), "200", "150", "20", "0.2")
+    conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 10, 60, "STREAM_CREATE and 10 frames")
+    (create,) = _creates(conn)
+    assert create["dest"] == {"top": 150, "left": 200, "bottom": 150 + VIDEO.height, "right": 200 + VIDEO.width}
+    area = (slice(150, 150 + VIDEO.height), slice(200, 200 + VIDEO.width))
+
+    def close() -> float:  # the client's picture against the X root window read now (slowly changing frames)
+        return psnr(clients[0].framebuffer()[area][..., [2, 1, 0]], xvfb.root_image()[area])
+
+    assert wait_until(lambda: (q := close()) >= 25 and q, 30, "the client's video near X's")
+    player.terminate()
+    player.wait(5)
+    conn.wait_for(lambda k: MsgDisplay.STREAM_DESTROY in [t for t, _ in k.snapshot()], 30, "STREAM_DESTROY")
+    wait_match(xvfb.root_image, clients, "the X root window", timeout=30)
