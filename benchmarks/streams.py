@@ -12,8 +12,15 @@ and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
 
     .venv/bin/python benchmarks/streams.py [--no-write]
 
-Not here yet (issue 22): the server's CPU and bytes per second with 1 and 16 clients,
-streams on and off, and input-to-display latency on a shaped link.
+Part `server`: the server in-process (real channel clients on in-memory transports, a
+fake clock, encodes inline so the process's CPU time is all the server's work), a video
+area of 640x360 or 1280x720 redrawn at 25 fps with moving plasma, 1 or 16 clients that
+read and ACK everything: server CPU per second of video and bytes per second per client,
+with streams (MJPEG full tier; VP8) and without (`--streaming-video off`: JPEG images
+with `--jpeg-wan-compression always`, or the LAN default, QUIC). Written to
+docs/performance.md between <!-- streams:begin --> and <!-- streams:end -->.
+
+Not here yet (issue 22): input-to-display latency with the video playing on a shaped link.
 """
 
 from __future__ import annotations
@@ -128,10 +135,88 @@ def vp8_row(kind: str, w: int, h: int, n: int = 24) -> list[str]:
     ]
 
 
+def serve(w: int, h: int, clients: int, mode: str, seconds: float = 2.0) -> tuple[float, float]:
+    """(server CPU seconds per second of video, bytes per second per client)."""
+    from support.inprocess import Canvas, Reader, make_server, open_display
+
+    from spice_twisted.render.rect import Rect
+    from spice_twisted.wire.enums import DisplayCap
+
+    class Screen(Canvas):
+        width, height = w + 64, h + 64
+
+    class Counting(Reader):
+        def read(self):  # count, do not decode: the clients' work is not the server's
+            data = self.t.value()
+            self.bytes += len(data)
+            self.t.clear()
+            return []
+
+    srv = make_server(Screen())
+    settings = srv.display_settings
+    if mode == "vp8":
+        settings.video_codecs = ("vp8",)
+    if mode.startswith("off"):
+        srv.render.streams.set_mode("off")
+    if mode == "off-jpeg":
+        settings.jpeg_wan_compression = "always"
+    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8, DisplayCap.LZ4_COMPRESSION}
+    readers = [Counting(*open_display(srv, caps)) for _ in range(clients)]
+    area = Rect(32, 32, 32 + w, 32 + h)
+    plasma = Plasma(w, h)
+    n = int(seconds * FPS)
+    pics = [plasma.frame(k) for k in range(n + 8)]
+
+    def frame(k: int) -> None:
+        srv.render.primary.pixels[area.top : area.bottom, area.left : area.right] = pics[k]
+        srv.render.damage(area)
+        srv.render.flush()
+        for r in readers:
+            r.catch_up(srv)
+        srv.reactor.advance(1 / FPS)
+
+    for k in range(8):  # warm up: the stream starts (or not)
+        frame(k)
+    for r in readers:
+        r.bytes = 0
+    t = time.process_time()
+    for k in range(8, 8 + n):
+        frame(k)
+    cpu = time.process_time() - t
+    return cpu / seconds, float(np.mean([r.bytes for r in readers])) / seconds
+
+
+def server_rows() -> list[list[str]]:
+    rows = []
+    for w, h in ((640, 360), (1280, 720)):
+        for mode in ("mjpeg", "vp8", "off-jpeg", "off-quic"):
+            for clients in (1, 16):
+                cpu, bps = serve(w, h, clients, mode)
+                rows.append([f"{w}x{h}", mode, str(clients), f"{cpu * 100:.0f}%", f"{bps * 8 / 1e6:.2f}"])
+                print(" | ".join(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--parts", default="codecs,server")
     args = ap.parse_args()
+    parts = args.parts.split(",")
+    machine = f"Measured by `{command_line()}` on {cpu_model()} (load {load_average()})"
+    if "server" in parts:
+        srows = server_rows()
+        header = ["video", "sent as", "clients", "server CPU (of one core)", "Mbit/s per client"]
+        lines = [
+            f"{machine}: the server in-process, encodes inline, {FPS} fps of moving plasma.",
+            "`mjpeg`/`vp8`: a stream (one encode per frame for every client); `off-jpeg`: images, JPEG",
+            "(`--streaming-video off --jpeg-wan-compression always`); `off-quic`: images, the LAN default (QUIC).",
+            "",
+            md_table(header, srows),
+        ]
+        publish(ROOT / "docs" / "performance.md", "streams", lines, write=not args.no_write)
+    if "codecs" not in parts:
+        return
     rows = measure()
     header = ["content", "encoding", "KiB/frame", f"Mbit/s at {FPS} fps", "encode ms", "PSNR spice-gtk", "PSNR browser"]
     lines = [
