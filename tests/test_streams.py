@@ -289,3 +289,38 @@ def test_a_client_that_cannot_decode_vp8_gets_the_stream_again_as_mjpeg():
     assert [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE] == [2, 1]
     assert _types(r, mark).count(MsgDisplay.STREAM_DATA) == 3 and r.screen.stream_frames >= 3
     assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 30
+
+
+def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exact():
+    """A window moved (COPY_BITS) onto the video while it plays: the video keeps drawing
+    only what the window leaves visible, the frames carry the window as the surface holds
+    it, and after the video stops every client is exact, the window's text included."""
+    from spice_twisted.render.region import Region
+
+    srv, readers = _server_and_readers(2)
+    window = Rect(0, 60, 90, 100)  # below-left of the video, then dragged over its corner
+    srv.render.primary.pixels[window.top : window.bottom, window.left : window.right] = text_ui(window.height, window.width)
+    srv.render.damage(window)
+    srv.render.flush()
+    _play(srv, readers, 6)
+    srv.render.copy_bits(window, 10, 40)  # now over the video's left part (20..100, 40..80)
+    moved = Rect(10, 40, 100, 80)
+    srv.render.flush()
+    for i in range(6, 12):  # the video draws around the window
+        for r in Region(VIDEO).subtract(moved).rects():
+            srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = photo(VIDEO.height, VIDEO.width, i)[
+                r.top - VIDEO.top : r.bottom - VIDEO.top, r.left - VIDEO.left : r.right - VIDEO.left
+            ]
+            srv.render.damage(r)
+        srv.render.flush()
+        for rd in readers:
+            rd.catch_up(srv)
+        srv.reactor.advance(STEP)
+    assert all(len(rd.screen.streams) == 1 for rd in readers)  # still one stream
+    for rd in readers:
+        assert psnr(_area(rd.screen.fb), _area(srv.render.primary.pixels)) >= 30
+    srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
+    for rd in readers:
+        rd.catch_up(srv)
+        assert not rd.screen.streams
+        assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
