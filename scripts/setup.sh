@@ -10,7 +10,8 @@ extra=""
 if [ "${1:-}" = "--test" ]; then
   apt_pkgs+=(python3-gi gir1.2-spiceclientglib-2.0 spice-client-gtk xvfb chromium chromium-driver
     x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86
-    spice-html5 websockify)  # spice-html5 in Chromium, bridged to TCP by websockify
+    spice-html5 websockify  # spice-html5 in Chromium, bridged to TCP by websockify
+    gstreamer1.0-plugins-good)  # vp8dec: spice-gtk plays VP8 streams (tests/test_streams_clients.py)
   extra="[test]"
 fi
 
