@@ -324,3 +324,34 @@ def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exac
         rd.catch_up(srv)
         assert not rd.screen.streams
         assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_a_client_that_stops_reading_holds_few_frames_and_recovers_at_a_key_frame():
+    """Bounded per client: an MJPEG pipe holds only the newest unsent frame, a VP8 pipe at
+    most MAX_QUEUED_STATEFUL (then it skips to a key frame); reading again, each decodes
+    the video right (the VP8 decoder would show garbage after a skipped inter frame)."""
+    from spice_twisted.channels.display_streams import MAX_QUEUED_STATEFUL, StreamFrameItem
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("vp8", "mjpeg")
+    noise(srv)
+    vp8 = Reader(*open_display(srv, VP8_CAPS))
+    mjpeg = Reader(*open_display(srv, PLAYS))
+    for r in (vp8, mjpeg):
+        r.catch_up(srv)
+    _play(srv, [vp8, mjpeg], 6)
+    for r in (vp8, mjpeg):
+        r.cc.pauseProducing()  # its socket is full: nothing more is written
+    for i in range(6, 30):
+        srv.render.primary.pixels[VIDEO.top : VIDEO.bottom, VIDEO.left : VIDEO.right] = photo(VIDEO.height, VIDEO.width, i)
+        srv.render.damage(VIDEO)
+        srv.render.flush()
+        srv.reactor.advance(STEP)
+        frames = [sum(isinstance(it, StreamFrameItem) for it in r.cc.pipe) for r in (vp8, mjpeg)]
+        assert frames[0] <= MAX_QUEUED_STATEFUL and frames[1] <= 1, frames
+    for r in (vp8, mjpeg):
+        r.cc.resumeProducing()
+        r.catch_up(srv)
+    _play(srv, [vp8, mjpeg], 3, first=30)
+    for r in (vp8, mjpeg):
+        assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28

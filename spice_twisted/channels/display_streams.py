@@ -29,7 +29,7 @@ from ..codecs.video import MJPEG, MJPEG_LOW, STATEFUL, VP8, WIRE_CODEC
 from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags
 from ..wire.messages import message
 from ..wire.schema import encode_split
-from .pipe import COVER_WINDOW, PipeItem
+from .pipe import PipeItem
 
 if TYPE_CHECKING:
     from ..render.drawable import Drawable
@@ -44,6 +44,9 @@ PLAY_AHEAD_MS = 100
 # A client whose pipe holds more than this many bytes when a frame comes is behind: it
 # gets the low tier (half the frames, lower quality) until its pipe drains.
 LOW_TIER_BACKLOG = 1 << 20
+# A VP8 stream's frames in one pipe at most (none may be dropped alone: past this many, all
+# go and the client waits for a key frame). An MJPEG stream has at most its newest one.
+MAX_QUEUED_STATEFUL = 8
 # STREAM_ACTIVATE_REPORT: a report every this many frames, or this often.
 REPORT_FRAMES, REPORT_TIMEOUT_MS = 20, 1000
 # A report of late frames keeps the client on the low tier this long.
@@ -79,6 +82,7 @@ class ClientStreams:
         self.low = False  # on the low tier
         self.codecs: dict[int, str] = {}  # each shown stream's codec (MJPEG tiers: MJPEG)
         self.awaiting_key: set[int] = set()  # VP8 streams it can only take a key frame of now
+        self.queued: dict[int, list[StreamFrameItem]] = {}  # each stream's frames in the pipe (some sent)
         self.report_ids: dict[int, int] = {}  # stream id -> the unique id its reports must carry
         self.undecodable: set[str] = set()  # codecs the client reported it cannot decode
         self.late_until = 0.0  # its reports said frames came late: low tier until then
@@ -154,28 +158,35 @@ class ClientStreams:
                 self.awaiting_key.add(s.id)  # it misses this frame: only a key frame may follow
                 s.need_key(codec)
             return
+        queued = [it for it in self.queued.get(s.id, ()) if it.live]
         if stateful:
+            if len(queued) >= MAX_QUEUED_STATEFUL:  # it reads too slowly: skip, then a key frame
+                queued = self._drop_queued(queued)
+                self.awaiting_key.add(s.id)
+                s.need_key(codec)
             if s.id in self.awaiting_key and not key:
+                self.queued[s.id] = queued
                 return
             self.awaiting_key.discard(s.id)
-            self._queue(s, d, codec)
-            return
-        seen = 0
-        for it in reversed(pipe.items):
-            if not it.live:
-                continue
-            seen += 1
-            if seen > COVER_WINDOW:
-                break
-            if isinstance(it, StreamFrameItem) and it.stream is s and it is not pipe.waiting_on:
-                self._drop(it)  # a newer frame of its stream replaces it
-        self._queue(s, d, codec)
+        else:
+            queued = self._drop_queued(queued)  # a newer frame of its stream replaces them
+        self.queued[s.id] = [*queued, self._queue(s, d, codec)]
+        self.cc.drain()
 
-    def _queue(self, s: Stream, d: Drawable, codec: str) -> None:
+    def _drop_queued(self, queued: list[StreamFrameItem]) -> list[StreamFrameItem]:
+        """Drop the unsent frames, all but the one whose encode the pipe waits for."""
+        waiting = self.cc.pipe.waiting_on
+        for it in queued:
+            if it is not waiting:
+                self._drop(it)
+        return [it for it in queued if it is waiting]
+
+    def _queue(self, s: Stream, d: Drawable, codec: str) -> StreamFrameItem:
         d.hold()
         self.cc.note_work()
-        self.cc.pipe.append(StreamFrameItem(STREAM_DATA.id, s, d, codec))
-        self.cc.drain()
+        item = StreamFrameItem(STREAM_DATA.id, s, d, codec)
+        self.cc.pipe.append(item)
+        return item
 
     def end(self, s: Stream) -> None:
         if self.shown.get(s.id) is s:
@@ -183,6 +194,7 @@ class ClientStreams:
             self.codecs.pop(s.id, None)
             self.awaiting_key.discard(s.id)
             self.report_ids.pop(s.id, None)
+            self.queued.pop(s.id, None)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
 
     def report(self, fields: dict[str, Any]) -> None:
@@ -250,3 +262,4 @@ class ClientStreams:
                 self._drop(it)
         self.shown.clear()
         self.codecs.clear()
+        self.queued.clear()
