@@ -306,7 +306,7 @@ def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exac
     srv.render.copy_bits(window, 10, 40)  # now over the video's left part (20..100, 40..80)
     moved = Rect(10, 40, 100, 80)
     srv.render.flush()
-    for i in range(6, 12):  # the video draws around the window
+    for i in range(6, 18):  # the video draws around the window
         for r in Region(VIDEO).subtract(moved).rects():
             srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = photo(VIDEO.height, VIDEO.width, i)[
                 r.top - VIDEO.top : r.bottom - VIDEO.top, r.left - VIDEO.left : r.right - VIDEO.left
@@ -319,6 +319,14 @@ def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exac
     assert all(len(rd.screen.streams) == 1 for rd in readers)  # still one stream
     for rd in readers:
         assert psnr(_area(rd.screen.fb), _area(srv.render.primary.pixels)) >= 30
+        # The window stayed still over the video: clipped out of the stream, sent exact.
+        assert MsgDisplay.STREAM_CLIP in _types(rd)
+        (live,) = rd.screen.streams.values()
+        assert live["clip_type"] == 1 and not any(
+            Rect(c["left"], c["top"], c["right"], c["bottom"]).intersect(moved) != Rect(0, 0, 0, 0) for c in live["clip_rects"]
+        )
+        over = moved.intersect(VIDEO)
+        assert np.array_equal(_area(rd.screen.fb, over)[..., :3], _area(srv.render.primary.pixels, over)[..., :3])
     srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
     for rd in readers:
         rd.catch_up(srv)

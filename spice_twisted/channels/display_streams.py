@@ -56,6 +56,12 @@ CANNOT_DECODE = 0xFFFFFFFF
 _report_ids = itertools.count(1)
 
 
+def _clip_fields(s: Stream) -> dict[str, Any]:
+    if s.clip is None:
+        return {"clip_type": ClipType.NONE}
+    return {"clip_type": ClipType.RECTS, "clip_rects": [r.wire() for r in s.clip]}
+
+
 def _family(codec: str) -> str:
     """The stream codec of a tier (both MJPEG tiers are MJPEG on the wire)."""
     return MJPEG if codec == MJPEG_LOW else codec
@@ -132,7 +138,7 @@ class ClientStreams:
                 "src_width": r.width,
                 "src_height": r.height,
                 "dest": r.wire(),
-                "clip_type": ClipType.NONE,
+                **_clip_fields(s),
             },
         )
         if DisplayCap.STREAM_REPORT in self.cc.request.channel_caps:
@@ -196,6 +202,12 @@ class ClientStreams:
             self.report_ids.pop(s.id, None)
             self.queued.pop(s.id, None)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
+
+    def clip(self, s: Stream) -> None:
+        """The stream's clip changed: STREAM_CLIP (in the pipe's order: frames before it
+        draw all they drew, frames after it only inside the clip)."""
+        if self.shown.get(s.id) is s:
+            self.cc.send("STREAM_CLIP", {"id": s.id, **_clip_fields(s)})
 
     def report(self, fields: dict[str, Any]) -> None:
         """A STREAM_REPORT. One for a stream it no longer plays, or with another unique id

@@ -213,7 +213,7 @@ class RenderService:
         taking = [s for s in self.sinks if s.accepting]
         rects = region.simplify(self.max_rects)
         self._mark_drawn(rects)
-        rects = self.streams.commit(rects, taking, behind)  # stream areas go as stream frames
+        rects = self.streams.commit(rects, taking, behind, region)  # stream areas go as stream frames
         for r in rects:
             for sink in behind:
                 sink.absorb(r)

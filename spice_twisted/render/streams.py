@@ -42,6 +42,13 @@ MIN_AREA = 128 * 96  # smaller areas (a clock, a spinner, a cursor trail) stay i
 END_AFTER = 0.5  # seconds without damage that end a stream
 MAX_STREAMS = 8  # at once; ids are below 64 (spice-gtk's table)
 MAX_CANDIDATES = 64  # rects whose history detection keeps (bounded memory)
+# STREAM_CLIP: over the last CLIP_FRAMES frames, the part of a stream's rect no frame's
+# damage touched is something opaque over the video (a window): clients stop drawing
+# frames there and get it as images, exact. Only when that part is over CLIP_STATIC of the
+# rect; the clip is at most CLIP_RECTS rects.
+CLIP_FRAMES = 8
+CLIP_STATIC = 0.1
+CLIP_RECTS = 8
 # --streaming-video, as QEMU's -spice streaming-video: filter (steady and photo-like),
 # all (steady, whatever the content), off.
 MODES = ("filter", "all", "off")
@@ -62,6 +69,12 @@ class Stream:
     ended: bool = False
     encoders: dict[str, Any] = field(default_factory=dict)  # a stateful codec's encoder (VP8)
     key_due: set[str] = field(default_factory=set)  # stateful codecs whose next frame must be a key frame
+    clip: list[Rect] | None = None  # where clients draw its frames (None: all of rect)
+    changed: deque[Region] = field(default_factory=lambda: deque(maxlen=CLIP_FRAMES))  # damage in it, per frame
+
+    @property
+    def clip_region(self) -> Region:
+        return Region(self.rect) if self.clip is None else Region.from_rects(self.clip)
 
     def need_key(self, codec: str) -> None:
         """A client joined this stateful codec, or skipped frames: the next frame is a key frame."""
@@ -79,6 +92,7 @@ class StreamPlayer(Protocol):
     def start(self, stream: Stream) -> None: ...
     def frame(self, stream: Stream, frame: Drawable, codec: str, key: bool) -> None: ...
     def end(self, stream: Stream) -> None: ...
+    def clip(self, stream: Stream) -> None: ...
 
 
 @dataclass
@@ -106,9 +120,10 @@ class Streams:
         self._end_call: Any = None
 
     # --- from the render service's commit ----------------------------------------------
-    def commit(self, rects: list[Rect], taking: Sequence[Any], behind: Sequence[Any]) -> list[Rect]:
+    def commit(self, rects: list[Rect], taking: Sequence[Any], behind: Sequence[Any], damage: Region | None = None) -> list[Rect]:
         """Detect streams in this frame's rects and send the frames of the active ones;
-        returns the rects still to send as drawables."""
+        returns the rects still to send as drawables. `damage`: the exact damage the rects
+        were simplified from (what moved inside a stream, for its clip)."""
         if not self.enabled:
             return rects
         now = self.reactor.seconds()
@@ -116,21 +131,59 @@ class Streams:
         if not self.active:
             return rects
         out: list[Rect] = []
-        due: set[Stream] = set()
+        inside: dict[Stream, Region] = {}  # each stream's damage this frame
         for r in rects:
             hit = [s for s in self.active.values() if not s.rect.intersect(r).empty()]
             if not hit:
                 out.append(r)
                 continue
-            due.update(hit)
             rest = Region(r)
             for s in hit:
+                part = r.intersect(s.rect)
+                inside.setdefault(s, Region()).add(part)
                 rest = rest.subtract(s.rect)
+                if s.clip is not None:  # clients draw no frame outside the clip: images there
+                    out.extend(Region(part).subtract(s.clip_region).rects())
             out.extend(rest.rects())
-        for s in due:
-            s.last_damage = now
-            self._frame(s, taking, behind)
+        for s, region in inside.items():
+            if damage is not None:
+                region = damage.intersect(s.rect)  # exact: the rects may cover more
+            s.changed.append(region)
+            if s.clip is None or region.intersects(s.clip_region):
+                s.last_damage = now
+                self._frame(s, taking, behind)
+            self._update_clip(s, taking)
         return out
+
+    def _update_clip(self, s: Stream, taking: Sequence[Any]) -> None:
+        """Clip out what stayed still over the last CLIP_FRAMES frames (a window over the
+        video), and send it to the clients that play the stream as images, exact."""
+        if len(s.changed) < CLIP_FRAMES:
+            return
+        moving = Region()
+        for region in s.changed:
+            moving.add(region)
+        static = Region(s.rect).subtract(moving)
+        if static.area <= CLIP_STATIC * s.rect.area:
+            want = None
+        else:  # exact where it can be: a merged rect would take in some of what is over the video
+            rects = moving.rects()
+            want = sorted(rects if len(rects) <= CLIP_RECTS else moving.simplify(CLIP_RECTS))
+        if want == s.clip:
+            return
+        s.clip = want
+        players = [(sink, p) for sink in self.service.sinks if (p := _player(sink)) is not None and p.tier(s) is not None]
+        for _, player in players:
+            player.clip(s)
+        if want is None:
+            return
+        for r in Region(s.rect).subtract(s.clip_region).simplify(CLIP_RECTS):
+            d = self.service.snapshot(r)
+            for sink, _ in players:
+                if sink in taking:
+                    if d.solid_colour() is None:
+                        d.request(sink.lossless_codec_for(d))
+                    sink.push_lossless(d)
 
     def _detect(self, rects: list[Rect], now: float) -> None:
         seen = self._seen

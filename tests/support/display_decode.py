@@ -31,6 +31,7 @@ INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
 STREAM_CREATE = message(ChannelType.DISPLAY, "STREAM_CREATE")
 STREAM_DATA = message(ChannelType.DISPLAY, "STREAM_DATA")
 STREAM_DESTROY = message(ChannelType.DISPLAY, "STREAM_DESTROY")
+STREAM_CLIP = message(ChannelType.DISPLAY, "STREAM_CLIP")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
 LOSSY_TYPES = {ImageType.JPEG, ImageType.JPEG_ALPHA}
 
@@ -131,8 +132,21 @@ class Screen:
                 else:
                     px = image_pixels({"type": ImageType.JPEG, "data": f["data"], "width": w, "height": h})
                 assert self.fb is not None
-                self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
+                if stream["clip_type"] == 0:
+                    self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
+                else:  # only inside the clip, as spice-gtk draws it
+                    for c in stream["clip_rects"]:
+                        sy, sx = (
+                            slice(c["top"] - dest["top"], c["bottom"] - dest["top"]),
+                            slice(c["left"] - dest["left"], c["right"] - dest["left"]),
+                        )
+                        self.fb[c["top"] : c["bottom"], c["left"] : c["right"]] = px[sy, sx]
                 self.stream_frames += 1
+            elif msg_type == MsgDisplay.STREAM_CLIP:
+                f = decode_body(STREAM_CLIP, body)
+                assert f["id"] in self.streams, f"STREAM_CLIP of unknown stream {f['id']}"
+                self.streams[f["id"]]["clip_type"] = f["clip_type"]
+                self.streams[f["id"]]["clip_rects"] = f.get("clip_rects", [])
             elif msg_type == MsgDisplay.STREAM_DESTROY:
                 sid = decode_body(STREAM_DESTROY, body)["id"]
                 assert sid in self.streams, f"STREAM_DESTROY of unknown stream {sid}"
