@@ -224,3 +224,34 @@ def test_a_video_player_in_xvfb_becomes_a_stream_and_its_area_ends_exact(spawn, 
     player.wait(5)
     conn.wait_for(lambda k: MsgDisplay.STREAM_DESTROY in [t for t, _ in k.snapshot()], 30, "STREAM_DESTROY")
     wait_match(xvfb.root_image, clients, "the X root window", timeout=30)
+
+
+def test_a_window_over_a_playing_video_in_xvfb_is_clipped_out_and_exact_in_spice_gtk(spawn, tap_for, xvfb_factory):
+    """xlogo opened over part of the playing video: the still part is clipped out of the
+    stream (STREAM_CLIP, which spice-gtk honours) and reaches the client exact while the
+    video plays around it."""
+    import sys
+
+    import numpy as np
+
+    xvfb = xvfb_factory(size=(1024, 768), solid="#336699")
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
+    _, clients, (conn,) = connect(server, tap_for, 1)
+    xvfb.spawn(sys.executable, str(Path(__file__).parent / "support" / "x11_video_player.py"), "200", "150", "20", "0.2")
+    conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 5, 60, "the stream")
+    xvfb.spawn("xlogo", "-geometry", "160x100+180+140")  # over the video's top-left corner
+    conn.wait_for(lambda k: MsgDisplay.STREAM_CLIP in [t for t, _ in k.snapshot()], 30, "STREAM_CLIP")
+    clip = decode_body(message(ChannelType.DISPLAY, "STREAM_CLIP"), [b for t, b in conn.snapshot() if t == MsgDisplay.STREAM_CLIP][-1])
+    assert clip["clip_type"] == 1  # rects
+    # xlogo (its border included: 180..342 x 140..242) over the video (from 200, 150): the
+    # 8-pixel tiles of the video it covers wholly (what changed is found by tiles, since X
+    # damages the whole player window each frame).
+    over = (slice(150, 238), slice(200, 336))
+
+    def exact() -> bool:
+        return np.array_equal(clients[0].framebuffer()[over][..., [2, 1, 0]], xvfb.root_image()[over])
+
+    wait_until(exact, 30, "the window over the video exact in spice-gtk while the video plays")
+    mark = conn.mark()
+    conn.wait_for(lambda k: len(_frames(k, mark)) >= 10, 30, "10 more frames")
+    assert exact()  # frames after the clip leave it alone

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from ..codecs import classify
 from ..codecs.video import RATE_DIVISOR, STATEFUL, Vp8Encoder
 from .drawable import Drawable
@@ -49,6 +51,10 @@ MAX_CANDIDATES = 64  # rects whose history detection keeps (bounded memory)
 CLIP_FRAMES = 8
 CLIP_STATIC = 0.1
 CLIP_RECTS = 8
+# What moved in a frame is its damage where the pixels really changed, by CLIP_TILE-pixel
+# tiles against the previous frame: a source may damage more than it changed (X11's
+# damage of a window covered in part is its whole rect).
+CLIP_TILE = 8
 # --streaming-video, as QEMU's -spice streaming-video: filter (steady and photo-like),
 # all (steady, whatever the content), off.
 MODES = ("filter", "all", "off")
@@ -148,10 +154,12 @@ class Streams:
         for s, region in inside.items():
             if damage is not None:
                 region = damage.intersect(s.rect)  # exact: the rects may cover more
-            s.changed.append(region)
             if s.clip is None or region.intersects(s.clip_region):
                 s.last_damage = now
-                self._frame(s, taking, behind)
+                changed = self._frame(s, taking, behind)
+                if changed is not None:
+                    region = region.intersect(changed)
+            s.changed.append(region)
             self._update_clip(s, taking)
         return out
 
@@ -220,11 +228,16 @@ class Streams:
                 player.start(s)
         self._schedule_end()
 
-    def _frame(self, s: Stream, taking: Sequence[Any], behind: Sequence[Any]) -> None:
+    def _frame(self, s: Stream, taking: Sequence[Any], behind: Sequence[Any]) -> Region | None:
+        """Make and hand out one frame; returns the tiles whose pixels changed since the
+        last frame (None for the first)."""
         service = self.service
         d = Drawable(s.surface_id, s.generation, s.rect, service.primary.crop(s.rect), service.payloads)
         d.hold()  # the stream's own reference: the newest frame, for clients that join
+        changed = None
         if s.last is not None:
+            if s.last.pixels is not None and d.pixels is not None:
+                changed = changed_tiles(s.last.pixels, d.pixels, s.rect)
             s.last.release()
         s.last = d
         s.frames += 1
@@ -243,6 +256,7 @@ class Streams:
                     keys[tier] = self._request(s, d, tier)  # once per tier, whoever asks first
                 self.counters.tiers[tier] = self.counters.tiers.get(tier, 0) + 1
                 player.frame(s, d, tier, keys[tier])
+        return changed
 
     def _request(self, s: Stream, d: Drawable, tier: str) -> bool:
         """Start the tier's encode of frame `d`; whether it is a key frame (a stateful codec's
@@ -322,3 +336,19 @@ class Streams:
         if self._end_call is not None and self._end_call.active():
             self._end_call.cancel()
         self._end_call = None
+
+
+def changed_tiles(old: np.ndarray, new: np.ndarray, rect: Rect, tile: int = CLIP_TILE) -> Region:
+    """The CLIP_TILE-pixel tiles of `rect` (its top-left the grid's origin) where `new`
+    differs from `old` (two frames of it)."""
+    h, w = new.shape[:2]
+    diff = np.any(old != new, axis=2)
+    diff = np.pad(diff, ((0, -h % tile), (0, -w % tile)))
+    grid = diff.reshape(diff.shape[0] // tile, tile, diff.shape[1] // tile, tile).any(axis=(1, 3))
+    rects = []
+    for row, line in enumerate(grid):
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], line, [False])).astype(np.int8)))
+        top = rect.top + row * tile
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            rects.append(Rect(rect.left + int(a) * tile, top, min(rect.right, rect.left + int(b) * tile), min(rect.bottom, top + tile)))
+    return Region.from_rects(rects)
