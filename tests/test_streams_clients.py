@@ -41,7 +41,7 @@ def _best_psnr(client, server, plasma: Plasma) -> float:
     lately (the client plays a little behind: frames are stamped ahead of the clock)."""
     shown = client.framebuffer()[AREA]
     n = server.stats()["source_state"]["video_frames"]
-    return max(psnr(shown, plasma.frame(k)) for k in range(max(0, n - 12), n + 1))
+    return max(psnr(shown, plasma.frame(k)) for k in range(max(0, n - 25), n + 1))
 
 
 def _start_video(server, conns) -> None:

@@ -24,7 +24,7 @@ def _best_psnr(v, server, plasma: Plasma) -> float:
         return 0.0
     shown = canvas[AREA]  # RGB
     n = server.stats()["source_state"]["video_frames"]
-    return max(psnr(shown, as_rgb(plasma.frame(k))) for k in range(max(0, n - 15), n + 1))
+    return max(psnr(shown, as_rgb(plasma.frame(k))) for k in range(max(0, n - 25), n + 1))
 
 
 def test_spice_html5_plays_the_mjpeg_stream_and_ends_exact(spawn, viewer):  # noqa: F811
