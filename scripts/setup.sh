@@ -12,7 +12,8 @@ if [ "${1:-}" = "--test" ]; then
     x11-apps x11-utils x11-xserver-utils x11-xkb-utils xterm xdotool qemu-system-x86
     spice-html5 websockify  # spice-html5 in Chromium, bridged to TCP by websockify
     tigervnc-standalone-server xclip  # Xvnc: an X server RandR can resize (the agent's tests); xclip: X selections
-    pulseaudio pulseaudio-utils)  # a private sound server and parec/pacat for the desktop-sound tests
+    pulseaudio pulseaudio-utils  # a private sound server, parec/pacat (desktop-sound tests)
+    gstreamer1.0-plugins-good)  # vp8dec: spice-gtk plays VP8 streams (tests/test_streams_clients.py)
   extra="[test]"
 fi
 

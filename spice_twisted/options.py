@@ -133,6 +133,26 @@ def _jpeg_wan_compression(value: str) -> str:
     return value
 
 
+def _streaming_video(value: str) -> str:
+    from .render.streams import MODES
+
+    if value not in MODES:
+        raise ValueError(f"{value!r}: use one of {', '.join(MODES)}")
+    return value
+
+
+def _video_codecs(value: str) -> tuple[str, ...]:
+    """QEMU's form, `encoder:codec;...` (`spice:mjpeg;gstreamer:vp8`), or bare codec names;
+    the encoder part is not ours to choose (MJPEG: simplejpeg, VP8: libvpx through PyAV)."""
+    from .codecs.video import VIDEO_CODECS
+
+    codecs = tuple(part.split(":", 1)[-1].strip() for part in value.split(";") if part.strip())
+    bad = [c for c in codecs if c not in VIDEO_CODECS]
+    if not codecs or bad:
+        raise ValueError(f"{value!r}: list codecs from {', '.join(VIDEO_CODECS)}, separated by ';'")
+    return codecs
+
+
 def _password_length(value: str) -> int:
     """--generate-password's optional LEN ('' when given bare)."""
     if value == "":
@@ -232,6 +252,22 @@ class Options(usage.Options, OptionChecks, OptionBuild):
             "auto",
             "Lossy (JPEG) images: auto (for clients whose link is judged WAN), never, or always.",
             _jpeg_wan_compression,
+        ],
+        [
+            "streaming-video",
+            None,
+            "filter",
+            "Video streams: filter (areas redrawn 8+ times a second with photo-like content go as MJPEG streams),"
+            " all (any such area, whatever its content) or off (images only).",
+            _streaming_video,
+        ],
+        [
+            "video-codecs",
+            None,
+            ("mjpeg",),
+            "Stream codecs in order of preference, QEMU's form (spice:mjpeg;gstreamer:vp8) or bare names:"
+            " each client gets the first it decodes (VP8 needs spice-gtk with GStreamer's vp8dec).",
+            _video_codecs,
         ],
         [
             "zlib-glz-wan-compression",

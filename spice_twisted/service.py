@@ -103,6 +103,8 @@ def make_service(options: Any, reactor: Any = None) -> service.MultiService:
     server.new_clients_view_only = bool(options["view-only"])
     server.configure_audio(options.get("audio-source-object"), options.get("record-to"), options.get("playback-compression", True))
     jpeg.set_quality(options["jpeg-quality"])
+    server.render.streams.set_mode(options.get("streaming-video", "filter"))
+    server.display_settings.video_codecs = tuple(options.get("video-codecs", ("mjpeg",)))
     top = service.MultiService()
     top.spice_server = server  # type: ignore[attr-defined]
     SpiceService(server, options.get("warnings"), options.get("audit-log")).setServiceParent(top)

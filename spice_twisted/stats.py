@@ -58,6 +58,14 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
             lossy_area=cc.lossy.area,  # pixels this client holds lossy now
             pixmap_cache=cache_stats(cc.pixmap_cache),
         )
+        streams = getattr(cc, "streams", None)
+        if streams is not None:  # channels/display_streams.py
+            out["streams"] = {
+                "playing": sorted(streams.shown),
+                "frames_sent": streams.frames_sent,
+                "low_tier": streams.low,
+                "reports": streams.reports,  # STREAM_REPORTs it sent us
+            }
     return out
 
 
@@ -209,6 +217,7 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
             "copies": r.copies,
             "lossless_upgrades": r.upgrades,
             "glz": server.render.glz.stats(),
+            "streams": stream_stats(server),
             "lossless_after": server.render.lossless_after,
             "max_fps": 1.0 / server.render.pacer.interval,
             "image_compression": server.display_settings.image_compression,
@@ -230,6 +239,21 @@ def server_stats(server: SpiceServer) -> dict[str, Any]:
         "guard": server.guard.stats(),
         "audio": audio_stats(server),
         "agent": server.agent_hub.describe(),  # the multi-client policy and what it did
+    }
+
+
+def stream_stats(server: SpiceServer) -> dict[str, Any]:
+    """The video streams (render/streams.py): those playing now and what they cost."""
+    st = server.render.streams
+    c = st.counters
+    active = [{"id": s.id, "rect": list(s.rect), "frames": s.frames} for s in st.active.values()]
+    return {
+        "mode": st.mode,  # --streaming-video
+        "active": active,
+        "started": c.started,
+        "ended": c.ended,
+        "frames": c.frames,
+        "tier_frames": dict(c.tiers),
     }
 
 

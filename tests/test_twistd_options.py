@@ -31,6 +31,8 @@ def run_twistd(*args: str, cwd) -> subprocess.CompletedProcess[str]:
         (["--admin-request-timeout", "0"], "--admin-request-timeout: must be positive"),
         (["--admin-max-connections", "0"], "--admin-max-connections: must be positive"),
         (["--image-compression", "glz4"], "use one of auto_glz, auto_lz, quic, glz, lz, lz4, off"),
+        (["--streaming-video", "sometimes"], "use one of filter, all, off"),
+        (["--video-codecs", "gstreamer:h265"], "list codecs from mjpeg, vp8"),
         (["--tls-port", "5999", "--cert", __file__, "--key", __file__, "--listen", "0.0.0.0"], "does not protect plain port"),
     ],
 )

@@ -465,3 +465,46 @@ def test_lookup_falls_back_to_common_messages() -> None:
     assert messages.lookup(ChannelType.INPUTS, 105, from_server=False) is None
     with pytest.raises(KeyError):
         messages.message(ChannelType.DISPLAY, "NO_SUCH_MESSAGE")
+
+
+def test_stream_messages_match_spice_proto_layouts() -> None:
+    """The stream messages byte for byte as spice.proto lays them out (little endian, packed)."""
+    create = messages.message(ChannelType.DISPLAY, "STREAM_CREATE")
+    assert create.id == 122
+    dest = {"top": 10, "left": 20, "bottom": 370, "right": 660}
+    fields = {
+        "surface_id": 0, "id": 3, "flags": 1, "codec_type": 1, "stamp": 77,
+        "stream_width": 640, "stream_height": 360, "src_width": 640, "src_height": 360,
+        "dest": dest, "clip_type": ClipType.NONE,
+    }  # fmt: skip
+    body = messages.encode_body(create, fields)
+    assert body == struct.pack("<IIBBQ4I4iB", 0, 3, 1, 1, 77, 640, 360, 640, 360, 10, 20, 370, 660, 0)
+    assert len(body) == 51
+    clipped = messages.encode_body(create, {**fields, "clip_type": ClipType.RECTS, "clip_rects": [dest]})
+    assert clipped == body[:-1] + struct.pack("<BI4i", 1, 1, 10, 20, 370, 660)
+    assert messages.decode_body(create, clipped)["clip_rects"] == [dest]
+
+    data = messages.message(ChannelType.DISPLAY, "STREAM_DATA")
+    assert data.id == 123
+    assert (
+        messages.encode_body(data, {"id": 3, "multi_media_time": 1000, "data": b"\xff\xd8jpeg"})
+        == struct.pack("<3I", 3, 1000, 6) + b"\xff\xd8jpeg"
+    )
+    sized = messages.message(ChannelType.DISPLAY, "STREAM_DATA_SIZED")
+    assert sized.id == 316
+    body = messages.encode_body(sized, {"id": 3, "multi_media_time": 5, "width": 64, "height": 32, "dest": dest, "data": b"ab"})
+    assert body == struct.pack("<4I4iI", 3, 5, 64, 32, 10, 20, 370, 660, 2) + b"ab"
+    clip = messages.message(ChannelType.DISPLAY, "STREAM_CLIP")
+    assert clip.id == 124
+    assert messages.encode_body(clip, {"id": 3, "clip_type": ClipType.NONE}) == struct.pack("<IB", 3, 0)
+    assert messages.encode_body(messages.message(ChannelType.DISPLAY, "STREAM_DESTROY"), {"id": 3}) == struct.pack("<I", 3)
+    assert messages.message(ChannelType.DISPLAY, "STREAM_DESTROY_ALL").id == 126
+    activate = messages.message(ChannelType.DISPLAY, "STREAM_ACTIVATE_REPORT")
+    assert activate.id == 319
+    assert messages.encode_body(activate, {"stream_id": 3, "unique_id": 9, "max_window_size": 20, "timeout_ms": 400}) == struct.pack(
+        "<4I", 3, 9, 20, 400
+    )
+    report = messages.CLIENT[(ChannelType.DISPLAY, MsgcDisplay.STREAM_REPORT)]
+    body = struct.pack("<6IiI", 3, 9, 100, 900, 20, 2, -15, 0xFFFFFFFF)
+    got = messages.decode_body(report, body)
+    assert (got["stream_id"], got["num_drops"], got["last_frame_delay"], got["audio_delay"]) == (3, 2, -15, 0xFFFFFFFF)

@@ -36,6 +36,7 @@ from ..wire.link import LinkRequest
 from ..wire.messages import encode_body, message
 from ..wire.schema import encode_split
 from .base import ChannelClient, ChannelHost, Parts
+from .display_streams import ClientStreams, StreamFrameItem
 from .pipe import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, CopyItem, DisplayPipe, DrawItem, PipeItem, RefreshItem
 from .pixmap_cache import ClientPixmapCache, PixmapCacheBudget, wire_id
 
@@ -60,6 +61,7 @@ class DisplaySettings:
     max_items: int = DEFAULT_MAX_ITEMS
     max_bytes: int = DEFAULT_MAX_BYTES
     pixmap_caches: PixmapCacheBudget = field(default_factory=PixmapCacheBudget)  # every client's model
+    video_codecs: tuple[str, ...] = ("mjpeg",)  # --video-codecs: stream codecs in order of preference
 
 
 def draw_copy_parts(drawable: Drawable, codec: str | None, image_id: int, image_flags: int) -> list[bytes]:
@@ -167,6 +169,7 @@ class DisplayChannelClient(ChannelClient):
         self._codecs = ("", "")
         self._glz_takes: dict[tuple[Any, ...], bool] = {}  # glz_takes()'s choice, by what it depends on
         self._decoders = Decoders(lz4=False, glz=False)
+        self.streams = ClientStreams(self)  # the video streams it plays (channels/display_streams.py)
         super().__init__(host, client, request, mini_header, secure)
 
     def make_pipe(self) -> DisplayPipe:
@@ -322,6 +325,9 @@ class DisplayChannelClient(ChannelClient):
             self.leave_glz("its preferred compression gives no GLZ")
         self.log.info("{cc}: client prefers {name} compression: sending {codec}", cc=self, name=name, codec=self.codec)
 
+    def handle_STREAM_REPORT(self, fields: dict[str, Any]) -> None:
+        self.streams.report(fields)  # channels/display_streams.py
+
     def start_stream(self) -> None:
         if self.streaming or not self.connected:
             return
@@ -404,6 +410,8 @@ class DisplayChannelClient(ChannelClient):
             return []  # the drain loop sees the new head and marshals that
         if isinstance(item, CopyItem):
             return [copy_bits_body(item.op)]
+        if isinstance(item, StreamFrameItem):
+            return self.streams.marshal(item)
         if not isinstance(item, DrawItem):
             return [item.data]
         return self._marshal_draw(item)
@@ -520,15 +528,20 @@ class DisplayChannelClient(ChannelClient):
             moved = self.lossy.intersect(op.src).translate(*op.offset)
             self.lossy.remove(op.dest)
             self.lossy.add(moved)
+        elif isinstance(item, StreamFrameItem):
+            self.streams.sent(item)
 
     def item_dropped(self, item: PipeItem) -> None:
         if isinstance(item, DrawItem):
             item.drawable.dropped(self.pipe.id)
+        elif isinstance(item, StreamFrameItem):
+            self.streams.dropped(item)
 
     def on_disconnected(self) -> None:
         if self._init_timer.active():
             self._init_timer.cancel()
         self.leave_glz("disconnected")
         self.render.unsubscribe(self)
+        self.streams.close()
         self.pipe.reset()
         self.pixmap_cache.close()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import bitmap, jpeg, lz, lz4, quic
+from . import bitmap, jpeg, lz, lz4, quic, video
 from .payload import Payload
 
 Encoder = Callable[[np.ndarray], Payload]
@@ -21,7 +21,16 @@ LZ = "lz"
 QUIC = "quic"  # lossless, every client decodes it; pays on photo-like content
 JPEG = "jpeg"  # lossy: only for clients on slow links, only where classify.lossy_pays says so
 
-ENCODERS: dict[str, Encoder] = {BITMAP: bitmap.encode, LZ4: lz4.encode, LZ: lz.encode, QUIC: quic.encode, JPEG: jpeg.encode}
+ENCODERS: dict[str, Encoder] = {
+    BITMAP: bitmap.encode,
+    LZ4: lz4.encode,
+    LZ: lz.encode,
+    QUIC: quic.encode,
+    JPEG: jpeg.encode,
+    # Video stream frames, one codec name per tier (codecs/video.py, render/streams.py).
+    video.MJPEG: video.encode_full,
+    video.MJPEG_LOW: video.encode_low,
+}
 
 # Pixels (width x height) below which an encode runs inline on the reactor: handing a job to
 # a thread and back costs more than a small encode (measured by benchmarks/codec_pool.py).
@@ -31,6 +40,9 @@ INLINE_PIXELS: dict[str, int] = {
     LZ: lz.INLINE_PIXELS,
     QUIC: quic.INLINE_PIXELS,
     JPEG: jpeg.INLINE_PIXELS,
+    video.MJPEG: video.INLINE_PIXELS,
+    video.MJPEG_LOW: video.INLINE_PIXELS,
+    video.VP8: 0,  # never inline: a stream's encoder runs in the ordered lane's thread
 }
 
 # Codecs with a dictionary: each image may refer to earlier ones, so their encodes run in

@@ -112,8 +112,11 @@ class OrderedLane(CodecPool):
 
     name = "spice-glz"
 
-    def __init__(self, reactor: Any, counters: RenderCounters) -> None:
+    def __init__(self, reactor: Any, counters: RenderCounters, name: str | None = None) -> None:
         super().__init__(reactor, counters, threads_max=1)
+        if name is not None:
+            self.name = name
+            self.pool.name = name
 
     def runs_inline(self, drawable: Drawable, codec: str) -> bool:
         return not self.started or (self.pending == 0 and drawable.rect.area < codecs.INLINE_PIXELS.get(codec, GLZ_INLINE_PIXELS))

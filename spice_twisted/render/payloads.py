@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import codecs
+from ..codecs.video import STATEFUL as STATEFUL_VIDEO
 from .codec_pool import CodecPool, OrderedLane
 
 if TYPE_CHECKING:
@@ -46,15 +47,20 @@ class PayloadService:
     def __init__(self, reactor: Any, counters: RenderCounters, threads_max: int = 2) -> None:
         self.pool = CodecPool(reactor, counters, threads_max)
         self.ordered = OrderedLane(reactor, counters)
+        # A stateful video codec's frames (VP8): in order, in a lane of their own, so a
+        # video encode (tens of ms) never holds up the GLZ images behind it.
+        self.video = OrderedLane(reactor, counters, name="spice-video")
         self._entries: dict[int, _Entry] = {}
 
     def start(self) -> None:
         self.pool.start()
         self.ordered.start()
+        self.video.start()
 
     def stop(self) -> None:
         self.pool.stop()
         self.ordered.stop()
+        self.video.stop()
 
     def __len__(self) -> int:
         """Drawables with an entry (bounded by the drawables some pipe holds)."""
@@ -98,7 +104,7 @@ class PayloadService:
             return
         e.waiters[codec] = []
         ordered = codec in codecs.ORDERED_CODECS or job is not None
-        lane = self.ordered if ordered else self.pool
+        lane = self.video if codec in STATEFUL_VIDEO else self.ordered if ordered else self.pool
         lane.submit(d, codec, d.pixels, lambda payload: self._encoded(d, codec, payload, then), encode=job)
 
     def put(self, d: Drawable, codec: str, payload: codecs.Payload) -> None:

@@ -22,6 +22,7 @@ from .lossy_upgrade import LossyUpgrade
 from .payloads import PayloadService
 from .rect import Rect
 from .region import Region
+from .streams import Streams
 from .surface import Surface, SurfaceBound, SurfaceTooLarge
 
 # A frame's damage becomes at most this many drawables (merged where merging wastes little).
@@ -75,6 +76,7 @@ class RenderService:
         self.pacer = FramePacer(reactor, max_fps, self._frame)
         # The pipes' marshal-and-write, after the frame, a bounded visit per client per turn.
         self.sends = SendTurns(reactor)
+        self.streams = Streams(self)  # video areas sent as streams (render/streams.py)
 
     @property
     def width(self) -> int:
@@ -90,6 +92,7 @@ class RenderService:
     def stop(self) -> None:
         self.pacer.stop()
         self.sends.stop()
+        self.streams.stop()
         self.payloads.stop()
 
     # --- the producer ------------------------------------------------------------------
@@ -191,6 +194,7 @@ class RenderService:
         choices = {s: s.codecs_now() for s in taking}
         rects = region.simplify(self.max_rects)
         self._mark_drawn(rects)
+        rects = self.streams.commit(rects, taking, behind, region)  # stream areas go as stream frames
         for r in rects:
             for sink in behind:
                 sink.absorb(r)
@@ -268,6 +272,7 @@ class RenderService:
         and keeps the surface it has: sources check first, this is the backstop."""
         if self.max_surface is not None and not self.max_surface.allows(width, height):
             raise SurfaceTooLarge(self.max_surface.refusal("the new surface", width, height))
+        self.streams.reset()
         self.generation += 1
         self.counters.resizes += 1
         self.primary = Surface(0, width, height)
@@ -279,6 +284,7 @@ class RenderService:
 
     def subscribe(self, sink: DrawableSink) -> None:
         self.sinks.append(sink)
+        self.streams.joined(sink)
 
     def unsubscribe(self, sink: DrawableSink) -> None:
         if sink in self.sinks:

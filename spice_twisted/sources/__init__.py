@@ -9,7 +9,7 @@ from .image import ImageSource
 
 
 def make_source(spec: str, max_surface: SurfaceBound = DEFAULT_MAX_SURFACE) -> DisplaySource:
-    """`demo`, `image:PATH`, `x11[:DISPLAY]` or `spice://HOST:PORT`, kept within `max_surface`
+    """`demo`, `demo:video`, `image:PATH`, `x11[:DISPLAY]` or `spice://HOST:PORT`, kept within `max_surface`
     (a size known now and over it is refused here); raises ValueError with a message meant for the user."""
     source = _make_source(spec, max_surface)
     source.max_surface = max_surface
@@ -21,6 +21,8 @@ def make_source(spec: str, max_surface: SurfaceBound = DEFAULT_MAX_SURFACE) -> D
 def _make_source(spec: str, max_surface: SurfaceBound) -> DisplaySource:
     if spec == "demo":
         return DemoSource()
+    if spec == "demo:video":  # the demo with its video window playing from the start
+        return DemoSource(video=True)
     if spec.startswith("image:"):
         return ImageSource(spec[len("image:") :], max_surface)
     if spec == "x11" or spec.startswith("x11:"):
@@ -33,7 +35,7 @@ def _make_source(spec: str, max_surface: SurfaceBound) -> DisplaySource:
         from .vm import VmSource  # spice-gtk runs in a helper process under the system Python
 
         return VmSource.from_uri(spec)
-    raise ValueError(f"unknown source {spec!r}: use 'demo', 'image:PATH', 'x11[:DISPLAY]' or 'spice://HOST:PORT'")
+    raise ValueError(f"unknown source {spec!r}: use 'demo', 'demo:video', 'image:PATH', 'x11[:DISPLAY]' or 'spice://HOST:PORT'")
 
 
 __all__ = ["DisplaySource", "DemoSource", "ImageSource", "make_source"]

@@ -47,6 +47,7 @@ from .audio import DemoSounds
 from .base import DisplaySource, rgb_to_xrgb
 from .demo_log import LINE_H, LINES, LogModel, line_pixels, panel_pixels
 from .demo_pictures import ICON, SLIDES, font, icon, slide
+from .demo_video import VIDEO, VIDEO_KEY, Plasma
 from .demo_window import LOG, SLIDE, WIN_H, WIN_W, DemoWindow, subtract
 from .desktop_agent import TEXT, AgentSink, Contents, DesktopAgent
 
@@ -160,7 +161,9 @@ class DemoSource(DisplaySource, DesktopAgent):
     clipboard_types = frozenset({TEXT})
     can_resize = True
 
-    def __init__(self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = (), ca_file: str | None = None) -> None:
+    def __init__(
+        self, fps: float = 20.0, clock: object | None = None, urls: Sequence[str] = (), ca_file: str | None = None, video: bool = False
+    ) -> None:
         self.width, self.height = WIDTH, HEIGHT
         self.layout = DEFAULT_LAYOUT
         self.agent_sink: AgentSink | None = None
@@ -195,6 +198,10 @@ class DemoSource(DisplaySource, DesktopAgent):
         self._segments: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}  # colour -> unpainted
         self._text_dirty = False
         self.sounds = DemoSounds()  # the server plays them (unless --audio-source)
+        self._plasma: Plasma | None = None
+        self.video = False  # the video window (sources/demo_video.py): F9 toggles it
+        self.video_frames = 0
+        self._video_wanted = video
 
     def show_urls(self, urls: Sequence[str], ca_file: str | None = None) -> None:
         """Say on the desktop where it is served (the server's real spice:// URLs, and the CA
@@ -264,6 +271,8 @@ class DemoSource(DisplaySource, DesktopAgent):
         render.damage(render.primary.rect)
         render.add_paint_hook(self.paint)
         cursor.set_shape(self.arrow)
+        if self._video_wanted:
+            self.set_video(True)
         self._loop = task.LoopingCall(self.tick)
         if self._clock is not None:
             self._loop.clock = self._clock
@@ -272,6 +281,31 @@ class DemoSource(DisplaySource, DesktopAgent):
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+
+    # --- the video window (sources/demo_video.py) -------------------------------------
+    def set_video(self, on: bool) -> bool:
+        """Show or hide the video; hidden, its area is the backdrop again."""
+        if on == self.video:
+            return on
+        self.video = on
+        if on:
+            if self._plasma is None:
+                self._plasma = Plasma()
+            self._paint_video()
+        else:
+            v = VIDEO
+            self.desktop[v.top : v.bottom, v.left : v.right] = self.backdrop[v.top : v.bottom, v.left : v.right]
+            if self.render is not None:
+                self._show(v)
+        return on
+
+    def _paint_video(self) -> None:
+        assert self._plasma is not None
+        v = VIDEO
+        self.desktop[v.top : v.bottom, v.left : v.right] = self._plasma.frame(self.video_frames)
+        self.video_frames += 1
+        if self.render is not None:
+            self._show(v)
 
     def _ball_rect(self) -> Rect:
         x, y = int(self.pos[0]), int(self.pos[1])
@@ -319,6 +353,8 @@ class DemoSource(DisplaySource, DesktopAgent):
                 self.vel[i] = -self.vel[i]
                 self.pos[i] = min(max(self.pos[i], lo), limit)
         self._show(old.union(self._ball_rect()))
+        if self.video:
+            self._paint_video()
         clock = self._paint_clock()
         if clock is not None:
             self._show(clock)
@@ -491,6 +527,9 @@ class DemoSource(DisplaySource, DesktopAgent):
         if self._ctrl.get(origin.session_id) and key in (KEY_C, KEY_V):
             self.copy_log(origin) if key == KEY_C else self.paste(origin)
             return
+        if key == VIDEO_KEY:
+            self._log(f"client {origin.session_id:#x}: video {'on' if self.set_video(not self.video) else 'off'} (F9)")
+            return
         if key == TONE_KEY:
             self._log(f"client {origin.session_id:#x}: tone {'on' if self.sounds.toggle_tone() else 'off'} (F8)")
             return
@@ -599,6 +638,8 @@ class DemoSource(DisplaySource, DesktopAgent):
             "slide": self.slide,
             "size": [self.width, self.height],
             "pastes": self.pastes,
+            "video": self.video,
+            "video_frames": self.video_frames,
         }
 
 

@@ -167,7 +167,9 @@ class MsgDisplay(IntEnum):
     DRAW_COPY = 304
     SURFACE_CREATE = 314
     SURFACE_DESTROY = 315
+    STREAM_DATA_SIZED = 316
     MONITORS_CONFIG = 317
+    STREAM_ACTIVATE_REPORT = 319
 
 
 class MsgcDisplay(IntEnum):
@@ -273,6 +275,20 @@ class SurfaceFlags(IntFlag):
     NONE = 0
     PRIMARY = 1
     STREAMING_MODE = 2
+
+
+class VideoCodecType(IntEnum):
+    """A stream's codec (STREAM_CREATE's codec_type, PREFERRED_VIDEO_CODEC_TYPE's list)."""
+
+    MJPEG = 1
+    VP8 = 2
+    H264 = 3
+    VP9 = 4
+    H265 = 5
+
+
+class StreamFlags(IntFlag):
+    TOP_DOWN = 1  # rows of a frame run top to bottom (flags8 bit 0)
 
 
 class ClipType(IntEnum):

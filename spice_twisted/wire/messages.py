@@ -265,6 +265,44 @@ _define(
     MsgDisplay.MONITORS_CONFIG,
     [("count", U16), ("max_allowed", U16), ("heads", CountedBy("heads", "count", HEAD, HEAD.size))],
 )
+# Video streams. A stream is a rect of the surface shown by frames of one codec; each
+# frame's data is a whole compressed frame (MJPEG: one JFIF), played at multi_media_time
+# on the main channel's clock. STREAM_DATA_SIZED (SIZED_STREAM cap) also gives the frame's
+# size and where it goes, for a stream whose size changes.
+_define(
+    D,
+    MsgDisplay.STREAM_CREATE,
+    [
+        ("surface_id", U32),
+        ("id", U32),
+        ("flags", U8),
+        ("codec_type", U8),
+        ("stamp", U64),
+        ("stream_width", U32),
+        ("stream_height", U32),
+        ("src_width", U32),
+        ("src_height", U32),
+        ("dest", RECT),
+        ("clip_type", U8),
+        ("clip", CLIP),
+    ],
+)
+_define(D, MsgDisplay.STREAM_DATA, [("id", U32), ("multi_media_time", U32), ("data", SizedBytes(U32))])
+_define(
+    D,
+    MsgDisplay.STREAM_DATA_SIZED,
+    [("id", U32), ("multi_media_time", U32), ("width", U32), ("height", U32), ("dest", RECT), ("data", SizedBytes(U32))],
+)
+_define(D, MsgDisplay.STREAM_CLIP, [("id", U32), ("clip_type", U8), ("clip", CLIP)])
+_define(D, MsgDisplay.STREAM_DESTROY, [("id", U32)])
+_define(D, MsgDisplay.STREAM_DESTROY_ALL, [])
+# Asks the client for STREAM_REPORTs (STREAM_REPORT cap): one per max_window_size frames
+# or timeout_ms, whichever comes first; unique_id ties the reports to this request.
+_define(
+    D,
+    MsgDisplay.STREAM_ACTIVATE_REPORT,
+    [("stream_id", U32), ("unique_id", U32), ("max_window_size", U32), ("timeout_ms", U32)],
+)
 _define(
     D,
     MsgcDisplay.INIT,

@@ -28,6 +28,10 @@ COPY_BITS = message(ChannelType.DISPLAY, "COPY_BITS")
 DRAW_FILL = message(ChannelType.DISPLAY, "DRAW_FILL")
 INVAL_LIST = message(ChannelType.DISPLAY, "INVAL_LIST")
 INVAL_ALL_PIXMAPS = message(ChannelType.DISPLAY, "INVAL_ALL_PIXMAPS")
+STREAM_CREATE = message(ChannelType.DISPLAY, "STREAM_CREATE")
+STREAM_DATA = message(ChannelType.DISPLAY, "STREAM_DATA")
+STREAM_DESTROY = message(ChannelType.DISPLAY, "STREAM_DESTROY")
+STREAM_CLIP = message(ChannelType.DISPLAY, "STREAM_CLIP")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
 LOSSY_TYPES = {ImageType.JPEG, ImageType.JPEG_ALPHA}
 
@@ -57,7 +61,7 @@ def image_pixels(image: dict) -> np.ndarray:
 
 
 class Screen:
-    """Follows SURFACE_CREATE, DRAW_COPY and COPY_BITS messages; counts image types seen."""
+    """Follows SURFACE_CREATE, DRAW_COPY, COPY_BITS and MJPEG stream messages; counts image types seen."""
 
     def __init__(self) -> None:
         self.fb: np.ndarray | None = None
@@ -72,6 +76,8 @@ class Screen:
         self.glz_ids: list[int] = []  # the GLZ image ids received, in order
         self.surfaces: list[tuple[int, int]] = []
         self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
+        self.streams: dict[int, dict] = {}  # the live streams' STREAM_CREATE fields, by id
+        self.stream_frames = 0
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
@@ -100,6 +106,51 @@ class Screen:
                     del self.cache[res["id"]]
             elif msg_type == MsgDisplay.INVAL_ALL_PIXMAPS:
                 self.cache.clear()
+            elif msg_type == MsgDisplay.STREAM_CREATE:
+                f = decode_body(STREAM_CREATE, body)
+                assert f["id"] not in self.streams, f"STREAM_CREATE of live stream {f['id']}"
+                assert f["codec_type"] in (1, 2) and f["flags"] == 1, f  # MJPEG or VP8, top-down
+                self.streams[f["id"]] = f
+                if f["codec_type"] == 2:
+                    import av  # FFmpeg's VP8 decoder, not the encoder's libvpx
+
+                    f["decoder"] = av.CodecContext.create("vp8", "r")
+            elif msg_type == MsgDisplay.STREAM_DATA:
+                f = decode_body(STREAM_DATA, body)
+                assert f["id"] in self.streams, f"STREAM_DATA of unknown stream {f['id']}"
+                assert f["multi_media_time"] != 0
+                stream = self.streams[f["id"]]
+                dest = stream["dest"]
+                w, h = dest["right"] - dest["left"], dest["bottom"] - dest["top"]
+                if stream["codec_type"] == 2:
+                    import av
+
+                    (frame,) = stream["decoder"].decode(av.Packet(f["data"]))
+                    px = frame.to_ndarray(format="bgra")
+                    px[..., 3] = 0
+                    assert px.shape[:2] == (h, w)
+                else:
+                    px = image_pixels({"type": ImageType.JPEG, "data": f["data"], "width": w, "height": h})
+                assert self.fb is not None
+                if stream["clip_type"] == 0:
+                    self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
+                else:  # only inside the clip, as spice-gtk draws it
+                    for c in stream["clip_rects"]:
+                        sy, sx = (
+                            slice(c["top"] - dest["top"], c["bottom"] - dest["top"]),
+                            slice(c["left"] - dest["left"], c["right"] - dest["left"]),
+                        )
+                        self.fb[c["top"] : c["bottom"], c["left"] : c["right"]] = px[sy, sx]
+                self.stream_frames += 1
+            elif msg_type == MsgDisplay.STREAM_CLIP:
+                f = decode_body(STREAM_CLIP, body)
+                assert f["id"] in self.streams, f"STREAM_CLIP of unknown stream {f['id']}"
+                self.streams[f["id"]]["clip_type"] = f["clip_type"]
+                self.streams[f["id"]]["clip_rects"] = f.get("clip_rects", [])
+            elif msg_type == MsgDisplay.STREAM_DESTROY:
+                sid = decode_body(STREAM_DESTROY, body)["id"]
+                assert sid in self.streams, f"STREAM_DESTROY of unknown stream {sid}"
+                del self.streams[sid]
             elif msg_type == MsgDisplay.COPY_BITS:
                 f = decode_body(COPY_BITS, body)
                 box, src = f["box"], f["src_pos"]

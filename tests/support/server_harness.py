@@ -22,6 +22,7 @@ Commands (one a line; each answers with {"reply": <command>, ...}):
   flush             run the pending frame now
   copy L T R B X Y  move the area (L T R B) so its top left lands at (X, Y): a COPY_BITS
   lossless_after S  areas clients hold lossy go lossless once quiet for S seconds (0.5)
+  video on|off      the demo's video window (sources/demo_video.py)
   paste PATH X Y    draw the picture in PATH (a .npy of H x W x 4 B G R X) at (X, Y), one frame
   busy SECONDS [SIZE]  for SECONDS, 30 times a second, a SIZE x SIZE square (default 128) of
                     random pixels at a new place (incompressible: a display that keeps any
@@ -51,7 +52,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import log
 
 from spice_twisted import codecs
-from spice_twisted.codecs import glz
+from spice_twisted.codecs import glz, video
 from spice_twisted.options import Options
 from spice_twisted.render.rect import Rect
 from spice_twisted.service import make_service
@@ -82,6 +83,18 @@ def install_codec_counters() -> None:
         with _codec_lock:
             codec_calls.setdefault(name, 0)
             codec_pixels.setdefault(name, 0)
+    # VP8 is not either: its boundary is Vp8Encoder.encode, one call per frame of a stream.
+    real_vp8 = video.Vp8Encoder.encode
+    if not getattr(real_vp8, "counting", False):
+
+        def counted_vp8(self, pixels, key, _real=real_vp8):
+            with _codec_lock:
+                codec_calls["vp8"] = codec_calls.get("vp8", 0) + 1
+                codec_pixels["vp8"] = codec_pixels.get("vp8", 0) + pixels.shape[0] * pixels.shape[1]
+            return _real(self, pixels, key)
+
+        counted_vp8.counting = True  # type: ignore[attr-defined]
+        video.Vp8Encoder.encode = counted_vp8  # type: ignore[method-assign]
     # GLZ is not a stateless encoder: its boundary is GlzEncoder.encode, one call per image
     # of a dictionary generation, whatever the number of its members ("glz", and per
     # generation "glz:<n>" by the encoder's id).
@@ -193,6 +206,9 @@ class Control(LineReceiver):
         elif cmd == "pause":
             srv.source.paused = True
             self.reply(reply="pause")
+        elif cmd == "video":  # the demo's video window on or off (sources/demo_video.py)
+            srv.source.set_video(args[0] == "on")
+            self.reply(reply="video", on=srv.source.video)
         elif cmd == "resume":
             srv.source.paused = False
             self.reply(reply="resume")

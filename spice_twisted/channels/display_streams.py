@@ -1,0 +1,297 @@
+"""One display client's side of the video streams (render/streams.py): its tier, its frames.
+
+The render service hands a client each frame `Drawable` of a stream with the tier codec
+it gets; the client's pipe holds it as a `StreamFrameItem` and at send time marshals a
+STREAM_DATA: a 12-byte head of its own (the frame's multimedia time is this client's)
+and the tier's one shared MJPEG payload, never copied per client. A newer frame drops
+the older unsent ones of its stream, so a slow client skips frames instead of queueing
+them, and a pipe behind a refresh takes only the area (the refresh shows it).
+
+Which codec: the first of `--video-codecs` (DisplaySettings.video_codecs) the client
+decodes; MJPEG needs CODEC_MJPEG, VP8 MULTI_CODEC and CODEC_VP8. A stream keeps its codec
+on a client for its life. VP8 frames refer to earlier ones: none is dropped, a client
+that joins waits for the key frame the streams ask for, and one that falls behind (its
+pipe behind a refresh) waits for another.
+
+A client that advertises STREAM_REPORT is asked for reports on each stream
+(STREAM_ACTIVATE_REPORT). A report of late or dropped frames puts it on the low tier for
+a while; a report that it cannot decode the stream (no frames, 0xffffffff drops) ends the
+stream on it and it gets the area as images from then on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..codecs.video import MJPEG, MJPEG_LOW, STATEFUL, VP8, WIRE_CODEC
+from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags
+from ..wire.messages import message
+from ..wire.schema import encode_split
+from .pipe import PipeItem
+
+if TYPE_CHECKING:
+    from ..render.drawable import Drawable
+    from ..render.streams import Stream
+    from .base import Parts
+
+
+class StreamPlayerHost(Protocol):
+    """What a client's stream player needs of its display channel (not the channel
+    itself: it imports this module)."""
+
+    client: Any
+    connected: bool
+    host: Any
+    log: Any
+    lossy: Any
+    pipe: Any
+    render: Any
+    request: Any
+    settings: Any
+
+    def encode_ready(self) -> None: ...
+    def note_work(self) -> None: ...
+    def pipe_bytes(self) -> int: ...
+    def send(self, name: str, fields: dict[str, Any] | None = None) -> None: ...
+
+
+STREAM_DATA = message(ChannelType.DISPLAY, "STREAM_DATA")
+# Frames are stamped this far ahead of the multimedia clock: spice-gtk drops a frame whose
+# time has passed when it arrives and shows the others at their time.
+PLAY_AHEAD_MS = 100
+# A client whose pipe holds more than this many bytes when a frame comes is behind: it
+# gets the low tier (half the frames, lower quality) until its pipe drains.
+LOW_TIER_BACKLOG = 1 << 20
+# A VP8 stream's frames in one pipe at most (none may be dropped alone: past this many, all
+# go and the client waits for a key frame). An MJPEG stream has at most its newest one.
+MAX_QUEUED_STATEFUL = 8
+# STREAM_ACTIVATE_REPORT: a report every this many frames, or this often.
+REPORT_FRAMES, REPORT_TIMEOUT_MS = 20, 1000
+# A report of late frames keeps the client on the low tier this long.
+LATE_HOLD = 5.0
+LATE_MS = 50  # a last frame later than this, or over a tenth of the frames dropped, is "late"
+CANNOT_DECODE = 0xFFFFFFFF
+_report_ids = itertools.count(1)
+
+
+def _clip_fields(s: Stream) -> dict[str, Any]:
+    if s.clip is None:
+        return {"clip_type": ClipType.NONE}
+    return {"clip_type": ClipType.RECTS, "clip_rects": [r.wire() for r in s.clip]}
+
+
+def _family(codec: str) -> str:
+    """The stream codec of a tier (both MJPEG tiers are MJPEG on the wire)."""
+    return MJPEG if codec == MJPEG_LOW else codec
+
+
+class StreamFrameItem(PipeItem):
+    """A pipe's reference to one shared stream frame, in one tier's codec."""
+
+    __slots__ = ("stream", "frame", "codec")
+
+    def __init__(self, msg_type: int, stream: Stream, frame: Drawable, codec: str) -> None:
+        self.msg_type, self.data, self.live = msg_type, b"", True
+        self.nbytes = frame.nbytes(codec)
+        self.stream, self.frame, self.codec = stream, frame, codec
+
+
+class ClientStreams:
+    """The streams one display client plays (the render service's StreamPlayer)."""
+
+    def __init__(self, cc: StreamPlayerHost) -> None:
+        self.cc = cc
+        self.shown: dict[int, Stream] = {}  # streams created on the client, by id
+        self.frames_sent = 0
+        self.low = False  # on the low tier
+        self.codecs: dict[int, str] = {}  # each shown stream's codec (MJPEG tiers: MJPEG)
+        self.awaiting_key: set[int] = set()  # VP8 streams it can only take a key frame of now
+        self.queued: dict[int, list[StreamFrameItem]] = {}  # each stream's frames in the pipe (some sent)
+        self.report_ids: dict[int, int] = {}  # stream id -> the unique id its reports must carry
+        self.undecodable: set[str] = set()  # codecs the client reported it cannot decode
+        self.late_until = 0.0  # its reports said frames came late: low tier until then
+        self.reports = 0
+
+    def _codec(self) -> str | None:
+        """The first of the server's video codecs this client decodes, or None."""
+        caps = self.cc.request.channel_caps
+        for codec in getattr(self.cc.settings, "video_codecs", (MJPEG,)):
+            if codec in self.undecodable:
+                continue
+            if codec == MJPEG and DisplayCap.CODEC_MJPEG in caps:
+                return MJPEG
+            if codec == VP8 and {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_VP8} <= caps:
+                return VP8
+        return None
+
+    def tier(self, stream: Stream) -> str | None:
+        """The stream's codec on this client; for MJPEG the low tier while its link is
+        judged WAN or its pipe is backed up."""
+        if not self.cc.connected:
+            return None
+        codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec()
+        if codec is None or codec in STATEFUL:
+            return codec
+        late = time.monotonic() < self.late_until
+        self.low = late or self.cc.client.link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
+        return MJPEG_LOW if self.low else MJPEG
+
+    def start(self, s: Stream) -> None:
+        codec = self._codec()
+        if codec is None:
+            return
+        self.shown[s.id] = s
+        self.codecs[s.id] = codec
+        r = s.rect
+        self.cc.send(
+            "STREAM_CREATE",
+            {
+                "surface_id": s.surface_id,
+                "id": s.id,
+                "flags": StreamFlags.TOP_DOWN,
+                "codec_type": WIRE_CODEC[codec],
+                "stamp": int(s.started_at * 1000),
+                "stream_width": r.width,
+                "stream_height": r.height,
+                "src_width": r.width,
+                "src_height": r.height,
+                "dest": r.wire(),
+                **_clip_fields(s),
+            },
+        )
+        if DisplayCap.STREAM_REPORT in self.cc.request.channel_caps:
+            uid = self.report_ids[s.id] = next(_report_ids) & 0xFFFFFFFF
+            fields = {"stream_id": s.id, "unique_id": uid, "max_window_size": REPORT_FRAMES, "timeout_ms": REPORT_TIMEOUT_MS}
+            self.cc.send("STREAM_ACTIVATE_REPORT", fields)
+
+    def frame(self, s: Stream, d: Drawable, codec: str, key: bool) -> None:
+        pipe = self.cc.pipe
+        stateful = codec in STATEFUL
+        if self.shown.get(s.id) is not s:
+            if s.ended:
+                return
+            self.start(s)  # again, in the codec it decodes after one it reported it cannot
+            if self.shown.get(s.id) is not s:
+                return
+            if stateful and not key:
+                self.awaiting_key.add(s.id)
+                s.need_key(codec)
+        if pipe.refresh is not None:  # behind a refresh: it shows the area as it is then
+            pipe.absorb(s.rect)
+            if stateful:
+                self.awaiting_key.add(s.id)  # it misses this frame: only a key frame may follow
+                s.need_key(codec)
+            return
+        queued = [it for it in self.queued.get(s.id, ()) if it.live]
+        if stateful:
+            if len(queued) >= MAX_QUEUED_STATEFUL:  # it reads too slowly: skip, then a key frame
+                queued = self._drop_queued(queued)
+                self.awaiting_key.add(s.id)
+                s.need_key(codec)
+            if s.id in self.awaiting_key and not key:
+                self.queued[s.id] = queued
+                return
+            self.awaiting_key.discard(s.id)
+        else:
+            queued = self._drop_queued(queued)  # a newer frame of its stream replaces them
+        self.queued[s.id] = [*queued, self._queue(s, d, codec)]
+        self.cc.render.sends.wake(self.cc)  # written in its send turn, not inside the frame
+
+    def _drop_queued(self, queued: list[StreamFrameItem]) -> list[StreamFrameItem]:
+        """Drop the unsent frames, all but the one whose encode the pipe waits for."""
+        waiting = self.cc.pipe.waiting_on
+        for it in queued:
+            if it is not waiting:
+                self._drop(it)
+        return [it for it in queued if it is waiting]
+
+    def _queue(self, s: Stream, d: Drawable, codec: str) -> StreamFrameItem:
+        d.hold()
+        self.cc.note_work()
+        item = StreamFrameItem(STREAM_DATA.id, s, d, codec)
+        self.cc.pipe.append(item)
+        return item
+
+    def end(self, s: Stream) -> None:
+        if self.shown.get(s.id) is s:
+            del self.shown[s.id]
+            self.codecs.pop(s.id, None)
+            self.awaiting_key.discard(s.id)
+            self.report_ids.pop(s.id, None)
+            self.queued.pop(s.id, None)
+            self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
+
+    def clip(self, s: Stream) -> None:
+        """The stream's clip changed: STREAM_CLIP (in the pipe's order: frames before it
+        draw all they drew, frames after it only inside the clip)."""
+        if self.shown.get(s.id) is s:
+            self.cc.send("STREAM_CLIP", {"id": s.id, **_clip_fields(s)})
+
+    def report(self, fields: dict[str, Any]) -> None:
+        """A STREAM_REPORT. One for a stream it no longer plays, or with another unique id
+        (an earlier stream of the same id), is stale: ignored."""
+        sid = fields["stream_id"]
+        s = self.shown.get(sid)
+        if s is None or self.report_ids.get(sid) != fields["unique_id"]:
+            return
+        self.reports += 1
+        codec = self.codecs.get(sid, MJPEG)
+        if fields["num_frames"] == 0 and fields["num_drops"] == CANNOT_DECODE:
+            self.cc.log.warn("{cc}: the client cannot decode {codec} streams: images instead", cc=self.cc, codec=codec)
+            self.undecodable.add(codec)
+            self.end(s)  # from the next frame on it gets the area as images (or another codec)
+            return
+        if fields["num_drops"] * 10 > fields["num_frames"] or fields["last_frame_delay"] < -LATE_MS:
+            self.late_until = time.monotonic() + LATE_HOLD
+
+    def _drop(self, item: StreamFrameItem) -> None:
+        pipe = self.cc.pipe
+        pipe.discard(item)
+        pipe.coalesced += 1
+        item.frame.dropped(pipe.id)
+
+    # --- the channel client's send-time hooks ---------------------------------------------
+    def marshal(self, item: StreamFrameItem) -> Parts | None:
+        """STREAM_DATA once the tier's payload is in; nothing for a stream that ended."""
+        s, d, codec = item.stream, item.frame, item.codec
+        pipe = self.cc.pipe
+        if self.shown.get(s.id) is not s or _family(codec) != self.codecs.get(s.id):
+            return []  # ended, or restarted in another codec since it was queued
+        payload = d.payload(codec)
+        if payload is None:
+            if d.service.failed(d, codec):
+                return []
+            pipe.waiting_on = item  # type: ignore[assignment]
+            d.when_ready(codec, self.cc.encode_ready)
+            return None
+        pipe.waiting_on = None
+        if not payload.nbytes - 4:  # the encoder dropped this frame (VP8 rate control): nothing to send
+            return []
+        head, tail = encode_split(STREAM_DATA.layout, {"id": s.id, "multi_media_time": self._mm_time(), "data": payload.fields["data"]})
+        return [head] if tail is None else [head, tail]
+
+    def _mm_time(self) -> int:
+        clock: Any = getattr(self.cc.host, "mm_time", None)
+        now = clock() if clock is not None else 0
+        return ((now + PLAY_AHEAD_MS) & 0xFFFFFFFF) or 1  # 0 means "no time" to spice-gtk
+
+    def sent(self, item: StreamFrameItem) -> None:
+        """Written: the client now holds the stream's area lossy until the upgrade."""
+        self.frames_sent += 1
+        item.frame.release()
+        self.cc.lossy.add(item.stream.rect)
+        self.cc.render.lossy_sent()
+
+    def dropped(self, item: StreamFrameItem) -> None:
+        item.frame.dropped(self.cc.pipe.id)
+
+    def close(self) -> None:
+        """The client is gone: let go of every frame its pipe still holds."""
+        for it in list(self.cc.pipe):
+            if isinstance(it, StreamFrameItem):
+                self._drop(it)
+        self.shown.clear()
+        self.codecs.clear()
+        self.queued.clear()

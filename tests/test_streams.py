@@ -1,0 +1,365 @@
+"""Video streams in-process (render/streams.py, channels/display_streams.py): what becomes a
+stream and what does not, one encode per tier for every client, the end of a stream and the
+lossless picture after it, a client joining mid-stream, a replaced surface.
+
+Real server objects on a fake clock; each reader decodes what it was sent independently
+(tests/support/display_decode.py: MJPEG frames and JPEG images with Pillow). Encodes are
+counted at the codec boundary (codecs.ENCODERS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from support.images import photo, psnr, text_ui
+from support.inprocess import Reader, make_server, noise, open_display
+
+from spice_twisted import codecs
+from spice_twisted.render import streams
+from spice_twisted.render.rect import Rect
+from spice_twisted.wire.enums import DisplayCap, MsgDisplay
+
+PLAYS = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG}  # what spice-gtk and spice-html5 advertise
+VIDEO = Rect(20, 5, 180, 95)  # 160x90: above streams.MIN_AREA on the 200x100 canvas
+STEP = 0.05  # 20 updates a second
+
+
+def _counting(monkeypatch) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for name, fn in list(codecs.ENCODERS.items()):
+
+        def counted(px, _fn=fn, _name=name):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _fn(px)
+
+        monkeypatch.setitem(codecs.ENCODERS, name, counted)
+    return calls
+
+
+def _play(srv, readers, frames: int, rect: Rect = VIDEO, first: int = 0, content=photo) -> None:
+    """`frames` new pictures in `rect`, one every STEP seconds, every reader reading along."""
+    for i in range(first, first + frames):
+        srv.render.primary.pixels[rect.top : rect.bottom, rect.left : rect.right] = content(rect.height, rect.width, i)
+        srv.render.damage(rect)
+        srv.render.flush()
+        for r in readers:
+            r.catch_up(srv)
+        srv.reactor.advance(STEP)
+
+
+def _types(r: Reader, start: int = 0) -> list[int]:
+    return [t for t, _ in r.messages[start:]]
+
+
+def _area(px: np.ndarray, rect: Rect = VIDEO) -> np.ndarray:
+    return px[rect.top : rect.bottom, rect.left : rect.right]
+
+
+def _server_and_readers(n: int, caps=PLAYS):
+    srv = make_server()
+    noise(srv)
+    readers = [Reader(*open_display(srv, caps)) for _ in range(n)]
+    for r in readers:
+        r.catch_up(srv)
+    return srv, readers
+
+
+def test_a_steady_photo_area_becomes_one_stream_encoded_once_for_every_client_and_ends_exact(monkeypatch):
+    srv, readers = _server_and_readers(2)
+    plain = Reader(*open_display(srv, set()))  # advertises no MJPEG: plays no streams
+    plain.catch_up(srv)
+    everyone = [*readers, plain]
+    calls = _counting(monkeypatch)
+    marks = [len(r.messages) for r in everyone]
+    _play(srv, everyone, streams.DETECT_UPDATES - 1)
+    assert not any(MsgDisplay.STREAM_CREATE in _types(r) for r in everyone)  # not steady yet: images
+    _play(srv, everyone, 8, first=streams.DETECT_UPDATES - 1)
+    for r, m in zip(readers, marks[:2], strict=True):
+        types = _types(r, m)
+        assert types.count(MsgDisplay.STREAM_CREATE) == 1
+        after = types[types.index(MsgDisplay.STREAM_CREATE) :]
+        assert after.count(MsgDisplay.STREAM_DATA) == 8 and MsgDisplay.DRAW_COPY not in after  # frames, no images
+        assert r.screen.stream_frames == 8
+        assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 30
+    assert MsgDisplay.STREAM_CREATE not in _types(plain) and plain.screen.stream_frames == 0
+    assert np.array_equal(plain.screen.fb[..., :3], srv.render.primary.pixels[..., :3])  # images, exact
+    assert calls["mjpeg"] == 8  # one encode a frame, not one a client
+    assert srv.render.streams.counters.started == 1 and len(srv.render.streams.active) == 1
+    # The updates stop: STREAM_DESTROY, then the area lossless; every client exact.
+    srv.reactor.advance(streams.END_AFTER)
+    for r in readers:
+        r.catch_up(srv)
+        assert MsgDisplay.STREAM_DESTROY in _types(r) and not r.screen.streams
+    srv.reactor.advance(srv.render.lossless_after + STEP)
+    for r in everyone:
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+        assert not r.cc.lossy
+
+
+def test_small_or_synthetic_areas_redrawn_as_fast_stay_images():
+    srv, readers = _server_and_readers(1)
+    small = Rect(10, 10, 74, 74)  # 64x64 photo: under MIN_AREA
+    _play(srv, readers, 12, small)
+    _play(srv, readers, 12, VIDEO, content=text_ui)  # large, steady, but text: lossless pays
+    assert MsgDisplay.STREAM_CREATE not in _types(readers[0])
+    assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_a_slower_area_stays_images():
+    srv, readers = _server_and_readers(1)
+    for i in range(12):  # 5 updates a second
+        _play(srv, readers, 1, first=i)
+        srv.reactor.advance(0.2 - STEP)
+    assert MsgDisplay.STREAM_CREATE not in _types(readers[0])
+
+
+def test_a_client_joining_mid_stream_gets_it_at_once():
+    srv, readers = _server_and_readers(1)
+    _play(srv, readers, 6)
+    late = Reader(*open_display(srv, PLAYS))
+    late.catch_up(srv)
+    types = _types(late)
+    mark = types.index(MsgDisplay.MARK)
+    assert types[mark + 1 : mark + 3] == [MsgDisplay.STREAM_CREATE, MsgDisplay.STREAM_DATA]  # the newest frame
+    _play(srv, [*readers, late], 2, first=6)
+    assert late.screen.stream_frames == 3
+    assert psnr(_area(late.screen.fb), _area(srv.render.primary.pixels)) >= 30
+
+
+def test_the_video_moved_ends_its_stream_and_starts_one_where_it_is():
+    srv, readers = _server_and_readers(1)
+    _play(srv, readers, 6)
+    moved = VIDEO.translate(10, 0)
+    _play(srv, readers, 6, moved, first=6)
+    types = _types(readers[0])
+    assert types.count(MsgDisplay.STREAM_CREATE) == 2 and types.count(MsgDisplay.STREAM_DESTROY) == 1
+    assert types.index(MsgDisplay.STREAM_DESTROY) < len(types) - 1 - types[::-1].index(MsgDisplay.STREAM_CREATE)
+    (live,) = readers[0].screen.streams.values()
+    assert live["dest"] == moved.wire()
+    srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
+    readers[0].catch_up(srv)
+    assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_a_wan_client_gets_the_low_tier_at_half_the_rate_from_its_own_shared_encode(monkeypatch):
+    srv, readers = _server_and_readers(3)
+    readers[2].cc.client.link.is_wan = True  # the link estimate's verdict (tests/test_lossy_clients.py measures it)
+    calls = _counting(monkeypatch)
+    _play(srv, readers, 4 + 8)
+    full = [r.screen.stream_frames for r in readers[:2]]
+    assert full == [9, 9]  # the frame that started it and 8 more
+    assert readers[2].screen.stream_frames == 5  # every other one
+    assert calls["mjpeg"] == 9 and calls["mjpeg_low"] == 5
+    assert psnr(_area(readers[2].screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def test_a_new_surface_ends_the_streams_before_it_is_destroyed():
+    srv, readers = _server_and_readers(1)
+    _play(srv, readers, 6)
+    srv.render.resize(160, 120)
+    srv.render.flush()
+    readers[0].catch_up(srv)
+    types = _types(readers[0])
+    assert types.index(MsgDisplay.STREAM_DESTROY) < types.index(MsgDisplay.SURFACE_DESTROY)
+    assert not srv.render.streams.active and not readers[0].screen.streams
+
+
+def test_a_client_that_leaves_mid_stream_lets_its_frames_go():
+    srv, readers = _server_and_readers(2)
+    _play(srv, readers, 6)
+    gone = readers[1]
+    gone.cc.pauseProducing()  # its socket full: what comes now stays in its pipe
+    srv.render.primary.pixels[VIDEO.top : VIDEO.bottom, VIDEO.left : VIDEO.right] = photo(VIDEO.height, VIDEO.width, 99)
+    srv.render.damage(VIDEO)
+    srv.render.flush()
+    assert any(type(it).__name__ == "StreamFrameItem" for it in gone.cc.pipe)  # a frame queued for it
+    gone.cc.connectionLost(None)
+    readers[0].catch_up(srv)
+    srv.reactor.advance(streams.END_AFTER + STEP)
+    readers[0].catch_up(srv)
+    srv.render.request_frame()
+    srv.render.flush()  # the next frame lets the upgrade's snapshot go too
+    assert len(srv.render.payloads) == 0  # no frame (nor its payload) held by anyone
+
+
+def test_streaming_video_all_streams_any_steady_area_and_off_ends_them():
+    srv, readers = _server_and_readers(1)
+    srv.render.streams.set_mode("all")
+    _play(srv, readers, 6, content=text_ui)  # steady, though not photo-like
+    assert _types(readers[0]).count(MsgDisplay.STREAM_CREATE) == 1
+    srv.render.streams.set_mode("off")
+    readers[0].catch_up(srv)
+    assert MsgDisplay.STREAM_DESTROY in _types(readers[0]) and not readers[0].screen.streams
+    mark = len(readers[0].messages)
+    _play(srv, readers, 6, content=text_ui, first=6)
+    assert not {MsgDisplay.STREAM_CREATE, MsgDisplay.STREAM_DATA} & set(_types(readers[0], mark))
+    assert np.array_equal(readers[0].screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+VP8_CAPS = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8}
+
+
+def _vp8_frames(r: Reader, start: int = 0) -> list[bytes]:
+    from spice_twisted.wire.enums import ChannelType
+    from spice_twisted.wire.messages import decode_body, message
+
+    data = message(ChannelType.DISPLAY, "STREAM_DATA")
+    return [decode_body(data, b)["data"] for t, b in r.messages[start:] if t == MsgDisplay.STREAM_DATA]
+
+
+def test_vp8_clients_share_one_stateful_encode_and_a_late_one_starts_at_a_key_frame():
+    from spice_twisted.codecs.video import is_key_frame
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("vp8", "mjpeg")
+    noise(srv)
+    vp8 = [Reader(*open_display(srv, VP8_CAPS)) for _ in range(2)]
+    mjpeg = Reader(*open_display(srv, PLAYS))  # no VP8: the next codec on the list
+    for r in (*vp8, mjpeg):
+        r.catch_up(srv)
+    _play(srv, [*vp8, mjpeg], 8)
+    from spice_twisted.wire.enums import ChannelType
+    from spice_twisted.wire.messages import decode_body, message
+
+    create = message(ChannelType.DISPLAY, "STREAM_CREATE")
+    codec_of = lambda r: [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE]  # noqa: E731
+    assert [codec_of(r) for r in (*vp8, mjpeg)] == [[2], [2], [1]]
+    a, b = (_vp8_frames(r) for r in vp8)
+    assert a == b and len(a) == 5  # the same bytes to both: one encode per frame
+    assert is_key_frame(a[0]) and not any(is_key_frame(f) for f in a[1:])
+    late = Reader(*open_display(srv, VP8_CAPS))
+    late.catch_up(srv)
+    assert MsgDisplay.STREAM_CREATE in _types(late)
+    _play(srv, [*vp8, mjpeg, late], 3, first=8)
+    mine = _vp8_frames(late)
+    assert len(mine) == 3 and is_key_frame(mine[0])  # asked for when it joined
+    assert _vp8_frames(vp8[0])[-3:] == mine  # and shared: the others got the same key frame
+    for r in (*vp8, late):  # decoded (FFmpeg's VP8 decoder), near the source
+        assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def _report(r: Reader, srv, frames: int, drops: int, delay: int = 10) -> None:
+    """The client's STREAM_REPORT for the stream it was asked to report on."""
+    import struct
+
+    from spice_twisted.wire.enums import ChannelType, MsgcDisplay
+    from spice_twisted.wire.messages import decode_body, message
+
+    activate = message(ChannelType.DISPLAY, "STREAM_ACTIVATE_REPORT")
+    (req,) = [decode_body(activate, b) for t, b in r.messages if t == MsgDisplay.STREAM_ACTIVATE_REPORT][-1:]
+    body = struct.pack("<6IiI", req["stream_id"], req["unique_id"], 0, 0, frames, drops, delay, 0xFFFFFFFF)
+    r.cc.dataReceived(struct.pack("<HI", MsgcDisplay.STREAM_REPORT, len(body)) + body)
+    r.catch_up(srv)
+
+
+def test_stream_reports_move_a_late_client_to_the_low_tier_and_one_that_cannot_decode_to_images(monkeypatch):
+    caps = {*PLAYS, DisplayCap.STREAM_REPORT}
+    srv, readers = _server_and_readers(3, caps)
+    _play(srv, readers, 6)
+    for r in readers:
+        types = _types(r)
+        assert types[types.index(MsgDisplay.STREAM_CREATE) + 1] == MsgDisplay.STREAM_ACTIVATE_REPORT
+    calls = _counting(monkeypatch)
+    _report(readers[1], srv, 20, 5, -80)  # a quarter of its frames dropped, the last one late
+    _report(readers[2], srv, 0, 0xFFFFFFFF)  # it cannot decode MJPEG
+    assert MsgDisplay.STREAM_DESTROY in _types(readers[2])
+    marks = [len(r.messages) for r in readers]
+    _play(srv, readers, 6, first=6)
+    assert calls["mjpeg"] == 6 and calls["mjpeg_low"] == 3  # the late one: every other frame
+    assert [_types(r, m).count(MsgDisplay.STREAM_DATA) for r, m in zip(readers, marks, strict=True)] == [6, 3, 0]
+    assert _types(readers[2], marks[2]).count(MsgDisplay.DRAW_COPY) >= 6  # images instead, exact
+    assert np.array_equal(_area(readers[2].screen.fb)[..., :3], _area(srv.render.primary.pixels)[..., :3])
+    assert MsgDisplay.STREAM_CREATE not in _types(readers[2], marks[2])
+
+
+def test_a_client_that_cannot_decode_vp8_gets_the_stream_again_as_mjpeg():
+    from spice_twisted.wire.enums import ChannelType
+    from spice_twisted.wire.messages import decode_body, message
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("vp8", "mjpeg")
+    noise(srv)
+    r = Reader(*open_display(srv, {*VP8_CAPS, DisplayCap.STREAM_REPORT}))
+    r.catch_up(srv)
+    _play(srv, [r], 6)
+    _report(r, srv, 0, 0xFFFFFFFF)
+    mark = len(r.messages)
+    _play(srv, [r], 3, first=6)
+    create = message(ChannelType.DISPLAY, "STREAM_CREATE")
+    assert [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE] == [2, 1]
+    assert _types(r, mark).count(MsgDisplay.STREAM_DATA) == 3 and r.screen.stream_frames >= 3
+    assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 30
+
+
+def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exact():
+    """A window moved (COPY_BITS) onto the video while it plays: the video keeps drawing
+    only what the window leaves visible, the frames carry the window as the surface holds
+    it, and after the video stops every client is exact, the window's text included."""
+    from spice_twisted.render.region import Region
+
+    srv, readers = _server_and_readers(2)
+    window = Rect(0, 60, 90, 100)  # below-left of the video, then dragged over its corner
+    srv.render.primary.pixels[window.top : window.bottom, window.left : window.right] = text_ui(window.height, window.width)
+    srv.render.damage(window)
+    srv.render.flush()
+    _play(srv, readers, 6)
+    srv.render.copy_bits(window, 10, 40)  # now over the video's left part (20..100, 40..80)
+    moved = Rect(10, 40, 100, 80)
+    srv.render.flush()
+    for i in range(6, 18):  # the video draws around the window
+        for r in Region(VIDEO).subtract(moved).rects():
+            srv.render.primary.pixels[r.top : r.bottom, r.left : r.right] = photo(VIDEO.height, VIDEO.width, i)[
+                r.top - VIDEO.top : r.bottom - VIDEO.top, r.left - VIDEO.left : r.right - VIDEO.left
+            ]
+            srv.render.damage(r)
+        srv.render.flush()
+        for rd in readers:
+            rd.catch_up(srv)
+        srv.reactor.advance(STEP)
+    assert all(len(rd.screen.streams) == 1 for rd in readers)  # still one stream
+    for rd in readers:
+        assert psnr(_area(rd.screen.fb), _area(srv.render.primary.pixels)) >= 30
+        # The window stayed still over the video: clipped out of the stream, sent exact.
+        assert MsgDisplay.STREAM_CLIP in _types(rd)
+        (live,) = rd.screen.streams.values()
+        assert live["clip_type"] == 1 and not any(
+            Rect(c["left"], c["top"], c["right"], c["bottom"]).intersect(moved) != Rect(0, 0, 0, 0) for c in live["clip_rects"]
+        )
+        over = moved.intersect(VIDEO)
+        assert np.array_equal(_area(rd.screen.fb, over)[..., :3], _area(srv.render.primary.pixels, over)[..., :3])
+    srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
+    for rd in readers:
+        rd.catch_up(srv)
+        assert not rd.screen.streams
+        assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_a_client_that_stops_reading_holds_few_frames_and_recovers_at_a_key_frame():
+    """Bounded per client: an MJPEG pipe holds only the newest unsent frame, a VP8 pipe at
+    most MAX_QUEUED_STATEFUL (then it skips to a key frame); reading again, each decodes
+    the video right (the VP8 decoder would show garbage after a skipped inter frame)."""
+    from spice_twisted.channels.display_streams import MAX_QUEUED_STATEFUL, StreamFrameItem
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("vp8", "mjpeg")
+    noise(srv)
+    vp8 = Reader(*open_display(srv, VP8_CAPS))
+    mjpeg = Reader(*open_display(srv, PLAYS))
+    for r in (vp8, mjpeg):
+        r.catch_up(srv)
+    _play(srv, [vp8, mjpeg], 6)
+    for r in (vp8, mjpeg):
+        r.cc.pauseProducing()  # its socket is full: nothing more is written
+    for i in range(6, 30):
+        srv.render.primary.pixels[VIDEO.top : VIDEO.bottom, VIDEO.left : VIDEO.right] = photo(VIDEO.height, VIDEO.width, i)
+        srv.render.damage(VIDEO)
+        srv.render.flush()
+        srv.reactor.advance(STEP)
+        frames = [sum(isinstance(it, StreamFrameItem) for it in r.cc.pipe) for r in (vp8, mjpeg)]
+        assert frames[0] <= MAX_QUEUED_STATEFUL and frames[1] <= 1, frames
+    for r in (vp8, mjpeg):
+        r.cc.resumeProducing()
+        r.catch_up(srv)
+    _play(srv, [vp8, mjpeg], 3, first=30)
+    for r in (vp8, mjpeg):
+        assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
