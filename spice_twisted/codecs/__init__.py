@@ -18,10 +18,18 @@ Encoder = Callable[[np.ndarray], Payload]
 BITMAP = "bitmap"
 LZ4 = "lz4"
 LZ = "lz"
+LZ_PLT = "lz_plt"  # LZ_PLT for pictures of <= 16 colours, else LZ_RGB: spice-gtk only (codecs.choice)
 QUIC = "quic"  # lossless, every client decodes it; pays on photo-like content
 JPEG = "jpeg"  # lossy: only for clients on slow links, only where classify.lossy_pays says so
 
-ENCODERS: dict[str, Encoder] = {BITMAP: bitmap.encode, LZ4: lz4.encode, LZ: lz.encode, QUIC: quic.encode, JPEG: jpeg.encode}
+ENCODERS: dict[str, Encoder] = {
+    BITMAP: bitmap.encode,
+    LZ4: lz4.encode,
+    LZ: lz.encode,
+    LZ_PLT: lz.encode_plt,
+    QUIC: quic.encode,
+    JPEG: jpeg.encode,
+}
 
 # Pixels (width x height) below which an encode runs inline on the reactor: handing a job to
 # a thread and back costs more than a small encode (measured by benchmarks/codec_pool.py).
@@ -29,6 +37,7 @@ INLINE_PIXELS: dict[str, int] = {
     BITMAP: bitmap.INLINE_PIXELS,
     LZ4: lz4.INLINE_PIXELS,
     LZ: lz.INLINE_PIXELS,
+    LZ_PLT: lz.INLINE_PIXELS,
     QUIC: quic.INLINE_PIXELS,
     JPEG: jpeg.INLINE_PIXELS,
 }
@@ -45,4 +54,17 @@ def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
-__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ", "LZ4", "ORDERED_CODECS", "QUIC", "Payload", "encode"]
+__all__ = [
+    "BITMAP",
+    "ENCODERS",
+    "INLINE_PIXELS",
+    "JPEG",
+    "LOSSY_CODECS",
+    "LZ",
+    "LZ4",
+    "LZ_PLT",
+    "ORDERED_CODECS",
+    "QUIC",
+    "Payload",
+    "encode",
+]

@@ -32,6 +32,7 @@ class AgentHost(Protocol):
     @property
     def helper(self) -> HelperLink | None: ...
 
+
 F = proto.AgentFlags
 
 
