@@ -11,25 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from support.images import palette_picture
 from support.processes import as_rgb, wait_match
 from support.tapped import connect
 
 from spice_twisted.codecs import lz
 from spice_twisted.wire.enums import ImageType
-
-
-def palette_picture(h: int, w: int, colours: int, seed: int) -> np.ndarray:
-    """Terminal-like: a background, glyph-ish runs of the other colours, rows repeating."""
-    rng = np.random.default_rng(seed)
-    pal = rng.integers(0, 1 << 24, colours, dtype=np.uint32)
-    idx = np.zeros((h, w), np.intp)
-    for y in range(0, h, 3):
-        xs = rng.integers(0, w, max(1, w // 4))
-        idx[y, xs] = rng.integers(1, colours, len(xs))
-        if y + 1 < h:
-            idx[y + 1] = idx[y] if rng.random() < 0.5 else rng.integers(0, colours, w)
-    idx.flat[:colours] = np.arange(colours)  # every colour present
-    return np.ascontiguousarray(pal[idx].astype("<u4").view(np.uint8).reshape(h, w, 4))
 
 
 def test_spice_gtk_decodes_lz_plt1_and_plt4_at_odd_widths_exactly(spawn, tap_for, tmp_path):

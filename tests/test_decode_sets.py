@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.images import photo, text_ui
+from support.images import palette_picture, photo, text_ui
 from support.inprocess import Reader, make_server, noise, open_display
 
 from spice_twisted.render.rect import Rect
@@ -37,7 +37,7 @@ RYLL = (
 )  # fmt: skip
 # What each decodes (H/display.js, Shells-com/spice image.go), as far as we send it.
 DECODES = {
-    "spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.GLZ_RGB},
+    "spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.LZ_PLT, T.GLZ_RGB},
     "html5": {T.BITMAP, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB},
     "go": {T.BITMAP, T.JPEG, T.QUIC, T.LZ_RGB},
     "ryll": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.GLZ_RGB},
@@ -116,3 +116,26 @@ def test_image_compression_lz_reaches_every_client():
         r.catch_up(srv)
         assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
         assert set(r.screen.image_types) - {T.FROM_CACHE} == {T.LZ_RGB}, (name, r.screen.image_types)
+
+
+def test_lz_plt_goes_to_spice_gtk_only():
+    """Under `lz`, pictures of 2 and of 12 colours go as LZ_PLT to spice-gtk (a GLZ window,
+    no PREF_COMPRESSION cap) and as LZ_RGB to spice-html5, the Go client and ryll, none of
+    which decodes LZ_PLT; every picture arrives exact (each decoded from its own bytes)."""
+    srv = make_server(image_compression="lz")
+    srv.display_settings.jpeg_wan_compression = "never"
+    noise(srv)
+    windows = {"spice-gtk": 1 << 22, "html5": 0, "go": 0, "ryll": 1 << 22}
+    readers = {name: Reader(*open_display(srv, caps, cache_px=px, glz_window=windows[name])) for name, (caps, px) in CLIENTS}
+    for r in readers.values():
+        r.catch_up(srv)
+        r.screen.image_types.clear()  # the noise before (LZ_RGB to all)
+    for where, colours in ((Rect(3, 5, 16, 12), 2), (Rect(20, 10, 181, 60), 12), (Rect(0, 70, 199, 97), 2)):
+        srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = palette_picture(where.height, where.width, colours)
+        srv.render.damage(where)
+        srv.render.flush()
+    for name, r in readers.items():
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
+        want = {T.LZ_PLT} if name == "spice-gtk" else {T.LZ_RGB}
+        assert set(r.screen.image_types) - {T.FROM_CACHE} == want, (name, r.screen.image_types)

@@ -94,24 +94,29 @@ class LzPltData(Type):
     """SpiceLZPLTData: flags, data_size, a palette (a pointer, or a palette id with
     PAL_FROM_CACHE) and the LZ_PLT stream inline.
 
-    The stream must follow the pointer, and a shared stream goes last as an External; so the
-    palette is written after it: `data` is the stream with the encoded PALETTE appended
-    (built once per image, `codecs/lz.py`), `data_size` the stream's length, and the pointer
-    is patched to where the palette lands. We never send PAL_FROM_CACHE (decoded only)."""
+    The stream must follow the pointer, and a shared stream goes last as an External, so
+    the palette is written after the stream. Two forms encode: {"lz_plt_flags", "palette"
+    (a PALETTE dict), "data" (bytes)}, what decode gives back; and the shared one,
+    {"lz_plt_flags", "data_size", "data": External(stream + encoded PALETTE)}, built once
+    per image (codecs/lz.py). We never send PAL_FROM_CACHE (it only decodes)."""
 
     def encode(self, w: Any, value: Any) -> None:
-        flags, size, data = int(value["lz_plt_flags"]), int(value["data_size"]), value["data"]
-        if flags & BitmapFlags.PAL_FROM_CACHE or not 0 <= size < len(data):
-            raise WireError("LZ_PLT data must be the stream followed by its palette")
+        flags, data = int(value["lz_plt_flags"]), value["data"]
+        palette = value.get("palette")
+        size = len(data) if palette is not None else int(value["data_size"])
+        if flags & BitmapFlags.PAL_FROM_CACHE or (palette is None and not 0 <= size < len(data)):
+            raise WireError("LZ_PLT data needs its palette")
         U8.encode(w, flags)
         U32.encode(w, size)
-        U32.encode(w, len(w.buf) + 4 + size)  # the palette, right after the stream
+        U32.encode(w, len(w.buf) + 4 + size)  # the palette: right after the stream
         w.append(data)
+        if palette is not None:
+            PALETTE.encode(w, palette)
 
     def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[dict[str, Any], int]:
         flags, pos = U8.decode(buf, pos, ctx)
         size, pos = U32.decode(buf, pos, ctx)
-        out: dict[str, Any] = {"lz_plt_flags": flags, "data_size": size}
+        out: dict[str, Any] = {"lz_plt_flags": flags}
         if flags & BitmapFlags.PAL_FROM_CACHE:
             out["palette_id"], pos = U64.decode(buf, pos, ctx)
         else:
