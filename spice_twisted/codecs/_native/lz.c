@@ -306,46 +306,100 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
 /* A picture of at most 16 colours goes as palette indices packed into bytes, most
  * significant bits first (LZ_PLT1_BE: 8 pixels a byte, LZ_PLT4_BE: 2), each row padded
  * to whole bytes, then byte-oriented LZ over those bytes: on terminal text a byte match
- * covers 8 (or 2) pixels. Returns the number of colours (at most PLT_MAX_COLOURS), or
- * PLT_MAX_COLOURS + 1 as soon as a 17th is seen; pal gets the colours in first-seen order. */
+ * covers 8 (or 2) pixels. */
 #define PLT_MAX_COLOURS 16
+#define PLT_NONE 0xffffffffu /* no pixel (24 bits once X is cleared) equals it */
 
-static unsigned count_colours(const uint32_t *px, size_t n, uint32_t *pal)
+/* One pass over the caller's rows: the colours, first seen first, and every pixel's index
+ * packed 4 bits a pixel into rows of nstride bytes. Returns the number of colours, or
+ * PLT_MAX_COLOURS + 1 as soon as a 17th is seen (a photo stops within a few pixels).
+ * The index is found by comparing the pixel with all 16 entries at once (SSE2): text
+ * changes colour every few pixels, where a branch per entry would mispredict. */
+static unsigned index_pass(const uint8_t *base, size_t w, size_t h, Py_ssize_t row_stride, uint8_t *nib, size_t nstride,
+                           uint32_t pal[PLT_MAX_COLOURS])
 {
-    unsigned k = 0, last = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = px[i];
-        if (k && pal[last] == c) continue;
-        unsigned j = 0;
-        while (j < k && pal[j] != c) j++;
-        if (j == k) {
-            if (k == PLT_MAX_COLOURS) return PLT_MAX_COLOURS + 1;
-            pal[k++] = c;
+    unsigned k = 0;
+    for (unsigned j = 0; j < PLT_MAX_COLOURS; j++) pal[j] = PLT_NONE;
+#if defined(__SSE2__)
+    __m128i v0 = _mm_set1_epi32(-1), v1 = v0, v2 = v0, v3 = v0;
+#endif
+    uint32_t last_c = PLT_NONE;
+    unsigned last_idx = 0;
+    for (size_t y = 0; y < h; y++) {
+        const uint8_t *row = base + (Py_ssize_t)y * row_stride;
+        uint8_t *d = nib + y * nstride;
+        for (size_t x = 0; x < w; x++) {
+#if defined(__SSE2__)
+            /* a stretch of the last colour (a background), 8 pixels at once */
+            if (!(x & 1) && last_c != PLT_NONE) {
+                const __m128i rgb = _mm_set1_epi32(0x00ffffff), lc = _mm_set1_epi32((int)last_c);
+                const uint8_t twice = (uint8_t)(last_idx << 4 | last_idx);
+                while (x + 8 <= w) {
+                    __m128i a = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(row + 4 * x)), rgb);
+                    __m128i b = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(row + 4 * x + 16)), rgb);
+                    if (_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi32(a, lc), _mm_cmpeq_epi32(b, lc))) != 0xffff) break;
+                    memset(d + (x >> 1), twice, 4);
+                    x += 8;
+                }
+                if (x >= w) break;
+            }
+#endif
+            uint32_t c;
+            memcpy(&c, row + 4 * x, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            c = __builtin_bswap32(c);
+#endif
+            c &= 0x00ffffffu;
+            unsigned idx;
+#if defined(__SSE2__)
+            __m128i b = _mm_set1_epi32((int)c);
+            uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v0)) |
+                         (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v1)) << 16 |
+                         (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v2)) << 32 |
+                         (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v3)) << 48;
+            if (m) {
+                idx = (unsigned)__builtin_ctzll(m) >> 2;
+            } else {
+                if (k == PLT_MAX_COLOURS) return PLT_MAX_COLOURS + 1;
+                pal[k] = c;
+                idx = k++;
+                v0 = _mm_loadu_si128((const __m128i *)(const void *)pal);
+                v1 = _mm_loadu_si128((const __m128i *)(const void *)(pal + 4));
+                v2 = _mm_loadu_si128((const __m128i *)(const void *)(pal + 8));
+                v3 = _mm_loadu_si128((const __m128i *)(const void *)(pal + 12));
+            }
+#else
+            idx = 0;
+            while (idx < k && pal[idx] != c) idx++;
+            if (idx == k) {
+                if (k == PLT_MAX_COLOURS) return PLT_MAX_COLOURS + 1;
+                pal[k++] = c;
+            }
+#endif
+            last_c = c, last_idx = idx;
+            if (x & 1)
+                d[x >> 1] |= (uint8_t)idx;
+            else
+                d[x >> 1] = (uint8_t)(idx << 4);
         }
-        last = j;
     }
     return k;
 }
 
-/* Packs the indices of px (w x h) into rows of `stride` bytes, `bits` (1 or 4) a pixel,
- * the leftmost pixel in the high bits; the padding bits of a row's last byte are 0. */
-static void pack_indices(uint8_t *dst, const uint32_t *px, size_t w, size_t h, size_t stride, unsigned bits,
-                         const uint32_t *pal, unsigned ncol)
+/* Rows of 4-bit indices that are all 0 or 1 -> rows of 1-bit indices (PLT1_BE), the
+ * padding bits of a row's last byte 0. */
+static void nibbles_to_bits(uint8_t *dst, size_t stride, const uint8_t *nib, size_t nstride, size_t w, size_t h)
 {
-    const unsigned per_byte = 8 / bits;
-    memset(dst, 0, stride * h);
     for (size_t y = 0; y < h; y++) {
-        const uint32_t *row = px + y * w;
+        const uint8_t *s = nib + y * nstride;
         uint8_t *d = dst + y * stride;
-        unsigned last = 0;
-        for (size_t x = 0; x < w; x++) {
-            uint32_t c = row[x];
-            if (pal[last] != c) {
-                last = 0;
-                while (last < ncol - 1 && pal[last] != c) last++;
+        for (size_t x = 0; x < w; x += 8) {
+            unsigned v = 0;
+            for (unsigned k = 0; k < 8; k += 2) {
+                unsigned b = x + k < w ? s[(x + k) >> 1] : 0; /* (a padding nibble is 0) */
+                v = (v << 2) | ((b >> 3) & 2) | (b & 1);
             }
-            unsigned shift = (unsigned)(per_byte - 1 - x % per_byte) * bits;
-            d[x / per_byte] |= (uint8_t)(last << shift);
+            d[x >> 3] = (uint8_t)v;
         }
     }
 }
@@ -558,27 +612,30 @@ static PyObject *py_encode_lz_plt(PyObject *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "LZ images hold less than 1 GiB (what clients accept)");
         return NULL;
     }
-    size_t bound = 2 * n + 256; /* at most n index bytes; no code costs twice the bytes it stands for */
-    uint32_t *px = malloc((n + LZ_TABLE_SLOTS + LZ_CHAIN_SLOTS) * sizeof(uint32_t));
-    uint8_t *packed = malloc(n + p.h + 8);
+    const size_t nstride = (p.w + 1) / 2, bstride = (p.w + 7) / 8;
+    size_t bound = 2 * nstride * p.h + 256; /* no code costs twice the bytes it stands for */
+    uint32_t *table = malloc((LZ_TABLE_SLOTS + LZ_CHAIN_SLOTS) * sizeof(uint32_t));
+    uint8_t *nib = malloc(nstride * p.h + bstride * p.h);
     Out o = {malloc(bound), 0, bound};
-    if (!px || !packed || !o.buf) {
-        free(px), free(packed), free(o.buf);
+    if (!table || !nib || !o.buf) {
+        free(table), free(nib), free(o.buf);
         PyBuffer_Release(&p.view);
         return PyErr_NoMemory();
     }
-    uint32_t *table = px + n, *chain = table + LZ_TABLE_SLOTS;
+    uint32_t *chain = table + LZ_TABLE_SLOTS;
     uint32_t pal[PLT_MAX_COLOURS];
-    unsigned ncol, bits = 0, type = 0;
-    size_t stride = 0;
+    unsigned ncol, type = 0;
     Py_BEGIN_ALLOW_THREADS
-    load_pixels(px, p.base, p.w, p.h, p.row_stride);
-    ncol = count_colours(px, n, pal);
+    ncol = index_pass(p.base, p.w, p.h, p.row_stride, nib, nstride, pal);
     if (ncol <= PLT_MAX_COLOURS) {
-        bits = ncol <= 2 ? 1 : 4;
-        type = ncol <= 2 ? LZ_TYPE_PLT1_BE : LZ_TYPE_PLT4_BE;
-        stride = (p.w * bits + 7) / 8;
-        pack_indices(packed, px, p.w, p.h, stride, bits, pal, ncol);
+        const uint8_t *rows = nib;
+        size_t stride = nstride;
+        type = LZ_TYPE_PLT4_BE;
+        if (ncol <= 2) {
+            uint8_t *bits = nib + nstride * p.h;
+            nibbles_to_bits(bits, bstride, nib, nstride, p.w, p.h);
+            rows = bits, stride = bstride, type = LZ_TYPE_PLT1_BE;
+        }
         put32(&o, LZ_MAGIC);
         put32(&o, LZ_VERSION);
         put32(&o, type);
@@ -586,12 +643,12 @@ static PyObject *py_encode_lz_plt(PyObject *self, PyObject *arg)
         put32(&o, (uint32_t)p.h);
         put32(&o, (uint32_t)stride);
         put32(&o, 1); /* top_down */
-        lz_encode_bytes(&o, packed, stride * p.h, stride, table, chain);
+        lz_encode_bytes(&o, rows, stride * p.h, stride, table, chain);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&p.view);
-    free(px);
-    free(packed);
+    free(table);
+    free(nib);
     if (ncol > PLT_MAX_COLOURS) {
         free(o.buf);
         Py_RETURN_NONE;
