@@ -27,7 +27,8 @@ smooth noise, a gradient, a mostly flat desktop, noise; 1024x768 and 256x256):
 - LZ_PLT (palette LZ, what spice-gtk gets under `lz`) against LZ_RGB32 on terminal-like
   and generated pictures and, with `--frames DIR`, on the Xvfb pictures
   benchmarks/glz_x11.py --dump saved (`lz_plt`; `--plt` runs just that part, written
-  between <!-- lz-plt:begin --> and <!-- lz-plt:end --> in docs/codecs.md).
+  between <!-- lz-plt:begin --> and <!-- lz-plt:end --> in docs/codecs.md and
+  docs/performance.md).
 
 Writes the "Codecs" section of docs/performance.md (between <!-- codecs:begin --> and
 <!-- codecs:end -->) and the binding table in docs/codecs.md (between
@@ -798,7 +799,8 @@ def main() -> None:
         pr = lz_plt(args.frames, args.quick)
         if not args.no_write:
             write_between(CODECS_DOC, "lz-plt", lz_plt_section(pr, load))
-            print(f"wrote {CODECS_DOC.relative_to(ROOT)}")
+            write_between(PERF_DOC, "lz-plt", lz_plt_section(pr, load))
+            print(f"wrote {CODECS_DOC.relative_to(ROOT)} and {PERF_DOC.relative_to(ROOT)}")
         return
     if args.lz_only:
         r = lz_glz(args.quick)
