@@ -54,7 +54,22 @@ def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
+def shortcut(codec: str, pixels: np.ndarray, have: dict[str, Payload]) -> Callable[[], Payload] | None:
+    """A cheaper encode of `codec` given the payloads a drawable already has, or None.
+
+    The lz_plt codec's image of a picture of more than 16 colours is the lz codec's
+    LZ_RGB32 image: where that is made, only the colour count (and the LZ_PLT encode of
+    a picture of few colours) is left to do. (The other way round, a payload whose own
+    `codec` differs from the one it was made for serves that codec too: the payload
+    service keeps it under both.)"""
+    rgb = have.get(LZ)
+    if codec == LZ_PLT and rgb is not None:
+        return lambda: lz.encode_plt_only(pixels) or rgb
+    return None
+
+
 __all__ = [
+    "shortcut",
     "BITMAP",
     "ENCODERS",
     "INLINE_PIXELS",
