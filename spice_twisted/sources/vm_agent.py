@@ -32,7 +32,6 @@ class AgentHost(Protocol):
     @property
     def helper(self) -> HelperLink | None: ...
 
-
 F = proto.AgentFlags
 
 
