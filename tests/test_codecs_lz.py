@@ -1,6 +1,7 @@
 """The LZ and GLZ encoders (our C extension) under hypothesis: any input either encodes
 to a stream our own decoder (support/lz_decode.py) turns back into the same B,G,R pixels,
-or is refused with a clear ValueError. spice-gtk decodes them in test_codecs_lz_clients.py.
+or is refused with a clear ValueError. spice-gtk decodes them in test_codecs_lz_clients.py
+(LZ_PLT: test_codecs_lz_plt_clients.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from support import images
 from support.display_decode import Screen
 from support.inprocess import held_drawable
-from support.lz_decode import GlzWindow, SpiceGtkGlzWindow, decode_lz
+from support.lz_decode import GlzWindow, SpiceGtkGlzWindow, decode_lz, decode_lz_plt
 
 from spice_twisted import codecs
 from spice_twisted.channels.display import draw_copy_parts
@@ -175,6 +176,92 @@ def test_lz_through_draw_copy_and_the_schema():
     )
     screen.feed([(MsgDisplay.SURFACE_CREATE, create), (MsgDisplay.DRAW_COPY, head + tail)])
     assert screen.fb is not None and np.array_equal(screen.fb[5 : 5 + h, 10 : 10 + w, :3], px[..., :3])
+
+
+# ---------------------------------------------------------------------------- LZ_PLT
+
+
+@st.composite
+def palette_pictures(draw, max_side: int = 96) -> np.ndarray:
+    """Pictures of 1 to 18 colours (X bytes random: they do not count), terminal-like or
+    scattered, at any width (rows pack to bytes), sometimes with a row stride."""
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    colours = draw(st.integers(1, 18))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        px = images.palette_picture(h, w, min(colours, h * w), seed=int(rng.integers(0, 1 << 30))).copy()
+    else:
+        pal = rng.integers(0, 256, (colours, 4), dtype=np.uint8)
+        px = pal[rng.integers(0, colours, (h, w)) if draw(st.booleans()) else np.zeros((h, w), np.intp) + rng.integers(0, colours, (1, w))]
+    px[..., 3] = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    if draw(st.booleans()):
+        frame = np.zeros((h, w + 3, 4), np.uint8)
+        frame[:, 1 : w + 1] = px
+        px = frame[:, 1 : w + 1]
+    return px
+
+
+def _colours(px: np.ndarray) -> int:
+    return len(np.unique(np.ascontiguousarray(px).view("<u4").reshape(-1) & 0xFFFFFF))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(palette_pictures())
+def test_lz_plt_round_trips_palette_pictures(px):
+    """<= 16 colours: LZ_PLT1_BE (<= 2) or PLT4_BE, decoded by ours to the same B,G,R;
+    more: None (and the lz_plt codec then sends LZ_RGB)."""
+    n = _colours(px)
+    r = _lz.encode_lz_plt(px)
+    if n > 16:
+        assert r is None
+        assert codecs.encode(codecs.LZ_PLT, px).image_type == ImageType.LZ_RGB
+        return
+    lz_type, data, palette = r
+    assert lz_type == (2 if n <= 2 else 4) and len(palette) == 4 * max(n, 2)
+    assert np.array_equal(decode_lz_plt(data, palette), bgr(px))
+    h, w = px.shape[:2]
+    stride = (w * (1 if n <= 2 else 4) + 7) // 8
+    assert len(data) <= 28 + stride * h * 33 // 32 + 2  # never much beyond the packed indices
+
+
+def test_lz_plt_large_and_cheaper_than_lz_rgb_on_text():
+    px = images.palette_picture(2160, 3840, 2)
+    lz_type, data, palette = _lz.encode_lz_plt(px)
+    assert lz_type == 2 and np.array_equal(decode_lz_plt(data, palette), bgr(px))
+    assert len(data) < 0.5 * len(lz.encode(px).fields["data"])
+    px = images.palette_picture(1001, 1001, 16)
+    lz_type, data, palette = _lz.encode_lz_plt(px)
+    assert lz_type == 4 and np.array_equal(decode_lz_plt(data, palette), bgr(px))
+    assert _lz.encode_lz_plt(images.text_ui(100, 200)) is None  # anti-aliased text: too many colours
+
+
+def test_lz_plt_refuses_what_lz_refuses():
+    with pytest.raises(ValueError):
+        _lz.encode_lz_plt(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError):
+        _lz.encode_lz_plt(np.zeros((1, 16385, 4), np.uint8))
+
+
+def test_lz_plt_through_draw_copy_and_the_schema():
+    """The palette goes after the shared stream: the DRAW_COPY decodes (pointer and all)
+    and draws the picture."""
+    h, w = 30, 1001
+    px = images.palette_picture(h, w, 12)
+    rect = Rect(3, 4, 3 + w, 4 + h)
+    payload = codecs.encode(codecs.LZ_PLT, px)
+    assert payload.image_type == ImageType.LZ_PLT
+    drawable = held_drawable(rect, px, {codecs.LZ_PLT: payload})
+    head, tail = draw_copy_parts(drawable, codecs.LZ_PLT, image_id=7, image_flags=0)
+    assert len(tail) == payload.nbytes - 9  # the rest (flags, data_size, the pointer) is in the head
+    fields = decode_body(message(ChannelType.DISPLAY, "DRAW_COPY"), head + tail)
+    plt = fields["src_bitmap"]["lz_plt"]
+    assert plt["palette"]["num_ents"] == 12 and tail.startswith(plt["data"])
+    screen = Screen()
+    create = encode_body(
+        message(ChannelType.DISPLAY, "SURFACE_CREATE"), {"surface_id": 0, "width": 1010, "height": 40, "format": 32, "flags": 1}
+    )
+    screen.feed([(MsgDisplay.SURFACE_CREATE, create), (MsgDisplay.DRAW_COPY, head + tail)])
+    assert screen.fb is not None and np.array_equal(screen.fb[4 : 4 + h, 3 : 3 + w, :3], px[..., :3])
 
 
 # ---------------------------------------------------------------------------- GLZ

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.images import photo, text_ui
+from support.images import palette_picture, photo, text_ui
 from support.inprocess import Reader, make_server, noise, open_display
 
 from spice_twisted.render.rect import Rect
@@ -37,7 +37,7 @@ RYLL = (
 )  # fmt: skip
 # What each decodes (H/display.js, Shells-com/spice image.go), as far as we send it.
 DECODES = {
-    "spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.GLZ_RGB},
+    "spice-gtk": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.LZ_PLT, T.GLZ_RGB},
     "html5": {T.BITMAP, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB},
     "go": {T.BITMAP, T.JPEG, T.QUIC, T.LZ_RGB},
     "ryll": {T.BITMAP, T.LZ4, T.JPEG, T.FROM_CACHE, T.QUIC, T.LZ_RGB, T.GLZ_RGB},
@@ -116,3 +116,76 @@ def test_image_compression_lz_reaches_every_client():
         r.catch_up(srv)
         assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
         assert set(r.screen.image_types) - {T.FROM_CACHE} == {T.LZ_RGB}, (name, r.screen.image_types)
+
+
+def test_lz_plt_goes_to_spice_gtk_only():
+    """Under `lz`, pictures of 2 and of 12 colours go as LZ_PLT to spice-gtk (a GLZ window,
+    no PREF_COMPRESSION cap) and as LZ_RGB to spice-html5, the Go client and ryll, none of
+    which decodes LZ_PLT; every picture arrives exact (each decoded from its own bytes)."""
+    srv = make_server(image_compression="lz")
+    srv.display_settings.jpeg_wan_compression = "never"
+    noise(srv)
+    windows = {"spice-gtk": 1 << 22, "html5": 0, "go": 0, "ryll": 1 << 22}
+    readers = {name: Reader(*open_display(srv, caps, cache_px=px, glz_window=windows[name])) for name, (caps, px) in CLIENTS}
+    for r in readers.values():
+        r.catch_up(srv)
+        r.screen.image_types.clear()  # the noise before (LZ_RGB to all)
+    for where, colours in ((Rect(3, 5, 16, 12), 2), (Rect(20, 10, 181, 60), 12), (Rect(0, 70, 199, 97), 2)):
+        srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = palette_picture(where.height, where.width, colours)
+        srv.render.damage(where)
+        srv.render.flush()
+    for name, r in readers.items():
+        r.catch_up(srv)
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
+        want = {T.LZ_PLT} if name == "spice-gtk" else {T.LZ_RGB}
+        assert set(r.screen.image_types) - {T.FROM_CACHE} == want, (name, r.screen.image_types)
+
+
+class _CountingLz:
+    """codecs.lz's C module, counting its calls: the encoder boundary itself."""
+
+    def __init__(self, real) -> None:
+        self.real, self.PLT_MAX_COLOURS = real, real.PLT_MAX_COLOURS
+        self.calls = {"encode_lz": 0, "encode_lz_plt": 0}
+
+    def encode_lz(self, px):
+        self.calls["encode_lz"] += 1
+        return self.real.encode_lz(px)
+
+    def encode_lz_plt(self, px):
+        self.calls["encode_lz_plt"] += 1
+        return self.real.encode_lz_plt(px)
+
+
+@pytest.mark.parametrize("first", ["spice-gtk", "html5"])
+def test_lz_and_lz_plt_clients_share_one_lz_rgb_encode(monkeypatch, first):
+    """spice-gtk (lz_plt) and spice-html5 (lz) under `lz`: a picture of many colours is
+    LZ_RGB32 for both, encoded once whichever codec is asked first (counted at the C
+    module); a picture of few colours costs one LZ_RGB32 and one LZ_PLT encode."""
+    from spice_twisted.codecs import lz
+
+    counting = _CountingLz(lz._lz)
+    monkeypatch.setattr(lz, "_lz", counting)
+    srv = make_server(image_compression="lz")
+    srv.display_settings.jpeg_wan_compression = "never"
+    noise(srv)
+    order = ["spice-gtk", "html5"] if first == "spice-gtk" else ["html5", "spice-gtk"]
+    readers = {name: Reader(*open_display(srv, dict(CLIENTS)[name][0], glz_window=1 << 22 if name == "spice-gtk" else 0)) for name in order}
+    for r in readers.values():
+        r.catch_up(srv)
+        r.screen.image_types.clear()
+    for where, px, calls in (
+        (Rect(10, 10, 110, 50), text_ui(40, 100), {"encode_lz": 1, "encode_lz_plt": 1}),
+        (Rect(20, 60, 181, 90), palette_picture(30, 161, 5), {"encode_lz": 1, "encode_lz_plt": 1}),
+    ):
+        counting.calls = {"encode_lz": 0, "encode_lz_plt": 0}
+        srv.render.primary.pixels[where.top : where.bottom, where.left : where.right] = px
+        srv.render.damage(where)
+        srv.render.flush()
+        for r in readers.values():
+            r.catch_up(srv)
+        assert counting.calls == calls, (where, counting.calls)
+    for name, r in readers.items():
+        assert np.array_equal(r.screen.fb[..., :3], srv.render.primary.pixels[..., :3]), name
+    assert readers["spice-gtk"].screen.image_types == {T.LZ_RGB: 1, T.LZ_PLT: 1}
+    assert readers["html5"].screen.image_types == {T.LZ_RGB: 2}

@@ -162,6 +162,23 @@ def test_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, random_image, ki
     assert_no_server_errors(server)
 
 
+def test_palette_pictures_go_lz_rgb_to_spice_html5(spawn, viewer, tmp_path):
+    """A picture of 12 colours with a 2-colour band (what spice-gtk gets as LZ_PLT under
+    `lz`): spice-html5, which has no LZ_PLT decoder, gets LZ_RGB and draws it exactly."""
+    px = images.palette_picture(217, 333, 12)
+    px[100:160] = images.palette_picture(60, 333, 2, seed=8)
+    rgb = px[..., 2::-1].copy()
+    path = tmp_path / "palette.png"
+    Image.fromarray(rgb, "RGB").save(path)
+    server = spawn.harness("--source", f"image:{path}", "--image-compression", "lz")
+    v, conn = viewer(server)
+    assert np.array_equal(wait_exact(server, v, "the palette picture"), rgb)
+    types = assert_html5_wire(conn, "lz")
+    assert set(types) == {LZ_RGB}, types
+    assert_html5_clean(v)
+    assert_no_server_errors(server)
+
+
 def test_raw_bitmaps_when_compression_is_off(spawn, viewer, random_image):
     """The control: with `--image-compression off` the same tap sees raw BITMAPs (spice-html5
     still draws them exactly), so the checks above do tell a codec from raw."""

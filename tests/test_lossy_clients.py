@@ -19,7 +19,13 @@ from spice_twisted.wire.enums import ImageType, MsgDisplay
 PHOTO = (20, 10, 260, 190)  # left, top, right, bottom: a 240x180 picture on the 333x217 screen
 
 
-LOSSLESS = {ImageType.LZ4, ImageType.QUIC, ImageType.LZ_RGB, ImageType.GLZ_RGB}  # the upgrade's lossless codec (QUIC for a photo)
+LOSSLESS = {
+    ImageType.LZ4,
+    ImageType.QUIC,
+    ImageType.LZ_RGB,
+    ImageType.LZ_PLT,
+    ImageType.GLZ_RGB,
+}  # the upgrade's lossless codec (QUIC for a photo)
 
 
 def _photos(tmp_path, n: int) -> list[str]:

@@ -71,6 +71,8 @@ def samples(t: Type) -> list[Any]:
         return struct_samples(t.fields)
     if isinstance(t, Ptr):
         return [None, *samples(t.target)]
+    if isinstance(t, messages.LzPltData):
+        return [{"lz_plt_flags": 4, "palette": p, "data": b"LZ  \x00stream"} for p in samples(messages.PALETTE)]
     raise AssertionError(f"test generator does not know {type(t).__name__}; teach samples() about it")
 
 

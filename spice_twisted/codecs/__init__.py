@@ -18,6 +18,7 @@ Encoder = Callable[[np.ndarray], Payload]
 BITMAP = "bitmap"
 LZ4 = "lz4"
 LZ = "lz"
+LZ_PLT = "lz_plt"  # LZ_PLT for pictures of <= 16 colours, else LZ_RGB: spice-gtk only (codecs.choice)
 QUIC = "quic"  # lossless, every client decodes it; pays on photo-like content
 JPEG = "jpeg"  # lossy: only for clients on slow links, only where classify.lossy_pays says so
 
@@ -25,6 +26,7 @@ ENCODERS: dict[str, Encoder] = {
     BITMAP: bitmap.encode,
     LZ4: lz4.encode,
     LZ: lz.encode,
+    LZ_PLT: lz.encode_plt,
     QUIC: quic.encode,
     JPEG: jpeg.encode,
     # Video stream frames, one codec name per tier (codecs/video.py, render/streams.py).
@@ -38,6 +40,7 @@ INLINE_PIXELS: dict[str, int] = {
     BITMAP: bitmap.INLINE_PIXELS,
     LZ4: lz4.INLINE_PIXELS,
     LZ: lz.INLINE_PIXELS,
+    LZ_PLT: lz.INLINE_PIXELS,
     QUIC: quic.INLINE_PIXELS,
     JPEG: jpeg.INLINE_PIXELS,
     video.MJPEG: video.INLINE_PIXELS,
@@ -57,4 +60,32 @@ def encode(codec: str, pixels: np.ndarray) -> Payload:
     return ENCODERS[codec](pixels)
 
 
-__all__ = ["BITMAP", "ENCODERS", "INLINE_PIXELS", "JPEG", "LOSSY_CODECS", "LZ", "LZ4", "ORDERED_CODECS", "QUIC", "Payload", "encode"]
+def shortcut(codec: str, pixels: np.ndarray, have: dict[str, Payload]) -> Callable[[], Payload] | None:
+    """A cheaper encode of `codec` given the payloads a drawable already has, or None.
+
+    The lz_plt codec's image of a picture of more than 16 colours is the lz codec's
+    LZ_RGB32 image: where that is made, only the colour count (and the LZ_PLT encode of
+    a picture of few colours) is left to do. (The other way round, a payload whose own
+    `codec` differs from the one it was made for serves that codec too: the payload
+    service keeps it under both.)"""
+    rgb = have.get(LZ)
+    if codec == LZ_PLT and rgb is not None:
+        return lambda: lz.encode_plt_only(pixels) or rgb
+    return None
+
+
+__all__ = [
+    "shortcut",
+    "BITMAP",
+    "ENCODERS",
+    "INLINE_PIXELS",
+    "JPEG",
+    "LOSSY_CODECS",
+    "LZ",
+    "LZ4",
+    "LZ_PLT",
+    "ORDERED_CODECS",
+    "QUIC",
+    "Payload",
+    "encode",
+]

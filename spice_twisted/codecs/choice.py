@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..wire.enums import DisplayCap, ImageCompression
-from . import BITMAP, ENCODERS, LZ4
+from . import BITMAP, ENCODERS, LZ4, LZ_PLT
 
 QUIC = "quic"
 LZ = "lz"
@@ -59,12 +59,15 @@ class Decoders:
 
     lz4: bool = False
     glz: bool = False  # it gave a GLZ window in DISPLAY_INIT (spice-html5 and the Go client give 0)
+    lz_plt: bool = False  # LZ_PLT (palette) images: spice-gtk, see decoders()
 
     def takes(self, codec: str) -> bool:
         if codec == LZ4:
             return self.lz4
         if codec == GLZ:
             return self.glz
+        if codec == LZ_PLT:
+            return self.lz_plt
         return True
 
 
@@ -86,12 +89,16 @@ def decoders(display_caps: frozenset[int], glz_window: int = 0, preferred: int |
       by DISPLAY_PREFERRED_COMPRESSION decodes it, whatever its caps.
     - GLZ: a GLZ window in DISPLAY_INIT (spice-gtk and ryll give one; spice-html5 and the
       Go client give 0 and do not decode GLZ).
+    - LZ_PLT: spice-gtk, told by a GLZ window without DISPLAY_CAP_PREF_COMPRESSION (a server
+      cap spice-gtk never sends; ryll and PureSpice send it, and ryll 0.3 has no LZ_PLT
+      decoder). spice-html5 and the Go client (window 0) do not decode it.
     """
     caps = frozenset(display_caps)
     lz4 = DisplayCap.LZ4_COMPRESSION in caps and not _looks_like_go_client(caps)
     if preferred == ImageCompression.LZ4:
         lz4 = True
-    return Decoders(lz4=lz4, glz=glz_window > 0)
+    lz_plt = glz_window > 0 and DisplayCap.PREF_COMPRESSION not in caps
+    return Decoders(lz4=lz4, glz=glz_window > 0, lz_plt=lz_plt)
 
 
 def _looks_like_go_client(caps: frozenset[int]) -> bool:
@@ -134,7 +141,12 @@ def choose_codec(
     generation at commit; a picture goes GLZ only through a generation)."""
     if isinstance(dec, bool):
         dec = Decoders(lz4=dec)
-    s = effective_setting(setting, preferred)
+    codec = _choose(effective_setting(setting, preferred), dec, photo_like, lan, glz_ok)
+    # LZ means LZ_PLT (palette images where a picture has <= 16 colours) to those that decode it
+    return LZ_PLT if codec == LZ and dec.lz_plt and _available(LZ_PLT) else codec
+
+
+def _choose(s: str, dec: Decoders, photo_like: bool, lan: bool, glz_ok: bool) -> str:
     lz4 = (LZ4,) if dec.lz4 else ()
     glz = (GLZ,) if dec.glz and glz_ok else ()
     if s == "off":

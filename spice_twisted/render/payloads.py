@@ -8,7 +8,10 @@ reference count; when the last holder lets it go, its entry here goes too.
 
 Encodes go to a lane by codec: the stateless ones (bitmap, LZ4, JPEG, QUIC, LZ) to
 the parallel `CodecPool`, a dictionary codec (GLZ, `codecs.ORDERED_CODECS`) to the
-one `OrderedLane`, whose encodes start and complete in commit order.
+one `OrderedLane`, whose encodes start and complete in commit order. A payload that
+serves two codecs (lz_plt's LZ_RGB32 image of a many-coloured picture is lz's too) is
+kept under both, and an encode another codec's payload makes cheaper takes that path
+(`codecs.shortcut`).
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ class PayloadService:
         e.waiters[codec] = []
         ordered = codec in codecs.ORDERED_CODECS or job is not None
         lane = self.video if codec in STATEFUL_VIDEO else self.ordered if ordered else self.pool
-        lane.submit(d, codec, d.pixels, lambda payload: self._encoded(d, codec, payload, then), encode=job)
+        encode = job if ordered else codecs.shortcut(codec, d.pixels, e.payloads)
+        lane.submit(d, codec, d.pixels, lambda payload: self._encoded(d, codec, payload, then), encode=encode)
 
     def put(self, d: Drawable, codec: str, payload: codecs.Payload) -> None:
         """A payload made alongside another (a GLZ image's ZLIB-GLZ form)."""
@@ -132,6 +136,8 @@ class PayloadService:
             e.failed.add(codec)
         elif d.pixels is not None:  # still held by some pipe
             e.payloads[codec] = payload
+            if payload.codec != codec and payload.codec in codecs.ENCODERS:
+                e.payloads.setdefault(payload.codec, payload)  # (lz_plt's LZ_RGB image is lz's too)
         for cb in e.waiters.pop(codec, []):
             cb()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .enums import (
     TICKET_PUBKEY_BYTES,
+    BitmapFlags,
     BrushType,
     ChannelType,
     ClipType,
@@ -85,6 +86,49 @@ POINT = Struct("Point", [("x", I32), ("y", I32)])
 POINT16 = Struct("Point16", [("x", I16), ("y", I16)])
 CLIP = Switch("clip_type", {ClipType.NONE: [], ClipType.RECTS: [("clip_rects", Array(U32, RECT, RECT.size))]})
 
+# SpicePalette: the colours an LZ_PLT image's indices stand for (u32 words B, G, R, 0).
+PALETTE = Struct("Palette", [("unique", U64), ("num_ents", U16), ("ents", CountedBy("ents", "num_ents", U32, 4))])
+
+
+class LzPltData(Type):
+    """SpiceLZPLTData: flags, data_size, a palette (a pointer, or a palette id with
+    PAL_FROM_CACHE) and the LZ_PLT stream inline.
+
+    The stream must follow the pointer, and a shared stream goes last as an External, so
+    the palette is written after the stream. Two forms encode: {"lz_plt_flags", "palette"
+    (a PALETTE dict), "data" (bytes)}, what decode gives back; and the shared one,
+    {"lz_plt_flags", "data_size", "data": External(stream + encoded PALETTE)}, built once
+    per image (codecs/lz.py). We never send PAL_FROM_CACHE (it only decodes)."""
+
+    def encode(self, w: Any, value: Any) -> None:
+        flags, data = int(value["lz_plt_flags"]), value["data"]
+        palette = value.get("palette")
+        size = len(data) if palette is not None else int(value["data_size"])
+        if flags & BitmapFlags.PAL_FROM_CACHE or (palette is None and not 0 <= size < len(data)):
+            raise WireError("LZ_PLT data needs its palette")
+        U8.encode(w, flags)
+        U32.encode(w, size)
+        U32.encode(w, len(w.buf) + 4 + size)  # the palette: right after the stream
+        w.append(data)
+        if palette is not None:
+            PALETTE.encode(w, palette)
+
+    def decode(self, buf: bytes, pos: int, ctx: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        flags, pos = U8.decode(buf, pos, ctx)
+        size, pos = U32.decode(buf, pos, ctx)
+        out: dict[str, Any] = {"lz_plt_flags": flags}
+        if flags & BitmapFlags.PAL_FROM_CACHE:
+            out["palette_id"], pos = U64.decode(buf, pos, ctx)
+        else:
+            out["palette"], pos = Ptr(PALETTE).decode(buf, pos, ctx)
+            if out["palette"] is None:
+                raise WireError("LZ_PLT image without a palette")
+        if size > len(buf) - pos:
+            raise WireError(f"truncated: LZ_PLT data of {size} bytes at {pos}")
+        out["data"] = bytes(buf[pos : pos + size])
+        return out, pos + size
+
+
 BITMAP_PAYLOAD = [
     ("format", U8),
     ("bitmap_flags", U8),
@@ -110,6 +154,7 @@ IMAGE = Struct(
                     ImageType.BITMAP: BITMAP_PAYLOAD,
                     ImageType.QUIC: [("data", SizedBytes(U32))],
                     ImageType.LZ_RGB: [("data", SizedBytes(U32))],
+                    ImageType.LZ_PLT: [("lz_plt", LzPltData())],
                     ImageType.GLZ_RGB: [("data", SizedBytes(U32))],
                     ImageType.ZLIB_GLZ_RGB: [("glz_data_size", U32), ("data", SizedBytes(U32))],
                     ImageType.JPEG: [("data", SizedBytes(U32))],

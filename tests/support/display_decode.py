@@ -20,7 +20,7 @@ from spice_twisted.codecs.quic import decode as quic_decode
 from spice_twisted.wire.enums import ChannelType, ImageType, MsgDisplay
 from spice_twisted.wire.messages import decode_body, message
 
-from .lz_decode import SpiceGtkGlzWindow, decode_lz
+from .lz_decode import SpiceGtkGlzWindow, decode_lz, decode_lz_plt
 
 DRAW_COPY = message(ChannelType.DISPLAY, "DRAW_COPY")
 SURFACE_CREATE = message(ChannelType.DISPLAY, "SURFACE_CREATE")
@@ -46,6 +46,11 @@ def image_pixels(image: dict) -> np.ndarray:
     if image["type"] == ImageType.LZ_RGB:
         out = decode_lz(image["data"])
         assert out.shape[:2] == (h, w), (out.shape, (w, h))  # spice-gtk refuses any other size
+        return out
+    if image["type"] == ImageType.LZ_PLT:
+        plt = image["lz_plt"]
+        out = decode_lz_plt(plt["data"], np.array(plt["palette"]["ents"], "<u4").tobytes())
+        assert out.shape[:2] == (h, w), (out.shape, (w, h))
         return out
     if image["type"] == ImageType.QUIC:
         px = quic_decode(image["data"])

@@ -100,6 +100,21 @@ def mostly_flat(h: int, w: int) -> np.ndarray:
     return _bgrx(np.asarray(im))
 
 
+def palette_picture(h: int, w: int, colours: int, seed: int = 5) -> np.ndarray:
+    """BGRX of exactly `colours` colours, terminal-like: a background, glyph-ish dots of the
+    other colours every third row, some rows repeated (LZ_PLT's content)."""
+    rng = np.random.default_rng(seed)
+    pal = rng.choice(1 << 24, colours, replace=False).astype(np.uint32)
+    idx = np.zeros((h, w), np.intp)
+    for y in range(0, h, 3):
+        xs = rng.integers(0, w, max(1, w // 4))
+        idx[y, xs] = rng.integers(1, colours, len(xs)) if colours > 1 else 0
+        if y + 1 < h:
+            idx[y + 1] = idx[y] if rng.random() < 0.5 else rng.integers(0, colours, w)
+    idx.flat[:colours] = np.arange(min(colours, idx.size))  # every colour present
+    return np.ascontiguousarray(pal[idx].astype("<u4").view(np.uint8).reshape(h, w, 4))
+
+
 def noise(h: int, w: int, seed: int = 4) -> np.ndarray:
     """Uniform random pixels: incompressible, and lossy ruins them."""
     rng = np.random.default_rng(seed)

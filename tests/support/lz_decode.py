@@ -1,4 +1,4 @@
-"""Decoders of ours for SPICE LZ_RGB32 and GLZ_RGB32, to check our encoders' round trips.
+"""Decoders of ours for SPICE LZ_RGB32, LZ_PLT and GLZ_RGB32, to check our encoders' round trips.
 
 Written from the format as spice-gtk reads it (docs/codecs.md), independently of the C
 encoder. They raise ValueError on anything a real client would reject or trip over: a bad
@@ -227,3 +227,67 @@ class SpiceGtkGlzWindow(GlzWindow):
             for k in range(self.oldest, oldest):
                 self.slots[k % n] = None
         self.oldest = max(self.oldest, oldest)
+
+
+PLT1_BE, PLT4_BE, PLT8 = 2, 4, 5
+_PLT_BITS = {PLT1_BE: 1, PLT4_BE: 4, PLT8: 8}
+
+
+def _decode_bytes(data: bytes, pos: int, n: int) -> np.ndarray:
+    """LZ_PLT's byte stream: literal runs of 1-byte units and matches of at least 3 bytes
+    (length code + 2), distances as in LZ_RGB32, to n bytes."""
+    out = bytearray(n)
+    r, op = _Reader(data, pos), 0
+    while op < n:
+        ctrl = r.byte()
+        if ctrl < 32:
+            count = ctrl + 1
+            if op + count > n or r.pos + count > len(data):
+                raise ValueError("literals past the image end or the data")
+            out[op : op + count] = data[r.pos : r.pos + count]
+            r.pos += count
+            op += count
+            continue
+        length = r.length(ctrl >> 5) + 2
+        code = r.byte()
+        ofs = ((ctrl & 31) << 8) + code
+        if code == 255 and (ctrl & 31) == 31:
+            ofs = 8191 + (r.byte() << 8) + r.byte()
+        start = op - (ofs + 1)
+        if start < 0 or op + length > n:
+            raise ValueError(f"match at {op} from {start} of {length} outside the image")
+        for k in range(length):  # byte by byte: a run overlaps itself
+            out[op + k] = out[start + k]
+        op += length
+    if r.pos != len(data):
+        raise ValueError(f"{len(data) - r.pos} trailing bytes")
+    return np.frombuffer(bytes(out), np.uint8)
+
+
+def decode_lz_plt(data: bytes, palette: bytes) -> np.ndarray:
+    """LZ_PLT1_BE / PLT4_BE / PLT8 data and its palette (u32 LE entries) -> (height, width,
+    4) BGRX with X = 0, top-down. Like spice-gtk, a PLT1 image takes entries 0 and 1 and a
+    PLT4 index is taken modulo the palette's size; the padding pixels of a row are dropped."""
+    if len(data) < 28:
+        raise ValueError("short LZ header")
+    magic, version, typ, width, height, stride, top_down = struct.unpack_from(">7I", data, 0)
+    if (magic, version) != (LZ_MAGIC, LZ_VERSION) or typ not in _PLT_BITS or width < 1 or height < 1:
+        raise ValueError(f"bad LZ_PLT header {magic:#x} {version:#x} type {typ} {width}x{height}")
+    bits = _PLT_BITS[typ]
+    if stride != (width * bits + 7) // 8:
+        raise ValueError(f"stride {stride} for {width} pixels of {bits} bits")
+    ents = np.frombuffer(palette, "<u4")
+    if len(ents) < (2 if bits == 1 else 1):
+        raise ValueError(f"palette of {len(ents)} entries for type {typ}")
+    raw = _decode_bytes(data, 28, stride * height).reshape(height, stride)
+    if bits == 8:
+        idx = raw
+        if int(idx.max()) >= len(ents):
+            raise ValueError("index beyond the palette")
+    else:
+        idx = np.unpackbits(raw, axis=1).reshape(height, stride * 8 // bits, bits)
+        idx = (idx * (1 << np.arange(bits - 1, -1, -1, dtype=np.uint8))).sum(axis=2)
+        idx = idx % len(ents) if bits == 4 else idx
+    words = (ents[idx[:, :width]] & 0x00FFFFFF).astype("<u4")
+    img = words.view(np.uint8).reshape(height, width, 4)
+    return img if top_down else img[::-1]

@@ -87,7 +87,7 @@ class Draw:
     image_id: int
     image_flags: int
     box: tuple[int, int, int, int]  # left, top, right, bottom
-    payload: bytes  # the image's own data: LZ4 data, or the bitmap's pixel rows
+    payload: bytes  # the image's own data: LZ4 data, an LZ_PLT stream (without its palette), or the bitmap's pixel rows
 
 
 class TapConnection:
@@ -197,7 +197,7 @@ class TapConnection:
                     image["id"],
                     image["flags"],
                     (box["left"], box["top"], box["right"], box["bottom"]),
-                    image.get("data", b""),
+                    image.get("data", image.get("lz_plt", {}).get("data", b"")),
                 )
                 self._draws[i] = d
             out.append(d)

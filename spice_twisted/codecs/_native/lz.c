@@ -301,6 +301,230 @@ static void lz_encode_rgb32(Out *o, const uint32_t *px, size_t w, size_t h, uint
     put_literals(o, px, lit, n);
 }
 
+/* ------------------------------------------------------------------ LZ_PLT (palette) */
+
+/* A picture of at most 16 colours goes as palette indices packed into bytes, most
+ * significant bits first (LZ_PLT1_BE: 8 pixels a byte, LZ_PLT4_BE: 2), each row padded
+ * to whole bytes, then byte-oriented LZ over those bytes: on terminal text a byte match
+ * covers 8 (or 2) pixels. */
+#define PLT_MAX_COLOURS 16
+#define PLT_NONE 0xffffffffu /* no pixel (24 bits once X is cleared) equals it */
+
+/* One pass over the caller's rows: the colours, first seen first, and every pixel's index
+ * packed 4 bits a pixel into rows of nstride bytes. Returns the number of colours, or
+ * PLT_MAX_COLOURS + 1 as soon as a 17th is seen (a photo stops within a few pixels).
+ * The index is found by comparing the pixel with all 16 entries at once (SSE2): text
+ * changes colour every few pixels, where a branch per entry would mispredict. */
+static unsigned index_pass(const uint8_t *base, size_t w, size_t h, Py_ssize_t row_stride, uint8_t *nib, size_t nstride,
+                           uint32_t pal[PLT_MAX_COLOURS])
+{
+    unsigned k = 0;
+    for (unsigned j = 0; j < PLT_MAX_COLOURS; j++) pal[j] = PLT_NONE;
+#if defined(__SSE2__)
+    __m128i v0 = _mm_set1_epi32(-1), v1 = v0, v2 = v0, v3 = v0;
+#endif
+    uint32_t last_c = PLT_NONE;
+    unsigned last_idx = 0;
+    for (size_t y = 0; y < h; y++) {
+        const uint8_t *row = base + (Py_ssize_t)y * row_stride;
+        uint8_t *d = nib + y * nstride;
+        for (size_t x = 0; x < w; x++) {
+#if defined(__SSE2__)
+            /* a stretch of the last colour (a background), 8 pixels at once */
+            if (!(x & 1) && last_c != PLT_NONE) {
+                const __m128i rgb = _mm_set1_epi32(0x00ffffff), lc = _mm_set1_epi32((int)last_c);
+                const uint8_t twice = (uint8_t)(last_idx << 4 | last_idx);
+                while (x + 8 <= w) {
+                    __m128i a = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(row + 4 * x)), rgb);
+                    __m128i b = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(row + 4 * x + 16)), rgb);
+                    if (_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi32(a, lc), _mm_cmpeq_epi32(b, lc))) != 0xffff) break;
+                    memset(d + (x >> 1), twice, 4);
+                    x += 8;
+                }
+                if (x >= w) break;
+            }
+#endif
+            uint32_t c;
+            memcpy(&c, row + 4 * x, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            c = __builtin_bswap32(c);
+#endif
+            c &= 0x00ffffffu;
+            unsigned idx;
+#if defined(__SSE2__)
+            __m128i b = _mm_set1_epi32((int)c);
+            uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v0)) |
+                         (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v1)) << 16 |
+                         (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v2)) << 32 |
+                         (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi32(b, v3)) << 48;
+            if (m) {
+                idx = (unsigned)__builtin_ctzll(m) >> 2;
+            } else {
+                if (k == PLT_MAX_COLOURS) return PLT_MAX_COLOURS + 1;
+                pal[k] = c;
+                idx = k++;
+                v0 = _mm_loadu_si128((const __m128i *)(const void *)pal);
+                v1 = _mm_loadu_si128((const __m128i *)(const void *)(pal + 4));
+                v2 = _mm_loadu_si128((const __m128i *)(const void *)(pal + 8));
+                v3 = _mm_loadu_si128((const __m128i *)(const void *)(pal + 12));
+            }
+#else
+            idx = 0;
+            while (idx < k && pal[idx] != c) idx++;
+            if (idx == k) {
+                if (k == PLT_MAX_COLOURS) return PLT_MAX_COLOURS + 1;
+                pal[k++] = c;
+            }
+#endif
+            last_c = c, last_idx = idx;
+            if (x & 1)
+                d[x >> 1] |= (uint8_t)idx;
+            else
+                d[x >> 1] = (uint8_t)(idx << 4);
+        }
+    }
+    return k;
+}
+
+/* Rows of 4-bit indices that are all 0 or 1 -> rows of 1-bit indices (PLT1_BE), the
+ * padding bits of a row's last byte 0. */
+static void nibbles_to_bits(uint8_t *dst, size_t stride, const uint8_t *nib, size_t nstride, size_t w, size_t h)
+{
+    for (size_t y = 0; y < h; y++) {
+        const uint8_t *s = nib + y * nstride;
+        uint8_t *d = dst + y * stride;
+        for (size_t x = 0; x < w; x += 8) {
+            unsigned v = 0;
+            for (unsigned k = 0; k < 8; k += 2) {
+                unsigned b = x + k < w ? s[(x + k) >> 1] : 0; /* (a padding nibble is 0) */
+                v = (v << 2) | ((b >> 3) & 2) | (b & 1);
+            }
+            d[x >> 3] = (uint8_t)v;
+        }
+    }
+}
+
+/* LZ_PLT matches are counted in bytes and are at least 3 long: the control byte's length
+ * code is len - 2 (3..8), 7 then (len - 9) in bytes of 255 and a final byte below 255. */
+#define PLT_MIN_MATCH 3
+
+static void put_plt_match(Out *o, size_t d, size_t len)
+{
+    size_t ofs = d - 1;
+    unsigned code = len < PLT_MIN_MATCH + 6 ? (unsigned)(len - PLT_MIN_MATCH + 1) : 7;
+    uint8_t hi = ofs < LZ_MAX_DISTANCE ? (uint8_t)(ofs >> 8) : 31;
+    put(o, (uint8_t)((code << 5) | hi));
+    if (code == 7) {
+        size_t rest = len - (PLT_MIN_MATCH + 6);
+        for (; rest >= 255; rest -= 255) put(o, 255);
+        put(o, (uint8_t)rest);
+    }
+    if (ofs < LZ_MAX_DISTANCE) {
+        put(o, (uint8_t)(ofs & 255));
+    } else {
+        size_t far = ofs - LZ_MAX_DISTANCE;
+        put(o, 255);
+        put(o, (uint8_t)(far >> 8));
+        put(o, (uint8_t)(far & 255));
+    }
+}
+
+static void put_byte_literals(Out *o, const uint8_t *b, size_t from, size_t to)
+{
+    while (from < to) {
+        size_t n = to - from;
+        if (n > LZ_MAX_COPY) n = LZ_MAX_COPY;
+        put(o, (uint8_t)(n - 1));
+        memcpy(o->buf + o->len, b + from, n);
+        o->len += n;
+        from += n;
+    }
+}
+
+/* How many bytes from a equal those from b, at most max (eight at a time). */
+static inline size_t extend_bytes(const uint8_t *a, const uint8_t *b, size_t max)
+{
+    size_t n = 0;
+    while (n + 8 <= max) {
+        uint64_t x, y;
+        memcpy(&x, a + n, 8);
+        memcpy(&y, b + n, 8);
+        if (x != y) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            return n + ((unsigned)__builtin_clzll(x ^ y) >> 3);
+#else
+            return n + ((unsigned)__builtin_ctzll(x ^ y) >> 3);
+#endif
+        }
+        n += 8;
+    }
+    while (n < max && a[n] == b[n]) n++;
+    return n;
+}
+
+static inline uint32_t hash_bytes4(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return (uint32_t)((v * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - LZ_HASH_BITS));
+}
+
+/* Byte LZ over b[0..n) (the same candidates as LZ_RGB32: a run, the row above, the last
+ * distance, a hash chain over 4-byte keys); table/chain as for lz_encode_rgb32. */
+static void lz_encode_bytes(Out *o, const uint8_t *b, size_t n, size_t stride, uint32_t *table, uint32_t *chain)
+{
+    memset(table, 0xff, sizeof(uint32_t) * LZ_TABLE_SLOTS);
+    size_t i = 0, lit = 0, rep = 0, keyed_to = 0;
+    while (i < n) {
+        size_t best = 0, best_d = 0, left = n - i;
+        if (i > 0 && b[i] == b[i - 1]) {
+            best = 1 + extend_bytes(b + i + 1, b + i, left - 1);
+            best_d = 1;
+        }
+        if (i >= stride && stride > 1 && stride - 1 <= LZ_MAX_FAR && best < left && b[i + best] == b[i + best - stride]) {
+            size_t l = extend_bytes(b + i, b + i - stride, left);
+            if (l > best) best = l, best_d = stride;
+        }
+        if (rep && i >= rep && best < left && b[i + best] == b[i + best - rep]) {
+            size_t l = extend_bytes(b + i, b + i - rep, left);
+            if (l > best) best = l, best_d = rep;
+        }
+        if (best < left && i + 4 <= n) {
+            /* key every position passed over since the last look (a match's too) */
+            for (size_t k = keyed_to; k < i && k + 4 <= n; k++) {
+                uint32_t hv = hash_bytes4(b + k);
+                chain[k % LZ_CHAIN_SLOTS] = table[hv];
+                table[hv] = (uint32_t)k;
+            }
+            uint32_t hv = hash_bytes4(b + i);
+            uint32_t c = table[hv];
+            chain[i % LZ_CHAIN_SLOTS] = c;
+            table[hv] = (uint32_t)i;
+            keyed_to = i + 1;
+            for (int depth = 0; depth < LZ_CHAIN_DEPTH && best < LZ_NICE && c != UINT32_MAX && i - c - 1 <= LZ_MAX_FAR;
+                 depth++) {
+                if (b[i + best] == b[c + best]) {
+                    size_t l = extend_bytes(b + i, b + c, left);
+                    if (l > best) best = l, best_d = i - c;
+                    if (best >= LZ_NICE || best == left) break;
+                }
+                c = chain[c % LZ_CHAIN_SLOTS];
+            }
+        }
+        if (best >= PLT_MIN_MATCH + (best_d > LZ_MAX_DISTANCE)) { /* a far code costs 4 bytes */
+            put_byte_literals(o, b, lit, i);
+            put_plt_match(o, best_d, best);
+            if (best_d != 1 && best_d != stride) rep = best_d;
+            i = lit = i + best;
+            /* inside a run nothing new is worth keying */
+            if (best_d == 1) keyed_to = i;
+        } else {
+            i++;
+        }
+    }
+    put_byte_literals(o, b, lit, n);
+}
+
 /* ------------------------------------------------------------------ buffers from Python */
 
 /* A C view of a (height, width, 4) uint8 buffer whose pixels are contiguous within a row. */
@@ -373,6 +597,72 @@ static PyObject *py_encode_lz(PyObject *self, PyObject *arg)
     PyBuffer_Release(&p.view);
     free(px);
     return finish(&o);
+}
+
+/* encode_lz_plt(pixels) -> (type, data, palette) or None: the LZ_PLT1_BE or LZ_PLT4_BE
+ * stream of a picture of at most 16 colours (None above that), and its palette as
+ * little-endian u32 words (B, G, R, 0), at least 2 (PLT1 decoders read entries 0 and 1). */
+static PyObject *py_encode_lz_plt(PyObject *self, PyObject *arg)
+{
+    Pixels p;
+    if (get_pixels(arg, &p) < 0) return NULL;
+    size_t n = p.w * p.h;
+    if (n * 4 > LZ_MAX_IMAGE_BYTES) {
+        PyBuffer_Release(&p.view);
+        PyErr_SetString(PyExc_ValueError, "LZ images hold less than 1 GiB (what clients accept)");
+        return NULL;
+    }
+    const size_t nstride = (p.w + 1) / 2, bstride = (p.w + 7) / 8;
+    size_t bound = 2 * nstride * p.h + 256; /* no code costs twice the bytes it stands for */
+    uint32_t *table = malloc((LZ_TABLE_SLOTS + LZ_CHAIN_SLOTS) * sizeof(uint32_t));
+    uint8_t *nib = malloc(nstride * p.h + bstride * p.h);
+    Out o = {malloc(bound), 0, bound};
+    if (!table || !nib || !o.buf) {
+        free(table), free(nib), free(o.buf);
+        PyBuffer_Release(&p.view);
+        return PyErr_NoMemory();
+    }
+    uint32_t *chain = table + LZ_TABLE_SLOTS;
+    uint32_t pal[PLT_MAX_COLOURS];
+    unsigned ncol, type = 0;
+    Py_BEGIN_ALLOW_THREADS
+    ncol = index_pass(p.base, p.w, p.h, p.row_stride, nib, nstride, pal);
+    if (ncol <= PLT_MAX_COLOURS) {
+        const uint8_t *rows = nib;
+        size_t stride = nstride;
+        type = LZ_TYPE_PLT4_BE;
+        if (ncol <= 2) {
+            uint8_t *bits = nib + nstride * p.h;
+            nibbles_to_bits(bits, bstride, nib, nstride, p.w, p.h);
+            rows = bits, stride = bstride, type = LZ_TYPE_PLT1_BE;
+        }
+        put32(&o, LZ_MAGIC);
+        put32(&o, LZ_VERSION);
+        put32(&o, type);
+        put32(&o, (uint32_t)p.w);
+        put32(&o, (uint32_t)p.h);
+        put32(&o, (uint32_t)stride);
+        put32(&o, 1); /* top_down */
+        lz_encode_bytes(&o, rows, stride * p.h, stride, table, chain);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&p.view);
+    free(table);
+    free(nib);
+    if (ncol > PLT_MAX_COLOURS) {
+        free(o.buf);
+        Py_RETURN_NONE;
+    }
+    unsigned nent = ncol < 2 ? 2 : ncol;
+    uint8_t ents[4 * PLT_MAX_COLOURS];
+    for (unsigned k = 0; k < nent; k++) {
+        uint32_t c = pal[k < ncol ? k : 0];
+        ents[4 * k] = (uint8_t)c, ents[4 * k + 1] = (uint8_t)(c >> 8), ents[4 * k + 2] = (uint8_t)(c >> 16);
+        ents[4 * k + 3] = 0;
+    }
+    PyObject *data = finish(&o);
+    if (!data) return NULL;
+    return Py_BuildValue("(INy#)", type, data, (const char *)ents, (Py_ssize_t)(4 * nent));
 }
 
 /* ------------------------------------------------------------------ GLZ dictionary */
@@ -850,6 +1140,8 @@ static PyTypeObject GlzDictType = {
 
 static PyMethodDef methods[] = {
     {"encode_lz", py_encode_lz, METH_O, "encode_lz(pixels) -> bytes: LZ_RGB32 data of a (h, w, 4) BGRX array"},
+    {"encode_lz_plt", py_encode_lz_plt, METH_O,
+     "encode_lz_plt(pixels) -> (lz_type, data, palette) | None: LZ_PLT1_BE/PLT4_BE data of a picture of <= 16 colours"},
     {NULL},
 };
 
@@ -867,5 +1159,6 @@ PyMODINIT_FUNC PyInit__lz(void)
         return NULL;
     }
     PyModule_AddIntConstant(m, "MAX_SIDE", LZ_MAX_SIDE);
+    PyModule_AddIntConstant(m, "PLT_MAX_COLOURS", PLT_MAX_COLOURS);
     return m;
 }

@@ -4,6 +4,8 @@
 
 #define LZ_MAGIC 0x20205a4cu /* "LZ  " read as a big-endian word */
 #define LZ_VERSION 0x00010001u /* 1.1 */
+#define LZ_TYPE_PLT1_BE 2 /* palette indices, 8 pixels a byte, leftmost in the top bit */
+#define LZ_TYPE_PLT4_BE 4 /* 2 pixels a byte, leftmost in the top nibble */
 #define LZ_TYPE_RGB32 8
 #define LZ_TYPE_RGBA 9
 
