@@ -132,3 +132,31 @@ def test_a_view_only_clients_paste_and_resize_do_nothing(spawn, xvnc, tmp_path):
     mark = len(b.events)
     xclip_owner(xvnc, tmp_path, b"for the watcher too")
     assert paste(b, mark)["text"] == "for the watcher too"
+
+
+def test_primary_and_a_large_text_reach_x_and_a_release_keeps_them(spawn, xvnc):
+    server = x11_server(spawn, xvnc)
+    a, b = connect_clients(spawn, server, 2)
+    a.wait_event("agent", connected=True, timeout=30)
+    wait_until(lambda: a.command("agent", "agent")["caps0"] >> AgentCap.CLIPBOARD_SELECTION & 1, 20, "selection caps")
+    # PRIMARY (a middle-click paste in X) travels apart from CLIPBOARD.
+    mark_b = len(b.events)
+    a.command("clip_copy 1 selected words", "clip_copy")
+    wait_until(lambda: x_clipboard(xvnc, "primary") == "selected words", 30, "A's PRIMARY in X")
+    assert paste(b, mark_b, sel=1)["text"] == "selected words"
+    # ~200 kB of text: many AGENT_DATA chunks from spice-gtk, INCR to xclip.
+    big = "0123456789abcdef" * 12_500
+    a.command(f"clip_copy 0 {big}", "clip_copy")
+    wait_until(lambda: x_clipboard(xvnc) == big, 40, "the large text in X's CLIPBOARD")
+    # A releases its copy: what it copied was taken at once (eager) and is the desktop's
+    # now (agent_policy.client_release), so X keeps it, and B still pastes it.
+    mark_b = len(b.events)
+    a.command("clip_release 0", "clip_release")
+    a.command("clip_copy 1 a later selection", "clip_copy")  # a later message from A: the release is handled
+    wait_until(lambda: x_clipboard(xvnc, "primary") == "a later selection", 30, "A's later PRIMARY in X")
+    assert x_clipboard(xvnc) == big
+    assert paste(b, mark_b, sel=1)["text"] == "a later selection"
+    mark = len(b.events)
+    b.command("clip_request 0 1", "clip_request")
+    got = b.wait_for(lambda e: e.get("event") == "clip-data" and e["sel"] == 0, timeout=30, start=mark)
+    assert (got["size"], got["sha256"]) == (len(big), hashlib.sha256(big.encode()).hexdigest())
