@@ -47,19 +47,20 @@ def shows_text_line(fb: np.ndarray, typed: str) -> bool:
     return bool(np.array_equal(as_rgb(fb)[t.top : t.bottom, t.left : t.right], text_line(typed)))
 
 
-def chain(spawn, *upstream_args: str):
-    """(upstream demo, our server in front of it, our client, a client straight at the upstream)."""
-    upstream = spawn.harness(*upstream_args, paused=True)
+def chain(spawn, ours: int = 1):
+    """(upstream demo, our server in front of it, our clients, a client straight at the upstream)."""
+    upstream = spawn.harness(paused=True)
     server = spawn.harness("--source", f"spice://127.0.0.1:{upstream.port}", "--disable-ticketing")
-    (ours,) = connect_clients(spawn, server, 1)
+    clients = connect_clients(spawn, server, ours)
     wait_until(lambda: len(upstream.stats()["clients"]) == 1, 30, "our helper linked upstream")
     (direct,) = connect_clients(spawn, upstream, 1)
-    return upstream, server, ours, direct
+    return upstream, server, clients, direct
 
 
 def test_clipboard_and_resize_pass_through_to_an_upstream_with_an_agent(spawn):
-    upstream, server, ours, direct = chain(spawn)
-    ours.wait_event("agent", connected=True, timeout=60)
+    upstream, server, (ours, other), direct = chain(spawn, 2)
+    for c in (ours, other):
+        c.wait_event("agent", connected=True, timeout=60)
     wait_until(lambda: ours.command("agent", "agent")["caps0"] & CLIP, 30, "the clipboard offered through the VM")
 
     # Our client copies: the upstream desktop holds it (its own client pastes it, a Ctrl+V
@@ -73,27 +74,37 @@ def test_clipboard_and_resize_pass_through_to_an_upstream_with_an_agent(spawn):
     wait_until(lambda: shows_text_line(upstream.framebuffer(), secret), 30, "the text on the upstream demo's line")
     processes.wait_match(lambda: as_rgb(upstream.framebuffer()), [ours, direct], "the upstream's framebuffer", 30)
 
-    # Ctrl+C from our client copies the upstream demo's log: it reaches our client through
-    # the VM's agent, the same text the upstream's own client pastes.
-    marks = len(ours.events), len(direct.events)
+    # ~150 kB of text crosses both hops (many AGENT_DATA chunks on each).
+    big = "0123456789abcdef" * 9_000
+    mark = len(direct.events)
+    ours.command(f"clip_copy 0 {big}", "clip_copy")
+    assert paste(direct, mark) == big
+
+    # Ctrl+C from our client copies the upstream demo's log: it reaches both our clients
+    # through the VM's agent, the same text the upstream's own client pastes.
+    marks = len(ours.events), len(other.events), len(direct.events)
     press_ctrl(ours, KEY_C)
     got_ours = paste(ours, marks[0])
     assert "log: a line a second, and each typed line" in got_ours
-    assert got_ours == paste(direct, marks[1])
+    assert got_ours == paste(other, marks[1]) == paste(direct, marks[2])
+
+    # Our second client is not the primary: its size goes nowhere.
+    other.command("monitor 700 500", "monitor")
+    wait_until(lambda: server.stats()["agent"]["refused"].get("resize") == 1, 30, "the second client's resize refused")
 
     # A resize by our primary resizes the upstream demo; every client follows exactly.
     for w, h in ((900, 640), (1100, 700)):
         assert ours.command(f"monitor {w} {h}", "monitor")["ok"]
-        for c in (ours, direct):
+        for c in (ours, other, direct):
             c.wait_for(lambda e, w=w, h=h: e.get("event") == "primary-create" and (e["width"], e["height"]) == (w, h), timeout=40)
-        fb = processes.wait_match(lambda: as_rgb(upstream.framebuffer()), [ours, direct], "the upstream's framebuffer", 30)
+        fb = processes.wait_match(lambda: as_rgb(upstream.framebuffer()), [ours, other, direct], "the upstream's framebuffer", 30)
         assert fb.shape[:2] == (h, w)
 
 
 def test_our_clients_see_the_vms_agent_come_and_go(spawn):
     """The VM source tells our clients when the upstream's agent changes (desktop_changed):
     its agent gone, spice-gtk shows "agent: no"; back, "agent: yes" with the clipboard."""
-    upstream, server, ours, _direct = chain(spawn)
+    upstream, server, (ours,), _direct = chain(spawn)
     ours.wait_event("agent", connected=True, timeout=60)
     wait_until(lambda: ours.command("agent", "agent")["caps0"] & CLIP, 30, "the clipboard offered")
     upstream.command("desktop_abilities 0 1", "desktop_abilities")  # resize only upstream

@@ -102,7 +102,7 @@ def test_a_resize_from_the_primary_changes_the_x_screen_and_both_clients_follow(
     xvnc.spawn("xlogo", "-geometry", "300x250+400+200")
     a.wait_event("agent", connected=True, timeout=30)
     processes.wait_match(xvnc.root_image, [a, b], "the X root window", 30, 0.3)
-    for w, h in ((1024, 768), (1000, 700)):
+    for w, h in ((1024, 768), (1001, 667)):
         r = a.command(f"monitor {w} {h}", "monitor")
         assert r["ok"], r
         wait_until(lambda w=w, h=h: xvnc.size() == (w, h), 30, f"the X screen at {w}x{h}")
