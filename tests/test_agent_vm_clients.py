@@ -9,6 +9,9 @@ directly pastes it, its text line shows it, its surface has the new size.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 from support import processes
 from support.processes import as_rgb, connect_clients, wait_until
@@ -130,3 +133,43 @@ def test_an_upstream_without_an_agent_shows_no_agent(spawn, random_image):
     # spice-gtk itself refuses to send a monitor config with no agent there
     assert ours.command("monitor 900 640", "monitor")["ok"] is False
     assert upstream.framebuffer().shape[:2] == shot.shape[:2] == ours.framebuffer().shape[:2]
+
+
+def test_the_agent_goes_with_the_vm_and_comes_back_with_it(spawn):
+    """The upstream itself goes (the VM stops): our clients see "agent: no", not an agent
+    that still offers a clipboard and a resize nobody takes; a new upstream on the same
+    port brings the agent back, and a copy of ours reaches it."""
+    upstream, server, (ours,), _direct = chain(spawn)
+    ours.wait_event("agent", connected=True, timeout=60)
+    wait_until(lambda: ours.command("agent", "agent")["caps0"] & CLIP, 30, "the clipboard offered")
+    port = upstream.port
+    mark = len(ours.events)
+    upstream.proc.kill()
+    upstream.proc.wait(10)
+    ours.wait_for(lambda e: e.get("event") == "agent" and not e["connected"], timeout=30, start=mark)
+    again = spawn.harness("--port", str(port), paused=True)
+    again.port = port
+    mark = len(ours.events)
+    ours.wait_for(lambda e: e.get("event") == "agent" and e["connected"], timeout=60, start=mark)
+    wait_until(lambda: ours.command("agent", "agent")["caps0"] & CLIP, 30, "the clipboard offered again")
+    wait_until(lambda: len(again.stats()["clients"]) == 1, 30, "our helper linked to the new upstream")
+    (direct,) = connect_clients(spawn, again, 1)
+    mark = len(direct.events)
+    ours.command("clip_copy 0 after the VM came back", "clip_copy")
+    assert paste(direct, mark) == "after the VM came back"
+
+
+def test_the_agent_goes_when_the_helper_dies_with_the_vm(spawn):
+    """The helper is killed (no last word from it about the VM's agent) and the VM is gone
+    too: the source's own loss of the VM must tell our clients the agent went."""
+    upstream, server, (ours,), _direct = chain(spawn)
+    ours.wait_event("agent", connected=True, timeout=60)
+    wait_until(lambda: ours.command("agent", "agent")["caps0"] & CLIP, 30, "the clipboard offered")
+    helper = server.stats()["source_state"]["helper_pid"]
+    assert helper
+    mark = len(ours.events)
+    os.kill(helper, signal.SIGKILL)
+    upstream.proc.kill()  # before the helper's restart (0.5 s later) could see it
+    upstream.proc.wait(10)
+    ours.wait_for(lambda e: e.get("event") == "agent" and not e["connected"], timeout=30, start=mark)
+    assert ours.command("agent", "agent")["connected"] is False
