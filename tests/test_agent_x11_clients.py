@@ -160,3 +160,11 @@ def test_primary_and_a_large_text_reach_x_and_a_release_keeps_them(spawn, xvnc):
     b.command("clip_request 0 1", "clip_request")
     got = b.wait_for(lambda e: e.get("event") == "clip-data" and e["sel"] == 0, timeout=30, start=mark)
     assert (got["size"], got["sha256"]) == (len(big), hashlib.sha256(big.encode()).hexdigest())
+
+
+def test_what_x_held_before_the_server_started_is_offered(spawn, xvnc, tmp_path):
+    xclip_owner(xvnc, tmp_path, b"copied before the server")
+    wait_until(lambda: x_clipboard(xvnc) == "copied before the server", 20, "X's own CLIPBOARD")
+    server = x11_server(spawn, xvnc)
+    (a,) = connect_clients(spawn, server, 1)
+    assert paste(a, 0)["text"] == "copied before the server"
