@@ -258,7 +258,7 @@ class XClipboard:
 
     def take_current(self) -> None:
         """Fetch what other X clients own already: XFIXES tells only of later owners, and a
-        copy made in X before we connected (or while X was away from us) is offered too."""
+        copy made in X before we connected is offered too."""
         for selection in SELECTIONS:
             if selection in self.owned or selection in self.fetches:
                 continue
