@@ -25,10 +25,13 @@ from support.spice_peer import (
     VD_PNG,
     VD_UTF8_TEXT,
     SpicePeer,
+    clipboard_body,
+    clipboard_fields,
 )
 
 from spice_twisted.sources import vm_protocol as proto
 from spice_twisted.sources.desktop_agent import PNG, TEXT
+from spice_twisted.wire import agent as vd
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # opaque bytes: passed, not parsed
 
@@ -59,7 +62,18 @@ def calls(server) -> list:
 
 def clip(body: bytes) -> tuple[int, int, bytes]:
     """(selection, type, data) of a VDAgent CLIPBOARD with the selection prefix."""
-    return body[0], struct.unpack_from("<I", body, 4)[0], body[8:]
+    f = clipboard_fields(VD_CLIPBOARD, body)
+    return f["selection"], f["clip_type"], f["data"]
+
+
+def grab(body: bytes) -> tuple[int, list[int]]:
+    """(selection, types) of a VDAgent CLIPBOARD_GRAB with the selection prefix."""
+    f = clipboard_fields(VD_CLIPBOARD_GRAB, body)
+    return f["selection"], f["types"]
+
+
+def request(selection: int, kind: int) -> bytes:
+    return clipboard_body(VD_CLIPBOARD_REQUEST, selection, clip_type=kind)
 
 
 def test_clipboard_and_resize_pass_through_to_the_vms_agent(spawn, peer, tmp_path):
@@ -74,19 +88,18 @@ def test_clipboard_and_resize_pass_through_to_the_vms_agent(spawn, peer, tmp_pat
     text = "Grüße aus dem Client ✓".encode()
     mark = len(peer.agent_messages)
     set_clipboard(server, tmp_path, "CLIPBOARD", {TEXT: text})
-    grab = peer.wait_agent(VD_CLIPBOARD_GRAB, start=mark)
-    assert grab[0] == 0 and struct.unpack_from("<I", grab, 4)[0] == VD_UTF8_TEXT and len(grab) == 8
-    peer.agent_send(VD_CLIPBOARD_REQUEST, bytes([0, 0, 0, 0]) + struct.pack("<I", VD_UTF8_TEXT))
+    assert grab(peer.wait_agent(VD_CLIPBOARD_GRAB, start=mark)) == (0, [VD_UTF8_TEXT])
+    peer.agent_send(VD_CLIPBOARD_REQUEST, request(0, VD_UTF8_TEXT))
     assert clip(peer.wait_agent(VD_CLIPBOARD, start=mark)) == (0, VD_UTF8_TEXT, text)
 
     # PRIMARY with a PNG and text, both asked for by the VM
     big = ("line of text\n" * 8000).encode()  # ~100 kB: many AGENT_DATA chunks each way
     mark = len(peer.agent_messages)
     set_clipboard(server, tmp_path, "PRIMARY", {TEXT: big, PNG: PNG_BYTES})
-    grab = peer.wait_agent(VD_CLIPBOARD_GRAB, lambda b: b[0] == 1, start=mark)
-    assert sorted(struct.unpack_from("<2I", grab, 4)) == [VD_UTF8_TEXT, VD_PNG]
+    sel, types = grab(peer.wait_agent(VD_CLIPBOARD_GRAB, lambda b: grab(b)[0] == 1, start=mark))
+    assert sorted(types) == [VD_UTF8_TEXT, VD_PNG]
     for kind, data in ((VD_PNG, PNG_BYTES), (VD_UTF8_TEXT, big)):
-        peer.agent_send(VD_CLIPBOARD_REQUEST, bytes([1, 0, 0, 0]) + struct.pack("<I", kind))
+        peer.agent_send(VD_CLIPBOARD_REQUEST, request(1, kind))
         got = peer.wait_agent(VD_CLIPBOARD, lambda b, kind=kind: clip(b)[:2] == (1, kind), start=mark)
         assert clip(got)[2] == data
     assert calls(server) == []  # nothing of ours came back as the VM's
@@ -104,17 +117,18 @@ def test_clipboard_and_resize_pass_through_to_the_vms_agent(spawn, peer, tmp_pat
     mark = len(peer.agent_messages)
     r = server.command("agent_resize 1024 768", "agent_resize")
     assert "error" not in r, r
-    body = peer.wait_agent(VD_MONITORS_CONFIG, start=mark)
-    count, _flags = struct.unpack_from("<II", body)
-    height, width = struct.unpack_from("<II", body, 8)  # VDAgentMonConfig: height first
-    assert count >= 1 and (width, height) == (1024, 768)
+    config = vd.decode_message(VD_MONITORS_CONFIG, peer.wait_agent(VD_MONITORS_CONFIG, start=mark), selection=True)
+    first = config["monitors"][0]
+    assert config["num_of_monitors"] >= 1 and (first["width"], first["height"]) == (1024, 768)
     assert server.stats()["source_state"]["agent"]["resizes"] == 1
 
     # the VM's agent goes: nothing offered, nothing sent
     peer.copy(1, {VD_UTF8_TEXT: b"held by the VM"})
     wait_until(lambda: len(calls(server)) == 3, 20, "the VM's PRIMARY reported")
+    changes = server.command("agent_calls", "agent_calls")["changes"]
     peer.agent_disconnect()
     wait_until(lambda: not state()["can_resize"], 20, "the agent's loss seen")
+    assert server.command("agent_calls", "agent_calls")["changes"] == changes + 1  # the clients are told
     assert state()["clipboard_types"] == []
     assert calls(server)[3] == ("PRIMARY", None)  # what the VM held is gone with its agent
     mark = len(peer.agent_messages)

@@ -114,9 +114,13 @@ class VmAgent(DesktopAgent):
                 self.sink.desktop_clipboard(msg.selection, msg.contents or None)
 
     def gone(self) -> None:
-        """The helper or the VM went away: no agent until it says otherwise."""
-        self.flags = 0
+        """The helper or the VM went away: no agent until it says otherwise. (A helper that
+        dies has no last AgentState to send: the clients must hear it from here.)"""
+        had, self.flags = self.flags, 0
         self._clear()
+        if had and self.sink is not None:
+            self.log.info("the VM's agent: none (the VM is not served)")
+            self.sink.desktop_changed()
 
     def _clear(self) -> None:
         """What the VM held is gone with its agent."""

@@ -89,7 +89,7 @@ class X11Agent(DesktopAgent):
         reactor.addReader(self.reader)
         for selection, contents in self.wanted.items():
             self.clipboard.set(selection, contents)
-        self.reader.drain()
+        self._x_call(self.clipboard.take_current)  # what X held before (then the queued events)
 
     def detach(self) -> None:
         if self.reader is not None:

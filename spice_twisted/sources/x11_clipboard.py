@@ -254,8 +254,21 @@ class XClipboard:
             if self.foreign.pop(selection, False):
                 self.report(selection, None)
             return
+        self._start_fetch(selection, ev.selection_timestamp or ev.timestamp)
+
+    def take_current(self) -> None:
+        """Fetch what other X clients own already: XFIXES tells only of later owners, and a
+        copy made in X before we connected is offered too."""
+        for selection in SELECTIONS:
+            if selection in self.owned or selection in self.fetches:
+                continue
+            owner = self.conn.core.GetSelectionOwner(self.atom[selection]).reply().owner
+            if owner not in (NONE, self.window):
+                self._start_fetch(selection, CURRENT_TIME)
+
+    def _start_fetch(self, selection: str, timestamp: int) -> None:
         self.foreign[selection] = True
-        fetch = _Fetch(selection, ev.selection_timestamp or ev.timestamp, budget=self.max_bytes)
+        fetch = _Fetch(selection, timestamp, budget=self.max_bytes)
         fetch.timer = self.reactor.callLater(self.timeout, self._fetch_expired, selection, fetch)
         self.fetches[selection] = fetch
         self._convert(fetch, "TARGETS")

@@ -365,7 +365,10 @@ def _array(value, n, item=ctypes.c_uint8):
 
 def on_clip_data(main, selection, clip_type, data, size):
     raw = bytes(_array(data, size))[:size]
-    emit(event="clip-data", sel=selection, type=clip_type, size=size, text=raw.decode("utf-8", "replace"))
+    import hashlib
+
+    text = raw.decode("utf-8", "replace")
+    emit(event="clip-data", sel=selection, type=clip_type, size=size, text=text, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def on_clip_request(main, selection, clip_type):

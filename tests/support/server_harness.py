@@ -144,12 +144,17 @@ class AgentRecorder:
     """A sink for the source's desktop agent that keeps every call (a test's boundary)."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.calls = inner, []
+        self.inner, self.calls, self.changes = inner, [], 0
 
     def desktop_clipboard(self, selection, contents) -> None:
         self.calls.append([selection, None if contents is None else {k: base64.b64encode(v).decode() for k, v in contents.items()}])
         if self.inner is not None:
             self.inner.desktop_clipboard(selection, contents)
+
+    def desktop_changed(self) -> None:
+        self.changes += 1
+        if self.inner is not None:
+            self.inner.desktop_changed()
 
 
 class Control(LineReceiver):
@@ -185,7 +190,7 @@ class Control(LineReceiver):
             agent.start_agent(self.agent_recorder)
             self.reply(reply="agent_record")
         elif cmd == "agent_calls":
-            self.reply(reply="agent_calls", calls=self.agent_recorder.calls)
+            self.reply(reply="agent_calls", calls=self.agent_recorder.calls, changes=self.agent_recorder.changes)
         elif cmd == "agent_set_clipboard":
             contents = None
             if args[1] != "-":

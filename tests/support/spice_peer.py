@@ -13,35 +13,43 @@ With `agent=True` it also plays a VM's agent (spice-vdagent in a guest) on the m
 channel: agent_connected in MAIN_INIT, AGENT_DATA both ways carrying VDAgent messages
 (chunked at 2048 bytes, reassembled), tokens, ANNOUNCE_CAPABILITIES, the clipboard with
 selections (it answers every CLIPBOARD_REQUEST from what it was told to copy) and
-MONITORS_CONFIG (recorded, answered with a REPLY). Written here from the protocol's
-published layout (struct), since the project's own agent wire module lands separately.
+MONITORS_CONFIG (recorded, answered with a REPLY). The VDAgent framing and layouts are
+the project's sans-IO ones (spice_twisted/wire/agent.py), the SPICE framing wire/framer.py.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 
-from spice_twisted.wire.enums import ChannelType, ClipType, CommonCap, LinkError, MsgcMain, MsgMain, SurfaceFlags, SurfaceFormat
-from spice_twisted.wire.framer import HeaderWriter
+from spice_twisted.wire import agent as vd
+from spice_twisted.wire.enums import (
+    AgentCap,
+    AgentMsg,
+    AgentReply,
+    ChannelType,
+    ClipboardType,
+    ClipType,
+    CommonCap,
+    LinkError,
+    MsgcMain,
+    SurfaceFlags,
+    SurfaceFormat,
+)
+from spice_twisted.wire.framer import Framer, HeaderWriter
 from spice_twisted.wire.link import LinkDone, LinkFailed, LinkRequested, ServerLink, TicketReceived
 from spice_twisted.wire.messages import encode_body, message
 from spice_twisted.wire.ticket import LinkKey
 
 SESSION_ID = 0x5EED
 
-# VDAgent (spice-protocol's vd_agent.h), as much as the agent side here speaks
-VD_PROTOCOL = 1
-VD_HEADER = struct.Struct("<IIQI")  # protocol, type, opaque, size
-VD_CHUNK = 2048  # at most this many bytes of agent data per AGENT_DATA message
-VD_MONITORS_CONFIG, VD_REPLY, VD_CLIPBOARD, VD_ANNOUNCE_CAPABILITIES = 2, 3, 4, 6
-VD_CLIPBOARD_GRAB, VD_CLIPBOARD_REQUEST, VD_CLIPBOARD_RELEASE = 7, 8, 9
-VD_CAP_MONITORS_CONFIG, VD_CAP_REPLY, VD_CAP_CLIPBOARD_BY_DEMAND, VD_CAP_CLIPBOARD_SELECTION = 1, 2, 5, 6
-VD_SUCCESS = 1
-VD_UTF8_TEXT, VD_PNG = 1, 2
-AGENT_CAPS = (1 << VD_CAP_MONITORS_CONFIG) | (1 << VD_CAP_REPLY) | (1 << VD_CAP_CLIPBOARD_BY_DEMAND) | (1 << VD_CAP_CLIPBOARD_SELECTION)
+# The VDAgent names the tests use (spice_twisted/wire/enums.py has them all)
+VD_MONITORS_CONFIG, VD_CLIPBOARD = AgentMsg.MONITORS_CONFIG, AgentMsg.CLIPBOARD
+VD_CLIPBOARD_GRAB, VD_CLIPBOARD_REQUEST = AgentMsg.CLIPBOARD_GRAB, AgentMsg.CLIPBOARD_REQUEST
+VD_UTF8_TEXT, VD_PNG = ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG
+AGENT_CAPS = frozenset({AgentCap.MONITORS_CONFIG, AgentCap.REPLY, AgentCap.CLIPBOARD_BY_DEMAND, AgentCap.CLIPBOARD_SELECTION})
+MAX_CLIPBOARD = 32 * 1024 * 1024  # what the peer's agent takes in one CLIPBOARD
 
 
 class _Conn:
@@ -67,25 +75,16 @@ class _Conn:
 
     def read_messages(self, leftover: bytes):
         """(type, body) of each client message until the connection ends."""
-        buf = bytearray(leftover)
-        head = 6 if self.mini else 18
+        framer = Framer(self.mini)
+        data = leftover
         while True:
-            while len(buf) >= head:
-                if self.mini:
-                    msg_type, size = struct.unpack_from("<HI", buf)
-                else:
-                    _serial, msg_type, size, _sub = struct.unpack_from("<QHII", buf)
-                if len(buf) < head + size:
-                    break
-                yield msg_type, bytes(buf[head : head + size])
-                del buf[: head + size]
+            yield from framer.feed(data)
             try:
                 data = self.sock.recv(65536)
             except OSError:
                 return
             if not data:
                 return
-            buf += data
 
 
 class SpicePeer:
@@ -98,7 +97,7 @@ class SpicePeer:
         self.agent_messages: list[tuple[int, bytes]] = []  # (VDAgent type, body) from the client
         self.agent_started = threading.Event()
         self.copied: dict[int, dict[int, bytes]] = {}  # selection -> VDAgent type -> bytes ("in the VM")
-        self._agent_buf = bytearray()
+        self._agent_stream = vd.AgentStream(MAX_CLIPBOARD)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.display: _Conn | None = None
@@ -184,51 +183,44 @@ class SpicePeer:
             elif msg_type == MsgcMain.AGENT_START and self.agent:
                 self.agent_started.set()
             elif msg_type == MsgcMain.AGENT_DATA and self.agent:
-                conn.send_raw(conn.headers.frame(MsgMain.AGENT_TOKEN, struct.pack("<I", 1)))  # one back per message
+                conn.send(ChannelType.MAIN, "AGENT_TOKEN", {"num_tokens": 1})  # one back per message
                 self._agent_data(body)
 
     # --- the agent ------------------------------------------------------------------------
     def _agent_data(self, chunk: bytes) -> None:
         """Chunks of VDAgent messages from the client: whole messages are handled."""
-        buf = self._agent_buf
-        buf += chunk
-        while len(buf) >= VD_HEADER.size:
-            _proto, kind, _opaque, size = VD_HEADER.unpack_from(buf)
-            if len(buf) < VD_HEADER.size + size:
-                return
-            body = bytes(buf[VD_HEADER.size : VD_HEADER.size + size])
-            del buf[: VD_HEADER.size + size]
-            self.agent_messages.append((kind, body))
-            self._agent_message(kind, body)
+        for msg in self._agent_stream.feed(chunk):
+            self.agent_messages.append((msg.type, msg.data))
+            self._agent_message(msg.type, msg.data)
 
     def _agent_message(self, kind: int, body: bytes) -> None:
-        if kind == VD_ANNOUNCE_CAPABILITIES:
-            (request,) = struct.unpack_from("<I", body)
-            if request:
-                self.agent_send(VD_ANNOUNCE_CAPABILITIES, struct.pack("<II", 0, AGENT_CAPS))
-        elif kind == VD_MONITORS_CONFIG:
-            self.agent_send(VD_REPLY, struct.pack("<II", VD_MONITORS_CONFIG, VD_SUCCESS))
-        elif kind == VD_CLIPBOARD_REQUEST:
-            sel, want = body[0], struct.unpack_from("<I", body, 4)[0]
+        if kind == AgentMsg.ANNOUNCE_CAPABILITIES:
+            if vd.decode_message(kind, body, selection=True)["request"]:
+                self.agent_send(AgentMsg.ANNOUNCE_CAPABILITIES, vd.caps_message(AGENT_CAPS, request=False))
+        elif kind == AgentMsg.MONITORS_CONFIG:
+            reply = {"type": AgentMsg.MONITORS_CONFIG, "error": AgentReply.SUCCESS}
+            self.agent_send(AgentMsg.REPLY, vd.encode_message(AgentMsg.REPLY, reply))
+        elif kind == AgentMsg.CLIPBOARD_REQUEST:
+            req = vd.decode_message(kind, body, selection=True)
+            sel, want = req["selection"], req["clip_type"]
             data = self.copied.get(sel, {}).get(want)
             if data is not None:
-                self.agent_send(VD_CLIPBOARD, bytes([sel, 0, 0, 0]) + struct.pack("<I", want) + data)
+                self.agent_send(AgentMsg.CLIPBOARD, clipboard_body(AgentMsg.CLIPBOARD, sel, clip_type=want, data=data))
 
     def agent_send(self, kind: int, body: bytes) -> None:
         """One VDAgent message to the client, in AGENT_DATA chunks of at most 2048 bytes."""
         assert self.main is not None
-        data = VD_HEADER.pack(VD_PROTOCOL, kind, 0, len(body)) + body
-        for i in range(0, len(data), VD_CHUNK):
-            self.main.send_raw(self.main.headers.frame(MsgMain.AGENT_DATA, data[i : i + VD_CHUNK]))
+        for piece in vd.chunks(kind, body):
+            self.main.send(ChannelType.MAIN, "AGENT_DATA", {"data": piece})
 
     def copy(self, selection: int, contents: dict[int, bytes]) -> None:
         """The guest copies: its agent grabs `selection` with these types."""
         self.copied[selection] = contents
-        self.agent_send(VD_CLIPBOARD_GRAB, bytes([selection, 0, 0, 0]) + struct.pack(f"<{len(contents)}I", *contents))
+        self.agent_send(AgentMsg.CLIPBOARD_GRAB, clipboard_body(AgentMsg.CLIPBOARD_GRAB, selection, types=list(contents)))
 
     def release(self, selection: int) -> None:
         self.copied.pop(selection, None)
-        self.agent_send(VD_CLIPBOARD_RELEASE, bytes([selection, 0, 0, 0]))
+        self.agent_send(AgentMsg.CLIPBOARD_RELEASE, clipboard_body(AgentMsg.CLIPBOARD_RELEASE, selection))
 
     def agent_disconnect(self) -> None:
         assert self.main is not None
@@ -285,3 +277,13 @@ class SpicePeer:
             except OSError:
                 pass
             s.close()
+
+
+def clipboard_body(kind: AgentMsg, selection: int, **fields: object) -> bytes:
+    """A clipboard message's body with the selection prefix (the peer's agent has the cap)."""
+    return vd.encode_message(kind, {"selection": selection, **fields}, selection=True)
+
+
+def clipboard_fields(kind: AgentMsg, body: bytes) -> dict:
+    """The fields of a clipboard message from the client (selection, clip_type, types, data)."""
+    return vd.decode_message(kind, body, selection=True)
