@@ -22,11 +22,9 @@ import errno
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from twisted.internet import tcp
-
-from .link import PortRouter
 
 try:
     IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))  # buffers one sendmsg takes (Linux: 1024)
@@ -96,10 +94,20 @@ class VectorWriter:
         self.transport.writeSequence(rest)
 
 
+@runtime_checkable
+class Router(Protocol):
+    """What a channel's transport offers when it is the port router (channels/link.py's
+    `PortRouter`; named here by its shape, since link.py knows the channels): the
+    connection's own transport, and its WebSocket if it is one."""
+
+    transport: Any
+    websocket: Any
+
+
 def vector_writer_for(transport: Any) -> VectorWriter | None:
     """A writer for a channel's transport if it is plain TCP under the port router (no TLS,
     no WebSocket) and Twisted's transport is the one this module knows; else None."""
-    if not isinstance(transport, PortRouter) or transport.websocket is not None:
+    if not isinstance(transport, Router) or transport.websocket is not None:
         return None
     real = transport.transport
     if not isinstance(real, tcp.Connection) or not all(hasattr(real, a) for a in _BUFFER_ATTRS):
