@@ -86,7 +86,7 @@ class ChannelClient(TwistedProtocol):
         self.connected = False
         self.bytes_sent = 0
         self.writes = 0  # calls into the transport (writeSequence of a batch, or a part)
-        self._writer: VectorWriter | None = None  # plain TCP display channels: see _write
+        self._writer: VectorWriter | None = None  # plain TCP display channels: see _vector_writer
         self._writer_looked = False
         self._draining = False  # drain() is running (a write may call it again)
         self._drain_again = False
@@ -338,7 +338,9 @@ class ChannelClient(TwistedProtocol):
         if given: a send turn's share). True if a limit stopped it with more ready.
 
         On a plain transport the messages ready go out in one writeSequence per BATCH_BYTES
-        (header, per-client prefix, the shared payload's bytes: references, not copies).
+        (header, per-client prefix, the shared payload's bytes: references, not copies); a
+        display channel on plain TCP gives them to the socket in one sendmsg instead, and
+        the transport gets only what the socket leaves (vector_write.py).
         Over TLS each message is its own write, so each ends a TLS record (tls.py). A large
         message goes out a part at a time, each only when the transport wants more, so a
         frame shared by many pipes is never buffered whole for every connection. The ACK
