@@ -27,6 +27,7 @@ from ..wire.channel import AckCredit, ChannelCore, Pong, ProbePong, ProtocolErro
 from ..wire.enums import ChannelType
 from ..wire.link import LinkRequest
 from .pipe import Pipe, PipeItem
+from .vector_write import VectorWriter, vector_writer_for
 
 if TYPE_CHECKING:
     from ..guard import Guard
@@ -40,6 +41,9 @@ VISIT_MESSAGES = 64  # a send turn's visit writes at most this many messages ...
 VISIT_BYTES = 1 << 20  # ... or bytes, then the next ready client's turn comes
 CLOSE_GRACE = 10.0  # seconds a polite close may wait for the peer to read what is left
 TURN_BUDGET = 0.02  # seconds of one reactor turn a channel may spend on what it received
+# Channels whose plain TCP writes go to the socket as vectors of the shared pieces
+# (vector_write.py): the display channel, where one payload goes to every client.
+VECTORED_CHANNELS = frozenset({ChannelType.DISPLAY})
 _DONE = object()
 
 Parts = list[bytes]
@@ -82,6 +86,8 @@ class ChannelClient(TwistedProtocol):
         self.connected = False
         self.bytes_sent = 0
         self.writes = 0  # calls into the transport (writeSequence of a batch, or a part)
+        self._writer: VectorWriter | None = None  # plain TCP display channels: see _vector_writer
+        self._writer_looked = False
         self._draining = False  # drain() is running (a write may call it again)
         self._drain_again = False
         self.draws_sent = 0
@@ -153,6 +159,7 @@ class ChannelClient(TwistedProtocol):
             self._close_timer.cancel()
         self._close_timer = None
         self._partial = None
+        self._writer, self._writer_looked = None, True
         self._inbox.clear()
         self.on_disconnected()
         self.pipe.clear()
@@ -331,7 +338,9 @@ class ChannelClient(TwistedProtocol):
         if given: a send turn's share). True if a limit stopped it with more ready.
 
         On a plain transport the messages ready go out in one writeSequence per BATCH_BYTES
-        (header, per-client prefix, the shared payload's bytes: references, not copies).
+        (header, per-client prefix, the shared payload's bytes: references, not copies); a
+        display channel on plain TCP gives them to the socket in one sendmsg instead, and
+        the transport gets only what the socket leaves (vector_write.py).
         Over TLS each message is its own write, so each ends a TLS record (tls.py). A large
         message goes out a part at a time, each only when the transport wants more, so a
         frame shared by many pipes is never buffered whole for every connection. The ACK
@@ -393,6 +402,9 @@ class ChannelClient(TwistedProtocol):
                     if batch:
                         self._write_batch(batch)
                         batch, batched = [], 0
+                    if batching and self._vector_writer() is not None:
+                        self._partial = (item, [header, *parts], 0, 0)  # the header goes with the first piece
+                        continue
                     self._partial = (item, parts, 0, 0)  # before the write, see _write_chunk
                     self.writes += 1
                     self.transport.write(header)
@@ -413,9 +425,22 @@ class ChannelClient(TwistedProtocol):
             if batch and self.connected:
                 self._write_batch(batch)
 
+    def _vector_writer(self) -> VectorWriter | None:
+        """The socket writer of a plain TCP display channel (looked up at its first write:
+        the transport is known only once connected), else None."""
+        if not self._writer_looked:
+            self._writer_looked = True
+            if not self.secure and self.channel_type in VECTORED_CHANNELS and self.connected:
+                self._writer = vector_writer_for(self.transport)
+        return self._writer
+
     def _write_batch(self, batch: list[bytes]) -> None:
         self.writes += 1
-        self.transport.writeSequence(batch)
+        writer = self._vector_writer()
+        if writer is not None:
+            writer.write(batch)  # to the socket from the shared pieces; the rest to the transport
+        else:
+            self.transport.writeSequence(batch)
 
     def _write_chunk(self) -> None:
         # State first: transport.write may call pauseProducing/resumeProducing (and so
@@ -423,6 +448,10 @@ class ChannelClient(TwistedProtocol):
         # Twisted's transports take only bytes: a piece of a shared payload becomes bytes
         # here, once per client and CHUNK at a time (docs/architecture.md, "Writes").
         assert self._partial is not None
+        writer = self._vector_writer()
+        if writer is not None:
+            self._write_vector_chunk(writer)
+            return
         item, parts, index, offset = self._partial
         part = parts[index]
         end = min(offset + CHUNK, len(part))
@@ -435,6 +464,27 @@ class ChannelClient(TwistedProtocol):
             self._partial = None
         self.writes += 1
         self.transport.write(bytes(piece) if not isinstance(piece, bytes) else piece)
+        if self._partial is None:
+            self.item_sent(item)
+
+    def _write_vector_chunk(self, writer: VectorWriter) -> None:
+        """The next part of a large message to the socket: whole parts (the header, shared
+        pieces of at most CHUNK) until CHUNK bytes are taken; only a part larger than CHUNK
+        is cut, as a view. One sendmsg; what the socket leaves goes to the transport, which
+        pauses us past its buffer size, so at most about a piece waits there per client."""
+        assert self._partial is not None
+        item, parts, index, offset = self._partial
+        out: list[Any] = []
+        total = 0
+        while index < len(parts) and total < CHUNK:
+            part = parts[index]
+            end = min(len(part), offset + CHUNK)
+            out.append(part if offset == 0 and end == len(part) else memoryview(part)[offset:end])
+            total += end - offset
+            index, offset = (index + 1, 0) if end == len(part) else (index, end)
+        self._partial = (item, parts, index, offset) if index < len(parts) else None
+        self.writes += 1
+        writer.write(out)
         if self._partial is None:
             self.item_sent(item)
 
