@@ -8,17 +8,14 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from support.agent_demo import paste, press_ctrl, shows_text_line
 from support.processes import as_rgb, connect_clients, free_port, wait_match, wait_until
 from twisted.python import usage
 
 from spice_twisted.agent_policy import ClipboardMode
 from spice_twisted.options import Options
-from spice_twisted.sources.demo import TEXT_BOX, DemoSource
 from spice_twisted.wire.enums import AgentCap
-
-CTRL = 0x1D
 
 
 def sids(server) -> list[int]:
@@ -28,35 +25,6 @@ def sids(server) -> list[int]:
 
 def events(client, name: str) -> list[dict]:
     return [e for e in client.events if e.get("event") == name]
-
-
-def press_ctrl(client, key: int) -> None:
-    client.send(f"keydown {CTRL:#x}")
-    client.send(f"key {key:#x}")
-    client.send(f"keyup {CTRL:#x}")
-
-
-def paste(receiver, sel: int = 0) -> str:
-    """Paste like a viewer: wait for the agent's grab, ask for UTF8_TEXT, return the text."""
-    receiver.wait_for(lambda e: e.get("event") == "clip-grab" and e["sel"] == sel and 1 in e["types"], timeout=20)
-    start = len(receiver.events)
-    receiver.command(f"clip_request {sel} 1", "clip_request")
-    got = receiver.wait_for(lambda e: e.get("event") == "clip-data" and e["sel"] == sel, timeout=20, start=start)
-    assert got["type"] == 1, got
-    return got["text"]
-
-
-def text_line(typed: str) -> np.ndarray:
-    """The demo's text line showing `typed` (RGB), as the demo draws it."""
-    demo = DemoSource()
-    demo.typed = typed
-    return as_rgb(demo._text_pixels())
-
-
-def shows_text_line(client, typed: str) -> bool:
-    t = TEXT_BOX
-    fb = as_rgb(client.framebuffer())
-    return bool(np.array_equal(fb[t.top : t.bottom, t.left : t.right], text_line(typed)))
 
 
 def send_file(client, path: Path) -> tuple[dict, dict]:
@@ -103,7 +71,7 @@ def test_text_from_one_client_reaches_the_demo_and_the_other_client(spawn, tmp_p
     # both clients then show.
     press_ctrl(b, 0x2F)
     for c in (a, b):
-        wait_until(lambda c=c: shows_text_line(c, secret), timeout=20, what="the pasted text on the demo's text line")
+        wait_until(lambda c=c: shows_text_line(c.framebuffer(), secret), timeout=20, what="the pasted text on the demo's text line")
     # A PRIMARY selection travels the same way.
     a.command("clip_copy 1 primary words", "clip_copy")
     assert paste(b, sel=1) == "primary words"

@@ -12,42 +12,14 @@ from __future__ import annotations
 import os
 import signal
 
-import numpy as np
 from support import processes
+from support.agent_demo import paste, press_ctrl, shows_text_line
 from support.processes import as_rgb, connect_clients, wait_until
 
-from spice_twisted.sources.demo import TEXT_BOX, DemoSource
 from spice_twisted.wire.enums import AgentCap
 
-CTRL, KEY_C, KEY_V = 0x1D, 0x2E, 0x2F
+KEY_C, KEY_V = 0x2E, 0x2F
 CLIP = 1 << AgentCap.CLIPBOARD_BY_DEMAND
-
-
-def press_ctrl(client, key: int) -> None:
-    client.send(f"keydown {CTRL:#x}")
-    client.send(f"key {key:#x}")
-    client.send(f"keyup {CTRL:#x}")
-
-
-def paste(receiver, start: int, sel: int = 0) -> str:
-    """Wait for a grab offering UTF8_TEXT after event `start`, request it, return the text."""
-    receiver.wait_for(lambda e: e.get("event") == "clip-grab" and e["sel"] == sel and 1 in e["types"], timeout=40, start=start)
-    mark = len(receiver.events)
-    receiver.command(f"clip_request {sel} 1", "clip_request")
-    got = receiver.wait_for(lambda e: e.get("event") == "clip-data" and e["sel"] == sel, timeout=40, start=mark)
-    assert got["type"] == 1, got
-    return got["text"]
-
-
-def text_line(typed: str) -> np.ndarray:
-    demo = DemoSource()
-    demo.typed = typed
-    return as_rgb(demo._text_pixels())
-
-
-def shows_text_line(fb: np.ndarray, typed: str) -> bool:
-    t = TEXT_BOX
-    return bool(np.array_equal(as_rgb(fb)[t.top : t.bottom, t.left : t.right], text_line(typed)))
 
 
 def chain(spawn, ours: int = 1):
@@ -72,7 +44,7 @@ def test_clipboard_and_resize_pass_through_to_an_upstream_with_an_agent(spawn):
     mark = len(direct.events)
     ours.command(f"clip_copy 0 {secret}", "clip_copy")
     ours.wait_event("clip-request", sel=0, type=1, answered=True, timeout=30)
-    assert paste(direct, mark) == secret
+    assert paste(direct, start=mark, timeout=40) == secret
     press_ctrl(ours, KEY_V)
     wait_until(lambda: shows_text_line(upstream.framebuffer(), secret), 30, "the text on the upstream demo's line")
     processes.wait_match(lambda: as_rgb(upstream.framebuffer()), [ours, direct], "the upstream's framebuffer", 30)
@@ -81,15 +53,15 @@ def test_clipboard_and_resize_pass_through_to_an_upstream_with_an_agent(spawn):
     big = "0123456789abcdef" * 9_000
     mark = len(direct.events)
     ours.command(f"clip_copy 0 {big}", "clip_copy")
-    assert paste(direct, mark) == big
+    assert paste(direct, start=mark, timeout=40) == big
 
     # Ctrl+C from our client copies the upstream demo's log: it reaches both our clients
     # through the VM's agent, the same text the upstream's own client pastes.
     marks = len(ours.events), len(other.events), len(direct.events)
     press_ctrl(ours, KEY_C)
-    got_ours = paste(ours, marks[0])
+    got_ours = paste(ours, start=marks[0], timeout=40)
     assert "log: a line a second, and each typed line" in got_ours
-    assert got_ours == paste(other, marks[1]) == paste(direct, marks[2])
+    assert got_ours == paste(other, start=marks[1], timeout=40) == paste(direct, start=marks[2], timeout=40)
 
     # Our second client is not the primary: its size goes nowhere.
     other.command("monitor 700 500", "monitor")
@@ -156,7 +128,7 @@ def test_the_agent_goes_with_the_vm_and_comes_back_with_it(spawn):
     (direct,) = connect_clients(spawn, again, 1)
     mark = len(direct.events)
     ours.command("clip_copy 0 after the VM came back", "clip_copy")
-    assert paste(direct, mark) == "after the VM came back"
+    assert paste(direct, start=mark, timeout=40) == "after the VM came back"
 
 
 def test_the_agent_goes_when_the_helper_dies_with_the_vm(spawn):

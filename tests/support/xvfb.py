@@ -58,9 +58,24 @@ class Xvfb:
                 return n
         raise RuntimeError("no free X display number from :90 up")
 
+    def _launch(self, argv: list[str], name: str) -> None:
+        """Start the X server `argv` (its output in TMP/NAME-N.log) and wait until it answers."""
+        path = self.tmp / f"{name}-{self.number}.log"
+        with open(path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while (
+            not os.path.exists(f"/tmp/.X11-unix/X{self.number}")
+            or subprocess.run(["xdpyinfo"], env=self.env(), capture_output=True).returncode
+        ):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} {self.display} exited: {path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} {self.display} not ready")
+            time.sleep(0.05)
+
     def start(self, size: tuple[int, int] | None = None) -> None:
         w, h = self.max_size
-        log = open(self.tmp / f"xvfb-{self.number}.log", "ab")
         argv = [
             "Xvfb",
             self.display,
@@ -74,18 +89,7 @@ class Xvfb:
             "tcp",
             *self.args,
         ]
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while (
-            not os.path.exists(f"/tmp/.X11-unix/X{self.number}")
-            or subprocess.run(["xdpyinfo"], env=self.env(), capture_output=True).returncode
-        ):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Xvfb {self.display} exited: {(self.tmp / f'xvfb-{self.number}.log').read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Xvfb {self.display} not ready")
-            time.sleep(0.05)
+        self._launch(argv, "xvfb")
         if size is not None and size != self.max_size:
             self.set_size(*size)
 

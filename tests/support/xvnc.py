@@ -8,10 +8,7 @@ its output VNC-0, as a desktop under a real driver does. Its RFB side is switche
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 from .xvfb import Xvfb
@@ -32,18 +29,6 @@ class Xvnc(Xvfb):
 
     def start(self, size: tuple[int, int] | None = None) -> None:
         w, h = size or self.initial
-        log = open(self.tmp / f"xvnc-{self.number}.log", "ab")
         argv = ["Xvnc", self.display, "-geometry", f"{w}x{h}", "-depth", str(self.depth), "-SecurityTypes", "None"]
         argv += ["-rfbport", "-1", "-nolisten", "tcp", "-noreset", *self.args]
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while (
-            not os.path.exists(f"/tmp/.X11-unix/X{self.number}")
-            or subprocess.run(["xdpyinfo"], env=self.env(), capture_output=True).returncode
-        ):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Xvnc {self.display} exited: {(self.tmp / f'xvnc-{self.number}.log').read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Xvnc {self.display} not ready")
-            time.sleep(0.05)
+        self._launch(argv, "xvnc")
