@@ -170,10 +170,10 @@ def test_client_lock_leds_reach_x(spawn, xvfb):
     server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     (a,) = connect_clients(spawn, server, 1)
     a.send("locks 6")  # Num and Caps on
-    wait_until(lambda: xset_locks(xvfb) == {"Caps Lock": True, "Num Lock": True}, 10, "X's Caps and Num Lock on")
+    wait_until(lambda: xset_locks(xvfb) == {"Caps Lock": True, "Num Lock": True}, 30, "X's Caps and Num Lock on")
     a.send("locks 2")  # Caps off
-    wait_until(lambda: xset_locks(xvfb) == {"Caps Lock": False, "Num Lock": True}, 10, "X's Caps Lock off")
-    wait_until(lambda: server.stats()["source_state"]["x_locks"] == 2, 10, "the source saw X's LEDs change")
+    wait_until(lambda: xset_locks(xvfb) == {"Caps Lock": False, "Num Lock": True}, 30, "X's Caps Lock off")
+    wait_until(lambda: server.stats()["source_state"]["x_locks"] == 2, 30, "the source saw X's LEDs change")
 
 
 def test_x_lock_leds_reach_every_client(spawn, xvfb):
@@ -181,10 +181,10 @@ def test_x_lock_leds_reach_every_client(spawn, xvfb):
     clients = connect_clients(spawn, server, 2)
     xvfb.run("xdotool", "key", "Caps_Lock")  # a keyboard on the X side
     for c in clients:
-        wait_until(lambda c=c: c.stats()["modifiers"] & 4, 10, "Caps Lock on in the client")
+        wait_until(lambda c=c: c.stats()["modifiers"] & 4, 30, "Caps Lock on in the client")
     xvfb.run("xdotool", "key", "Caps_Lock")
     for c in clients:
-        wait_until(lambda c=c: not c.stats()["modifiers"] & 4, 10, "Caps Lock off in the client")
+        wait_until(lambda c=c: not c.stats()["modifiers"] & 4, 30, "Caps Lock off in the client")
 
 
 def x_cursor(x: Xvfb) -> tuple[int, int, int, int]:
