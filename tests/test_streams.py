@@ -363,3 +363,34 @@ def test_a_client_that_stops_reading_holds_few_frames_and_recovers_at_a_key_fram
     _play(srv, [vp8, mjpeg], 3, first=30)
     for r in (vp8, mjpeg):
         assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def _stamps(r: Reader, start: int = 0) -> list[int]:
+    """The multimedia time of each STREAM_DATA from message `start` on."""
+    import struct
+
+    return [struct.unpack_from("<I", b, 4)[0] for t, b in r.messages[start:] if t == MsgDisplay.STREAM_DATA]
+
+
+def test_frames_are_stamped_ahead_by_each_clients_round_trip_then_by_its_reports():
+    """The play-ahead is per client: the link's round trip plus a margin before any report
+    (100 ms while none is measured), then what the reports say frames need: one whose
+    frames come 200 ms early is stamped closer to the clock, a late one further ahead."""
+    from spice_twisted.channels import display_streams as ds
+
+    caps = {*PLAYS, DisplayCap.STREAM_REPORT}
+    srv, readers = _server_and_readers(3, caps)
+    srv.mm_time = lambda: 5000  # the clock the main channel's INIT gives the client
+    for r in readers[1:]:
+        r.cc.client.link.rtt_sample(0.080)
+    _play(srv, readers, 6)
+    first = 5000 + 80 + ds.AHEAD_MARGIN_MS
+    assert [set(_stamps(r)) for r in readers] == [{5000 + ds.AHEAD_DEFAULT_MS}, {first}, {first}]
+    _report(readers[1], srv, 20, 0, 200)  # its frames came 200 ms before their time
+    _report(readers[2], srv, 20, 0, -40)  # 40 ms late
+    marks = [len(r.messages) for r in readers]
+    _play(srv, readers, 4, first=6)
+    got = [set(_stamps(r, m)) for r, m in zip(readers, marks, strict=True)]
+    assert got[0] == {5000 + ds.AHEAD_DEFAULT_MS}
+    assert got[1] == {first - (200 - ds.AHEAD_MARGIN_MS) // 2}  # down by half the excess
+    assert got[2] == {first + ds.AHEAD_MARGIN_MS + 40}  # up at once, to come a margin early

@@ -4,6 +4,7 @@ client the server creates for it."""
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
 LINK_TIMEOUT = 30.0  # the default of --link-timeout
 WEBSOCKET_START = b"GET "  # an HTTP upgrade request; SPICE starts with b"REDQ"
 CLOSE_GRACE = 5.0  # a WebSocket closed for an error: seconds to flush the close frame before the abort
+# A display channel's socket takes at most this many bytes not yet sent (TCP_NOTSENT_LOWAT):
+# what TCP has sent and not had acknowledged still follows the link (its congestion
+# window), but a slow client's backlog waits in our pipe, where a newer frame or a
+# refresh replaces it, not in a kernel send buffer of megabytes (docs/performance.md,
+# "In flight on a slow link"). None leaves the kernel's default.
+DISPLAY_NOTSENT_LOWAT: int | None = 128 * 1024
 
 
 def _channel_name(channel_type: int) -> str:
@@ -227,6 +234,8 @@ class LinkProtocol(Protocol):
             tls=self.secure,
             **({"websocket": True} if self.websocket else {}),
         )
+        if request.channel_type == ChannelType.DISPLAY and DISPLAY_NOTSENT_LOWAT is not None:
+            bound_unsent(self.transport, DISPLAY_NOTSENT_LOWAT)
         self.channel.makeConnection(self.transport)
         if early:
             self.channel.dataReceived(early)
@@ -296,6 +305,32 @@ class LinkProtocol(Protocol):
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
+def tcp_socket(transport: Any) -> socket.socket | None:
+    """The TCP socket under a transport: through our PortRouter and Twisted's TLS (whose
+    getHandle() is the OpenSSL connection), down to the TCP transport's own."""
+    for _ in range(4):
+        if transport is None:
+            return None
+        handle = getattr(transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def bound_unsent(transport: Any, nbytes: int) -> None:
+    """TCP_NOTSENT_LOWAT: the socket reports writable, and takes bytes, only while fewer than
+    `nbytes` wait unsent in it (Linux and macOS; elsewhere nothing changes)."""
+    sock = tcp_socket(transport)
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if sock is None or option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, nbytes)
+    except OSError:
+        pass  # not a TCP socket after all (a test's socketpair): the default stays
+
+
 class PortRouter(Protocol):
     """Every connection on a SPICE port, plain or inside TLS: the link protocol's transport.
 
