@@ -149,6 +149,7 @@ class Shaper:
         self._lock = threading.Lock()
         self._closed = False
         self.connections = 0
+        self.upstream_ports: list[int] = []  # each connection's local port towards the target, in order
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)  # inherited by accepted sockets
         self.listener.bind((HOST, 0))
@@ -189,6 +190,7 @@ class Shaper:
             with self._lock:
                 self._sockets += [client, server]
                 self.connections += 1
+                self.upstream_ports.append(server.getsockname()[1])
             done = threading.Barrier(2, action=lambda c=client, s=server: (c.close(), s.close()))
             _Direction(client, server, self.up, self.queue, done)
             _Direction(server, client, self.down, self.queue, done)
