@@ -17,6 +17,10 @@ A client that advertises STREAM_REPORT is asked for reports on each stream
 (STREAM_ACTIVATE_REPORT). A report of late or dropped frames puts it on the low tier for
 a while; a report that it cannot decode the stream (no frames, 0xffffffff drops) ends the
 stream on it and it gets the area as images from then on.
+
+Each frame's multimedia time is the server's clock (the one the main channel's INIT gave
+the client) plus this client's play-ahead: its link's round trip at first, then what its
+reports say its frames need to come a margin before their time (AHEAD_* below).
 """
 
 from __future__ import annotations
