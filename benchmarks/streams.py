@@ -10,7 +10,7 @@ decodes like Pillow. VP8 (codecs.video.Vp8Encoder, libvpx realtime through PyAV)
 inter frames' bytes, the encode time, PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
 and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
 
-    .venv/bin/python benchmarks/streams.py [--no-write]
+    .venv/bin/python benchmarks/streams.py [--no-write] [--parts codecs,server,latency] [--mbit 10,2]
 
 Part `server`: the server in-process (real channel clients on in-memory transports, a
 fake clock, encodes inline so the process's CPU time is all the server's work), a video
