@@ -10,7 +10,7 @@ decodes like Pillow. VP8 (codecs.video.Vp8Encoder, libvpx realtime through PyAV)
 inter frames' bytes, the encode time, PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
 and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
 
-    .venv/bin/python benchmarks/streams.py [--no-write]
+    .venv/bin/python benchmarks/streams.py [--no-write] [--parts codecs,server,latency] [--mbit 10,2]
 
 Part `server`: the server in-process (real channel clients on in-memory transports, a
 fake clock, encodes inline so the process's CPU time is all the server's work), a video
@@ -20,7 +20,19 @@ with streams (MJPEG full tier; VP8) and without (`--streaming-video off`: JPEG i
 with `--jpeg-wan-compression always`, or the LAN default, QUIC). Written to
 docs/performance.md between <!-- streams:begin --> and <!-- streams:end -->.
 
-Not here yet (issue 22): input-to-display latency with the video playing on a shaped link.
+Part `latency`: input-to-display latency, timed at a client. The server (benchmarks/_server.py,
+built as `twistd spice`) runs the demo with its video playing (`--source demo:video`); one
+light protocol client (benchmarks/fanout.py's, advertising MJPEG streams) reaches it through
+tests/support/shaper.py (80 ms round trip, 10 Mbit/s, a token bucket of 4 KiB), links MAIN,
+DISPLAY and INPUTS, and types into the demo's text line: a key, then Backspace, each
+KEY_DOWN+KEY_UP at a random 0.25-0.45 s after the last result. The latency of one press is
+from its KEY_DOWN leaving the client to the arrival of the first draw inside the text line
+(the drawn result: this client draws what it gets as it gets it). Streams on and off
+(`--streaming-video off`), and the display socket's TCP_NOTSENT_LOWAT (channels/link.py)
+on and off, at 10 Mbit/s and at 2 Mbit/s (where the full-tier video alone overfills
+the link). Meanwhile `ss` samples the server's display socket: bytes in its kernel send
+buffer (Send-Q) and of those not yet sent (notsent). Written to docs/performance.md between
+<!-- streams-latency:begin --> and <!-- streams-latency:end -->.
 """
 
 from __future__ import annotations
@@ -197,13 +209,245 @@ def server_rows() -> list[list[str]]:
     return rows
 
 
+# --- input-to-display latency on a shaped link ------------------------------------------------
+PRESSES = 40  # key presses measured per configuration (after WARM_PRESSES)
+WARM_PRESSES = 4
+KEY_A, BACKSPACE = 0x1E, 0x0E
+
+
+def _intersects(box: dict, r) -> bool:
+    return box["left"] < r.right and r.left < box["right"] and box["top"] < r.bottom and r.top < box["bottom"]
+
+
+async def _sample_queue(port: int, peer: int, stop, out: list[tuple[int, int]]) -> None:
+    """Every 50 ms: (Send-Q, notsent) of the server's socket on `port` whose peer is the
+    shaper's port `peer` (the display channel's connection)."""
+    import asyncio
+    import re
+
+    while not stop.is_set():
+        proc = await asyncio.create_subprocess_exec(
+            "ss", "-tinH", "state", "established", f"( sport = :{port} and dport = :{peer} )", stdout=asyncio.subprocess.PIPE
+        )
+        text = (await proc.communicate())[0].decode()
+        best = (0, 0)
+        for head, info in zip(text.splitlines()[::2], text.splitlines()[1::2], strict=False):
+            sendq = int(head.split()[1])
+            m = re.search(r"notsent:(\d+)", info)
+            best = max(best, (sendq, int(m.group(1)) if m else 0))
+        out.append(best)
+        try:
+            await asyncio.wait_for(stop.wait(), 0.05)
+        except TimeoutError:
+            pass
+
+
+async def _start_server(port: int, options: list[str], lowat: bool, log_path: Path):
+    """benchmarks/_server.py in a child, with channels/link.py's DISPLAY_NOTSENT_LOWAT left
+    as it is or set to None (the kernel's default) before the server is built."""
+    import asyncio
+    import os
+
+    from fanout import ServerChild
+
+    argv = ["--port", str(port), "--listen", "127.0.0.1", "--stats-interval", "0", "--admin-port", "0"]
+    argv += ["--max-clients-per-address", "0", *options]
+    boot = "import runpy, sys\n"
+    if not lowat:
+        boot += "import spice_twisted.channels.link as link\nlink.DISPLAY_NOTSENT_LOWAT = None\n"
+    boot += "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", boot, str(ROOT / "benchmarks" / "_server.py"), "--", *argv,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, env=env, cwd=str(ROOT), limit=16 << 20,
+        )  # fmt: skip
+    child = ServerChild(proc, log_path)
+    ready = await child._read(60.0)
+    if ready.get("event") != "ready":
+        raise RuntimeError(f"server did not start: {ready}")
+    return child
+
+
+async def measure_latency(streams: bool, lowat: bool, mbit: float, logdir: Path) -> dict:
+    import asyncio
+    import random
+
+    from fanout import MSGC_ATTACH, MSGC_DISPLAY_INIT, BenchClient, Channel, free_port
+    from support.shaper import Shaper
+
+    from spice_twisted.sources.demo import TEXT_BOX
+    from spice_twisted.wire.enums import ChannelType, DisplayCap, ImageType, MsgcInputs, MsgDisplay
+    from spice_twisted.wire.messages import CLIENT, SERVER, decode_body
+
+    draw_copy = SERVER[(ChannelType.DISPLAY, MsgDisplay.DRAW_COPY)]
+    draw_fill = SERVER[(ChannelType.DISPLAY, MsgDisplay.DRAW_FILL)]
+    key_down, key_up = CLIENT[(ChannelType.INPUTS, MsgcInputs.KEY_DOWN)], CLIENT[(ChannelType.INPUTS, MsgcInputs.KEY_UP)]
+    loop = asyncio.get_running_loop()
+
+    class Typist(BenchClient):
+        """Links MAIN, DISPLAY (MJPEG streams advertised) and INPUTS; notes when a draw
+        inside the text line arrives; decodes nothing (it only times)."""
+
+        def __init__(self) -> None:
+            super().__init__(True, ImageType.LZ4)
+            self.caps = (DisplayCap.LZ4_COMPRESSION, DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG)
+            self.waiting: asyncio.Future | None = None
+            self.stream_frames = 0
+            self.inputs: Channel | None = None
+
+        def on_display(self, msg_type: int, body: bytes) -> None:
+            if msg_type in (MsgDisplay.STREAM_DATA, MsgDisplay.STREAM_DATA_SIZED):
+                self.stream_frames += 1
+            elif msg_type in (MsgDisplay.DRAW_COPY, MsgDisplay.DRAW_FILL):
+                box = decode_body(draw_copy if msg_type == MsgDisplay.DRAW_COPY else draw_fill, body)["box"]
+                if self.waiting is not None and not self.waiting.done() and _intersects(box, TEXT_BOX):
+                    self.waiting.set_result(time.monotonic())
+            elif msg_type == MsgDisplay.MARK and not self.first_frame.done():
+                self.first_frame.set_result(None)
+
+        async def connect(self, port: int) -> None:
+            _, self.main = await loop.create_connection(lambda: Channel(ChannelType.MAIN, 0, self.on_main), "127.0.0.1", port)
+            await self.main.linked
+            session_id = await self.session
+            self.main.send(MSGC_ATTACH)
+            _, self.display = await loop.create_connection(
+                lambda: Channel(ChannelType.DISPLAY, session_id, self.on_display, self.caps), "127.0.0.1", port
+            )
+            await self.display.linked
+            self.display.send(MSGC_DISPLAY_INIT, DISPLAY_INIT_FOR_STREAMS)
+            _, self.inputs = await loop.create_connection(
+                lambda: Channel(ChannelType.INPUTS, session_id, lambda t, b: None), "127.0.0.1", port
+            )
+            await self.inputs.linked
+
+        async def press(self, code: int) -> float:
+            assert self.inputs is not None
+            self.waiting = loop.create_future()
+            t = time.monotonic()
+            self.inputs.send(key_down, {"code": code})
+            self.inputs.send(key_up, {"code": code | 0x80})
+            return await asyncio.wait_for(self.waiting, 30.0) - t
+
+        def close(self) -> None:
+            if self.inputs is not None:
+                self.inputs.close()
+            super().close()
+
+    port = free_port()
+    options = ["--source", "demo:video", "--disable-ticketing", "--streaming-video", "filter" if streams else "off"]
+    name = f"latency-{'streams' if streams else 'images'}-{'lowat' if lowat else 'default'}-{mbit:g}"
+    server = await _start_server(port, options, lowat, logdir / f"{name}.log")
+    shaper = Shaper(port, rate=mbit * 1e6 / 8, delay=0.040)
+    client = Typist()
+    stop = asyncio.Event()
+    queue: list[tuple[int, int]] = []
+    try:
+        await asyncio.wait_for(client.connect(shaper.port), 60.0)
+        await asyncio.wait_for(client.first_frame, 60.0)
+        await asyncio.sleep(3.0)  # the network test, the stream's start
+        display_peer = shaper.upstream_ports[1]  # MAIN, then DISPLAY, then INPUTS
+        sampler = asyncio.ensure_future(_sample_queue(port, display_peer, stop, queue))
+        s0 = await server.command("sample")
+        frames0 = client.stream_frames
+        times = []
+        rng = random.Random(1)
+        for i in range(WARM_PRESSES + PRESSES):
+            await asyncio.sleep(rng.uniform(0.25, 0.45))
+            dt = await client.press(KEY_A if i % 2 == 0 else BACKSPACE)
+            if i >= WARM_PRESSES:
+                times.append(dt)
+        s1 = await server.command("sample")
+        stop.set()
+        await sampler
+        frames = client.stream_frames - frames0
+    finally:
+        client.close()
+        shaper.close()
+        await asyncio.sleep(0.2)
+        await server.stop()
+    (display,) = [ch for c in s1["stats"]["clients"] for ch in c["channels"] if ch["channel"] == "display"]
+    (display0,) = [ch for c in s0["stats"]["clients"] for ch in c["channels"] if ch["channel"] == "display"]
+    link = s1["stats"]["clients"][0]["link"]
+    ms = sorted(t * 1000 for t in times)
+    return {
+        "name": name,
+        "streams": streams,
+        "lowat": lowat,
+        "mbit": mbit,
+        "p50": ms[len(ms) // 2],
+        "p95": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))],
+        "max": ms[-1],
+        "sendq": max(q for q, _ in queue) if queue else 0,
+        "notsent": max(n for _, n in queue) if queue else 0,
+        "sendq_median": sorted(q for q, _ in queue)[len(queue) // 2] if queue else 0,
+        "frames": frames,
+        "coalesced": display["coalesced"] - display0["coalesced"],
+        "wan": link["wan"],
+        "low_tier": display.get("streams", {}).get("low_tier"),
+    }
+
+
+# No pixmap cache, no GLZ (the typist decodes nothing).
+DISPLAY_INIT_FOR_STREAMS = {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0}
+
+
+def latency_rows(configs: list[tuple[bool, bool, float]]) -> list[list[str]]:
+    import asyncio
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="streams-latency-") as tmp:
+        for streams, lowat, mbit in configs:
+            r = asyncio.run(measure_latency(streams, lowat, mbit, Path(tmp)))
+            rows.append(
+                [
+                    f"{r['mbit']:g} Mbit/s, 80 ms",
+                    "stream" if r["streams"] else "images",
+                    "bounded (BDP if WAN)" if r["lowat"] else "kernel default",
+                    f"{r['p50']:.0f}",
+                    f"{r['p95']:.0f}",
+                    f"{r['max']:.0f}",
+                    f"{r['sendq_median'] / 1024:.0f} / {r['sendq'] / 1024:.0f}",
+                    f"{r['notsent'] / 1024:.0f}",
+                    str(r["coalesced"]),
+                    ("WAN" if r["wan"] else "LAN") + (", low tier" if r["low_tier"] else ""),
+                ]
+            )
+            print(" | ".join(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--parts", default="codecs,server")
+    ap.add_argument("--parts", default="codecs,server", help="codecs, server, latency (comma-separated)")
+    ap.add_argument("--mbit", type=lambda v: [float(x) for x in v.split(",")], default=[10.0, 2.0], help="shaped rates for latency")
     args = ap.parse_args()
     parts = args.parts.split(",")
     machine = f"Measured by `{command_line()}` on {cpu_model()} (load {load_average()})"
+    if "latency" in parts:
+        configs = [(s, lw, m) for m in args.mbit for s in (True, False) for lw in (True, False)]
+        lrows = latency_rows(configs)
+        header = [
+            "link",
+            "video sent as",
+            "TCP_NOTSENT_LOWAT",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "Send-Q KiB (median / max)",
+            "notsent KiB (max)",
+            "frames coalesced",
+            "verdict",
+        ]
+        lines = [
+            f"{machine}: one light client through tests/support/shaper.py, {PRESSES} key presses each,",
+            "the demo's 320x180 plasma playing at 20 fps. Goal with the video on: p50 <= 120 ms, p95 <= 300 ms.",
+            "",
+            md_table(header, lrows),
+        ]
+        publish(ROOT / "docs" / "performance.md", "streams-latency", lines, write=not args.no_write)
     if "server" in parts:
         srows = server_rows()
         header = ["video", "sent as", "clients", "server CPU (of one core)", "Mbit/s per client"]

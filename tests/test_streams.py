@@ -363,3 +363,83 @@ def test_a_client_that_stops_reading_holds_few_frames_and_recovers_at_a_key_fram
     _play(srv, [vp8, mjpeg], 3, first=30)
     for r in (vp8, mjpeg):
         assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def _stamps(r: Reader, start: int = 0) -> list[int]:
+    """The multimedia time of each STREAM_DATA from message `start` on."""
+    import struct
+
+    return [struct.unpack_from("<I", b, 4)[0] for t, b in r.messages[start:] if t == MsgDisplay.STREAM_DATA]
+
+
+def test_frames_are_stamped_ahead_by_each_clients_round_trip_then_by_its_reports():
+    """The play-ahead is per client: the link's round trip plus a margin before any report
+    (100 ms while none is measured), then what the reports say frames need: one whose
+    frames come 200 ms early is stamped closer to the clock, a late one further ahead."""
+    from spice_twisted.channels import display_streams as ds
+
+    caps = {*PLAYS, DisplayCap.STREAM_REPORT}
+    srv, readers = _server_and_readers(3, caps)
+    srv.mm_time = lambda: 5000  # the clock the main channel's INIT gives the client
+    for r in readers[1:]:
+        r.cc.client.link.rtt_sample(0.080)
+    _play(srv, readers, 6)
+    first = 5000 + 80 + ds.AHEAD_MARGIN_MS
+    assert [set(_stamps(r)) for r in readers] == [{5000 + ds.AHEAD_DEFAULT_MS}, {first}, {first}]
+    _report(readers[1], srv, 20, 0, 200)  # its frames came 200 ms before their time
+    _report(readers[2], srv, 20, 0, -40)  # 40 ms late
+    marks = [len(r.messages) for r in readers]
+    _play(srv, readers, 4, first=6)
+    got = [set(_stamps(r, m)) for r, m in zip(readers, marks, strict=True)]
+    assert got[0] == {5000 + ds.AHEAD_DEFAULT_MS}
+    assert got[1] == {first - (200 - ds.AHEAD_MARGIN_MS) // 2}  # down by half the excess
+    assert got[2] == {first + ds.AHEAD_MARGIN_MS + 40}  # up at once, to come a margin early
+
+
+def test_a_display_socket_holds_few_unsent_bytes_and_a_wan_clients_bound_follows_its_link():
+    """channels/link.py's TCP_NOTSENT_LOWAT on a real TCP socket whose peer reads nothing:
+    the kernel takes only about the bound (without it, megabytes), the bound is the link's
+    bandwidth-delay product once the client is judged WAN, and a closed socket's listener
+    lets go of itself."""
+    import fcntl
+    import socket
+    import struct
+
+    from spice_twisted.channels import link as chlink
+    from spice_twisted.link_estimate import LinkEstimate
+
+    siocoutqnsd = 0x894B  # linux/sockios.h: bytes in the send queue not yet sent
+
+    def unsent_after_flood(sock: socket.socket) -> int:
+        sock.setblocking(False)
+        try:
+            while True:
+                sock.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), siocoutqnsd, b"\0" * 4))[0]
+
+    def pair() -> tuple[socket.socket, socket.socket]:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            peer = socket.socket()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader's small window
+            peer.connect(listener.getsockname())
+            return listener.accept()[0], peer
+
+    plain, plain_peer = pair()
+    bounded, bounded_peer = pair()
+    est = LinkEstimate()
+    chlink.follow_link(bounded, est)
+    lowat = lambda: bounded.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)  # noqa: E731
+    assert lowat() == chlink.DISPLAY_NOTSENT_LOWAT  # LAN, or not measured yet
+    est.probe_result(0.080, 2e6)  # 2 Mbit/s, 80 ms: WAN
+    assert est.is_wan and lowat() == 20_000  # 250 kB/s x 80 ms
+    assert unsent_after_flood(plain) > 1 << 20  # the kernel's default: megabytes
+    assert unsent_after_flood(bounded) <= 20_000 + 65536  # the bound and at most one more segment
+    est.probe_result(0.001, 100e6)
+    assert not est.is_wan and lowat() == chlink.DISPLAY_NOTSENT_LOWAT
+    bounded.close()
+    est.probe_result(0.080, 2e6)  # a change after the close: the listener goes
+    assert not est._listeners
+    for s in (plain, plain_peer, bounded_peer):
+        s.close()

@@ -17,6 +17,10 @@ A client that advertises STREAM_REPORT is asked for reports on each stream
 (STREAM_ACTIVATE_REPORT). A report of late or dropped frames puts it on the low tier for
 a while; a report that it cannot decode the stream (no frames, 0xffffffff drops) ends the
 stream on it and it gets the area as images from then on.
+
+Each frame's multimedia time is the server's clock (the one the main channel's INIT gave
+the client) plus this client's play-ahead: its link's round trip at first, then what its
+reports say its frames need to come a margin before their time (AHEAD_* below).
 """
 
 from __future__ import annotations
@@ -58,9 +62,19 @@ class StreamPlayerHost(Protocol):
 
 
 STREAM_DATA = message(ChannelType.DISPLAY, "STREAM_DATA")
-# Frames are stamped this far ahead of the multimedia clock: spice-gtk drops a frame whose
-# time has passed when it arrives and shows the others at their time.
-PLAY_AHEAD_MS = 100
+# Each client's frames are stamped ahead of the server's multimedia clock (the one its main
+# channel's INIT set the client's clock to, which so lags ours by INIT's one-way trip):
+# spice-gtk drops a frame whose time has passed when it arrives and holds the others until
+# their time. Too little and frames that queued on the way are dropped; too much and the
+# video plays late. Before any report: the link's round trip (the one-way trip the clock
+# lag does not cover, and as much again for a frame's own bytes and what is queued) plus
+# AHEAD_MARGIN_MS; no round trip measured yet: AHEAD_DEFAULT_MS. Each STREAM_REPORT says
+# how early its last frame came (last_frame_delay): the play-ahead then moves so that
+# frames come AHEAD_MARGIN_MS early, up at once (late frames are lost), down by half the
+# excess (one quick report is not the link).
+AHEAD_DEFAULT_MS = 100
+AHEAD_MARGIN_MS = 30
+AHEAD_MIN_MS, AHEAD_MAX_MS = 10, 500
 # A client whose pipe holds more than this many bytes when a frame comes is behind: it
 # gets the low tier (half the frames, lower quality) until its pipe drains.
 LOW_TIER_BACKLOG = 1 << 20
@@ -113,6 +127,8 @@ class ClientStreams:
         self.undecodable: set[str] = set()  # codecs the client reported it cannot decode
         self.late_until = 0.0  # its reports said frames came late: low tier until then
         self.reports = 0
+        self.ahead_ms: int | None = None  # the play-ahead its reports set (None: from the round trip)
+        self.last_frame_delay: int | None = None  # how early its last reported frame came (ms)
 
     def _codec(self) -> str | None:
         """The first of the server's video codecs this client decodes, or None."""
@@ -243,7 +259,15 @@ class ClientStreams:
             self.undecodable.add(codec)
             self.end(s)  # from the next frame on it gets the area as images (or another codec)
             return
-        if fields["num_drops"] * 10 > fields["num_frames"] or fields["last_frame_delay"] < -LATE_MS:
+        early = fields["last_frame_delay"]
+        self.last_frame_delay = early
+        ahead = self.play_ahead_ms()
+        if early < AHEAD_MARGIN_MS:
+            ahead += AHEAD_MARGIN_MS - early
+        else:
+            ahead -= (early - AHEAD_MARGIN_MS) // 2
+        self.ahead_ms = max(AHEAD_MIN_MS, min(AHEAD_MAX_MS, ahead))
+        if fields["num_drops"] * 10 > fields["num_frames"] or early < -LATE_MS:
             self.late_until = time.monotonic() + LATE_HOLD
 
     def _drop(self, item: StreamFrameItem) -> None:
@@ -272,10 +296,19 @@ class ClientStreams:
         head, tail = encode_split(STREAM_DATA.layout, {"id": s.id, "multi_media_time": self._mm_time(), "data": payload.fields["data"]})
         return [head] if tail is None else [head, tail]
 
+    def play_ahead_ms(self) -> int:
+        """How far ahead of the multimedia clock this client's frames are stamped (ms)."""
+        if self.ahead_ms is not None:
+            return self.ahead_ms
+        rtt = self.cc.client.link.rtt
+        if rtt is None:
+            return AHEAD_DEFAULT_MS
+        return max(AHEAD_MIN_MS, min(AHEAD_MAX_MS, round(rtt * 1000) + AHEAD_MARGIN_MS))
+
     def _mm_time(self) -> int:
         clock: Any = getattr(self.cc.host, "mm_time", None)
         now = clock() if clock is not None else 0
-        return ((now + PLAY_AHEAD_MS) & 0xFFFFFFFF) or 1  # 0 means "no time" to spice-gtk
+        return ((now + self.play_ahead_ms()) & 0xFFFFFFFF) or 1  # 0 means "no time" to spice-gtk
 
     def sent(self, item: StreamFrameItem) -> None:
         """Written: the client now holds the stream's area lossy until the upgrade."""

@@ -4,6 +4,7 @@ client the server creates for it."""
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
@@ -22,6 +23,7 @@ from .websocket import WebSocketStream
 if TYPE_CHECKING:
     from ..guard import Guard
     from ..limits import Limits
+    from ..link_estimate import LinkEstimate
     from ..wire.link import LinkRequest
     from .base import ChannelClient
     from .keypool import LinkKeyPool
@@ -29,6 +31,17 @@ if TYPE_CHECKING:
 LINK_TIMEOUT = 30.0  # the default of --link-timeout
 WEBSOCKET_START = b"GET "  # an HTTP upgrade request; SPICE starts with b"REDQ"
 CLOSE_GRACE = 5.0  # a WebSocket closed for an error: seconds to flush the close frame before the abort
+# A display channel's socket takes at most this many bytes not yet sent (TCP_NOTSENT_LOWAT):
+# what TCP has sent and not had acknowledged still follows the link (its congestion
+# window), but a slow client's backlog waits in our pipe, where a newer frame or a
+# refresh replaces it, not in a kernel send buffer of megabytes (docs/performance.md,
+# "In flight on a slow link"). A LAN client (or one not yet measured) gets
+# DISPLAY_NOTSENT_LOWAT, a few milliseconds of a fast link, so the reactor need not refill
+# the socket more often; a client judged WAN gets its link's bandwidth-delay product
+# (the link estimate's bandwidth x round trip), at least WAN_NOTSENT_MIN. None: the
+# kernel's default (the benchmark's "before").
+DISPLAY_NOTSENT_LOWAT: int | None = 128 * 1024
+WAN_NOTSENT_MIN = 16 * 1024
 
 
 def _channel_name(channel_type: int) -> str:
@@ -227,6 +240,8 @@ class LinkProtocol(Protocol):
             tls=self.secure,
             **({"websocket": True} if self.websocket else {}),
         )
+        if request.channel_type == ChannelType.DISPLAY and DISPLAY_NOTSENT_LOWAT is not None:
+            follow_link(tcp_socket(self.transport), self.channel.client.link)
         self.channel.makeConnection(self.transport)
         if early:
             self.channel.dataReceived(early)
@@ -296,6 +311,55 @@ class LinkProtocol(Protocol):
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
+def tcp_socket(transport: Any) -> socket.socket | None:
+    """The TCP socket under a transport: through our PortRouter and Twisted's TLS (whose
+    getHandle() is the OpenSSL connection), down to the TCP transport's own."""
+    for _ in range(4):
+        if transport is None:
+            return None
+        handle = getattr(transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def unsent_bound(link: LinkEstimate) -> int:
+    """The display socket's TCP_NOTSENT_LOWAT for a client's link (see DISPLAY_NOTSENT_LOWAT)."""
+    assert DISPLAY_NOTSENT_LOWAT is not None
+    if not link.is_wan or link.bandwidth is None or link.rtt is None:
+        return DISPLAY_NOTSENT_LOWAT
+    return int(max(WAN_NOTSENT_MIN, min(DISPLAY_NOTSENT_LOWAT, link.bandwidth / 8 * link.rtt)))
+
+
+def bound_unsent(sock: socket.socket, nbytes: int) -> bool:
+    """TCP_NOTSENT_LOWAT: the socket reports writable, and takes bytes, only while fewer than
+    `nbytes` wait unsent in it (Linux and macOS; elsewhere nothing changes). False when
+    the socket is closed or not TCP."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is None or sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.fileno() < 0:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, nbytes)
+    except OSError:
+        return False  # closed meanwhile, or not a TCP socket after all
+    return True
+
+
+def follow_link(sock: socket.socket | None, link: LinkEstimate) -> None:
+    """Bound the display socket's unsent bytes now and at each change of the link's verdict
+    (until the socket is closed: the listener then lets go of itself)."""
+    if sock is None or not bound_unsent(sock, unsent_bound(link)):
+        return
+    unsubscribe: Any = None
+
+    def changed(est: LinkEstimate) -> None:
+        if not bound_unsent(sock, unsent_bound(est)) and unsubscribe is not None:
+            unsubscribe()
+
+    unsubscribe = link.subscribe(changed)
+
+
 class PortRouter(Protocol):
     """Every connection on a SPICE port, plain or inside TLS: the link protocol's transport.
 
