@@ -10,7 +10,9 @@ from __future__ import annotations
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.protocol import Factory
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from .tls_write import DirectTLSProtocol
 
 _END = b"-----END CERTIFICATE-----"
 
@@ -80,10 +82,11 @@ class RecordPerWriteTLSFactory(TLSMemoryBIOFactory):
     the socket before reading the next: a message that sits whole in a record it has
     already decrypted waits until more bytes arrive, which may be never. Our channels
     write each message (or a large body's last piece) with one call, so here every
-    message ends at a record boundary, as with upstream spice-server.
+    message ends at a record boundary, as with upstream spice-server. The ciphertext
+    goes to the socket without Twisted's buffer while it takes it (tls_write.py).
     """
 
-    protocol = TLSMemoryBIOProtocol
+    protocol = DirectTLSProtocol
 
     def buildProtocol(self, addr):  # type: ignore[no-untyped-def]
         # The wrapped factory may refuse a connection (per-address limit): no TLS for it either.
