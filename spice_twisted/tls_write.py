@@ -82,9 +82,10 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
         self._encrypt((data,))
 
     def writeSequence(self, iovec: Iterable[Any]) -> None:
-        """Encrypt the parts in order without joining them first: small parts are joined
-        (a header and a prefix), each part of RECORD bytes or more is encrypted from its
-        own buffer. One flush of the ciphertext for them all."""
+        """Encrypt the parts in order without joining them all first; one flush of the
+        ciphertext for them all. Small parts (a header, a prefix) are joined with the head
+        of the large part after them, up to one record, so a message takes as many records
+        as when it was joined whole; the rest of a large part is encrypted from its own buffer."""
         if self.disconnecting and self._producer is None:
             return
         self._encrypt(iovec)
@@ -94,14 +95,22 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
             return
         try:
             small: list[Any] = []
+            held = 0  # bytes in `small`
             it = iter(parts)
             for part in it:
-                if len(part) < RECORD:
+                size = len(part)
+                if size < RECORD:
                     small.append(part)
+                    held += size
                     continue
                 if small:
-                    ok = self._ssl_write(small[0] if len(small) == 1 else b"".join(small))
-                    small = []
+                    if held < RECORD:  # fill the first record from the large part (a copy of < 16 KiB)
+                        view = memoryview(part)
+                        cut = RECORD - held
+                        small.append(view[:cut])
+                        part = view[cut:]
+                    ok = self._ssl_write(b"".join(small))
+                    small, held = [], 0
                     if not ok:
                         self._buffer_rest([part, *it])
                         return
@@ -125,14 +134,16 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
         ciphertext stays in the BIO for one flush. False if TLS could not take it all now:
         the rest is buffered (and the producer paused) as Twisted does, or the connection
         failed and is closing."""
-        if self._appSendBuffer:
-            self._bufferedWrite(bytes(data))  # earlier bytes wait for a read: keep the order
-            return False
-        tls = self._tlsConnection
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         done, size = 0, len(view)
+        if not size:
+            return True
+        if self._appSendBuffer:
+            self._bufferedWrite(bytes(view))  # earlier bytes wait for a read: keep the order
+            return False
+        tls = self._tlsConnection
         while done < size:
             try:
                 done += tls.send(view[done:] if done else view)
