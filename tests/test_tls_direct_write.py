@@ -245,3 +245,21 @@ def test_gtk_tls_clients_exact_with_a_full_socket(spawn, tmp_path):
         for c in clients:
             c.wait_quiet(1.0, timeout=60)
         assert_clients_match(server, clients)
+
+
+def test_gtk_tls_small_messages_of_one_turn_all_arrive(spawn, tmp_path):
+    """Fifty 4x4 updates in one reactor turn: fifty small draw messages that one send turn
+    writes to a spice-gtk client over TLS, and then nothing more (no pings, the source
+    paused). Each message ends its own TLS record, so the client, which waits on the socket
+    after each message, shows every one of them without further traffic."""
+    certs = make_ca_and_server(tmp_path)
+    tls_port = free_port()
+    server = spawn.harness(
+        "--image-compression", "off", "--tls-port", str(tls_port), "--cert", str(certs["cert"]), "--key", str(certs["key"]), paused=True
+    )
+    client = spawn.client("--tls-port", str(tls_port), "--ca-file", str(certs["ca"]), "--tls-only")
+    client.wait_event("mark", timeout=60)
+    assert_clients_match(server, [client])
+    for _ in range(3):
+        server.command("updates 50", "updates")
+        assert_clients_match(server, [client])
