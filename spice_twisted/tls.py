@@ -24,6 +24,7 @@ def _pem_certificates(path: str) -> list[bytes]:
 
 
 HTTP_1_1 = b"http/1.1"
+MODE_ENABLE_PARTIAL_WRITE = 0x1  # OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE (a stable ABI value)
 
 
 def _alpn_select(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
@@ -44,6 +45,10 @@ class ServerOptions(ssl.CertificateOptions):
         ctx = super().getContext()
         if not getattr(self, "_alpn_set", False):
             ctx.set_alpn_select_callback(_alpn_select)  # type: ignore[arg-type]
+            # pyOpenSSL asks for partial writes: SSL_write then returns after each 16 KiB
+            # record. Into a memory BIO a write never blocks, so without them one call
+            # encrypts a whole message (tls_write.py): fewer calls, the same records.
+            ctx.clear_mode(MODE_ENABLE_PARTIAL_WRITE)
             self._alpn_set = True
         return ctx
 
