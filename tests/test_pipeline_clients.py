@@ -175,16 +175,7 @@ def _lz4_draws_agree(draws: list[list[Draw]]) -> None:
 
 def test_encode_once_at_the_codec_boundary(spawn, tap_for):
     server = spawn.harness("--image-compression", "lz4", paused=True)
-    assert server.command("count_codecs", "count_codecs")["codecs"] == [
-        "bitmap",
-        "jpeg",
-        "lz",
-        "lz4",
-        "lz_plt",
-        "mjpeg",
-        "mjpeg_low",
-        "quic",
-    ]
+    assert server.command("count_codecs", "count_codecs")["codecs"] == ["bitmap", "jpeg", "lz", "lz4", "lz_plt", "mjpeg", "mjpeg_low", "quic"]
     # No pixmap cache here: a repeat a client holds is (rightly) not encoded at all, which
     # tests/test_pixmap_cache.py shows; this counts one encode per drawable and codec.
     taps, clients, conns = connect(server, tap_for, 5, "--cache-size", "0")
