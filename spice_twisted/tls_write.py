@@ -130,8 +130,9 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
             self._appSendBuffer.extend(bytes(p) for p in rest)
 
     def _ssl_write(self, data: Any) -> bool:
-        """SSL_write all of `data` (record by record: pyOpenSSL enables partial writes); the
-        ciphertext stays in the BIO for one flush. False if TLS could not take it all now:
+        """SSL_write all of `data`: one call on the TLS port's context (tls.py turns off
+        partial writes), a call per 16 KiB record where they are on; the ciphertext stays in
+        the BIO for one flush. False if TLS could not take it all now:
         the rest is buffered (and the producer paused) as Twisted does, or the connection
         failed and is closing."""
         view = memoryview(data)
