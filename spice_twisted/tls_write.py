@@ -5,8 +5,9 @@ hands each record's ciphertext to the TCP transport, which keeps it in its buffe
 registers the socket with epoll, and on the next reactor iteration joins the buffer,
 sends it and unregisters: per client and frame a join, a `doWrite`, a `send` and two
 `epoll.modify` on top of the encryption (docs/performance.md, "TLS: the ciphertext
-straight to the socket"). Here a write encrypts its parts (each part of 16 KiB or more
-from its own buffer, no join), reads all the ciphertext the memory BIO holds and, while
+straight to the socket"). Here a write encrypts its parts without joining them (small
+ones share a record with the head of the large part after them; the rest of a large part
+is encrypted from its own buffer), reads all the ciphertext the memory BIO holds and, while
 the TCP transport holds nothing, gives it to the socket in one `sendmsg`
 (channels/vector_write.py's writer); only what the socket leaves goes to the transport,
 which buffers it and pauses the producer past its buffer size as before.
