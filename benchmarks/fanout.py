@@ -58,6 +58,7 @@ import resource  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import struct  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -1678,7 +1679,7 @@ def print_profile(r: dict[str, Any]) -> None:
 # --- main -----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="fanout,stalled", help="what to run: fanout, stalled (default: %(default)s)")
+    p.add_argument("--parts", default="fanout,stalled", help="what to run: fanout, stalled, x11, tlswrite (default: %(default)s)")
     p.add_argument("--modes", default="raw,lz4", help=f"fan-out image modes, of {', '.join(MODES)} (default: %(default)s)")
     p.add_argument("--counts", default="1,4,16,32", help="client counts to run (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=4.0, help="measurement window per count (default: %(default)s)")
@@ -1709,6 +1710,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--x11-transports", default="tcp,tls", help="part x11: tcp and/or tls (default: %(default)s)")
     p.add_argument("--x11-seconds", type=float, default=3.0, help="part x11: measurement window (default: %(default)s)")
     p.add_argument("--x11-max-fps", type=float, default=30.0, help="part x11: the server's --max-fps (default: %(default)s)")
+    p.add_argument("--tls-write-size", type=int, default=25000, help="part tlswrite: payload bytes per message (default: %(default)s)")
+    p.add_argument("--tls-write-frames", type=int, default=300, help="part tlswrite: frames measured per run (default: %(default)s)")
+    p.add_argument("--tls-write-repeat", type=int, default=4, help="part tlswrite: runs of each kind (default: %(default)s)")
     p.add_argument("--x11-profile", default="drag", help="part x11: workloads profiled at the --profile counts (default: %(default)s)")
     p.add_argument("--server-root", type=Path, help="run the server children from this checkout (an older commit: before/after)")
     p.add_argument("--before", type=Path, metavar="JSON", help="a --json of the same run on the code before: the x11 section shows both")
@@ -1727,8 +1731,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.stalled_modes = [x for x in args.stalled_modes.split(",") if x]
     args.counts = [int(x) for x in args.counts.split(",") if x]
     args.profile = {int(x) for x in args.profile.split(",") if x}
-    if not set(args.parts) <= {"fanout", "stalled", "x11"}:
-        p.error("--parts takes fanout, stalled and/or x11")
+    if not set(args.parts) <= {"fanout", "stalled", "x11", "tlswrite"}:
+        p.error("--parts takes fanout, stalled, x11 and/or tlswrite")
     if not set(args.modes) | set(args.stalled_modes) <= set(MODES):
         p.error(f"modes are {', '.join(MODES)}")
     if not args.counts or min(args.counts) < 1:
@@ -1781,6 +1785,120 @@ async def run_stalled(args: argparse.Namespace, tmp: Path, loads: list[str]) -> 
     return rows
 
 
+TLS_READER = """
+import selectors, socket, ssl, sys
+port, n, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+sel = selectors.DefaultSelector()
+ctx = ssl.create_default_context(cafile=ca) if ca else None
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s = ctx.wrap_socket(s, server_hostname="127.0.0.1") if ctx else s
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        try:
+            while key.fileobj.recv(1 << 20):
+                pass
+        except (ssl.SSLWantReadError, BlockingIOError):
+            pass
+"""
+
+
+def measure_tls_write(kind: str, n: int, size: int, frames: int, certs: dict[str, Path]) -> dict[str, Any]:
+    """The write path alone, in this process: one message (6-byte header, 100-byte prefix,
+    `size` shared payload bytes) per frame to each of n connections read by a child
+    process, the reactor iterated between frames; the reactor thread's user and system
+    CPU per client and frame. `twisted`: Twisted's TLSMemoryBIOProtocol with pyOpenSSL's
+    partial writes (the TLS port before tls_write.py); `direct`: the TLS port's protocol
+    now; `tcp`: the plain display channel's vectored writer, for reference."""
+    from twisted.internet.epollreactor import EPollReactor
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    from spice_twisted.channels.vector_write import VectorWriter
+    from spice_twisted.tls import RecordPerWriteTLSFactory, server_context, tls_listener_factory
+
+    reactor = EPollReactor()
+    conns: list[Any] = []
+
+    class Sink(Protocol):
+        def connectionMade(self) -> None:
+            conns.append(self)
+
+    wrapped = Factory.forProtocol(Sink)
+    if kind == "tcp":
+        factory: Any = wrapped
+    else:
+        ctx = server_context(str(certs["cert"]), str(certs["key"]))
+        if kind == "twisted":
+            ctx.getContext().set_mode(0x1)  # SSL_MODE_ENABLE_PARTIAL_WRITE, pyOpenSSL's default
+
+            class Before(RecordPerWriteTLSFactory):
+                protocol = TLSMemoryBIOProtocol
+
+            factory = Before(ctx, False, wrapped)
+        else:
+            factory = tls_listener_factory(ctx, wrapped)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    ca = "" if kind == "tcp" else str(certs["ca"])
+    reader = subprocess.Popen([sys.executable, "-c", TLS_READER, str(port.getHost().port), str(n), ca])
+    try:
+        deadline = time.monotonic() + 30
+        while len(conns) < n and time.monotonic() < deadline:
+            reactor.iterate(0.01)
+        for _ in range(20):
+            reactor.iterate(0.01)
+        parts = [b"h" * 6, b"p" * 100, os.urandom(size)]
+        writers = [VectorWriter(c.transport) for c in conns] if kind == "tcp" else []
+
+        def frame() -> None:
+            if writers:
+                for w in writers:
+                    w.write(parts)
+            else:
+                for c in conns:
+                    c.transport.writeSequence(parts)
+            reactor.iterate(0)
+            reactor.iterate(0.03)  # the rest of a frame: reads, and what Twisted buffered goes out
+
+        for _ in range(30):
+            frame()
+        r0 = resource.getrusage(resource.RUSAGE_THREAD)
+        for _ in range(frames):
+            frame()
+        r1 = resource.getrusage(resource.RUSAGE_THREAD)
+    finally:
+        reader.kill()
+        reader.wait()
+        port.stopListening()
+    per = 1e6 / frames / n
+    user, system = (r1.ru_utime - r0.ru_utime) * per, (r1.ru_stime - r0.ru_stime) * per
+    return {"kind": kind, "clients": n, "size": size, "user_us": user, "system_us": system, "us": user + system}
+
+
+def run_tls_write(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.certs import make_ca_and_server
+
+    certs = make_ca_and_server(tmp)
+    rows = []
+    for rep in range(args.tls_write_repeat):
+        for kind in ("twisted", "direct", "tcp") if rep % 2 == 0 else ("tcp", "direct", "twisted"):
+            r = measure_tls_write(kind, 16, args.tls_write_size, args.tls_write_frames, certs)
+            r["rep"] = rep
+            rows.append(r)
+            print(
+                f"tlswrite {kind:>7} N=16 {r['size']} B/message: {r['us']:.1f} us reactor CPU per client and frame "
+                f"(user {r['user_us']:.1f}, system {r['system_us']:.1f})",
+                flush=True,
+            )
+    for kind in ("twisted", "direct", "tcp"):
+        us = [r["us"] for r in rows if r["kind"] == kind]
+        print(f"tlswrite {kind:>7}: median {statistics.median(us):.1f} us per client and frame over {len(us)} runs", flush=True)
+    return rows
+
+
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"fanout": [], "stalled": [], "x11": [], "fanout_loads": [], "stalled_loads": [], "x11_loads": []}
     with tempfile.TemporaryDirectory(prefix="spice-fanout-") as tmp:
@@ -1790,6 +1908,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             out["x11"] = await run_x11(args, Path(tmp), out["x11_loads"])
         if "stalled" in args.parts:
             out["stalled"] = await run_stalled(args, Path(tmp), out["stalled_loads"])
+        if "tlswrite" in args.parts:
+            out["tlswrite"] = run_tls_write(args, Path(tmp))
     return out
 
 

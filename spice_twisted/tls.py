@@ -10,7 +10,9 @@ from __future__ import annotations
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.protocol import Factory
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from .tls_write import DirectTLSProtocol
 
 _END = b"-----END CERTIFICATE-----"
 
@@ -22,6 +24,7 @@ def _pem_certificates(path: str) -> list[bytes]:
 
 
 HTTP_1_1 = b"http/1.1"
+MODE_ENABLE_PARTIAL_WRITE = 0x1  # OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE (a stable ABI value)
 
 
 def _alpn_select(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
@@ -42,6 +45,10 @@ class ServerOptions(ssl.CertificateOptions):
         ctx = super().getContext()
         if not getattr(self, "_alpn_set", False):
             ctx.set_alpn_select_callback(_alpn_select)  # type: ignore[arg-type]
+            # pyOpenSSL asks for partial writes: SSL_write then returns after each 16 KiB
+            # record. Into a memory BIO a write never blocks, so without them one call
+            # encrypts a whole message (tls_write.py): fewer calls, the same records.
+            ctx.clear_mode(MODE_ENABLE_PARTIAL_WRITE)
             self._alpn_set = True
         return ctx
 
@@ -80,10 +87,11 @@ class RecordPerWriteTLSFactory(TLSMemoryBIOFactory):
     the socket before reading the next: a message that sits whole in a record it has
     already decrypted waits until more bytes arrive, which may be never. Our channels
     write each message (or a large body's last piece) with one call, so here every
-    message ends at a record boundary, as with upstream spice-server.
+    message ends at a record boundary, as with upstream spice-server. The ciphertext
+    goes to the socket without Twisted's buffer while it takes it (tls_write.py).
     """
 
-    protocol = TLSMemoryBIOProtocol
+    protocol = DirectTLSProtocol
 
     def buildProtocol(self, addr):  # type: ignore[no-untyped-def]
         # The wrapped factory may refuse a connection (per-address limit): no TLS for it either.
