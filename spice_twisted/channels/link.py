@@ -37,10 +37,11 @@ CLOSE_GRACE = 5.0  # a WebSocket closed for an error: seconds to flush the close
 # refresh replaces it, not in a kernel send buffer of megabytes (docs/performance.md,
 # "In flight on a slow link"). A LAN client (or one not yet measured) gets
 # DISPLAY_NOTSENT_LOWAT, a few milliseconds of a fast link, so the reactor need not refill
-# the socket more often; a client judged WAN gets its link's bandwidth-delay product
+# the socket more often, and large enough that a frame's shared pieces go to the socket
+# in one sendmsg (channels/vector_write.py) rather than through Twisted's buffer (a copy); a client judged WAN gets its link's bandwidth-delay product
 # (the link estimate's bandwidth x round trip), at least WAN_NOTSENT_MIN. None: the
 # kernel's default (the benchmark's "before").
-DISPLAY_NOTSENT_LOWAT: int | None = 128 * 1024
+DISPLAY_NOTSENT_LOWAT: int | None = 1024 * 1024
 WAN_NOTSENT_MIN = 16 * 1024
 
 
