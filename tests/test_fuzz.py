@@ -166,9 +166,11 @@ def test_fuzz_harness_smoke_random_engine():
 
 @pytest.mark.skipif(not have_atheris(), reason="atheris is not installed (the random engine runs above)")
 def test_fuzz_harness_smoke_atheris():
-    lines = _harness("all", "--engine", "atheris", "--runs", "500")
-    assert {x["target"] for x in lines} == set(TARGETS)
-    assert all(x["runs"] >= 500 and x["findings"] == 0 and x["status"] == 0 for x in lines), lines
+    """The harness under atheris, on two targets (each is a child that instruments the whole
+    package, about 2 s; every target runs under the random engine above and hypothesis)."""
+    lines = [line for t in ("channels", "agent") for line in _harness(t, "--engine", "atheris", "--runs", "300")]
+    assert {x["target"] for x in lines} == {"channels", "agent"}
+    assert all(x["runs"] >= 300 and x["findings"] == 0 and x["status"] == 0 for x in lines), lines
 
 
 def test_a_saved_input_replays(tmp_path):

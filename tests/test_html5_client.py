@@ -213,7 +213,7 @@ def test_live_demo_exact_in_spice_html5(spawn, viewer, compression):
     assert_no_server_errors(server)
 
 
-@pytest.mark.parametrize("compression", ["default", "quic", "lz"])
+@pytest.mark.parametrize("compression", ["quic", "lz"])
 def test_pasted_pictures_exact_in_spice_html5(spawn, viewer, tmp_path, compression):
     """Adversarial pictures (1x1 up to 200x200; noise, runs, stripes, gradients, extremes,
     one colour) pasted one by one on the served screen: spice-html5 shows exactly the
