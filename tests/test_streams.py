@@ -334,6 +334,51 @@ def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exac
         assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
 
 
+def test_a_frame_shown_after_the_images_sent_behind_it_is_made_exact_when_the_stream_ends():
+    """A client shows a frame at its multimedia time, stamped ahead, inside the clip as it is
+    then, while images draw as they come: a frame sent before an image of the clipped-out
+    part, shown after a STREAM_CLIP that takes the part back in, covers that image. The
+    server cannot know what the client drew last there: at the end of a stream its whole
+    rect is lossy again on every client that played it, and the upgrade makes it exact."""
+    from support.images import text_ui
+
+    srv, readers = _server_and_readers(2)
+    for rd in readers:
+        rd.screen.play_ahead = True
+    left = Rect(VIDEO.left, VIDEO.top, VIDEO.left + VIDEO.width // 2, VIDEO.bottom)
+
+    def step(rect: Rect, i: int, content=photo) -> None:
+        srv.render.primary.pixels[rect.top : rect.bottom, rect.left : rect.right] = content(rect.height, rect.width, i)
+        srv.render.damage(rect)
+        srv.render.flush()
+        for rd in readers:
+            rd.catch_up(srv)
+            rd.screen.play()
+        srv.reactor.advance(STEP)
+
+    for i in range(streams.DETECT_UPDATES):
+        step(VIDEO, i)
+    for i in range(streams.CLIP_FRAMES + 2):  # only the left half moves: the right is clipped out
+        step(left, 100 + i)
+    assert all(live["clip_type"] == 1 for rd in readers for live in rd.screen.streams.values())
+    # One last update of the whole rect: the frame, a STREAM_CLIP of the whole rect, the right
+    # half as an image (it was outside the clip); the frame is shown after all three.
+    srv.render.primary.pixels[left.top : left.bottom, left.left : left.right] = photo(left.height, left.width, 200)
+    right = Rect(left.right, VIDEO.top, VIDEO.right, VIDEO.bottom)
+    srv.render.primary.pixels[right.top : right.bottom, right.left : right.right] = text_ui(right.height, right.width)
+    srv.render.damage(VIDEO)
+    srv.render.flush()
+    for rd in readers:
+        rd.catch_up(srv)
+        assert sorted(_types(rd)[-3:]) == sorted([MsgDisplay.STREAM_DATA, MsgDisplay.STREAM_CLIP, MsgDisplay.DRAW_COPY])
+        rd.screen.play()
+    srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
+    for rd in readers:
+        rd.catch_up(srv)
+        assert not rd.screen.streams
+        assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
 def test_a_client_that_stops_reading_holds_few_frames_and_recovers_at_a_key_frame():
     """Bounded per client: an MJPEG pipe holds only the newest unsent frame, a VP8 pipe at
     most MAX_QUEUED_STATEFUL (then it skips to a key frame); reading again, each decodes

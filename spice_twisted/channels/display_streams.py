@@ -231,6 +231,10 @@ class ClientStreams:
         return item
 
     def end(self, s: Stream) -> None:
+        """STREAM_DESTROY, and the whole rect lossy again: the client shows each frame at its
+        multimedia time, inside the clip as it is then, so a frame sent before an image of
+        the rect may have covered it. What it shows there is known only after the destroy
+        (which drops the frames it still holds): the upgrade sends the rect exact."""
         if self.shown.get(s.id) is s:
             del self.shown[s.id]
             self.codecs.pop(s.id, None)
@@ -238,6 +242,8 @@ class ClientStreams:
             self.report_ids.pop(s.id, None)
             self.queued.pop(s.id, None)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
+            self.cc.lossy.add(s.rect)
+            self.cc.render.lossy_sent()
 
     def clip(self, s: Stream) -> None:
         """The stream's clip changed: STREAM_CLIP (in the pipe's order: frames before it

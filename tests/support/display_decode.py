@@ -83,6 +83,10 @@ class Screen:
         self.glz = SpiceGtkGlzWindow()  # the session's GLZ window, kept as spice-gtk keeps it
         self.streams: dict[int, dict] = {}  # the live streams' STREAM_CREATE fields, by id
         self.stream_frames = 0
+        # play_ahead: stream frames are held until play() (their multimedia time, stamped ahead
+        # of the clock), while images draw as they come: as spice-gtk shows them.
+        self.play_ahead = False
+        self.held: list[tuple[int, np.ndarray]] = []
 
     def feed(self, messages: list[tuple[int, bytes]]) -> None:
         for msg_type, body in messages:
@@ -136,17 +140,10 @@ class Screen:
                     assert px.shape[:2] == (h, w)
                 else:
                     px = image_pixels({"type": ImageType.JPEG, "data": f["data"], "width": w, "height": h})
-                assert self.fb is not None
-                if stream["clip_type"] == 0:
-                    self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
-                else:  # only inside the clip, as spice-gtk draws it
-                    for c in stream["clip_rects"]:
-                        sy, sx = (
-                            slice(c["top"] - dest["top"], c["bottom"] - dest["top"]),
-                            slice(c["left"] - dest["left"], c["right"] - dest["left"]),
-                        )
-                        self.fb[c["top"] : c["bottom"], c["left"] : c["right"]] = px[sy, sx]
-                self.stream_frames += 1
+                if self.play_ahead:
+                    self.held.append((f["id"], px))
+                else:
+                    self._show_frame(stream, px)
             elif msg_type == MsgDisplay.STREAM_CLIP:
                 f = decode_body(STREAM_CLIP, body)
                 assert f["id"] in self.streams, f"STREAM_CLIP of unknown stream {f['id']}"
@@ -156,6 +153,7 @@ class Screen:
                 sid = decode_body(STREAM_DESTROY, body)["id"]
                 assert sid in self.streams, f"STREAM_DESTROY of unknown stream {sid}"
                 del self.streams[sid]
+                self.held = [(i, px) for i, px in self.held if i != sid]  # spice-gtk drops its queue
             elif msg_type == MsgDisplay.COPY_BITS:
                 f = decode_body(COPY_BITS, body)
                 box, src = f["box"], f["src_pos"]
@@ -164,6 +162,27 @@ class Screen:
                 self.copies += 1
                 moved = self.fb[src["y"] : src["y"] + h, src["x"] : src["x"] + w].copy()
                 self.fb[box["top"] : box["bottom"], box["left"] : box["right"]] = moved
+
+    def play(self) -> None:
+        """Show the frames held (play_ahead): their multimedia time came. Each is drawn inside
+        its stream's clip as it is now, as spice-gtk draws a frame when its time comes."""
+        held, self.held = self.held, []
+        for sid, px in held:
+            self._show_frame(self.streams[sid], px)
+
+    def _show_frame(self, stream: dict, px: np.ndarray) -> None:
+        dest = stream["dest"]
+        assert self.fb is not None
+        if stream["clip_type"] == 0:
+            self.fb[dest["top"] : dest["bottom"], dest["left"] : dest["right"]] = px
+        else:  # only inside the clip, as spice-gtk draws it
+            for c in stream["clip_rects"]:
+                sy, sx = (
+                    slice(c["top"] - dest["top"], c["bottom"] - dest["top"]),
+                    slice(c["left"] - dest["left"], c["right"] - dest["left"]),
+                )
+                self.fb[c["top"] : c["bottom"], c["left"] : c["right"]] = px[sy, sx]
+        self.stream_frames += 1
 
     def _image(self, image: dict) -> np.ndarray:
         key, flags, kind = image["id"], image["flags"], image["type"]

@@ -296,8 +296,23 @@ def wait_match(
         if not bad:
             return ref
         if time.monotonic() > deadline:
-            raise AssertionError(f"clients differ from {what}: {bad}")
+            where = {i: _where(clients[i], ref) for i in bad}
+            raise AssertionError(f"clients differ from {what}: {bad}; where (x0, y0, x1, y1): {where}")
         time.sleep(every)
+
+
+def _where(client: GtkClient, reference: np.ndarray) -> tuple[int, int, int, int] | str:
+    """The box around the pixels of the client's surface that differ (for a failure's message)."""
+    try:
+        got = as_rgb(client.framebuffer())
+    except AssertionError as exc:
+        return str(exc)
+    if got.shape != reference.shape:
+        return "shape"
+    ys, xs = np.nonzero(np.any(got != reference, axis=2))
+    if not len(xs):
+        return "none now"
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def connect_clients(spawn: Any, server: Any, n: int = 2) -> list[GtkClient]:
