@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import ffplay
 from support.images import psnr
 from support.processes import as_rgb, wait_match, wait_until
 from support.tapped import connect
@@ -201,20 +202,24 @@ def test_spice_gtk_plays_a_vp8_stream_shared_by_two_clients(spawn, tap_for):
     assert wait_until(lambda: (q := _best_psnr(late[0], server, plasma)) >= 24 and q, 30, "the late client's VP8 video at >= 24 dB")
 
 
-def test_a_video_player_in_xvfb_becomes_a_stream_and_its_area_ends_exact(spawn, tap_for, xvfb_factory):
-    """--source x11: an X program drawing a plasma window at 20 frames a second (as a video
-    player without GPU output does) is detected from the X damage and sent as a stream;
-    killed, the area converges to the X root window exactly."""
-    import sys
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """The clip ffplay plays (support/ffplay.py), made once for the module's tests."""
+    return ffplay.make_clip(tmp_path_factory.mktemp("clip"))
 
+
+def test_a_video_player_in_xvfb_becomes_a_stream_and_its_area_ends_exact(spawn, tap_for, xvfb_factory, clip):
+    """--source x11: ffplay playing a generated clip at 25 frames a second (SDL drawing in
+    software, support/ffplay.py) is detected from the X damage and sent as a stream over
+    its window; killed, the area converges to the X root window exactly."""
     xvfb = xvfb_factory(size=(1024, 768), solid="#336699")
     server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     _, clients, (conn,) = connect(server, tap_for, 1)
-    player = xvfb.spawn(sys.executable, str(Path(__file__).parent / "support" / "x11_video_player.py"), "200", "150", "20", "0.2")
+    player, win = ffplay.play(xvfb, clip, 200, 150)
     conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 10, 60, "STREAM_CREATE and 10 frames")
     (create,) = _creates(conn)
-    assert create["dest"] == {"top": 150, "left": 200, "bottom": 150 + VIDEO.height, "right": 200 + VIDEO.width}
-    area = (slice(150, 150 + VIDEO.height), slice(200, 200 + VIDEO.width))
+    assert create["dest"] == {"top": win.top, "left": win.left, "bottom": win.bottom, "right": win.right}
+    area = (slice(win.top, win.bottom), slice(win.left, win.right))
 
     def close() -> float:  # the client's picture against the X root window read now (slowly changing frames)
         return psnr(clients[0].framebuffer()[area][..., [2, 1, 0]], xvfb.root_image()[area])
@@ -226,27 +231,25 @@ def test_a_video_player_in_xvfb_becomes_a_stream_and_its_area_ends_exact(spawn, 
     wait_match(xvfb.root_image, clients, "the X root window", timeout=30)
 
 
-def test_a_window_over_a_playing_video_in_xvfb_is_clipped_out_and_exact_in_spice_gtk(spawn, tap_for, xvfb_factory):
-    """xlogo opened over part of the playing video: the still part is clipped out of the
-    stream (STREAM_CLIP, which spice-gtk honours) and reaches the client exact while the
-    video plays around it."""
-    import sys
-
+def test_a_window_over_a_playing_video_in_xvfb_is_clipped_out_and_exact_in_spice_gtk(spawn, tap_for, xvfb_factory, clip):
+    """xlogo opened over part of ffplay's playing video: the still part is clipped out of
+    the stream (STREAM_CLIP, which spice-gtk honours) and reaches the client exact while
+    the video plays around it."""
     import numpy as np
 
     xvfb = xvfb_factory(size=(1024, 768), solid="#336699")
     server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing")
     _, clients, (conn,) = connect(server, tap_for, 1)
-    xvfb.spawn(sys.executable, str(Path(__file__).parent / "support" / "x11_video_player.py"), "200", "150", "20", "0.2")
+    _, win = ffplay.play(xvfb, clip, 200, 150)
     conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 5, 60, "the stream")
-    xvfb.spawn("xlogo", "-geometry", "160x100+180+140")  # over the video's top-left corner
+    xvfb.spawn("xlogo", "-geometry", f"160x100+{win.left - 20}+{win.top - 10}")  # over the video's top-left corner
     conn.wait_for(lambda k: MsgDisplay.STREAM_CLIP in [t for t, _ in k.snapshot()], 30, "STREAM_CLIP")
-    clip = decode_body(message(ChannelType.DISPLAY, "STREAM_CLIP"), [b for t, b in conn.snapshot() if t == MsgDisplay.STREAM_CLIP][-1])
-    assert clip["clip_type"] == 1  # rects
-    # xlogo (its border included: 180..342 x 140..242) over the video (from 200, 150): the
-    # 8-pixel tiles of the video it covers wholly (what changed is found by tiles, since X
-    # damages the whole player window each frame).
-    over = (slice(150, 238), slice(200, 336))
+    clip_msg = decode_body(message(ChannelType.DISPLAY, "STREAM_CLIP"), [b for t, b in conn.snapshot() if t == MsgDisplay.STREAM_CLIP][-1])
+    assert clip_msg["clip_type"] == 1  # rects
+    # xlogo (its border included: 162 x 102 from 20, 10 above-left of the video) over the
+    # video: the 8-pixel tiles of the video (from its corner) it covers wholly (what
+    # changed is found by tiles, since X damages the whole player window each frame).
+    over = (slice(win.top, win.top + 88), slice(win.left, win.left + 136))
 
     def exact() -> bool:
         return np.array_equal(clients[0].framebuffer()[over][..., [2, 1, 0]], xvfb.root_image()[over])

@@ -172,11 +172,16 @@ def parse_xwd(raw: bytes) -> np.ndarray:
     byte_order, bpp, bytes_per_line = fields[7], fields[11], fields[12]
     red, green, blue = fields[14], fields[15], fields[16]
     ncolors = fields[19]
-    if bpp != 32:
+    if bpp not in (24, 32):
         raise ValueError(f"XWD with {bpp} bits per pixel")
     start = header_size + ncolors * 12
     rows = np.frombuffer(raw, dtype=np.uint8, count=bytes_per_line * height, offset=start).reshape(height, bytes_per_line)
-    words = rows[:, : width * 4].copy().view("<u4" if byte_order == 0 else ">u4").reshape(height, width)
+    size = bpp // 8  # 24: xwd read windows of more than one visual (ffplay's SDL window is DirectColor), packed
+    cells = np.zeros((height, width, 4), np.uint8)
+    cells[..., :size] = rows[:, : width * size].reshape(height, width, size)
+    if byte_order != 0:  # most significant byte first: right-align it in the big-endian word
+        cells = np.roll(cells, 4 - size, axis=2)
+    words = cells.view("<u4" if byte_order == 0 else ">u4").reshape(height, width)
     out = np.empty((height, width, 3), dtype=np.uint8)
     for i, mask in enumerate((red, green, blue)):
         shift = (mask & -mask).bit_length() - 1
