@@ -6,7 +6,9 @@ scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+# Two workers (pytest-xdist): most tests wait on real servers, clients and clocks, not
+# the CPU. SPICE_TEST_WORKERS=0 runs them in this one process.
+.venv/bin/python -m pytest -p no:cacheprovider -n "${SPICE_TEST_WORKERS:-2}" "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

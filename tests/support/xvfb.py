@@ -22,10 +22,18 @@ from .processes import terminate
 
 TOOLS = ("Xvfb", "xwd", "xdotool", "xrandr", "xsetroot", "xev", "xterm", "xmodmap")
 FIRST_DISPLAY = 90
+DISPLAYS_PER_WORKER = 100
 
 
 def missing_tools() -> list[str]:
     return [t for t in TOOLS if shutil.which(t) is None]
+
+
+def _worker() -> int:
+    """This pytest-xdist worker's number (0 without xdist): each worker picks displays from
+    its own range, so two never race for one (the lock file is Xvfb's, made after the pick)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
 
 
 def _display_free(n: int) -> bool:
@@ -53,10 +61,11 @@ class Xvfb:
         self.start(size)
 
     def _pick(self) -> int:
-        for n in range(FIRST_DISPLAY, FIRST_DISPLAY + 200):
+        first = FIRST_DISPLAY + DISPLAYS_PER_WORKER * _worker()
+        for n in range(first, first + DISPLAYS_PER_WORKER):
             if _display_free(n):
                 return n
-        raise RuntimeError("no free X display number from :90 up")
+        raise RuntimeError(f"no free X display number from :{first} up")
 
     def _launch(self, argv: list[str], name: str) -> None:
         """Start the X server `argv` (its output in TMP/NAME-N.log) and wait until it answers."""
