@@ -1,4 +1,4 @@
-"""Video stream frames: bytes, encode time and decoded quality of each MJPEG tier.
+"""Video stream frames: bytes, encode time and decoded quality of each MJPEG tier, VP8, VP9 and H.264.
 
 For the demo's plasma (sources/demo_video.py) and a generated photo panned a pixel a frame,
 at 320x180 (the demo's video), 640x360 and 1280x720: per tier (codecs/video.py: `mjpeg`, `mjpeg_low`) and for the
@@ -6,8 +6,9 @@ chroma choices we weighed, the bytes per frame and per second at 25 fps (the low
 sends every other frame), the encode time (fastest of repeats, one thread), and PSNR as
 the clients decode it: spice-gtk's MJPEG decoder uses libjpeg's fast DCT without fancy
 upsampling (emulated with simplejpeg's fastdct/fastupsample), a browser (spice-html5)
-decodes like Pillow. VP8 (codecs.video.Vp8Encoder, libvpx realtime through PyAV): the
-inter frames' bytes, the encode time, PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
+decodes like Pillow. VP8, VP9 (libvpx realtime) and H.264 (libx264 zerolatency), each
+codecs.video's StatefulEncoder through PyAV: the inter frames' bytes, the encode CPU time,
+PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
 and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
 
     .venv/bin/python benchmarks/streams.py [--no-write] [--parts codecs,server,latency] [--mbit 10,2]
@@ -112,19 +113,24 @@ def measure() -> list[list[str]]:
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
-            rows.append(vp8_row(kind, w, h))
-            print(" | ".join(rows[-1]), flush=True)
+            for codec in (video.VP8, video.VP9, video.H264):
+                rows.append(stateful_row(codec, kind, w, h))
+                print(" | ".join(rows[-1]), flush=True)
     return rows
 
 
-def vp8_row(kind: str, w: int, h: int, n: int = 24) -> list[str]:
-    """VP8 over `n` frames (a key frame, then inter frames): the inter frames' mean bytes,
-    the mean encode time per frame, PSNR decoded by FFmpeg's VP8 decoder (GStreamer's
-    vp8dec in spice-gtk is libvpx: the same format, its own colour conversion)."""
+FFMPEG_DECODER = {video.VP8: "vp8", video.VP9: "vp9", video.H264: "h264"}
+
+
+def stateful_row(codec: str, kind: str, w: int, h: int, n: int = 24) -> list[str]:
+    """VP8, VP9 or H.264 over `n` frames (a key frame, then inter frames): the inter
+    frames' mean bytes, the median encode CPU time per frame, PSNR decoded by FFmpeg's own
+    decoder (spice-gtk's GStreamer decoders are libvpx and FFmpeg's: the same formats,
+    their own colour conversion)."""
     import av
 
-    enc = video.Vp8Encoder(w, h, FPS)
-    dec = av.CodecContext.create("vp8", "r")
+    enc = video.STATEFUL_ENCODERS[codec](w, h, FPS)
+    dec = av.CodecContext.create(FFMPEG_DECODER[codec], "r")
     sizes, quality, secs = [], [], []
     for f in frames(kind, w, h, n):
         t = time.process_time()  # CPU: a loaded machine's wall time says little here
@@ -135,10 +141,10 @@ def vp8_row(kind: str, w: int, h: int, n: int = 24) -> list[str]:
         (out,) = dec.decode(av.Packet(data))
         quality.append(psnr(out.to_ndarray(format="bgra"), f))
     per_frame = float(np.mean(sizes[1:]))
-    rate = enc.ctx.bit_rate / 1e6
+    rate = enc.bps / 1e6
     return [
         f"{kind} {w}x{h}",
-        f"vp8 (target {rate:.1f} Mbit/s)",
+        f"{codec} (target {rate:.1f} Mbit/s)",
         f"{per_frame / 1024:.1f}",
         f"{per_frame * FPS * 8 / 1e6:.2f}",
         f"{np.median(secs) * 1000:.2f} (CPU)",

@@ -95,13 +95,21 @@ class StatefulEncoder:
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 1000)
         ctx.framerate = Fraction(fps).limit_denominator(1000)  # x264 budgets a frame by it, not by pts
-        ctx.bit_rate = min(self.max_bps, max(self.min_bps, int(width * height * fps * self.bits_per_pixel)))
         ctx.gop_size = 1 << 20  # key frames only when asked for
         ctx.max_b_frames = 0  # a frame is sent as it is encoded: none waits for a later one
-        ctx.thread_count = 1  # the video lane is one thread; the other cores encode images
-        ctx.options = dict(self.options)
+        # The video lane is one thread, and the other cores encode images: one thread each.
+        # (libvpx's VP8 with threads of its own took 2 to 20 times the CPU a frame, and no
+        # less wall time, on a 2-core machine: docs/codecs.md.)
+        ctx.thread_count = 1
+        self.bps = min(self.max_bps, max(self.min_bps, int(width * height * fps * self.bits_per_pixel)))
+        ctx.options = self._rate_control(ctx, self.bps)
         self.ctx: Any = ctx
         self.frames = 0
+
+    def _rate_control(self, ctx: Any, bps: int) -> dict[str, str]:
+        """Set the target bitrate; returns the encoder's options."""
+        ctx.bit_rate = bps
+        return dict(self.options)
 
     @classmethod
     def fits(cls, width: int, height: int) -> bool:
@@ -169,6 +177,16 @@ class H264Encoder(StatefulEncoder):
     }
     bits_per_pixel = 0.5
     even_size = True
+    crf = 23  # x264's default quality; the bitrate target is a cap
+
+    def _rate_control(self, ctx: Any, bps: int) -> dict[str, str]:
+        """Constant quality under a cap (the VBV: at most the target over a quarter of a
+        second): x264's average-bitrate mode spends the whole target on a panned photo
+        where a fifth of it gives 36 dB, and lets single frames burst to 3 times the mean."""
+        options = dict(self.options)
+        options["crf"] = str(self.crf)
+        options["x264-params"] += f":vbv-maxrate={bps // 1000}:vbv-bufsize={bps // 4000}"
+        return options
 
     @staticmethod
     def is_key_frame(data: bytes) -> bool:
