@@ -35,6 +35,8 @@ def test_spice_gtk_plays_an_h264_stream_and_ends_exact(spawn, tap_for):
     assert is_key_frame(frames[0], "h264") and not any(is_key_frame(f, "h264") for f in frames[1:])
     calls = server.command("codec_calls", "codec_calls")["calls"]
     assert len(set(frames)) <= calls["h264"] and not calls.get("mjpeg")  # encoded at libx264's boundary
+    (display,) = [ch for c in server.stats()["clients"] for ch in c["channels"] if ch["channel"] == "display"]
+    assert display["streams"]["codecs"] == ["h264"] and display["streams"]["codec_order"] == ["h264", "mjpeg"]
     plasma = Plasma()
     assert wait_until(lambda: (q := _best_psnr(clients[0], server, plasma)) >= 24 and q, 30, "spice-gtk's H.264 video at >= 24 dB")
     server.command("video off", "video")
