@@ -145,12 +145,19 @@ def _video_codecs(value: str) -> tuple[str, ...]:
     """QEMU's form, `encoder:codec;...` (`spice:mjpeg;gstreamer:vp8`), or bare codec names;
     the encoder part is not ours to choose (MJPEG: simplejpeg; VP8, VP9: libvpx, H.264:
     libx264, all through PyAV)."""
-    from .codecs.video import VIDEO_CODECS
+    from .codecs.video import STATEFUL_ENCODERS, VIDEO_CODECS
 
     codecs = tuple(part.split(":", 1)[-1].strip() for part in value.split(";") if part.strip())
     bad = [c for c in codecs if c not in VIDEO_CODECS]
     if not codecs or bad:
         raise ValueError(f"{value!r}: list codecs from {', '.join(VIDEO_CODECS)}, separated by ';'")
+    stateful = [c for c in codecs if c in STATEFUL_ENCODERS]
+    if stateful:  # at startup, not at the first stream: PyAV builds differ in their encoders
+        import av
+
+        missing = [c for c in stateful if STATEFUL_ENCODERS[c].av_codec not in av.codecs_available]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: this PyAV has no {', '.join(STATEFUL_ENCODERS[c].av_codec for c in missing)} encoder")
     return codecs
 
 
