@@ -1,4 +1,4 @@
-"""Video stream frames: bytes, encode time and decoded quality of each MJPEG tier.
+"""Video stream frames: bytes, encode time and decoded quality of each MJPEG tier, VP8, VP9 and H.264.
 
 For the demo's plasma (sources/demo_video.py) and a generated photo panned a pixel a frame,
 at 320x180 (the demo's video), 640x360 and 1280x720: per tier (codecs/video.py: `mjpeg`, `mjpeg_low`) and for the
@@ -6,8 +6,9 @@ chroma choices we weighed, the bytes per frame and per second at 25 fps (the low
 sends every other frame), the encode time (fastest of repeats, one thread), and PSNR as
 the clients decode it: spice-gtk's MJPEG decoder uses libjpeg's fast DCT without fancy
 upsampling (emulated with simplejpeg's fastdct/fastupsample), a browser (spice-html5)
-decodes like Pillow. VP8 (codecs.video.Vp8Encoder, libvpx realtime through PyAV): the
-inter frames' bytes, the encode time, PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
+decodes like Pillow. VP8, VP9 (libvpx realtime) and H.264 (libx264 zerolatency), each
+codecs.video's StatefulEncoder through PyAV: the inter frames' bytes, the encode CPU time,
+PSNR decoded by FFmpeg. Writes the table into docs/codecs.md between <!-- mjpeg:begin -->
 and <!-- mjpeg:end -->. One run on a shared machine: read ratios, not digits.
 
     .venv/bin/python benchmarks/streams.py [--no-write] [--parts codecs,server,latency] [--mbit 10,2]
@@ -16,7 +17,7 @@ Part `server`: the server in-process (real channel clients on in-memory transpor
 fake clock, encodes inline so the process's CPU time is all the server's work), a video
 area of 640x360 or 1280x720 redrawn at 25 fps with moving plasma, 1 or 16 clients that
 read and ACK everything: server CPU per second of video and bytes per second per client,
-with streams (MJPEG full tier; VP8) and without (`--streaming-video off`: JPEG images
+with streams (MJPEG full tier; VP8; H.264) and without (`--streaming-video off`: JPEG images
 with `--jpeg-wan-compression always`, or the LAN default, QUIC). Written to
 docs/performance.md between <!-- streams:begin --> and <!-- streams:end -->.
 
@@ -112,19 +113,24 @@ def measure() -> list[list[str]]:
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
-            rows.append(vp8_row(kind, w, h))
-            print(" | ".join(rows[-1]), flush=True)
+            for codec in (video.VP8, video.VP9, video.H264):
+                rows.append(stateful_row(codec, kind, w, h))
+                print(" | ".join(rows[-1]), flush=True)
     return rows
 
 
-def vp8_row(kind: str, w: int, h: int, n: int = 24) -> list[str]:
-    """VP8 over `n` frames (a key frame, then inter frames): the inter frames' mean bytes,
-    the mean encode time per frame, PSNR decoded by FFmpeg's VP8 decoder (GStreamer's
-    vp8dec in spice-gtk is libvpx: the same format, its own colour conversion)."""
+FFMPEG_DECODER = {video.VP8: "vp8", video.VP9: "vp9", video.H264: "h264"}
+
+
+def stateful_row(codec: str, kind: str, w: int, h: int, n: int = 24) -> list[str]:
+    """VP8, VP9 or H.264 over `n` frames (a key frame, then inter frames): the inter
+    frames' mean bytes, the median encode CPU time per frame, PSNR decoded by FFmpeg's own
+    decoder (spice-gtk's GStreamer decoders are libvpx and FFmpeg's: the same formats,
+    their own colour conversion)."""
     import av
 
-    enc = video.Vp8Encoder(w, h, FPS)
-    dec = av.CodecContext.create("vp8", "r")
+    enc = video.STATEFUL_ENCODERS[codec](w, h, FPS)
+    dec = av.CodecContext.create(FFMPEG_DECODER[codec], "r")
     sizes, quality, secs = [], [], []
     for f in frames(kind, w, h, n):
         t = time.process_time()  # CPU: a loaded machine's wall time says little here
@@ -135,10 +141,10 @@ def vp8_row(kind: str, w: int, h: int, n: int = 24) -> list[str]:
         (out,) = dec.decode(av.Packet(data))
         quality.append(psnr(out.to_ndarray(format="bgra"), f))
     per_frame = float(np.mean(sizes[1:]))
-    rate = enc.ctx.bit_rate / 1e6
+    rate = enc.bps / 1e6
     return [
         f"{kind} {w}x{h}",
-        f"vp8 (target {rate:.1f} Mbit/s)",
+        f"{codec} (target {rate:.1f} Mbit/s)",
         f"{per_frame / 1024:.1f}",
         f"{per_frame * FPS * 8 / 1e6:.2f}",
         f"{np.median(secs) * 1000:.2f} (CPU)",
@@ -166,13 +172,13 @@ def serve(w: int, h: int, clients: int, mode: str, seconds: float = 2.0) -> tupl
 
     srv = make_server(Screen())
     settings = srv.display_settings
-    if mode == "vp8":
-        settings.video_codecs = ("vp8",)
+    if mode in video.STATEFUL:
+        settings.video_codecs = (mode,)
     if mode.startswith("off"):
         srv.render.streams.set_mode("off")
     if mode == "off-jpeg":
         settings.jpeg_wan_compression = "always"
-    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8, DisplayCap.LZ4_COMPRESSION}
+    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8, DisplayCap.CODEC_H264, DisplayCap.LZ4_COMPRESSION}
     readers = [Counting(*open_display(srv, caps)) for _ in range(clients)]
     area = Rect(32, 32, 32 + w, 32 + h)
     plasma = Plasma(w, h)
@@ -201,7 +207,7 @@ def serve(w: int, h: int, clients: int, mode: str, seconds: float = 2.0) -> tupl
 def server_rows() -> list[list[str]]:
     rows = []
     for w, h in ((640, 360), (1280, 720)):
-        for mode in ("mjpeg", "vp8", "off-jpeg", "off-quic"):
+        for mode in ("mjpeg", "vp8", "h264", "off-jpeg", "off-quic"):
             for clients in (1, 16):
                 cpu, bps = serve(w, h, clients, mode)
                 rows.append([f"{w}x{h}", mode, str(clients), f"{cpu * 100:.0f}%", f"{bps * 8 / 1e6:.2f}"])
@@ -453,7 +459,7 @@ def main() -> None:
         header = ["video", "sent as", "clients", "server CPU (of one core)", "Mbit/s per client"]
         lines = [
             f"{machine}: the server in-process, encodes inline, {FPS} fps of moving plasma.",
-            "`mjpeg`/`vp8`: a stream (one encode per frame for every client); `off-jpeg`: images, JPEG",
+            "`mjpeg`/`vp8`/`h264`: a stream (one encode per frame for every client); `off-jpeg`: images, JPEG",
             "(`--streaming-video off --jpeg-wan-compression always`); `off-quic`: images, the LAN default (QUIC).",
             "",
             md_table(header, srows),

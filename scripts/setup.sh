@@ -13,7 +13,8 @@ if [ "${1:-}" = "--test" ]; then
     spice-html5 websockify  # spice-html5 in Chromium, bridged to TCP by websockify
     tigervnc-standalone-server xclip  # Xvnc: an X server RandR can resize (the agent's tests); xclip: X selections
     pulseaudio pulseaudio-utils  # a private sound server, parec/pacat (desktop-sound tests)
-    gstreamer1.0-plugins-good  # vp8dec: spice-gtk plays VP8 streams (tests/test_streams_clients.py)
+    gstreamer1.0-plugins-good  # vp8dec, vp9dec: spice-gtk plays VP8 and VP9 streams (tests/test_streams_clients.py)
+    gstreamer1.0-plugins-bad gstreamer1.0-libav  # h264parse, avdec_h264: spice-gtk plays H.264 (tests/test_streams_codecs.py)
     ffmpeg)  # ffmpeg makes a clip, ffplay plays it in Xvfb (the X11 source's stream tests)
   extra="[test]"
 fi

@@ -143,13 +143,21 @@ def _streaming_video(value: str) -> str:
 
 def _video_codecs(value: str) -> tuple[str, ...]:
     """QEMU's form, `encoder:codec;...` (`spice:mjpeg;gstreamer:vp8`), or bare codec names;
-    the encoder part is not ours to choose (MJPEG: simplejpeg, VP8: libvpx through PyAV)."""
-    from .codecs.video import VIDEO_CODECS
+    the encoder part is not ours to choose (MJPEG: simplejpeg; VP8, VP9: libvpx, H.264:
+    libx264, all through PyAV)."""
+    from .codecs.video import STATEFUL_ENCODERS, VIDEO_CODECS
 
     codecs = tuple(part.split(":", 1)[-1].strip() for part in value.split(";") if part.strip())
     bad = [c for c in codecs if c not in VIDEO_CODECS]
     if not codecs or bad:
         raise ValueError(f"{value!r}: list codecs from {', '.join(VIDEO_CODECS)}, separated by ';'")
+    stateful = [c for c in codecs if c in STATEFUL_ENCODERS]
+    if stateful:  # at startup, not at the first stream: PyAV builds differ in their encoders
+        import av
+
+        missing = [c for c in stateful if STATEFUL_ENCODERS[c].av_codec not in av.codecs_available]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: this PyAV has no {', '.join(STATEFUL_ENCODERS[c].av_codec for c in missing)} encoder")
     return codecs
 
 
@@ -265,8 +273,9 @@ class Options(usage.Options, OptionChecks, OptionBuild):
             "video-codecs",
             None,
             ("mjpeg",),
-            "Stream codecs in order of preference, QEMU's form (spice:mjpeg;gstreamer:vp8) or bare names:"
-            " each client gets the first it decodes (VP8 needs spice-gtk with GStreamer's vp8dec).",
+            "Stream codecs (mjpeg, vp8, vp9, h264) in order of preference, QEMU's form"
+            " (gstreamer:h264;gstreamer:vp8;spice:mjpeg) or bare names: each client gets the first it decodes,"
+            " ranked by its own preference when it sends one (spice-gtk decodes VP8, VP9 and H.264 through GStreamer).",
             _video_codecs,
         ],
         [

@@ -62,6 +62,8 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
         if streams is not None:  # channels/display_streams.py
             out["streams"] = {
                 "playing": sorted(streams.shown),
+                "codecs": [streams.codecs.get(i) for i in sorted(streams.shown)],  # each playing stream's
+                "codec_order": streams.codec_order(),  # what its next stream would get, best first
                 "frames_sent": streams.frames_sent,
                 "low_tier": streams.low,
                 "reports": streams.reports,  # STREAM_REPORTs it sent us

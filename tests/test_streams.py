@@ -10,6 +10,7 @@ counted at the codec boundary (codecs.ENCODERS).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from support.images import photo, psnr, text_ui
 from support.inprocess import Reader, make_server, noise, open_display
 
@@ -197,6 +198,8 @@ def test_streaming_video_all_streams_any_steady_area_and_off_ends_them():
 
 
 VP8_CAPS = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8}
+CODEC_CAP = {"vp8": DisplayCap.CODEC_VP8, "vp9": DisplayCap.CODEC_VP9, "h264": DisplayCap.CODEC_H264}
+WIRE_TYPE = {"mjpeg": 1, "vp8": 2, "h264": 3, "vp9": 4}  # spice-protocol's VideoCodecType
 
 
 def _vp8_frames(r: Reader, start: int = 0) -> list[bytes]:
@@ -207,35 +210,114 @@ def _vp8_frames(r: Reader, start: int = 0) -> list[bytes]:
     return [decode_body(data, b)["data"] for t, b in r.messages[start:] if t == MsgDisplay.STREAM_DATA]
 
 
-def test_vp8_clients_share_one_stateful_encode_and_a_late_one_starts_at_a_key_frame():
-    from spice_twisted.codecs.video import is_key_frame
-
-    srv = make_server()
-    srv.display_settings.video_codecs = ("vp8", "mjpeg")
-    noise(srv)
-    vp8 = [Reader(*open_display(srv, VP8_CAPS)) for _ in range(2)]
-    mjpeg = Reader(*open_display(srv, PLAYS))  # no VP8: the next codec on the list
-    for r in (*vp8, mjpeg):
-        r.catch_up(srv)
-    _play(srv, [*vp8, mjpeg], 8)
+def _codec_types(r: Reader) -> list[int]:
     from spice_twisted.wire.enums import ChannelType
     from spice_twisted.wire.messages import decode_body, message
 
     create = message(ChannelType.DISPLAY, "STREAM_CREATE")
-    codec_of = lambda r: [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE]  # noqa: E731
-    assert [codec_of(r) for r in (*vp8, mjpeg)] == [[2], [2], [1]]
-    a, b = (_vp8_frames(r) for r in vp8)
-    assert a == b and len(a) == 5  # the same bytes to both: one encode per frame
-    assert is_key_frame(a[0]) and not any(is_key_frame(f) for f in a[1:])
-    late = Reader(*open_display(srv, VP8_CAPS))
+    return [decode_body(create, b)["codec_type"] for t, b in r.messages if t == MsgDisplay.STREAM_CREATE]
+
+
+def _counting_stateful(monkeypatch) -> dict[str, int]:
+    """Stateful encodes, counted at the encoder's boundary (StatefulEncoder.encode)."""
+    from spice_twisted.codecs import video
+
+    calls: dict[str, int] = {}
+    real = video.StatefulEncoder.encode
+
+    def counted(self, pixels, key):
+        calls[self.codec] = calls.get(self.codec, 0) + 1
+        return real(self, pixels, key)
+
+    monkeypatch.setattr(video.StatefulEncoder, "encode", counted)
+    return calls
+
+
+@pytest.mark.parametrize("codec", ["vp8", "vp9", "h264"])
+def test_stateful_codec_clients_share_one_encode_and_a_late_one_starts_at_a_key_frame(monkeypatch, codec):
+    """VP8, VP9, H.264: one encoder per stream, one encode per frame for every client on it,
+    each decoded by FFmpeg's own decoder; a client that joins starts at a key frame, made
+    for it and shared with the others."""
+    from spice_twisted.codecs.video import is_key_frame
+
+    calls = _counting_stateful(monkeypatch)
+    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, CODEC_CAP[codec]}
+    srv = make_server()
+    srv.display_settings.video_codecs = (codec, "mjpeg")
+    noise(srv)
+    clients = [Reader(*open_display(srv, caps)) for _ in range(2)]
+    mjpeg = Reader(*open_display(srv, PLAYS))  # not this codec: the next on the list
+    for r in (*clients, mjpeg):
+        r.catch_up(srv)
+    _play(srv, [*clients, mjpeg], 8)
+    assert [_codec_types(r) for r in (*clients, mjpeg)] == [[WIRE_TYPE[codec]], [WIRE_TYPE[codec]], [1]]
+    a, b = (_vp8_frames(r) for r in clients)
+    assert a == b and len(a) == 5 == calls[codec]  # the same bytes to both: one encode per frame
+    assert is_key_frame(a[0], codec) and not any(is_key_frame(f, codec) for f in a[1:])
+    late = Reader(*open_display(srv, caps))
     late.catch_up(srv)
     assert MsgDisplay.STREAM_CREATE in _types(late)
-    _play(srv, [*vp8, mjpeg, late], 3, first=8)
+    _play(srv, [*clients, mjpeg, late], 3, first=8)
     mine = _vp8_frames(late)
-    assert len(mine) == 3 and is_key_frame(mine[0])  # asked for when it joined
-    assert _vp8_frames(vp8[0])[-3:] == mine  # and shared: the others got the same key frame
-    for r in (*vp8, late):  # decoded (FFmpeg's VP8 decoder), near the source
+    assert len(mine) == 3 and is_key_frame(mine[0], codec)  # asked for when it joined
+    assert _vp8_frames(clients[0])[-3:] == mine and calls[codec] == 8  # and shared: the others got the same key frame
+    for r in (*clients, late):  # decoded (FFmpeg's decoders), near the source
         assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+def _prefer(r: Reader, srv, wire_types: list[int]) -> None:
+    """The client's PREFERRED_VIDEO_CODEC_TYPE: its codecs, best first."""
+    import struct
+
+    from spice_twisted.wire.enums import MsgcDisplay
+
+    body = bytes([len(wire_types), *wire_types])
+    r.cc.dataReceived(struct.pack("<HI", MsgcDisplay.PREFERRED_VIDEO_CODEC_TYPE, len(body)) + body)
+    r.catch_up(srv)
+
+
+def test_a_clients_preferred_video_codecs_rank_the_servers_and_bad_lists_close_only_it():
+    """The server allows MJPEG, VP8, H.264 in that order; each client gets the first it
+    decodes in its own order when it sent one (unknown numbers, codecs the server does not
+    allow and repeats ignored), else in the server's. H.264 needs an even-sized stream:
+    an odd one goes in the next codec. A truncated list closes that client only."""
+    srv = make_server()
+    srv.display_settings.video_codecs = ("mjpeg", "vp8", "h264")
+    noise(srv)
+    all_caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8, DisplayCap.CODEC_VP9, DisplayCap.CODEC_H264}
+    plain, h264, vp8, no_h264, bad = (Reader(*open_display(srv, all_caps if i != 3 else VP8_CAPS)) for i in range(5))
+    readers = [plain, h264, vp8, no_h264]
+    _prefer(h264, srv, [3, 3, 2])
+    _prefer(vp8, srv, [99, 4, 2, 0, 3])  # 99, 0: unknown; VP9: not allowed
+    _prefer(no_h264, srv, [3, 2])  # it prefers H.264 but does not advertise it
+    assert [r.cc.streams.codec_order() for r in readers] == [
+        ["mjpeg", "vp8", "h264"],
+        ["h264", "vp8", "mjpeg"],
+        ["vp8", "h264", "mjpeg"],
+        ["vp8", "mjpeg"],
+    ]
+    bad.cc.dataReceived(struct_pack_preferred(255, [3, 2]))  # says 255 codecs, holds 2
+    assert not bad.cc.connected and all(r.cc.connected for r in readers)
+    for r in readers:
+        r.catch_up(srv)
+    _play(srv, readers, 6)
+    assert [_codec_types(r) for r in readers] == [[1], [3], [2], [2]]
+    srv.reactor.advance(streams.END_AFTER * 2)  # the stream ends
+    odd = Rect(21, 5, 180, 95)  # 159 wide: no H.264; the client's next choice
+    _play(srv, readers, 8, rect=odd, first=6)
+    assert all(_types(r).count(MsgDisplay.STREAM_CREATE) == 2 for r in readers)
+    assert [_codec_types(r)[-1] for r in readers] == [1, 2, 2, 2]
+    for r in readers:
+        assert psnr(_area(r.screen.fb, odd), _area(srv.render.primary.pixels, odd)) >= 28
+
+
+def struct_pack_preferred(count: int, wire_types: list[int]) -> bytes:
+    import struct
+
+    from spice_twisted.wire.enums import MsgcDisplay
+
+    body = bytes([count, *wire_types])
+    return struct.pack("<HI", MsgcDisplay.PREFERRED_VIDEO_CODEC_TYPE, len(body)) + body
 
 
 def _report(r: Reader, srv, frames: int, drops: int, delay: int = 10) -> None:

@@ -328,6 +328,9 @@ class DisplayChannelClient(ChannelClient):
     def handle_STREAM_REPORT(self, fields: dict[str, Any]) -> None:
         self.streams.report(fields)  # channels/display_streams.py
 
+    def handle_PREFERRED_VIDEO_CODEC_TYPE(self, fields: dict[str, Any]) -> None:
+        self.streams.prefer(fields["codecs"])  # channels/display_streams.py
+
     def start_stream(self) -> None:
         if self.streaming or not self.connected:
             return

@@ -8,10 +8,13 @@ the older unsent ones of its stream, so a slow client skips frames instead of qu
 them, and a pipe behind a refresh takes only the area (the refresh shows it).
 
 Which codec: the first of `--video-codecs` (DisplaySettings.video_codecs) the client
-decodes; MJPEG needs CODEC_MJPEG, VP8 MULTI_CODEC and CODEC_VP8. A stream keeps its codec
-on a client for its life. VP8 frames refer to earlier ones: none is dropped, a client
-that joins waits for the key frame the streams ask for, and one that falls behind (its
-pipe behind a refresh) waits for another.
+decodes, in the order of its PREFERRED_VIDEO_CODEC_TYPE when it sent one (the server's
+list ranked by the client's; codecs it did not name after those it did, in the server's
+order); MJPEG needs CODEC_MJPEG, the others MULTI_CODEC and their own cap (CODEC_VP8,
+CODEC_VP9, CODEC_H264), H.264 a stream of even width and height. A stream keeps its codec
+on a client for its life. VP8, VP9 and H.264 frames refer to earlier ones: none is
+dropped, a client that joins waits for the key frame the streams ask for, and one that
+falls behind (its pipe behind a refresh) waits for another.
 
 A client that advertises STREAM_REPORT is asked for reports on each stream
 (STREAM_ACTIVATE_REPORT). A report of late or dropped frames puts it on the low tier for
@@ -29,8 +32,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..codecs.video import MJPEG, MJPEG_LOW, STATEFUL, VP8, WIRE_CODEC
-from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags
+from ..codecs.video import H264, MJPEG, MJPEG_LOW, STATEFUL, STATEFUL_ENCODERS, VP8, VP9, WIRE_CODEC
+from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags, VideoCodecType
 from ..wire.messages import message
 from ..wire.schema import encode_split
 from .pipe import PipeItem
@@ -78,8 +81,9 @@ AHEAD_MIN_MS, AHEAD_MAX_MS = 10, 500
 # A client whose pipe holds more than this many bytes when a frame comes is behind: it
 # gets the low tier (half the frames, lower quality) until its pipe drains.
 LOW_TIER_BACKLOG = 1 << 20
-# A VP8 stream's frames in one pipe at most (none may be dropped alone: past this many, all
-# go and the client waits for a key frame). An MJPEG stream has at most its newest one.
+# A VP8, VP9 or H.264 stream's frames in one pipe at most (none may be dropped alone: past
+# this many, all go and the client waits for a key frame). An MJPEG stream has at most its
+# newest one.
 MAX_QUEUED_STATEFUL = 8
 # STREAM_ACTIVATE_REPORT: a report every this many frames, or this often.
 REPORT_FRAMES, REPORT_TIMEOUT_MS = 20, 1000
@@ -87,6 +91,15 @@ REPORT_FRAMES, REPORT_TIMEOUT_MS = 20, 1000
 LATE_HOLD = 5.0
 LATE_MS = 50  # a last frame later than this, or over a tenth of the frames dropped, is "late"
 CANNOT_DECODE = 0xFFFFFFFF
+# The caps a client advertises for each codec (MJPEG's alone: spice-html5 sends no MULTI_CODEC).
+CODEC_CAPS: dict[str, frozenset[DisplayCap]] = {
+    MJPEG: frozenset({DisplayCap.CODEC_MJPEG}),
+    VP8: frozenset({DisplayCap.MULTI_CODEC, DisplayCap.CODEC_VP8}),
+    VP9: frozenset({DisplayCap.MULTI_CODEC, DisplayCap.CODEC_VP9}),
+    H264: frozenset({DisplayCap.MULTI_CODEC, DisplayCap.CODEC_H264}),
+}
+# PREFERRED_VIDEO_CODEC_TYPE's numbers (spice-protocol's VideoCodecType) for our codecs.
+BY_WIRE_TYPE: dict[int, str] = {VideoCodecType.MJPEG: MJPEG, VideoCodecType.VP8: VP8, VideoCodecType.VP9: VP9, VideoCodecType.H264: H264}
 _report_ids = itertools.count(1)
 
 
@@ -121,7 +134,7 @@ class ClientStreams:
         self.frames_sent = 0
         self.low = False  # on the low tier
         self.codecs: dict[int, str] = {}  # each shown stream's codec (MJPEG tiers: MJPEG)
-        self.awaiting_key: set[int] = set()  # VP8 streams it can only take a key frame of now
+        self.awaiting_key: set[int] = set()  # stateful codecs' streams it can only take a key frame of now
         self.queued: dict[int, list[StreamFrameItem]] = {}  # each stream's frames in the pipe (some sent)
         self.report_ids: dict[int, int] = {}  # stream id -> the unique id its reports must carry
         self.undecodable: set[str] = set()  # codecs the client reported it cannot decode
@@ -129,25 +142,43 @@ class ClientStreams:
         self.reports = 0
         self.ahead_ms: int | None = None  # the play-ahead its reports set (None: from the round trip)
         self.last_frame_delay: int | None = None  # how early its last reported frame came (ms)
+        self.preferred: tuple[str, ...] | None = None  # its PREFERRED_VIDEO_CODEC_TYPE, our codecs in its order
 
-    def _codec(self) -> str | None:
-        """The first of the server's video codecs this client decodes, or None."""
+    def codec_order(self) -> list[str]:
+        """The server's video codecs this client decodes, best first: the server's order,
+        ranked by the client's preference when it sent one."""
         caps = self.cc.request.channel_caps
-        for codec in getattr(self.cc.settings, "video_codecs", (MJPEG,)):
-            if codec in self.undecodable:
-                continue
-            if codec == MJPEG and DisplayCap.CODEC_MJPEG in caps:
-                return MJPEG
-            if codec == VP8 and {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_VP8} <= caps:
-                return VP8
+        allowed = [c for c in getattr(self.cc.settings, "video_codecs", (MJPEG,)) if c in CODEC_CAPS and CODEC_CAPS[c] <= caps]
+        if self.preferred is not None:
+            rank = {c: i for i, c in enumerate(self.preferred)}
+            allowed.sort(key=lambda c: rank.get(c, len(rank)))  # stable: the rest in the server's order
+        return allowed
+
+    def _codec(self, s: Stream) -> str | None:
+        """The first codec of `codec_order` it has not reported it cannot decode, and that
+        fits the stream's size; None: it plays no streams."""
+        w, h = s.rect.width, s.rect.height
+        for codec in self.codec_order():
+            if codec not in self.undecodable and (codec not in STATEFUL or STATEFUL_ENCODERS[codec].fits(w, h)):
+                return codec
         return None
+
+    def prefer(self, wire_types: list[int]) -> None:
+        """PREFERRED_VIDEO_CODEC_TYPE: its codecs best first (at most 255: the schema's
+        count is a byte). Numbers we do not know and repeats are ignored; streams playing
+        keep their codec, the next ones follow the new order."""
+        order = dict.fromkeys(BY_WIRE_TYPE[t] for t in wire_types if t in BY_WIRE_TYPE)
+        self.preferred = tuple(order)
+        self.cc.log.info(
+            "{cc}: client prefers video codecs {order}: streams in {codecs}", cc=self.cc, order=list(order), codecs=self.codec_order()
+        )
 
     def tier(self, stream: Stream) -> str | None:
         """The stream's codec on this client; for MJPEG the low tier while its link is
         judged WAN or its pipe is backed up."""
         if not self.cc.connected:
             return None
-        codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec()
+        codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec(stream)
         if codec is None or codec in STATEFUL:
             return codec
         late = time.monotonic() < self.late_until
@@ -155,7 +186,7 @@ class ClientStreams:
         return MJPEG_LOW if self.low else MJPEG
 
     def start(self, s: Stream) -> None:
-        codec = self._codec()
+        codec = self._codec(s)
         if codec is None:
             return
         self.shown[s.id] = s
@@ -297,7 +328,7 @@ class ClientStreams:
             d.when_ready(codec, self.cc.encode_ready)
             return None
         pipe.waiting_on = None
-        if not payload.nbytes - 4:  # the encoder dropped this frame (VP8 rate control): nothing to send
+        if not payload.nbytes - 4:  # the encoder dropped this frame (rate control): nothing to send
             return []
         head, tail = encode_split(STREAM_DATA.layout, {"id": s.id, "multi_media_time": self._mm_time(), "data": payload.fields["data"]})
         return [head] if tail is None else [head, tail]

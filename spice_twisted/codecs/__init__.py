@@ -45,7 +45,7 @@ INLINE_PIXELS: dict[str, int] = {
     JPEG: jpeg.INLINE_PIXELS,
     video.MJPEG: video.INLINE_PIXELS,
     video.MJPEG_LOW: video.INLINE_PIXELS,
-    video.VP8: 0,  # never inline: a stream's encoder runs in the ordered lane's thread
+    **dict.fromkeys(video.STATEFUL, 0),  # never inline: a stream's encoder runs in the video lane's thread
 }
 
 # Codecs with a dictionary: each image may refer to earlier ones, so their encodes run in

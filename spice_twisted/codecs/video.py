@@ -1,4 +1,4 @@
-"""Video stream frames: MJPEG (one JFIF per frame) and VP8, in STREAM_DATA's data field.
+"""Video stream frames: MJPEG (one JFIF per frame), VP8, VP9 and H.264, in STREAM_DATA's data field.
 
 Every client that plays streams decodes MJPEG (spice-gtk has it built in, spice-html5
 draws each frame as a JPEG picture), so it is the codec every stream has. A frame is
@@ -7,17 +7,18 @@ encoded once per tier and the one `Payload` goes to every client on that tier
 which releases the GIL), at the tier's quality: the frames are top-down B,G,R,X rows,
 exactly our surface's layout, so nothing is converted.
 
-VP8 (libvpx through PyAV) is for clients that advertise MULTI_CODEC and CODEC_VP8 when
-`--video-codecs` lists it. Its frames refer to earlier ones, so each stream has one
-`Vp8Encoder` whose encodes run in the ordered lane (render/codec_pool.py), and every
-client on it gets every frame from a key frame on (render/streams.py asks for a key
-frame when a client joins or fell behind).
+VP8, VP9 (libvpx) and H.264 (libx264), all through PyAV, are for clients that advertise
+MULTI_CODEC and the codec's cap when `--video-codecs` lists it. Their frames refer to
+earlier ones, so each stream has one `StatefulEncoder` per such codec, whose encodes run
+in the ordered video lane (render/codec_pool.py), and every client on it gets every frame
+from a key frame on (render/streams.py asks for a key frame when a client joins or fell
+behind). Why these settings, and what each codec costs and gives: docs/codecs.md.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import simplejpeg
@@ -28,10 +29,12 @@ from .payload import Payload
 
 MJPEG = "mjpeg"  # the full tier: every frame, at FULL_QUALITY
 MJPEG_LOW = "mjpeg_low"  # the low tier: every other frame, at LOW_QUALITY (slow links)
-VP8 = "vp8"  # one stateful encoder per stream (Vp8Encoder), for clients that decode VP8
-STATEFUL = frozenset({VP8})
-# What --video-codecs may name, in the server's order of preference.
-VIDEO_CODECS = (MJPEG, VP8)
+VP8 = "vp8"  # the stateful codecs: one encoder per stream (StatefulEncoder), for clients that decode them
+VP9 = "vp9"
+H264 = "h264"
+STATEFUL = frozenset({VP8, VP9, H264})
+# What --video-codecs may name (QEMU's names), the default first.
+VIDEO_CODECS = (MJPEG, VP8, VP9, H264)
 
 # spice-gtk decodes MJPEG with libjpeg's fast DCT and without fancy upsampling, so 4:2:0
 # chroma costs about 6 dB on saturated colour (the demo's plasma: 27 dB at quality 80,
@@ -41,13 +44,14 @@ FULL_QUALITY, FULL_SUBSAMPLING = 70, "444"
 LOW_QUALITY, LOW_SUBSAMPLING = 60, "422"  # about 31 dB, two thirds of the bytes, half the frames
 
 # Which tier codec is which wire codec, and at which frame divisor it runs.
-WIRE_CODEC: dict[str, VideoCodecType] = {MJPEG: VideoCodecType.MJPEG, MJPEG_LOW: VideoCodecType.MJPEG, VP8: VideoCodecType.VP8}
-RATE_DIVISOR: dict[str, int] = {MJPEG: 1, MJPEG_LOW: 2, VP8: 1}
-# VP8's target bitrate: bits per pixel of a frame and frame a second, within bounds. The
-# demo's plasma (every pixel changes every frame) needs about 1 Mbit/s at 320x180 to reach
-# 26 dB; VP8's 4:2:0 chroma keeps it under 28 dB on such saturated colour at any rate.
-VP8_BITS_PER_PIXEL = 0.6
-VP8_MIN_BPS, VP8_MAX_BPS = 1_000_000, 8_000_000
+WIRE_CODEC: dict[str, VideoCodecType] = {
+    MJPEG: VideoCodecType.MJPEG,
+    MJPEG_LOW: VideoCodecType.MJPEG,
+    VP8: VideoCodecType.VP8,
+    VP9: VideoCodecType.VP9,
+    H264: VideoCodecType.H264,
+}
+RATE_DIVISOR: dict[str, int] = {MJPEG: 1, MJPEG_LOW: 2}  # the others: every frame
 
 # As a JPEG image: a thread hand-off costs more than encoding a small frame inline.
 INLINE_PIXELS = 64 * 64
@@ -67,23 +71,50 @@ def encode_low(pixels: np.ndarray) -> Payload:
     return _mjpeg(pixels, LOW_QUALITY, LOW_SUBSAMPLING, MJPEG_LOW)
 
 
-class Vp8Encoder:
-    """One VP8 stream (libvpx through PyAV), realtime: one packet per frame, no look-ahead.
-    Not thread-safe: its encodes run one after the other in the ordered lane."""
+class StatefulEncoder:
+    """One stream in one inter-frame codec, through PyAV, tuned for realtime: one packet a
+    frame, no look-ahead, no frames reordered; key frames only when asked for (a client
+    joined or fell behind). Not thread-safe: its encodes run one after the other in the
+    ordered video lane. A subclass names the codec and its options."""
+
+    codec: ClassVar[str]
+    av_codec: ClassVar[str]  # FFmpeg's encoder
+    options: ClassVar[dict[str, str]]
+    # The target bitrate: bits per pixel of a frame and frame a second, within bounds.
+    bits_per_pixel: ClassVar[float]
+    min_bps: ClassVar[int] = 1_000_000
+    max_bps: ClassVar[int] = 8_000_000
+    even_size: ClassVar[bool] = False  # the encoder takes only even widths and heights
 
     def __init__(self, width: int, height: int, fps: float = 25.0) -> None:
-        import av  # only a server that sends VP8 loads it
+        import av  # only a server that sends such a codec loads it
 
         self._av = av
-        ctx = av.CodecContext.create("libvpx", "w")
+        ctx = av.CodecContext.create(self.av_codec, "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 1000)
-        ctx.bit_rate = min(VP8_MAX_BPS, max(VP8_MIN_BPS, int(width * height * fps * VP8_BITS_PER_PIXEL)))
-        ctx.gop_size = 1 << 20  # key frames only when asked for (a client joined or fell behind)
-        ctx.options = {"deadline": "realtime", "cpu-used": "16", "lag-in-frames": "0", "auto-alt-ref": "0"}
+        ctx.framerate = Fraction(fps).limit_denominator(1000)  # x264 budgets a frame by it, not by pts
+        ctx.gop_size = 1 << 20  # key frames only when asked for
+        ctx.max_b_frames = 0  # a frame is sent as it is encoded: none waits for a later one
+        # The video lane is one thread, and the other cores encode images: one thread each.
+        # (libvpx's VP8 with threads of its own took 2 to 20 times the CPU a frame, and no
+        # less wall time, on a 2-core machine: docs/codecs.md.)
+        ctx.thread_count = 1
+        self.bps = min(self.max_bps, max(self.min_bps, int(width * height * fps * self.bits_per_pixel)))
+        ctx.options = self._rate_control(ctx, self.bps)
         self.ctx: Any = ctx
         self.frames = 0
+
+    def _rate_control(self, ctx: Any, bps: int) -> dict[str, str]:
+        """Set the target bitrate; returns the encoder's options."""
+        ctx.bit_rate = bps
+        return dict(self.options)
+
+    @classmethod
+    def fits(cls, width: int, height: int) -> bool:
+        """Whether this codec can encode a stream of this size."""
+        return not cls.even_size or not (width % 2 or height % 2)
 
     def encode(self, pixels: np.ndarray, key: bool) -> Payload:
         av = self._av
@@ -93,9 +124,79 @@ class Vp8Encoder:
             frame.pict_type = av.video.frame.PictureType.I
         self.frames += 1
         data = b"".join(bytes(p) for p in self.ctx.encode(frame))
-        return Payload(VP8, ImageType.JPEG, {"data": External(data)}, 4 + len(data))
+        return Payload(self.codec, ImageType.JPEG, {"data": External(data)}, 4 + len(data))
+
+    @staticmethod
+    def is_key_frame(data: bytes) -> bool:
+        raise NotImplementedError
 
 
-def is_key_frame(data: bytes) -> bool:
-    """A VP8 frame's tag: bit 0 of the first byte is 0 on a key frame (RFC 6386, 9.1)."""
-    return bool(data) and not data[0] & 1
+class Vp8Encoder(StatefulEncoder):
+    """VP8 (libvpx). The demo's plasma (every pixel changes every frame) needs about
+    1 Mbit/s at 320x180 to reach 26 dB; 4:2:0 chroma keeps it under 28 dB on such
+    saturated colour at any rate."""
+
+    codec, av_codec = VP8, "libvpx"
+    options = {"deadline": "realtime", "cpu-used": "16", "lag-in-frames": "0", "auto-alt-ref": "0"}
+    bits_per_pixel = 0.6
+
+    @staticmethod
+    def is_key_frame(data: bytes) -> bool:
+        """A frame's tag: bit 0 of the first byte is 0 on a key frame (RFC 6386, 9.1)."""
+        return bool(data) and not data[0] & 1
+
+
+class Vp9Encoder(StatefulEncoder):
+    """VP9 (libvpx-vp9), profile 0 (8-bit 4:2:0: what every VP9 decoder takes). No
+    alternate reference frames: each packet is one shown frame, never a superframe."""
+
+    codec, av_codec = VP9, "libvpx-vp9"
+    options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "auto-alt-ref": "0", "row-mt": "0"}
+    bits_per_pixel = 0.5
+
+    @staticmethod
+    def is_key_frame(data: bytes) -> bool:
+        """The uncompressed header of profile 0: frame_marker 2, profile 0, then
+        show_existing_frame 0 and frame_type 0 (a key frame) in the first byte's bits 3, 2."""
+        return bool(data) and data[0] & 0xFC == 0x80
+
+
+class H264Encoder(StatefulEncoder):
+    """H.264 (libx264), constrained baseline (no B-frames, CAVLC: any decoder, spice-gtk's
+    GStreamer pipeline included), tuned for zero latency, each access unit in Annex-B
+    byte-stream form with its SPS and PPS before every IDR: a client may join at any key
+    frame. 4:2:0 needs even sizes: a stream of another size goes in the client's next codec."""
+
+    codec, av_codec = H264, "libx264"
+    options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "profile": "baseline",
+        "forced-idr": "1",
+        "x264-params": "keyint=infinite:scenecut=0:repeat-headers=1:annexb=1",
+    }
+    bits_per_pixel = 0.5
+    even_size = True
+    crf = 23  # x264's default quality; the bitrate target is a cap
+
+    def _rate_control(self, ctx: Any, bps: int) -> dict[str, str]:
+        """Constant quality under a cap (the VBV: at most the target over a quarter of a
+        second): x264's average-bitrate mode spends the whole target on a panned photo
+        where a fifth of it gives 36 dB, and lets single frames burst to 3 times the mean."""
+        options = dict(self.options)
+        options["crf"] = str(self.crf)
+        options["x264-params"] += f":vbv-maxrate={bps // 1000}:vbv-bufsize={bps // 4000}"
+        return options
+
+    @staticmethod
+    def is_key_frame(data: bytes) -> bool:
+        """An access unit with an IDR slice (NAL unit type 5)."""
+        return any(part and part[0] & 0x1F == 5 for part in data.split(b"\x00\x00\x01")[1:])
+
+
+STATEFUL_ENCODERS: dict[str, type[StatefulEncoder]] = {VP8: Vp8Encoder, VP9: Vp9Encoder, H264: H264Encoder}
+
+
+def is_key_frame(data: bytes, codec: str = VP8) -> bool:
+    """Whether a stateful codec's frame is a key frame (one a decoder can start at)."""
+    return STATEFUL_ENCODERS[codec].is_key_frame(data)

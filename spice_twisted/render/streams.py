@@ -16,7 +16,9 @@ adds it to the client's lossy region as each frame is written), so the render se
 lossless upgrade sends the area exact once it is quiet: every client converges.
 
 A client that joins while a stream plays gets STREAM_CREATE at once and the newest
-frame (every MJPEG frame is a key frame).
+frame (every MJPEG frame is a key frame); in a stateful codec (VP8, VP9, H.264: one
+encoder per stream and codec, codecs/video.py) the next frame, made a key frame for
+everyone on that codec.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..codecs import classify
-from ..codecs.video import RATE_DIVISOR, STATEFUL, Vp8Encoder
+from ..codecs.video import RATE_DIVISOR, STATEFUL, STATEFUL_ENCODERS
 from .drawable import Drawable
 from .rect import Rect
 from .region import Region
@@ -88,7 +90,7 @@ class Stream:
     frames: int = 0  # frames made (the low tier takes every RATE_DIVISOR-th)
     last: Drawable | None = None  # the newest frame, held for clients that join
     ended: bool = False
-    encoders: dict[str, Any] = field(default_factory=dict)  # a stateful codec's encoder (VP8)
+    encoders: dict[str, Any] = field(default_factory=dict)  # each stateful codec's encoder (VP8, VP9, H.264)
     key_due: set[str] = field(default_factory=set)  # stateful codecs whose next frame must be a key frame
     clip: list[Rect] | None = None  # where clients draw its frames (None: all of rect)
     changed: deque[Region] = field(default_factory=lambda: deque(maxlen=CLIP_FRAMES))  # damage in it, per frame
@@ -281,7 +283,7 @@ class Streams:
             return True  # every MJPEG frame stands alone
         enc = s.encoders.get(tier)
         if enc is None:
-            enc = s.encoders[tier] = Vp8Encoder(s.rect.width, s.rect.height)
+            enc = s.encoders[tier] = STATEFUL_ENCODERS[tier](s.rect.width, s.rect.height)
         key = tier in s.key_due or enc.frames == 0
         s.key_due.discard(tier)
         pixels = d.pixels

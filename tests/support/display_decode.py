@@ -4,7 +4,7 @@ An independent reader of our output for in-process tests and the wire tap: it pa
 with the schema's decoder and decodes LZ4 like spice-gtk's canvas does, LZ with our own
 Python decoder (support/lz_decode.py), QUIC with our own C decoder (codecs/_native/quic.c:
 real spice-gtk clients check it), JPEG with Pillow (its own libjpeg, not the encoder's
-binding).
+binding), stream frames in VP8, H.264 and VP9 with FFmpeg's decoders.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ STREAM_DESTROY = message(ChannelType.DISPLAY, "STREAM_DESTROY")
 STREAM_CLIP = message(ChannelType.DISPLAY, "STREAM_CLIP")
 CACHE_ME, CACHE_REPLACE_ME = 1, 4
 LOSSY_TYPES = {ImageType.JPEG, ImageType.JPEG_ALPHA}
+# Stream codecs decoded by FFmpeg's own decoders (through PyAV), not the encoders' libvpx
+# and libx264: VP8 2, H.264 3, VP9 4 (STREAM_CREATE's codec_type).
+FFMPEG_DECODERS = {2: "vp8", 3: "h264", 4: "vp9"}
 
 
 def image_pixels(image: dict) -> np.ndarray:
@@ -66,7 +69,7 @@ def image_pixels(image: dict) -> np.ndarray:
 
 
 class Screen:
-    """Follows SURFACE_CREATE, DRAW_COPY, COPY_BITS and MJPEG stream messages; counts image types seen."""
+    """Follows SURFACE_CREATE, DRAW_COPY, COPY_BITS and stream messages (MJPEG, VP8, H.264, VP9); counts image types seen."""
 
     def __init__(self) -> None:
         self.fb: np.ndarray | None = None
@@ -118,12 +121,12 @@ class Screen:
             elif msg_type == MsgDisplay.STREAM_CREATE:
                 f = decode_body(STREAM_CREATE, body)
                 assert f["id"] not in self.streams, f"STREAM_CREATE of live stream {f['id']}"
-                assert f["codec_type"] in (1, 2) and f["flags"] == 1, f  # MJPEG or VP8, top-down
+                assert f["codec_type"] in (1, *FFMPEG_DECODERS) and f["flags"] == 1, f  # MJPEG, VP8, H.264, VP9; top-down
                 self.streams[f["id"]] = f
-                if f["codec_type"] == 2:
-                    import av  # FFmpeg's VP8 decoder, not the encoder's libvpx
+                if f["codec_type"] in FFMPEG_DECODERS:
+                    import av
 
-                    f["decoder"] = av.CodecContext.create("vp8", "r")
+                    f["decoder"] = av.CodecContext.create(FFMPEG_DECODERS[f["codec_type"]], "r")
             elif msg_type == MsgDisplay.STREAM_DATA:
                 f = decode_body(STREAM_DATA, body)
                 assert f["id"] in self.streams, f"STREAM_DATA of unknown stream {f['id']}"
@@ -131,10 +134,10 @@ class Screen:
                 stream = self.streams[f["id"]]
                 dest = stream["dest"]
                 w, h = dest["right"] - dest["left"], dest["bottom"] - dest["top"]
-                if stream["codec_type"] == 2:
+                if stream["codec_type"] in FFMPEG_DECODERS:
                     import av
 
-                    (frame,) = stream["decoder"].decode(av.Packet(f["data"]))
+                    (frame,) = stream["decoder"].decode(av.Packet(f["data"]))  # one frame a packet: none held back
                     px = frame.to_ndarray(format="bgra")
                     px[..., 3] = 0
                     assert px.shape[:2] == (h, w)

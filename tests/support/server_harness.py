@@ -83,18 +83,19 @@ def install_codec_counters() -> None:
         with _codec_lock:
             codec_calls.setdefault(name, 0)
             codec_pixels.setdefault(name, 0)
-    # VP8 is not either: its boundary is Vp8Encoder.encode, one call per frame of a stream.
-    real_vp8 = video.Vp8Encoder.encode
-    if not getattr(real_vp8, "counting", False):
+    # VP8, VP9 and H.264 are not either: their boundary is StatefulEncoder.encode, one call
+    # per frame of a stream, counted under the codec's name.
+    real_stateful = video.StatefulEncoder.encode
+    if not getattr(real_stateful, "counting", False):
 
-        def counted_vp8(self, pixels, key, _real=real_vp8):
+        def counted_stateful(self, pixels, key, _real=real_stateful):
             with _codec_lock:
-                codec_calls["vp8"] = codec_calls.get("vp8", 0) + 1
-                codec_pixels["vp8"] = codec_pixels.get("vp8", 0) + pixels.shape[0] * pixels.shape[1]
+                codec_calls[self.codec] = codec_calls.get(self.codec, 0) + 1
+                codec_pixels[self.codec] = codec_pixels.get(self.codec, 0) + pixels.shape[0] * pixels.shape[1]
             return _real(self, pixels, key)
 
-        counted_vp8.counting = True  # type: ignore[attr-defined]
-        video.Vp8Encoder.encode = counted_vp8  # type: ignore[method-assign]
+        counted_stateful.counting = True  # type: ignore[attr-defined]
+        video.StatefulEncoder.encode = counted_stateful  # type: ignore[method-assign]
     # GLZ is not a stateless encoder: its boundary is GlzEncoder.encode, one call per image
     # of a dictionary generation, whatever the number of its members ("glz", and per
     # generation "glz:<n>" by the encoder's id).
