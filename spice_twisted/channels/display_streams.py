@@ -167,8 +167,10 @@ class ClientStreams:
         """PREFERRED_VIDEO_CODEC_TYPE: its codecs best first (at most 255: the schema's
         count is a byte). Numbers we do not know and repeats are ignored; streams playing
         keep their codec, the next ones follow the new order."""
-        order = dict.fromkeys(BY_WIRE_TYPE[t] for t in wire_types if t in BY_WIRE_TYPE)
-        self.preferred = tuple(order)
+        order = tuple(dict.fromkeys(BY_WIRE_TYPE[t] for t in wire_types if t in BY_WIRE_TYPE))
+        if order == self.preferred:
+            return  # the same again: no log line (a client may send it as often as it likes)
+        self.preferred = order
         self.cc.log.info(
             "{cc}: client prefers video codecs {order}: streams in {codecs}", cc=self.cc, order=list(order), codecs=self.codec_order()
         )
