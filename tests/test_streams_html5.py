@@ -14,7 +14,6 @@ import base64
 import itertools
 
 import numpy as np
-from selenium.webdriver.common.by import By
 from support.images import psnr
 from support.inprocess import Reader, make_server, noise, open_display
 from support.processes import as_rgb, wait_until
@@ -105,7 +104,7 @@ def test_spice_html5_plays_the_vp8_stream_in_a_video_element_and_ends_exact(spaw
     server = spawn.harness("--video-codecs", "gstreamer:vp8;spice:mjpeg")
     v, conn = viewer(server)
     conn.wait_for(lambda k: len(k.draws()) >= 5, timeout=60, what="the first screen")
-    v.driver.find_element(By.ID, "messages").click()  # not the canvas: no input to the server
+    v.driver.find_element("id", "messages").click()  # not the canvas: no input to the server
     server.command("video on", "video")
     conn.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 10, timeout=60, what="STREAM_CREATE and 10 frames")
     (create,) = _creates(conn)
