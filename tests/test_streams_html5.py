@@ -71,9 +71,9 @@ for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, 
 return [info, btoa(s)];
 """
 
-# Chromium shows spice-html5's VP8 at 23-24 dB against the plasma (BT.709 colours for a
-# stream coded BT.601: its WebM track carries no Colour element; the same frames decoded
-# BT.601 by FFmpeg score 25.5-27 dB); a stalled, stale or wrong picture is under 10 dB.
+# Chromium shows spice-html5's VP8 at 23-24 dB against the plasma: what the frames give
+# through BT.709's matrix, though coded BT.601 (25.5-27 dB so; spice-html5's WebM track has
+# no Colour element); a stalled, stale or wrong picture (the first frame) is under 10 dB.
 VP8_HTML5_DB = 21
 
 
