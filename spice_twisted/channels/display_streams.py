@@ -143,6 +143,7 @@ class ClientStreams:
         self.ahead_ms: int | None = None  # the play-ahead its reports set (None: from the round trip)
         self.last_frame_delay: int | None = None  # how early its last reported frame came (ms)
         self.preferred: tuple[str, ...] | None = None  # its PREFERRED_VIDEO_CODEC_TYPE, our codecs in its order
+        self.last_stamp: dict[int, int] = {}  # a stateful stream's last multimedia time sent (unwrapped)
 
     def codec_order(self) -> list[str]:
         """The server's video codecs this client decodes, best first: the server's order,
@@ -274,6 +275,7 @@ class ClientStreams:
             self.awaiting_key.discard(s.id)
             self.report_ids.pop(s.id, None)
             self.queued.pop(s.id, None)
+            self.last_stamp.pop(s.id, None)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
             self.cc.lossy.add(s.rect)
             self.cc.render.lossy_sent()
@@ -332,7 +334,8 @@ class ClientStreams:
         pipe.waiting_on = None
         if not payload.nbytes - 4:  # the encoder dropped this frame (rate control): nothing to send
             return []
-        head, tail = encode_split(STREAM_DATA.layout, {"id": s.id, "multi_media_time": self._mm_time(), "data": payload.fields["data"]})
+        stamp = self._mm_time(s.id, codec)
+        head, tail = encode_split(STREAM_DATA.layout, {"id": s.id, "multi_media_time": stamp, "data": payload.fields["data"]})
         return [head] if tail is None else [head, tail]
 
     def play_ahead_ms(self) -> int:
@@ -344,10 +347,18 @@ class ClientStreams:
             return AHEAD_DEFAULT_MS
         return max(AHEAD_MIN_MS, min(AHEAD_MAX_MS, round(rtt * 1000) + AHEAD_MARGIN_MS))
 
-    def _mm_time(self) -> int:
+    def _mm_time(self, sid: int, codec: str) -> int:
+        """The clock plus the play-ahead; a stateful stream's stamps only go forward, though the
+        play-ahead may shrink: its frames are one sequence a player decodes in order, and
+        spice-html5 muxes them into WebM blocks whose timecodes must not go back (Chromium's
+        MSE fails the whole video on one that does)."""
         clock: Any = getattr(self.cc.host, "mm_time", None)
         now = clock() if clock is not None else 0
-        return ((now + self.play_ahead_ms()) & 0xFFFFFFFF) or 1  # 0 means "no time" to spice-gtk
+        stamp = now + self.play_ahead_ms()
+        if codec in STATEFUL:
+            stamp = max(stamp, self.last_stamp.get(sid, stamp - 1) + 1)
+            self.last_stamp[sid] = stamp
+        return (stamp & 0xFFFFFFFF) or 1  # 0 means "no time" to spice-gtk
 
     def sent(self, item: StreamFrameItem) -> None:
         """Written: the client now holds the stream's area lossy until the upgrade."""
