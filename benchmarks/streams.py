@@ -1,7 +1,7 @@
 """Video stream frames: bytes, encode time and decoded quality of each MJPEG tier, VP8, VP9 and H.264.
 
 For the demo's plasma (sources/demo_video.py) and a generated photo panned a pixel a frame,
-at 320x180 (the demo's video), 640x360 and 1280x720: per tier (codecs/video.py: `mjpeg`, `mjpeg_low`) and for the
+at 320x180 (the demo's video), 640x360 and 1280x720: per tier (codecs/video.py: `mjpeg`, `mjpeg_low`, `mjpeg_min`) and for the
 chroma choices we weighed, the bytes per frame and per second at 25 fps (the low tier
 sends every other frame), the encode time (fastest of repeats, one thread), and PSNR as
 the clients decode it: spice-gtk's MJPEG decoder uses libjpeg's fast DCT without fancy
@@ -62,6 +62,7 @@ FPS = 25
 VARIANTS = [
     ("mjpeg (full tier)", video.FULL_QUALITY, video.FULL_SUBSAMPLING, 1),
     ("mjpeg_low (low tier)", video.LOW_QUALITY, video.LOW_SUBSAMPLING, 2),
+    ("mjpeg_min (least tier)", video.MIN_QUALITY, video.MIN_SUBSAMPLING, 4),
     ("q80 4:2:0 (libjpeg's default chroma)", 80, "420", 1),
     ("q80 4:2:2", 80, "422", 1),
 ]

@@ -66,6 +66,7 @@ def channel_stats(cc: ChannelClient) -> dict[str, Any]:
                 "codec_order": streams.codec_order(),  # what its next stream would get, best first
                 "frames_sent": streams.frames_sent,
                 "low_tier": streams.low,
+                "least_tier": streams.least,
                 "reports": streams.reports,  # STREAM_REPORTs it sent us
             }
     return out

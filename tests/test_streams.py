@@ -154,6 +154,34 @@ def test_a_wan_client_gets_the_low_tier_at_half_the_rate_from_its_own_shared_enc
     assert psnr(_area(readers[2].screen.fb), _area(srv.render.primary.pixels)) >= 28
 
 
+def test_a_wan_too_slow_for_the_low_tier_gets_the_least_at_a_quarter_of_the_rate_and_comes_back(monkeypatch):
+    """Two WAN clients whose link estimate is under the low tier's bit rate share the least
+    tier (a quarter of the frames, one encode each for both); a WAN client with room keeps
+    the low tier, a LAN one the full. Their links get faster: back on the low tier."""
+    from spice_twisted.codecs.video import MJPEG_MIN
+
+    srv, readers = _server_and_readers(4)
+    lan, wan, slow = readers[0], readers[1], readers[2:]
+    wan.cc.client.link.is_wan, wan.cc.client.link.bandwidth = True, 50e6
+    for r in slow:  # the link estimate's verdict and bandwidth (tests/test_lossy_clients.py measures them)
+        r.cc.client.link.is_wan, r.cc.client.link.bandwidth = True, 100e3
+    calls = _counting(monkeypatch)
+    _play(srv, readers, 4 + 16)
+    assert lan.screen.stream_frames == 17 and wan.screen.stream_frames == 9
+    got = [r.screen.stream_frames for r in slow]
+    assert got[0] == got[1] and 4 <= got[0] <= 6, got  # the first frame low, then one in four
+    assert 3 <= calls.get(MJPEG_MIN, 0) <= got[0]  # one encode for both
+    assert _frame_data(slow[0]) == _frame_data(slow[1])  # the very same frame bytes
+    assert all(r.cc.streams.least for r in slow) and not wan.cc.streams.least
+    assert psnr(_area(slow[0].screen.fb), _area(srv.render.primary.pixels)) >= 26
+    for r in slow:
+        r.cc.client.link.bandwidth = 50e6
+    before = calls.get(MJPEG_MIN, 0)
+    _play(srv, readers, 8, first=20)
+    assert calls.get(MJPEG_MIN, 0) == before and not any(r.cc.streams.least for r in slow)
+    assert all(r.screen.stream_frames >= got[0] + 4 for r in slow)  # every other frame again
+
+
 def test_a_new_surface_ends_the_streams_before_it_is_destroyed():
     srv, readers = _server_and_readers(1)
     _play(srv, readers, 6)
@@ -202,7 +230,7 @@ CODEC_CAP = {"vp8": DisplayCap.CODEC_VP8, "vp9": DisplayCap.CODEC_VP9, "h264": D
 WIRE_TYPE = {"mjpeg": 1, "vp8": 2, "h264": 3, "vp9": 4}  # spice-protocol's VideoCodecType
 
 
-def _vp8_frames(r: Reader, start: int = 0) -> list[bytes]:
+def _frame_data(r: Reader, start: int = 0) -> list[bytes]:
     from spice_twisted.wire.enums import ChannelType
     from spice_twisted.wire.messages import decode_body, message
 
@@ -251,16 +279,16 @@ def test_stateful_codec_clients_share_one_encode_and_a_late_one_starts_at_a_key_
         r.catch_up(srv)
     _play(srv, [*clients, mjpeg], 8)
     assert [_codec_types(r) for r in (*clients, mjpeg)] == [[WIRE_TYPE[codec]], [WIRE_TYPE[codec]], [1]]
-    a, b = (_vp8_frames(r) for r in clients)
+    a, b = (_frame_data(r) for r in clients)
     assert a == b and len(a) == 5 == calls[codec]  # the same bytes to both: one encode per frame
     assert is_key_frame(a[0], codec) and not any(is_key_frame(f, codec) for f in a[1:])
     late = Reader(*open_display(srv, caps))
     late.catch_up(srv)
     assert MsgDisplay.STREAM_CREATE in _types(late)
     _play(srv, [*clients, mjpeg, late], 3, first=8)
-    mine = _vp8_frames(late)
+    mine = _frame_data(late)
     assert len(mine) == 3 and is_key_frame(mine[0], codec)  # asked for when it joined
-    assert _vp8_frames(clients[0])[-3:] == mine and calls[codec] == 8  # and shared: the others got the same key frame
+    assert _frame_data(clients[0])[-3:] == mine and calls[codec] == 8  # and shared: the others got the same key frame
     for r in (*clients, late):  # decoded (FFmpeg's decoders), near the source
         assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
 

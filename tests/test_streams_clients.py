@@ -118,25 +118,45 @@ def _chroma(jfif: bytes) -> str:
     return {(1, 1): "444", (2, 1): "422", (2, 2): "420"}[(h, v)]
 
 
-def test_a_client_on_a_slow_link_plays_the_low_tier_while_the_others_keep_the_full_one(spawn, tap_for):
+def _quality(jfif: bytes) -> int:
+    """The JPEG quality of a libjpeg frame, from its luma table's DC step (16 scaled by
+    libjpeg's quality formula: 10 at 70, 13 at 60, 16 at 50): which MJPEG tier made it."""
+    i = jfif.index(b"\xff\xdb")  # DQT: length, then precision/table id, then 64 steps
+    return {10: 70, 13: 60, 16: 50}.get(jfif[i + 5], 0)
+
+
+def test_clients_on_slow_links_play_the_low_and_least_tiers_while_the_others_keep_the_full_one(spawn, tap_for):
+    """2 Mbit/s: the low tier (every other frame, quality 60); 0.8 Mbit/s, where the low
+    tier's 1 Mbit/s would not fit: the least tier (every fourth, quality 50). Both are
+    judged by the server's own measure of their links; the tiers are read off the frames."""
     server = spawn.harness()
-    slow_tap, slow = tap_for(server)
-    slow_tap.shape(rate=250_000, delay=0.05)  # 2 Mbit/s, 50 ms: judged WAN by the server's own measure
-    slow.wait_event("mark")
-    slow_conn = slow_tap.display()
-    wait_until(lambda: any(c["link"]["wan"] for c in server.stats()["clients"]), 30, "the slow client judged WAN")
+    taps = []
+    for rate in (250_000, 100_000):  # 2 and 0.8 Mbit/s, 50 ms: judged WAN by the server's own measure
+        tap, client = tap_for(server)
+        tap.shape(rate=rate, delay=0.05)
+        taps.append((tap, client))
+    (slow_tap, slow), (slower_tap, slower) = taps
+    for _, c in taps:
+        c.wait_event("mark", timeout=60)
+    slow_conn, slower_conn = slow_tap.display(), slower_tap.display()
+    wait_until(lambda: sum(c["link"]["wan"] for c in server.stats()["clients"]) == 2, 30, "the slow clients judged WAN")
     _, fast, fast_conns = connect(server, tap_for, 2)
     _start_video(server, [slow_conn, *fast_conns])
-    wait_until(lambda: all(len(_frames(c)) >= 20 for c in fast_conns), 30, "20 frames each on the fast links")
+    wait_until(lambda: all(len(_frames(c)) >= 40 for c in fast_conns), 30, "40 frames each on the fast links")
     for conn in fast_conns:
-        assert {_chroma(f) for f in _frames(conn)} == {"444"}  # the full tier
-    assert {_chroma(f) for f in _frames(slow_conn)} == {"422"}  # the low tier
+        assert {(_chroma(f), _quality(f)) for f in _frames(conn)} == {("444", 70)}  # the full tier
+    assert {(_chroma(f), _quality(f)) for f in _frames(slow_conn)} == {("422", 60)}  # the low tier
     assert len(_frames(slow_conn)) < min(len(_frames(c)) for c in fast_conns)  # half the frames, or fewer
     assert not set(_frames(slow_conn)) & set(_frames(fast_conns[0]))
+    slower_conn.wait_for(lambda k: sum(_quality(f) == 50 for f in _frames(k)) >= 3, 30, "3 frames of the least tier")
+    least = [f for f in _frames(slower_conn) if _quality(f) == 50]  # its first frame may be low: not yet measured
+    assert len(least) >= 3 and {_chroma(f) for f in least} == {"422"}
+    assert len(_frames(slower_conn)) <= 0.6 * len(_frames(slow_conn)) + 1  # a quarter of the frames, or fewer
     calls = server.command("codec_calls", "codec_calls")["calls"]
-    assert calls["mjpeg_low"] >= 1 and calls["mjpeg"] >= 20
+    assert calls["mjpeg_low"] >= 1 and calls["mjpeg"] >= 40 and calls["mjpeg_min"] >= len(set(least))
     plasma = Plasma()
     assert wait_until(lambda: (q := _best_psnr(slow, server, plasma)) >= 28 and q, 30, "the slow client's video at >= 28 dB")
+    assert wait_until(lambda: (q := _best_psnr(slower, server, plasma)) >= 26 and q, 30, "the slower client's video at >= 26 dB")
 
 
 def test_stats_show_the_stream_and_who_plays_it(spawn, tap_for):

@@ -32,7 +32,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..codecs.video import H264, MJPEG, MJPEG_LOW, STATEFUL, STATEFUL_ENCODERS, VP8, VP9, WIRE_CODEC
+from ..codecs.video import H264, MJPEG, MJPEG_LOW, MJPEG_MIN, MJPEG_TIERS, RATE_DIVISOR, STATEFUL, STATEFUL_ENCODERS, VP8, VP9, WIRE_CODEC
 from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags, VideoCodecType
 from ..wire.messages import message
 from ..wire.schema import encode_split
@@ -81,6 +81,12 @@ AHEAD_MIN_MS, AHEAD_MAX_MS = 10, 500
 # A client whose pipe holds more than this many bytes when a frame comes is behind: it
 # gets the low tier (half the frames, lower quality) until its pipe drains.
 LOW_TIER_BACKLOG = 1 << 20
+# A WAN client goes down to the least tier (a quarter of the frames) when the low tier's bit
+# rate would take more than LEAST_SHARE of its link's bandwidth (the link estimate), and
+# back up when it would take less than LEAST_BACK (a margin: no flapping between the two).
+# Before the low tier's frames were measured, LOW_OF_FULL of the full tier's frame bytes.
+LEAST_SHARE, LEAST_BACK = 0.75, 0.5
+LOW_OF_FULL = 0.66  # the low tier's frame bytes / the full tier's (docs/codecs.md's table)
 # A VP8, VP9 or H.264 stream's frames in one pipe at most (none may be dropped alone: past
 # this many, all go and the client waits for a key frame). An MJPEG stream has at most its
 # newest one.
@@ -111,7 +117,17 @@ def _clip_fields(s: Stream) -> dict[str, Any]:
 
 def _family(codec: str) -> str:
     """The stream codec of a tier (both MJPEG tiers are MJPEG on the wire)."""
-    return MJPEG if codec == MJPEG_LOW else codec
+    return MJPEG if codec in MJPEG_TIERS else codec
+
+
+def _low_tier_bps(s: Stream) -> float | None:
+    """The low tier's bit rate on stream `s` now (None: not known yet)."""
+    nbytes: float | None = s.frame_bytes.get(MJPEG_LOW)
+    if nbytes is None and MJPEG in s.frame_bytes:
+        nbytes = s.frame_bytes[MJPEG] * LOW_OF_FULL
+    if nbytes is None or not s.fps:
+        return None
+    return nbytes * 8 * s.fps / RATE_DIVISOR[MJPEG_LOW]
 
 
 class StreamFrameItem(PipeItem):
@@ -132,7 +148,8 @@ class ClientStreams:
         self.cc = cc
         self.shown: dict[int, Stream] = {}  # streams created on the client, by id
         self.frames_sent = 0
-        self.low = False  # on the low tier
+        self.low = False  # on the low tier, or the least
+        self.least = False  # on the least tier
         self.codecs: dict[int, str] = {}  # each shown stream's codec (MJPEG tiers: MJPEG)
         self.awaiting_key: set[int] = set()  # stateful codecs' streams it can only take a key frame of now
         self.queued: dict[int, list[StreamFrameItem]] = {}  # each stream's frames in the pipe (some sent)
@@ -178,15 +195,26 @@ class ClientStreams:
 
     def tier(self, stream: Stream) -> str | None:
         """The stream's codec on this client; for MJPEG the low tier while its link is
-        judged WAN or its pipe is backed up."""
+        judged WAN, its pipe is backed up or its reports say frames come late, and the
+        least tier on a WAN too slow for the low one. Every MJPEG frame stands alone: a
+        client changes tier at any frame."""
         if not self.cc.connected:
             return None
         codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec(stream)
         if codec is None or codec in STATEFUL:
             return codec
+        link = self.cc.client.link
         late = time.monotonic() < self.late_until
-        self.low = late or self.cc.client.link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
-        return MJPEG_LOW if self.low else MJPEG
+        self.low = late or link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
+        if not self.low:
+            self.least = False
+            return MJPEG
+        bps = _low_tier_bps(stream)
+        if not link.is_wan or not link.bandwidth or bps is None:
+            self.least = False
+        else:
+            self.least = bps > (LEAST_BACK if self.least else LEAST_SHARE) * link.bandwidth
+        return MJPEG_MIN if self.least else MJPEG_LOW
 
     def start(self, s: Stream) -> None:
         codec = self._codec(s)
@@ -332,6 +360,7 @@ class ClientStreams:
             d.when_ready(codec, self.cc.encode_ready)
             return None
         pipe.waiting_on = None
+        s.frame_bytes[codec] = payload.nbytes  # what a frame of this tier costs now (tier choice)
         if not payload.nbytes - 4:  # the encoder dropped this frame (rate control): nothing to send
             return []
         stamp = self._mm_time(s.id, codec)

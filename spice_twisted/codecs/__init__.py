@@ -32,6 +32,7 @@ ENCODERS: dict[str, Encoder] = {
     # Video stream frames, one codec name per tier (codecs/video.py, render/streams.py).
     video.MJPEG: video.encode_full,
     video.MJPEG_LOW: video.encode_low,
+    video.MJPEG_MIN: video.encode_min,
 }
 
 # Pixels (width x height) below which an encode runs inline on the reactor: handing a job to
@@ -45,6 +46,7 @@ INLINE_PIXELS: dict[str, int] = {
     JPEG: jpeg.INLINE_PIXELS,
     video.MJPEG: video.INLINE_PIXELS,
     video.MJPEG_LOW: video.INLINE_PIXELS,
+    video.MJPEG_MIN: video.INLINE_PIXELS,
     **dict.fromkeys(video.STATEFUL, 0),  # never inline: a stream's encoder runs in the video lane's thread
 }
 

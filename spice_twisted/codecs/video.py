@@ -29,6 +29,8 @@ from .payload import Payload
 
 MJPEG = "mjpeg"  # the full tier: every frame, at FULL_QUALITY
 MJPEG_LOW = "mjpeg_low"  # the low tier: every other frame, at LOW_QUALITY (slow links)
+MJPEG_MIN = "mjpeg_min"  # the least tier: every fourth frame, at MIN_QUALITY (a WAN too slow for the low one)
+MJPEG_TIERS = (MJPEG, MJPEG_LOW, MJPEG_MIN)
 VP8 = "vp8"  # the stateful codecs: one encoder per stream (StatefulEncoder), for clients that decode them
 VP9 = "vp9"
 H264 = "h264"
@@ -42,16 +44,20 @@ VIDEO_CODECS = (MJPEG, VP8, VP9, H264)
 # 35-37 dB for about 30% more bytes than 4:2:0 at 80 (benchmarks and numbers: docs/codecs.md).
 FULL_QUALITY, FULL_SUBSAMPLING = 70, "444"
 LOW_QUALITY, LOW_SUBSAMPLING = 60, "422"  # about 31 dB, two thirds of the bytes, half the frames
+# Below 60 quality saves little (50: 0.9x the low tier's bytes a frame, 1 dB less); the
+# least tier's saving is its rate: a quarter of the frames, so about 0.45x the low tier's bits.
+MIN_QUALITY, MIN_SUBSAMPLING = 50, "422"
 
 # Which tier codec is which wire codec, and at which frame divisor it runs.
 WIRE_CODEC: dict[str, VideoCodecType] = {
     MJPEG: VideoCodecType.MJPEG,
     MJPEG_LOW: VideoCodecType.MJPEG,
+    MJPEG_MIN: VideoCodecType.MJPEG,
     VP8: VideoCodecType.VP8,
     VP9: VideoCodecType.VP9,
     H264: VideoCodecType.H264,
 }
-RATE_DIVISOR: dict[str, int] = {MJPEG: 1, MJPEG_LOW: 2}  # the others: every frame
+RATE_DIVISOR: dict[str, int] = {MJPEG: 1, MJPEG_LOW: 2, MJPEG_MIN: 4}  # the others: every frame
 
 # As a JPEG image: a thread hand-off costs more than encoding a small frame inline.
 INLINE_PIXELS = 64 * 64
@@ -69,6 +75,10 @@ def encode_full(pixels: np.ndarray) -> Payload:
 
 def encode_low(pixels: np.ndarray) -> Payload:
     return _mjpeg(pixels, LOW_QUALITY, LOW_SUBSAMPLING, MJPEG_LOW)
+
+
+def encode_min(pixels: np.ndarray) -> Payload:
+    return _mjpeg(pixels, MIN_QUALITY, MIN_SUBSAMPLING, MJPEG_MIN)
 
 
 class StatefulEncoder:

@@ -72,6 +72,7 @@ CLIP_RECTS = 8
 # tiles against the previous frame: a source may damage more than it changed (X11's
 # damage of a window covered in part is its whole rect).
 CLIP_TILE = 8
+FPS_WEIGHT = 0.2  # of the newest gap between frames in a stream's smoothed frame rate
 # --streaming-video, as QEMU's -spice streaming-video: filter (steady and photo-like),
 # all (steady, whatever the content), off.
 MODES = ("filter", "all", "off")
@@ -94,6 +95,9 @@ class Stream:
     key_due: set[str] = field(default_factory=set)  # stateful codecs whose next frame must be a key frame
     clip: list[Rect] | None = None  # where clients draw its frames (None: all of rect)
     changed: deque[Region] = field(default_factory=lambda: deque(maxlen=CLIP_FRAMES))  # damage in it, per frame
+    fps: float = 0.0  # frames made a second, smoothed: a tier's bit rate is its frame bytes x fps / its divisor
+    last_frame_at: float | None = None
+    frame_bytes: dict[str, int] = field(default_factory=dict)  # each tier's newest frame size as sent (bytes)
 
     @property
     def clip_region(self) -> Region:
@@ -258,6 +262,7 @@ class Streams:
             s.last.release()
         s.last = d
         s.frames += 1
+        self._time_frame(s)
         self.counters.frames += 1
         for sink in behind:
             sink.absorb(s.rect)
@@ -274,6 +279,14 @@ class Streams:
                 self.counters.tiers[tier] = self.counters.tiers.get(tier, 0) + 1
                 player.frame(s, d, tier, keys[tier])
         return changed
+
+    def _time_frame(self, s: Stream) -> None:
+        """The stream's frame rate: a moving average of the gaps between its frames."""
+        now = self.reactor.seconds()
+        if s.last_frame_at is not None and now > s.last_frame_at:
+            rate = 1.0 / (now - s.last_frame_at)
+            s.fps = rate if not s.fps else (1 - FPS_WEIGHT) * s.fps + FPS_WEIGHT * rate
+        s.last_frame_at = now
 
     def _request(self, s: Stream, d: Drawable, tier: str) -> bool:
         """Start the tier's encode of frame `d`; whether it is a key frame (a stateful codec's
