@@ -115,25 +115,27 @@ def measure() -> list[list[str]]:
                 )
                 print(" | ".join(rows[-1]), flush=True)
             for codec in (video.VP8, video.VP9, video.H264):
-                rows.append(stateful_row(codec, kind, w, h))
-                print(" | ".join(rows[-1]), flush=True)
+                for tier in (codec, video.STATEFUL_LOW[codec]):
+                    rows.append(stateful_row(tier, kind, w, h))
+                    print(" | ".join(rows[-1]), flush=True)
     return rows
 
 
 FFMPEG_DECODER = {video.VP8: "vp8", video.VP9: "vp9", video.H264: "h264"}
 
 
-def stateful_row(codec: str, kind: str, w: int, h: int, n: int = 24) -> list[str]:
-    """VP8, VP9 or H.264 over `n` frames (a key frame, then inter frames): the inter
-    frames' mean bytes, the median encode CPU time per frame, PSNR decoded by FFmpeg's own
-    decoder (spice-gtk's GStreamer decoders are libvpx and FFmpeg's: the same formats,
-    their own colour conversion)."""
+def stateful_row(tier: str, kind: str, w: int, h: int, n: int = 24) -> list[str]:
+    """A tier of VP8, VP9 or H.264 over `n` frames it encodes (a key frame, then inter
+    frames; a low tier takes every other frame of the video): the inter frames' mean bytes,
+    the median encode CPU time per frame, PSNR decoded by FFmpeg's own decoder (spice-gtk's
+    GStreamer decoders are libvpx and FFmpeg's: the same formats, their own colour conversion)."""
     import av
 
-    enc = video.STATEFUL_ENCODERS[codec](w, h, FPS)
-    dec = av.CodecContext.create(FFMPEG_DECODER[codec], "r")
+    div = video.RATE_DIVISOR.get(tier, 1)
+    enc = video.stateful_encoder(tier, w, h, FPS)
+    dec = av.CodecContext.create(FFMPEG_DECODER[video.FAMILY[tier]], "r")
     sizes, quality, secs = [], [], []
-    for f in frames(kind, w, h, n):
+    for f in frames(kind, w, h, n * div)[::div]:
         t = time.process_time()  # CPU: a loaded machine's wall time says little here
         payload = enc.encode(f, False)
         secs.append(time.process_time() - t)
@@ -145,9 +147,9 @@ def stateful_row(codec: str, kind: str, w: int, h: int, n: int = 24) -> list[str
     rate = enc.bps / 1e6
     return [
         f"{kind} {w}x{h}",
-        f"{codec} (target {rate:.1f} Mbit/s)",
+        f"{tier} (target {rate:.1f} Mbit/s)",
         f"{per_frame / 1024:.1f}",
-        f"{per_frame * FPS * 8 / 1e6:.2f}",
+        f"{per_frame * FPS / div * 8 / 1e6:.2f}",
         f"{np.median(secs) * 1000:.2f} (CPU)",
         f"{np.mean(quality[4:]):.1f} (FFmpeg)",
         "-",

@@ -254,7 +254,7 @@ def _counting_stateful(monkeypatch) -> dict[str, int]:
     real = video.StatefulEncoder.encode
 
     def counted(self, pixels, key):
-        calls[self.codec] = calls.get(self.codec, 0) + 1
+        calls[self.tier] = calls.get(self.tier, 0) + 1  # "vp8", "vp8_low", ...
         return real(self, pixels, key)
 
     monkeypatch.setattr(video.StatefulEncoder, "encode", counted)
@@ -291,6 +291,41 @@ def test_stateful_codec_clients_share_one_encode_and_a_late_one_starts_at_a_key_
     assert _frame_data(clients[0])[-3:] == mine and calls[codec] == 8  # and shared: the others got the same key frame
     for r in (*clients, late):  # decoded (FFmpeg's decoders), near the source
         assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 28
+
+
+@pytest.mark.parametrize("codec", ["vp8", "vp9", "h264"])
+def test_wan_clients_share_the_stateful_codecs_low_tier_and_move_between_tiers_at_key_frames(monkeypatch, codec):
+    """A stateful codec has a low tier of its own: a second encoder of the stream at half the
+    frames and under a third of the bitrate, shared by the WAN clients; a client whose link
+    is judged a LAN again gets the full tier from its next key frame, made for it and shared."""
+    from spice_twisted.codecs.video import STATEFUL_LOW, is_key_frame
+
+    calls = _counting_stateful(monkeypatch)
+    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, CODEC_CAP[codec]}
+    srv = make_server()
+    srv.display_settings.video_codecs = (codec, "mjpeg")
+    noise(srv)
+    lan, wan, wan2 = everyone = [Reader(*open_display(srv, caps)) for _ in range(3)]
+    for r in (wan, wan2):
+        r.cc.client.link.is_wan = True  # the link estimate's verdict (tests/test_lossy_clients.py measures it)
+    for r in everyone:
+        r.catch_up(srv)
+    _play(srv, everyone, 16)
+    full, low, low2 = (_frame_data(r) for r in everyone)
+    assert [_codec_types(r) for r in everyone] == [[WIRE_TYPE[codec]]] * 3  # one codec on the wire
+    assert low == low2 and len(low) == (len(full) + 1) // 2  # every other frame, the same bytes to both
+    assert calls[codec] == len(full) and calls[STATEFUL_LOW[codec]] == len(low)  # one encoder a tier
+    assert is_key_frame(full[0], codec) and is_key_frame(low[0], codec)
+    assert not any(is_key_frame(f, codec) for f in (*full[1:], *low[1:]))
+    assert sum(map(len, low)) < 0.6 * sum(map(len, full)), (sum(map(len, low)), sum(map(len, full)))
+    assert psnr(_area(wan.screen.fb), _area(srv.render.primary.pixels)) >= 26  # decoded by FFmpeg
+    wan2.cc.client.link.is_wan = False
+    mark = len(wan2.messages)
+    _play(srv, everyone, 4, first=16)
+    moved = _frame_data(wan2, mark)
+    assert moved and is_key_frame(moved[0], codec)  # the full tier, from a key frame
+    assert moved == _frame_data(lan)[-len(moved) :]  # the full tier's frames, shared with the LAN client
+    assert psnr(_area(wan2.screen.fb), _area(srv.render.primary.pixels)) >= 28
 
 
 def _prefer(r: Reader, srv, wire_types: list[int]) -> None:

@@ -32,7 +32,20 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..codecs.video import H264, MJPEG, MJPEG_LOW, MJPEG_MIN, MJPEG_TIERS, RATE_DIVISOR, STATEFUL, STATEFUL_ENCODERS, VP8, VP9, WIRE_CODEC
+from ..codecs.video import (
+    FAMILY,
+    H264,
+    MJPEG,
+    MJPEG_LOW,
+    MJPEG_MIN,
+    RATE_DIVISOR,
+    STATEFUL,
+    STATEFUL_ENCODERS,
+    STATEFUL_LOW,
+    VP8,
+    VP9,
+    WIRE_CODEC,
+)
 from ..wire.enums import ChannelType, ClipType, DisplayCap, StreamFlags, VideoCodecType
 from ..wire.messages import message
 from ..wire.schema import encode_split
@@ -117,7 +130,7 @@ def _clip_fields(s: Stream) -> dict[str, Any]:
 
 def _family(codec: str) -> str:
     """The stream codec of a tier (both MJPEG tiers are MJPEG on the wire)."""
-    return MJPEG if codec in MJPEG_TIERS else codec
+    return FAMILY.get(codec, codec)
 
 
 def _low_tier_bps(s: Stream) -> float | None:
@@ -161,6 +174,7 @@ class ClientStreams:
         self.last_frame_delay: int | None = None  # how early its last reported frame came (ms)
         self.preferred: tuple[str, ...] | None = None  # its PREFERRED_VIDEO_CODEC_TYPE, our codecs in its order
         self.last_stamp: dict[int, int] = {}  # a stateful stream's last multimedia time sent (unwrapped)
+        self.tiers: dict[int, str] = {}  # a stateful stream's tier of the last frame it was given
 
     def codec_order(self) -> list[str]:
         """The server's video codecs this client decodes, best first: the server's order,
@@ -194,17 +208,23 @@ class ClientStreams:
         )
 
     def tier(self, stream: Stream) -> str | None:
-        """The stream's codec on this client; for MJPEG the low tier while its link is
-        judged WAN, its pipe is backed up or its reports say frames come late, and the
-        least tier on a WAN too slow for the low one. Every MJPEG frame stands alone: a
-        client changes tier at any frame."""
+        """The tier this client gets the stream's next frame in. MJPEG: the low tier while
+        its link is judged WAN, its pipe is backed up or its reports say frames come late,
+        and the least tier on a WAN too slow for the low one; every MJPEG frame stands
+        alone, so it changes tier at any frame. A stateful codec: its low tier while the
+        link is judged WAN or the reports say late (both hold for seconds: each move costs
+        a key frame of the tier moved to, which every client on that tier gets); a
+        backed-up pipe skips to a key frame instead (`frame`)."""
         if not self.cc.connected:
             return None
         codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec(stream)
-        if codec is None or codec in STATEFUL:
-            return codec
+        if codec is None:
+            return None
         link = self.cc.client.link
         late = time.monotonic() < self.late_until
+        if codec in STATEFUL:
+            self.low = late or link.is_wan
+            return STATEFUL_LOW[codec] if self.low else codec
         self.low = late or link.is_wan or self.cc.pipe_bytes > LOW_TIER_BACKLOG
         if not self.low:
             self.least = False
@@ -264,6 +284,10 @@ class ClientStreams:
             return
         queued = [it for it in self.queued.get(s.id, ()) if it.live]
         if stateful:
+            if self.tiers.get(s.id, codec) != codec and not key:  # moved tier: it starts at a key frame of the new one
+                self.awaiting_key.add(s.id)
+                s.need_key(codec)
+            self.tiers[s.id] = codec
             if len(queued) >= MAX_QUEUED_STATEFUL:  # it reads too slowly: skip, then a key frame
                 queued = self._drop_queued(queued)
                 self.awaiting_key.add(s.id)
@@ -304,6 +328,7 @@ class ClientStreams:
             self.report_ids.pop(s.id, None)
             self.queued.pop(s.id, None)
             self.last_stamp.pop(s.id, None)
+            self.tiers.pop(s.id, None)
             self.cc.send("STREAM_DESTROY", {"id": s.id})  # its unsent frames marshal to nothing
             self.cc.lossy.add(s.rect)
             self.cc.render.lossy_sent()

@@ -34,7 +34,16 @@ MJPEG_TIERS = (MJPEG, MJPEG_LOW, MJPEG_MIN)
 VP8 = "vp8"  # the stateful codecs: one encoder per stream (StatefulEncoder), for clients that decode them
 VP9 = "vp9"
 H264 = "h264"
-STATEFUL = frozenset({VP8, VP9, H264})
+# Their low tiers: a second encoder of the stream's, at half the frames and STATEFUL_LOW_SHARE
+# of the bitrate, for the clients the MJPEG low tier would take (a WAN, a backed-up pipe,
+# late frames); a client moves between the two at a key frame of the tier it moves to.
+VP8_LOW, VP9_LOW, H264_LOW = "vp8_low", "vp9_low", "h264_low"
+STATEFUL_LOW = {VP8: VP8_LOW, VP9: VP9_LOW, H264: H264_LOW}
+STATEFUL_LOW_SHARE = 0.3  # of the full tier's bitrate: 0.6 of its bits a frame, half the frames
+STATEFUL = frozenset({VP8, VP9, H264, *STATEFUL_LOW.values()})
+# Each tier's codec on the wire (the MJPEG tiers are MJPEG, a stateful low tier its codec's).
+FAMILY: dict[str, str] = {MJPEG: MJPEG, MJPEG_LOW: MJPEG, MJPEG_MIN: MJPEG, VP8: VP8, VP9: VP9, H264: H264}
+FAMILY.update({low: codec for codec, low in STATEFUL_LOW.items()})
 # What --video-codecs may name (QEMU's names), the default first.
 VIDEO_CODECS = (MJPEG, VP8, VP9, H264)
 
@@ -49,15 +58,9 @@ LOW_QUALITY, LOW_SUBSAMPLING = 60, "422"  # about 31 dB, two thirds of the bytes
 MIN_QUALITY, MIN_SUBSAMPLING = 50, "422"
 
 # Which tier codec is which wire codec, and at which frame divisor it runs.
-WIRE_CODEC: dict[str, VideoCodecType] = {
-    MJPEG: VideoCodecType.MJPEG,
-    MJPEG_LOW: VideoCodecType.MJPEG,
-    MJPEG_MIN: VideoCodecType.MJPEG,
-    VP8: VideoCodecType.VP8,
-    VP9: VideoCodecType.VP9,
-    H264: VideoCodecType.H264,
-}
-RATE_DIVISOR: dict[str, int] = {MJPEG: 1, MJPEG_LOW: 2, MJPEG_MIN: 4}  # the others: every frame
+_WIRE_FAMILY = {MJPEG: VideoCodecType.MJPEG, VP8: VideoCodecType.VP8, VP9: VideoCodecType.VP9, H264: VideoCodecType.H264}
+WIRE_CODEC: dict[str, VideoCodecType] = {tier: _WIRE_FAMILY[family] for tier, family in FAMILY.items()}
+RATE_DIVISOR: dict[str, int] = {MJPEG: 1, MJPEG_LOW: 2, MJPEG_MIN: 4, **dict.fromkeys(STATEFUL_LOW.values(), 2)}  # others: 1
 
 # As a JPEG image: a thread hand-off costs more than encoding a small frame inline.
 INLINE_PIXELS = 64 * 64
@@ -96,13 +99,18 @@ class StatefulEncoder:
     max_bps: ClassVar[int] = 8_000_000
     even_size: ClassVar[bool] = False  # the encoder takes only even widths and heights
 
-    def __init__(self, width: int, height: int, fps: float = 25.0) -> None:
+    def __init__(self, width: int, height: int, fps: float = 25.0, low: bool = False) -> None:
+        """`low`: the codec's low tier (STATEFUL_LOW), fed every other frame: `fps` is the
+        stream's, the encoder runs at half of it and STATEFUL_LOW_SHARE of the bitrate."""
         import av  # only a server that sends such a codec loads it
 
         self._av = av
         ctx = av.CodecContext.create(self.av_codec, "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
+        self.tier = STATEFUL_LOW[self.codec] if low else self.codec
+        fps /= RATE_DIVISOR.get(self.tier, 1)
+        self.frame_ms = round(1000 / fps)
         ctx.time_base = Fraction(1, 1000)
         ctx.framerate = Fraction(fps).limit_denominator(1000)  # x264 budgets a frame by it, not by pts
         ctx.gop_size = 1 << 20  # key frames only when asked for
@@ -111,7 +119,10 @@ class StatefulEncoder:
         # (libvpx's VP8 with threads of its own took 2 to 20 times the CPU a frame, and no
         # less wall time, on a 2-core machine: docs/codecs.md.)
         ctx.thread_count = 1
-        self.bps = min(self.max_bps, max(self.min_bps, int(width * height * fps * self.bits_per_pixel)))
+        full_fps = fps * RATE_DIVISOR.get(self.tier, 1)
+        self.bps = min(self.max_bps, max(self.min_bps, int(width * height * full_fps * self.bits_per_pixel)))
+        if low:
+            self.bps = int(self.bps * STATEFUL_LOW_SHARE)
         ctx.options = self._rate_control(ctx, self.bps)
         self.ctx: Any = ctx
         self.frames = 0
@@ -129,12 +140,12 @@ class StatefulEncoder:
     def encode(self, pixels: np.ndarray, key: bool) -> Payload:
         av = self._av
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra").reformat(format="yuv420p")
-        frame.pts = self.frames * 40
+        frame.pts = self.frames * self.frame_ms
         if key or self.frames == 0:
             frame.pict_type = av.video.frame.PictureType.I
         self.frames += 1
         data = b"".join(bytes(p) for p in self.ctx.encode(frame))
-        return Payload(self.codec, ImageType.JPEG, {"data": External(data)}, 4 + len(data))
+        return Payload(self.tier, ImageType.JPEG, {"data": External(data)}, 4 + len(data))
 
     @staticmethod
     def is_key_frame(data: bytes) -> bool:
@@ -188,13 +199,14 @@ class H264Encoder(StatefulEncoder):
     bits_per_pixel = 0.5
     even_size = True
     crf = 23  # x264's default quality; the bitrate target is a cap
+    LOW_CRF_STEP = 5  # the low tier's: about 0.55x the bits a frame
 
     def _rate_control(self, ctx: Any, bps: int) -> dict[str, str]:
         """Constant quality under a cap (the VBV: at most the target over a quarter of a
         second): x264's average-bitrate mode spends the whole target on a panned photo
         where a fifth of it gives 36 dB, and lets single frames burst to 3 times the mean."""
         options = dict(self.options)
-        options["crf"] = str(self.crf)
+        options["crf"] = str(self.crf + (self.LOW_CRF_STEP if self.tier != self.codec else 0))
         options["x264-params"] += f":vbv-maxrate={bps // 1000}:vbv-bufsize={bps // 4000}"
         return options
 
@@ -207,6 +219,12 @@ class H264Encoder(StatefulEncoder):
 STATEFUL_ENCODERS: dict[str, type[StatefulEncoder]] = {VP8: Vp8Encoder, VP9: Vp9Encoder, H264: H264Encoder}
 
 
+def stateful_encoder(tier: str, width: int, height: int, fps: float = 25.0) -> StatefulEncoder:
+    """A stream's encoder for a stateful tier (a codec, or its low tier)."""
+    codec = FAMILY[tier]
+    return STATEFUL_ENCODERS[codec](width, height, fps, low=tier != codec)
+
+
 def is_key_frame(data: bytes, codec: str = VP8) -> bool:
     """Whether a stateful codec's frame is a key frame (one a decoder can start at)."""
-    return STATEFUL_ENCODERS[codec].is_key_frame(data)
+    return STATEFUL_ENCODERS[FAMILY[codec]].is_key_frame(data)

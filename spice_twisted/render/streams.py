@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..codecs import classify
-from ..codecs.video import RATE_DIVISOR, STATEFUL, STATEFUL_ENCODERS
+from ..codecs.video import RATE_DIVISOR, STATEFUL, stateful_encoder
 from .drawable import Drawable
 from .rect import Rect
 from .region import Region
@@ -296,7 +296,7 @@ class Streams:
             return True  # every MJPEG frame stands alone
         enc = s.encoders.get(tier)
         if enc is None:
-            enc = s.encoders[tier] = STATEFUL_ENCODERS[tier](s.rect.width, s.rect.height)
+            enc = s.encoders[tier] = stateful_encoder(tier, s.rect.width, s.rect.height)
         key = tier in s.key_due or enc.frames == 0
         s.key_due.discard(tier)
         pixels = d.pixels

@@ -84,14 +84,14 @@ def install_codec_counters() -> None:
             codec_calls.setdefault(name, 0)
             codec_pixels.setdefault(name, 0)
     # VP8, VP9 and H.264 are not either: their boundary is StatefulEncoder.encode, one call
-    # per frame of a stream, counted under the codec's name.
+    # per frame of a stream, counted under its tier's name ("vp8", "vp8_low", ...).
     real_stateful = video.StatefulEncoder.encode
     if not getattr(real_stateful, "counting", False):
 
         def counted_stateful(self, pixels, key, _real=real_stateful):
             with _codec_lock:
-                codec_calls[self.codec] = codec_calls.get(self.codec, 0) + 1
-                codec_pixels[self.codec] = codec_pixels.get(self.codec, 0) + pixels.shape[0] * pixels.shape[1]
+                codec_calls[self.tier] = codec_calls.get(self.tier, 0) + 1
+                codec_pixels[self.tier] = codec_pixels.get(self.tier, 0) + pixels.shape[0] * pixels.shape[1]
             return _real(self, pixels, key)
 
         counted_stateful.counting = True  # type: ignore[attr-defined]
