@@ -39,7 +39,7 @@ H264 = "h264"
 # late frames); a client moves between the two at a key frame of the tier it moves to.
 VP8_LOW, VP9_LOW, H264_LOW = "vp8_low", "vp9_low", "h264_low"
 STATEFUL_LOW = {VP8: VP8_LOW, VP9: VP9_LOW, H264: H264_LOW}
-STATEFUL_LOW_SHARE = 0.3  # of the full tier's bitrate: 0.6 of its bits a frame, half the frames
+STATEFUL_LOW_SHARE = 0.3  # of the full tier's bitrate (0.6 of its bits a frame, half the frames), 0.5 Mbit/s at least
 STATEFUL = frozenset({VP8, VP9, H264, *STATEFUL_LOW.values()})
 # Each tier's codec on the wire (the MJPEG tiers are MJPEG, a stateful low tier its codec's).
 FAMILY: dict[str, str] = {MJPEG: MJPEG, MJPEG_LOW: MJPEG, MJPEG_MIN: MJPEG, VP8: VP8, VP9: VP9, H264: H264}
@@ -121,8 +121,8 @@ class StatefulEncoder:
         ctx.thread_count = 1
         full_fps = fps * RATE_DIVISOR.get(self.tier, 1)
         self.bps = min(self.max_bps, max(self.min_bps, int(width * height * full_fps * self.bits_per_pixel)))
-        if low:
-            self.bps = int(self.bps * STATEFUL_LOW_SHARE)
+        if low:  # at least half the floor: under it a small video's frames fall apart (VP8: 21 dB)
+            self.bps = max(int(self.bps * STATEFUL_LOW_SHARE), self.min_bps // 2)
         ctx.options = self._rate_control(ctx, self.bps)
         self.ctx: Any = ctx
         self.frames = 0
