@@ -183,6 +183,7 @@ def test_encode_once_at_the_codec_boundary(spawn, tap_for):
         "lz_plt",
         "mjpeg",
         "mjpeg_low",
+        "mjpeg_min",
         "quic",
     ]
     # No pixmap cache here: a repeat a client holds is (rightly) not encoded at all, which
