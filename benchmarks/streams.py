@@ -17,7 +17,7 @@ Part `server`: the server in-process (real channel clients on in-memory transpor
 fake clock, encodes inline so the process's CPU time is all the server's work), a video
 area of 640x360 or 1280x720 redrawn at 25 fps with moving plasma, 1 or 16 clients that
 read and ACK everything: server CPU per second of video and bytes per second per client,
-with streams (MJPEG full tier; VP8; H.264) and without (`--streaming-video off`: JPEG images
+with streams (MJPEG's three tiers; VP8 and H.264, each full and low) and without (`--streaming-video off`: JPEG images
 with `--jpeg-wan-compression always`, or the LAN default, QUIC). Written to
 docs/performance.md between <!-- streams:begin --> and <!-- streams:end -->.
 
@@ -175,14 +175,17 @@ def serve(w: int, h: int, clients: int, mode: str, seconds: float = 2.0) -> tupl
 
     srv = make_server(Screen())
     settings = srv.display_settings
-    if mode in video.STATEFUL:
-        settings.video_codecs = (mode,)
+    tier, wan, bandwidth = TIER_MODES.get(mode, (mode, False, None))
+    if tier in video.STATEFUL:
+        settings.video_codecs = (video.FAMILY[tier],)
     if mode.startswith("off"):
         srv.render.streams.set_mode("off")
     if mode == "off-jpeg":
         settings.jpeg_wan_compression = "always"
     caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_VP8, DisplayCap.CODEC_H264, DisplayCap.LZ4_COMPRESSION}
     readers = [Counting(*open_display(srv, caps)) for _ in range(clients)]
+    for r in readers:  # the link estimate's verdict and bandwidth, as a shaped link would give them
+        r.cc.client.link.is_wan, r.cc.client.link.bandwidth = wan, bandwidth
     area = Rect(32, 32, 32 + w, 32 + h)
     plasma = Plasma(w, h)
     n = int(seconds * FPS)
@@ -207,10 +210,20 @@ def serve(w: int, h: int, clients: int, mode: str, seconds: float = 2.0) -> tupl
     return cpu / seconds, float(np.mean([r.bytes for r in readers])) / seconds
 
 
+# The lower tiers: every client a WAN (the low tiers), one too slow for MJPEG's low tier
+# (the least tier: the link estimate at 1 Mbit/s).
+TIER_MODES = {
+    video.MJPEG_LOW: (video.MJPEG_LOW, True, 100e6),
+    video.MJPEG_MIN: (video.MJPEG_MIN, True, 1e6),
+    video.VP8_LOW: (video.VP8_LOW, True, 100e6),
+    video.H264_LOW: (video.H264_LOW, True, 100e6),
+}
+
+
 def server_rows() -> list[list[str]]:
     rows = []
     for w, h in ((640, 360), (1280, 720)):
-        for mode in ("mjpeg", "vp8", "h264", "off-jpeg", "off-quic"):
+        for mode in ("mjpeg", "mjpeg_low", "mjpeg_min", "vp8", "vp8_low", "h264", "h264_low", "off-jpeg", "off-quic"):
             for clients in (1, 16):
                 cpu, bps = serve(w, h, clients, mode)
                 rows.append([f"{w}x{h}", mode, str(clients), f"{cpu * 100:.0f}%", f"{bps * 8 / 1e6:.2f}"])
@@ -462,7 +475,8 @@ def main() -> None:
         header = ["video", "sent as", "clients", "server CPU (of one core)", "Mbit/s per client"]
         lines = [
             f"{machine}: the server in-process, encodes inline, {FPS} fps of moving plasma.",
-            "`mjpeg`/`vp8`/`h264`: a stream (one encode per frame for every client); `off-jpeg`: images, JPEG",
+            "`mjpeg`/`vp8`/`h264`: a stream (one encode per frame for every client); `_low`: its low tier (every",
+            "client judged a WAN), `mjpeg_min`: the least tier (a WAN of 1 Mbit/s); `off-jpeg`: images, JPEG",
             "(`--streaming-video off --jpeg-wan-compression always`); `off-quic`: images, the LAN default (QUIC).",
             "",
             md_table(header, srows),
