@@ -5,7 +5,7 @@ gstreamer1.0-plugins-bad, avdec_h264 from gstreamer1.0-libav: scripts/setup.sh).
 video (the plasma) becomes an H.264 stream when `--video-codecs` prefers it: the wire tap
 shows its STREAM_CREATE and Annex-B access units, spice-gtk's decoded picture is compared
 by PSNR with the frames the server drew, and after the video stops the client is exact.
-VP8 with spice-gtk: tests/test_streams_clients.py; VP9 and the codec choice: tests/test_streams.py.
+VP9 the same way; VP8 with spice-gtk: tests/test_streams_clients.py; the codec choice: tests/test_streams.py.
 """
 
 from __future__ import annotations
@@ -57,3 +57,25 @@ def test_spice_gtk_plays_an_h264_stream_on_the_lan_and_its_low_tier_on_a_slow_li
     server.pause()
     server.command("flush", "flush")
     wait_match(lambda: as_rgb(server.framebuffer()), [*clients, slow], "the server's framebuffer", timeout=60)
+
+
+def test_spice_gtk_plays_a_vp9_stream_and_ends_exact(spawn, tap_for):
+    """VP9 (libvpx-vp9, profile 0) decoded by spice-gtk's GStreamer (vp9dec): codec_type 4
+    on the wire, a key frame first, the plasma at 24 dB or more as for VP8 and H.264."""
+    server = spawn.harness("--video-codecs", "gstreamer:vp9;spice:mjpeg")
+    _, clients, (conn,) = connect(server, tap_for, 1)
+    if DisplayCap.CODEC_VP9 not in conn.client_channel_caps:
+        pytest.fail("spice-gtk did not advertise VP9: install gstreamer1.0-plugins-good (vp9dec)")
+    _start_video(server, [conn])
+    (create,) = _creates(conn)
+    assert create["codec_type"] == 4
+    frames = _frames(conn)
+    assert is_key_frame(frames[0], "vp9") and not any(is_key_frame(f, "vp9") for f in frames[1:])
+    assert len(set(frames)) <= server.command("codec_calls", "codec_calls")["calls"]["vp9"]  # libvpx-vp9's boundary
+    plasma = Plasma()
+    assert wait_until(lambda: (q := _best_psnr(clients[0], server, plasma)) >= 24 and q, 30, "spice-gtk's VP9 video at >= 24 dB")
+    server.command("video off", "video")
+    conn.wait_for(lambda k: MsgDisplay.STREAM_DESTROY in [t for t, _ in k.snapshot()], 30, "STREAM_DESTROY")
+    server.pause()
+    server.command("flush", "flush")
+    wait_match(lambda: as_rgb(server.framebuffer()), clients, "the server's framebuffer", timeout=30)
