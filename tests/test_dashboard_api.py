@@ -331,3 +331,32 @@ def test_video_column_streams_and_metrics_against_the_wire(spawn, tap_for, tmp_p
 def _by_kind(api: Api, ids: dict[str, int]) -> dict[str, dict[str, Any]]:
     clients = {c["id"]: c for c in api.ok("GET", "/api/clients")}
     return {k: clients[cid] for k, cid in ids.items()}
+
+
+def test_video_stats_name_a_stateful_codecs_low_tier():
+    """In process, H.264 to a LAN client and two WAN ones: a client's `video` says its tier
+    (`full`, `low`) and tier codec (h264, h264_low) and counts the STREAM_DATA its wire
+    carried; the active stream counts the clients on each tier codec."""
+    from support.inprocess import Reader, make_server, noise, open_display
+    from test_streams import _frame_data, _play
+
+    from spice_twisted.stats import stream_stats, video_stats
+    from spice_twisted.wire.enums import DisplayCap
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("h264", "mjpeg")
+    noise(srv)
+    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_H264}
+    lan, wan, wan2 = everyone = [Reader(*open_display(srv, caps)) for _ in range(3)]
+    for r in (wan, wan2):
+        r.cc.client.link.is_wan = True
+    for r in everyone:
+        r.catch_up(srv)
+    _play(srv, everyone, 8)
+    for r, tier, tier_codec in ((lan, "full", "h264"), (wan, "low", "h264_low"), (wan2, "low", "h264_low")):
+        v = video_stats(r.cc.client)
+        conforms(v, "ClientVideo")
+        assert (v["playing"], v["codecs"], v["tier"], v["tiers"]) == (1, ["h264"], tier, [tier_codec])
+        assert v["frames_sent"] == len(_frame_data(r)) > 0
+    (active,) = stream_stats(srv)["active"]
+    assert active["tiers"] == {"h264": 1, "h264_low": 2}
