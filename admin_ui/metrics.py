@@ -61,6 +61,17 @@ class SpiceCollector(Collector):
             enc.add_metric([codec], n)
         yield enc
 
+        # --- video streams (render/streams.py) ----------------------------------------------
+        streams = r["streams"]
+        yield _gauge("spice_video_streams", "Video streams playing now.", len(streams["active"]))
+        yield _counter("spice_video_streams_started", "Video streams started (a steadily redrawn area detected).", streams["started"])
+        by_tier = CounterMetricFamily(
+            "spice_video_frames", "Stream frames handed to clients, by tier (one per client a frame goes to).", labels=["tier"]
+        )
+        for tier, n in sorted(streams["tier_frames"].items()):
+            by_tier.add_metric([tier], n)
+        yield by_tier
+
         # --- links and their refusals -----------------------------------------------------
         refusals = CounterMetricFamily("spice_link_refusals", "Links refused, by SPICE link error.", labels=["error"])
         for error, n in sorted(s["link_refusals"].items()):
@@ -124,6 +135,9 @@ class SpiceCollector(Collector):
         bandwidth = GaugeMetricFamily("spice_client_bandwidth_bits_per_second", "Estimated link bandwidth of a client.", labels=CLIENT)
         audio_sent = CounterMetricFamily("spice_client_audio_frames_sent", "Audio frames sent to a client.", labels=CLIENT)
         audio_dropped = CounterMetricFamily("spice_client_audio_frames_dropped", "Audio frames dropped for a slow client.", labels=CLIENT)
+        video_sent = CounterMetricFamily(
+            "spice_client_video_frames_sent", "Video stream frames (STREAM_DATA) sent to a client.", labels=CLIENT
+        )
         for c in s["clients"]:
             cid = f"{c['id']:#x}"
             info.add_metric([cid, c["address"] or "", c["kind"], c["codec"] or "", c["image_mode"]], 1)
@@ -137,6 +151,8 @@ class SpiceCollector(Collector):
             if c["playback"] is not None:
                 audio_sent.add_metric([cid], c["playback"]["frames_sent"])
                 audio_dropped.add_metric([cid], c["playback"]["frames_dropped"])
+            if c["video"] is not None:
+                video_sent.add_metric([cid], c["video"]["frames_sent"])
             for ch in c["channels"]:
                 per_type[ch["channel"]] = per_type.get(ch["channel"], 0) + 1
                 labels = [cid, ch["channel"], str(ch["id"])]
@@ -166,6 +182,7 @@ class SpiceCollector(Collector):
         yield bandwidth
         yield audio_sent
         yield audio_dropped
+        yield video_sent
         yield from families.values()
 
 

@@ -41,7 +41,12 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": {
-            "/api/server": {"get": _op("The server: endpoints, source, policy, ticket state and render counters.", obj)},
+            "/api/server": {
+                "get": _op(
+                    "The server: endpoints, source, policy, ticket state and render counters (video streams in render.streams).",
+                    {"$ref": "#/components/schemas/Server"},
+                )
+            },
             "/api/clients": {"get": _op("Every connected client, oldest (the primary) first.", {"type": "array", "items": client})},
             "/api/clients/{client_id}": {
                 "get": _op("One client.", client, client_id=True, errors=(404,)),
@@ -243,9 +248,89 @@ def openapi_document() -> dict[str, Any]:
                             "nullable": True,
                             "description": "its side of the built-in agent: caps, messages, its clipboard mode (none, copy-out, both)",
                         },
+                        "video": {"$ref": "#/components/schemas/ClientVideo"},
                     },
                     "required": ["id", "address", "primary", "view_only", "channels"],
-                }
+                },
+                "ClientVideo": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "the video streams it plays (null without a display channel)",
+                    "properties": {
+                        "playing": {"type": "integer", "minimum": 0, "description": "streams it plays now"},
+                        "codecs": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["mjpeg", "vp8", "vp9", "h264"]},
+                            "description": "the codecs of the streams it plays now (each stream keeps its codec on it)",
+                        },
+                        "tiers": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "the tier codecs it gets their frames in: mjpeg, mjpeg_low, mjpeg_min, vp8, vp8_low, ...",
+                        },
+                        "tier": {
+                            "type": "string",
+                            "nullable": True,
+                            "enum": ["full", "low", "least", None],
+                            "description": "full; low (WAN, a backed-up pipe or late frames: fewer frames, lower quality); "
+                            "least (MJPEG on a WAN too slow for the low tier); null while it plays none",
+                        },
+                        "frames_sent": {"type": "integer", "minimum": 0, "description": "STREAM_DATA messages written to it"},
+                        "reports": {"type": "integer", "minimum": 0, "description": "STREAM_REPORTs it sent"},
+                        "play_ahead_ms": {"type": "integer", "description": "how far ahead of the clock its frames are stamped"},
+                    },
+                    "required": ["playing", "codecs", "tiers", "tier", "frames_sent", "reports", "play_ahead_ms"],
+                },
+                "Server": {
+                    "type": "object",
+                    "properties": {
+                        "render": {
+                            "type": "object",
+                            "properties": {"streams": {"$ref": "#/components/schemas/Streams"}},
+                        }
+                    },
+                },
+                "Streams": {
+                    "type": "object",
+                    "description": "the video streams (--streaming-video): those playing now and the counters",
+                    "properties": {
+                        "mode": {"type": "string", "enum": ["filter", "all", "off"]},
+                        "active": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "integer"},
+                                    "rect": {"type": "array", "items": {"type": "integer"}, "description": "left, top, right, bottom"},
+                                    "width": {"type": "integer"},
+                                    "height": {"type": "integer"},
+                                    "frames": {"type": "integer", "description": "frames made"},
+                                    "fps": {"type": "number", "description": "frames made a second, smoothed"},
+                                    "tiers": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                        "description": "clients on each tier codec (mjpeg, mjpeg_low, h264_low, ...)",
+                                    },
+                                    "frame_bytes": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                        "description": "each tier's newest frame as sent",
+                                    },
+                                },
+                                "required": ["id", "rect", "width", "height", "frames", "fps", "tiers"],
+                            },
+                        },
+                        "started": {"type": "integer"},
+                        "ended": {"type": "integer"},
+                        "frames": {"type": "integer", "description": "frames made, all streams"},
+                        "tier_frames": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                            "description": "frames handed to clients, by tier codec (one per client a frame goes to)",
+                        },
+                    },
+                    "required": ["mode", "active", "started", "ended", "frames", "tier_frames"],
+                },
             },
         },
     }

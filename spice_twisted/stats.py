@@ -150,6 +150,31 @@ def client_stats(server: SpiceServer, client: Client) -> dict[str, Any]:
         "playback": next((c["audio"] for c in channels if c["channel"] == "playback"), None),
         "record": next((c["audio"] for c in channels if c["channel"] == "record"), None),
         "agent": client.main.agent.describe() if client.main is not None and client.main.agent is not None else None,
+        "video": video_stats(client),
+    }
+
+
+def _players(client: Client) -> list[Any]:
+    """The stream players (channels/display_streams.py) of a client's display channels."""
+    return [p for cc in client.channels if cc.channel_type == ChannelType.DISPLAY and (p := getattr(cc, "streams", None)) is not None]
+
+
+def video_stats(client: Client) -> dict[str, Any] | None:
+    """The video streams a client plays, for the dashboard's column: None when it has no
+    display channel (nothing to play on); with one, `playing` 0 and `tier` None while no
+    stream plays (the counters still say what it was sent)."""
+    players = _players(client)
+    if not players:
+        return None
+    shown = [(p, sid) for p in players for sid in sorted(p.shown)]
+    return {
+        "playing": len(shown),
+        "codecs": sorted({p.codecs[sid] for p, sid in shown if sid in p.codecs}),  # MJPEG, VP8, VP9, H.264
+        "tiers": sorted({t for p, sid in shown if (t := p.tier_codec(sid)) is not None}),  # mjpeg_low, h264_low, ...
+        "tier": players[0].tier_label() if shown else None,  # full, low or least
+        "frames_sent": sum(p.frames_sent for p in players),  # STREAM_DATA written to it
+        "reports": sum(p.reports for p in players),
+        "play_ahead_ms": players[0].play_ahead_ms(),
     }
 
 
@@ -249,7 +274,26 @@ def stream_stats(server: SpiceServer) -> dict[str, Any]:
     """The video streams (render/streams.py): those playing now and what they cost."""
     st = server.render.streams
     c = st.counters
-    active = [{"id": s.id, "rect": list(s.rect), "frames": s.frames} for s in st.active.values()]
+    tiers: dict[int, dict[str, int]] = {}  # each active stream's tier codecs: clients on each
+    for client in server.clients.values():
+        for p in _players(client):
+            for sid in p.shown:
+                if (tier := p.tier_codec(sid)) is not None:
+                    per = tiers.setdefault(sid, {})
+                    per[tier] = per.get(tier, 0) + 1
+    active = [
+        {
+            "id": s.id,
+            "rect": list(s.rect),
+            "width": s.rect.width,
+            "height": s.rect.height,
+            "frames": s.frames,
+            "fps": round(s.fps, 1),  # frames made a second, smoothed
+            "tiers": dict(sorted(tiers.get(s.id, {}).items())),
+            "frame_bytes": dict(s.frame_bytes),  # each tier's newest frame as sent
+        }
+        for s in st.active.values()
+    ]
     return {
         "mode": st.mode,  # --streaming-video
         "active": active,

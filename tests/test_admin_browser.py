@@ -281,7 +281,7 @@ def test_templates_autoescape():
         "uptime": 1.0,
         "mouse_mode": script,
         "ticket": {"enabled": False},
-        "render": {"drawables": 0, "encodes": script, "draws_sent": 0},
+        "render": {"drawables": 0, "encodes": script, "draws_sent": 0, "streams": {"active": []}},
         "allow_multiple_clients": True,
     }
     client = {
@@ -293,6 +293,7 @@ def test_templates_autoescape():
         "rtt_ms": script,
         "image_mode": script,
         "coalesced": 0,
+        "video": {"playing": 1, "codecs": [script], "tier": "low", "frames_sent": 3},
     }
     pages = [
         env.get_template("dashboard.html").render(server=server, clients=[client], csrf=attr),
@@ -302,4 +303,4 @@ def test_templates_autoescape():
         assert "<script>alert" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
         assert 'value="&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"' in html
-    assert pages[0].count("&lt;script&gt;alert(1)") >= 6
+    assert pages[0].count("&lt;script&gt;alert(1)") >= 7

@@ -20,7 +20,8 @@ from support.processes import as_rgb, free_port, wait_until
 from support.rawclient import link
 from test_ryll_client import ryll  # noqa: F401 (a fixture)
 
-from spice_twisted.wire.enums import LinkError
+from spice_twisted.sources.demo_video import VIDEO
+from spice_twisted.wire.enums import LinkError, MsgDisplay
 
 PASSWORD = "dash-pass"
 
@@ -249,3 +250,113 @@ def test_recent_events_are_bounded_filtered_and_leave_with_their_owner():
     fn, args = later[0]
     fn(*args)  # the next reactor turn: off the publisher
     assert pub._observers == [others.append]
+
+
+def _json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 schema as JSON Schema: `nullable` becomes a "null" type."""
+    if isinstance(node, list):
+        return [_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def conforms(instance: Any, name: str) -> None:
+    """`instance` matches components.schemas[name] of the API's own OpenAPI document."""
+    import jsonschema_rs
+
+    from admin_ui.openapi import openapi_document
+
+    root = {"$ref": f"#/components/schemas/{name}", "components": _json_schema(openapi_document()["components"])}
+    jsonschema_rs.validator_for(root).validate(instance)
+
+
+def test_video_column_streams_and_metrics_against_the_wire(spawn, tap_for, tmp_path):
+    """The demo's video plays to a LAN client and to one on a shaped 2 Mbit/s, 50 ms link
+    (judged WAN: the low tier). The API says which tier each is on, names both tiers on the
+    active stream, and counts each client's frames as its tap saw them: at least the wire's
+    count while it plays, exactly once it stopped; /metrics says the same."""
+    from test_metrics import METRICS_TOKEN, samples, scrape, value
+
+    write_token(tmp_path / "metrics-token", METRICS_TOKEN)
+    srv, port = server_with_admin(spawn, tmp_path, "--metrics-token-file", str(tmp_path / "metrics-token"))
+    api = Api(port, TOKEN)
+    slow_tap, slow = tap_for(srv, "--password", PASSWORD)
+    slow_tap.shape(rate=250_000, delay=0.05)
+    fast_tap, fast = tap_for(srv, "--password", PASSWORD)
+    for c in (slow, fast):
+        c.wait_event("mark", timeout=60)
+    conns = {"slow": slow_tap.display(), "fast": fast_tap.display()}
+    ids = {k: c.connection_id for k, c in conns.items()}
+    wait_until(lambda: sum(c["link"]["wan"] for c in api.ok("GET", "/api/clients")) == 1, 30, "the slow client judged WAN")
+    assert all(c["video"] == {**c["video"], "playing": 0, "tier": None, "frames_sent": 0} for c in api.ok("GET", "/api/clients"))
+
+    def frames(k: str) -> int:
+        return sum(t == MsgDisplay.STREAM_DATA for t, _ in conns[k].snapshot())
+
+    srv.command("video on", "video")
+    for k in conns:
+        conns[k].wait_for(lambda c: sum(t == MsgDisplay.STREAM_DATA for t, _ in c.snapshot()) >= 10, 30, f"10 frames to the {k} client")
+    on_wire = {k: frames(k) for k in conns}  # read before the API: the server wrote at least these
+    clients = {c["id"]: c for c in api.ok("GET", "/api/clients")}
+    got = samples(scrape(port, METRICS_TOKEN)[1])
+    for k, cid in ids.items():
+        v = clients[cid]["video"]
+        conforms(v, "ClientVideo")
+        assert v["playing"] == 1 and v["codecs"] == ["mjpeg"] and v["frames_sent"] >= on_wire[k], (k, v, on_wire)
+        assert value(got, "spice_client_video_frames_sent_total", client=f"{cid:#x}") >= on_wire[k]
+    assert clients[ids["fast"]]["video"]["tier"] == "full" and clients[ids["fast"]]["video"]["tiers"] == ["mjpeg"]
+    assert clients[ids["slow"]]["video"]["tier"] == "low" and clients[ids["slow"]]["video"]["tiers"] == ["mjpeg_low"]
+    streams = api.ok("GET", "/api/server")["render"]["streams"]
+    conforms(streams, "Streams")
+    (active,) = streams["active"]
+    assert active["tiers"] == {"mjpeg": 1, "mjpeg_low": 1} and (active["width"], active["height"]) == (VIDEO.width, VIDEO.height)
+    assert active["fps"] > 0 and streams["tier_frames"]["mjpeg_low"] >= on_wire["slow"]
+    assert value(got, "spice_video_streams") == 1
+    assert value(got, "spice_video_frames_total", tier="mjpeg") >= on_wire["fast"]
+
+    # The video stops: the stream ends, and each client's count is what its wire carried.
+    srv.command("video off", "video")
+    wait_until(
+        lambda: all(c["video"]["playing"] == 0 and c["video"]["frames_sent"] == frames(k) for k, c in _by_kind(api, ids).items()),
+        30,
+        "frames_sent == the STREAM_DATA on each wire",
+    )
+    assert value(samples(scrape(port, METRICS_TOKEN)[1]), "spice_video_streams") == 0
+
+
+def _by_kind(api: Api, ids: dict[str, int]) -> dict[str, dict[str, Any]]:
+    clients = {c["id"]: c for c in api.ok("GET", "/api/clients")}
+    return {k: clients[cid] for k, cid in ids.items()}
+
+
+def test_video_stats_name_a_stateful_codecs_low_tier():
+    """In process, H.264 to a LAN client and two WAN ones: a client's `video` says its tier
+    (`full`, `low`) and tier codec (h264, h264_low) and counts the STREAM_DATA its wire
+    carried; the active stream counts the clients on each tier codec."""
+    from support.inprocess import Reader, make_server, noise, open_display
+    from test_streams import _frame_data, _play
+
+    from spice_twisted.stats import stream_stats, video_stats
+    from spice_twisted.wire.enums import DisplayCap
+
+    srv = make_server()
+    srv.display_settings.video_codecs = ("h264", "mjpeg")
+    noise(srv)
+    caps = {DisplayCap.MULTI_CODEC, DisplayCap.CODEC_MJPEG, DisplayCap.CODEC_H264}
+    lan, wan, wan2 = everyone = [Reader(*open_display(srv, caps)) for _ in range(3)]
+    for r in (wan, wan2):
+        r.cc.client.link.is_wan = True
+    for r in everyone:
+        r.catch_up(srv)
+    _play(srv, everyone, 8)
+    for r, tier, tier_codec in ((lan, "full", "h264"), (wan, "low", "h264_low"), (wan2, "low", "h264_low")):
+        v = video_stats(r.cc.client)
+        conforms(v, "ClientVideo")
+        assert (v["playing"], v["codecs"], v["tier"], v["tiers"]) == (1, ["h264"], tier, [tier_codec])
+        assert v["frames_sent"] == len(_frame_data(r)) > 0
+    (active,) = stream_stats(srv)["active"]
+    assert active["tiers"] == {"h264": 1, "h264_low": 2}

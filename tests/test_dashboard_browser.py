@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,9 @@ from support.admin import TOKEN, Api
 from support.processes import ROOT, as_rgb, wait_match, wait_until
 from test_dashboard_api import picture, scaled
 from test_watch import PASSWORD, admin_server, chromium, open_watch, state_of, wait_canvas_equals  # noqa: F401 (chromium: a fixture)
+
+from spice_twisted.sources.demo_video import VIDEO
+from spice_twisted.wire.enums import MsgDisplay
 
 SCREENSHOT_DOC = ROOT / "docs" / "images" / "dashboard-live.png"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -222,3 +226,45 @@ def test_dashboard_shows_the_display_and_five_clients_beside_them(spawn, tmp_pat
     assert all(r["bandwidth"] >= 3 for r in three)
     dash.execute_script("window.scrollTo(0, 0);")
     assert save_screenshot(dash) > 20_000
+
+
+VIDEO_CELLS = """
+return [document.getElementById('streams').textContent,
+        Array.from(document.querySelectorAll('#clients tbody tr td.video')).map(td => td.textContent)];
+"""
+
+
+def test_dashboard_shows_the_video_a_client_plays(spawn, tmp_path, tap_for, chromium):  # noqa: F811
+    """The demo's video to a tapped spice-gtk client: the dashboard's streams line names the
+    stream, its size and its tier, and the client's video cell counts the frames its wire
+    carried (at least those seen before, exactly those once the video stopped)."""
+    server, admin_port = admin_server(spawn, tmp_path)
+    tap, client = tap_for(server)
+    client.wait_event("mark", timeout=60)
+    conn = tap.display()
+
+    def on_wire() -> int:
+        return sum(t == MsgDisplay.STREAM_DATA for t, _ in conn.snapshot())
+
+    dash = chromium()
+    login(dash, admin_port)
+    wait_until(lambda: dash.execute_script(VIDEO_CELLS)[1] == ["-"], timeout=30, what="the video cell '-' before the video")
+    server.command("video on", "video")
+    conn.wait_for(lambda k: on_wire() >= 10, 30, "10 frames on the wire")
+    seen = on_wire()
+
+    def shown(pattern: str) -> tuple[str, int] | None:
+        line, cells = dash.execute_script(VIDEO_CELLS)
+        m = re.fullmatch(pattern, cells[0]) if len(cells) == 1 else None
+        return (line, int(m.group(1))) if m else None
+
+    line, n = wait_until(
+        lambda: (got := shown(r"mjpeg full, (\d+) frames")) and got[1] >= seen and got, timeout=30, what="the frames in the video cell"
+    )
+    assert re.fullmatch(rf"1 video {VIDEO.width}x{VIDEO.height} at \d+ fps: mjpeg x1", line), line
+    server.command("video off", "video")
+    wait_until(
+        lambda: (got := shown(r"none now, (\d+) frames")) and got[1] == on_wire() and got[0] == "no video streams",
+        timeout=30,
+        what="the video cell's count == the STREAM_DATA on the wire, and no streams",
+    )

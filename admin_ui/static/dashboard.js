@@ -94,6 +94,7 @@ function renderServer(s) {
   const r = s.render;
   document.getElementById("s-render").textContent =
     `${r.drawables} drawables; encodes ${JSON.stringify(r.encodes)}; sends ${r.draws_sent}; coalesced ${r.coalesced}`;
+  document.getElementById("streams").textContent = streamsText(r.streams);
   const box = document.getElementById("allow-multiple");
   if (document.activeElement !== box) box.checked = s.allow_multiple_clients;
 }
@@ -124,6 +125,25 @@ function audioText(c) {
   return `${p.mode}: ${p.frames_sent} sent, ${p.frames_dropped} dropped, ${p.queued_ms} ms queued${rec}`;
 }
 
+// Video: the codec and tier of the streams it plays and the frames it was sent ("-": none ever).
+function videoText(c) {
+  const v = c.video;
+  if (!v || (!v.playing && !v.frames_sent)) return "-";
+  if (!v.playing) return `none now, ${v.frames_sent} frames`;
+  return `${v.codecs.join("/")} ${v.tier}, ${v.frames_sent} frames`;
+}
+
+// The streams playing now, by the tier codecs their clients get: "1 video 320x180 at 20 fps: mjpeg x3, mjpeg_low x1".
+function streamsText(st) {
+  const n = st.active.length;
+  if (!n) return st.mode === "off" ? "video streaming off" : "no video streams";
+  const each = st.active.map(a => {
+    const tiers = Object.entries(a.tiers).map(([t, k]) => `${t} x${k}`).join(", ") || "no clients";
+    return `${a.width}x${a.height} at ${Math.round(a.fps)} fps: ${tiers}`;
+  });
+  return `${n} video${n > 1 ? "s" : ""} ${each.join("; ")}`;
+}
+
 function renderClients(clients) {
   const tbody = document.querySelector("#clients tbody");
   tbody.replaceChildren();
@@ -144,6 +164,8 @@ function renderClients(clients) {
     cell(tr, c.codec || "-", "codec");
     cell(tr, c.link ? `${c.image_mode} (${c.link.wan ? "WAN" : "LAN"}${c.link.bandwidth_bps === null ? "" : ", " + (c.link.bandwidth_bps / 1e6).toFixed(1) + " Mbit/s"})` : c.image_mode, "mode");
     cell(tr, audioText(c), "audio");
+    const video = cell(tr, videoText(c), "video");
+    if (c.video && c.video.playing) video.title = `tiers ${c.video.tiers.join(", ")}; play-ahead ${c.video.play_ahead_ms} ms; ${c.video.reports} reports`;
     cell(tr, "", "bandwidth").appendChild(chart(rows, 2, "bandwidth", rate));
     cell(tr, "", "rtt").appendChild(chart(rows, 3, "rtt", v => v.toFixed(1) + " ms"));
     cell(tr, `${c.pipe_items} / ${bytes(c.pipe_bytes)}`, "pipe").title =

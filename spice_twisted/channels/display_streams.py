@@ -176,6 +176,17 @@ class ClientStreams:
         self.last_stamp: dict[int, int] = {}  # a stateful stream's last multimedia time sent (unwrapped)
         self.tiers: dict[int, str] = {}  # a stateful stream's tier of the last frame it was given
 
+    def tier_label(self) -> str:
+        """ "full", "low" or "least": the tier its streams' frames last came in (the admin site's)."""
+        return "least" if self.least else "low" if self.low else "full"
+
+    def tier_codec(self, sid: int) -> str | None:
+        """The tier codec (codecs/video.py) its shown stream `sid` last got frames in."""
+        codec = self.codecs.get(sid)
+        if codec in STATEFUL:
+            return self.tiers.get(sid, codec)
+        return None if codec is None else MJPEG_MIN if self.least else MJPEG_LOW if self.low else MJPEG
+
     def codec_order(self) -> list[str]:
         """The server's video codecs this client decodes, best first: the server's order,
         ranked by the client's preference when it sent one."""
