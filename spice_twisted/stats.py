@@ -331,6 +331,12 @@ def summary_line(server: SpiceServer) -> str:
         f"link={'wan' if c['link']['wan'] else 'lan'}/"
         f"{'-' if c['link']['bandwidth_bps'] is None else format(c['link']['bandwidth_bps'] / 1e6, '.1f') + 'Mbit/s'}"
         + (f" audio={c['playback']['mode']}/{c['playback']['frames_sent']}/-{c['playback']['frames_dropped']}" if c["playback"] else "")
+        + (f" video={'+'.join(c['video']['tiers'])}/{c['video']['frames_sent']}" if c["video"] and c["video"]["playing"] else "")
         for c in s["clients"]
     )
-    return f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']} [{per_client}]"
+    streams = len(r["streams"]["active"])
+    return (
+        f"clients={len(s['clients'])} drawables={r['drawables']} encodes={enc} sends={r['draws_sent']} coalesced={r['coalesced']}"
+        + (f" streams={streams}" if streams else "")
+        + f" [{per_client}]"
+    )

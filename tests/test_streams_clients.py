@@ -10,6 +10,7 @@ number, so the test recomputes them); encodes are counted at the codec boundary
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,9 +161,11 @@ def test_clients_on_slow_links_play_the_low_and_least_tiers_while_the_others_kee
 
 
 def test_stats_show_the_stream_and_who_plays_it(spawn, tap_for):
-    server = spawn.harness()
+    server = spawn.harness("--stats-interval", "0.3")
     _, _, conns = connect(server, tap_for, 1)
     _start_video(server, conns)
+    # The --stats-interval log line: the stream, and the client's tier and frames.
+    wait_until(lambda: re.search(r"stats: clients=1 .* streams=1 \[.* video=mjpeg/\d+", server.stderr()), 15, "a stats line with the video")
     st = server.stats()
     (active,) = st["render"]["streams"]["active"]
     assert active["rect"] == list(VIDEO) and st["render"]["streams"]["started"] == 1
