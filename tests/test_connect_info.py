@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from support.processes import free_port
+from support.processes import RefusingPort, free_port
 from twisted.python import usage
 
 from spice_twisted import connect
@@ -158,7 +158,8 @@ def test_values_that_look_like_options_are_values(tmp_path, monkeypatch):
 def test_the_block_does_not_present_a_vms_stand_in_size_as_its_size(spawn, tmp_path):
     """A VM source knows its size only once the VM's surface arrives: the block says the
     800x600 it shows until then is a stand-in (the VM may well be 720x400)."""
-    vm_port = free_port()  # nothing listens: the source waits
+    vm = RefusingPort()  # nothing listens: the source waits
+    vm_port = vm.port
     pw = tmp_path / "pw"
     pw.write_text("a-password\n")
     pw.chmod(0o600)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support.hostile import rss_kb
-from support.processes import connect_clients, free_port, wait_until
+from support.processes import RefusingPort, connect_clients, free_port, wait_until
 from support.qemu import Qemu, have_qemu
 from support.spice_peer import SpicePeer
 
@@ -128,8 +128,9 @@ def test_helper_leaves_when_its_server_is_killed(spawn, qemu):
 def test_helper_leaves_when_its_server_dies_while_it_starts(spawn):
     """The server dies before its new helper ran a line (held stopped here): the helper,
     let go, finds its server gone and leaves (before the fix it lived on, an orphan)."""
+    nothing = RefusingPort()
     server = spawn.harness(
-        "--source", f"spice://127.0.0.1:{free_port()}", "--disable-ticketing"
+        "--source", f"spice://127.0.0.1:{nothing.port}", "--disable-ticketing"
     )  # nothing there: a new helper every ~0.5-5 s
     first = wait_until(lambda: server.stats()["source_state"]["helper_pid"], 10, "a helper")
     pid = wait_until(lambda: (p := server.stats()["source_state"]["helper_pid"]) not in (0, first) and p, 20, "the next helper")

@@ -146,11 +146,11 @@ def test_the_protocol_and_helper_load_under_the_helpers_python():
 def test_the_helper_reports_an_unreachable_vm_and_exits(tmp_path: Path):
     """The real helper, driven by frames: nothing listens on the port, so it says LOST."""
     import os
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    from support.processes import RefusingPort
+
+    nothing = RefusingPort()  # bound, not listening: nothing is there
+    port = nothing.port
     fd = os.memfd_create("test")
     try:
         proc = subprocess.Popen([HELPER_PYTHON, str(HELPER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd,), **_fd3(fd))

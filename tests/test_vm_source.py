@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import processes
-from support.processes import as_rgb, connect_clients, free_port, wait_until
+from support.processes import RefusingPort, as_rgb, connect_clients, free_port, wait_until
 from support.qemu import ECHO_ROW_Y, Qemu, have_qemu
 from support.rawclient import NotifyReader
 
@@ -84,13 +84,15 @@ def test_wrong_password_shows_waiting_and_the_right_one_serves(spawn, qemu_facto
     (tmp_path / "right").write_text("vm-ticket-1\n")
     for f in ("wrong", "right"):
         (tmp_path / f).chmod(0o600)
-    port = free_port()  # the VM is not there yet: clients wait for it
+    reserved = RefusingPort()  # the VM is not there yet: clients wait for it
+    port = reserved.port
     server = spawn.harness(
         "--source", f"spice://127.0.0.1:{port}", "--source-password-file", str(tmp_path / "wrong"), "--disable-ticketing"
     )
     (client,) = connect_clients(spawn, server, 1)
     notes = NotifyReader(server.port)
     wait_until(lambda: waiting_shown(client), 15, "the waiting frame")
+    reserved.release()
     vm = qemu_factory(port=port, password="vm-ticket-1")
     vm.wait_booted()
     wait_until(lambda: any("refused" in t for t in notes.texts), 15, "a NOTIFY that the VM refused us")
@@ -207,7 +209,7 @@ def test_cursor_and_pointer_through_a_chained_spice_server(spawn):
     wait_until(lambda: processes.mismatch(client, expect) == 0, 15, "our client showing the upstream's stroke")
     assert np.any(expect[445:476, 195:406] != before[445:476, 195:406])  # the stroke is the upstream's
     up = upstream.stats()["clients"]
-    assert len(up) == 1 and up[0]["input_events"] > 10  # one upstream client: us
+    assert len(up) == 1 and up[0]["input_events"] >= 3  # one upstream client, us (a loaded helper sends merged motions)
 
 
 def test_a_vm_on_a_tls_port_checked_against_its_ca(spawn, qemu_factory, certs, tmp_path):

@@ -28,6 +28,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class RefusingPort:
+    """A 127.0.0.1 port bound but not listening: a connection to it is refused (nothing is
+    there yet), and it stays ours until `release()`, which a test calls just before what
+    will listen there starts. A port from free_port() left unbound for seconds may be taken
+    meanwhile by another test (another pytest-xdist worker's free_port())."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+
+    def release(self) -> None:
+        self._sock.close()
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     # The checkout's code and its twisted/plugins/ (Twisted scans sys.path for plugin folders).
