@@ -104,16 +104,23 @@ def test_view_only_client_changes_nothing_and_is_counted(spawn):
     server.pause()
     time.sleep(0.3)
     before = as_rgb(server.framebuffer())
-    events_before = [c for c in server.stats()["clients"] if c["id"] == ids[1]][0]["input_events"]
+
+    def mine(s: dict) -> dict:
+        return [c for c in s["clients"] if c["id"] == ids[1]][0]
+
+    start = mine(server.stats())
     b.send("position 300 600 0")
     b.send("press 1 1")
     for x in range(300, 500, 10):
         b.send(f"position {x} 600 1")
     b.send("release 1 0")
     b.send(f"key {H_KEY}")
+    # Press, release, the key's down and up, and motions (spice-gtk merges those it has not
+    # sent yet, so a loaded machine sees fewer): at least five dropped, none taken.
+    wait_until(lambda: mine(server.stats())["input_dropped"] - start["input_dropped"] >= 5, 20, "the view-only input dropped")
     s = _settled(server, "input_dropped")
-    cl = [c for c in s["clients"] if c["id"] == ids[1]][0]
-    assert cl["input_dropped"] >= 20 and cl["input_events"] == events_before
+    cl = mine(s)
+    assert cl["input_dropped"] - start["input_dropped"] >= 5 and cl["input_events"] == start["input_events"]
     assert s["source_state"]["strokes"] == 0 and s["source_state"]["typed"] == ""
     assert np.array_equal(as_rgb(server.framebuffer()), before)
     # Back to normal: now it draws.
