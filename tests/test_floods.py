@@ -357,7 +357,9 @@ def test_streams_of_key_scancode_messages_keep_the_server_live(spawn):
     meanwhile must still get its screen within the liveness bound (it needs a dozen
     reactor turns to link its four channels)."""
     server = spawn.harness(*RAISED_LIMITS)
+    t0 = time.monotonic()
     watching = watchers(spawn, server)
+    alone = (time.monotonic() - t0) / len(watching)  # a client's start on this machine now, no flood
     flooders = [raw_inputs(server.port) for _ in range(2)]
     body = b"\x1e" * (1 << 20)
     message = MINI.pack(MsgcInputs.KEY_SCANCODE, len(body)) + body
@@ -384,7 +386,11 @@ def test_streams_of_key_scancode_messages_keep_the_server_live(spawn):
         stop.set()
         for socks, _, _ in flooders:
             close_all(socks)  # the server drops what it has not read yet
-    assert took < LIVENESS_S, f"a spice-gtk client needed {took:.1f}s to see the screen during the streams"
+    # The bound: LIVENESS_S, or three times what a start took without the flood on a
+    # machine loaded by other work (a ratio measured in this run).
+    assert took < max(LIVENESS_S, 3 * alone), (
+        f"a spice-gtk client needed {took:.1f}s to see the screen during the streams ({alone:.1f}s without)"
+    )
     for _, sid, _ in flooders:
         wait_until(lambda sid=sid: client_stats(server, sid) is None, timeout=60, what="the flooding clients gone")
     server.pause()
