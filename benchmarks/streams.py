@@ -295,7 +295,7 @@ async def measure_latency(streams: bool, lowat: bool, mbit: float, logdir: Path)
     import asyncio
     import random
 
-    from fanout import MSGC_ATTACH, MSGC_DISPLAY_INIT, BenchClient, Channel, free_port
+    from fanout import BenchClient, Channel, free_port
     from support.shaper import Shaper
 
     from spice_twisted.sources.demo import TEXT_BOX
@@ -329,15 +329,8 @@ async def measure_latency(streams: bool, lowat: bool, mbit: float, logdir: Path)
                 self.first_frame.set_result(None)
 
         async def connect(self, port: int) -> None:
-            _, self.main = await loop.create_connection(lambda: Channel(ChannelType.MAIN, 0, self.on_main), "127.0.0.1", port)
-            await self.main.linked
+            await super().connect(port)  # MAIN and DISPLAY, as every benchmark client links them
             session_id = await self.session
-            self.main.send(MSGC_ATTACH)
-            _, self.display = await loop.create_connection(
-                lambda: Channel(ChannelType.DISPLAY, session_id, self.on_display, self.caps), "127.0.0.1", port
-            )
-            await self.display.linked
-            self.display.send(MSGC_DISPLAY_INIT, DISPLAY_INIT_FOR_STREAMS)
             _, self.inputs = await loop.create_connection(
                 lambda: Channel(ChannelType.INPUTS, session_id, lambda t, b: None), "127.0.0.1", port
             )
@@ -411,7 +404,6 @@ async def measure_latency(streams: bool, lowat: bool, mbit: float, logdir: Path)
 
 
 # No pixmap cache, no GLZ (the typist decodes nothing).
-DISPLAY_INIT_FOR_STREAMS = {"pixmap_cache_id": 1, "pixmap_cache_size": 0, "glz_dictionary_id": 0, "glz_dictionary_window_size": 0}
 
 
 def latency_rows(configs: list[tuple[bool, bool, float]]) -> list[list[str]]:
