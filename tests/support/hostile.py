@@ -15,7 +15,20 @@ from support.rawclient import recv_exact
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 20.0) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    """A TCP connection to the server from `source`.
+
+    A server that refuses a connection (a limit) accepts and resets it at once. On a loaded
+    machine that reset can come before connect() returns: with a timeout Python connects
+    without blocking, polls, then reads SO_ERROR, which by then says ECONNRESET. That is the
+    server closing the connection, the very thing the tests look for, so it is returned as
+    a socket whose peer is already gone: it reads as EOF, as a refused connection does."""
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    except ConnectionResetError:
+        mine, theirs = socket.socketpair()
+        theirs.close()
+        mine.settimeout(timeout)
+        return mine
 
 
 def rst(sock: socket.socket) -> None:
