@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from spice_twisted import codecs
+from spice_twisted.codecs import video
 from spice_twisted.codecs.bitmap import encode as bitmap_encode
 from spice_twisted.render.drawable import Drawable
 from spice_twisted.render.payloads import PayloadService
@@ -85,6 +86,42 @@ def test_the_ordered_lane_starts_and_completes_in_commit_order(slow_dictionary_c
         assert slow_dictionary_codec == list(range(len(ds)))  # started in commit order, one at a time
         assert done == list(range(len(ds)))  # and completed in it: the small one did not overtake
         assert service.ordered.threaded == len(ds) and service.pool.threaded == 0
+    finally:
+        service.stop()
+
+
+def test_a_streams_tiers_encode_in_parallel_each_in_order():
+    """A stream's full and low tiers have a video lane each: the low tier's frame is encoded
+    while the full tier's is (here each waits for the other to start: one lane for both
+    would never let them meet), and within a tier the frames complete in order."""
+    reactor = ThreadReactor()
+    service = PayloadService(reactor, RenderCounters())
+    service.start()
+    meet = threading.Barrier(2, timeout=10)
+    order: dict[str, list[int]] = {video.VP9: [], video.VP9_LOW: []}
+
+    def job(tier: str, i: int, px: np.ndarray):
+        def run():
+            if i == 0:
+                meet.wait()  # raises BrokenBarrierError (a failed encode) if the other never starts
+            time.sleep(0.01 * (3 - i))  # earlier frames take longer
+            order[tier].append(i)
+            return bitmap_encode(px)
+
+        return run
+
+    try:
+        ds = _drawables(service, 3)
+        done: list[tuple[str, int]] = []
+        for i, d in enumerate(ds):
+            for tier in (video.VP9, video.VP9_LOW):
+                service.request(d, tier, job=job(tier, i, d.pixels))
+                d.when_ready(tier, lambda tier=tier, i=i: done.append((tier, i)))
+        reactor.pump(lambda: len(done) == 6)
+        assert all(d.payload(t) is not None for d in ds for t in order), "an encode failed: the tiers never ran together"
+        assert order == {video.VP9: [0, 1, 2], video.VP9_LOW: [0, 1, 2]}
+        assert [i for t, i in done if t == video.VP9] == [0, 1, 2] and [i for t, i in done if t == video.VP9_LOW] == [0, 1, 2]
+        assert sorted(service.video) == sorted(order) and all(lane.threaded == 3 for lane in service.video.values())
     finally:
         service.stop()
 

@@ -47,7 +47,7 @@ INLINE_PIXELS: dict[str, int] = {
     video.MJPEG: video.INLINE_PIXELS,
     video.MJPEG_LOW: video.INLINE_PIXELS,
     video.MJPEG_MIN: video.INLINE_PIXELS,
-    **dict.fromkeys(video.STATEFUL, 0),  # never inline: a stream's encoder runs in the video lane's thread
+    **dict.fromkeys(video.STATEFUL, 0),  # never inline: a stream's encoder runs in its tier's video lane
 }
 
 # Codecs with a dictionary: each image may refer to earlier ones, so their encodes run in

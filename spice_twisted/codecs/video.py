@@ -9,8 +9,8 @@ exactly our surface's layout, so nothing is converted.
 
 VP8, VP9 (libvpx) and H.264 (libx264), all through PyAV, are for clients that advertise
 MULTI_CODEC and the codec's cap when `--video-codecs` lists it. Their frames refer to
-earlier ones, so each stream has one `StatefulEncoder` per such codec, whose encodes run
-in the ordered video lane (render/codec_pool.py), and every client on it gets every frame
+earlier ones, so each stream has one `StatefulEncoder` per such tier, whose encodes run
+in that tier's ordered video lane (render/payloads.py), and every client on it gets every frame
 from a key frame on (render/streams.py asks for a key frame when a client joins or fell
 behind). Why these settings, and what each codec costs and gives: docs/codecs.md.
 """
@@ -87,8 +87,8 @@ def encode_min(pixels: np.ndarray) -> Payload:
 class StatefulEncoder:
     """One stream in one inter-frame codec, through PyAV, tuned for realtime: one packet a
     frame, no look-ahead, no frames reordered; key frames only when asked for (a client
-    joined or fell behind). Not thread-safe: its encodes run one after the other in the
-    ordered video lane. A subclass names the codec and its options."""
+    joined or fell behind). Not thread-safe: its encodes run one after the other in its
+    tier's ordered video lane. A subclass names the codec and its options."""
 
     codec: ClassVar[str]
     av_codec: ClassVar[str]  # FFmpeg's encoder
@@ -115,7 +115,7 @@ class StatefulEncoder:
         ctx.framerate = Fraction(fps).limit_denominator(1000)  # x264 budgets a frame by it, not by pts
         ctx.gop_size = 1 << 20  # key frames only when asked for
         ctx.max_b_frames = 0  # a frame is sent as it is encoded: none waits for a later one
-        # The video lane is one thread, and the other cores encode images: one thread each.
+        # A tier's lane is one thread, and the other lanes and cores encode too: one thread each.
         # (libvpx's VP8 with threads of its own took 2 to 20 times the CPU a frame, and no
         # less wall time, on a 2-core machine: docs/codecs.md.)
         ctx.thread_count = 1

@@ -8,7 +8,8 @@ reference count; when the last holder lets it go, its entry here goes too.
 
 Encodes go to a lane by codec: the stateless ones (bitmap, LZ4, JPEG, QUIC, LZ) to
 the parallel `CodecPool`, a dictionary codec (GLZ, `codecs.ORDERED_CODECS`) to the
-one `OrderedLane`, whose encodes start and complete in commit order. A payload that
+one `OrderedLane`, whose encodes start and complete in commit order, and each stateful
+video tier's frames to an `OrderedLane` of that tier's own. A payload that
 serves two codecs (lz_plt's LZ_RGB32 image of a many-coloured picture is lz's too) is
 kept under both, and an encode another codec's payload makes cheaper takes that path
 (`codecs.shortcut`).
@@ -50,20 +51,36 @@ class PayloadService:
     def __init__(self, reactor: Any, counters: RenderCounters, threads_max: int = 2) -> None:
         self.pool = CodecPool(reactor, counters, threads_max)
         self.ordered = OrderedLane(reactor, counters)
-        # A stateful video codec's frames (VP8): in order, in a lane of their own, so a
-        # video encode (tens of ms) never holds up the GLZ images behind it.
-        self.video = OrderedLane(reactor, counters, name="spice-video")
+        # A stateful video tier's frames (vp8, vp8_low, ...): in order, in a lane of that
+        # tier's own, so a video encode (tens of ms) never holds up the GLZ images, nor one
+        # tier's encodes the other's (a stream's full and low tiers encode in parallel).
+        self.video: dict[str, OrderedLane] = {}
+        self._reactor, self._counters = reactor, counters
+        self.started = False
         self._entries: dict[int, _Entry] = {}
 
     def start(self) -> None:
-        self.pool.start()
-        self.ordered.start()
-        self.video.start()
+        self.started = True
+        for lane in self._lanes():
+            lane.start()
 
     def stop(self) -> None:
-        self.pool.stop()
-        self.ordered.stop()
-        self.video.stop()
+        self.started = False
+        for lane in self._lanes():
+            lane.stop()
+
+    def _lanes(self) -> list[CodecPool]:
+        return [self.pool, self.ordered, *self.video.values()]
+
+    def video_lane(self, tier: str) -> OrderedLane:
+        """The tier's lane, made (and started with the service) when first asked for: at
+        most one a stateful tier (codecs.video.STATEFUL), a thread each."""
+        lane = self.video.get(tier)
+        if lane is None:
+            lane = self.video[tier] = OrderedLane(self._reactor, self._counters, name=f"spice-video-{tier}")
+            if self.started:
+                lane.start()
+        return lane
 
     def __len__(self) -> int:
         """Drawables with an entry (bounded by the drawables some pipe holds)."""
@@ -107,7 +124,7 @@ class PayloadService:
             return
         e.waiters[codec] = []
         ordered = codec in codecs.ORDERED_CODECS or job is not None
-        lane = self.video if codec in STATEFUL_VIDEO else self.ordered if ordered else self.pool
+        lane = self.video_lane(codec) if codec in STATEFUL_VIDEO else self.ordered if ordered else self.pool
         encode = job if ordered else codecs.shortcut(codec, d.pixels, e.payloads)
         lane.submit(d, codec, d.pixels, lambda payload: self._encoded(d, codec, payload, then), encode=encode)
 
