@@ -101,7 +101,11 @@ def test_hypothesis_pictures_through_spice_gtk(spawn, tap_for, tmp_path):
     )
     assert len(pasted) >= 20
     types = encoded_types(conn, start)  # a paste the client's pixmap cache holds goes as FROM_CACHE
-    assert set(types) == {QUIC} and types[QUIC] >= len(pasted) // 2, types
+    assert set(types) == {QUIC}, types
+    # Each paste went as QUIC, unless one colour (a DRAW_FILL) or a repeat (FROM_CACHE):
+    # how many of each depends on the pictures Hypothesis drew.
+    carried = [set(p.types) for p in pasted if not p.fill and ImageType.FROM_CACHE not in p.types]
+    assert carried and all(t == {QUIC} for t in carried), pasted
 
 
 def test_one_quic_encode_per_drawable_for_all_clients(spawn, tap_for):

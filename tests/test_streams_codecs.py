@@ -20,6 +20,13 @@ from spice_twisted.sources.demo_video import VIDEO, Plasma
 from spice_twisted.wire.enums import DisplayCap, MsgDisplay
 
 
+def _inter_frames_after_a_key_frame(frames: list[bytes], codec: str) -> None:
+    """A client's frames start at a key frame and are mostly inter frames. A few more key
+    frames are right: a client whose pipe fell behind (a loaded machine) waits for one."""
+    keys = [is_key_frame(f, codec) for f in frames]
+    assert keys[0] and sum(keys) <= 1 + len(frames) // 4, keys
+
+
 def test_spice_gtk_plays_an_h264_stream_on_the_lan_and_its_low_tier_on_a_slow_link_and_both_end_exact(spawn, tap_for):
     """24 dB on the LAN, as for VP8: 4:2:0 chroma keeps the saturated plasma under 28 dB at
     any bitrate (benchmarks/streams.py); MJPEG's full tier is held to 30. A client on a
@@ -42,7 +49,7 @@ def test_spice_gtk_plays_an_h264_stream_on_the_lan_and_its_low_tier_on_a_slow_li
     frames, low = _frames(conn), _frames(slow_conn)
     assert all(f.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")) for f in frames + low)  # Annex-B byte stream
     for fs in (frames, low):
-        assert is_key_frame(fs[0], "h264") and not any(is_key_frame(f, "h264") for f in fs[1:])
+        _inter_frames_after_a_key_frame(fs, "h264")
     assert not set(frames) & set(low) and len(low) <= 0.6 * len(frames) + 2  # another encoder's, half the frames
     calls = server.command("codec_calls", "codec_calls")["calls"]
     assert len(set(frames)) <= calls["h264"] and len(set(low)) <= calls["h264_low"] and not calls.get("mjpeg")  # libx264's boundary
@@ -70,7 +77,7 @@ def test_spice_gtk_plays_a_vp9_stream_and_ends_exact(spawn, tap_for):
     (create,) = _creates(conn)
     assert create["codec_type"] == 4
     frames = _frames(conn)
-    assert is_key_frame(frames[0], "vp9") and not any(is_key_frame(f, "vp9") for f in frames[1:])
+    _inter_frames_after_a_key_frame(frames, "vp9")
     assert len(set(frames)) <= server.command("codec_calls", "codec_calls")["calls"]["vp9"]  # libvpx-vp9's boundary
     plasma = Plasma()
     assert wait_until(lambda: (q := _best_psnr(clients[0], server, plasma)) >= 24 and q, 30, "spice-gtk's VP9 video at >= 24 dB")

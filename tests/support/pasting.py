@@ -4,7 +4,7 @@ the loop the QUIC (spice-gtk) and spice-html5 tests share."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +15,17 @@ from spice_twisted.wire.enums import MsgDisplay
 from .tap import TapConnection
 
 
+class Paste(NamedTuple):
+    """One picture pasted: its size and what carried it to the client: the image types of
+    the draws it caused (FROM_CACHE for a repeat the pixmap cache held), or none but a
+    DRAW_FILL (one colour)."""
+
+    w: int
+    h: int
+    types: dict[int, int]
+    fill: bool
+
+
 def paste_pictures(
     server: Any,
     conn: TapConnection,
@@ -22,12 +33,12 @@ def paste_pictures(
     examples: int,
     check: Callable[[str], object],
     screen: tuple[int, int] = (480, 360),
-) -> list[tuple[int, int]]:
+) -> list[Paste]:
     """Paste `examples` pictures at random places on the harness server's `screen` (w, h);
     after each, wait until its draw (or, for one colour, its DRAW_FILL) crossed `conn`,
     then call check(what) (it raises if the client does not show the server's picture).
-    Returns the (w, h) of every picture pasted."""
-    pasted: list[tuple[int, int]] = []
+    Returns each picture pasted, with what carried it."""
+    pasted: list[Paste] = []
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(px=pictures, data=st.data())
@@ -40,7 +51,8 @@ def paste_pictures(
             lambda k: k.draws(mark) or any(t == MsgDisplay.DRAW_FILL for t, _ in k.snapshot(mark)), what="the pasted picture's draw"
         )
         check(f"a {w}x{h} paste at {x},{y}")
-        pasted.append((w, h))
+        fill = any(t == MsgDisplay.DRAW_FILL for t, _ in conn.snapshot(mark))
+        pasted.append(Paste(w, h, conn.image_types(mark), fill))
 
     paste()
     return pasted
