@@ -24,9 +24,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections import deque
 
-HOST = "127.0.0.1"
+from support.forwarding import DelayLine, Forwarder, close_quietly, end_of_stream, wait_for_the_other
+
 PIECE = 4096  # bytes timed as one unit (about three packets)
 RCVBUF = 32 * 1024  # the shaper's sockets' receive buffers (the kernel doubles it)
 QUEUE = 64 * 1024  # bytes one direction of one connection holds in the shaper
@@ -62,149 +62,52 @@ class TokenBucket:
 
 
 class _Direction:
-    """src -> dst through a bucket: a reader thread takes pieces while fewer than `queue`
-    bytes wait, a writer thread sends each at its arrival time."""
+    """src -> dst through a bucket: a reader thread takes pieces while the delay line has
+    room, the line sends each at its arrival time."""
 
     def __init__(self, src: socket.socket, dst: socket.socket, bucket: TokenBucket, queue: int, done: threading.Barrier) -> None:
-        self.src, self.dst, self.bucket, self.limit, self.done = src, dst, bucket, queue, done
-        self._queue: deque[tuple[float, bytes]] = deque()
-        self._held = 0
-        self._eof = False
-        self._cond = threading.Condition()
-        self.bytes = 0
+        self.src, self.dst, self.bucket, self.done = src, dst, bucket, done
+        self.line = DelayLine(dst, queue, f"shaper-{src.getsockname()[1]}")
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._write, daemon=True).start()
 
     def _read(self) -> None:
         try:
-            while True:
-                with self._cond:
-                    while self._held >= self.limit and not self._eof:
-                        self._cond.wait(0.2)
-                    if self._eof:
-                        return
+            while self.line.wait_room():
                 try:
                     data = self.src.recv(PIECE)
                 except OSError:
-                    data = b""
-                with self._cond:
-                    if not data:
-                        self._eof = True
-                        self._cond.notify_all()
-                        return
-                    self._queue.append((self.bucket.arrival(len(data)), data))
-                    self._held += len(data)
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
-
-    def _write(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._eof:
-                        self._cond.wait(0.2)
-                    if not self._queue:
-                        break
-                    when, data = self._queue[0]
-                    left = when - time.monotonic()
-                    if left > 0:
-                        self._cond.wait(min(left, 0.05))
-                        continue
-                    self._queue.popleft()
-                try:
-                    self.dst.sendall(data)
-                except OSError:
-                    with self._cond:
-                        self._eof = True
-                        self._queue.clear()
-                        self._cond.notify_all()
                     break
-                with self._cond:
-                    self._held -= len(data)
-                    self.bytes += len(data)
-                    self._cond.notify_all()
-            try:
-                self.dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+                if not data:
+                    break
+                self.line.put(self.bucket.arrival(len(data)), data)
+            self.line.drain()
+            end_of_stream(self.dst)
         finally:
-            try:
-                self.done.wait(timeout=600)
-            except threading.BrokenBarrierError:
-                pass
+            wait_for_the_other(self.done)
 
 
-class Shaper:
+class Shaper(Forwarder):
     """Listens on 127.0.0.1 (a free port) and forwards each connection to `target_port`
     through the shaped link: `rate` bytes/s (None: unlimited) and `delay` s each way."""
 
+    name = "shaper"
+
     def __init__(self, target_port: int, rate: float | None = None, delay: float = 0.0, burst: int = PIECE, queue: int = QUEUE) -> None:
-        self.target_port, self.queue = target_port, queue
+        self.queue = queue
         self.down = TokenBucket(rate, delay, burst)  # server -> client
         self.up = TokenBucket(rate, delay, burst)  # client -> server
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
         self.connections = 0
         self.upstream_ports: list[int] = []  # each connection's local port towards the target, in order
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)  # inherited by accepted sockets
-        self.listener.bind((HOST, 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, name=f"shaper-{self.port}", daemon=True).start()
+        super().__init__(target_port, rcvbuf=RCVBUF)
 
     def shape(self, rate: float | None, delay: float) -> None:
         """From now on, both ways: `rate` bytes/s and `delay` s (bytes already queued keep their times)."""
         self.down.set(rate, delay)
         self.up.set(rate, delay)
 
-    def __enter__(self) -> Shaper:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server = socket.socket()
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)  # before connect: the window it offers
-            try:
-                server.connect((HOST, self.target_port))
-            except OSError:
-                client.close()
-                server.close()
-                continue
-            for s in (client, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._sockets += [client, server]
-                self.connections += 1
-                self.upstream_ports.append(server.getsockname()[1])
-            done = threading.Barrier(2, action=lambda c=client, s=server: (c.close(), s.close()))
-            _Direction(client, server, self.up, self.queue, done)
-            _Direction(server, client, self.down, self.queue, done)
-
-    def close(self) -> None:
-        self._closed = True
-        try:
-            self.listener.close()
-        except OSError:
-            pass
-        with self._lock:
-            socks = list(self._sockets)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def forward(self, client: socket.socket, server: socket.socket) -> None:
+        self.connections += 1
+        self.upstream_ports.append(server.getsockname()[1])
+        done = threading.Barrier(2, action=lambda: close_quietly(client, server))
+        _Direction(client, server, self.up, self.queue, done)
+        _Direction(server, client, self.down, self.queue, done)

@@ -31,7 +31,6 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +40,8 @@ from spice_twisted.wire.enums import ChannelType, CommonCap, MsgDisplay
 from spice_twisted.wire.messages import LINK_HEADER, LINK_MESS, LINK_REPLY, decode_body
 from spice_twisted.wire.schema import decode
 from support.display_decode import DRAW_COPY, Screen
+from support.forwarding import DelayLine, Forwarder, close_quietly, end_of_stream, wait_for_the_other
 
-HOST = "127.0.0.1"
 _MINI = struct.Struct("<HI")
 _FULL = struct.Struct("<QHII")
 TICKET_BYTES = 128
@@ -257,134 +256,54 @@ class _Link:
 
 
 class _Sender:
-    """One direction of one connection through a `_Link`: pieces leave in order, each at its
-    time, from a thread of its own; the pump waits while QUEUE_LIMIT bytes are queued."""
+    """One direction of one connection through a `_Link`: unshaped, bytes go straight on;
+    shaped, in pieces through a delay line, whose room the pump waits for."""
 
     def __init__(self, dst: socket.socket, link: _Link, name: str) -> None:
-        self.dst, self.link, self.name = dst, link, name
-        self._queue: deque[tuple[float, bytes]] = deque()
-        self._pending = 0  # bytes taken and not yet written to dst
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self.broken = False
+        self.dst, self.link = dst, link
+        self.line = DelayLine(dst, QUEUE_LIMIT, name)
 
     def send(self, data: bytes) -> bool:
         """Forward `data` (called by the pump only); False once dst failed."""
-        if self.broken:
+        if self.line.broken:
             return False
-        if not self.link.shaped and self._pending == 0:
+        if not self.link.shaped and self.line.idle:
             try:  # nothing queued: the plain forwarder's path, exactly as unshaped
                 self.dst.sendall(data)
             except OSError:
-                self.broken = True
-            return not self.broken
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
+                self.line.broken = True
+            return not self.line.broken
         view = memoryview(data)
         for i in range(0, len(data), PIECE):
             piece = bytes(view[i : i + PIECE])
-            with self._cond:
-                while self._pending >= QUEUE_LIMIT and not self.broken and not self._stopping:
-                    self._cond.wait(0.2)
-                if self.broken or self._stopping:
-                    return False
-                self._queue.append((self.link.schedule(len(piece)), piece))
-                self._pending += len(piece)
-                self._cond.notify_all()
+            if not self.line.wait_room():
+                return False
+            self.line.put(self.link.schedule(len(piece)), piece)
         return True
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait(0.2)
-                if not self._queue:
-                    return
-                when, piece = self._queue[0]
-                left = when - time.monotonic()
-                if left > 0:
-                    self._cond.wait(min(left, 0.05))
-                    continue
-                self._queue.popleft()
-            try:
-                self.dst.sendall(piece)
-            except OSError:
-                with self._cond:
-                    self.broken = True
-                    self._queue.clear()
-                    self._pending = 0
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._pending -= len(piece)
-                self._cond.notify_all()
 
-    def finish(self, timeout: float = 60.0) -> None:
-        """The source closed: let what is queued leave (up to `timeout`), then stop."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending and not self.broken and time.monotonic() < deadline:
-                self._cond.wait(0.2)
-            self._stopping = True
-            self._cond.notify_all()
-
-
-class WireTap:
+class WireTap(Forwarder):
     """Listens on 127.0.0.1 (a free port) and forwards each connection to the server."""
+
+    name = "tap"
 
     def __init__(self, server_port: int) -> None:
         self.server_port = server_port
         self.connections: list[TapConnection] = []
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Condition()
-        self._closed = False
         self.downlink = _Link()  # server -> client
         self.uplink = _Link()  # client -> server
-        self.listener = socket.socket()
-        self.listener.bind((HOST, 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._accept, name=f"tap-{self.port}", daemon=True)
-        self._thread.start()
+        super().__init__(server_port)
 
-    def __enter__(self) -> WireTap:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                server = socket.create_connection((HOST, self.server_port), timeout=10)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            client.settimeout(None)
-            for s in (client, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                conn = TapConnection(len(self.connections))
-                self.connections.append(conn)
-                self._sockets += [client, server]
-                self._lock.notify_all()
-            done = threading.Barrier(2, action=lambda c=client, s=server, k=conn: self._finish(c, s, k))
-            for src, dst, parser, attr, link in (
-                (client, server, conn.client_parser(), "bytes_from_client", self.uplink),
-                (server, client, conn.server_parser(), "bytes_from_server", self.downlink),
-            ):
-                sender = _Sender(dst, link, f"tap-{self.port}-{conn.number}-{attr}")
-                threading.Thread(target=self._pump, args=(src, sender, _Feeder(parser), conn, attr, done), daemon=True).start()
+    def forward(self, client: socket.socket, server: socket.socket) -> None:
+        conn = TapConnection(len(self.connections))
+        self.connections.append(conn)
+        done = threading.Barrier(2, action=lambda: self._finish(client, server, conn))
+        for src, dst, parser, attr, link in (
+            (client, server, conn.client_parser(), "bytes_from_client", self.uplink),
+            (server, client, conn.server_parser(), "bytes_from_server", self.downlink),
+        ):
+            sender = _Sender(dst, link, f"tap-{self.port}-{conn.number}-{attr}")
+            threading.Thread(target=self._pump, args=(src, sender, _Feeder(parser), conn, attr, done), daemon=True).start()
 
     def shape(self, rate: float | None = None, delay: float = 0.0, client_delay: float = 0.0) -> None:
         """From now on: server -> client at most `rate` bytes/s (None: no limit), arriving
@@ -411,44 +330,16 @@ class WireTap:
                     feeder.need = None
                 if not sender.send(data):
                     break
-            sender.finish()
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            sender.line.drain(timeout=60)  # what is queued still leaves
+            end_of_stream(dst)
         finally:
-            try:
-                done.wait(timeout=600)
-            except threading.BrokenBarrierError:
-                pass
+            wait_for_the_other(done)
 
     def _finish(self, client: socket.socket, server: socket.socket, conn: TapConnection) -> None:
-        for s in (client, server):
-            try:
-                s.close()
-            except OSError:
-                pass
+        close_quietly(client, server)
         with conn._cond:
             conn.closed = True
             conn._cond.notify_all()
-
-    def close(self) -> None:
-        self._closed = True
-        try:
-            self.listener.close()
-        except OSError:
-            pass
-        with self._lock:
-            socks = list(self._sockets)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
 
     # --- looking up connections ---------------------------------------------------------------
     def channels(self, channel_type: int) -> list[TapConnection]:
