@@ -65,3 +65,8 @@ def publish(path: Path, name: str, lines: list[str], write: bool = True) -> str:
         write_between(path, name, text)
         print(f"wrote {os.path.relpath(path, ROOT)}")
     return text
+
+
+def publish_table(path: Path, name: str, intro: list[str], header: list[str], rows: list[list[str]], write: bool = True) -> str:
+    """`publish` a section of `intro` lines, then the table."""
+    return publish(path, name, [*intro, "", md_table(header, rows)], write)

@@ -51,7 +51,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import simplejpeg  # noqa: E402
-from _report import command_line, cpu_model, load_average, md_table, publish  # noqa: E402
+from _report import command_line, cpu_model, load_average, publish_table  # noqa: E402
 from support.images import photo, pillow_decode, psnr  # noqa: E402
 
 from spice_twisted.codecs import video  # noqa: E402
@@ -455,35 +455,27 @@ def main() -> None:
             "frames coalesced",
             "verdict",
         ]
-        lines = [
+        intro = [
             f"{machine}: one light client through tests/support/shaper.py, {PRESSES} key presses each,",
             "the demo's 320x180 plasma playing at 20 fps. Goal with the video on: p50 <= 120 ms, p95 <= 300 ms.",
-            "",
-            md_table(header, lrows),
         ]
-        publish(ROOT / "docs" / "performance.md", "streams-latency", lines, write=not args.no_write)
+        publish_table(ROOT / "docs" / "performance.md", "streams-latency", intro, header, lrows, write=not args.no_write)
     if "server" in parts:
         srows = server_rows()
         header = ["video", "sent as", "clients", "server CPU (of one core)", "Mbit/s per client"]
-        lines = [
+        intro = [
             f"{machine}: the server in-process, encodes inline, {FPS} fps of moving plasma.",
             "`mjpeg`/`vp8`/`h264`: a stream (one encode per frame for every client); `_low`: its low tier (every",
             "client judged a WAN), `mjpeg_min`: the least tier (a WAN of 1 Mbit/s); `off-jpeg`: images, JPEG",
             "(`--streaming-video off --jpeg-wan-compression always`); `off-quic`: images, the LAN default (QUIC).",
-            "",
-            md_table(header, srows),
         ]
-        publish(ROOT / "docs" / "performance.md", "streams", lines, write=not args.no_write)
+        publish_table(ROOT / "docs" / "performance.md", "streams", intro, header, srows, write=not args.no_write)
     if "codecs" not in parts:
         return
     rows = measure()
     header = ["content", "encoding", "KiB/frame", f"Mbit/s at {FPS} fps", "encode ms", "PSNR spice-gtk", "PSNR browser"]
-    lines = [
-        f"Measured by `{command_line()}` on {cpu_model()} (load {load_average()}); one thread, fastest of repeats.",
-        "",
-        md_table(header, rows),
-    ]
-    publish(ROOT / "docs" / "codecs.md", "mjpeg", lines, write=not args.no_write)
+    intro = [f"{machine}; one thread, fastest of repeats."]
+    publish_table(ROOT / "docs" / "codecs.md", "mjpeg", intro, header, rows, write=not args.no_write)
 
 
 if __name__ == "__main__":

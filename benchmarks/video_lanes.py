@@ -28,7 +28,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import command_line, cpu_model, load_average, md_table, publish  # noqa: E402
+from _report import command_line, cpu_model, load_average, publish_table  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from spice_twisted.codecs import video  # noqa: E402
@@ -121,13 +121,11 @@ def main() -> None:
         for codec in (video.VP8, video.VP9, video.H264):
             rows += await play(reactor, codec, w, h, args.seconds)
         header = ["stream", "tier", "frames", "encode CPU ms (median)", "wait p50 ms", "wait p95 ms", "wait max ms"]
-        lines = [
+        intro = [
             f"{machine}: {args.seconds:.0f} s of plasma at {FPS} fps, the full tier every frame and the low tier",
             "every other frame; the wait is from a frame's request to its payload on the reactor.",
-            "",
-            md_table(header, rows),
         ]
-        publish(ROOT / "docs" / "performance.md", "video-lanes", lines, write=not args.no_write)
+        publish_table(ROOT / "docs" / "performance.md", "video-lanes", intro, header, rows, write=not args.no_write)
 
     task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
 
