@@ -50,7 +50,6 @@ import asyncio  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -60,7 +59,6 @@ import statistics  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
@@ -754,47 +752,7 @@ def x11_workload(x: Any, name: str, size: tuple[int, int]) -> Any:
 
     if name == "repaint":
         return x11.Workload(x, "repaint", size)
-
-    class Drag(x11.Workload):
-        def start(self) -> None:
-            w, h = self.size
-            self.x.run("xsetroot", "-solid", "#3a5f7f")
-            self.x.spawn(
-                "xterm",
-                "-geometry",
-                f"{w // 7}x{h // 14}+0+0",
-                "-T",
-                "bench-text",
-                "-e",
-                "sh",
-                "-c",
-                "ls -lR /usr/share | head -3000; sleep 3600",
-            )
-            self.x.spawn("xlogo", "-geometry", f"{DRAG_W}x{DRAG_H}+100+100", "-name", "bench-logo")
-            self._wait_window("bench-text")
-            wid = int(self._wait_window("bench-logo"))
-            time.sleep(0.5)
-            self.x.run("xdotool", "windowraise", str(wid))
-            self._thread = threading.Thread(target=self._drag, args=(wid,), daemon=True)
-            time.sleep(1.0)
-            self._thread.start()
-
-        def _drag(self, wid: int) -> None:
-            import xcffib.xproto
-
-            conn = self._conn()
-            w, h = self.size
-            cw = xcffib.xproto.ConfigWindow
-            t0 = time.monotonic()
-            while not self._stop.wait(1 / 30):
-                a = (time.monotonic() - t0) * 1.2
-                px, py = int((w - DRAG_W) / 2 * (1 + math.cos(a))), int((h - DRAG_H) / 2 * (1 + math.sin(a)))
-                conn.core.ConfigureWindow(wid, cw.X | cw.Y, [px, py])
-                conn.flush()
-                self.events += 1
-            conn.disconnect()
-
-    return Drag(x, "drag", size)
+    return x11.Workload(x, "drag", size, window=(DRAG_W, DRAG_H), text_lines=3000)
 
 
 class X11Client(BenchClient):

@@ -109,10 +109,13 @@ def serve(argv: list[str]) -> None:
 
 # --- workloads on the X display ----------------------------------------------------------------
 class Workload:
-    """Starts X programs (and a mover/painter thread) for one workload; stop() ends them."""
+    """Starts X programs (and a mover/painter thread) for one workload; stop() ends them.
+    `move` (or `drag`, benchmarks/fanout.py's name for it): a `window`-sized xlogo moved
+    round over an xterm of `text_lines` lines."""
 
-    def __init__(self, x: Any, name: str, size: tuple[int, int]) -> None:
+    def __init__(self, x: Any, name: str, size: tuple[int, int], window: tuple[int, int] = (400, 300), text_lines: int = 2000) -> None:
         self.x, self.name, self.size = x, name, size
+        self.window, self.text_lines = window, text_lines
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.events = 0
@@ -124,7 +127,7 @@ class Workload:
         if self.name == "scroll":
             x.spawn("xterm", "-geometry", "120x45+20+20", "-T", "bench-scroll", "-e", "sh", "-c", "while :; do seq 1 100000; done")
             self._wait_window("bench-scroll")
-        elif self.name == "move":
+        elif self.name in ("move", "drag"):
             x.spawn(
                 "xterm",
                 "-geometry",
@@ -134,14 +137,14 @@ class Workload:
                 "-e",
                 "sh",
                 "-c",
-                "ls -lR /usr/share | head -2000; sleep 3600",
+                f"ls -lR /usr/share | head -{self.text_lines}; sleep 3600",
             )
-            x.spawn("xlogo", "-geometry", "400x300+100+100", "-name", "bench-logo")
+            x.spawn("xlogo", "-geometry", "{}x{}+100+100".format(*self.window), "-name", "bench-logo")
             self._wait_window("bench-text")
             wid = int(self._wait_window("bench-logo"))
             time.sleep(0.5)
             x.run("xdotool", "windowraise", str(wid))  # above the xterm, whichever mapped last
-            self._thread = threading.Thread(target=self._mover, args=(wid,), daemon=True)
+            self._thread = threading.Thread(target=self._mover, args=(wid, self.window), daemon=True)
         elif self.name == "repaint":
             self._thread = threading.Thread(target=self._painter, daemon=True)
         elif self.name == "idle":
@@ -160,16 +163,18 @@ class Workload:
 
         return xcffib.connect(display=self.x.display)
 
-    def _mover(self, wid: int) -> None:
+    def _mover(self, wid: int, window: tuple[int, int] = (400, 300)) -> None:
+        """Move the window (of `window` size) round the screen, 30 moves a second."""
         import xcffib.xproto
 
         conn = self._conn()
         w, h = self.size
+        ww, wh = window
         cw = xcffib.xproto.ConfigWindow
         t0 = time.monotonic()
         while not self._stop.wait(1 / 30):
             a = (time.monotonic() - t0) * 1.2
-            px, py = int((w - 400) / 2 * (1 + math.cos(a))), int((h - 300) / 2 * (1 + math.sin(a)))
+            px, py = int((w - ww) / 2 * (1 + math.cos(a))), int((h - wh) / 2 * (1 + math.sin(a)))
             conn.core.ConfigureWindow(wid, cw.X | cw.Y, [px, py])
             conn.flush()
             self.events += 1
