@@ -116,7 +116,10 @@ def test_hostile_agent_streams_cost_only_their_client(spawn):
     greedy.wait(AgentMsg.CLIPBOARD_GRAB, timeout=60)  # the server holds the good client's copy now
     t0 = time.monotonic()
     for _ in range(40):
-        greedy.send_fields(AgentMsg.CLIPBOARD_REQUEST, clip_type=ClipboardType.UTF8_TEXT)
+        try:
+            greedy.send_fields(AgentMsg.CLIPBOARD_REQUEST, clip_type=ClipboardType.UTF8_TEXT)
+        except (BrokenPipeError, ConnectionResetError):
+            break  # already closed by the server (quick on an idle machine, or under load)
     assert greedy.wait_closed(), "a client that returns no tokens is disconnected"
     assert time.monotonic() - t0 < 20
     log = server.log()
