@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from .channels.pipe import DisplayPipe
 from .channels.pixmap_cache import ClientPixmapCache
-from .wire.enums import ChannelType, CommonCap, DisplayCap, MainCap
+from .client_signatures import GTK_MAIN_CAPS, links_as_spice_html5
+from .wire.enums import ChannelType, DisplayCap
 
 if TYPE_CHECKING:
     from .channels.base import ChannelClient
@@ -88,13 +89,6 @@ def cache_stats(cache: ClientPixmapCache) -> dict[str, Any]:
     }
 
 
-# What each known client sends in its link (PROTOCOL-NOTES.md, "Clients"): spice-html5 0.2.2
-# offers exactly AGENT_CONNECTED_TOKENS on its main channel and only AUTH_SELECTION and
-# MINI_HEADER as common caps; spice-gtk 0.39+ offers all four main caps and never a
-# PREF_COMPRESSION display cap (a server cap that ryll and the Go client send anyway).
-HTML5_MAIN_CAPS = frozenset({MainCap.AGENT_CONNECTED_TOKENS})
-HTML5_COMMON_CAPS = frozenset({CommonCap.AUTH_SELECTION, CommonCap.MINI_HEADER})
-GTK_MAIN_CAPS = frozenset(MainCap)
 KINDS = ("spice-gtk", "spice-html5", "other")
 
 
@@ -105,15 +99,15 @@ def over_websocket(cc: ChannelClient) -> bool:
 
 def client_kind(client: Client) -> str:
     """Which program the client is, from what its links say (caps, WebSocket): "spice-gtk",
-    "spice-html5" or "other". A guess from behaviour, for the dashboard and /metrics: it
-    decides nothing (what a client is sent comes from codecs.choice.decoders())."""
+    "spice-html5" or "other" (client_signatures.py). A guess from behaviour, for the
+    dashboard and /metrics: what a client is sent comes from codecs.choice.decoders(),
+    save that spice-html5 gets no clipped streams (channels/display_streams.py)."""
     main = client.main
     if main is None:
         return "other"
-    common, caps = frozenset(main.request.common_caps), frozenset(main.request.channel_caps)
-    if caps == HTML5_MAIN_CAPS and common <= HTML5_COMMON_CAPS:
+    if links_as_spice_html5(main.request.channel_caps, main.request.common_caps):
         return "spice-html5"  # over WebSocket here, or through websockify
-    if caps >= GTK_MAIN_CAPS and not over_websocket(main):
+    if frozenset(main.request.channel_caps) >= GTK_MAIN_CAPS and not over_websocket(main):
         display = [cc for cc in client.channels if cc.channel_type == ChannelType.DISPLAY]
         if not any(DisplayCap.PREF_COMPRESSION in cc.request.channel_caps for cc in display):
             return "spice-gtk"

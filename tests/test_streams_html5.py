@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 
 import numpy as np
+from support import ffplay
 from support.images import psnr
 from support.inprocess import Reader, make_server, noise, open_display
 from support.processes import as_rgb, wait_until
+from support.tapped import connect
 from test_html5_client import assert_html5_clean, viewer, wait_exact  # noqa: F401 (viewer: a fixture)
 from test_pipeline_clients import assert_no_server_errors
 from test_streams import PLAYS, VP8_CAPS, _play, _report, _stamps
-from test_streams_clients import AREA, STREAM_DATA, _creates, _frames
+from test_streams_clients import AREA, STREAM_DATA, _creates, _frames, clip  # noqa: F401 (clip: a fixture)
 
 from spice_twisted.codecs.video import is_key_frame
 from spice_twisted.sources.demo_video import VIDEO, Plasma
@@ -123,6 +126,43 @@ def test_spice_html5_plays_the_vp8_stream_in_a_video_element_and_ends_exact(spaw
     assert wait_until(lambda: _video(v) is None, 20, "the <video> removed")
     server.pause()
     wait_exact(server, v, "the paused demo after the VP8 video")
+    assert_html5_clean(v)
+    assert_no_server_errors(server)
+
+
+def test_a_window_over_a_playing_video_stays_exact_in_spice_html5_beside_spice_gtk(spawn, viewer, tap_for, xvfb_factory, clip):  # noqa: F811
+    """xlogo opened over part of ffplay's playing video. spice-html5 keeps a stream's
+    STREAM_CLIP but draws every frame whole, so the frames would paint over the window;
+    the server ends the stream on that client once it is clipped and sends the area as
+    images: the window stays exact in the canvas while the video plays around it. spice-gtk,
+    which honours the clip, keeps the stream."""
+    xvfb = xvfb_factory(size=(1024, 768), solid="#336699")
+    # (Images never JPEG, whatever the link estimate says: the window's pixels are exact.)
+    server = spawn.harness("--source", f"x11:{xvfb.display}", "--disable-ticketing", "--jpeg-wan-compression", "never")
+    v, conn = viewer(server)
+    _, (gtk,), (gtk_conn,) = connect(server, tap_for, 1)
+    _, win = ffplay.play(xvfb, clip, 200, 150)
+    for c in (conn, gtk_conn):
+        c.wait_for(lambda k: _creates(k) and len(_frames(k)) >= 5, 60, "the stream")
+    xvfb.spawn("xlogo", "-geometry", f"160x100+{win.left - 20}+{win.top - 10}")  # over the video's top-left corner
+    # The 8-pixel tiles of the video that xlogo covers wholly (as in test_streams_clients).
+    over = (slice(win.top, win.top + 88), slice(win.left, win.left + 136))
+
+    def exact() -> bool:
+        canvas = v.canvas()
+        return canvas is not None and np.array_equal(canvas[over][..., :3], xvfb.root_image()[over])  # (RGBA, RGB)
+
+    conn.wait_for(lambda k: MsgDisplay.STREAM_DESTROY in [t for t, _ in k.snapshot()], 30, "the stream ended for spice-html5")
+    wait_until(exact, 30, "the window over the video exact in spice-html5")
+    mark, gtk_mark = conn.mark(), gtk_conn.mark()
+    conn.wait_for(lambda k: len(k.draws(mark)) >= 10, 30, "10 more pictures of the video")
+    for _ in range(20):  # the video's pictures leave the window alone: exact at every look
+        assert exact()
+        time.sleep(0.1)
+    assert not _frames(conn, mark) and not _creates(conn, mark)  # as images, not a stream again
+    gtk_conn.wait_for(lambda k: len(_frames(k, gtk_mark)) >= 10, 30, "spice-gtk's stream goes on")
+    assert MsgDisplay.STREAM_DESTROY not in [t for t, _ in gtk_conn.snapshot()]
+    assert MsgDisplay.STREAM_CLIP in [t for t, _ in gtk_conn.snapshot()]
     assert_html5_clean(v)
     assert_no_server_errors(server)
 

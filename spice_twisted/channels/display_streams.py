@@ -32,6 +32,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..client_signatures import links_as_spice_html5
 from ..codecs.video import (
     FAMILY,
     H264,
@@ -175,6 +176,8 @@ class ClientStreams:
         self.preferred: tuple[str, ...] | None = None  # its PREFERRED_VIDEO_CODEC_TYPE, our codecs in its order
         self.last_stamp: dict[int, int] = {}  # a stateful stream's last multimedia time sent (unwrapped)
         self.tiers: dict[int, str] = {}  # a stateful stream's tier of the last frame it was given
+        self.clipped_out: dict[int, Stream] = {}  # streams it gets as images since they were clipped
+        self._applies_clip: bool | None = None
 
     def tier_label(self) -> str:
         """ "full", "low" or "least": the tier its streams' frames last came in (the admin site's)."""
@@ -218,6 +221,30 @@ class ClientStreams:
             "{cc}: client prefers video codecs {order}: streams in {codecs}", cc=self.cc, order=list(order), codecs=self.codec_order()
         )
 
+    @property
+    def applies_clip(self) -> bool:
+        """Whether it draws a stream's frames only inside its STREAM_CLIP. spice-html5 keeps
+        the clip but draws every frame whole (its display.js), so a window over a playing
+        video would be painted over; it is known by its link (client_signatures.py)."""
+        if self._applies_clip is None:
+            main = self.cc.client.main
+            if main is None:
+                return True  # (not linked yet: asked again later)
+            self._applies_clip = not links_as_spice_html5(main.request.channel_caps, main.request.common_caps)
+        return self._applies_clip
+
+    def _clipped_out(self, stream: Stream) -> bool:
+        """A client that draws frames whole gets a stream as images once it is clipped, for
+        the rest of its life: STREAM_DESTROY now, the frames as ordinary drawables after."""
+        if self.clipped_out.get(stream.id) is stream:
+            return True
+        if stream.clip is None or self.applies_clip:
+            return False
+        self.clipped_out[stream.id] = stream
+        self.end(stream)
+        self.cc.log.info("{cc}: stream {id} clipped: sent as images (the client draws stream frames whole)", cc=self.cc, id=stream.id)
+        return True
+
     def tier(self, stream: Stream) -> str | None:
         """The tier this client gets the stream's next frame in. MJPEG: the low tier while
         its link is judged WAN, its pipe is backed up or its reports say frames come late,
@@ -226,7 +253,7 @@ class ClientStreams:
         link is judged WAN or the reports say late (both hold for seconds: each move costs
         a key frame of the tier moved to, which every client on that tier gets); a
         backed-up pipe skips to a key frame instead (`frame`)."""
-        if not self.cc.connected:
+        if not self.cc.connected or self._clipped_out(stream):
             return None
         codec = self.codecs.get(stream.id) if self.shown.get(stream.id) is stream else self._codec(stream)
         if codec is None:
@@ -332,6 +359,8 @@ class ClientStreams:
         multimedia time, inside the clip as it is then, so a frame sent before an image of
         the rect may have covered it. What it shows there is known only after the destroy
         (which drops the frames it still holds): the upgrade sends the rect exact."""
+        if s.ended and self.clipped_out.get(s.id) is s:
+            del self.clipped_out[s.id]
         if self.shown.get(s.id) is s:
             del self.shown[s.id]
             self.codecs.pop(s.id, None)
