@@ -15,6 +15,7 @@ from support.images import photo, psnr, text_ui
 from support.inprocess import Reader, make_server, noise, open_display
 
 from spice_twisted import codecs
+from spice_twisted.client_signatures import HTML5_COMMON_CAPS, HTML5_MAIN_CAPS
 from spice_twisted.render import streams
 from spice_twisted.render.rect import Rect
 from spice_twisted.wire.enums import DisplayCap, MsgDisplay
@@ -436,13 +437,11 @@ def test_a_client_that_cannot_decode_vp8_gets_the_stream_again_as_mjpeg():
     assert psnr(_area(r.screen.fb), _area(srv.render.primary.pixels)) >= 30
 
 
-def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exact():
-    """A window moved (COPY_BITS) onto the video while it plays: the video keeps drawing
-    only what the window leaves visible, the frames carry the window as the surface holds
-    it, and after the video stops every client is exact, the window's text included."""
+def _drag_a_window_over_the_video(srv, readers) -> Rect:
+    """A window of text below-left of the video, moved (COPY_BITS) onto its left part after
+    6 frames, then 12 more frames drawn around it; returns where the window is now."""
     from spice_twisted.render.region import Region
 
-    srv, readers = _server_and_readers(2)
     window = Rect(0, 60, 90, 100)  # below-left of the video, then dragged over its corner
     srv.render.primary.pixels[window.top : window.bottom, window.left : window.right] = text_ui(window.height, window.width)
     srv.render.damage(window)
@@ -461,6 +460,16 @@ def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exac
         for rd in readers:
             rd.catch_up(srv)
         srv.reactor.advance(STEP)
+    return moved
+
+
+def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exact():
+    """A window moved (COPY_BITS) onto the video while it plays: the video keeps drawing
+    only what the window leaves visible, the frames carry the window as the surface holds
+    it, and after the video stops every client is exact, the window's text included."""
+
+    srv, readers = _server_and_readers(2)
+    moved = _drag_a_window_over_the_video(srv, readers)
     assert all(len(rd.screen.streams) == 1 for rd in readers)  # still one stream
     for rd in readers:
         assert psnr(_area(rd.screen.fb), _area(srv.render.primary.pixels)) >= 30
@@ -477,6 +486,35 @@ def test_a_window_dragged_over_a_playing_stream_shows_and_every_client_ends_exac
         rd.catch_up(srv)
         assert not rd.screen.streams
         assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+
+
+def test_spice_html5_gets_a_clipped_stream_as_images_and_a_spice_gtk_beside_it_keeps_it():
+    """spice-html5 keeps STREAM_CLIP but draws whole frames (tests/test_streams_html5.py
+    shows it in Chromium). A client that links as spice-html5 does gets STREAM_DESTROY once
+    the stream is clipped and the video's pictures as images from then on, the window
+    exact among them; a spice-gtk beside it plays the clipped stream."""
+    srv = make_server()
+    noise(srv)
+    gtk = Reader(*open_display(srv, PLAYS))
+    html5 = Reader(*open_display(srv, PLAYS, main_link=(HTML5_MAIN_CAPS, HTML5_COMMON_CAPS)))
+    for rd in (gtk, html5):
+        rd.catch_up(srv)
+    moved = _drag_a_window_over_the_video(srv, [gtk, html5])
+    assert MsgDisplay.STREAM_CLIP in _types(gtk) and MsgDisplay.STREAM_DESTROY not in _types(gtk) and len(gtk.screen.streams) == 1
+    types = _types(html5)
+    assert MsgDisplay.STREAM_CLIP not in types and types.count(MsgDisplay.STREAM_DESTROY) == 1 and not html5.screen.streams
+    after = types[types.index(MsgDisplay.STREAM_DESTROY) :]
+    assert MsgDisplay.STREAM_DATA not in after and MsgDisplay.STREAM_CREATE not in after  # images only, for the stream's life
+    assert after.count(MsgDisplay.DRAW_COPY) >= 6
+    over = moved.intersect(VIDEO)
+    for rd in (gtk, html5):
+        assert np.array_equal(_area(rd.screen.fb, over)[..., :3], _area(srv.render.primary.pixels, over)[..., :3])
+        assert psnr(_area(rd.screen.fb), _area(srv.render.primary.pixels)) >= 30
+    srv.reactor.advance(streams.END_AFTER + srv.render.lossless_after + STEP)
+    for rd in (gtk, html5):
+        rd.catch_up(srv)
+        assert np.array_equal(rd.screen.fb[..., :3], srv.render.primary.pixels[..., :3])
+    assert not html5.cc.streams.clipped_out  # forgotten with the stream
 
 
 def test_a_frame_shown_after_the_images_sent_behind_it_is_made_exact_when_the_stream_ends():

@@ -42,15 +42,24 @@ def make_server(source: DisplaySource | None = None, clock: Clock | None = None,
     return srv
 
 
-def connect_channel(srv: SpiceServer, channel: ChannelType, session: int = 0, caps=frozenset()):
-    cc = srv.create_channel_client(LinkRequest(session, channel, 0, frozenset(), frozenset(caps)), True, False, "test")
+def connect_channel(srv: SpiceServer, channel: ChannelType, session: int = 0, caps=frozenset(), common=frozenset()):
+    cc = srv.create_channel_client(LinkRequest(session, channel, 0, frozenset(common), frozenset(caps)), True, False, "test")
     t = StringTransport()
     cc.makeConnection(t)
     return cc, t
 
 
-def open_display(srv: SpiceServer, caps=frozenset(), cache_px: int = 0, glz_window: int = 0, glz_dictionary: int | None = None):
-    main, _ = connect_channel(srv, ChannelType.MAIN)
+def open_display(
+    srv: SpiceServer,
+    caps=frozenset(),
+    cache_px: int = 0,
+    glz_window: int = 0,
+    glz_dictionary: int | None = None,
+    main_link: tuple[frozenset, frozenset] = (frozenset(), frozenset()),
+):
+    """A main and a display channel of one new client. `main_link`: the main channel's
+    (channel caps, common caps), what tells the server which program the client is."""
+    main, _ = connect_channel(srv, ChannelType.MAIN, caps=main_link[0], common=main_link[1])
     cc, t = connect_channel(srv, ChannelType.DISPLAY, main.client.session_id, caps)
     dictionary = (1 if glz_window else 0) if glz_dictionary is None else glz_dictionary
     init = struct.pack("<BqBi", 1, cache_px, dictionary, glz_window)
