@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.processes import free_port
 
 from spice_twisted.sources import vm_protocol as p
 from spice_twisted.sources.vm import HELPER, HELPER_PYTHON, parse_uri
@@ -219,12 +220,4 @@ def test_options_need_a_spice_source_for_its_password_and_ca(tmp_path: Path):
     pw = tmp_path / "pw"
     pw.write_text("x\n")
     with pytest.raises(usage.UsageError, match="--source-password-file needs --source spice://HOST:PORT"):
-        Options().parseOptions(["--port", str(_free_port()), "--admin-port", "0", "--source-password-file", str(pw)])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        Options().parseOptions(["--port", str(free_port()), "--admin-port", "0", "--source-password-file", str(pw)])

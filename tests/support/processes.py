@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +24,50 @@ HARNESS = Path(__file__).with_name("server_harness.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def worker_index() -> int:
+    """This pytest-xdist worker's number (0 without xdist): each worker takes X displays
+    (xvfb.py) and ports (free_port) from its own range, so two never race for one."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+# free_port's ports: below Linux's ephemeral range (32768-60999 by default), where the
+# kernel never hands one out for a bind to port 0 or an outgoing connection; a range of
+# PORTS_PER_WORKER for each of up to 6 workers.
+PORT_BASE, PORTS_PER_WORKER = 20000, 2000
+_ports: Iterator[int] | None = None
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A 127.0.0.1 port free now, for a server a test starts soon. A port the kernel picks
+    (a bind to port 0) may be handed to someone else (another worker's tap, an outgoing
+    connection) before the server binds it; these come from this worker's own range,
+    taken in turn (from a random start: another pytest run beside this one), and a port is
+    skipped while anything holds it."""
+    global _ports
+    if _ports is None:
+        base = PORT_BASE + worker_index() % 6 * PORTS_PER_WORKER
+        start = random.randrange(PORTS_PER_WORKER)
+        _ports = (base + (start + i) % PORTS_PER_WORKER for i in itertools.count())
+    for port in _ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("unreachable")  # (the generator never ends)
 
 
 class RefusingPort:
     """A 127.0.0.1 port bound but not listening: a connection to it is refused (nothing is
     there yet), and it stays ours until `release()`, which a test calls just before what
-    will listen there starts. A port from free_port() left unbound for seconds may be taken
-    meanwhile by another test (another pytest-xdist worker's free_port())."""
+    will listen there starts. A port from free_port() left unbound for seconds could be
+    taken meanwhile by anything else on the machine."""
 
     def __init__(self) -> None:
         self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", free_port()))
         self.port: int = self._sock.getsockname()[1]
 
     def release(self) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .processes import terminate
+from .processes import terminate, worker_index
 
 TOOLS = ("Xvfb", "xwd", "xdotool", "xrandr", "xsetroot", "xev", "xterm", "xmodmap")
 FIRST_DISPLAY = 90
@@ -27,13 +27,6 @@ DISPLAYS_PER_WORKER = 100
 
 def missing_tools() -> list[str]:
     return [t for t in TOOLS if shutil.which(t) is None]
-
-
-def _worker() -> int:
-    """This pytest-xdist worker's number (0 without xdist): each worker picks displays from
-    its own range, so two never race for one (the lock file is Xvfb's, made after the pick)."""
-    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
 
 
 def _display_free(n: int) -> bool:
@@ -61,7 +54,7 @@ class Xvfb:
         self.start(size)
 
     def _pick(self) -> int:
-        first = FIRST_DISPLAY + DISPLAYS_PER_WORKER * _worker()
+        first = FIRST_DISPLAY + DISPLAYS_PER_WORKER * worker_index()
         for n in range(first, first + DISPLAYS_PER_WORKER):
             if _display_free(n):
                 return n
