@@ -1,5 +1,5 @@
 """Video streams to spice-gtk over a shaped link (tests/support/shaper.py: 80 ms round trip,
-10 Mbit/s, token bucket) beside a client on the LAN.
+8 Mbit/s, token bucket) beside a client on the LAN.
 
 Counted on the wire (each client's own wire tap, between the client and its link): the
 tier of every frame (its JPEG's chroma sampling), how many frames and bytes each client
@@ -24,14 +24,34 @@ from spice_twisted.wire.messages import decode_body, message
 
 STREAM_REPORT = message(ChannelType.DISPLAY, "STREAM_REPORT", from_server=False)
 MAIN_INIT = message(ChannelType.MAIN, "INIT")
-RATE, DELAY = 10e6 / 8, 0.040  # 10 Mbit/s, 40 ms each way
+# 8 Mbit/s, 40 ms each way. Not 10 Mbit/s: that is within 5% of the WAN threshold
+# (upstream's 10 Mibit/s), where the connect-time test's noise on a loaded machine (its
+# small PINGs 8 ms later than the large one's share) puts it above; one clean-clone run
+# waited 60 s in vain for the verdict there.
+RATE, DELAY = 8e6 / 8, 0.040
 
 
 def _reports(conn) -> list[dict]:
     return [decode_body(STREAM_REPORT, b) for t, b in list(conn.client_messages) if t == MsgcDisplay.STREAM_REPORT]
 
 
-def test_a_client_on_a_shaped_80ms_10mbit_link_plays_the_low_tier_beside_a_lan_client_and_both_end_exact(spawn, tap_for):
+def _wait_verdicts(server, shaper: Shaper, timeout: float = 60.0) -> None:
+    """Until the server judges the client behind the shaper (known by the ports the shaper
+    connected from) a WAN and the other one a LAN; on a timeout, what it measured."""
+
+    def verdicts() -> dict[bool, bool]:
+        shaped = set(shaper.upstream_ports)
+        return {int(c["address"].rsplit(":", 1)[1]) in shaped: c["link"]["wan"] for c in server.stats()["clients"]}
+
+    try:
+        wait_until(lambda: verdicts() == {True: True, False: False}, timeout, "the shaped client judged WAN, the other LAN")
+    except AssertionError as exc:
+        links = [(c["address"], c["link"]) for c in server.stats()["clients"]]
+        tests = [line for line in server.log().splitlines() if "net test" in line]
+        raise AssertionError(f"{exc}: shaper ports {shaper.upstream_ports}; links {links}; {tests}") from None
+
+
+def test_a_client_on_a_shaped_80ms_8mbit_link_plays_the_low_tier_beside_a_lan_client_and_both_end_exact(spawn, tap_for):
     server = spawn.harness()  # the demo, its video off
     with Shaper(server.port, rate=RATE, delay=DELAY) as shaper, WireTap(shaper.port) as slow_tap:
         slow = spawn.client("--port", str(slow_tap.port))
@@ -41,10 +61,10 @@ def test_a_client_on_a_shaped_80ms_10mbit_link_plays_the_low_tier_beside_a_lan_c
         fast.wait_event("mark")
         fast_conn = fast_tap.display()
         # The server's link estimate: its own network test at connect (a 250 KiB PING) puts
-        # 10 Mbit/s below upstream's 10 Mibit/s threshold; on a loaded machine the test may
+        # 8 Mbit/s below upstream's 10 Mibit/s threshold; on a loaded machine the test may
         # be inconclusive, and then the rate the video's frames leave at says it.
         server.command("video on", "video")
-        wait_until(lambda: sum(c["link"]["wan"] for c in server.stats()["clients"]) == 1, 60, "the shaped client judged WAN")
+        _wait_verdicts(server, shaper)
         judged = slow_conn.mark()  # frames sent before the verdict may still be on the link: let them pass
         slow_conn.wait_for(lambda k: len(_frames(k, judged)) >= 8, 60, "8 frames after the verdict")
         for conn in (slow_conn, fast_conn):
