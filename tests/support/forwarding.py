@@ -110,7 +110,7 @@ class Forwarder:
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, name=f"{self.name}-{self.port}", daemon=True).start()
 
-    def __enter__(self):
+    def __enter__(self) -> Forwarder:
         return self
 
     def __exit__(self, *exc: object) -> None:

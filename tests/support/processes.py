@@ -49,14 +49,16 @@ def free_port() -> int:
         base = PORT_BASE + worker_index() % 6 * PORTS_PER_WORKER
         start = random.randrange(PORTS_PER_WORKER)
         _ports = (base + (start + i) % PORTS_PER_WORKER for i in itertools.count())
-    for port in _ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("unreachable")  # (the generator never ends)
+    return next(p for p in _ports if _bindable(p))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class RefusingPort:
